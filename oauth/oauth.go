@@ -1,0 +1,58 @@
+// Package oauth is a client for OAuth 2.0 token endpoints: form POSTs with
+// client authentication (RFC 6749 §2.3, RFC 7523 §2.2), and parsing of
+// RFC 6749 §5.1/§5.2 and RFC 8693 §2.2 responses. It knows the two grants
+// chainbroker uses: token exchange (RFC 8693) and JWT bearer (RFC 7523).
+package oauth
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Grant and token type URIs.
+const (
+	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	GrantTypeJWTBearer     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
+	TokenTypeIDJAG       = "urn:ietf:params:oauth:token-type:id-jag"
+	TokenTypeIDToken     = "urn:ietf:params:oauth:token-type:id_token"
+	TokenTypeRefresh     = "urn:ietf:params:oauth:token-type:refresh_token"
+)
+
+// AuthMethod is a token endpoint client authentication method.
+type AuthMethod string
+
+const (
+	AuthClientSecretBasic AuthMethod = "client_secret_basic"
+	AuthClientSecretPost  AuthMethod = "client_secret_post"
+	AuthPrivateKeyJWT     AuthMethod = "private_key_jwt"
+	AuthNone              AuthMethod = "none"
+)
+
+// Error is an OAuth error response (RFC 6749 §5.2) from an authorization server.
+type Error struct {
+	StatusCode  int    // HTTP status
+	Code        string // "error", e.g. invalid_grant
+	Description string // "error_description", may be empty
+	URI         string // "error_uri", may be empty
+}
+
+func (e *Error) Error() string {
+	if e.Description == "" {
+		return fmt.Sprintf("oauth: %s (HTTP %d)", e.Code, e.StatusCode)
+	}
+	return fmt.Sprintf("oauth: %s: %s (HTTP %d)", e.Code, e.Description, e.StatusCode)
+}
+
+// Transport-level failures, wrapped with detail; test with errors.Is.
+var (
+	// ErrUnavailable: the endpoint could not be reached, timed out, or answered
+	// 5xx/429 without a parsable OAuth error. Retrying later may help.
+	ErrUnavailable = errors.New("oauth: token endpoint unavailable")
+	// ErrBadResponse: the endpoint answered something that is not a valid
+	// token or error response (bad JSON, missing access_token/token_type,
+	// wrong content, over the size bound).
+	ErrBadResponse = errors.New("oauth: invalid token endpoint response")
+)
