@@ -157,8 +157,8 @@ type ChainResponse struct {
 	// Token type as the target domain reported it, usually "Bearer".
 	TokenType string `protobuf:"bytes,3,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
 	// Lifetime of access_token in seconds, as the target domain reported it
-	// (0 when it did not say).
-	ExpiresIn int64 `protobuf:"varint,4,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	// (0 when it did not say). int32 so that JSON carries a number, as OAuth clients expect.
+	ExpiresIn int32 `protobuf:"varint,4,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
 	// Space-separated scopes granted by the target domain (RFC 6749 §5.1).
 	Scope string `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
 	// Identifier of the audit event recording this chain
@@ -221,7 +221,7 @@ func (x *ChainResponse) GetTokenType() string {
 	return ""
 }
 
-func (x *ChainResponse) GetExpiresIn() int64 {
+func (x *ChainResponse) GetExpiresIn() int32 {
 	if x != nil {
 		return x.ExpiresIn
 	}
@@ -613,7 +613,7 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\n" +
 	"token_type\x18\x03 \x01(\tR\ttokenType\x12\x1d\n" +
 	"\n" +
-	"expires_in\x18\x04 \x01(\x03R\texpiresIn\x12\x14\n" +
+	"expires_in\x18\x04 \x01(\x05R\texpiresIn\x12\x14\n" +
 	"\x05scope\x18\x05 \x01(\tR\x05scope\x12\x19\n" +
 	"\baudit_id\x18\x06 \x01(\tR\aauditId\x12'\n" +
 	"\x04hops\x18\a \x03(\v2\x13.chainbroker.v1.HopR\x04hops\"\xbd\x01\n" +

@@ -1,0 +1,483 @@
+// Package broker is the domain logic of identity chaining across trust domains
+// (draft-ietf-oauth-identity-chaining): hop 1 exchanges the caller's subject
+// token at the source domain (RFC 8693) for a JWT authorization grant, the
+// broker validates that grant as the target domain would, marks its jti, and
+// hop 2 presents it to the target domain (RFC 7523) for an access token. Every
+// call leaves an audit event.
+//
+// The package knows no transport (gRPC, HTTP gateway) and no storage driver:
+// it talks to token endpoints through TokenEndpoint and to state through the
+// store interfaces.
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chainbroker/chainbroker/oauth"
+	"github.com/chainbroker/chainbroker/store"
+	"github.com/chainbroker/chainbroker/token"
+)
+
+// TokenEndpoint performs token requests (*oauth.Client).
+type TokenEndpoint interface {
+	Token(ctx context.Context, req oauth.Request) (*oauth.TokenResponse, error)
+}
+
+// Verifier verifies JWS signatures with a domain's keys (*token.Verifier).
+type Verifier interface {
+	Verify(ctx context.Context, compact string) (*token.Token, error)
+}
+
+// Domain is one trust domain as the broker uses it. Every URL comes from
+// configuration or from discovery of the configured issuer, never from a token.
+type Domain struct {
+	Name          string
+	Issuer        string
+	TokenEndpoint string
+	JWKSURI       string // informational (ListDomains); Keys does the work
+	Creds         oauth.ClientCredentials
+	// Keys verifies tokens this domain issues. Required for a chain's source.
+	Keys Verifier
+	// Timeout bounds each call to this domain's token endpoint; 0: 10s.
+	Timeout time.Duration
+	// SubjectTokenType and RequestedTokenType are hop 1 defaults when this
+	// domain is a source (both default to the access_token type).
+	SubjectTokenType   string
+	RequestedTokenType string
+	// Assertion is how this domain, as a target, validates grants.
+	Assertion AssertionPolicy
+}
+
+// AssertionPolicy mirrors the target authorization server's checks of a JWT
+// authorization grant. The zero value plus defaults matches Keycloak.
+type AssertionPolicy struct {
+	Audience    []string      // accepted `aud` values; default the domain's issuer
+	AllowedAlgs []string      // default token.DefaultAllowedAlgs
+	MaxLifetime time.Duration // bound on exp - iat; default 300s
+	ClockSkew   time.Duration // default 0
+	AllowReuse  bool          // accept assertions without jti, and skip replay marking
+}
+
+// Chain is a permitted (source, target) route.
+type Chain struct {
+	Source         string
+	Target         string
+	Audience       string   // sent in hop 1; default the target's issuer
+	Resource       []string // sent in hop 1
+	ExchangeScopes []string // sent as scope in hop 1
+	DefaultScopes  []string // requested in hop 2 when the caller names none
+}
+
+// Limits bound request inputs.
+type Limits struct {
+	MaxTokenBytes  int // default token.MaxTokenBytes (16 KiB)
+	MaxScopes      int // default 32
+	MaxResources   int // default 16
+	MaxFieldLength int // scopes, resources, audience, names, token types; default 1024
+}
+
+// Config is everything a Broker needs.
+type Config struct {
+	Domains  []Domain
+	Chains   []Chain
+	Endpoint TokenEndpoint
+	Replay   store.ReplayGuard
+	Audit    store.AuditLog
+	Limits   Limits
+	Logger   *slog.Logger // nil: discard
+}
+
+// Broker runs chains. It is immutable after New and safe for concurrent use.
+type Broker struct {
+	domains  map[string]*Domain
+	byIssuer map[string]*Domain
+	chains   map[[2]string]*Chain
+	order    []string // domain names in configuration order
+	chainSeq []*Chain
+	endpoint TokenEndpoint
+	replay   store.ReplayGuard
+	audit    store.AuditLog
+	limits   Limits
+	log      *slog.Logger
+}
+
+// New checks cfg and returns a Broker. Problems are reported together.
+func New(cfg Config) (*Broker, error) {
+	b := &Broker{
+		domains:  map[string]*Domain{},
+		byIssuer: map[string]*Domain{},
+		chains:   map[[2]string]*Chain{},
+		endpoint: cfg.Endpoint,
+		replay:   cfg.Replay,
+		audit:    cfg.Audit,
+		limits:   cfg.Limits,
+		log:      cfg.Logger,
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	setInt(&b.limits.MaxTokenBytes, token.MaxTokenBytes)
+	setInt(&b.limits.MaxScopes, 32)
+	setInt(&b.limits.MaxResources, 16)
+	setInt(&b.limits.MaxFieldLength, 1024)
+
+	var errs []error
+	if cfg.Endpoint == nil || cfg.Replay == nil || cfg.Audit == nil {
+		errs = append(errs, errors.New("broker: Endpoint, Replay and Audit are required"))
+	}
+	for i := range cfg.Domains {
+		d := cfg.Domains[i] // copy: the broker owns its configuration
+		if d.Name == "" || d.Issuer == "" || d.TokenEndpoint == "" {
+			errs = append(errs, fmt.Errorf("broker: domain %d (%q): name, issuer and token endpoint are required", i, d.Name))
+			continue
+		}
+		if _, dup := b.domains[d.Name]; dup {
+			errs = append(errs, fmt.Errorf("broker: duplicate domain %q", d.Name))
+			continue
+		}
+		if other, dup := b.byIssuer[d.Issuer]; dup {
+			errs = append(errs, fmt.Errorf("broker: domains %q and %q share issuer %q", other.Name, d.Name, d.Issuer))
+			continue
+		}
+		if d.Timeout <= 0 {
+			d.Timeout = 10 * time.Second
+		}
+		if d.SubjectTokenType == "" {
+			d.SubjectTokenType = oauth.TokenTypeAccessToken
+		}
+		if d.RequestedTokenType == "" {
+			d.RequestedTokenType = oauth.TokenTypeAccessToken
+		}
+		p := &d.Assertion
+		if len(p.Audience) == 0 {
+			p.Audience = []string{d.Issuer}
+		}
+		if len(p.AllowedAlgs) == 0 {
+			p.AllowedAlgs = token.DefaultAllowedAlgs
+		}
+		if p.MaxLifetime <= 0 {
+			p.MaxLifetime = 300 * time.Second
+		}
+		b.domains[d.Name] = &d
+		b.byIssuer[d.Issuer] = &d
+		b.order = append(b.order, d.Name)
+	}
+	for i := range cfg.Chains {
+		c := cfg.Chains[i]
+		src, tgt := b.domains[c.Source], b.domains[c.Target]
+		switch {
+		case src == nil || tgt == nil:
+			errs = append(errs, fmt.Errorf("broker: chain %d: unknown domain in %q -> %q", i, c.Source, c.Target))
+			continue
+		case src == tgt:
+			errs = append(errs, fmt.Errorf("broker: chain %d: source and target are both %q", i, c.Source))
+			continue
+		case src.Keys == nil:
+			errs = append(errs, fmt.Errorf("broker: chain %d: source domain %q has no verification keys (jwks_uri)", i, c.Source))
+			continue
+		}
+		if _, dup := b.chains[[2]string{c.Source, c.Target}]; dup {
+			errs = append(errs, fmt.Errorf("broker: duplicate chain %q -> %q", c.Source, c.Target))
+			continue
+		}
+		if c.Audience == "" {
+			c.Audience = tgt.Issuer
+		}
+		b.chains[[2]string{c.Source, c.Target}] = &c
+		b.chainSeq = append(b.chainSeq, &c)
+		if tgt.Assertion.AllowReuse {
+			b.log.Warn("assertion reuse allowed: assertions without jti are accepted and replay markers are not written",
+				"target_domain", tgt.Name)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return b, nil
+}
+
+func setInt(p *int, v int) {
+	if *p <= 0 {
+		*p = v
+	}
+}
+
+// Domains returns the configured domains in configuration order (copies).
+func (b *Broker) Domains() []Domain {
+	out := make([]Domain, 0, len(b.order))
+	for _, n := range b.order {
+		out = append(out, *b.domains[n])
+	}
+	return out
+}
+
+// Chains returns the configured chains in configuration order (copies).
+func (b *Broker) Chains() []Chain {
+	out := make([]Chain, 0, len(b.chainSeq))
+	for _, c := range b.chainSeq {
+		out = append(out, *c)
+	}
+	return out
+}
+
+// Request is one chain request.
+type Request struct {
+	Caller           string // authenticated caller name, recorded in the audit event
+	SubjectToken     string
+	SubjectTokenType string
+	SourceDomain     string
+	TargetDomain     string
+	Scopes           []string
+	Resources        []string
+	Audience         string
+	ActorToken       string
+	ActorTokenType   string
+}
+
+// Result is a successful chain.
+type Result struct {
+	AccessToken     string
+	IssuedTokenType string
+	TokenType       string
+	ExpiresIn       int64
+	Scope           string
+	AuditID         string
+	Hops            []store.Hop
+}
+
+// Hash returns the hex SHA-256 of s: how tokens and jtis appear in audit
+// events and responses.
+func Hash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// Chain runs both hops. On failure it returns an *Error; either way an audit
+// event is written (when the audit log is reachable), and no token is ever
+// returned unless its event was recorded.
+func (b *Broker) Chain(ctx context.Context, req Request) (*Result, error) {
+	run := &chainRun{b: b, req: req, start: time.Now()}
+	run.ev = store.Event{
+		Caller:       req.Caller,
+		TargetDomain: req.TargetDomain,
+		SourceDomain: req.SourceDomain,
+	}
+	res, err := run.do(ctx)
+	return run.finish(ctx, res, err)
+}
+
+// chainRun is the state of one Chain call.
+type chainRun struct {
+	b     *Broker
+	req   Request
+	start time.Time
+	ev    store.Event
+}
+
+func (r *chainRun) do(ctx context.Context) (*Result, error) {
+	src, tgt, chain, err := r.parse()
+	if err != nil {
+		return nil, err
+	}
+	assertion, err := r.exchange(ctx, src, tgt, chain)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := r.validate(ctx, src, tgt, assertion)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.markReplay(ctx, tgt, tok); err != nil {
+		return nil, err
+	}
+	return r.jwtBearer(ctx, tgt, chain, assertion)
+}
+
+// parse checks the request and resolves its domains and chain.
+func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
+	req, lim := &r.req, r.b.limits
+	if req.SubjectToken != "" {
+		r.ev.SubjectTokenHash = Hash(req.SubjectToken)
+	}
+	r.ev.Scopes = req.Scopes
+	switch {
+	case req.SubjectToken == "":
+		return nil, nil, nil, invalid("subject_token", "required")
+	case len(req.SubjectToken) > lim.MaxTokenBytes:
+		return nil, nil, nil, invalid("subject_token", "longer than %d bytes", lim.MaxTokenBytes)
+	case req.TargetDomain == "":
+		return nil, nil, nil, invalid("target_domain", "required")
+	case len(req.ActorToken) > lim.MaxTokenBytes:
+		return nil, nil, nil, invalid("actor_token", "longer than %d bytes", lim.MaxTokenBytes)
+	case req.ActorToken != "" && req.ActorTokenType == "":
+		return nil, nil, nil, invalid("actor_token_type", "required with actor_token")
+	case req.ActorToken == "" && req.ActorTokenType != "":
+		return nil, nil, nil, invalid("actor_token", "required with actor_token_type")
+	case len(req.Scopes) > lim.MaxScopes:
+		return nil, nil, nil, invalid("scope", "more than %d scopes", lim.MaxScopes)
+	case len(req.Resources) > lim.MaxResources:
+		return nil, nil, nil, invalid("resource", "more than %d resources", lim.MaxResources)
+	}
+	for name, v := range map[string]string{
+		"subject_token_type": req.SubjectTokenType, "source_domain": req.SourceDomain,
+		"target_domain": req.TargetDomain, "audience": req.Audience, "actor_token_type": req.ActorTokenType,
+	} {
+		if len(v) > lim.MaxFieldLength {
+			return nil, nil, nil, invalid(name, "longer than %d bytes", lim.MaxFieldLength)
+		}
+	}
+	for _, s := range req.Scopes {
+		if s == "" || len(s) > lim.MaxFieldLength || !validScopeToken(s) {
+			return nil, nil, nil, invalid("scope", "%q is not a valid scope token (RFC 6749 §3.3)", truncate(s))
+		}
+	}
+	for _, res := range req.Resources {
+		if !absoluteURI(res) || len(res) > lim.MaxFieldLength {
+			return nil, nil, nil, invalid("resource", "%q is not an absolute URI without fragment (RFC 8707)", truncate(res))
+		}
+	}
+
+	// Unverified: used only to pick a configured source domain and to name the
+	// subject in audit events of chains that fail before hop 1 answers.
+	unverified, _ := token.ParseUnverified(req.SubjectToken)
+	if unverified != nil {
+		r.ev.Subject = unverified.Claims.Subject
+	}
+
+	tgt = r.b.domains[req.TargetDomain]
+	if tgt == nil {
+		return nil, nil, nil, &Error{Reason: ReasonDomainUnknown, Field: "target_domain",
+			Message: fmt.Sprintf("target_domain: unknown domain %q", truncate(req.TargetDomain))}
+	}
+	if req.SourceDomain != "" {
+		src = r.b.domains[req.SourceDomain]
+		if src == nil {
+			return nil, nil, nil, &Error{Reason: ReasonDomainUnknown, Field: "source_domain",
+				Message: fmt.Sprintf("source_domain: unknown domain %q", truncate(req.SourceDomain))}
+		}
+	} else {
+		if unverified == nil {
+			return nil, nil, nil, &Error{Reason: ReasonSourceUndetermined, Field: "source_domain",
+				Message: "source_domain: required: the subject token is not a JWT, so its issuer cannot name the source"}
+		}
+		src = r.b.byIssuer[unverified.Claims.Issuer]
+		if src == nil {
+			return nil, nil, nil, &Error{Reason: ReasonSourceUndetermined, Field: "source_domain",
+				Message: fmt.Sprintf("source_domain: required: no configured domain has the subject token's issuer %q", truncate(unverified.Claims.Issuer))}
+		}
+	}
+	r.ev.SourceDomain = src.Name
+	chain = r.b.chains[[2]string{src.Name, tgt.Name}]
+	if chain == nil {
+		return nil, nil, nil, fail(ReasonChainNotAllowed, "no chain is configured from %q to %q", src.Name, tgt.Name)
+	}
+	if len(req.Scopes) == 0 {
+		r.ev.Scopes = chain.DefaultScopes
+	}
+	return src, tgt, chain, nil
+}
+
+// finish records the audit event and returns the final answer.
+func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result, error) {
+	r.ev.Time = time.Now()
+	if err != nil {
+		e, ok := AsError(err)
+		if !ok {
+			e = &Error{Reason: ReasonInternal, Message: "internal error", Err: err}
+		}
+		r.ev.Outcome = store.OutcomeFailure
+		r.ev.Reason = string(e.Reason)
+		r.ev.Message = e.Message
+		if e.Upstream != nil {
+			r.ev.UpstreamError = e.Upstream.Code
+			r.ev.UpstreamErrorDescription = truncate(e.Upstream.Description)
+		}
+		// The audit context must survive the caller's cancellation: the
+		// failure is recorded even when the caller gave up.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, aerr := r.b.audit.Append(actx, &r.ev); aerr != nil {
+			r.b.log.ErrorContext(ctx, "audit append failed", "reason", e.Reason, "error", aerr)
+		}
+		r.log(ctx, e)
+		return nil, e
+	}
+	r.ev.Outcome = store.OutcomeSuccess
+	id, aerr := r.b.audit.Append(ctx, &r.ev)
+	if aerr != nil {
+		e := &Error{Reason: ReasonStoreUnavailable, Message: "the audit trail is unavailable; no token is issued without its audit event", Err: aerr}
+		r.log(ctx, e)
+		return nil, e
+	}
+	res.AuditID = id
+	res.Hops = r.ev.Hops
+	r.log(ctx, nil)
+	return res, nil
+}
+
+func (r *chainRun) log(ctx context.Context, e *Error) {
+	attrs := []slog.Attr{
+		slog.String("caller", r.ev.Caller),
+		slog.String("source_domain", r.ev.SourceDomain),
+		slog.String("target_domain", r.ev.TargetDomain),
+		slog.String("subject", r.ev.Subject),
+		slog.Duration("duration", time.Since(r.start)),
+	}
+	if e == nil {
+		r.b.log.LogAttrs(ctx, slog.LevelInfo, "chain", append(attrs, slog.String("outcome", "success"))...)
+		return
+	}
+	attrs = append(attrs, slog.String("outcome", "failure"), slog.String("reason", string(e.Reason)), slog.String("message", e.Message))
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+	}
+	r.b.log.LogAttrs(ctx, slog.LevelWarn, "chain", attrs...)
+}
+
+// validScopeToken reports whether s is a scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
+			return false
+		}
+	}
+	return true
+}
+
+func absoluteURI(s string) bool {
+	i := strings.Index(s, ":")
+	if i <= 0 || strings.ContainsAny(s, "# \t\r\n") {
+		return false
+	}
+	for j, c := range s[:i] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || j > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate bounds untrusted text echoed in messages.
+func truncate(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
+
+func scopes(req []string, def []string) []string {
+	if len(req) > 0 {
+		return req
+	}
+	return slices.Clone(def)
+}

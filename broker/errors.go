@@ -1,0 +1,111 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/chainbroker/chainbroker/oauth"
+)
+
+// Reason is a stable, machine-readable failure code. It is returned to the
+// caller (gRPC ErrorInfo.reason) and recorded in the audit event.
+type Reason string
+
+// Request problems.
+const (
+	ReasonRequestInvalid     Reason = "REQUEST_INVALID"     // a field is missing, malformed or too large; Error.Field names it
+	ReasonDomainUnknown      Reason = "DOMAIN_UNKNOWN"      // source_domain or target_domain is not configured
+	ReasonSourceUndetermined Reason = "SOURCE_UNDETERMINED" // no source_domain given and the token's iss names none (or several)
+	ReasonChainNotAllowed    Reason = "CHAIN_NOT_ALLOWED"   // no chain is configured from source to target
+)
+
+// Hop 1 and hop 2 upstream failures.
+const (
+	ReasonTokenExchangeRejected Reason = "TOKEN_EXCHANGE_REJECTED" // domain A answered an OAuth error
+	ReasonJWTBearerRejected     Reason = "JWT_BEARER_REJECTED"     // domain B answered an OAuth error
+	ReasonUpstreamUnavailable   Reason = "UPSTREAM_UNAVAILABLE"    // connection failed, timed out, 5xx or 429
+	ReasonUpstreamBadResponse   Reason = "UPSTREAM_BAD_RESPONSE"   // not a valid token response
+	ReasonKeysUnavailable       Reason = "SOURCE_KEYS_UNAVAILABLE" // the source domain's JWKS could not be fetched
+)
+
+// Assertion validation failures (DESIGN §2): what the target domain would refuse.
+const (
+	ReasonAssertionMalformed         Reason = "ASSERTION_MALFORMED"
+	ReasonAssertionAlgNotAllowed     Reason = "ASSERTION_ALG_NOT_ALLOWED"
+	ReasonAssertionTypeInvalid       Reason = "ASSERTION_TYPE_INVALID"
+	ReasonAssertionKeyUnknown        Reason = "ASSERTION_KEY_UNKNOWN"
+	ReasonAssertionSignatureInvalid  Reason = "ASSERTION_SIGNATURE_INVALID"
+	ReasonAssertionIssuerUntrusted   Reason = "ASSERTION_ISSUER_UNTRUSTED"
+	ReasonAssertionAudienceMultiple  Reason = "ASSERTION_AUDIENCE_MULTIPLE"
+	ReasonAssertionAudienceInvalid   Reason = "ASSERTION_AUDIENCE_INVALID"
+	ReasonAssertionExpirationMissing Reason = "ASSERTION_EXPIRATION_MISSING"
+	ReasonAssertionExpired           Reason = "ASSERTION_EXPIRED"
+	ReasonAssertionNotYetValid       Reason = "ASSERTION_NOT_YET_VALID"
+	ReasonAssertionLifetimeTooLong   Reason = "ASSERTION_LIFETIME_TOO_LONG"
+	ReasonAssertionJTIMissing        Reason = "ASSERTION_JTI_MISSING"
+	ReasonAssertionSubjectMissing    Reason = "ASSERTION_SUBJECT_MISSING"
+	ReasonAssertionIssuedAtMissing   Reason = "ASSERTION_IAT_MISSING"
+	ReasonAssertionClientIDMismatch  Reason = "ASSERTION_CLIENT_ID_MISMATCH"
+	ReasonAssertionReplayed          Reason = "ASSERTION_REPLAYED"
+)
+
+// Broker-side failures.
+const (
+	ReasonStoreUnavailable Reason = "STORE_UNAVAILABLE" // replay guard or audit log unreachable: fail closed
+	ReasonInternal         Reason = "INTERNAL"
+)
+
+// Hop names, as reported in errors and audit events.
+const (
+	HopTokenExchange = "token_exchange"
+	HopJWTBearer     = "jwt_bearer"
+)
+
+// Error is every failure Chain returns. Message is safe to show to the
+// caller; Err (the cause) may hold internal detail and is only logged.
+type Error struct {
+	Reason   Reason
+	Message  string
+	Field    string       // request field at fault (ReasonRequestInvalid, ReasonDomainUnknown)
+	Hop      string       // HopTokenExchange or HopJWTBearer when an upstream call was involved
+	Upstream *oauth.Error // the authorization server's OAuth error, if it answered one
+	Err      error
+}
+
+func (e *Error) Error() string {
+	s := string(e.Reason) + ": " + e.Message
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// AsError returns err's *Error, if it has one.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+func fail(r Reason, format string, args ...any) *Error {
+	return &Error{Reason: r, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalid(field, format string, args ...any) *Error {
+	return &Error{Reason: ReasonRequestInvalid, Field: field, Message: field + ": " + fmt.Sprintf(format, args...)}
+}
+
+// Reasons lists every reason code, for documentation and exhaustive tests.
+func Reasons() []Reason {
+	return []Reason{
+		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed,
+		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable,
+		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,
+		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,
+		ReasonAssertionExpirationMissing, ReasonAssertionExpired, ReasonAssertionNotYetValid, ReasonAssertionLifetimeTooLong,
+		ReasonAssertionJTIMissing, ReasonAssertionSubjectMissing, ReasonAssertionIssuedAtMissing, ReasonAssertionClientIDMismatch,
+		ReasonAssertionReplayed, ReasonStoreUnavailable, ReasonInternal,
+	}
+}

@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/chainbroker/chainbroker/oauth"
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// Token types accepted as the issued_token_type of hop 1: the grant must be a JWT.
+var assertionTokenTypes = []string{"", oauth.TokenTypeAccessToken, oauth.TokenTypeJWT, oauth.TokenTypeIDJAG}
+
+// exchange performs hop 1: RFC 8693 token exchange at the source domain for a
+// JWT authorization grant addressed to the target.
+func (r *chainRun) exchange(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
+	req := &r.req
+	te := oauth.TokenExchange{
+		SubjectToken:       req.SubjectToken,
+		SubjectTokenType:   req.SubjectTokenType,
+		ActorToken:         req.ActorToken,
+		ActorTokenType:     req.ActorTokenType,
+		RequestedTokenType: src.RequestedTokenType,
+		Audience:           []string{chain.Audience},
+		Resource:           append(append([]string(nil), chain.Resource...), req.Resources...),
+		Scope:              chain.ExchangeScopes,
+	}
+	if te.SubjectTokenType == "" {
+		te.SubjectTokenType = src.SubjectTokenType
+	}
+	if req.Audience != "" {
+		te.Audience = []string{req.Audience}
+	}
+	resp, err := r.call(ctx, src, HopTokenExchange, oauth.GrantTypeTokenExchange, te.Form())
+	if err != nil {
+		return "", err
+	}
+	if !contains(assertionTokenTypes, resp.IssuedTokenType) {
+		return "", &Error{Reason: ReasonUpstreamBadResponse, Hop: HopTokenExchange,
+			Message: "token exchange at " + src.Name + " issued a " + truncate(resp.IssuedTokenType) + ", not a JWT authorization grant"}
+	}
+	return resp.AccessToken, nil
+}
+
+// call posts one token request to d and records the hop, mapping the
+// outcome to an *Error on failure.
+func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string) (*oauth.TokenResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := r.b.endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form})
+	r.ev.Hops = append(r.ev.Hops, store.Hop{
+		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: time.Since(start),
+	})
+	if err == nil {
+		return resp, nil
+	}
+	rejected := ReasonTokenExchangeRejected
+	if hop == HopJWTBearer {
+		rejected = ReasonJWTBearerRejected
+	}
+	var oe *oauth.Error
+	switch {
+	case errors.As(err, &oe):
+		msg := d.Name + " refused the " + hop + ": " + oe.Code
+		if oe.Description != "" {
+			msg += ": " + truncate(oe.Description)
+		}
+		return nil, &Error{Reason: rejected, Hop: hop, Upstream: oe, Message: msg, Err: err}
+	case errors.Is(err, oauth.ErrConfig):
+		return nil, &Error{Reason: ReasonInternal, Hop: hop, Message: "the broker's client for " + d.Name + " is misconfigured", Err: err}
+	case errors.Is(err, oauth.ErrBadResponse):
+		return nil, &Error{Reason: ReasonUpstreamBadResponse, Hop: hop, Message: d.Name + " answered the " + hop + " with an invalid response", Err: err}
+	default: // oauth.ErrUnavailable, deadlines, anything else on the wire
+		return nil, &Error{Reason: ReasonUpstreamUnavailable, Hop: hop, Message: d.Name + " is unavailable for the " + hop, Err: err}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/chainbroker/chainbroker/token"
+)
+
+// validate checks the JWT authorization grant from hop 1 as the target domain
+// would (DESIGN §2), so that a grant the target would refuse is reported with
+// a precise reason instead of being sent. Signature first, with the source's
+// configured keys: no claim of an unverified token is trusted.
+func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion string) (*token.Token, error) {
+	tok, err := src.Keys.Verify(ctx, assertion)
+	if err != nil {
+		return nil, verifyError(src, err)
+	}
+	c := &tok.Claims
+	r.ev.Subject = c.Subject
+	r.ev.AssertionIssuer = c.Issuer
+	r.ev.AssertionAudience = c.Audience
+	if c.JTI != "" {
+		r.ev.AssertionJTIHash = Hash(c.JTI)
+		r.ev.Hops[len(r.ev.Hops)-1].AssertionJTIHash = r.ev.AssertionJTIHash
+	}
+	if err := checkClaims(tok, src, tgt, time.Now()); err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
+func verifyError(src *Domain, err error) *Error {
+	r := ReasonAssertionMalformed
+	msg := "the grant from " + src.Name + " is not a well-formed JWS"
+	switch {
+	case errors.Is(err, token.ErrAlgNotAllowed):
+		r, msg = ReasonAssertionAlgNotAllowed, "the grant from "+src.Name+" is signed with an algorithm that is not allowed"
+	case errors.Is(err, token.ErrKeyUnknown):
+		r, msg = ReasonAssertionKeyUnknown, "the grant from "+src.Name+" names a key (kid) that is not in its JWKS"
+	case errors.Is(err, token.ErrSignature):
+		r, msg = ReasonAssertionSignatureInvalid, "the grant's signature does not verify with "+src.Name+"'s keys"
+	case errors.Is(err, token.ErrKeysUnavailable):
+		r, msg = ReasonKeysUnavailable, "the keys of "+src.Name+" could not be fetched"
+	case errors.Is(err, token.ErrTooLarge):
+		msg = "the grant from " + src.Name + " is too large"
+	}
+	return &Error{Reason: r, Hop: HopTokenExchange, Message: msg, Err: err}
+}
+
+// checkClaims applies the target's policy to a verified grant. Each rule has
+// its own reason; the order follows Keycloak's so the first problem reported
+// is the one the target would have reported.
+func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
+	c, p := &tok.Claims, &tgt.Assertion
+	bad := func(r Reason, msg string) *Error { return &Error{Reason: r, Hop: HopTokenExchange, Message: msg} }
+	idJAG := strings.EqualFold(tok.Header.Typ, token.TypeIDJAG)
+
+	if !contains(p.AllowedAlgs, tok.Header.Alg) {
+		return bad(ReasonAssertionAlgNotAllowed, "alg "+tok.Header.Alg+" is not allowed by "+tgt.Name)
+	}
+	if t := tok.Header.Typ; t != "" && !strings.EqualFold(t, token.TypeJWT) && !idJAG {
+		return bad(ReasonAssertionTypeInvalid, "typ "+truncate(t)+" is neither JWT nor "+token.TypeIDJAG)
+	}
+	if c.Issuer != src.Issuer {
+		return bad(ReasonAssertionIssuerUntrusted, "iss "+quote(c.Issuer)+" is not "+src.Name+"'s issuer "+quote(src.Issuer))
+	}
+	switch {
+	case len(c.Audience) > 1:
+		return bad(ReasonAssertionAudienceMultiple, tgt.Name+" accepts a single aud; the grant has "+itoa(len(c.Audience)))
+	case len(c.Audience) == 0:
+		return bad(ReasonAssertionAudienceInvalid, "the grant has no aud")
+	case !contains(p.Audience, c.Audience[0]):
+		return bad(ReasonAssertionAudienceInvalid, "aud "+quote(c.Audience[0])+" is not what "+tgt.Name+" expects ("+strings.Join(p.Audience, ", ")+")")
+	}
+	skew := p.ClockSkew
+	switch {
+	case c.Expiry.IsZero():
+		return bad(ReasonAssertionExpirationMissing, "the grant has no exp")
+	case !now.Before(c.Expiry.Add(skew)):
+		return bad(ReasonAssertionExpired, "the grant expired at "+c.Expiry.UTC().Format(time.RFC3339))
+	case !c.NotBefore.IsZero() && c.NotBefore.After(now.Add(skew)):
+		return bad(ReasonAssertionNotYetValid, "the grant's nbf is in the future")
+	case !c.IssuedAt.IsZero() && c.IssuedAt.After(now.Add(skew)):
+		return bad(ReasonAssertionNotYetValid, "the grant's iat is in the future")
+	}
+	issued := c.IssuedAt
+	if issued.IsZero() {
+		issued = now
+	}
+	if life := c.Expiry.Sub(issued); life > p.MaxLifetime+skew {
+		return bad(ReasonAssertionLifetimeTooLong, "the grant lives "+life.Round(time.Second).String()+", more than "+tgt.Name+"'s maximum "+p.MaxLifetime.String())
+	}
+	if c.JTI == "" && (!p.AllowReuse || idJAG) {
+		return bad(ReasonAssertionJTIMissing, "the grant has no jti and "+tgt.Name+" forbids assertion reuse")
+	}
+	if c.Subject == "" {
+		return bad(ReasonAssertionSubjectMissing, "the grant has no sub")
+	}
+	if idJAG {
+		if c.IssuedAt.IsZero() {
+			return bad(ReasonAssertionIssuedAtMissing, "an ID-JAG must carry iat")
+		}
+		if c.ClientID != tgt.Creds.ClientID {
+			return bad(ReasonAssertionClientIDMismatch, "the ID-JAG's client_id "+quote(c.ClientID)+" is not the broker's client at "+tgt.Name)
+		}
+	}
+	return nil
+}
+
+func quote(s string) string { return `"` + truncate(s) + `"` }
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return "many"
+}

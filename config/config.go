@@ -1,0 +1,442 @@
+// Package config reads chainbroker's YAML configuration file, reports every
+// problem at once naming each field, and resolves secrets from the
+// environment or files. Only cmd/ uses it; the rest of the code receives typed
+// runtime configuration.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// File is the root of the YAML configuration.
+type File struct {
+	Listen  Listen   `yaml:"listen"`
+	Log     Log      `yaml:"log"`
+	Store   Store    `yaml:"store"`
+	Limits  Limits   `yaml:"limits"`
+	Domains []Domain `yaml:"domains"`
+	Chains  []Chain  `yaml:"chains"`
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	GRPC string `yaml:"grpc"` // default 127.0.0.1:9090
+	HTTP string `yaml:"http"` // default 127.0.0.1:8080
+	// ShutdownTimeout bounds the drain of in-flight calls on SIGTERM; default 15s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // json (default) or text
+}
+
+// Store selects the replay and audit backend.
+type Store struct {
+	Backend string `yaml:"backend"` // memory (default) or redis
+	Redis   Redis  `yaml:"redis"`
+}
+
+// Redis configures the Redis backend (go-redis UniversalClient: one address
+// for standalone, several for Cluster, master_name for Sentinel).
+type Redis struct {
+	URL          string   `yaml:"url"`   // redis://[user:pass@]host:port/db or rediss://; alternative to addrs
+	Addrs        []string `yaml:"addrs"` // host:port list
+	MasterName   string   `yaml:"master_name"`
+	Username     string   `yaml:"username"`
+	PasswordEnv  string   `yaml:"password_env"`
+	PasswordFile string   `yaml:"password_file"`
+	DB           int      `yaml:"db"`
+	KeyPrefix    string   `yaml:"key_prefix"`    // default "chainbroker"
+	AuditMaxLen  int64    `yaml:"audit_max_len"` // XADD MAXLEN ~; default 1000000
+	OpTimeout    Duration `yaml:"op_timeout"`    // per operation; default 2s
+}
+
+// Limits bound inputs.
+type Limits struct {
+	MaxTokenBytes int `yaml:"max_token_bytes"` // default 16384
+	MaxScopes     int `yaml:"max_scopes"`      // default 32
+	MaxResources  int `yaml:"max_resources"`   // default 16
+}
+
+// Domain is one trust domain (one authorization server).
+type Domain struct {
+	Name string `yaml:"name"`
+	// Issuer is the authorization server's issuer identifier, compared exactly.
+	Issuer string `yaml:"issuer"`
+	// Discovery fetches token_endpoint and jwks_uri from the issuer's
+	// .well-known/openid-configuration at start-up (explicit values win).
+	Discovery     bool   `yaml:"discovery"`
+	TokenEndpoint string `yaml:"token_endpoint"`
+	JWKSURI       string `yaml:"jwks_uri"`
+	// Timeout bounds each call to this domain; default 10s.
+	Timeout Duration `yaml:"timeout"`
+	// AllowInsecureHTTP permits http:// URLs for this domain (loopback demos only).
+	AllowInsecureHTTP bool            `yaml:"allow_insecure_http"`
+	Client            Client          `yaml:"client"`
+	TokenExchange     TokenExchange   `yaml:"token_exchange"`
+	Assertion         AssertionPolicy `yaml:"assertion"`
+}
+
+// Client is how the broker authenticates to a domain's token endpoint.
+type Client struct {
+	ClientID   string `yaml:"client_id"`
+	AuthMethod string `yaml:"auth_method"` // client_secret_basic (default), client_secret_post, private_key_jwt, none
+	SecretEnv  string `yaml:"client_secret_env"`
+	SecretFile string `yaml:"client_secret_file"`
+	// private_key_jwt
+	PrivateKeyFile string `yaml:"private_key_file"` // PEM
+	SigningAlg     string `yaml:"signing_alg"`      // default ES256 for EC keys, RS256 for RSA
+	KeyID          string `yaml:"key_id"`           // default RFC 7638 thumbprint
+}
+
+// TokenExchange configures hop 1 when this domain is a chain's source.
+type TokenExchange struct {
+	SubjectTokenType   string `yaml:"subject_token_type"`   // default ...:token-type:access_token
+	RequestedTokenType string `yaml:"requested_token_type"` // default ...:token-type:access_token
+}
+
+// AssertionPolicy is how this domain, as a chain's target, validates the JWT
+// authorization grants it receives. Defaults match Keycloak's.
+type AssertionPolicy struct {
+	// Audience the target expects in `aud`; default its issuer. Keycloak also
+	// accepts its token endpoint.
+	Audience []string `yaml:"audience"`
+	// AllowedAlgs: default RS256..ES512, PS*, EdDSA. Never "none".
+	AllowedAlgs []string `yaml:"allowed_algs"`
+	// MaxLifetime bounds exp - iat (and the age of iat); default 300s.
+	MaxLifetime Duration `yaml:"max_lifetime"`
+	// ClockSkew tolerated on exp, nbf and iat; default 0.
+	ClockSkew Duration `yaml:"clock_skew"`
+	// AllowReuse accepts assertions without `jti` (Keycloak's "Allow assertion
+	// reuse"). Weakens replay protection; a warning is logged at start-up.
+	AllowReuse bool `yaml:"allow_reuse"`
+}
+
+// Chain permits a route from a source to a target domain.
+type Chain struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+	// Audience sent in the token exchange; default the target's issuer.
+	Audience string `yaml:"audience"`
+	// Resource indicators (RFC 8707) sent in the token exchange.
+	Resource []string `yaml:"resource"`
+	// ExchangeScopes are sent as `scope` in the token exchange.
+	ExchangeScopes []string `yaml:"exchange_scopes"`
+	// DefaultScopes are requested in the target when the caller names none.
+	DefaultScopes []string `yaml:"default_scopes"`
+}
+
+// Duration is a time.Duration written as "300s", "1m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (use e.g. 300s, 5m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads and parses path, applies defaults and validates.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes YAML (unknown fields are errors), applies defaults and validates.
+func Parse(b []byte) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	f.SetDefaults()
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// Defaults.
+const (
+	DefaultGRPCAddr        = "127.0.0.1:9090"
+	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultMaxLifetime     = 300 * time.Second
+	DefaultDomainTimeout   = 10 * time.Second
+	DefaultShutdownTimeout = 15 * time.Second
+	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+)
+
+// SetDefaults fills unset fields.
+func (f *File) SetDefaults() {
+	setDefault(&f.Listen.GRPC, DefaultGRPCAddr)
+	setDefault(&f.Listen.HTTP, DefaultHTTPAddr)
+	if f.Listen.ShutdownTimeout == 0 {
+		f.Listen.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	setDefault(&f.Log.Level, "info")
+	setDefault(&f.Log.Format, "json")
+	setDefault(&f.Store.Backend, "memory")
+	setDefault(&f.Store.Redis.KeyPrefix, "chainbroker")
+	if f.Store.Redis.AuditMaxLen == 0 {
+		f.Store.Redis.AuditMaxLen = 1_000_000
+	}
+	if f.Store.Redis.OpTimeout == 0 {
+		f.Store.Redis.OpTimeout = Duration(2 * time.Second)
+	}
+	if f.Limits.MaxTokenBytes == 0 {
+		f.Limits.MaxTokenBytes = 16 << 10
+	}
+	if f.Limits.MaxScopes == 0 {
+		f.Limits.MaxScopes = 32
+	}
+	if f.Limits.MaxResources == 0 {
+		f.Limits.MaxResources = 16
+	}
+	for i := range f.Domains {
+		d := &f.Domains[i]
+		if d.Timeout == 0 {
+			d.Timeout = Duration(DefaultDomainTimeout)
+		}
+		setDefault(&d.Client.AuthMethod, "client_secret_basic")
+		setDefault(&d.TokenExchange.SubjectTokenType, TokenTypeAccessToken)
+		setDefault(&d.TokenExchange.RequestedTokenType, TokenTypeAccessToken)
+		if len(d.Assertion.Audience) == 0 && d.Issuer != "" {
+			d.Assertion.Audience = []string{d.Issuer}
+		}
+		if d.Assertion.MaxLifetime == 0 {
+			d.Assertion.MaxLifetime = Duration(DefaultMaxLifetime)
+		}
+	}
+	for i := range f.Chains {
+		c := &f.Chains[i]
+		if c.Audience == "" {
+			if t := f.Domain(c.Target); t != nil {
+				c.Audience = t.Issuer
+			}
+		}
+	}
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+// Domain returns the domain named name, or nil.
+func (f *File) Domain(name string) *Domain {
+	for i := range f.Domains {
+		if f.Domains[i].Name == name {
+			return &f.Domains[i]
+		}
+	}
+	return nil
+}
+
+// Problems is every validation problem, each naming its field.
+type Problems []string
+
+func (p Problems) Error() string {
+	return "config: " + strings.Join(p, "; ")
+}
+
+var (
+	authMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+	verifyAlgs  = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+// Validate reports every problem at once (as Problems), naming each field by
+// its YAML path, e.g. `domains[1].client.client_id`.
+func (f *File) Validate() error {
+	var p Problems
+	add := func(field, format string, args ...any) {
+		p = append(p, field+": "+fmt.Sprintf(format, args...))
+	}
+	checkAddr := func(field, v string) {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			add(field, "invalid host:port %q", v)
+		}
+	}
+	checkAddr("listen.grpc", f.Listen.GRPC)
+	checkAddr("listen.http", f.Listen.HTTP)
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, f.Log.Level) {
+		add("log.level", "must be one of debug, info, warn, error; got %q", f.Log.Level)
+	}
+	if !slices.Contains([]string{"json", "text"}, f.Log.Format) {
+		add("log.format", "must be json or text; got %q", f.Log.Format)
+	}
+	switch f.Store.Backend {
+	case "memory":
+	case "redis":
+		r := f.Store.Redis
+		if (r.URL == "") == (len(r.Addrs) == 0) {
+			add("store.redis", "set exactly one of url and addrs")
+		}
+		if r.URL != "" {
+			if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+				add("store.redis.url", "must be a redis:// or rediss:// URL")
+			}
+		}
+		if r.PasswordEnv != "" && r.PasswordFile != "" {
+			add("store.redis", "set at most one of password_env and password_file")
+		}
+	default:
+		add("store.backend", "must be memory or redis; got %q", f.Store.Backend)
+	}
+	if len(f.Domains) == 0 {
+		add("domains", "at least one domain is required")
+	}
+	seen := map[string]bool{}
+	issuers := map[string]string{}
+	for i, d := range f.Domains {
+		fp := fmt.Sprintf("domains[%d]", i)
+		if d.Name == "" {
+			add(fp+".name", "required")
+		} else if seen[d.Name] {
+			add(fp+".name", "duplicate domain %q", d.Name)
+		}
+		seen[d.Name] = true
+		if d.Issuer == "" {
+			add(fp+".issuer", "required")
+		} else {
+			if other, dup := issuers[d.Issuer]; dup {
+				add(fp+".issuer", "same issuer as domain %q", other)
+			}
+			issuers[d.Issuer] = d.Name
+			f.checkURL(&p, fp+".issuer", d.Issuer, d.AllowInsecureHTTP)
+		}
+		if d.TokenEndpoint == "" && !d.Discovery {
+			add(fp+".token_endpoint", "required unless discovery is true")
+		}
+		if d.TokenEndpoint != "" {
+			f.checkURL(&p, fp+".token_endpoint", d.TokenEndpoint, d.AllowInsecureHTTP)
+		}
+		if d.JWKSURI != "" {
+			f.checkURL(&p, fp+".jwks_uri", d.JWKSURI, d.AllowInsecureHTTP)
+		}
+		if d.Timeout < 0 {
+			add(fp+".timeout", "must be positive")
+		}
+		c := d.Client
+		if !slices.Contains(authMethods, c.AuthMethod) {
+			add(fp+".client.auth_method", "must be one of %s; got %q", strings.Join(authMethods, ", "), c.AuthMethod)
+		}
+		if c.ClientID == "" {
+			add(fp+".client.client_id", "required")
+		}
+		switch c.AuthMethod {
+		case "client_secret_basic", "client_secret_post":
+			if (c.SecretEnv == "") == (c.SecretFile == "") {
+				add(fp+".client", "set exactly one of client_secret_env and client_secret_file for %s", c.AuthMethod)
+			}
+		case "private_key_jwt":
+			if c.PrivateKeyFile == "" {
+				add(fp+".client.private_key_file", "required for private_key_jwt")
+			}
+		}
+		a := d.Assertion
+		for j, alg := range a.AllowedAlgs {
+			if !slices.Contains(verifyAlgs, alg) {
+				add(fmt.Sprintf("%s.assertion.allowed_algs[%d]", fp, j), "unsupported or unsafe algorithm %q (allowed: %s)", alg, strings.Join(verifyAlgs, ", "))
+			}
+		}
+		if a.MaxLifetime < 0 {
+			add(fp+".assertion.max_lifetime", "must be positive")
+		}
+		if a.ClockSkew < 0 || a.ClockSkew.D() > 5*time.Minute {
+			add(fp+".assertion.clock_skew", "must be between 0 and 5m")
+		}
+	}
+	if len(f.Chains) == 0 {
+		add("chains", "at least one chain is required")
+	}
+	routes := map[[2]string]bool{}
+	for i, c := range f.Chains {
+		fp := fmt.Sprintf("chains[%d]", i)
+		if c.Source == "" {
+			add(fp+".source", "required")
+		} else if f.Domain(c.Source) == nil {
+			add(fp+".source", "unknown domain %q", c.Source)
+		}
+		if c.Target == "" {
+			add(fp+".target", "required")
+		} else if f.Domain(c.Target) == nil {
+			add(fp+".target", "unknown domain %q", c.Target)
+		}
+		if c.Source != "" && c.Source == c.Target {
+			add(fp, "source and target must differ")
+		}
+		if routes[[2]string{c.Source, c.Target}] {
+			add(fp, "duplicate chain %s -> %s", c.Source, c.Target)
+		}
+		routes[[2]string{c.Source, c.Target}] = true
+	}
+	if len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+func (f *File) checkURL(p *Problems, field, raw string, allowHTTP bool) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "":
+		*p = append(*p, fmt.Sprintf("%s: not an absolute URL: %q", field, raw))
+	case u.Scheme == "https":
+	case u.Scheme == "http" && allowHTTP:
+	case u.Scheme == "http":
+		*p = append(*p, fmt.Sprintf("%s: http:// is refused unless the domain sets allow_insecure_http: true", field))
+	default:
+		*p = append(*p, fmt.Sprintf("%s: scheme must be https", field))
+	}
+}
+
+// Secret resolves a secret from an environment variable or a file (trailing
+// newline trimmed). lookupEnv is os.LookupEnv in production.
+func Secret(field, env, file string, lookupEnv func(string) (string, bool)) (string, error) {
+	switch {
+	case env != "":
+		v, ok := lookupEnv(env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("%s: environment variable %s is not set", field, env)
+		}
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", field, err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if v == "" {
+			return "", fmt.Errorf("%s: file %s is empty", field, file)
+		}
+		return v, nil
+	}
+	return "", errors.New(field + ": no secret configured")
+}

@@ -1,0 +1,352 @@
+package oauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chainbroker/chainbroker/token"
+)
+
+// Defaults for ClientOptions.
+const (
+	DefaultTimeout          = 10 * time.Second
+	DefaultMaxResponseBytes = 64 << 10
+	DefaultUserAgent        = "chainbroker"
+)
+
+// ErrConfig reports a request the Client refuses to send: missing endpoint,
+// grant parameters, client id, secret or signer for the authentication
+// method. It is returned before any network call.
+var ErrConfig = errors.New("oauth: invalid request or client configuration")
+
+// Client posts to token endpoints. Safe for concurrent use.
+//
+// Redirects are never followed (a 3xx answer is ErrBadResponse): a token
+// request carries credentials and must reach the configured endpoint only.
+type Client struct {
+	http      *http.Client
+	timeout   time.Duration
+	maxBytes  int64
+	userAgent string
+	now       func() time.Time
+}
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	HTTPClient       *http.Client  // nil: keep-alive pooled client
+	Timeout          time.Duration // per call upper bound, on top of ctx; default 10s
+	MaxResponseBytes int64         // default 64 KiB
+	UserAgent        string
+}
+
+// NewClient returns a Client. A given HTTPClient is copied and its copy set
+// not to follow redirects; nil means a dedicated pooled transport (64 idle
+// connections per host, TLS 1.2+ with system roots, proxy from the
+// standard environment variables).
+func NewClient(opts ClientOptions) *Client {
+	var hc http.Client
+	if opts.HTTPClient != nil {
+		hc = *opts.HTTPClient
+	} else {
+		hc = http.Client{Transport: newTransport()}
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := &Client{
+		http:      &hc,
+		timeout:   opts.Timeout,
+		maxBytes:  opts.MaxResponseBytes,
+		userAgent: opts.UserAgent,
+		now:       time.Now,
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.maxBytes <= 0 {
+		c.maxBytes = DefaultMaxResponseBytes
+	}
+	if c.userAgent == "" {
+		c.userAgent = DefaultUserAgent
+	}
+	return c
+}
+
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+}
+
+// ClientCredentials authenticate the broker to one token endpoint.
+type ClientCredentials struct {
+	ClientID string
+	Method   AuthMethod
+	Secret   string        // client_secret_basic, client_secret_post
+	Signer   *token.Signer // private_key_jwt: signs the client assertion
+	// AssertionAudience is the `aud` of private_key_jwt client assertions;
+	// "" means the token endpoint URL.
+	AssertionAudience string
+}
+
+// TokenResponse is a successful token endpoint answer.
+type TokenResponse struct {
+	AccessToken     string
+	IssuedTokenType string // RFC 8693; "" when absent
+	TokenType       string
+	ExpiresIn       int64 // seconds; 0 when absent
+	Scope           string
+	RefreshToken    string
+}
+
+// IsBearer reports whether TokenType is "Bearer", compared
+// case-insensitively as RFC 6749 §5.1 requires (TokenType keeps the
+// server's spelling).
+func (r *TokenResponse) IsBearer() bool { return strings.EqualFold(r.TokenType, "Bearer") }
+
+// Request is one token request.
+type Request struct {
+	Endpoint string            // token endpoint URL, from configuration only
+	Creds    ClientCredentials // how to authenticate
+	Form     url.Values        // grant parameters (grant_type, ...), without client auth
+}
+
+// Token performs the request: POST application/x-www-form-urlencoded with
+// client authentication added per Creds.Method (basic: RFC 6749 §2.3.1
+// form-urlencoded id and secret; post: client_id+client_secret in the body;
+// private_key_jwt: client_assertion_type + a fresh client_assertion with iss=sub=client_id,
+// aud, jti, iat, exp=iat+60s; none: client_id in the body). It honours ctx's
+// deadline, bounds the response size, and returns *Error for an OAuth error
+// response, or an error wrapping ErrUnavailable / ErrBadResponse.
+//
+// Classification: 200 with a JSON object holding non-empty access_token and
+// token_type is success; any other 4xx except 429 with a JSON "error" member
+// is *Error; 5xx and 429 wrap ErrUnavailable (the OAuth error code, if any,
+// is named in the message but no *Error is returned, so callers can treat
+// them as retryable); everything else, redirects included, wraps
+// ErrBadResponse. Transport failures and deadlines wrap ErrUnavailable and
+// keep the cause reachable (errors.Is(err, context.DeadlineExceeded)).
+// Invalid requests wrap ErrConfig and send nothing. Errors never contain
+// form values, credentials or response bodies.
+func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error) {
+	u, err := checkEndpoint(req.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGrant(req.Form); err != nil {
+		return nil, err
+	}
+	form := cloneValues(req.Form)
+	header := make(http.Header)
+	if err := c.authenticate(req.Creds, req.Endpoint, form, header); err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.Endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: build request: %w", ErrConfig, err)
+	}
+	for k, v := range header {
+		hreq.Header[k] = v
+	}
+	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	hreq.Header.Set("Accept", "application/json")
+	hreq.Header.Set("User-Agent", c.userAgent)
+
+	status, body, err := c.do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	return parseTokenResponse(status, body, redact(u))
+}
+
+// do sends the request and reads a bounded body.
+func (c *Client) do(req *http.Request) (int, []byte, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %s %s: read response: %w", ErrUnavailable, req.Method, redact(req.URL), err)
+	}
+	if int64(len(body)) > c.maxBytes {
+		return 0, nil, fmt.Errorf("%w: %s %s: response exceeds %d bytes", ErrBadResponse, req.Method, redact(req.URL), c.maxBytes)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// tokenJSON is RFC 6749 §5.1 / RFC 8693 §2.2.1. expires_in is decoded by
+// hand: some servers send it as a string.
+type tokenJSON struct {
+	AccessToken     *string         `json:"access_token"`
+	TokenType       *string         `json:"token_type"`
+	IssuedTokenType string          `json:"issued_token_type"`
+	ExpiresIn       json.RawMessage `json:"expires_in"`
+	Scope           string          `json:"scope"`
+	RefreshToken    string          `json:"refresh_token"`
+}
+
+// errorJSON is RFC 6749 §5.2.
+type errorJSON struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+	ErrorURI         string `json:"error_uri"`
+}
+
+func parseTokenResponse(status int, body []byte, endpoint string) (*TokenResponse, error) {
+	switch {
+	case status == http.StatusOK:
+		if !isJSONObject(body) {
+			return nil, fmt.Errorf("%w: %s: HTTP 200 body is not a JSON object", ErrBadResponse, endpoint)
+		}
+		var tj tokenJSON
+		if err := json.Unmarshal(body, &tj); err != nil {
+			return nil, fmt.Errorf("%w: %s: token response: %s", ErrBadResponse, endpoint, jsonErrorKind(err))
+		}
+		if tj.AccessToken == nil || *tj.AccessToken == "" {
+			return nil, fmt.Errorf("%w: %s: token response has no access_token", ErrBadResponse, endpoint)
+		}
+		if tj.TokenType == nil || *tj.TokenType == "" {
+			return nil, fmt.Errorf("%w: %s: token response has no token_type", ErrBadResponse, endpoint)
+		}
+		exp, err := parseExpiresIn(tj.ExpiresIn)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrBadResponse, endpoint, err)
+		}
+		return &TokenResponse{
+			AccessToken:     *tj.AccessToken,
+			IssuedTokenType: tj.IssuedTokenType,
+			TokenType:       *tj.TokenType,
+			ExpiresIn:       exp,
+			Scope:           tj.Scope,
+			RefreshToken:    tj.RefreshToken,
+		}, nil
+	case status == http.StatusTooManyRequests || status >= 500:
+		if oe := parseOAuthError(status, body); oe != nil {
+			return nil, fmt.Errorf("%w: %s: HTTP %d, error %q", ErrUnavailable, endpoint, status, oe.Code)
+		}
+		return nil, fmt.Errorf("%w: %s: HTTP %d", ErrUnavailable, endpoint, status)
+	case status >= 400:
+		if oe := parseOAuthError(status, body); oe != nil {
+			return nil, oe
+		}
+		return nil, fmt.Errorf("%w: %s: HTTP %d without an OAuth error body", ErrBadResponse, endpoint, status)
+	case status >= 300:
+		return nil, fmt.Errorf("%w: %s: HTTP %d redirect not followed", ErrBadResponse, endpoint, status)
+	default:
+		return nil, fmt.Errorf("%w: %s: unexpected HTTP %d", ErrBadResponse, endpoint, status)
+	}
+}
+
+// parseOAuthError returns the RFC 6749 §5.2 error in body, or nil.
+func parseOAuthError(status int, body []byte) *Error {
+	if !isJSONObject(body) {
+		return nil
+	}
+	var ej errorJSON
+	if err := json.Unmarshal(body, &ej); err != nil || ej.Error == "" {
+		return nil
+	}
+	return &Error{StatusCode: status, Code: ej.Error, Description: ej.ErrorDescription, URI: ej.ErrorURI}
+}
+
+// parseExpiresIn accepts a non-negative integer as a JSON number or a
+// numeric string; absent or null gives 0.
+func parseExpiresIn(raw json.RawMessage) (int64, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return 0, nil
+	}
+	s := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, errors.New("expires_in is not a number")
+		}
+		s = strings.TrimSpace(s)
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return n, nil
+	}
+	// Tolerate a fractional or exponent form of a whole number (3600.0, 3.6e3).
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f < 1<<53 && f == float64(int64(f)) {
+		return int64(f), nil
+	}
+	return 0, errors.New("expires_in is not a non-negative integer")
+}
+
+// jsonErrorKind describes a decoding error without quoting the input.
+func jsonErrorKind(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("member %q has the wrong JSON type", te.Field)
+	}
+	return "invalid JSON"
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+func checkEndpoint(endpoint string) (*url.URL, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("%w: endpoint must be an absolute http(s) URL", ErrConfig)
+	}
+	return u, nil
+}
+
+// checkGrant catches requests that no server would accept.
+func checkGrant(form url.Values) error {
+	gt := form.Get("grant_type")
+	switch {
+	case gt == "":
+		return fmt.Errorf("%w: form has no grant_type", ErrConfig)
+	case gt == GrantTypeTokenExchange && (form.Get("subject_token") == "" || form.Get("subject_token_type") == ""):
+		return fmt.Errorf("%w: token exchange needs subject_token and subject_token_type", ErrConfig)
+	case gt == GrantTypeJWTBearer && form.Get("assertion") == "":
+		return fmt.Errorf("%w: jwt-bearer grant needs an assertion", ErrConfig)
+	}
+	return nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v)+4)
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// redact renders a URL without user info or query.
+func redact(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.Fragment = ""
+	return c.String()
+}

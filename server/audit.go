@@ -1,0 +1,99 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// auditService implements pb.AuditServiceServer over an audit log.
+type auditService struct {
+	pb.UnimplementedAuditServiceServer
+	audit store.AuditLog
+	log   *slog.Logger
+}
+
+const maxFilterLen = 1024
+
+func (s *auditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEventsRequest) (*pb.ListAuditEventsResponse, error) {
+	f := store.Filter{
+		Subject:      in.GetSubject(),
+		Caller:       in.GetCaller(),
+		SourceDomain: in.GetSourceDomain(),
+		TargetDomain: in.GetTargetDomain(),
+		Outcome:      store.Outcome(in.GetOutcome()),
+	}
+	for name, v := range map[string]string{"subject": f.Subject, "caller": f.Caller, "source_domain": f.SourceDomain,
+		"target_domain": f.TargetDomain, "page_token": in.GetPageToken()} {
+		if len(v) > maxFilterLen {
+			return nil, invalidArgument(name, "too long")
+		}
+	}
+	if _, ok := pb.Outcome_name[int32(in.GetOutcome())]; !ok {
+		return nil, invalidArgument("outcome", "unknown outcome")
+	}
+	if in.GetPageSize() < 0 {
+		return nil, invalidArgument("page_size", "must not be negative")
+	}
+	if ts := in.GetStartTime(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return nil, invalidArgument("start_time", err.Error())
+		}
+		f.Start = ts.AsTime()
+	}
+	if ts := in.GetEndTime(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return nil, invalidArgument("end_time", err.Error())
+		}
+		f.End = ts.AsTime()
+	}
+	events, next, err := s.audit.List(ctx, f, int(in.GetPageSize()), in.GetPageToken())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	out := &pb.ListAuditEventsResponse{NextPageToken: next, Events: make([]*pb.AuditEvent, 0, len(events))}
+	for i := range events {
+		out.Events = append(out.Events, eventToProto(&events[i]))
+	}
+	return out, nil
+}
+
+func (s *auditService) GetAuditEvent(ctx context.Context, in *pb.GetAuditEventRequest) (*pb.GetAuditEventResponse, error) {
+	if in.GetId() == "" {
+		return nil, invalidArgument("id", "required")
+	}
+	if len(in.GetId()) > maxFilterLen {
+		return nil, invalidArgument("id", "too long")
+	}
+	e, err := s.audit.Get(ctx, in.GetId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &pb.GetAuditEventResponse{Event: eventToProto(&e)}, nil
+}
+
+func eventToProto(e *store.Event) *pb.AuditEvent {
+	return &pb.AuditEvent{
+		Id:                       e.ID,
+		Time:                     timestamppb.New(e.Time),
+		Caller:                   e.Caller,
+		Subject:                  e.Subject,
+		SourceDomain:             e.SourceDomain,
+		TargetDomain:             e.TargetDomain,
+		Scopes:                   e.Scopes,
+		Outcome:                  pb.Outcome(e.Outcome),
+		Reason:                   e.Reason,
+		UpstreamError:            e.UpstreamError,
+		UpstreamErrorDescription: e.UpstreamErrorDescription,
+		Hops:                     hopsToProto(e.Hops),
+		SubjectTokenHash:         e.SubjectTokenHash,
+		AssertionJtiHash:         e.AssertionJTIHash,
+		AssertionIssuer:          e.AssertionIssuer,
+		AssertionAudience:        e.AssertionAudience,
+		Message:                  e.Message,
+	}
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/chainbroker/chainbroker/broker"
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// chainService implements pb.ChainServiceServer over a broker.
+type chainService struct {
+	pb.UnimplementedChainServiceServer
+	broker *broker.Broker
+	log    *slog.Logger
+}
+
+func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
+	res, err := s.broker.Chain(ctx, broker.Request{
+		Caller:           CallerFromContext(ctx),
+		SubjectToken:     in.GetSubjectToken(),
+		SubjectTokenType: in.GetSubjectTokenType(),
+		SourceDomain:     in.GetSourceDomain(),
+		TargetDomain:     in.GetTargetDomain(),
+		Scopes:           in.GetScope(),
+		Resources:        in.GetResource(),
+		Audience:         in.GetAudience(),
+		ActorToken:       in.GetActorToken(),
+		ActorTokenType:   in.GetActorTokenType(),
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	expires := res.ExpiresIn
+	if expires < 0 || expires > 1<<31-1 {
+		expires = 0 // nonsense from upstream: "not said" rather than a lie
+	}
+	return &pb.ChainResponse{
+		AccessToken:     res.AccessToken,
+		IssuedTokenType: res.IssuedTokenType,
+		TokenType:       res.TokenType,
+		ExpiresIn:       int32(expires),
+		Scope:           res.Scope,
+		AuditId:         res.AuditID,
+		Hops:            hopsToProto(res.Hops),
+	}, nil
+}
+
+func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
+	out := &pb.ListDomainsResponse{}
+	for _, d := range s.broker.Domains() {
+		out.Domains = append(out.Domains, &pb.Domain{
+			Name:             d.Name,
+			Issuer:           d.Issuer,
+			TokenEndpoint:    d.TokenEndpoint,
+			JwksUri:          d.JWKSURI,
+			ClientId:         d.Creds.ClientID,
+			ClientAuthMethod: string(d.Creds.Method),
+		})
+	}
+	for _, c := range s.broker.Chains() {
+		out.Chains = append(out.Chains, &pb.Chain{
+			SourceDomain:  c.Source,
+			TargetDomain:  c.Target,
+			Audience:      c.Audience,
+			DefaultScopes: c.DefaultScopes,
+		})
+	}
+	return out, nil
+}
+
+func hopsToProto(hops []store.Hop) []*pb.Hop {
+	out := make([]*pb.Hop, 0, len(hops))
+	for _, h := range hops {
+		out = append(out, &pb.Hop{
+			Domain:           h.Domain,
+			Endpoint:         h.Endpoint,
+			GrantType:        h.GrantType,
+			Duration:         durationpb.New(h.Duration),
+			AssertionJtiHash: h.AssertionJTIHash,
+		})
+	}
+	return out
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/chainbroker/chainbroker/broker"
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/oauth"
+	"github.com/chainbroker/chainbroker/store"
+)
+
+func errorInfo(t *testing.T, err error) (codes.Code, string, *errdetails.ErrorInfo) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok {
+		t.Fatalf("not a status error: %v", err)
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return st.Code(), st.Message(), info
+		}
+	}
+	t.Fatalf("no ErrorInfo in %v", st)
+	return 0, "", nil
+}
+
+func TestToStatus(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	tests := []struct {
+		name    string
+		err     error
+		code    codes.Code
+		reason  string
+		meta    map[string]string
+		wantMsg string
+		hideMsg string // must not appear in the message
+	}{
+		{"invalid field", &broker.Error{Reason: broker.ReasonRequestInvalid, Field: "subject_token", Message: "subject_token: required"},
+			codes.InvalidArgument, "REQUEST_INVALID", map[string]string{"field": "subject_token"}, "subject_token: required", ""},
+		{"unknown target", &broker.Error{Reason: broker.ReasonDomainUnknown, Field: "target_domain", Message: "x"},
+			codes.InvalidArgument, "DOMAIN_UNKNOWN", map[string]string{"field": "target_domain"}, "x", ""},
+		{"replayed", &broker.Error{Reason: broker.ReasonAssertionReplayed, Hop: broker.HopTokenExchange, Message: "m"},
+			codes.PermissionDenied, "ASSERTION_REPLAYED", map[string]string{"hop": "token_exchange"}, "m", ""},
+		{"audience multiple", &broker.Error{Reason: broker.ReasonAssertionAudienceMultiple, Message: "m"},
+			codes.FailedPrecondition, "ASSERTION_AUDIENCE_MULTIPLE", map[string]string{}, "m", ""},
+		{"hop 2 invalid_grant", &broker.Error{Reason: broker.ReasonJWTBearerRejected, Hop: broker.HopJWTBearer, Message: "m",
+			Upstream: &oauth.Error{StatusCode: 400, Code: "invalid_grant", Description: "User not found"}},
+			codes.PermissionDenied, "JWT_BEARER_REJECTED",
+			map[string]string{"hop": "jwt_bearer", "error": "invalid_grant", "error_description": "User not found"}, "m", ""},
+		{"hop 1 invalid_client", &broker.Error{Reason: broker.ReasonTokenExchangeRejected, Hop: broker.HopTokenExchange, Message: "m",
+			Upstream: &oauth.Error{StatusCode: 401, Code: "invalid_client"}},
+			codes.FailedPrecondition, "TOKEN_EXCHANGE_REJECTED", map[string]string{"hop": "token_exchange", "error": "invalid_client"}, "m", ""},
+		{"hop 1 invalid_scope", &broker.Error{Reason: broker.ReasonTokenExchangeRejected, Message: "m",
+			Upstream: &oauth.Error{StatusCode: 400, Code: "invalid_scope"}},
+			codes.InvalidArgument, "TOKEN_EXCHANGE_REJECTED", map[string]string{"error": "invalid_scope"}, "m", ""},
+		{"upstream down", &broker.Error{Reason: broker.ReasonUpstreamUnavailable, Hop: broker.HopTokenExchange, Message: "domain-a is unavailable",
+			Err: fmt.Errorf("%w: dial tcp 127.0.0.1:1: connection refused", oauth.ErrUnavailable)},
+			codes.Unavailable, "UPSTREAM_UNAVAILABLE", map[string]string{"hop": "token_exchange"}, "domain-a is unavailable", "connection refused"},
+		{"store down", &broker.Error{Reason: broker.ReasonStoreUnavailable, Message: "m", Err: store.ErrUnavailable},
+			codes.Unavailable, "STORE_UNAVAILABLE", map[string]string{}, "m", ""},
+		{"internal hides cause", &broker.Error{Reason: broker.ReasonInternal, Message: "secret detail", Err: errors.New("boom")},
+			codes.Internal, "INTERNAL", map[string]string{}, "internal error", "secret detail"},
+		{"unknown error", errors.New("database password is hunter2"),
+			codes.Internal, "INTERNAL", map[string]string{}, "internal error", "hunter2"},
+		{"store not found", fmt.Errorf("get: %w", store.ErrNotFound), codes.NotFound, "NOT_FOUND", map[string]string{}, "not found", ""},
+		{"store bad token", fmt.Errorf("%w: page_token", store.ErrInvalidArgument), codes.InvalidArgument, "REQUEST_INVALID", map[string]string{}, "page_token", ""},
+		{"store unavailable", fmt.Errorf("list: %w", store.ErrUnavailable), codes.Unavailable, "STORE_UNAVAILABLE", map[string]string{}, "the store is unavailable", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, msg, info := errorInfo(t, toStatus(context.Background(), log, tt.err))
+			if code != tt.code {
+				t.Errorf("code = %v, want %v", code, tt.code)
+			}
+			if info.Reason != tt.reason || info.Domain != ErrorDomain {
+				t.Errorf("ErrorInfo = %s/%s, want %s/%s", info.Domain, info.Reason, ErrorDomain, tt.reason)
+			}
+			if len(info.Metadata) != len(tt.meta) {
+				t.Errorf("metadata = %v, want %v", info.Metadata, tt.meta)
+			}
+			for k, v := range tt.meta {
+				if info.Metadata[k] != v {
+					t.Errorf("metadata[%s] = %q, want %q", k, info.Metadata[k], v)
+				}
+			}
+			if !contains(msg, tt.wantMsg) {
+				t.Errorf("message %q does not contain %q", msg, tt.wantMsg)
+			}
+			if tt.hideMsg != "" && contains(msg, tt.hideMsg) {
+				t.Errorf("message %q leaks %q", msg, tt.hideMsg)
+			}
+		})
+	}
+}
+
+// Every reason the broker defines has a deliberate code.
+func TestEveryReasonMapped(t *testing.T) {
+	for _, r := range broker.Reasons() {
+		if _, ok := reasonCodes[r]; !ok {
+			t.Errorf("reason %s has no gRPC code", r)
+		}
+	}
+}
+
+// store.Outcome and pb.Outcome share their numbering.
+func TestOutcomeNumbering(t *testing.T) {
+	for o, want := range map[store.Outcome]pb.Outcome{
+		store.OutcomeUnspecified: pb.Outcome_OUTCOME_UNSPECIFIED,
+		store.OutcomeSuccess:     pb.Outcome_OUTCOME_SUCCESS,
+		store.OutcomeFailure:     pb.Outcome_OUTCOME_FAILURE,
+		store.OutcomeCacheHit:    pb.Outcome_OUTCOME_CACHE_HIT,
+	} {
+		if pb.Outcome(o) != want {
+			t.Errorf("store outcome %v = %d, proto %v = %d", o, o, want, want)
+		}
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

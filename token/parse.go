@@ -1,0 +1,218 @@
+package token
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// rawHeader is the part of the protected JOSE header this package reads.
+// Headers that could redirect key selection (jku, x5u, jwk, x5c) are
+// deliberately not decoded: keys only ever come from the Verifier's
+// configuration.
+type rawHeader struct {
+	Alg  *string         `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+}
+
+// rawClaims is the JSON shape of the claims this package reports.
+type rawClaims struct {
+	Iss      string      `json:"iss"`
+	Sub      string      `json:"sub"`
+	Aud      audience    `json:"aud"`
+	Exp      numericDate `json:"exp"`
+	Nbf      numericDate `json:"nbf"`
+	Iat      numericDate `json:"iat"`
+	Jti      string      `json:"jti"`
+	ClientID string      `json:"client_id"`
+	Azp      string      `json:"azp"`
+	Scope    scopeClaim  `json:"scope"`
+}
+
+// audience accepts a single string or an array of strings (RFC 7519 §4.1.3).
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*a = nil
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = audience{s}
+		return nil
+	default:
+		var l []string
+		if err := json.Unmarshal(b, &l); err != nil {
+			return fmt.Errorf("aud is neither a string nor an array of strings")
+		}
+		*a = l
+		return nil
+	}
+}
+
+// scopeClaim accepts the usual space-separated string and, leniently, an
+// array of strings (some servers emit one), normalised to a string.
+type scopeClaim string
+
+func (s *scopeClaim) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		*s = ""
+		return nil
+	}
+	if len(b) > 0 && b[0] == '[' {
+		var l []string
+		if err := json.Unmarshal(b, &l); err != nil {
+			return fmt.Errorf("scope is neither a string nor an array of strings")
+		}
+		*s = scopeClaim(strings.Join(l, " "))
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return fmt.Errorf("scope is not a string")
+	}
+	*s = scopeClaim(str)
+	return nil
+}
+
+// numericDate is an RFC 7519 NumericDate: seconds since the epoch, integer
+// or fractional. Absent or null gives the zero time.
+type numericDate time.Time
+
+// maxNumericDate keeps conversions exact and far from int64 overflow.
+const maxNumericDate = 1 << 53
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		*d = numericDate{}
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("numeric date is not a number")
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.Abs(f) > maxNumericDate {
+		return fmt.Errorf("numeric date out of range")
+	}
+	if i, err := n.Int64(); err == nil {
+		*d = numericDate(time.Unix(i, 0))
+		return nil
+	}
+	sec, frac := math.Modf(f)
+	*d = numericDate(time.Unix(int64(sec), int64(frac*1e9)))
+	return nil
+}
+
+// parsed is a token split into its parts, with decoded header and claims.
+type parsed struct {
+	tok     *Token
+	hasCrit bool
+	hasB64  bool
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// ParseUnverified parses a compact JWS without checking its signature. Use it
+// only for routing (which configured issuer?) and for audit of failures.
+// Errors: ErrTooLarge, ErrMalformed.
+func ParseUnverified(compact string) (*Token, error) {
+	p, err := parseCompact(compact)
+	if err != nil {
+		return nil, err
+	}
+	return p.tok, nil
+}
+
+func parseCompact(compact string) (*parsed, error) {
+	if len(compact) > MaxTokenBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(compact), MaxTokenBytes)
+	}
+	h64, rest, ok := strings.Cut(compact, ".")
+	if !ok {
+		return nil, fmt.Errorf("%w: expected 3 dot-separated parts", ErrMalformed)
+	}
+	p64, s64, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(s64, ".") {
+		return nil, fmt.Errorf("%w: expected 3 dot-separated parts", ErrMalformed)
+	}
+	if h64 == "" || p64 == "" {
+		return nil, fmt.Errorf("%w: empty header or payload", ErrMalformed)
+	}
+	hb, err := b64.DecodeString(h64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+	}
+	pb, err := b64.DecodeString(p64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
+	}
+	if _, err := b64.DecodeString(s64); err != nil {
+		return nil, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
+	}
+	if !isJSONObject(hb) {
+		return nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	var h rawHeader
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	if h.Alg == nil || *h.Alg == "" {
+		return nil, fmt.Errorf("%w: header has no alg", ErrMalformed)
+	}
+	if !isJSONObject(pb) {
+		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
+	}
+	var c rawClaims
+	if err := json.Unmarshal(pb, &c); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	}
+	tok := &Token{
+		Header: Header{Alg: *h.Alg, Kid: h.Kid, Typ: h.Typ},
+		Claims: Claims{
+			Issuer:    c.Iss,
+			Subject:   c.Sub,
+			Audience:  []string(c.Aud),
+			Expiry:    time.Time(c.Exp),
+			NotBefore: time.Time(c.Nbf),
+			IssuedAt:  time.Time(c.Iat),
+			JTI:       c.Jti,
+			ClientID:  c.ClientID,
+			AZP:       c.Azp,
+			Scope:     string(c.Scope),
+		},
+	}
+	if tok.Claims.Audience == nil {
+		tok.Claims.Audience = []string{}
+	}
+	return &parsed{tok: tok, hasCrit: h.Crit != nil, hasB64: h.B64 != nil}, nil
+}
+
+// isJSONObject reports whether b is syntactically a JSON object.
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// quote renders an attacker-controlled string for an error message, bounded.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
