@@ -1,0 +1,297 @@
+// Package memory is the embedded, in-process store.Store backend: replay
+// markers and audit events live in this process's memory and are lost when it
+// exits. It is the default backend for a single broker instance; deployments
+// with several replicas need a shared backend (store/redis) so that a replayed
+// assertion is caught whichever replica sees it.
+//
+// Audit event ids have the form "<unix-ms>-<seq>" like Redis stream ids, and
+// are assigned with the same algorithm: the millisecond part is
+// max(now, last), so ids keep increasing even if the wall clock steps back.
+// Event times are kept at full (nanosecond) precision, normalised to UTC.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// DefaultMaxEvents is the audit retention used when Options.MaxEvents is not positive.
+const DefaultMaxEvents = 100_000
+
+// minSweep is the replay map size below which expired markers are not swept.
+const minSweep = 1024
+
+// Options configures a Store.
+type Options struct {
+	// MaxEvents bounds the audit log: once it holds more events, the oldest
+	// are dropped. Zero or negative means DefaultMaxEvents.
+	MaxEvents int
+}
+
+// Store is an in-memory store.Store. The zero value is not usable; use New.
+// A Store is safe for concurrent use.
+type Store struct {
+	maxEvents int
+	now       func() time.Time // wall clock; replaced only by tests
+
+	mu     sync.Mutex
+	closed bool
+
+	// replay maps ReplayKey.Digest() to the marker's deadline.
+	replay map[string]time.Time
+	// nextSweep is the replay map size at which expired markers are pruned.
+	// After a sweep it is twice the surviving size, so pruning costs O(1)
+	// amortised per Mark and the map holds at most about twice the live
+	// markers (plus minSweep).
+	nextSweep int
+
+	// events is ordered by id (oldest first); events[i] has id ids[i].
+	events []store.Event
+	ids    []eventID
+	lastID eventID
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New(opts Options) *Store {
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = DefaultMaxEvents
+	}
+	return &Store{
+		maxEvents: opts.MaxEvents,
+		now:       time.Now,
+		replay:    make(map[string]time.Time),
+		nextSweep: minSweep,
+	}
+}
+
+// Mark implements store.ReplayGuard.
+func (s *Store) Mark(ctx context.Context, key store.ReplayKey, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store/memory: mark: %w", err)
+	}
+	if key.Target == "" || key.Issuer == "" || key.JTI == "" {
+		return fmt.Errorf("store/memory: mark: replay key has an empty part: %w", store.ErrInvalidArgument)
+	}
+	now := s.now()
+	if !until.After(now) {
+		return fmt.Errorf("store/memory: mark: deadline is not in the future: %w", store.ErrInvalidArgument)
+	}
+	digest := key.Digest()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed("mark")
+	}
+	if prev, ok := s.replay[digest]; ok && now.Before(prev) {
+		return fmt.Errorf("store/memory: mark: %w", store.ErrReplayed)
+	}
+	s.replay[digest] = until
+	if len(s.replay) >= s.nextSweep {
+		s.sweepLocked(now)
+	}
+	return nil
+}
+
+// sweepLocked drops expired replay markers. s.mu must be held.
+func (s *Store) sweepLocked(now time.Time) {
+	for d, until := range s.replay {
+		if !now.Before(until) {
+			delete(s.replay, d)
+		}
+	}
+	s.nextSweep = max(2*len(s.replay), minSweep)
+}
+
+// Append implements store.AuditLog. The stored event is a deep copy of e,
+// with Time set to now when zero and converted to UTC; e is not modified.
+func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("store/memory: append: %w", err)
+	}
+	if e == nil {
+		return "", fmt.Errorf("store/memory: append: nil event: %w", store.ErrInvalidArgument)
+	}
+	ev := cloneEvent(e)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", errClosed("append")
+	}
+	now := s.now()
+	if ev.Time.IsZero() {
+		ev.Time = now
+	}
+	ev.Time = ev.Time.UTC().Round(0)
+
+	// Same as Redis: ms = max(now, last ms); seq restarts at 0 on a new ms.
+	id := eventID{ms: uint64(max(now.UnixMilli(), 0))}
+	if id.ms <= s.lastID.ms {
+		id = eventID{ms: s.lastID.ms, seq: s.lastID.seq + 1}
+	}
+	s.lastID = id
+	ev.ID = id.String()
+
+	s.events = append(s.events, ev)
+	s.ids = append(s.ids, id)
+	if n := len(s.events) - s.maxEvents; n > 0 {
+		// Clear dropped entries so the garbage collector can reclaim them
+		// before append reallocates the backing arrays.
+		clear(s.events[:n])
+		s.events = s.events[n:]
+		s.ids = s.ids[n:]
+	}
+	return ev.ID, nil
+}
+
+// List implements store.AuditLog. next is empty exactly when no further
+// event matches f.
+func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) ([]store.Event, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("store/memory: list: %w", err)
+	}
+	switch {
+	case pageSize < 0:
+		return nil, "", fmt.Errorf("store/memory: list: negative page size: %w", store.ErrInvalidArgument)
+	case pageSize == 0:
+		pageSize = store.DefaultPageSize
+	case pageSize > store.MaxPageSize:
+		pageSize = store.MaxPageSize
+	}
+	var after eventID
+	if pageToken != "" {
+		var ok bool
+		if after, ok = parseEventID(pageToken); !ok {
+			return nil, "", fmt.Errorf("store/memory: list: malformed page token: %w", store.ErrInvalidArgument)
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, "", errClosed("list")
+	}
+	// Start below the first id >= the token (exclusive continuation).
+	i := len(s.ids) - 1
+	if pageToken != "" {
+		i = sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(after) }) - 1
+	}
+	var out []store.Event
+	for ; i >= 0; i-- {
+		if !f.Match(&s.events[i]) {
+			continue
+		}
+		if len(out) == pageSize {
+			// One more match exists beyond this page.
+			return out, out[len(out)-1].ID, nil
+		}
+		out = append(out, cloneEvent(&s.events[i]))
+	}
+	return out, "", nil
+}
+
+// Get implements store.AuditLog. A malformed id gives store.ErrInvalidArgument.
+func (s *Store) Get(ctx context.Context, id string) (store.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Event{}, fmt.Errorf("store/memory: get: %w", err)
+	}
+	want, ok := parseEventID(id)
+	if !ok {
+		return store.Event{}, fmt.Errorf("store/memory: get: malformed event id: %w", store.ErrInvalidArgument)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Event{}, errClosed("get")
+	}
+	i := sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(want) })
+	if i == len(s.ids) || s.ids[i] != want {
+		return store.Event{}, fmt.Errorf("store/memory: get: %w", store.ErrNotFound)
+	}
+	return cloneEvent(&s.events[i]), nil
+}
+
+// Ping implements store.Store: it fails with store.ErrUnavailable once the
+// Store is closed.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store/memory: ping: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed("ping")
+	}
+	return nil
+}
+
+// Close implements store.Store. It drops all state; later calls fail with
+// store.ErrUnavailable. Closing twice is harmless.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.replay = nil
+	s.events = nil
+	s.ids = nil
+	return nil
+}
+
+func errClosed(op string) error {
+	return fmt.Errorf("store/memory: %s: store is closed: %w", op, store.ErrUnavailable)
+}
+
+// cloneEvent returns a copy of e sharing no slice with it.
+func cloneEvent(e *store.Event) store.Event {
+	c := *e
+	c.Scopes = cloneSlice(e.Scopes)
+	c.Hops = cloneSlice(e.Hops)
+	c.AssertionAudience = cloneSlice(e.AssertionAudience)
+	return c
+}
+
+// cloneSlice copies s, keeping nil as nil and empty as empty.
+func cloneSlice[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}
+
+// eventID is a parsed "<ms>-<seq>" id.
+type eventID struct{ ms, seq uint64 }
+
+func (a eventID) less(b eventID) bool {
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq)
+}
+
+func (a eventID) String() string { return fmt.Sprintf("%d-%d", a.ms, a.seq) }
+
+// parseEventID parses "<ms>-<seq>", both unsigned 64-bit decimal numbers.
+func parseEventID(s string) (eventID, bool) {
+	msPart, seqPart, ok := strings.Cut(s, "-")
+	if !ok {
+		return eventID{}, false
+	}
+	// ParseUint rejects empty strings, signs and anything but digits.
+	ms, err := strconv.ParseUint(msPart, 10, 64)
+	if err != nil {
+		return eventID{}, false
+	}
+	seq, err := strconv.ParseUint(seqPart, 10, 64)
+	if err != nil {
+		return eventID{}, false
+	}
+	return eventID{ms: ms, seq: seq}, true
+}

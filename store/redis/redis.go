@@ -1,0 +1,484 @@
+// Package redis is the Redis store.Store backend, shared by every broker
+// replica. It works over a go-redis UniversalClient, so standalone Redis,
+// Sentinel and Cluster deployments are all supported.
+//
+// Keys (P is Options.KeyPrefix):
+//
+//	P:replay:{<digest>}   replay marker, SET NX PXAT <deadline>; the hash tag is
+//	                      the digest so that markers spread over cluster slots
+//	P:{audit}:events      audit stream (XADD MAXLEN ~ Options.AuditMaxLen)
+//
+// Only the SHA-256 digest of a replay key is stored, never the jti itself.
+// Audit events are stored as one JSON field "e" per stream entry; their ids
+// are the Redis stream ids ("<ms>-<seq>", assigned by the server) and serve
+// as page tokens. Event times are kept at nanosecond precision, in UTC.
+//
+// Every failure to reach Redis or to get an answer in time (including
+// LOADING, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY, ...) is reported as
+// store.ErrUnavailable; no go-redis error type escapes this package.
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// Defaults for Options.
+const (
+	DefaultKeyPrefix   = "chainbroker"
+	DefaultAuditMaxLen = 1_000_000
+	DefaultOpTimeout   = 2 * time.Second
+	DefaultTimeSkew    = 15 * time.Minute
+)
+
+// maxScan bounds how many stream entries one List call reads.
+const maxScan = 10 * store.MaxPageSize
+
+// eventField is the stream entry field holding the JSON event.
+const eventField = "e"
+
+// Options configures a Store.
+type Options struct {
+	// Client is the connection to Redis. New uses it as is and Close leaves
+	// it open; the caller owns it. Set ContextTimeoutEnabled on it so that
+	// OpTimeout also bounds network reads and writes.
+	Client goredis.UniversalClient
+	// KeyPrefix starts every key. Empty means DefaultKeyPrefix. It must not
+	// contain '{' or '}' (they would change the keys' hash slots).
+	KeyPrefix string
+	// AuditMaxLen bounds the audit stream (XADD MAXLEN ~, so the stream may
+	// briefly hold somewhat more). Zero means DefaultAuditMaxLen.
+	AuditMaxLen int64
+	// OpTimeout bounds each operation, on top of the caller's context. Zero
+	// means DefaultOpTimeout.
+	OpTimeout time.Duration
+	// TimeSkew is how far an event's Time may lie from the moment Redis
+	// appended it (caller clock skew plus the delay between setting Time and
+	// calling Append). List uses Filter.Start and Filter.End, widened by
+	// TimeSkew, to skip stream entries that cannot match; events whose Time
+	// is further than TimeSkew from their append time may then be missed by
+	// a time-bounded List. Zero means DefaultTimeSkew; negative disables the
+	// narrowing (a time-bounded List then scans from the newest entry).
+	TimeSkew time.Duration
+}
+
+// Store is a Redis store.Store. It is safe for concurrent use.
+type Store struct {
+	client     goredis.UniversalClient
+	ownsClient bool
+	prefix     string
+	stream     string
+	maxLen     int64
+	opTimeout  time.Duration
+	timeSkew   time.Duration // negative: no narrowing
+	maxScan    int           // entries read per List call; changed only by tests
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store over opts.Client. It does not contact Redis; use Ping.
+// Close does not close opts.Client.
+func New(opts Options) (*Store, error) {
+	if opts.Client == nil {
+		return nil, fmt.Errorf("store/redis: Options.Client is nil: %w", store.ErrInvalidArgument)
+	}
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = DefaultKeyPrefix
+	}
+	if strings.ContainsAny(opts.KeyPrefix, "{}") {
+		return nil, fmt.Errorf("store/redis: Options.KeyPrefix must not contain '{' or '}': %w", store.ErrInvalidArgument)
+	}
+	switch {
+	case opts.AuditMaxLen < 0:
+		return nil, fmt.Errorf("store/redis: Options.AuditMaxLen is negative: %w", store.ErrInvalidArgument)
+	case opts.AuditMaxLen == 0:
+		opts.AuditMaxLen = DefaultAuditMaxLen
+	}
+	switch {
+	case opts.OpTimeout < 0:
+		return nil, fmt.Errorf("store/redis: Options.OpTimeout is negative: %w", store.ErrInvalidArgument)
+	case opts.OpTimeout == 0:
+		opts.OpTimeout = DefaultOpTimeout
+	}
+	if opts.TimeSkew == 0 {
+		opts.TimeSkew = DefaultTimeSkew
+	}
+	return &Store{
+		client:    opts.Client,
+		prefix:    opts.KeyPrefix,
+		stream:    opts.KeyPrefix + ":{audit}:events",
+		maxLen:    opts.AuditMaxLen,
+		opTimeout: opts.OpTimeout,
+		timeSkew:  opts.TimeSkew,
+		maxScan:   maxScan,
+	}, nil
+}
+
+// NewFromURL connects to the standalone Redis at url ("redis://" or
+// "rediss://" for TLS, as parsed by go-redis ParseURL) and returns a Store
+// that owns the connection: Close closes it. opts.Client must be nil. The
+// client has ContextTimeoutEnabled set, so that OpTimeout and the caller's
+// deadline also bound network reads and writes.
+func NewFromURL(url string, opts Options) (*Store, error) {
+	if opts.Client != nil {
+		return nil, fmt.Errorf("store/redis: NewFromURL: Options.Client must be nil: %w", store.ErrInvalidArgument)
+	}
+	ro, err := goredis.ParseURL(url)
+	if err != nil {
+		// The URL may hold a password: do not echo it or the parse error.
+		return nil, fmt.Errorf("store/redis: NewFromURL: malformed Redis URL: %w", store.ErrInvalidArgument)
+	}
+	ro.ContextTimeoutEnabled = true
+	return newOwned(goredis.NewClient(ro), opts)
+}
+
+// NewUniversal connects with go-redis UniversalOptions (one address:
+// standalone; several: Cluster; MasterName set: Sentinel) and returns a Store
+// that owns the connection: Close closes it. opts.Client must be nil. The
+// client has ContextTimeoutEnabled set (uo itself is not modified).
+func NewUniversal(uo *goredis.UniversalOptions, opts Options) (*Store, error) {
+	if uo == nil {
+		return nil, fmt.Errorf("store/redis: NewUniversal: nil UniversalOptions: %w", store.ErrInvalidArgument)
+	}
+	if opts.Client != nil {
+		return nil, fmt.Errorf("store/redis: NewUniversal: Options.Client must be nil: %w", store.ErrInvalidArgument)
+	}
+	c := *uo
+	c.ContextTimeoutEnabled = true
+	return newOwned(goredis.NewUniversalClient(&c), opts)
+}
+
+func newOwned(c goredis.UniversalClient, opts Options) (*Store, error) {
+	opts.Client = c
+	s, err := New(opts)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	s.ownsClient = true
+	return s, nil
+}
+
+// Close closes the Redis client if the Store created it (NewFromURL,
+// NewUniversal); a client passed in Options.Client is left open.
+func (s *Store) Close() error {
+	if !s.ownsClient {
+		return nil
+	}
+	if err := s.client.Close(); err != nil {
+		return s.translate("close", err)
+	}
+	return nil
+}
+
+// Ping implements store.Store with PING.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel, err := s.opContext(ctx, "ping")
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	return s.translate("ping", s.client.Ping(ctx).Err())
+}
+
+// Mark implements store.ReplayGuard with SET key 1 NX PXAT <until in ms,
+// rounded up>.
+func (s *Store) Mark(ctx context.Context, key store.ReplayKey, until time.Time) error {
+	if key.Target == "" || key.Issuer == "" || key.JTI == "" {
+		return fmt.Errorf("store/redis: mark: replay key has an empty part: %w", store.ErrInvalidArgument)
+	}
+	if !until.After(time.Now()) {
+		return fmt.Errorf("store/redis: mark: deadline is not in the future: %w", store.ErrInvalidArgument)
+	}
+	ctx, cancel, err := s.opContext(ctx, "mark")
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	// Round up to the millisecond: a marker may outlive its deadline by
+	// under a millisecond, never expire before it.
+	ms := until.UnixMilli()
+	if time.UnixMilli(ms).Before(until) {
+		ms++
+	}
+	err = s.client.SetArgs(ctx, s.replayKey(key), "1", goredis.SetArgs{
+		Mode:     "NX",
+		ExpireAt: time.UnixMilli(ms),
+	}).Err()
+	if errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("store/redis: mark: %w", store.ErrReplayed)
+	}
+	return s.translate("mark", err)
+}
+
+// replayKey returns the Redis key holding the marker for k.
+func (s *Store) replayKey(k store.ReplayKey) string {
+	return s.prefix + ":replay:{" + k.Digest() + "}"
+}
+
+// Append implements store.AuditLog with XADD <stream> MAXLEN ~ N * e <json>.
+// The stored event has Time set to now when zero, in UTC; e is not modified.
+func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
+	if e == nil {
+		return "", fmt.Errorf("store/redis: append: nil event: %w", store.ErrInvalidArgument)
+	}
+	ev := *e // shallow copy: only ID and Time change, slices are only read
+	ev.ID = ""
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Time = ev.Time.UTC()
+	body, err := json.Marshal(&ev)
+	if err != nil {
+		return "", fmt.Errorf("store/redis: append: encode event: %w", err)
+	}
+	ctx, cancel, err := s.opContext(ctx, "append")
+	if err != nil {
+		return "", err
+	}
+	defer cancel()
+	id, err := s.client.XAdd(ctx, &goredis.XAddArgs{
+		Stream: s.stream,
+		MaxLen: s.maxLen,
+		Approx: true,
+		ID:     "*",
+		Values: []string{eventField, string(body)},
+	}).Result()
+	if err != nil {
+		return "", s.translate("append", err)
+	}
+	return id, nil
+}
+
+// Get implements store.AuditLog with XRANGE id id COUNT 1. A malformed id
+// gives store.ErrInvalidArgument.
+func (s *Store) Get(ctx context.Context, id string) (store.Event, error) {
+	if _, ok := parseStreamID(id); !ok {
+		return store.Event{}, fmt.Errorf("store/redis: get: malformed event id: %w", store.ErrInvalidArgument)
+	}
+	ctx, cancel, err := s.opContext(ctx, "get")
+	if err != nil {
+		return store.Event{}, err
+	}
+	defer cancel()
+	msgs, err := s.client.XRangeN(ctx, s.stream, id, id, 1).Result()
+	if err != nil {
+		return store.Event{}, s.translate("get", err)
+	}
+	if len(msgs) == 0 {
+		return store.Event{}, fmt.Errorf("store/redis: get: %w", store.ErrNotFound)
+	}
+	return decodeEvent("get", msgs[0])
+}
+
+// List implements store.AuditLog. It reads the stream newest first with
+// XREVRANGE in batches, filters with f.Match, and reads at most a bounded
+// number of entries per call: when that bound is reached before the page is
+// full, it returns the events found so far (possibly none) and a next token
+// to continue from. next is empty only when no further event matches; a
+// non-empty next may lead to an empty last page.
+func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) ([]store.Event, string, error) {
+	switch {
+	case pageSize < 0:
+		return nil, "", fmt.Errorf("store/redis: list: negative page size: %w", store.ErrInvalidArgument)
+	case pageSize == 0:
+		pageSize = store.DefaultPageSize
+	case pageSize > store.MaxPageSize:
+		pageSize = store.MaxPageSize
+	}
+	// Bounds of the id range to read: [lower, upper) in stream id order.
+	upper, hasUpper := streamID{}, false
+	if pageToken != "" {
+		id, ok := parseStreamID(pageToken)
+		if !ok {
+			return nil, "", fmt.Errorf("store/redis: list: malformed page token: %w", store.ErrInvalidArgument)
+		}
+		upper, hasUpper = id, true
+	}
+	lower := streamID{}
+	if s.timeSkew >= 0 {
+		if !f.End.IsZero() {
+			// Time < End and append time <= Time + skew: id ms < End + skew.
+			ms := ceilMillis(f.End.Add(s.timeSkew))
+			if end := (streamID{ms: ms}); !hasUpper || end.less(upper) {
+				upper, hasUpper = end, true
+			}
+		}
+		if !f.Start.IsZero() {
+			// Time >= Start and append time >= Time - skew.
+			lower = streamID{ms: floorMillis(f.Start.Add(-s.timeSkew))}
+		}
+	}
+
+	ctx, cancel, err := s.opContext(ctx, "list")
+	if err != nil {
+		return nil, "", err
+	}
+	defer cancel()
+	if hasUpper && !lower.less(upper) {
+		return nil, "", nil // empty range
+	}
+
+	stop := "-"
+	if lower != (streamID{}) {
+		stop = lower.String()
+	}
+	start := "+"
+	if hasUpper {
+		start = "(" + upper.String()
+	}
+	batch := min(max(2*pageSize, 100), s.maxScan)
+	var (
+		out     []store.Event
+		scanned int
+	)
+	for {
+		count := min(batch, s.maxScan-scanned)
+		msgs, err := s.client.XRevRangeN(ctx, s.stream, start, stop, int64(count)).Result()
+		if err != nil {
+			return nil, "", s.translate("list", err)
+		}
+		scanned += len(msgs)
+		exhausted := len(msgs) < count
+		for i := range msgs {
+			ev, err := decodeEvent("list", msgs[i])
+			if err != nil {
+				return nil, "", err
+			}
+			if !f.Match(&ev) {
+				continue
+			}
+			if len(out) == pageSize {
+				// Another match follows the full page.
+				return out, out[len(out)-1].ID, nil
+			}
+			out = append(out, ev)
+		}
+		if exhausted {
+			return out, "", nil
+		}
+		last := msgs[len(msgs)-1].ID
+		if len(out) == pageSize || scanned >= s.maxScan {
+			// Everything up to last has been examined; resume below it.
+			return out, last, nil
+		}
+		start = "(" + last
+		batch = min(2*batch, 2*store.MaxPageSize)
+	}
+}
+
+// opContext checks ctx and bounds it by the operation timeout.
+func (s *Store) opContext(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, s.translate(op, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	return ctx, cancel, nil
+}
+
+// unavailablePrefixes are Redis error replies meaning "not now": the server
+// or cluster is starting, failing over, or refusing writes for a while.
+var unavailablePrefixes = []string{
+	"LOADING ", "CLUSTERDOWN ", "TRYAGAIN ", "MASTERDOWN ", "READONLY ",
+	"NOREPLICAS ", "BUSY ", "MOVED ", "ASK ", "ERR max number of clients",
+}
+
+// translate maps an error from go-redis (or the context) to the store error
+// set, naming op. It never wraps a go-redis error: only its message is kept,
+// and no command arguments (keys, values) appear in it. Callers handle
+// goredis.Nil themselves, since its meaning depends on the operation.
+func (s *Store) translate(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		// The caller gave up; not a backend failure.
+		return fmt.Errorf("store/redis: %s: %w", op, context.Canceled)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("store/redis: %s: %w: %w", op, store.ErrUnavailable, context.DeadlineExceeded)
+	}
+	var rerr goredis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range unavailablePrefixes {
+			if strings.HasPrefix(msg, p) {
+				return fmt.Errorf("store/redis: %s: %w: %s", op, store.ErrUnavailable, msg)
+			}
+		}
+		// Any other server reply (WRONGTYPE, NOAUTH, NOPERM, syntax, ...) is
+		// a configuration or programming error: not retryable.
+		return fmt.Errorf("store/redis: %s: redis error: %s", op, msg)
+	}
+	// Not a server reply: dial failure, connection refused or reset, I/O
+	// timeout, pool timeout, closed client, EOF.
+	return fmt.Errorf("store/redis: %s: %w: %s", op, store.ErrUnavailable, err.Error())
+}
+
+func decodeEvent(op string, m goredis.XMessage) (store.Event, error) {
+	raw, ok := m.Values[eventField].(string)
+	if !ok {
+		return store.Event{}, fmt.Errorf("store/redis: %s: audit entry %s has no %q field", op, m.ID, eventField)
+	}
+	var ev store.Event
+	if err := json.Unmarshal([]byte(raw), &ev); err != nil {
+		return store.Event{}, fmt.Errorf("store/redis: %s: decode audit entry %s: %w", op, m.ID, err)
+	}
+	ev.ID = m.ID
+	return ev, nil
+}
+
+// streamID is a parsed "<ms>-<seq>" stream id.
+type streamID struct{ ms, seq uint64 }
+
+func (a streamID) less(b streamID) bool {
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq)
+}
+
+func (a streamID) String() string {
+	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
+}
+
+// parseStreamID parses "<ms>-<seq>", both unsigned 64-bit decimal numbers.
+func parseStreamID(s string) (streamID, bool) {
+	msPart, seqPart, ok := strings.Cut(s, "-")
+	if !ok {
+		return streamID{}, false
+	}
+	// ParseUint rejects empty strings, signs and anything but digits.
+	ms, err := strconv.ParseUint(msPart, 10, 64)
+	if err != nil {
+		return streamID{}, false
+	}
+	seq, err := strconv.ParseUint(seqPart, 10, 64)
+	if err != nil {
+		return streamID{}, false
+	}
+	return streamID{ms: ms, seq: seq}, true
+}
+
+// floorMillis is t in Unix milliseconds rounded down, at least 0.
+func floorMillis(t time.Time) uint64 {
+	ms := t.UnixMilli() // truncates toward zero
+	if time.UnixMilli(ms).After(t) {
+		ms--
+	}
+	return uint64(max(ms, 0))
+}
+
+// ceilMillis is t in Unix milliseconds rounded up, at least 0.
+func ceilMillis(t time.Time) uint64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return uint64(max(ms, 0))
+}

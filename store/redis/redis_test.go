@@ -1,0 +1,468 @@
+package redis
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/store"
+	"github.com/chainbroker/chainbroker/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	var n atomic.Int64
+	storetest.RunTests(t, func(t *testing.T) store.Store {
+		// One server, a fresh key prefix per store.
+		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1))})
+		if err != nil {
+			t.Fatalf("NewFromURL: %v", err)
+		}
+		return s
+	})
+}
+
+// rawClient is a plain go-redis client for inspecting the server.
+func rawClient(t testing.TB, srv *redistest.Server) *goredis.Client {
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func newStore(t testing.TB, srv *redistest.Server, opts Options) *Store {
+	t.Helper()
+	s, err := NewFromURL(srv.URL(), opts)
+	if err != nil {
+		t.Fatalf("NewFromURL: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestServerStopped stops redis-server under live Stores: every operation
+// fails with ErrUnavailable; after a restart the same Stores work again, and
+// with the AOF on, the replay marker and the event written before are there.
+// One Store uses go-redis defaults (dial retries outlast OpTimeout, so the
+// deadline is what fails); the other does not retry (connection refused is).
+func TestServerStopped(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{AOF: true})
+	ctx := t.Context()
+	noRetry := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { _ = noRetry.Close() })
+	fast, err := New(Options{Client: noRetry, KeyPrefix: "fast"})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	stores := map[string]*Store{
+		"defaults": newStore(t, srv, Options{KeyPrefix: "defaults", OpTimeout: 300 * time.Millisecond}),
+		"no retry": fast,
+	}
+	k := store.ReplayKey{Target: "t", Issuer: "i", JTI: "before-stop"}
+	ids := map[string]string{}
+	for name, s := range stores {
+		if err := s.Mark(ctx, k, time.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("%s: Mark: %v", name, err)
+		}
+		id, err := s.Append(ctx, &store.Event{Subject: "before-stop"})
+		if err != nil {
+			t.Fatalf("%s: Append: %v", name, err)
+		}
+		ids[name] = id
+	}
+
+	srv.Stop()
+	for name, s := range stores {
+		start := time.Now()
+		_, appendErr := s.Append(ctx, &store.Event{Subject: "during-stop"})
+		for op, err := range map[string]error{
+			"Ping":   s.Ping(ctx),
+			"Mark":   s.Mark(ctx, store.ReplayKey{Target: "t", Issuer: "i", JTI: "during-stop"}, time.Now().Add(time.Hour)),
+			"Append": appendErr,
+			"List":   func() error { _, _, err := s.List(ctx, store.Filter{}, 0, ""); return err }(),
+			"Get":    func() error { _, err := s.Get(ctx, ids[name]); return err }(),
+		} {
+			if !errors.Is(err, store.ErrUnavailable) || !store.IsRetryable(err) {
+				t.Errorf("%s: %s with Redis stopped: %v, want a retryable ErrUnavailable", name, op, err)
+			}
+			var rerr goredis.Error
+			if errors.As(err, &rerr) {
+				t.Errorf("%s: %s error exposes a go-redis error: %v", name, op, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), strings.ToLower(op)) {
+				t.Errorf("%s: %s error does not name the operation: %v", name, op, err)
+			}
+		}
+		t.Logf("%s: 5 operations against a stopped server took %v", name, time.Since(start))
+	}
+
+	srv.Start()
+	for name, s := range stores {
+		// go-redis reconnects on its own; allow it a moment.
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			err := s.Ping(ctx)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Ping after restart: %v", name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := s.Mark(ctx, k, time.Now().Add(time.Hour)); !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("%s: Mark of a key marked before the restart: %v, want ErrReplayed", name, err)
+		}
+		if err := s.Mark(ctx, store.ReplayKey{Target: "t", Issuer: "i", JTI: "after-restart"}, time.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("%s: Mark after restart: %v", name, err)
+		}
+		got, err := s.Get(ctx, ids[name])
+		if err != nil || got.Subject != "before-stop" {
+			t.Fatalf("%s: Get after restart = %+v, %v", name, got, err)
+		}
+		if _, err := s.Append(ctx, &store.Event{Subject: "after-restart"}); err != nil {
+			t.Fatalf("%s: Append after restart: %v", name, err)
+		}
+		page, _, err := s.List(ctx, store.Filter{}, 0, "")
+		if err != nil || len(page) != 2 || page[0].Subject != "after-restart" || page[1].Subject != "before-stop" {
+			t.Fatalf("%s: List after restart = %+v, %v", name, page, err)
+		}
+	}
+}
+
+// TestKeys inspects what the Store writes: only prefixed keys, a replay key
+// holding the digest and not the jti, with a TTL up to the deadline.
+func TestKeys(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	s := newStore(t, srv, Options{KeyPrefix: "myapp"})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+
+	k := store.ReplayKey{Target: "partner", Issuer: "https://corp", JTI: "raw-jti-4f1c"}
+	until := time.Now().Add(time.Minute)
+	if err := s.Mark(ctx, k, until); err != nil {
+		t.Fatalf("Mark: %v", err)
+	}
+	if _, err := s.Append(ctx, &store.Event{Subject: "alice"}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+
+	keys, _, err := raw.Scan(ctx, 0, "*", 1000).Result()
+	if err != nil {
+		t.Fatalf("SCAN: %v", err)
+	}
+	replayKey := "myapp:replay:{" + k.Digest() + "}"
+	want := map[string]bool{replayKey: true, "myapp:{audit}:events": true}
+	if len(keys) != len(want) {
+		t.Fatalf("keys = %q, want %v", keys, want)
+	}
+	for _, key := range keys {
+		if !want[key] {
+			t.Errorf("unexpected key %q", key)
+		}
+		if strings.Contains(key, k.JTI) {
+			t.Errorf("key %q contains the raw jti", key)
+		}
+	}
+	before := time.Now()
+	pttl, err := raw.PTTL(ctx, replayKey).Result()
+	if err != nil {
+		t.Fatalf("PTTL: %v", err)
+	}
+	// The deadline is rounded up to the millisecond, and PTTL counts from
+	// the server's current millisecond: allow 2ms over.
+	if limit := until.Sub(before) + 2*time.Millisecond; pttl <= 0 || pttl > limit {
+		t.Fatalf("PTTL = %v, want in (0, %v]", pttl, limit)
+	}
+	val, err := raw.Get(ctx, replayKey).Result()
+	if err != nil || strings.Contains(val, k.JTI) {
+		t.Fatalf("replay marker value = %q, %v", val, err)
+	}
+}
+
+// TestAuditTrim checks the XADD retention bound. Trimming is approximate
+// (MAXLEN ~): Redis drops only whole stream nodes, which hold at most
+// stream-node-max-entries (default 100) entries, so after many appends the
+// stream holds between AuditMaxLen and AuditMaxLen+100 entries.
+func TestAuditTrim(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	const maxLen, appends, nodeMaxEntries = 10, 300, 100
+	s := newStore(t, srv, Options{AuditMaxLen: maxLen})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+	var last string
+	for i := range appends {
+		id, err := s.Append(ctx, &store.Event{Subject: "alice", Message: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		last = id
+	}
+	n, err := raw.XLen(ctx, s.stream).Result()
+	if err != nil {
+		t.Fatalf("XLEN: %v", err)
+	}
+	t.Logf("XLEN after %d appends with MAXLEN ~ %d: %d", appends, maxLen, n)
+	if n < maxLen || n > maxLen+nodeMaxEntries {
+		t.Fatalf("XLEN = %d, want between %d and %d", n, maxLen, maxLen+nodeMaxEntries)
+	}
+	// The newest events are kept.
+	if _, err := s.Get(ctx, last); err != nil {
+		t.Fatalf("Get newest: %v", err)
+	}
+	page, _, err := s.List(ctx, store.Filter{}, store.MaxPageSize, "")
+	if err != nil || int64(len(page)) != n {
+		t.Fatalf("List = %d events, %v; want %d", len(page), err, n)
+	}
+}
+
+// TestTimeSkew checks List's narrowing of the scanned id range by
+// Filter.Start/End widened by Options.TimeSkew.
+func TestTimeSkew(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	ctx := t.Context()
+	now := time.Now()
+	events := []store.Event{
+		{Subject: "recent", Time: now.Add(-time.Minute)},
+		{Subject: "ancient", Time: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, tc := range []struct {
+		name   string
+		skew   time.Duration
+		filter store.Filter
+		want   []string
+	}{
+		// Appended after End, but within the skew: found.
+		{"end within skew", 0, store.Filter{End: now.Add(-30 * time.Second)}, []string{"ancient", "recent"}},
+		{"start within skew", 0, store.Filter{Start: now.Add(-2 * time.Minute)}, []string{"recent"}},
+		// Further than the skew from its append time: not scanned.
+		{"end beyond skew", 0, store.Filter{End: time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)}, nil},
+		{"end beyond small skew", time.Second, store.Filter{End: now.Add(-30 * time.Second)}, nil},
+		{"no narrowing", -1, store.Filter{End: time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC)}, []string{"ancient"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, srv, Options{KeyPrefix: "skew-" + strings.ReplaceAll(tc.name, " ", "-"), TimeSkew: tc.skew})
+			for i := range events {
+				if _, err := s.Append(ctx, &events[i]); err != nil {
+					t.Fatalf("Append: %v", err)
+				}
+			}
+			page, next, err := s.List(ctx, tc.filter, 0, "")
+			if err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			var got []string
+			for _, e := range page {
+				got = append(got, e.Subject)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) || next != "" {
+				t.Fatalf("List = %q, next %q; want %q", got, next, tc.want)
+			}
+		})
+	}
+}
+
+// TestListScanBound checks that one List call reads a bounded number of
+// entries and hands back a token to continue from.
+func TestListScanBound(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	s := newStore(t, srv, Options{})
+	s.maxScan = 50
+	ctx := t.Context()
+	if _, err := s.Append(ctx, &store.Event{Subject: "needle"}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	for i := range 120 {
+		if _, err := s.Append(ctx, &store.Event{Subject: "hay", Message: fmt.Sprint(i)}); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	f := store.Filter{Subject: "needle"}
+	var (
+		found []store.Event
+		token string
+		calls int
+	)
+	for {
+		page, next, err := s.List(ctx, f, 10, token)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		calls++
+		if calls == 1 && (len(page) != 0 || next == "") {
+			t.Fatalf("first List = %d events, next %q; want none and a token (scan bound reached)", len(page), next)
+		}
+		found = append(found, page...)
+		if next == "" {
+			break
+		}
+		if calls > 5 {
+			t.Fatalf("List did not finish after %d calls", calls)
+		}
+		token = next
+	}
+	if len(found) != 1 || found[0].Subject != "needle" || calls != 3 {
+		t.Fatalf("found %d events in %d calls, want the needle in 3", len(found), calls)
+	}
+}
+
+func TestOptions(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	client := rawClient(t, srv)
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"nil client", Options{}},
+		{"prefix with brace", Options{Client: client, KeyPrefix: "a{b}"}},
+		{"negative max len", Options{Client: client, AuditMaxLen: -1}},
+		{"negative timeout", Options{Client: client, OpTimeout: -time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.opts); !errors.Is(err, store.ErrInvalidArgument) {
+				t.Fatalf("New: %v, want ErrInvalidArgument", err)
+			}
+		})
+	}
+	for _, url := range []string{"http://127.0.0.1:1", "redis://user:s3cret@127.0.0.1:notaport/0", "::"} {
+		_, err := NewFromURL(url, Options{})
+		if !errors.Is(err, store.ErrInvalidArgument) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("NewFromURL(%q): %v, want ErrInvalidArgument without the password", url, err)
+		}
+	}
+	if _, err := NewFromURL(srv.URL(), Options{Client: client}); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("NewFromURL with a Client: %v, want ErrInvalidArgument", err)
+	}
+}
+
+// TestCloseOwnership: Close closes only a client the Store created.
+func TestCloseOwnership(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	ctx := t.Context()
+	client := rawClient(t, srv)
+	s, err := New(Options{Client: client})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("caller's client after Store.Close: %v", err)
+	}
+
+	owned, err := NewFromURL(srv.URL(), Options{})
+	if err != nil {
+		t.Fatalf("NewFromURL: %v", err)
+	}
+	if err := owned.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if err := owned.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := owned.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Ping after Close: %v, want ErrUnavailable", err)
+	}
+
+	uo := &goredis.UniversalOptions{Addrs: []string{srv.Addr()}}
+	u, err := NewUniversal(uo, Options{})
+	if err != nil {
+		t.Fatalf("NewUniversal: %v", err)
+	}
+	if err := u.Ping(ctx); err != nil {
+		t.Fatalf("Ping (NewUniversal): %v", err)
+	}
+	if uo.ContextTimeoutEnabled {
+		t.Errorf("NewUniversal modified its UniversalOptions")
+	}
+	if err := u.Close(); err != nil {
+		t.Fatalf("Close (NewUniversal): %v", err)
+	}
+}
+
+// TestServerErrorNotRetryable: a Redis error reply that is not transient
+// (here WRONGTYPE) is an error, but neither ErrUnavailable nor a go-redis type.
+func TestServerErrorNotRetryable(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	s := newStore(t, srv, Options{})
+	ctx := t.Context()
+	if err := rawClient(t, srv).Set(ctx, s.stream, "not a stream", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	_, err := s.Append(ctx, &store.Event{})
+	var rerr goredis.Error
+	if err == nil || store.IsRetryable(err) || errors.As(err, &rerr) || !strings.Contains(err.Error(), "append") {
+		t.Fatalf("Append to a non-stream key: %v, want a non-retryable error naming the op", err)
+	}
+}
+
+// redisReply is a hand-made Redis error reply, as go-redis reports them.
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (redisReply) RedisError()     {}
+
+func TestTranslate(t *testing.T) {
+	s := &Store{}
+	for _, tc := range []struct {
+		reply     string
+		retryable bool
+	}{
+		{"LOADING Redis is loading the dataset in memory", true},
+		{"CLUSTERDOWN The cluster is down", true},
+		{"TRYAGAIN Multiple keys request during rehashing of slot", true},
+		{"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", true},
+		{"READONLY You can't write against a read only replica.", true},
+		{"NOREPLICAS Not enough good replicas to write.", true},
+		{"BUSY Redis is busy running a script.", true},
+		{"ERR max number of clients reached", true},
+		{"WRONGTYPE Operation against a key holding the wrong kind of value", false},
+		{"NOAUTH Authentication required.", false},
+		{"ERR syntax error", false},
+		{"BUSYGROUP Consumer Group name already exists", false},
+	} {
+		err := s.translate("op", redisReply(tc.reply))
+		if store.IsRetryable(err) != tc.retryable {
+			t.Errorf("translate(%q) = %v, retryable %v, want %v", tc.reply, err, store.IsRetryable(err), tc.retryable)
+		}
+		var rerr goredis.Error
+		if errors.As(err, &rerr) {
+			t.Errorf("translate(%q) wraps the go-redis error", tc.reply)
+		}
+	}
+	if err := s.translate("op", fmt.Errorf("dial tcp: %w", errors.New("connection refused"))); !store.IsRetryable(err) {
+		t.Errorf("transport error: %v, want retryable", err)
+	}
+}
+
+func BenchmarkMark(b *testing.B) {
+	srv := redistest.New(b, redistest.Options{})
+	s := newStore(b, srv, Options{})
+	ctx := b.Context()
+	until := time.Now().Add(time.Hour)
+	i := 0
+	for b.Loop() {
+		i++
+		if err := s.Mark(ctx, store.ReplayKey{Target: "t", Issuer: "i", JTI: fmt.Sprint(i)}, until); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	srv := redistest.New(b, redistest.Options{})
+	s := newStore(b, srv, Options{})
+	ctx := b.Context()
+	e := &store.Event{Subject: "alice", TargetDomain: "partner", Scopes: []string{"a", "b"}, Outcome: store.OutcomeSuccess}
+	for b.Loop() {
+		if _, err := s.Append(ctx, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

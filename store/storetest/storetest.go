@@ -1,0 +1,815 @@
+// Package storetest is the conformance suite every store.Store backend runs:
+// call RunTests from the backend's own test.
+//
+// Beyond the doc comments of package store, the suite pins down these
+// behaviours, which every backend shares:
+//   - audit event ids have the Redis stream form "<ms>-<seq>" (two unsigned
+//     decimal numbers) and increase with every Append;
+//   - Event.Time is kept at full (nanosecond) precision; its location is not
+//     kept (compare with time.Equal);
+//   - a malformed event id in Get, like a malformed page token in List, gives
+//     store.ErrInvalidArgument (a well-formed unknown id gives
+//     store.ErrNotFound); a negative page size gives store.ErrInvalidArgument;
+//   - events handed to Append and returned by Get and List share no memory
+//     with the store;
+//   - with an already canceled context, every operation fails with an error
+//     matching context.Canceled or store.ErrUnavailable.
+//
+// Events are appended with Time no more than about ten minutes before the
+// append, so a backend may narrow time-filtered scans by append time as long
+// as it allows for that much skew (store/redis allows 15 minutes).
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// RunTests runs the conformance suite against the backend made by newStore.
+// newStore must return a new, empty store on every call: the subtests run in
+// parallel, each with its own store, and RunTests closes each store when its
+// subtest ends.
+func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
+	open := func(t *testing.T) store.Store {
+		t.Helper()
+		s := newStore(t)
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return s
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s store.Store)
+	}{
+		{"Ping", testPing},
+		{"Mark/FirstThenReplayed", testMarkFirstThenReplayed},
+		{"Mark/IndependentParts", testMarkIndependentParts},
+		{"Mark/Expiry", testMarkExpiry},
+		{"Mark/InvalidDeadline", testMarkInvalidDeadline},
+		{"Mark/EmptyKeyPart", testMarkEmptyKeyPart},
+		{"Mark/Concurrent", testMarkConcurrent},
+		{"Append/IncreasingIDs", testAppendIncreasingIDs},
+		{"Append/ZeroTimeIsNow", testAppendZeroTime},
+		{"Append/IgnoresID", testAppendIgnoresID},
+		{"Append/Nil", testAppendNil},
+		{"Get/Roundtrip", testGetRoundtrip},
+		{"Get/Unknown", testGetUnknown},
+		{"Get/MalformedID", testGetMalformed},
+		{"List/NewestFirst", testListNewestFirst},
+		{"List/Paging", testListPaging},
+		{"List/Filters", testListFilters},
+		{"List/PageSize", testListPageSize},
+		{"List/PageToken", testListPageToken},
+		{"Copies", testCopies},
+		{"CanceledContext", testCanceledContext},
+		{"ConcurrentAppendAndList", testConcurrentAppendList},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.run(t, open(t))
+		})
+	}
+}
+
+// mustErrIs fails t unless errors.Is(err, want).
+func mustErrIs(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func mustOK(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func testPing(t *testing.T, s store.Store) {
+	mustOK(t, "Ping", s.Ping(t.Context()))
+}
+
+// --- Replay guard ---
+
+func key(jti string) store.ReplayKey {
+	return store.ReplayKey{Target: "partner.example", Issuer: "https://corp.example", JTI: jti}
+}
+
+func testMarkFirstThenReplayed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	k := key("jti-1")
+	until := time.Now().Add(time.Hour)
+	mustOK(t, "first Mark", s.Mark(ctx, k, until))
+	mustErrIs(t, "second Mark", s.Mark(ctx, k, until), store.ErrReplayed)
+	// A later deadline does not help either.
+	mustErrIs(t, "third Mark", s.Mark(ctx, k, until.Add(time.Hour)), store.ErrReplayed)
+}
+
+func testMarkIndependentParts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	until := time.Now().Add(time.Hour)
+	base := store.ReplayKey{Target: "t", Issuer: "i", JTI: "j"}
+	mustOK(t, "Mark base", s.Mark(ctx, base, until))
+	for _, k := range []store.ReplayKey{
+		{Target: "t2", Issuer: "i", JTI: "j"},    // other target
+		{Target: "t", Issuer: "i2", JTI: "j"},    // other issuer
+		{Target: "t", Issuer: "i", JTI: "j2"},    // other jti
+		{Target: "ab", Issuer: "c", JTI: "j"},    // same concatenation as the next one
+		{Target: "a", Issuer: "bc", JTI: "j"},    // ...
+		{Target: "i", Issuer: "t", JTI: "j"},     // parts swapped
+		{Target: "T", Issuer: "i", JTI: "j"},     // case matters
+		{Target: "t", Issuer: "i", JTI: "j\x00"}, // bytes matter
+	} {
+		mustOK(t, fmt.Sprintf("Mark %+q", k), s.Mark(ctx, k, until))
+		mustErrIs(t, fmt.Sprintf("Mark %+q again", k), s.Mark(ctx, k, until), store.ErrReplayed)
+	}
+	mustErrIs(t, "Mark base again", s.Mark(ctx, base, until), store.ErrReplayed)
+}
+
+func testMarkExpiry(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	k := key("jti-expiring")
+	until := time.Now().Add(150 * time.Millisecond)
+	mustOK(t, "first Mark", s.Mark(ctx, k, until))
+	err := s.Mark(ctx, k, time.Now().Add(time.Hour))
+	if time.Now().Before(until) {
+		mustErrIs(t, "Mark before the deadline", err, store.ErrReplayed)
+	}
+	timeout := time.Now().Add(3 * time.Second)
+	for {
+		time.Sleep(25 * time.Millisecond)
+		err := s.Mark(ctx, k, time.Now().Add(time.Hour))
+		if err == nil {
+			if now := time.Now(); now.Before(until) {
+				t.Fatalf("Mark succeeded at %v, %v before the previous marker's deadline", now, until.Sub(now))
+			}
+			break
+		}
+		if !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("Mark while waiting for expiry: %v", err)
+		}
+		if time.Now().After(timeout) {
+			t.Fatalf("Mark still ErrReplayed %v after the deadline", time.Since(until))
+		}
+	}
+	// The new marker holds.
+	mustErrIs(t, "Mark after re-marking", s.Mark(ctx, k, time.Now().Add(time.Hour)), store.ErrReplayed)
+}
+
+func testMarkInvalidDeadline(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name  string
+		until time.Time
+	}{
+		{"zero", time.Time{}},
+		{"past", time.Now().Add(-time.Second)},
+		{"now", time.Now()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := key("jti-deadline-" + tc.name)
+			mustErrIs(t, "Mark", s.Mark(ctx, k, tc.until), store.ErrInvalidArgument)
+			// Nothing was recorded.
+			mustOK(t, "Mark with a valid deadline", s.Mark(ctx, k, time.Now().Add(time.Hour)))
+		})
+	}
+}
+
+func testMarkEmptyKeyPart(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	until := time.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name string
+		key  store.ReplayKey
+	}{
+		{"target", store.ReplayKey{Issuer: "i", JTI: "j"}},
+		{"issuer", store.ReplayKey{Target: "t", JTI: "j"}},
+		{"jti", store.ReplayKey{Target: "t", Issuer: "i"}},
+		{"all", store.ReplayKey{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mustErrIs(t, "Mark", s.Mark(ctx, tc.key, until), store.ErrInvalidArgument)
+		})
+	}
+}
+
+func testMarkConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const n = 32
+	k := key("jti-contended")
+	until := time.Now().Add(time.Hour)
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make([]error, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = s.Mark(ctx, k, until)
+		})
+	}
+	close(start)
+	wg.Wait()
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, store.ErrReplayed):
+		default:
+			t.Errorf("Mark #%d: %v", i, err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d of %d concurrent Marks of one key succeeded, want exactly 1", wins, n)
+	}
+}
+
+// --- Audit log ---
+
+// eventID is a parsed "<ms>-<seq>" id.
+type eventID struct{ ms, seq uint64 }
+
+func parseID(t *testing.T, id string) eventID {
+	t.Helper()
+	msPart, seqPart, ok := strings.Cut(id, "-")
+	ms, err1 := strconv.ParseUint(msPart, 10, 64)
+	seq, err2 := strconv.ParseUint(seqPart, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		t.Fatalf("event id %q is not of the form <ms>-<seq>", id)
+	}
+	return eventID{ms, seq}
+}
+
+func (a eventID) less(b eventID) bool {
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq)
+}
+
+// fullEvent returns an event with every field set, a fresh copy each call.
+func fullEvent(tm time.Time) store.Event {
+	return store.Event{
+		ID:                       "ignored",
+		Time:                     tm,
+		Caller:                   "spiffe://corp.example/ns/app/sa/client",
+		Subject:                  "alice@corp.example",
+		SourceDomain:             "corp",
+		TargetDomain:             "partner",
+		Scopes:                   []string{"orders.read", "orders.write"},
+		Outcome:                  store.OutcomeFailure,
+		Reason:                   "UPSTREAM_REJECTED",
+		UpstreamError:            "invalid_grant",
+		UpstreamErrorDescription: "assertion expired \"quoted\" \u00e9\n",
+		Message:                  "hop 2 of 2 failed",
+		Hops: []store.Hop{
+			{
+				Domain:    "corp",
+				Endpoint:  "https://corp.example/oauth2/token",
+				GrantType: "urn:ietf:params:oauth:grant-type:token-exchange",
+				Duration:  12*time.Millisecond + 345*time.Microsecond + 678,
+			},
+			{
+				Domain:           "partner",
+				Endpoint:         "https://partner.example/token",
+				GrantType:        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+				Duration:         time.Second + 1,
+				AssertionJTIHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			},
+		},
+		SubjectTokenHash:  "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+		AssertionJTIHash:  "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		AssertionIssuer:   "https://corp.example",
+		AssertionAudience: []string{"https://partner.example/token", "partner"},
+	}
+}
+
+// baseTime is a recent instant, so that backends narrowing time-filtered
+// scans by append time (within a bounded clock skew) see realistic data.
+func baseTime() time.Time {
+	return time.Now().Add(-10 * time.Minute).Truncate(time.Second)
+}
+
+// equalEvent reports the difference between got and want, or "".
+func equalEvent(got, want store.Event) string {
+	if !got.Time.Equal(want.Time) {
+		return fmt.Sprintf("Time = %v, want %v", got.Time, want.Time)
+	}
+	got.Time = want.Time
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Sprintf("got  %+v\nwant %+v", got, want)
+	}
+	return ""
+}
+
+func appendN(t *testing.T, s store.Store, events []store.Event) []string {
+	t.Helper()
+	ids := make([]string, len(events))
+	for i := range events {
+		id, err := s.Append(t.Context(), &events[i])
+		mustOK(t, fmt.Sprintf("Append #%d", i), err)
+		ids[i] = id
+	}
+	return ids
+}
+
+// simpleEvents returns n events, one second apart, message "event <i>".
+func simpleEvents(n int) []store.Event {
+	base := baseTime()
+	out := make([]store.Event, n)
+	for i := range out {
+		out[i] = store.Event{
+			Time:    base.Add(time.Duration(i) * time.Second),
+			Subject: "subject",
+			Outcome: store.OutcomeSuccess,
+			Message: fmt.Sprintf("event %d", i),
+		}
+	}
+	return out
+}
+
+func testAppendIncreasingIDs(t *testing.T, s store.Store) {
+	ids := appendN(t, s, simpleEvents(50))
+	prev := parseID(t, ids[0])
+	for _, id := range ids[1:] {
+		cur := parseID(t, id)
+		if !prev.less(cur) {
+			t.Fatalf("ids not increasing: %v", ids)
+		}
+		prev = cur
+	}
+}
+
+func testAppendZeroTime(t *testing.T, s store.Store) {
+	before := time.Now()
+	id, err := s.Append(t.Context(), &store.Event{Subject: "no time"})
+	after := time.Now()
+	mustOK(t, "Append", err)
+	got, err := s.Get(t.Context(), id)
+	mustOK(t, "Get", err)
+	if got.Time.Before(before) || got.Time.After(after) {
+		t.Fatalf("Time = %v, want between %v and %v", got.Time, before, after)
+	}
+}
+
+func testAppendIgnoresID(t *testing.T, s store.Store) {
+	e := store.Event{ID: "1-1", Subject: "x"}
+	id, err := s.Append(t.Context(), &e)
+	mustOK(t, "Append", err)
+	if id == "1-1" {
+		t.Fatalf("Append kept the caller's ID")
+	}
+	got, err := s.Get(t.Context(), id)
+	mustOK(t, "Get", err)
+	if got.ID != id {
+		t.Fatalf("Get(%q).ID = %q", id, got.ID)
+	}
+	mustErrIs(t, "Get caller's ID", func() error { _, err := s.Get(t.Context(), "1-1"); return err }(), store.ErrNotFound)
+}
+
+func testAppendNil(t *testing.T, s store.Store) {
+	_, err := s.Append(t.Context(), nil)
+	mustErrIs(t, "Append(nil)", err, store.ErrInvalidArgument)
+}
+
+func testGetRoundtrip(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	inputs := []store.Event{
+		// Sub-millisecond precision, non-UTC location.
+		fullEvent(baseTime().Add(123456789).In(time.FixedZone("UTC+5:30", 5*3600+1800))),
+		// Only the required fields.
+		{Time: baseTime().Add(time.Second), Outcome: store.OutcomeCacheHit},
+		// One-element slices, zero durations.
+		{Time: baseTime().Add(2 * time.Second), Scopes: []string{""}, Hops: []store.Hop{{}}, AssertionAudience: []string{"a"}},
+	}
+	for i, in := range inputs {
+		id, err := s.Append(ctx, &in)
+		mustOK(t, fmt.Sprintf("Append #%d", i), err)
+		got, err := s.Get(ctx, id)
+		mustOK(t, fmt.Sprintf("Get #%d", i), err)
+		want := in
+		want.ID = id
+		if diff := equalEvent(got, want); diff != "" {
+			t.Errorf("event #%d roundtrip: %s", i, diff)
+		}
+	}
+}
+
+func testGetUnknown(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"1-0", "99999999999999-0"} {
+		_, err := s.Get(ctx, id)
+		mustErrIs(t, "Get "+id+" from an empty store", err, store.ErrNotFound)
+	}
+	ids := appendN(t, s, simpleEvents(2))
+	last := parseID(t, ids[1])
+	for _, id := range []string{
+		"1-0",
+		fmt.Sprintf("%d-%d", last.ms, last.seq+1),
+		fmt.Sprintf("%d-0", last.ms+1),
+	} {
+		_, err := s.Get(ctx, id)
+		mustErrIs(t, "Get "+id, err, store.ErrNotFound)
+	}
+}
+
+// malformedIDs returns strings that are neither event ids nor page tokens.
+func malformedIDs() []string {
+	return []string{
+		"", " ", "abc", "1", "1-", "-1", "-", "+", "1-a", "a-1", "1-0-0", "(1-0",
+		"1 -0", " 1-0", "1-0 ", "+1-0", "1-+0", "0x1-0", "1_0-0", "1.5-0",
+		"18446744073709551616-0", "0-18446744073709551616",
+	}
+}
+
+func testGetMalformed(t *testing.T, s store.Store) {
+	appendN(t, s, simpleEvents(1))
+	for _, id := range malformedIDs() {
+		_, err := s.Get(t.Context(), id)
+		mustErrIs(t, fmt.Sprintf("Get(%q)", id), err, store.ErrInvalidArgument)
+	}
+}
+
+// listAll pages through List and fails on duplicates or an endless chain.
+func listAll(t *testing.T, s store.Store, f store.Filter, pageSize, total int) []store.Event {
+	t.Helper()
+	maxCalls := total + 2
+	if pageSize > 0 {
+		maxCalls = total/pageSize + 2
+	}
+	var (
+		all   []store.Event
+		token string
+		seen  = map[string]bool{}
+	)
+	for call := 0; ; call++ {
+		if call == maxCalls {
+			t.Fatalf("List(pageSize=%d) still returns a next token after %d calls", pageSize, call)
+		}
+		page, next, err := s.List(t.Context(), f, pageSize, token)
+		mustOK(t, fmt.Sprintf("List(pageSize=%d, token=%q)", pageSize, token), err)
+		if pageSize > 0 && len(page) > pageSize {
+			t.Fatalf("List(pageSize=%d) returned %d events", pageSize, len(page))
+		}
+		for _, e := range page {
+			if seen[e.ID] {
+				t.Fatalf("List returned event %s twice", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all
+		}
+		if next == token {
+			t.Fatalf("List returned its own page token %q as next", next)
+		}
+		token = next
+	}
+}
+
+func eventIDs(events []store.Event) []string {
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = events[i].ID
+	}
+	return ids
+}
+
+func reversed(s []string) []string {
+	out := make([]string, len(s))
+	for i := range s {
+		out[len(s)-1-i] = s[i]
+	}
+	return out
+}
+
+func testListNewestFirst(t *testing.T, s store.Store) {
+	page, next, err := s.List(t.Context(), store.Filter{}, 0, "")
+	mustOK(t, "List empty store", err)
+	if len(page) != 0 || next != "" {
+		t.Fatalf("List of an empty store = %d events, next %q", len(page), next)
+	}
+
+	in := simpleEvents(5)
+	ids := appendN(t, s, in)
+	page, next, err = s.List(t.Context(), store.Filter{}, 10, "")
+	mustOK(t, "List", err)
+	if got, want := eventIDs(page), reversed(ids); !slices.Equal(got, want) {
+		t.Fatalf("List ids = %v, want newest first %v", got, want)
+	}
+	if next != "" {
+		t.Fatalf("List of every event returned next %q, want empty", next)
+	}
+	for i := range page {
+		want := in[len(in)-1-i]
+		want.ID = ids[len(in)-1-i]
+		if diff := equalEvent(page[i], want); diff != "" {
+			t.Fatalf("List event %d: %s", i, diff)
+		}
+	}
+}
+
+func testListPaging(t *testing.T, s store.Store) {
+	const n = 23
+	want := reversed(appendN(t, s, simpleEvents(n)))
+	for _, size := range []int{1, 4, 5, n - 1, n, n + 1, 100} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			got := eventIDs(listAll(t, s, store.Filter{}, size, n))
+			if !slices.Equal(got, want) {
+				t.Fatalf("paged List ids =\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+}
+
+func testListFilters(t *testing.T, s store.Store) {
+	base := baseTime()
+	type ev struct {
+		subject, caller, source, target string
+		outcome                         store.Outcome
+	}
+	// Appended in this order, one minute apart.
+	data := []ev{
+		{"alice", "c1", "corp", "partner", store.OutcomeSuccess}, // e0
+		{"bob", "c1", "corp", "other", store.OutcomeFailure},     // e1
+		{"alice", "c2", "lab", "partner", store.OutcomeCacheHit}, // e2
+		{"carol", "c2", "corp", "partner", store.OutcomeSuccess}, // e3
+		{"alice", "c1", "lab", "other", store.OutcomeFailure},    // e4
+		{"bob", "c2", "lab", "partner", store.OutcomeSuccess},    // e5
+	}
+	events := make([]store.Event, len(data))
+	for i, d := range data {
+		events[i] = store.Event{
+			Time:         base.Add(time.Duration(i) * time.Minute),
+			Subject:      d.subject,
+			Caller:       d.caller,
+			SourceDomain: d.source,
+			TargetDomain: d.target,
+			Outcome:      d.outcome,
+			Message:      "e" + strconv.Itoa(i),
+		}
+	}
+	ids := appendN(t, s, events)
+	minute := func(i int) time.Time { return base.Add(time.Duration(i) * time.Minute) }
+
+	for _, tc := range []struct {
+		name   string
+		filter store.Filter
+		want   []int // indexes into data, newest first
+	}{
+		{"none", store.Filter{}, []int{5, 4, 3, 2, 1, 0}},
+		{"subject", store.Filter{Subject: "alice"}, []int{4, 2, 0}},
+		{"caller", store.Filter{Caller: "c2"}, []int{5, 3, 2}},
+		{"source", store.Filter{SourceDomain: "lab"}, []int{5, 4, 2}},
+		{"target", store.Filter{TargetDomain: "other"}, []int{4, 1}},
+		{"outcome success", store.Filter{Outcome: store.OutcomeSuccess}, []int{5, 3, 0}},
+		{"outcome cache hit", store.Filter{Outcome: store.OutcomeCacheHit}, []int{2}},
+		{"start inclusive", store.Filter{Start: minute(3)}, []int{5, 4, 3}},
+		{"start between events", store.Filter{Start: minute(3).Add(time.Nanosecond)}, []int{5, 4}},
+		{"end exclusive", store.Filter{End: minute(2)}, []int{1, 0}},
+		{"end between events", store.Filter{End: minute(2).Add(time.Nanosecond)}, []int{2, 1, 0}},
+		{"start and end", store.Filter{Start: minute(1), End: minute(4)}, []int{3, 2, 1}},
+		{"empty time range", store.Filter{Start: minute(4), End: minute(4)}, nil},
+		{"after every event", store.Filter{Start: minute(6)}, nil},
+		{"before every event", store.Filter{End: minute(0)}, nil},
+		{"subject and target", store.Filter{Subject: "alice", TargetDomain: "partner"}, []int{2, 0}},
+		{"caller, outcome and start", store.Filter{Caller: "c1", Outcome: store.OutcomeFailure, Start: minute(2)}, []int{4}},
+		{"all fields", store.Filter{
+			Subject: "bob", Caller: "c2", SourceDomain: "lab", TargetDomain: "partner",
+			Outcome: store.OutcomeSuccess, Start: minute(5), End: minute(6),
+		}, []int{5}},
+		{"no match", store.Filter{Subject: "nobody"}, nil},
+		{"fields match separately, not together", store.Filter{Subject: "carol", SourceDomain: "lab"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := make([]string, len(tc.want))
+			for i, j := range tc.want {
+				want[i] = ids[j]
+			}
+			page, next, err := s.List(t.Context(), tc.filter, 0, "")
+			mustOK(t, "List", err)
+			if got := eventIDs(page); !slices.Equal(got, want) {
+				t.Fatalf("List ids = %v, want %v", got, want)
+			}
+			if next != "" {
+				t.Fatalf("List of a single page returned next %q, want empty", next)
+			}
+			// The same filter, one event per page.
+			if got := eventIDs(listAll(t, s, tc.filter, 1, len(data))); !slices.Equal(got, want) {
+				t.Fatalf("paged List ids = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func testListPageSize(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const n = store.MaxPageSize + 1
+	// Append concurrently to keep remote backends fast.
+	events := simpleEvents(n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	const workers = 8
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if _, err := s.Append(ctx, &events[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Append: %v", err)
+	}
+
+	page, next, err := s.List(ctx, store.Filter{}, 0, "")
+	mustOK(t, "List(pageSize=0)", err)
+	if len(page) != store.DefaultPageSize || next == "" {
+		t.Fatalf("List(pageSize=0) = %d events, next %q; want %d and a token", len(page), next, store.DefaultPageSize)
+	}
+
+	page, next, err = s.List(ctx, store.Filter{}, store.MaxPageSize+500, "")
+	mustOK(t, "List(pageSize>max)", err)
+	if len(page) != store.MaxPageSize || next == "" {
+		t.Fatalf("List(pageSize=%d) = %d events, next %q; want %d and a token", store.MaxPageSize+500, len(page), next, store.MaxPageSize)
+	}
+	page2, next2, err := s.List(ctx, store.Filter{}, store.MaxPageSize+500, next)
+	mustOK(t, "List second page", err)
+	if len(page2) != 1 || next2 != "" {
+		t.Fatalf("second page = %d events, next %q; want 1 and none", len(page2), next2)
+	}
+
+	_, _, err = s.List(ctx, store.Filter{}, -1, "")
+	mustErrIs(t, "List(pageSize=-1)", err, store.ErrInvalidArgument)
+}
+
+func testListPageToken(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ids := appendN(t, s, simpleEvents(3))
+	for _, tok := range malformedIDs()[1:] { // "" means "from the newest"
+		_, _, err := s.List(ctx, store.Filter{}, 0, tok)
+		mustErrIs(t, fmt.Sprintf("List(token=%q)", tok), err, store.ErrInvalidArgument)
+	}
+	// Well-formed tokens need not name a stored event: listing continues
+	// with the events older than the token.
+	for _, tc := range []struct {
+		token string
+		want  []string
+	}{
+		{"0-0", nil},
+		{"1-0", nil},
+		{ids[1], []string{ids[0]}},
+		{ids[2], []string{ids[1], ids[0]}},
+		{"99999999999999-0", reversed(ids)},
+		{"18446744073709551615-18446744073709551615", reversed(ids)},
+	} {
+		page, next, err := s.List(ctx, store.Filter{}, 0, tc.token)
+		mustOK(t, fmt.Sprintf("List(token=%q)", tc.token), err)
+		if got := eventIDs(page); !slices.Equal(got, tc.want) {
+			t.Errorf("List(token=%q) ids = %v, want %v", tc.token, got, tc.want)
+		}
+		if next != "" {
+			t.Errorf("List(token=%q) next = %q, want empty", tc.token, next)
+		}
+	}
+}
+
+func testCopies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	tm := baseTime()
+	in := fullEvent(tm)
+	id, err := s.Append(ctx, &in)
+	mustOK(t, "Append", err)
+	want := fullEvent(tm)
+	want.ID = id
+
+	// Mutating the appended event does not reach the store.
+	in.Scopes[0] = "mutated"
+	in.Hops[0].Domain = "mutated"
+	in.AssertionAudience[0] = "mutated"
+	in.Subject = "mutated"
+	check := func(what string) {
+		t.Helper()
+		got, err := s.Get(ctx, id)
+		mustOK(t, "Get", err)
+		if diff := equalEvent(got, want); diff != "" {
+			t.Fatalf("after mutating %s: %s", what, diff)
+		}
+	}
+	check("the appended event")
+
+	got, err := s.Get(ctx, id)
+	mustOK(t, "Get", err)
+	got.Scopes[0] = "mutated"
+	got.Hops[0].Domain = "mutated"
+	got.AssertionAudience[0] = "mutated"
+	check("an event returned by Get")
+
+	page, _, err := s.List(ctx, store.Filter{}, 0, "")
+	mustOK(t, "List", err)
+	if len(page) != 1 {
+		t.Fatalf("List returned %d events, want 1", len(page))
+	}
+	page[0].Scopes[0] = "mutated"
+	page[0].Hops[1].Domain = "mutated"
+	page[0].AssertionAudience[1] = "mutated"
+	check("an event returned by List")
+}
+
+func testCanceledContext(t *testing.T, s store.Store) {
+	id, err := s.Append(t.Context(), &store.Event{Subject: "x"})
+	mustOK(t, "Append", err)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with a canceled context: got %v, want context.Canceled or store.ErrUnavailable", op, err)
+		}
+	}
+	check("Ping", s.Ping(ctx))
+	check("Mark", s.Mark(ctx, key("jti-canceled"), time.Now().Add(time.Hour)))
+	_, err = s.Append(ctx, &store.Event{Subject: "y"})
+	check("Append", err)
+	_, _, err = s.List(ctx, store.Filter{}, 0, "")
+	check("List", err)
+	_, err = s.Get(ctx, id)
+	check("Get", err)
+}
+
+func testConcurrentAppendList(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const writers, perWriter = 8, 25
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ids  = map[string]bool{}
+		done = make(chan struct{})
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				id, err := s.Append(ctx, &store.Event{Subject: fmt.Sprintf("w%d", w), Message: strconv.Itoa(i)})
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				if ids[id] {
+					t.Errorf("Append returned id %s twice", id)
+				}
+				ids[id] = true
+				mu.Unlock()
+			}
+		})
+	}
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, _, err := s.List(ctx, store.Filter{Subject: "w3"}, 10, ""); err != nil {
+				t.Errorf("List: %v", err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(done)
+	readers.Wait()
+	if t.Failed() {
+		return
+	}
+	all := listAll(t, s, store.Filter{}, 30, writers*perWriter)
+	if len(all) != writers*perWriter {
+		t.Fatalf("List found %d events, want %d", len(all), writers*perWriter)
+	}
+	for _, e := range all {
+		if !ids[e.ID] {
+			t.Fatalf("List returned unknown id %s", e.ID)
+		}
+	}
+}
