@@ -1,0 +1,428 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chainbroker/chainbroker/token"
+)
+
+// user is a realm user.
+type user struct {
+	username, password, sub string
+}
+
+// DomainA is realm domain-a: users alice and bob, the public client
+// sandbox-agent (password grant) and the confidential client chainbroker
+// (standard token exchange, RFC 8693).
+//
+// Subject tokens (password grant) carry aud ["chainbroker", "account"]: in
+// Keycloak an audience mapper on sandbox-agent puts the exchanging client in
+// the aud, which standard token exchange requires.
+type DomainA struct {
+	*Realm
+
+	users map[string]*user // by username
+	self  *token.Verifier  // A's own key, for subject tokens
+
+	exchanges atomic.Int64
+	passwords atomic.Int64
+
+	amu       sync.Mutex
+	audiences map[string]bool          // audiences chainbroker may request
+	last      *issued                  // the previous exchange's answer, for ReuseAssertion
+	rogue     map[string]*token.Signer // unpublished signers by alg, for misbehaviour
+}
+
+// issued is one token answer.
+type issued struct {
+	token     string
+	expiresIn int64
+	scope     string
+}
+
+func newDomainA(ln net.Listener, addr string, lifetime time.Duration, log *slog.Logger) (*DomainA, error) {
+	rl, err := newRealm(DomainAName, ln, addr, lifetime, log)
+	if err != nil {
+		return nil, err
+	}
+	self, err := token.NewStaticVerifier(rl.jwks, []string{"RS256"})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %s: %w", DomainAName, err)
+	}
+	a := &DomainA{
+		Realm: rl,
+		users: map[string]*user{
+			Alice: {username: Alice, password: AlicePassword, sub: AliceSubA},
+			Bob:   {username: Bob, password: BobPassword, sub: BobSubA},
+		},
+		self:      self,
+		audiences: map[string]bool{},
+		rogue:     map[string]*token.Signer{},
+	}
+	rl.clients[AgentClientID] = &client{id: AgentClientID, public: true, directAccess: true}
+	rl.clients[BrokerClientID] = &client{id: BrokerClientID, secret: BrokerSecretA, exchange: true}
+	rl.grants[grantPassword] = a.passwordGrant
+	rl.grants[grantTokenExchange] = a.tokenExchange
+	rl.discoGrants = []string{grantPassword, grantTokenExchange}
+	rl.faultGrant = grantTokenExchange
+	rl.countGrant = func(gt string) {
+		switch gt {
+		case grantTokenExchange:
+			a.exchanges.Add(1)
+		case grantPassword:
+			a.passwords.Add(1)
+		}
+	}
+	return a, nil
+}
+
+// AllowAudience lets chainbroker request aud as a token exchange audience
+// (domain B's issuer is allowed from the start).
+func (a *DomainA) AllowAudience(aud string) {
+	a.amu.Lock()
+	a.audiences[aud] = true
+	a.amu.Unlock()
+}
+
+// ExchangeCount returns the number of token exchange requests received
+// (whatever their outcome, misbehaving answers included).
+func (a *DomainA) ExchangeCount() int64 { return a.exchanges.Load() }
+
+// PasswordGrantCount returns the number of password grant requests received.
+func (a *DomainA) PasswordGrantCount() int64 { return a.passwords.Load() }
+
+// SubjectToken obtains an access token for a user with the password grant
+// over HTTP, as a demo caller (client sandbox-agent) would; scope is
+// optional. It is a convenience for tests, benchmarks and the demo.
+func (a *DomainA) SubjectToken(ctx context.Context, username, password, scope string) (string, error) {
+	form := url.Values{
+		"grant_type": {grantPassword},
+		"client_id":  {AgentClientID},
+		"username":   {username},
+		"password":   {password},
+	}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.TokenEndpoint(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := a.httpClient().Do(req)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: password grant: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
+	if err != nil {
+		return "", fmt.Errorf("sandbox: password grant: %w", err)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return "", fmt.Errorf("sandbox: password grant: HTTP %d: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
+		return "", fmt.Errorf("sandbox: password grant: HTTP %d: %s: %s", resp.StatusCode, tr.Error, tr.Description)
+	}
+	return tr.AccessToken, nil
+}
+
+// passwordGrant is the resource owner password credentials grant (RFC 6749
+// §4.3), allowed to sandbox-agent only.
+func (a *DomainA) passwordGrant(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
+	if !c.directAccess {
+		a.writeError(w, newError(http.StatusBadRequest, errUnauthorizedClient, DescDirectGrantNotAllowed))
+		return
+	}
+	u, ok := a.users[form.Get("username")]
+	if !ok || subtle.ConstantTimeCompare([]byte(form.Get("password")), []byte(u.password)) != 1 {
+		a.writeError(w, newError(http.StatusUnauthorized, errInvalidGrant, DescInvalidUserCredentials))
+		return
+	}
+	scope, oerr := grantScope(form.Get("scope"))
+	if oerr != nil {
+		a.writeError(w, oerr)
+		return
+	}
+	now := time.Now()
+	exp := now.Add(a.lifetime)
+	tok, err := a.signer.Sign(map[string]any{
+		"iss":                a.issuer,
+		"sub":                u.sub,
+		"aud":                []string{BrokerClientID, "account"},
+		"azp":                c.id,
+		"typ":                "Bearer",
+		"iat":                now.Unix(),
+		"exp":                exp.Unix(),
+		"jti":                newUUID(),
+		"scope":              scope,
+		"preferred_username": u.username,
+	}, token.SignOptions{Typ: token.TypeJWT})
+	if err != nil {
+		a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: tok, ExpiresIn: exp.Unix() - now.Unix(), TokenType: "Bearer", Scope: scope,
+	})
+}
+
+// tokenExchange is Keycloak's standard token exchange (RFC 8693), checks in
+// Keycloak's order. It issues an access token (a JWT) for the subject with
+// the requested audience, the assertion for domain B.
+func (a *DomainA) tokenExchange(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
+	if !c.exchange {
+		a.writeError(w, badRequest(DescExchangeNotEnabled))
+		return
+	}
+	subject, ok := form["subject_token"]
+	if !ok {
+		a.writeError(w, badRequest(DescSubjectTokenRequired))
+		return
+	}
+	if _, ok := form["subject_token_type"]; !ok {
+		a.writeError(w, badRequest(DescSubjectTokenTypeRequired))
+		return
+	}
+	if form.Get("subject_token_type") != tokenTypeAccess {
+		a.writeError(w, badRequest(DescAccessTokensOnly))
+		return
+	}
+	if rt := form.Get("requested_token_type"); rt != "" && rt != tokenTypeAccess {
+		a.writeError(w, badRequest(DescRequestedTokenTypeUnsupported))
+		return
+	}
+	st, u := a.checkSubjectToken(r.Context(), subject[0])
+	if st == nil {
+		a.writeError(w, badRequest(DescInvalidToken))
+		return
+	}
+	if !containsAny(st.claims.Aud, c.id) {
+		a.writeError(w, newError(http.StatusForbidden, errAccessDenied, DescClientNotInAudience))
+		return
+	}
+	audiences := form["audience"]
+	if len(audiences) == 0 {
+		a.writeError(w, badRequest(DescAudienceRequired))
+		return
+	}
+	var missing []string
+	a.amu.Lock()
+	for _, aud := range audiences {
+		if !a.audiences[aud] {
+			missing = append(missing, truncate(aud))
+		}
+	}
+	a.amu.Unlock()
+	if len(missing) > 0 {
+		a.writeError(w, badRequest(DescAudienceNotAvailable+strings.Join(missing, ", ")))
+		return
+	}
+	scope, oerr := grantScope(form.Get("scope"))
+	if oerr != nil {
+		a.writeError(w, oerr)
+		return
+	}
+	out, err := a.mintAssertion(u, audiences, scope, c)
+	if err != nil {
+		a.log.Error("token exchange: signing failed", "err", err)
+		a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: out.token, ExpiresIn: out.expiresIn, TokenType: "Bearer", Scope: out.scope,
+		IssuedTokenType: tokenTypeAccess,
+	})
+}
+
+// checkSubjectToken accepts an unexpired access token signed by A's key
+// with A's issuer, the Bearer typ claim and a known user; nil otherwise.
+func (a *DomainA) checkSubjectToken(ctx context.Context, raw string) (*jwt, *user) {
+	if _, err := a.self.Verify(ctx, raw); err != nil {
+		return nil, nil
+	}
+	t, err := parseJWT(raw)
+	if err != nil {
+		return nil, nil
+	}
+	c := &t.claims
+	if c.Iss != a.issuer || c.Exp == nil || time.Now().Unix() > *c.Exp || c.Typ != "Bearer" {
+		return nil, nil
+	}
+	for _, u := range a.users {
+		if u.sub == c.Sub {
+			return t, u
+		}
+	}
+	return nil, nil
+}
+
+// mintAssertion issues the exchanged token, applying the token-level
+// misbehaviour.
+func (a *DomainA) mintAssertion(u *user, audiences []string, scope string, c *client) (*issued, error) {
+	m := a.misbehaviour()
+	if m.ReuseAssertion {
+		a.amu.Lock()
+		last := a.last
+		a.amu.Unlock()
+		if last != nil {
+			return last, nil
+		}
+	}
+	now := time.Now()
+	life := a.lifetime
+	if m.Lifetime > 0 {
+		life = m.Lifetime
+	}
+	iat := now
+	switch {
+	case m.IssuedAtFuture:
+		iat = now.Add(60 * time.Second)
+	case m.IssuedAtAge > 0:
+		iat = now.Add(-m.IssuedAtAge)
+	}
+	exp := iat.Add(life)
+	if m.Expired {
+		exp = now.Add(-60 * time.Second)
+		iat = exp.Add(-life)
+	}
+	var aud any = audiences
+	if len(audiences) == 1 {
+		aud = audiences[0]
+	}
+	if m.ExtraAudience != "" {
+		aud = append(append([]string(nil), audiences...), m.ExtraAudience)
+	}
+	claims := map[string]any{
+		"iss":                a.issuer,
+		"sub":                u.sub,
+		"aud":                aud,
+		"azp":                c.id,
+		"typ":                "Bearer",
+		"iat":                iat.Unix(),
+		"exp":                exp.Unix(),
+		"jti":                newUUID(),
+		"scope":              scope,
+		"preferred_username": u.username,
+	}
+	if m.Issuer != "" {
+		claims["iss"] = m.Issuer
+	}
+	if m.FixedJTI != "" {
+		claims["jti"] = m.FixedJTI
+	}
+	if m.OmitJTI {
+		delete(claims, "jti")
+	}
+	if m.OmitSub {
+		delete(claims, "sub")
+	}
+	if m.OmitExp {
+		delete(claims, "exp")
+	}
+	if m.NotBeforeFuture {
+		claims["nbf"] = now.Add(60 * time.Second).Unix()
+	}
+	for k, v := range m.ExtraClaims {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+	tok, err := a.signMisbehaving(claims, m)
+	if err != nil {
+		return nil, err
+	}
+	out := &issued{token: tok, expiresIn: max(exp.Unix()-now.Unix(), 0), scope: scope}
+	a.amu.Lock()
+	a.last = out
+	a.amu.Unlock()
+	return out, nil
+}
+
+// signMisbehaving signs with the published key, or as the misbehaviour asks.
+func (a *DomainA) signMisbehaving(claims map[string]any, m Misbehaviour) (string, error) {
+	typ := m.Typ
+	if typ == "" {
+		typ = token.TypeJWT
+	}
+	switch {
+	case m.Alg == "none":
+		return unsecuredJWT(claims, typ)
+	case m.Alg != "":
+		s, err := a.rogueSigner(m.Alg)
+		if err != nil {
+			return "", err
+		}
+		return s.Sign(claims, token.SignOptions{Typ: typ, Kid: a.signer.KeyID()})
+	case m.UnknownKid:
+		s, err := a.rogueSigner("RS256")
+		if err != nil {
+			return "", err
+		}
+		return s.Sign(claims, token.SignOptions{Typ: typ, Kid: "unpublished-" + s.KeyID()})
+	case m.BadSignature:
+		s, err := a.rogueSigner("RS256")
+		if err != nil {
+			return "", err
+		}
+		return s.Sign(claims, token.SignOptions{Typ: typ, Kid: a.signer.KeyID()})
+	}
+	return a.signer.Sign(claims, token.SignOptions{Typ: typ})
+}
+
+// rogueSigner returns an unpublished signer for alg, made on first use.
+func (a *DomainA) rogueSigner(alg string) (*token.Signer, error) {
+	a.amu.Lock()
+	defer a.amu.Unlock()
+	if s, ok := a.rogue[alg]; ok {
+		return s, nil
+	}
+	var s *token.Signer
+	var err error
+	if strings.HasPrefix(alg, "HS") {
+		secret := make([]byte, 64)
+		_, _ = rand.Read(secret)
+		s, err = token.NewHMACSigner(secret, alg, "rogue-"+strings.ToLower(alg))
+	} else {
+		s, err = token.GenerateSigner(alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: misbehaviour alg %q: %w", alg, err)
+	}
+	a.rogue[alg] = s
+	return s, nil
+}
+
+// unsecuredJWT hand-crafts an "alg":"none" JWT (RFC 7519 §6): header,
+// payload and an empty signature.
+func unsecuredJWT(claims map[string]any, typ string) (string, error) {
+	h, err := json.Marshal(map[string]string{"alg": "none", "typ": typ})
+	if err != nil {
+		return "", err
+	}
+	p, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	return b64url.EncodeToString(h) + "." + b64url.EncodeToString(p) + ".", nil
+}
