@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
 	case "sandbox":
-		return sandbox(ctx, args[1:], stderr)
+		return runSandbox(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
@@ -132,7 +132,7 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func sandbox(ctx context.Context, args []string, stderr io.Writer) error {
+func runSandbox(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var common commonFlags
@@ -166,7 +166,8 @@ const sandboxBanner = `chainbroker sandbox
   broker    REST http://%s   gRPC %s   store %s
 
 Try it:
-  TOKEN=$(curl -s %s -d grant_type=password -d client_id=sandbox-agent -d username=alice -d password=alice | jq -r .access_token)
+  TOKEN=$(curl -s %s -d grant_type=password -d client_id=sandbox-agent \
+    -d username=alice -d password=alice | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   curl -s -X POST http://%s/v1/chain -d "{\"subject_token\": \"$TOKEN\", \"target_domain\": \"domain-b\"}"
 
 `
