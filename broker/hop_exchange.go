@@ -62,6 +62,11 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	}
 	var oe *oauth.Error
 	switch {
+	case errors.As(err, &oe) && hop == HopJWTBearer && oe.Code == "jti_known":
+		// Ory Hydra's non-standard answer to a reused jti: the target caught a
+		// replay the broker's own guard did not (e.g. another broker fleet).
+		return nil, &Error{Reason: ReasonAssertionReplayed, Hop: hop, Upstream: oe,
+			Message: d.Name + " reports the grant's jti as already used", Err: err}
 	case errors.As(err, &oe):
 		msg := d.Name + " refused the " + hop + ": " + oe.Code
 		if oe.Description != "" {
