@@ -46,6 +46,13 @@ type Domain struct {
 	Creds         oauth.ClientCredentials
 	// Keys verifies tokens this domain issues. Required for a chain's source.
 	Keys Verifier
+	// VerifySubjectToken checks subject tokens from this domain before hop 1
+	// (signature with Keys, iss, exp), so that a bad token is refused without
+	// a call to the domain. Leave off for domains issuing opaque tokens.
+	VerifySubjectToken bool
+	// Endpoint, when set, performs this domain's token requests instead of
+	// Config.Endpoint (e.g. a client trusting a private CA).
+	Endpoint TokenEndpoint
 	// Timeout bounds each call to this domain's token endpoint; 0: 10s.
 	Timeout time.Duration
 	// SubjectTokenType and RequestedTokenType are hop 1 defaults when this
@@ -91,8 +98,10 @@ type Config struct {
 	Endpoint TokenEndpoint
 	Replay   store.ReplayGuard
 	Audit    store.AuditLog
-	Limits   Limits
-	Logger   *slog.Logger // nil: discard
+	// Policy says which caller may use which chain; deny by default.
+	Policy Policy
+	Limits Limits
+	Logger *slog.Logger // nil: discard
 }
 
 // Broker runs chains. It is immutable after New and safe for concurrent use.
@@ -102,6 +111,7 @@ type Broker struct {
 	chains   map[[2]string]*Chain
 	order    []string // domain names in configuration order
 	chainSeq []*Chain
+	policy   *compiledPolicy
 	endpoint TokenEndpoint
 	replay   store.ReplayGuard
 	audit    store.AuditLog
@@ -198,8 +208,14 @@ func New(cfg Config) (*Broker, error) {
 				"target_domain", tgt.Name)
 		}
 	}
+	policy, perrs := compilePolicy(cfg.Policy, b)
+	b.policy = policy
+	errs = append(errs, perrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if len(cfg.Policy.Callers) == 0 {
+		b.log.Warn("the policy grants no caller any chain: every chain will be refused")
 	}
 	return b, nil
 }
@@ -211,7 +227,7 @@ func setInt(p *int, v int) {
 }
 
 // Domains returns the configured domains in configuration order (copies).
-func (b *Broker) Domains() []Domain {
+func (b *Broker) Domains() []Domain { // for operators; callers see DomainsFor
 	out := make([]Domain, 0, len(b.order))
 	for _, n := range b.order {
 		out = append(out, *b.domains[n])
@@ -286,6 +302,19 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	src, tgt, chain, err := r.parse()
 	if err != nil {
 		return nil, err
+	}
+	grant, err := r.authorize(src, tgt)
+	if err != nil {
+		return nil, err
+	}
+	if src.VerifySubjectToken {
+		subject, err := r.verifySubject(ctx, src)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkSubject(grant, subject); err != nil {
+			return nil, err
+		}
 	}
 	assertion, err := r.exchange(ctx, src, tgt, chain)
 	if err != nil {
@@ -383,6 +412,31 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 		r.ev.Scopes = chain.DefaultScopes
 	}
 	return src, tgt, chain, nil
+}
+
+// verifySubject checks the subject token before hop 1 with the source's
+// configured keys: signature, issuer and expiry. No URL is taken from the
+// token: an unknown kid only refreshes the configured JWKS.
+func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token, error) {
+	tok, err := src.Keys.Verify(ctx, r.req.SubjectToken)
+	if err != nil {
+		if errors.Is(err, token.ErrKeysUnavailable) {
+			return nil, &Error{Reason: ReasonKeysUnavailable, Message: "the keys of " + src.Name + " could not be fetched", Err: err}
+		}
+		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
+			Message: "subject_token: does not verify with " + src.Name + "'s keys", Err: err}
+	}
+	c := &tok.Claims
+	switch {
+	case c.Issuer != src.Issuer:
+		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
+			Message: "subject_token: iss " + quote(c.Issuer) + " is not " + src.Name + "'s issuer"}
+	case c.Expiry.IsZero() || !time.Now().Before(c.Expiry.Add(src.Assertion.ClockSkew)):
+		return nil, &Error{Reason: ReasonSubjectTokenExpired, Field: "subject_token",
+			Message: "subject_token: expired or without exp"}
+	}
+	r.ev.Subject = c.Subject
+	return tok, nil
 }
 
 // finish records the audit event and returns the final answer.

@@ -16,7 +16,12 @@ const (
 	ReasonRequestInvalid     Reason = "REQUEST_INVALID"     // a field is missing, malformed or too large; Error.Field names it
 	ReasonDomainUnknown      Reason = "DOMAIN_UNKNOWN"      // source_domain or target_domain is not configured
 	ReasonSourceUndetermined Reason = "SOURCE_UNDETERMINED" // no source_domain given and the token's iss names none (or several)
-	ReasonChainNotAllowed    Reason = "CHAIN_NOT_ALLOWED"   // no chain is configured from source to target
+	ReasonChainNotAllowed    Reason = "CHAIN_NOT_ALLOWED"   // no such chain, or the caller may not use it
+	ReasonScopeNotAllowed    Reason = "SCOPE_NOT_ALLOWED"   // the caller may not request a scope in the target
+
+	ReasonSubjectNotAllowed   Reason = "SUBJECT_NOT_ALLOWED"   // the subject token fails the caller's conditions (azp)
+	ReasonSubjectTokenInvalid Reason = "SUBJECT_TOKEN_INVALID" // checked before hop 1: signature, issuer, shape
+	ReasonSubjectTokenExpired Reason = "SUBJECT_TOKEN_EXPIRED" // checked before hop 1: exp missing or past
 )
 
 // Hop 1 and hop 2 upstream failures.
@@ -100,7 +105,8 @@ func invalid(field, format string, args ...any) *Error {
 // Reasons lists every reason code, for documentation and exhaustive tests.
 func Reasons() []Reason {
 	return []Reason{
-		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed,
+		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
+		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired,
 		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable,
 		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,
 		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,

@@ -49,7 +49,11 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	start := time.Now()
-	resp, err := r.b.endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form})
+	endpoint := r.b.endpoint
+	if d.Endpoint != nil {
+		endpoint = d.Endpoint
+	}
+	resp, err := endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form})
 	r.ev.Hops = append(r.ev.Hops, store.Hop{
 		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: time.Since(start),
 	})

@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -20,12 +21,78 @@ import (
 
 // File is the root of the YAML configuration.
 type File struct {
-	Listen  Listen   `yaml:"listen"`
-	Log     Log      `yaml:"log"`
-	Store   Store    `yaml:"store"`
-	Limits  Limits   `yaml:"limits"`
-	Domains []Domain `yaml:"domains"`
-	Chains  []Chain  `yaml:"chains"`
+	Listen    Listen        `yaml:"listen"`
+	TLS       TLS           `yaml:"tls"`
+	Callers   Callers       `yaml:"callers"`
+	RateLimit RateLimit     `yaml:"rate_limit"`
+	Log       Log           `yaml:"log"`
+	Store     Store         `yaml:"store"`
+	Limits    Limits        `yaml:"limits"`
+	Domains   []Domain      `yaml:"domains"`
+	Chains    []Chain       `yaml:"chains"`
+	Policy    []PolicyEntry `yaml:"policy"`
+}
+
+// TLS serves both listeners over TLS. The files are reloaded when they
+// change. With client_ca_file, clients may present certificates (mTLS).
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Callers configures caller authentication. A call must carry one accepted
+// credential unless allow_anonymous is set (only on loopback listeners).
+type Callers struct {
+	AllowAnonymous bool       `yaml:"allow_anonymous"`
+	MTLS           bool       `yaml:"mtls"` // name callers by their client certificate (needs tls.client_ca_file)
+	APIKeys        []APIKey   `yaml:"api_keys"`
+	JWT            *CallerJWT `yaml:"jwt"`
+}
+
+// APIKey is a static caller key, stored as the hex SHA-256 of the key
+// (`printf %s KEY | sha256sum`), sent by callers in the x-api-key header.
+type APIKey struct {
+	Name   string `yaml:"name"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// CallerJWT accepts bearer JWTs from one issuer (Kubernetes service account
+// tokens, SPIFFE JWT-SVIDs, ...).
+type CallerJWT struct {
+	Issuer            string   `yaml:"issuer"`
+	JWKSURI           string   `yaml:"jwks_uri"`
+	Audience          string   `yaml:"audience"`
+	CallerClaim       string   `yaml:"caller_claim"` // sub (default), azp or client_id
+	ClockSkew         Duration `yaml:"clock_skew"`
+	CAFile            string   `yaml:"ca_file"`
+	AllowInsecureHTTP bool     `yaml:"allow_insecure_http"`
+}
+
+// RateLimit is a per-caller token bucket; 0 disables it.
+type RateLimit struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int     `yaml:"burst"`
+}
+
+// PolicyEntry grants one caller (by authenticated name) chains and roles.
+// Everything not granted is denied.
+type PolicyEntry struct {
+	Caller string        `yaml:"caller"`
+	Roles  []string      `yaml:"roles"` // "audit": may read the audit trail
+	Chains []PolicyChain `yaml:"chains"`
+}
+
+// PolicyChain permits one configured chain to a caller.
+type PolicyChain struct {
+	Source string `yaml:"source"`
+	Target string `yaml:"target"`
+	// Scopes the caller may request explicitly ("*": any). The chain's
+	// default_scopes are always allowed.
+	Scopes []string `yaml:"scopes"`
+	// SubjectAZP: the subject token's azp (or client_id) must be one of
+	// these; needs verify_subject_token on the source domain.
+	SubjectAZP []string `yaml:"subject_azp"`
 }
 
 // Listen holds the listener addresses.
@@ -83,10 +150,16 @@ type Domain struct {
 	// Timeout bounds each call to this domain; default 10s.
 	Timeout Duration `yaml:"timeout"`
 	// AllowInsecureHTTP permits http:// URLs for this domain (loopback demos only).
-	AllowInsecureHTTP bool            `yaml:"allow_insecure_http"`
-	Client            Client          `yaml:"client"`
-	TokenExchange     TokenExchange   `yaml:"token_exchange"`
-	Assertion         AssertionPolicy `yaml:"assertion"`
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// CAFile: PEM CA bundle trusted for this domain's https URLs instead of
+	// the system roots.
+	CAFile string `yaml:"ca_file"`
+	// VerifySubjectToken checks subject tokens of this (source) domain
+	// before hop 1: signature by its JWKS, iss, exp. Off for opaque tokens.
+	VerifySubjectToken bool            `yaml:"verify_subject_token"`
+	Client             Client          `yaml:"client"`
+	TokenExchange      TokenExchange   `yaml:"token_exchange"`
+	Assertion          AssertionPolicy `yaml:"assertion"`
 }
 
 // Client is how the broker authenticates to a domain's token endpoint.
@@ -397,10 +470,109 @@ func (f *File) Validate() error {
 		}
 		routes[[2]string{c.Source, c.Target}] = true
 	}
+	f.validateSecurity(&p, add)
 	if len(p) > 0 {
 		return p
 	}
 	return nil
+}
+
+func (f *File) validateSecurity(p *Problems, add func(field, format string, args ...any)) {
+	t := f.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		add("tls", "set both cert_file and key_file, or neither")
+	}
+	if t.ClientCAFile != "" && t.CertFile == "" {
+		add("tls.client_ca_file", "needs cert_file and key_file")
+	}
+	c := f.Callers
+	if c.MTLS && t.ClientCAFile == "" {
+		add("callers.mtls", "needs tls.client_ca_file")
+	}
+	if !c.AllowAnonymous && !c.MTLS && len(c.APIKeys) == 0 && c.JWT == nil {
+		add("callers", "no way to authenticate callers: configure api_keys, jwt or mtls (or allow_anonymous on loopback)")
+	}
+	if c.AllowAnonymous {
+		for field, addr := range map[string]string{"listen.grpc": f.Listen.GRPC, "listen.http": f.Listen.HTTP} {
+			if !loopback(addr) {
+				add("callers.allow_anonymous", "refused: %s %q is not a loopback address", field, addr)
+			}
+		}
+	}
+	names := map[string]bool{}
+	for i, k := range c.APIKeys {
+		fp := fmt.Sprintf("callers.api_keys[%d]", i)
+		if k.Name == "" {
+			add(fp+".name", "required")
+		} else if names[k.Name] {
+			add(fp+".name", "duplicate %q", k.Name)
+		}
+		names[k.Name] = true
+		if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != 32 {
+			add(fp+".sha256", "must be the 64 hex digits of the key's SHA-256 (never the key itself)")
+		}
+	}
+	if j := c.JWT; j != nil {
+		if j.Issuer == "" {
+			add("callers.jwt.issuer", "required")
+		}
+		if j.JWKSURI == "" {
+			add("callers.jwt.jwks_uri", "required")
+		} else {
+			f.checkURL(p, "callers.jwt.jwks_uri", j.JWKSURI, j.AllowInsecureHTTP)
+		}
+		if j.Audience == "" {
+			add("callers.jwt.audience", "required")
+		}
+		if j.CallerClaim != "" && !slices.Contains([]string{"sub", "azp", "client_id"}, j.CallerClaim) {
+			add("callers.jwt.caller_claim", "must be sub, azp or client_id")
+		}
+	}
+	if f.RateLimit.RequestsPerSecond < 0 || f.RateLimit.Burst < 0 {
+		add("rate_limit", "must not be negative")
+	}
+	callers := map[string]bool{}
+	for i, e := range f.Policy {
+		fp := fmt.Sprintf("policy[%d]", i)
+		if e.Caller == "" {
+			add(fp+".caller", "required")
+		} else if callers[e.Caller] {
+			add(fp+".caller", "duplicate caller %q", e.Caller)
+		}
+		callers[e.Caller] = true
+		if e.Caller == "anonymous" && !c.AllowAnonymous {
+			add(fp+".caller", "grants anonymous callers, but callers.allow_anonymous is false")
+		}
+		for j, r := range e.Roles {
+			if r != "audit" {
+				add(fmt.Sprintf("%s.roles[%d]", fp, j), "unknown role %q (known: audit)", r)
+			}
+		}
+		for j, pc := range e.Chains {
+			cp := fmt.Sprintf("%s.chains[%d]", fp, j)
+			if !slices.ContainsFunc(f.Chains, func(ch Chain) bool { return ch.Source == pc.Source && ch.Target == pc.Target }) {
+				add(cp, "no chain %s -> %s is configured", pc.Source, pc.Target)
+			}
+			if len(pc.SubjectAZP) > 0 {
+				if d := f.Domain(pc.Source); d != nil && !d.VerifySubjectToken {
+					add(cp+".subject_azp", "needs verify_subject_token on domain %q", pc.Source)
+				}
+			}
+		}
+	}
+}
+
+// loopback reports whether a listen address binds loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (f *File) checkURL(p *Problems, field, raw string, allowHTTP bool) {

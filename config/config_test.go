@@ -28,6 +28,10 @@ func TestExamplesParse(t *testing.T) {
 }
 
 const minimal = `
+callers:
+  api_keys: [{name: agent, sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae}]
+policy:
+  - {caller: agent, roles: [audit], chains: [{source: a, target: b, scopes: ["*"]}]}
 domains:
   - {name: a, issuer: https://a.example/realms/a, token_endpoint: https://a.example/t, jwks_uri: https://a.example/k, client: {client_id: c, client_secret_env: X}}
   - {name: b, issuer: https://b.example/realms/b, token_endpoint: https://b.example/t, client: {client_id: c, client_secret_file: /s}}
@@ -67,7 +71,34 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 	}{
 		{"unknown field", "domain: []\n", []string{"field domain not found"}},
 		{"bad duration", "listen: {shutdown_timeout: soon}\n", []string{`invalid duration "soon"`}},
-		{"empty", "{}\n", []string{"domains: at least one domain", "chains: at least one chain"}},
+		{"empty", "{}\n", []string{"domains: at least one domain", "chains: at least one chain", "callers: no way to authenticate callers"}},
+		{"security", `
+listen: {http: "0.0.0.0:8080"}
+tls: {cert_file: /c}
+callers:
+  allow_anonymous: true
+  mtls: true
+  api_keys: [{name: k, sha256: "not-hex"}, {name: k, sha256: abcd}]
+  jwt: {issuer: https://i.example, jwks_uri: "http://i.example/keys", caller_claim: email}
+rate_limit: {requests_per_second: -1}
+policy:
+  - {caller: anonymous, roles: [admin], chains: [{source: x, target: y}]}
+  - {caller: anonymous}
+`, []string{
+			"tls: set both cert_file and key_file",
+			"callers.mtls: needs tls.client_ca_file",
+			`callers.allow_anonymous: refused: listen.http "0.0.0.0:8080" is not a loopback address`,
+			"callers.api_keys[0].sha256: must be the 64 hex digits",
+			`callers.api_keys[1].name: duplicate "k"`,
+			"callers.jwt.jwks_uri: http:// is refused",
+			"callers.jwt.audience: required",
+			"callers.jwt.caller_claim: must be sub, azp or client_id",
+			"rate_limit: must not be negative",
+			`policy[0].roles[0]: unknown role "admin"`,
+			"policy[0].chains[0]: no chain x -> y is configured",
+			`policy[1].caller: duplicate caller "anonymous"`,
+		}},
+		{"anonymous in policy without allow_anonymous", strings.Replace(minimal, "policy:\n", "policy:\n  - {caller: anonymous}\n", 1), []string{"grants anonymous callers, but callers.allow_anonymous is false"}},
 		{"many problems at once", `
 listen: {grpc: "nohostport"}
 log: {level: loud, format: xml}

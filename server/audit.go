@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"log/slog"
+	"strconv"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -13,13 +16,26 @@ import (
 // auditService implements pb.AuditServiceServer over an audit log.
 type auditService struct {
 	pb.UnimplementedAuditServiceServer
-	audit store.AuditLog
-	log   *slog.Logger
+	audit  store.AuditLog
+	broker *broker.Broker // policy: who holds the audit role
+	log    *slog.Logger
+}
+
+// authorize admits callers holding the audit role.
+func (s *auditService) authorize(ctx context.Context) error {
+	if caller := CallerFromContext(ctx); !s.broker.HasRole(caller, broker.RoleAudit) {
+		return errorStatus(codes.PermissionDenied, "AUDIT_NOT_ALLOWED",
+			"caller "+strconv.Quote(caller)+" does not hold the audit role", nil)
+	}
+	return nil
 }
 
 const maxFilterLen = 1024
 
 func (s *auditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEventsRequest) (*pb.ListAuditEventsResponse, error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
 	f := store.Filter{
 		Subject:      in.GetSubject(),
 		Caller:       in.GetCaller(),
@@ -63,6 +79,9 @@ func (s *auditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEven
 }
 
 func (s *auditService) GetAuditEvent(ctx context.Context, in *pb.GetAuditEventRequest) (*pb.GetAuditEventResponse, error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
 	if in.GetId() == "" {
 		return nil, invalidArgument("id", "required")
 	}

@@ -51,7 +51,8 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 
 func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
 	out := &pb.ListDomainsResponse{}
-	for _, d := range s.broker.Domains() {
+	caller := CallerFromContext(ctx)
+	for _, d := range s.broker.DomainsFor(caller) {
 		out.Domains = append(out.Domains, &pb.Domain{
 			Name:             d.Name,
 			Issuer:           d.Issuer,
@@ -61,7 +62,7 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 			ClientAuthMethod: string(d.Creds.Method),
 		})
 	}
-	for _, c := range s.broker.Chains() {
+	for _, c := range s.broker.ChainsFor(caller) {
 		out.Chains = append(out.Chains, &pb.Chain{
 			SourceDomain:  c.Source,
 			TargetDomain:  c.Target,

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -25,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/store"
@@ -44,6 +47,14 @@ type Pinger interface {
 type Config struct {
 	Broker *broker.Broker
 	Audit  store.AuditLog
+	// Auth authenticates callers on both transports. Required: use an
+	// Authenticator with AllowAnonymous for open set-ups.
+	Auth *auth.Authenticator
+	// RateLimit applies per caller; zero disables it.
+	RateLimit RateLimit
+	// GRPCTLS and HTTPTLS, when set, serve the listeners over TLS
+	// (tlsreload.Reloader.ServerConfig); nil serves plaintext.
+	GRPCTLS, HTTPTLS *tls.Config
 	// Ready, when set, is checked by /readyz; nil means always ready.
 	Ready Pinger
 	// ShutdownTimeout bounds the drain of in-flight calls; default 15s.
@@ -53,16 +64,17 @@ type Config struct {
 
 // Server serves gRPC and REST. Create with New, run with Serve.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	grpc   *grpc.Server
-	health *health.Server
+	cfg     Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	limiter *limiter
 }
 
 // New builds the gRPC server with its services.
 func New(cfg Config) (*Server, error) {
-	if cfg.Broker == nil || cfg.Audit == nil {
-		return nil, errors.New("server: Broker and Audit are required")
+	if cfg.Broker == nil || cfg.Audit == nil || cfg.Auth == nil {
+		return nil, errors.New("server: Broker, Audit and Auth are required")
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
@@ -71,13 +83,17 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
-	s.grpc = grpc.NewServer(
+	s := &Server{cfg: cfg, log: log, health: health.NewServer(), limiter: newLimiter(cfg.RateLimit)}
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(s.recoverInterceptor, callerInterceptor),
-	)
+		grpc.ChainUnaryInterceptor(s.recoverInterceptor, s.authInterceptor),
+	}
+	if cfg.GRPCTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterChainServiceServer(s.grpc, &chainService{broker: cfg.Broker, log: log})
-	pb.RegisterAuditServiceServer(s.grpc, &auditService{audit: cfg.Audit, log: log})
+	pb.RegisterAuditServiceServer(s.grpc, &auditService{audit: cfg.Audit, broker: cfg.Broker, log: log})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil
@@ -87,7 +103,13 @@ func New(cfg Config) (*Server, error) {
 // shuts down gracefully: health turns NOT_SERVING, new calls are refused,
 // in-flight calls finish within ShutdownTimeout. It closes both listeners.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
-	conn, err := grpc.NewClient(grpcLis.Addr().String(),
+	// The gateway reaches the gRPC server through an in-process pipe, so
+	// REST calls pass the same interceptors (authentication, rate limits)
+	// without a network hop, and the pipe is how the server recognises
+	// identities forwarded by its own gateway.
+	pipe := newPipeListener()
+	conn, err := grpc.NewClient("passthrough:///chainbroker-gateway",
+		grpc.WithContextDialer(pipe.dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("server: gateway connection: %w", err)
@@ -100,6 +122,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 				UnmarshalOptions: protojson.UnmarshalOptions{},
 			},
 		}),
+		runtime.WithIncomingHeaderMatcher(gatewayHeaderMatcher),
+		runtime.WithMetadata(gatewayMetadata),
+		runtime.WithErrorHandler(retryAfterErrorHandler),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)
 	if err := pb.RegisterChainServiceHandler(ctx, gw, conn); err != nil {
@@ -113,6 +138,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	mux.Handle("/", gw)
 	httpSrv := &http.Server{
 		Handler:           http.MaxBytesHandler(mux, MaxRequestBytes),
+		TLSConfig:         s.cfg.HTTPTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -125,18 +151,26 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	for _, lis := range []net.Listener{grpcLis, pipe} {
+		go func() {
+			defer wg.Done()
+			if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("server: grpc: %w", err)
+			}
+		}()
+	}
 	go func() {
 		defer wg.Done()
-		if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			errc <- fmt.Errorf("server: grpc: %w", err)
+		var err error
+		if httpSrv.TLSConfig != nil {
+			err = httpSrv.ServeTLS(httpLis, "", "")
+		} else {
+			err = httpSrv.Serve(httpLis)
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("server: http: %w", err)
 		}
 	}()
@@ -199,19 +233,9 @@ func (s *Server) recoverInterceptor(ctx context.Context, req any, info *grpc.Una
 
 type callerKey struct{}
 
-// Anonymous is the caller name when callers are not authenticated.
-const Anonymous = "anonymous"
-
-// callerInterceptor names the caller. Until caller authentication exists,
-// every caller is Anonymous.
-func callerInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	return h(context.WithValue(ctx, callerKey{}, Anonymous), req)
-}
-
-// CallerFromContext returns the authenticated caller's name.
+// CallerFromContext returns the authenticated caller's name ("" outside an
+// authenticated call).
 func CallerFromContext(ctx context.Context) string {
-	if c, ok := ctx.Value(callerKey{}).(string); ok {
-		return c
-	}
-	return Anonymous
+	c, _ := ctx.Value(callerKey{}).(string)
+	return c
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -63,9 +64,14 @@ func TestServeWithConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
+	const apiKey = "test-agent-key-0123456789"
 	cfg := fmt.Sprintf(`
 listen: {http: %q, grpc: %q, shutdown_timeout: 5s}
 log: {level: debug, format: json}
+callers:
+  api_keys: [{name: test-agent, sha256: %s}]
+policy:
+  - {caller: test-agent, chains: [{source: domain-a, target: domain-b}]}
 domains:
   - name: domain-a
     issuer: %q
@@ -79,7 +85,7 @@ domains:
     client: {client_id: chainbroker, auth_method: client_secret_post, client_secret_file: %q}
 chains:
   - {source: domain-a, target: domain-b, default_scopes: [openid]}
-`, httpAddr, grpcAddr, sb.A.Issuer(), sb.B.Issuer(), sb.B.TokenEndpoint(), secretFile)
+`, httpAddr, grpcAddr, auth.HashAPIKey(apiKey), sb.A.Issuer(), sb.B.Issuer(), sb.B.TokenEndpoint(), secretFile)
 	path := filepath.Join(t.TempDir(), "chainbroker.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -95,7 +101,9 @@ chains:
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(map[string]string{"subject_token": subject, "target_domain": "domain-b"})
-	resp, err := http.Post("http://"+httpAddr+"/v1/chain", "application/json", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+httpAddr+"/v1/chain", bytes.NewReader(body))
+	req.Header.Set("X-Api-Key", apiKey)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +132,7 @@ chains:
 	if !strings.Contains(l, `"msg":"chain"`) || !strings.Contains(l, `"msg":"shutting down"`) {
 		t.Errorf("expected JSON log lines for the chain and the shutdown, got:\n%s", l)
 	}
-	for _, secret := range []string{subject, out.AccessToken, sandbox.BrokerSecretA, sandbox.BrokerSecretB} {
+	for _, secret := range []string{subject, out.AccessToken, sandbox.BrokerSecretA, sandbox.BrokerSecretB, apiKey} {
 		if strings.Contains(l, secret) {
 			t.Fatal("a token or secret was logged")
 		}
@@ -167,6 +175,7 @@ chains:
 	}
 	missingSecret := filepath.Join(dir, "secret.yaml")
 	if err := os.WriteFile(missingSecret, []byte(`
+callers: {api_keys: [{name: k, sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae}]}
 domains:
   - {name: a, issuer: https://a.example, token_endpoint: https://a.example/t, jwks_uri: https://a.example/k, client: {client_id: c, client_secret_env: CHAINBROKER_TEST_UNSET_VAR}}
   - {name: b, issuer: https://b.example, token_endpoint: https://b.example/t, client: {client_id: c, auth_method: none}}

@@ -6,17 +6,22 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/tlsreload"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/server"
 	"github.com/chainbroker/chainbroker/store"
@@ -73,6 +78,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		Endpoint: client,
 		Replay:   st,
 		Audit:    st,
+		Policy:   buildPolicy(cfg.Policy),
 		Limits: broker.Limits{
 			MaxTokenBytes: cfg.Limits.MaxTokenBytes,
 			MaxScopes:     cfg.Limits.MaxScopes,
@@ -84,10 +90,26 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	srv, err := server.New(server.Config{
-		Broker: b, Audit: st, Ready: st, Logger: log,
+	authn, err := buildAuth(cfg.Callers)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	scfg := server.Config{
+		Broker: b, Audit: st, Ready: st, Logger: log, Auth: authn,
+		RateLimit:       server.RateLimit{Rate: cfg.RateLimit.RequestsPerSecond, Burst: cfg.RateLimit.Burst},
 		ShutdownTimeout: cfg.Listen.ShutdownTimeout.D(),
-	})
+	}
+	if cfg.TLS.CertFile != "" {
+		r, err := tlsreload.New(tlsreload.Files{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile}, log)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		scfg.GRPCTLS = r.ServerConfig([]string{"h2"})
+		scfg.HTTPTLS = r.ServerConfig([]string{"h2", "http/1.1"})
+	}
+	srv, err := server.New(scfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -144,9 +166,20 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 			errs = append(errs, err)
 			continue
 		}
-		var keys broker.Verifier
+		var (
+			httpClient *http.Client
+			endpoint   broker.TokenEndpoint
+		)
+		if d.CAFile != "" {
+			if httpClient, err = clientTrusting(d.CAFile); err != nil {
+				errs = append(errs, fmt.Errorf("%s.ca_file: %w", field, err))
+				continue
+			}
+			endpoint = oauth.NewClient(oauth.ClientOptions{HTTPClient: httpClient})
+		}
+		var keys *token.Verifier
 		if jwksURI != "" {
-			keys = token.NewRemoteVerifier(token.RemoteKeys{URL: jwksURI, Timeout: d.Timeout.D()}, nil)
+			keys = token.NewRemoteVerifier(token.RemoteKeys{URL: jwksURI, Timeout: d.Timeout.D(), HTTPClient: httpClient}, nil)
 		}
 		out = append(out, broker.Domain{
 			Name:               d.Name,
@@ -154,7 +187,9 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 			TokenEndpoint:      tokenEndpoint,
 			JWKSURI:            jwksURI,
 			Creds:              creds,
-			Keys:               keys,
+			Keys:               verifierOrNil(keys),
+			VerifySubjectToken: d.VerifySubjectToken,
+			Endpoint:           endpoint,
 			Timeout:            d.Timeout.D(),
 			SubjectTokenType:   d.TokenExchange.SubjectTokenType,
 			RequestedTokenType: d.TokenExchange.RequestedTokenType,
@@ -171,6 +206,63 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// verifierOrNil keeps a nil *token.Verifier a nil interface.
+func verifierOrNil(v *token.Verifier) broker.Verifier {
+	if v == nil {
+		return nil
+	}
+	return v
+}
+
+// clientTrusting is an HTTP client that trusts only the CAs in caFile.
+func clientTrusting(caFile string) (*http.Client, error) {
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	tr.MaxIdleConnsPerHost = 64
+	return &http.Client{Transport: tr}, nil
+}
+
+func buildPolicy(entries []config.PolicyEntry) broker.Policy {
+	var p broker.Policy
+	for _, e := range entries {
+		g := broker.CallerGrant{Caller: e.Caller, Roles: e.Roles}
+		for _, c := range e.Chains {
+			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP})
+		}
+		p.Callers = append(p.Callers, g)
+	}
+	return p
+}
+
+func buildAuth(c config.Callers) (*auth.Authenticator, error) {
+	ac := auth.Config{AllowAnonymous: c.AllowAnonymous, MTLS: c.MTLS}
+	for _, k := range c.APIKeys {
+		ac.APIKeys = append(ac.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256})
+	}
+	if j := c.JWT; j != nil {
+		var hc *http.Client
+		if j.CAFile != "" {
+			var err error
+			if hc, err = clientTrusting(j.CAFile); err != nil {
+				return nil, fmt.Errorf("callers.jwt.ca_file: %w", err)
+			}
+		}
+		ac.JWT = &auth.JWTIssuer{
+			Issuer: j.Issuer, Audience: j.Audience, CallerClaim: j.CallerClaim, ClockSkew: j.ClockSkew.D(),
+			Keys: token.NewRemoteVerifier(token.RemoteKeys{URL: j.JWKSURI, HTTPClient: hc}, nil),
+		}
+	}
+	return auth.New(ac)
 }
 
 func secureURL(u string, allowHTTP bool) bool {

@@ -34,12 +34,22 @@ func SandboxConfig(sb *sandbox.Sandbox, grpcAddr, httpAddr, redisURL string) *co
 	}
 	f := &config.File{
 		Listen: config.Listen{GRPC: grpcAddr, HTTP: httpAddr},
+		// The demo takes anonymous callers (loopback only, enforced by
+		// Validate) and lets them use the one chain and read the audit trail.
+		Callers: config.Callers{AllowAnonymous: true},
+		Policy: []config.PolicyEntry{{
+			Caller: "anonymous",
+			Roles:  []string{"audit"},
+			Chains: []config.PolicyChain{{Source: sb.A.Name(), Target: sb.B.Name(), Scopes: []string{"*"}}},
+		}},
 		Domains: []config.Domain{
 			domain(sb.A.Name(), sb.A.Issuer(), sb.A.TokenEndpoint(), sb.A.JWKSURI(), SandboxSecretAEnv),
 			domain(sb.B.Name(), sb.B.Issuer(), sb.B.TokenEndpoint(), sb.B.JWKSURI(), SandboxSecretBEnv),
 		},
 		Chains: []config.Chain{{Source: sb.A.Name(), Target: sb.B.Name()}},
 	}
+	// Domain A issues JWT access tokens: check them before hop 1.
+	f.Domains[0].VerifySubjectToken = true
 	if redisURL != "" {
 		f.Store = config.Store{Backend: "redis", Redis: config.Redis{URL: redisURL}}
 	}
