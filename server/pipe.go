@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"sync"
+
+	"google.golang.org/grpc/credentials"
 )
 
 // pipeListener is an in-process listener: the REST gateway reaches the gRPC
@@ -68,3 +70,24 @@ func (l *pipeListener) dial(ctx context.Context, _ string) (net.Conn, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// gatewayAwareCreds serves TLS to network peers and plaintext to the
+// in-process gateway pipe, which no network peer can reach.
+type gatewayAwareCreds struct {
+	credentials.TransportCredentials
+}
+
+func (c gatewayAwareCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if _, ok := conn.RemoteAddr().(gatewayAddr); ok {
+		return conn, gatewayAuthInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+	}
+	return c.TransportCredentials.ServerHandshake(conn)
+}
+
+func (c gatewayAwareCreds) Clone() credentials.TransportCredentials {
+	return gatewayAwareCreds{c.TransportCredentials.Clone()}
+}
+
+type gatewayAuthInfo struct{ credentials.CommonAuthInfo }
+
+func (gatewayAuthInfo) AuthType() string { return "chainbroker-gateway" }

@@ -89,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.recoverInterceptor, s.authInterceptor),
 	}
 	if cfg.GRPCTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))
+		opts = append(opts, grpc.Creds(gatewayAwareCreds{credentials.NewTLS(cfg.GRPCTLS)}))
 	}
 	s.grpc = grpc.NewServer(opts...)
 	pb.RegisterChainServiceServer(s.grpc, &chainService{broker: cfg.Broker, log: log})

@@ -161,7 +161,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 				}
 			}
 		}
-		creds, err := credentials(field, d.Client, env)
+		creds, err := clientCredentials(field, d.Client, env)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -269,7 +269,7 @@ func secureURL(u string, allowHTTP bool) bool {
 	return strings.HasPrefix(u, "https://") || allowHTTP && strings.HasPrefix(u, "http://")
 }
 
-func credentials(field string, c config.Client, env func(string) (string, bool)) (oauth.ClientCredentials, error) {
+func clientCredentials(field string, c config.Client, env func(string) (string, bool)) (oauth.ClientCredentials, error) {
 	creds := oauth.ClientCredentials{ClientID: c.ClientID, Method: oauth.AuthMethod(c.AuthMethod)}
 	switch creds.Method {
 	case oauth.AuthClientSecretBasic, oauth.AuthClientSecretPost:

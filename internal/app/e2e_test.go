@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -29,19 +31,25 @@ import (
 
 // env is a sandbox, a broker wired to it, and clients for both transports.
 type env struct {
-	sb      *sandbox.Sandbox
-	app     *App
-	redis   *redistest.Server // nil with the memory store
-	httpURL string
-	chain   pb.ChainServiceClient
-	audit   pb.AuditServiceClient
-	health  healthpb.HealthClient
-	conn    *grpc.ClientConn
+	sb       *sandbox.Sandbox
+	app      *App
+	redis    *redistest.Server // nil with the memory store
+	httpURL  string
+	grpcAddr string
+	client   *http.Client // for httpURL
+	chain    pb.ChainServiceClient
+	audit    pb.AuditServiceClient
+	health   healthpb.HealthClient
+	conn     *grpc.ClientConn
 }
 
 type envOptions struct {
 	redis  bool
 	mutate func(*config.File) // applied to the sandbox configuration before Build
+	// grpcCreds and httpClient reach a TLS broker; nil: plaintext.
+	grpcCreds  credentials.TransportCredentials
+	httpClient *http.Client
+	logs       io.Writer // the broker's JSON log, at debug level; nil: discarded
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -65,7 +73,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Build(ctx, cfg, Options{LookupEnv: SandboxEnv})
+	opts := Options{LookupEnv: SandboxEnv}
+	if o.logs != nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	a, err := Build(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +93,19 @@ func newEnv(t *testing.T, o envOptions) *env {
 	served := make(chan error, 1)
 	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
 	e.httpURL = "http://" + httpLis.Addr().String()
-	e.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e.grpcAddr = grpcLis.Addr().String()
+	e.client = http.DefaultClient
+	creds := insecure.NewCredentials()
+	if o.grpcCreds != nil {
+		creds = o.grpcCreds
+	}
+	if o.httpClient != nil {
+		e.client = o.httpClient
+	}
+	if cfg.TLS.CertFile != "" {
+		e.httpURL = "https://" + httpLis.Addr().String()
+	}
+	e.conn, err = grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +297,7 @@ func TestChainSucceeds(t *testing.T) {
 func (e *env) post(t *testing.T, path string, body any) (int, []byte) {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(e.httpURL+path, "application/json", bytes.NewReader(b))
+	resp, err := e.client.Post(e.httpURL+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +308,7 @@ func (e *env) post(t *testing.T, path string, body any) (int, []byte) {
 
 func (e *env) get(t *testing.T, path string) (int, []byte) {
 	t.Helper()
-	resp, err := http.Get(e.httpURL + path)
+	resp, err := e.client.Get(e.httpURL + path)
 	if err != nil {
 		t.Fatal(err)
 	}
