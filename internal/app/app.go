@@ -140,10 +140,24 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 	out := make([]broker.Domain, 0, len(cfg.Domains))
 	for i, d := range cfg.Domains {
 		field := fmt.Sprintf("domains[%d]", i)
+		var (
+			httpClient *http.Client
+			endpoint   broker.TokenEndpoint
+			discoverer = client
+			err        error
+		)
+		if d.CAFile != "" {
+			if httpClient, err = clientTrusting(d.CAFile); err != nil {
+				errs = append(errs, fmt.Errorf("%s.ca_file: %w", field, err))
+				continue
+			}
+			domainClient := oauth.NewClient(oauth.ClientOptions{HTTPClient: httpClient})
+			endpoint, discoverer = domainClient, domainClient
+		}
 		tokenEndpoint, jwksURI := d.TokenEndpoint, d.JWKSURI
 		if d.Discovery && (tokenEndpoint == "" || jwksURI == "") {
 			dctx, cancel := context.WithTimeout(ctx, d.Timeout.D())
-			md, err := client.Discover(dctx, d.Issuer)
+			md, err := discoverer.Discover(dctx, d.Issuer)
 			cancel()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: discovery of %s: %w", field, d.Issuer, err))
@@ -165,17 +179,6 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 		if err != nil {
 			errs = append(errs, err)
 			continue
-		}
-		var (
-			httpClient *http.Client
-			endpoint   broker.TokenEndpoint
-		)
-		if d.CAFile != "" {
-			if httpClient, err = clientTrusting(d.CAFile); err != nil {
-				errs = append(errs, fmt.Errorf("%s.ca_file: %w", field, err))
-				continue
-			}
-			endpoint = oauth.NewClient(oauth.ClientOptions{HTTPClient: httpClient})
 		}
 		var keys *token.Verifier
 		if jwksURI != "" {
