@@ -21,6 +21,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/token"
@@ -102,7 +107,25 @@ type Config struct {
 	Policy Policy
 	Limits Limits
 	Logger *slog.Logger // nil: discard
+	// Observer receives chain and hop outcomes (metrics); nil: none.
+	Observer Observer
+	// Tracer traces chains and hops; nil: no tracing.
+	Tracer trace.TracerProvider
 }
+
+// Observer is told what chains do, for metrics.
+type Observer interface {
+	// ChainFinished is called once per Chain call with its audit event.
+	ChainFinished(ev *store.Event, d time.Duration)
+	// HopFinished is called after each token endpoint call; upstreamError
+	// is the OAuth error code the server answered, if any.
+	HopFinished(domain, hop string, d time.Duration, upstreamError string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ChainFinished(*store.Event, time.Duration)         {}
+func (nopObserver) HopFinished(string, string, time.Duration, string) {}
 
 // Broker runs chains. It is immutable after New and safe for concurrent use.
 type Broker struct {
@@ -117,6 +140,8 @@ type Broker struct {
 	audit    store.AuditLog
 	limits   Limits
 	log      *slog.Logger
+	observer Observer
+	tracer   trace.Tracer
 }
 
 // New checks cfg and returns a Broker. Problems are reported together.
@@ -130,7 +155,16 @@ func New(cfg Config) (*Broker, error) {
 		audit:    cfg.Audit,
 		limits:   cfg.Limits,
 		log:      cfg.Logger,
+		observer: cfg.Observer,
 	}
+	if b.observer == nil {
+		b.observer = nopObserver{}
+	}
+	tp := cfg.Tracer
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	b.tracer = tp.Tracer("github.com/chainbroker/chainbroker/broker")
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -246,6 +280,7 @@ func (b *Broker) Chains() []Chain {
 
 // Request is one chain request.
 type Request struct {
+	RequestID        string // correlates the log line; optional
 	Caller           string // authenticated caller name, recorded in the audit event
 	SubjectToken     string
 	SubjectTokenType string
@@ -280,6 +315,8 @@ func Hash(s string) string {
 // event is written (when the audit log is reachable), and no token is ever
 // returned unless its event was recorded.
 func (b *Broker) Chain(ctx context.Context, req Request) (*Result, error) {
+	ctx, span := b.tracer.Start(ctx, "chainbroker.Chain")
+	defer span.End()
 	run := &chainRun{b: b, req: req, start: time.Now()}
 	run.ev = store.Event{
 		Caller:       req.Caller,
@@ -287,7 +324,19 @@ func (b *Broker) Chain(ctx context.Context, req Request) (*Result, error) {
 		SourceDomain: req.SourceDomain,
 	}
 	res, err := run.do(ctx)
-	return run.finish(ctx, res, err)
+	res, err = run.finish(ctx, res, err)
+	span.SetAttributes(
+		attribute.String("chainbroker.caller", run.ev.Caller),
+		attribute.String("chainbroker.source_domain", run.ev.SourceDomain),
+		attribute.String("chainbroker.target_domain", run.ev.TargetDomain),
+		attribute.String("chainbroker.outcome", run.ev.Outcome.String()),
+	)
+	if run.ev.Reason != "" {
+		span.SetAttributes(attribute.String("chainbroker.reason", run.ev.Reason))
+		span.SetStatus(codes.Error, run.ev.Reason)
+	}
+	b.observer.ChainFinished(&run.ev, time.Since(run.start))
+	return res, err
 }
 
 // chainRun is the state of one Chain call.
@@ -479,11 +528,15 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 
 func (r *chainRun) log(ctx context.Context, e *Error) {
 	attrs := []slog.Attr{
+		slog.String("request_id", r.req.RequestID),
 		slog.String("caller", r.ev.Caller),
 		slog.String("source_domain", r.ev.SourceDomain),
 		slog.String("target_domain", r.ev.TargetDomain),
 		slog.String("subject", r.ev.Subject),
 		slog.Duration("duration", time.Since(r.start)),
+	}
+	for _, h := range r.ev.Hops {
+		attrs = append(attrs, slog.Duration(hopName(h.GrantType)+"_duration", h.Duration))
 	}
 	if e == nil {
 		r.b.log.LogAttrs(ctx, slog.LevelInfo, "chain", append(attrs, slog.String("outcome", "success"))...)
@@ -494,6 +547,13 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 		attrs = append(attrs, slog.String("cause", e.Err.Error()))
 	}
 	r.b.log.LogAttrs(ctx, slog.LevelWarn, "chain", attrs...)
+}
+
+func hopName(grantType string) string {
+	if grantType == oauth.GrantTypeJWTBearer {
+		return HopJWTBearer
+	}
+	return HopTokenExchange
 }
 
 // validScopeToken reports whether s is a scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).

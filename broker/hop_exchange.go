@@ -5,6 +5,10 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -48,23 +52,33 @@ func (r *chainRun) exchange(ctx context.Context, src, tgt *Domain, chain *Chain)
 func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string) (*oauth.TokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
+	ctx, span := r.b.tracer.Start(ctx, "chainbroker.hop."+hop, trace.WithAttributes(
+		attribute.String("chainbroker.domain", d.Name), attribute.String("oauth.grant_type", grantType)))
+	defer span.End()
 	start := time.Now()
 	endpoint := r.b.endpoint
 	if d.Endpoint != nil {
 		endpoint = d.Endpoint
 	}
 	resp, err := endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form})
+	elapsed := time.Since(start)
 	r.ev.Hops = append(r.ev.Hops, store.Hop{
-		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: time.Since(start),
+		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: elapsed,
 	})
+	var oe *oauth.Error
+	upstream := ""
+	if errors.As(err, &oe) {
+		upstream = oe.Code
+	}
+	r.b.observer.HopFinished(d.Name, hop, elapsed, upstream)
 	if err == nil {
 		return resp, nil
 	}
+	span.SetStatus(codes.Error, "token endpoint call failed")
 	rejected := ReasonTokenExchangeRejected
 	if hop == HopJWTBearer {
 		rejected = ReasonJWTBearerRejected
 	}
-	var oe *oauth.Error
 	switch {
 	case errors.As(err, &oe) && hop == HopJWTBearer && oe.Code == "jti_known":
 		// Ory Hydra's non-standard answer to a reused jti: the target caught a

@@ -101,6 +101,9 @@ type Listen struct {
 	HTTP string `yaml:"http"` // default 127.0.0.1:8080
 	// ShutdownTimeout bounds the drain of in-flight calls on SIGTERM; default 15s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ReadinessInterval: how often readiness (store, domain keys) is checked
+	// to set the gRPC health status; default 5s.
+	ReadinessInterval Duration `yaml:"readiness_interval"`
 }
 
 // Log configures log/slog.
@@ -271,6 +274,9 @@ func (f *File) SetDefaults() {
 	setDefault(&f.Listen.HTTP, DefaultHTTPAddr)
 	if f.Listen.ShutdownTimeout == 0 {
 		f.Listen.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	if f.Listen.ReadinessInterval == 0 {
+		f.Listen.ReadinessInterval = Duration(5 * time.Second)
 	}
 	setDefault(&f.Log.Level, "info")
 	setDefault(&f.Log.Format, "json")

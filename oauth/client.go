@@ -48,6 +48,9 @@ type ClientOptions struct {
 	Timeout          time.Duration // per call upper bound, on top of ctx; default 10s
 	MaxResponseBytes int64         // default 64 KiB
 	UserAgent        string
+	// WrapTransport, when set, wraps the HTTP transport (e.g. with
+	// OpenTelemetry instrumentation that propagates traceparent).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // NewClient returns a Client. A given HTTPClient is copied and its copy set
@@ -62,6 +65,13 @@ func NewClient(opts ClientOptions) *Client {
 		hc = http.Client{Transport: newTransport()}
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if opts.WrapTransport != nil {
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = opts.WrapTransport(base)
+	}
 	c := &Client{
 		http:      &hc,
 		timeout:   opts.Timeout,

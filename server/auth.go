@@ -116,6 +116,8 @@ func gatewayHeaderMatcher(key string) (string, bool) {
 		return mdAuthorization, true
 	case "x-api-key":
 		return mdAPIKey, true
+	case "x-request-id":
+		return mdRequestID, true
 	}
 	return "", false
 }

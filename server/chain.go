@@ -20,6 +20,7 @@ type chainService struct {
 
 func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
 	res, err := s.broker.Chain(ctx, broker.Request{
+		RequestID:        RequestIDFromContext(ctx),
 		Caller:           CallerFromContext(ctx),
 		SubjectToken:     in.GetSubjectToken(),
 		SubjectTokenType: in.GetSubjectTokenType(),

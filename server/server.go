@@ -13,10 +13,16 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -27,20 +33,27 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	chainbroker "github.com/chainbroker/chainbroker"
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/store"
+	"github.com/chainbroker/chainbroker/telemetry"
 )
+
+// propagator carries W3C trace context (traceparent) in and out.
+var propagator = propagation.TraceContext{}
 
 // Bounds of the transport.
 const (
 	MaxRequestBytes = 64 << 10 // gRPC message and REST body
 )
 
-// Pinger reports whether a dependency is reachable (store.Store).
-type Pinger interface {
-	Ping(ctx context.Context) error
+// Check is one readiness condition (store reachable, a domain's keys
+// loaded, ...).
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
 }
 
 // Config is what a Server needs.
@@ -55,8 +68,15 @@ type Config struct {
 	// GRPCTLS and HTTPTLS, when set, serve the listeners over TLS
 	// (tlsreload.Reloader.ServerConfig); nil serves plaintext.
 	GRPCTLS, HTTPTLS *tls.Config
-	// Ready, when set, is checked by /readyz; nil means always ready.
-	Ready Pinger
+	// Readiness conditions, checked by /readyz and, every ReadyInterval
+	// (default 5s), to set the gRPC health status.
+	Readiness     []Check
+	ReadyInterval time.Duration
+	// Metrics, when set, are served at /metrics and record gRPC calls.
+	Metrics *telemetry.Metrics
+	// Tracer, when set, traces gRPC and REST calls, propagating W3C trace
+	// context.
+	Tracer trace.TracerProvider
 	// ShutdownTimeout bounds the drain of in-flight calls; default 15s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -79,14 +99,26 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
 	}
+	if cfg.ReadyInterval <= 0 {
+		cfg.ReadyInterval = 5 * time.Second
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, health: health.NewServer(), limiter: newLimiter(cfg.RateLimit)}
+	interceptors := []grpc.UnaryServerInterceptor{s.recoverInterceptor, requestIDInterceptor}
+	if cfg.Metrics != nil {
+		interceptors = append(interceptors, cfg.Metrics.UnaryServerInterceptor)
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(s.recoverInterceptor, s.authInterceptor),
+		grpc.ChainUnaryInterceptor(append(interceptors, s.authInterceptor)...),
+	}
+	if cfg.Tracer != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(cfg.Tracer), otelgrpc.WithPropagators(propagator),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
 	}
 	if cfg.GRPCTLS != nil {
 		opts = append(opts, grpc.Creds(gatewayAwareCreds{credentials.NewTLS(cfg.GRPCTLS)}))
@@ -108,9 +140,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	// without a network hop, and the pipe is how the server recognises
 	// identities forwarded by its own gateway.
 	pipe := newPipeListener()
-	conn, err := grpc.NewClient("passthrough:///chainbroker-gateway",
+	dialOpts := []grpc.DialOption{
 		grpc.WithContextDialer(pipe.dial),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+	if s.cfg.Tracer != nil {
+		dialOpts = append(dialOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(s.cfg.Tracer), otelgrpc.WithPropagators(propagator),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
+	}
+	conn, err := grpc.NewClient("passthrough:///chainbroker-gateway", dialOpts...)
 	if err != nil {
 		return fmt.Errorf("server: gateway connection: %w", err)
 	}
@@ -135,9 +174,21 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	}
 	mux.Handle("/", gw)
+	var handler http.Handler = http.MaxBytesHandler(mux, MaxRequestBytes)
+	if s.cfg.Tracer != nil {
+		handler = otelhttp.NewHandler(handler, "chainbroker.http",
+			otelhttp.WithTracerProvider(s.cfg.Tracer), otelhttp.WithPropagators(propagator),
+			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
+			otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v1/") }),
+			otelhttp.WithSpanNameFormatter(func(op string, _ *http.Request) string { return op }))
+	}
 	httpSrv := &http.Server{
-		Handler:           http.MaxBytesHandler(mux, MaxRequestBytes),
+		Handler:           handler,
 		TLSConfig:         s.cfg.HTTPTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -146,10 +197,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range []string{pb.ChainService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName} {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
+	s.setServing(s.ready(ctx) == nil)
+	readyCtx, stopReady := context.WithCancel(ctx)
+	defer stopReady()
+	go s.watchReadiness(readyCtx)
 
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
@@ -181,6 +232,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	stopReady()
 	s.shutdown(httpSrv)
 	wg.Wait()
 	return serveErr
@@ -207,18 +259,76 @@ func (s *Server) shutdown(httpSrv *http.Server) {
 	}
 }
 
-// readyz answers 200 when the store is reachable, 503 otherwise.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.cfg.Ready.Ping(ctx); err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-			return
+// ready runs every readiness check; the error names the failing ones.
+func (s *Server) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var failed []string
+	for _, c := range s.cfg.Readiness {
+		if err := c.Check(ctx); err != nil {
+			failed = append(failed, c.Name)
 		}
 	}
+	if len(failed) > 0 {
+		return fmt.Errorf("not ready: %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// setServing sets the gRPC health of the server and its services.
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range []string{"", pb.ChainService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// watchReadiness keeps the gRPC health status in step with readiness, so
+// that probes and balancers stop sending while the store is unreachable.
+func (s *Server) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReadyInterval)
+	defer t.Stop()
+	last := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.ready(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok := err == nil; ok != last {
+			if ok {
+				s.log.Info("ready again")
+			} else {
+				s.log.Warn("not ready", "error", err)
+			}
+			last = ok
+		}
+		s.setServing(err == nil)
+	}
+}
+
+// readyz answers 200 when every readiness check passes, 503 naming the
+// failing checks otherwise.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.ready(r.Context()); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(err.Error() + "\n"))
+		return
+	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(chainbroker.OpenAPI)
 }
 
 func (s *Server) recoverInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {

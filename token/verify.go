@@ -274,3 +274,10 @@ func keysOf(st *keyState) *keySet {
 	}
 	return st.keys
 }
+
+// Loaded reports whether the Verifier holds usable keys (always true for
+// static verifiers; for remote ones, once a JWKS fetch succeeded).
+func (v *Verifier) Loaded() bool {
+	st := v.state.Load()
+	return st != nil && st.keys != nil && len(st.keys.entries) > 0
+}

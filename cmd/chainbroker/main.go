@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
@@ -112,6 +113,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.Log)
 	opts.Logger = log
+	tp, err := tracerFromEnv(ctx, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		opts.Tracer = tp
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = tp.Shutdown(sctx) // flush the last spans
+		}()
+		log.Info("tracing on: OTLP/HTTP exporter from OTEL_* variables")
+	}
 	a, err := app.Build(ctx, cfg, opts)
 	if err != nil {
 		return err

@@ -17,6 +17,11 @@ import (
 	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
@@ -27,6 +32,7 @@ import (
 	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/store/memory"
 	redisstore "github.com/chainbroker/chainbroker/store/redis"
+	"github.com/chainbroker/chainbroker/telemetry"
 	"github.com/chainbroker/chainbroker/token"
 )
 
@@ -35,15 +41,19 @@ type Options struct {
 	// LookupEnv resolves *_env secrets; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
 	Logger    *slog.Logger
+	// Tracer traces chains, hops, store operations and calls, and
+	// propagates traceparent to the authorization servers; nil: off.
+	Tracer trace.TracerProvider
 }
 
 // App is a built, not yet serving, chainbroker.
 type App struct {
-	Config *config.File
-	Broker *broker.Broker
-	Store  store.Store
-	Server *server.Server
-	log    *slog.Logger
+	Config  *config.File
+	Broker  *broker.Broker
+	Store   store.Store // instrumented
+	Server  *server.Server
+	Metrics *telemetry.Metrics
+	log     *slog.Logger
 }
 
 // Build resolves secrets, runs discovery for domains that ask for it, and
@@ -56,15 +66,29 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	client := oauth.NewClient(oauth.ClientOptions{UserAgent: "chainbroker"})
-	domains, err := buildDomains(ctx, cfg, client, opts.LookupEnv)
+	tp := opts.Tracer
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	// Outbound calls carry traceparent when tracing is on.
+	wrap := func(rt http.RoundTripper) http.RoundTripper {
+		if opts.Tracer == nil {
+			return rt
+		}
+		return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp),
+			otelhttp.WithPropagators(propagation.TraceContext{}), otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
+	}
+	client := oauth.NewClient(oauth.ClientOptions{WrapTransport: wrap})
+	domains, err := buildDomains(ctx, cfg, client, wrap, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
-	st, err := buildStore(cfg, opts.LookupEnv)
+	rawStore, err := buildStore(cfg, opts.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
+	metrics := telemetry.NewMetrics()
+	st := telemetry.InstrumentStore(rawStore, metrics, tp)
 	chains := make([]broker.Chain, 0, len(cfg.Chains))
 	for _, c := range cfg.Chains {
 		chains = append(chains, broker.Chain{
@@ -79,6 +103,8 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		Replay:   st,
 		Audit:    st,
 		Policy:   buildPolicy(cfg.Policy),
+		Observer: metrics,
+		Tracer:   opts.Tracer,
 		Limits: broker.Limits{
 			MaxTokenBytes: cfg.Limits.MaxTokenBytes,
 			MaxScopes:     cfg.Limits.MaxScopes,
@@ -96,9 +122,11 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		return nil, err
 	}
 	scfg := server.Config{
-		Broker: b, Audit: st, Ready: st, Logger: log, Auth: authn,
+		Broker: b, Audit: st, Logger: log, Auth: authn, Metrics: metrics, Tracer: opts.Tracer,
+		Readiness:       readiness(st, domains),
 		RateLimit:       server.RateLimit{Rate: cfg.RateLimit.RequestsPerSecond, Burst: cfg.RateLimit.Burst},
 		ShutdownTimeout: cfg.Listen.ShutdownTimeout.D(),
+		ReadyInterval:   cfg.Listen.ReadinessInterval.D(),
 	}
 	if cfg.TLS.CertFile != "" {
 		r, err := tlsreload.New(tlsreload.Files{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile}, log)
@@ -114,7 +142,26 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	return &App{Config: cfg, Broker: b, Store: st, Server: srv, log: log}, nil
+	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, log: log}, nil
+}
+
+// readiness: the store answers, and every domain with keys has them loaded
+// (a failed load is retried by the check itself).
+func readiness(st store.Store, domains []broker.Domain) []server.Check {
+	checks := []server.Check{{Name: "store", Check: st.Ping}}
+	for _, d := range domains {
+		keys, ok := d.Keys.(*token.Verifier)
+		if !ok {
+			continue
+		}
+		checks = append(checks, server.Check{Name: "jwks:" + d.Name, Check: func(ctx context.Context) error {
+			if keys.Loaded() {
+				return nil
+			}
+			return keys.Refresh(ctx)
+		}})
+	}
+	return checks
 }
 
 // Serve listens on the configured addresses and serves until ctx ends.
@@ -135,7 +182,7 @@ func (a *App) Serve(ctx context.Context) error {
 // Close releases the store.
 func (a *App) Close() error { return a.Store.Close() }
 
-func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, env func(string) (string, bool)) ([]broker.Domain, error) {
+func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool)) ([]broker.Domain, error) {
 	var errs []error
 	out := make([]broker.Domain, 0, len(cfg.Domains))
 	for i, d := range cfg.Domains {
@@ -151,7 +198,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, e
 				errs = append(errs, fmt.Errorf("%s.ca_file: %w", field, err))
 				continue
 			}
-			domainClient := oauth.NewClient(oauth.ClientOptions{HTTPClient: httpClient})
+			domainClient := oauth.NewClient(oauth.ClientOptions{HTTPClient: httpClient, WrapTransport: wrap})
 			endpoint, discoverer = domainClient, domainClient
 		}
 		tokenEndpoint, jwksURI := d.TokenEndpoint, d.JWKSURI

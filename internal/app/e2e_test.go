@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,6 +51,7 @@ type envOptions struct {
 	grpcCreds  credentials.TransportCredentials
 	httpClient *http.Client
 	logs       io.Writer // the broker's JSON log, at debug level; nil: discarded
+	tracer     trace.TracerProvider
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -73,7 +75,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{LookupEnv: SandboxEnv}
+	opts := Options{LookupEnv: SandboxEnv, Tracer: o.tracer}
 	if o.logs != nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -503,7 +505,9 @@ func TestUpstreamUnavailable(t *testing.T) {
 // With Redis stopped, chains fail closed: UNAVAILABLE, no token, and domain B
 // is never called; with Redis back, chains work again without a restart.
 func TestRedisStoppedMidTest(t *testing.T) {
-	e := newEnv(t, envOptions{redis: true})
+	e := newEnv(t, envOptions{redis: true, mutate: func(f *config.File) {
+		f.Listen.ReadinessInterval = config.Duration(100 * time.Millisecond)
+	}})
 	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
 	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 		t.Fatal(err)
@@ -521,23 +525,50 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	if got := e.sb.B.JWTBearerCount(); got != bCalls {
 		t.Errorf("domain B was called while the replay store was down")
 	}
-	if ready, _ := e.get(t, "/readyz"); ready != http.StatusServiceUnavailable {
-		t.Errorf("/readyz = %d with Redis down, want 503", ready)
+	if ready, body := e.get(t, "/readyz"); ready != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("store")) {
+		t.Errorf("/readyz = %d %s with Redis down, want 503 naming the store", ready, body)
 	}
+	e.waitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING)
 	if _, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("ListAuditEvents with Redis down: %v", err)
 	}
 
 	e.redis.Restart()
-	resp, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
-	if err != nil {
-		t.Fatalf("after Redis restarted: %v", err)
+	// go-redis re-dials in the background after failed dials (about once a
+	// second): the broker recovers by itself within a bounded time.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("after Redis restarted: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if _, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId}); err != nil {
 		t.Errorf("audit event of the chain after restart: %v", err)
 	}
 	if status, _ := e.get(t, "/readyz"); status != http.StatusOK {
 		t.Errorf("/readyz = %d after Redis restarted", status)
+	}
+	e.waitHealth(t, healthpb.HealthCheckResponse_SERVING)
+}
+
+// waitHealth waits (bounded) for the gRPC health status.
+func (e *env) waitHealth(t *testing.T, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := e.health.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "chainbroker.v1.ChainService"})
+		if err == nil && h.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gRPC health: %v %v, want %v", h, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
