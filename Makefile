@@ -4,7 +4,7 @@
 GO        ?= go
 TESTFLAGS ?=
 
-.PHONY: all run build test lint generate check-generated fmt bench clean
+.PHONY: all run build test test-ts generate-ts lint generate check-generated fmt bench clean
 
 all: build
 
@@ -36,6 +36,14 @@ generate:
 check-generated: generate
 	@if [ -n "$$(git status --porcelain -- gen/)" ]; then \
 	  echo "gen/ is stale: run 'make generate' and commit the result"; git status --porcelain -- gen/; exit 1; fi
+
+## test-ts: TypeScript client: npm ci, check clients/ts/src/gen is fresh, tsc, end-to-end test against the sandbox
+test-ts:
+	bash clients/ts/test.sh
+
+## generate-ts: regenerate clients/ts/src/gen (needs node and npm)
+generate-ts:
+	cd clients/ts && npm ci --no-audit --no-fund && npm run generate
 
 ## bench: Go benchmarks of the hot pieces
 bench:

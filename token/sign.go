@@ -33,12 +33,36 @@ type Signer struct {
 	header string // base64url protected header for the default SignOptions
 }
 
+// defaultAlg picks the algorithm for a key when none is configured: RS256
+// for RSA, ES256/384/512 by curve, EdDSA for Ed25519.
+func defaultAlg(key crypto.Signer) string {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		return "RS256"
+	case *ecdsa.PrivateKey:
+		switch k.Curve.Params().Name {
+		case "P-384":
+			return "ES384"
+		case "P-521":
+			return "ES512"
+		}
+		return "ES256"
+	case ed25519.PrivateKey:
+		return "EdDSA"
+	}
+	return ""
+}
+
 // NewSigner wraps a private key (*rsa.PrivateKey, *ecdsa.PrivateKey,
-// ed25519.PrivateKey). alg must fit the key. kid "" means the RFC 7638
+// ed25519.PrivateKey). alg must fit the key ("" picks it by key type, see
+// defaultAlg). kid "" means the RFC 7638
 // thumbprint of the public key (base64url SHA-256).
 func NewSigner(key crypto.Signer, alg, kid string) (*Signer, error) {
 	if key == nil {
 		return nil, errors.New("token: nil signing key")
+	}
+	if alg == "" {
+		alg = defaultAlg(key)
 	}
 	info, ok := algs[alg]
 	if !ok || info.hmac {

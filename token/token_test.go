@@ -973,3 +973,16 @@ func BenchmarkSignRS256(b *testing.B) { benchSign(b, "RS256") }
 func BenchmarkSignEdDSA(b *testing.B) { benchSign(b, "EdDSA") }
 
 func bigOne() *big.Int { return big.NewInt(1) }
+
+func TestNewSignerDefaultAlg(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES256", "ES384", "EdDSA"} {
+		s, err := GenerateSigner(alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewSigner(s.key.(crypto.Signer), "", "")
+		if err != nil || d.Alg() != alg {
+			t.Errorf("key of a %s signer: default alg %v, %v", alg, d, err)
+		}
+	}
+}
