@@ -66,6 +66,8 @@ type Domain struct {
 	RequestedTokenType string
 	// Assertion is how this domain, as a target, validates grants.
 	Assertion AssertionPolicy
+	// Resilience: retries and circuit breaker for this domain.
+	Resilience Resilience
 }
 
 // AssertionPolicy mirrors the target authorization server's checks of a JWT
@@ -135,6 +137,7 @@ type Broker struct {
 	order    []string // domain names in configuration order
 	chainSeq []*Chain
 	policy   *compiledPolicy
+	breakers map[string]*breaker // by domain name
 	endpoint TokenEndpoint
 	replay   store.ReplayGuard
 	audit    store.AuditLog
@@ -149,6 +152,7 @@ func New(cfg Config) (*Broker, error) {
 	b := &Broker{
 		domains:  map[string]*Domain{},
 		byIssuer: map[string]*Domain{},
+		breakers: map[string]*breaker{},
 		chains:   map[[2]string]*Chain{},
 		endpoint: cfg.Endpoint,
 		replay:   cfg.Replay,
@@ -200,6 +204,8 @@ func New(cfg Config) (*Broker, error) {
 		if d.RequestedTokenType == "" {
 			d.RequestedTokenType = oauth.TokenTypeAccessToken
 		}
+		d.Resilience.setDefaults()
+		b.breakers[d.Name] = newBreaker(d.Resilience)
 		p := &d.Assertion
 		if len(p.Audience) == 0 {
 			p.Audience = []string{d.Issuer}
@@ -365,18 +371,25 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	assertion, err := r.exchange(ctx, src, tgt, chain)
-	if err != nil {
-		return nil, err
+	// A chain whose hop 2 could not reach the target starts again from hop
+	// 1: an assertion the target may have seen is never sent twice.
+	for attempt := 1; ; attempt++ {
+		assertion, err := r.exchange(ctx, src, chain)
+		if err != nil {
+			return nil, err
+		}
+		tok, err := r.validate(ctx, src, tgt, assertion)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.markReplay(ctx, tgt, tok); err != nil {
+			return nil, err
+		}
+		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
+		if err == nil || !retryable(err) || attempt >= tgt.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
+			return res, err
+		}
 	}
-	tok, err := r.validate(ctx, src, tgt, assertion)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.markReplay(ctx, tgt, tok); err != nil {
-		return nil, err
-	}
-	return r.jwtBearer(ctx, tgt, chain, assertion)
 }
 
 // parse checks the request and resolves its domains and chain.

@@ -31,6 +31,7 @@ const (
 	ReasonUpstreamUnavailable   Reason = "UPSTREAM_UNAVAILABLE"    // connection failed, timed out, 5xx or 429
 	ReasonUpstreamBadResponse   Reason = "UPSTREAM_BAD_RESPONSE"   // not a valid token response
 	ReasonKeysUnavailable       Reason = "SOURCE_KEYS_UNAVAILABLE" // the source domain's JWKS could not be fetched
+	ReasonUpstreamCircuitOpen   Reason = "UPSTREAM_CIRCUIT_OPEN"   // the domain failed repeatedly: calls are suspended for a cooldown
 )
 
 // Assertion validation failures (DESIGN §2): what the target domain would refuse.
@@ -107,7 +108,7 @@ func Reasons() []Reason {
 	return []Reason{
 		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
 		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired,
-		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable,
+		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonUpstreamCircuitOpen,
 		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,
 		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,
 		ReasonAssertionExpirationMissing, ReasonAssertionExpired, ReasonAssertionNotYetValid, ReasonAssertionLifetimeTooLong,

@@ -18,7 +18,7 @@ var assertionTokenTypes = []string{"", oauth.TokenTypeAccessToken, oauth.TokenTy
 
 // exchange performs hop 1: RFC 8693 token exchange at the source domain for a
 // JWT authorization grant addressed to the target.
-func (r *chainRun) exchange(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
+func (r *chainRun) exchange(ctx context.Context, src *Domain, chain *Chain) (string, error) {
 	req := &r.req
 	te := oauth.TokenExchange{
 		SubjectToken:       req.SubjectToken,
@@ -36,7 +36,17 @@ func (r *chainRun) exchange(ctx context.Context, src, tgt *Domain, chain *Chain)
 	if req.Audience != "" {
 		te.Audience = []string{req.Audience}
 	}
-	resp, err := r.call(ctx, src, HopTokenExchange, oauth.GrantTypeTokenExchange, te.Form())
+	form := te.Form()
+	var resp *oauth.TokenResponse
+	var err error
+	// Token exchange is safe to retry: a lost answer only costs domain A a
+	// token it issued for nobody.
+	for attempt := 1; ; attempt++ {
+		resp, err = r.call(ctx, src, HopTokenExchange, oauth.GrantTypeTokenExchange, form)
+		if err == nil || !retryable(err) || attempt >= src.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
+			break
+		}
+	}
 	if err != nil {
 		return "", err
 	}
@@ -50,6 +60,7 @@ func (r *chainRun) exchange(ctx context.Context, src, tgt *Domain, chain *Chain)
 // call posts one token request to d and records the hop, mapping the
 // outcome to an *Error on failure.
 func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string) (*oauth.TokenResponse, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	ctx, span := r.b.tracer.Start(ctx, "chainbroker.hop."+hop, trace.WithAttributes(
@@ -59,6 +70,11 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	endpoint := r.b.endpoint
 	if d.Endpoint != nil {
 		endpoint = d.Endpoint
+	}
+	br := r.b.breakers[d.Name]
+	if !br.allow(time.Now()) {
+		return nil, &Error{Reason: ReasonUpstreamCircuitOpen, Hop: hop,
+			Message: d.Name + " is failing; calls to it are suspended for up to " + d.Resilience.BreakerCooldown.String()}
 	}
 	resp, err := endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form})
 	elapsed := time.Since(start)
@@ -71,6 +87,13 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		upstream = oe.Code
 	}
 	r.b.observer.HopFinished(d.Name, hop, elapsed, upstream)
+	// Only the domain's own failures count against it, not a caller who
+	// gave up (its context ended, not the domain's timeout).
+	if parent.Err() != nil {
+		br.release()
+	} else {
+		br.record(err == nil || oe != nil, time.Now())
+	}
 	if err == nil {
 		return resp, nil
 	}

@@ -152,6 +152,13 @@ type Domain struct {
 	JWKSURI       string `yaml:"jwks_uri"`
 	// Timeout bounds each call to this domain; default 10s.
 	Timeout Duration `yaml:"timeout"`
+	// MaxAttempts bounds token exchange attempts per chain (retries on
+	// connection errors, 5xx and 429, with jittered backoff honouring
+	// Retry-After) and restarts from hop 1 when hop 2 was unavailable;
+	// default 3, 1 disables retries.
+	MaxAttempts int `yaml:"max_attempts"`
+	// CircuitBreaker suspends calls to a failing domain.
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
 	// AllowInsecureHTTP permits http:// URLs for this domain (loopback demos only).
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 	// CAFile: PEM CA bundle trusted for this domain's https URLs instead of
@@ -163,6 +170,14 @@ type Domain struct {
 	Client             Client          `yaml:"client"`
 	TokenExchange      TokenExchange   `yaml:"token_exchange"`
 	Assertion          AssertionPolicy `yaml:"assertion"`
+}
+
+// CircuitBreaker opens after Failures consecutive unavailable answers and
+// refuses calls (UNAVAILABLE, UPSTREAM_CIRCUIT_OPEN) for Cooldown, then lets
+// one probe through.
+type CircuitBreaker struct {
+	Failures int      `yaml:"failures"` // default 5; negative disables
+	Cooldown Duration `yaml:"cooldown"` // default 10s
 }
 
 // Client is how the broker authenticates to a domain's token endpoint.
@@ -421,6 +436,12 @@ func (f *File) Validate() error {
 		}
 		if d.Timeout < 0 {
 			add(fp+".timeout", "must be positive")
+		}
+		if d.MaxAttempts < 0 || d.MaxAttempts > 10 {
+			add(fp+".max_attempts", "must be between 1 and 10")
+		}
+		if d.CircuitBreaker.Cooldown < 0 {
+			add(fp+".circuit_breaker.cooldown", "must be positive")
 		}
 		c := d.Client
 		if !slices.Contains(authMethods, c.AuthMethod) {

@@ -185,28 +185,68 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	hreq.Header.Set("Accept", "application/json")
 	hreq.Header.Set("User-Agent", c.userAgent)
 
-	status, body, err := c.do(hreq)
+	status, header, body, err := c.do(hreq)
 	if err != nil {
 		return nil, err
 	}
-	return parseTokenResponse(status, body, redact(u))
+	resp, err := parseTokenResponse(status, body, redact(u))
+	if err != nil && (status == http.StatusTooManyRequests || status >= 500) {
+		return nil, &UnavailableError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), c.now()), msg: err.Error()}
+	}
+	return resp, err
 }
 
 // do sends the request and reads a bounded body.
-func (c *Client) do(req *http.Request) (int, []byte, error) {
+func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return 0, nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %s %s: read response: %w", ErrUnavailable, req.Method, redact(req.URL), err)
+		return 0, nil, nil, fmt.Errorf("%w: %s %s: read response: %w", ErrUnavailable, req.Method, redact(req.URL), err)
 	}
 	if int64(len(body)) > c.maxBytes {
-		return 0, nil, fmt.Errorf("%w: %s %s: response exceeds %d bytes", ErrBadResponse, req.Method, redact(req.URL), c.maxBytes)
+		return 0, nil, nil, fmt.Errorf("%w: %s %s: response exceeds %d bytes", ErrBadResponse, req.Method, redact(req.URL), c.maxBytes)
 	}
-	return resp.StatusCode, body, nil
+	return resp.StatusCode, resp.Header, body, nil
+}
+
+// UnavailableError is an answer that wraps ErrUnavailable (HTTP 5xx or
+// 429); RetryAfter is the delay the server asked for (Retry-After), or 0.
+type UnavailableError struct {
+	StatusCode int
+	RetryAfter time.Duration
+	msg        string
+}
+
+func (e *UnavailableError) Error() string        { return e.msg }
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// RetryAfter returns the delay an unavailable answer asked for, if any.
+func RetryAfter(err error) time.Duration {
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return ue.RetryAfter
+	}
+	return 0
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 §10.2.3);
+// anything else, or a date in the past, is 0. It is capped at one hour.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		d = time.Duration(min(max(secs, 0), 3600)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = min(max(t.Sub(now), 0), time.Hour)
+	}
+	return d
 }
 
 // tokenJSON is RFC 6749 §5.1 / RFC 8693 §2.2.1. expires_in is decoded by

@@ -63,7 +63,7 @@ func (c *Client) fetchMetadata(ctx context.Context, docURL, issuer string) (*Met
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
-	status, body, err := c.do(req)
+	status, _, body, err := c.do(req)
 	if err != nil {
 		return nil, err
 	}

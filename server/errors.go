@@ -33,6 +33,7 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonUpstreamUnavailable:   codes.Unavailable,
 	broker.ReasonUpstreamBadResponse:   codes.Unavailable,
 	broker.ReasonKeysUnavailable:       codes.Unavailable,
+	broker.ReasonUpstreamCircuitOpen:   codes.Unavailable,
 
 	// A grant the target would refuse: the domains' configurations disagree.
 	broker.ReasonAssertionMalformed:         codes.FailedPrecondition,

@@ -241,6 +241,11 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 			VerifySubjectToken: d.VerifySubjectToken,
 			Endpoint:           endpoint,
 			Timeout:            d.Timeout.D(),
+			Resilience: broker.Resilience{
+				MaxAttempts:     d.MaxAttempts,
+				BreakerFailures: d.CircuitBreaker.Failures,
+				BreakerCooldown: d.CircuitBreaker.Cooldown.D(),
+			},
 			SubjectTokenType:   d.TokenExchange.SubjectTokenType,
 			RequestedTokenType: d.TokenExchange.RequestedTokenType,
 			Assertion: broker.AssertionPolicy{
