@@ -4,7 +4,7 @@
 GO        ?= go
 TESTFLAGS ?=
 
-.PHONY: all run build test test-ts generate-ts lint generate check-generated fmt bench clean
+.PHONY: all run build test test-ts generate-ts fuzz lint generate check-generated fmt bench clean
 
 all: build
 
@@ -44,6 +44,10 @@ test-ts:
 ## generate-ts: regenerate clients/ts/src/gen (needs node and npm)
 generate-ts:
 	cd clients/ts && npm ci --no-audit --no-fund && npm run generate
+
+## fuzz: every fuzz target for FUZZTIME each (default 15s)
+fuzz:
+	bash .ci/fuzz
 
 ## bench: Go benchmarks of the hot pieces
 bench:

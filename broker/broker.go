@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -593,13 +594,18 @@ func absoluteURI(s string) bool {
 	return true
 }
 
-// truncate bounds untrusted text echoed in messages.
+// truncate bounds untrusted text echoed in messages and audit events, on a
+// character boundary and as valid UTF-8 (protobuf strings must be).
 func truncate(s string) string {
 	const max = 128
-	if len(s) <= max {
-		return s
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
-	return s[:max] + "…"
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 func scopes(req []string, def []string) []string {

@@ -59,7 +59,7 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 	idJAG := strings.EqualFold(tok.Header.Typ, token.TypeIDJAG)
 
 	if !contains(p.AllowedAlgs, tok.Header.Alg) {
-		return bad(ReasonAssertionAlgNotAllowed, "alg "+tok.Header.Alg+" is not allowed by "+tgt.Name)
+		return bad(ReasonAssertionAlgNotAllowed, "alg "+truncate(tok.Header.Alg)+" is not allowed by "+tgt.Name)
 	}
 	if t := tok.Header.Typ; t != "" && !strings.EqualFold(t, token.TypeJWT) && !idJAG {
 		return bad(ReasonAssertionTypeInvalid, "typ "+truncate(t)+" is neither JWT nor "+token.TypeIDJAG)

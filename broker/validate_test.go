@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/token"
@@ -125,6 +127,15 @@ func TestScopeAndURIRules(t *testing.T) {
 		}
 		if got := absoluteURI(tt.s); got != tt.uri {
 			t.Errorf("absoluteURI(%q) = %v, want %v", tt.s, got, tt.uri)
+		}
+	}
+}
+
+func TestTruncateKeepsUTF8(t *testing.T) {
+	for _, s := range []string{strings.Repeat("é", 100), "x" + strings.Repeat("é", 80), "bad \xff byte", strings.Repeat("a", 200)} {
+		got := truncate(s)
+		if !utf8.ValidString(got) || len(got) > 128+len("…") {
+			t.Errorf("truncate(%.20q...) = %q: invalid UTF-8 or too long", s, got)
 		}
 	}
 }

@@ -163,10 +163,25 @@ type AuditLog interface {
 	Get(ctx context.Context, id string) (Event, error)
 }
 
-// Store bundles both interfaces with health checking and release of resources.
+// TokenCache holds opaque entries (the broker encrypts them before they get
+// here) until a deadline, and short leases that let one process of many fill
+// an entry while the others wait.
+type TokenCache interface {
+	// CacheGet returns the entry under key, or ErrNotFound (also once expired).
+	CacheGet(ctx context.Context, key string) ([]byte, error)
+	// CachePut stores value under key until the deadline (ErrInvalidArgument
+	// if it is not in the future or key is empty).
+	CachePut(ctx context.Context, key string, value []byte, until time.Time) error
+	// CacheLease takes the lease on key for ttl: true for exactly one of
+	// concurrent takers, false while another holds it.
+	CacheLease(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// Store bundles the interfaces with health checking and release of resources.
 type Store interface {
 	ReplayGuard
 	AuditLog
+	TokenCache
 	// Ping reports whether the backend is reachable (ErrUnavailable if not).
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -45,6 +47,7 @@ type fuzzKeys struct {
 	// set-up signed: the only mode-0 inputs allowed to verify.
 	signed map[string]bool
 	tokens []string // those tokens
+	names  []string // their corpus file names: valid-<alg>-<seed name>
 }
 
 var fuzzKeysOnce = sync.OnceValues(newFuzzKeys)
@@ -93,20 +96,23 @@ func newFuzzKeys() (*fuzzKeys, error) {
 			}
 			k.signed[signingInput(tok)] = true
 			k.tokens = append(k.tokens, tok)
+			k.names = append(k.names, "valid-"+strings.ToLower(s.Alg())+"-"+c.name)
 		}
 	}
 	return k, nil
 }
 
 type seedClaims struct {
+	name   string
 	claims map[string]any
 	opts   SignOptions
 }
 
-// fuzzSeedClaims are the claims of the genuinely signed seed tokens. The
-// checked-in corpus holds tokens signed over exactly these claims with the
-// fixed keys; changing them (or the keys) makes those seeds stop verifying,
-// which TestFuzzVerifyCorpusHasValidTokens reports.
+// fuzzSeedClaims are the claims of the genuinely signed seed tokens (some
+// are refused all the same: a string iat, an unknown kid). The checked-in
+// corpus holds tokens signed over exactly these claims with the fixed keys;
+// changing them (or the keys) makes those seeds stop verifying, which
+// TestFuzzVerifyCorpusHasValidTokens reports.
 func fuzzSeedClaims() []seedClaims {
 	grant := map[string]any{
 		"iss": "http://127.0.0.1:8181/realms/domain-a", "sub": "2b1c6f3e-8a4d-4f0b-9c57-1d2e3f4a5b6c",
@@ -114,14 +120,14 @@ func fuzzSeedClaims() []seedClaims {
 		"jti": "f3b0c442-98fc-4c14-9afb-f4c8996fb924", "azp": "sandbox-agent", "scope": "profile email",
 	}
 	return []seedClaims{
-		{grant, SignOptions{}},
-		{map[string]any{
+		{"grant", grant, SignOptions{}},
+		{"id-jag-aud-array-string-iat", map[string]any{
 			"iss": "https://a.example", "sub": "alice", "aud": []string{"https://b.example", "account"},
 			"exp": 1.8000003005e9, "nbf": nil, "iat": "1800000000", "client_id": "chainbroker",
 			"scope": []string{"openid", "profile"},
 		}, SignOptions{Typ: TypeIDJAG}},
-		{map[string]any{"exp": 9007199254740993, "nested": map[string]any{"a": []any{1, map[string]any{"b": nil}}}}, SignOptions{Kid: "other-kid"}},
-		{nil, SignOptions{}},
+		{"huge-exp-nested-other-kid", map[string]any{"exp": 9007199254740993, "nested": map[string]any{"a": []any{1, map[string]any{"b": nil}}}}, SignOptions{Kid: "other-kid"}},
+		{"empty-claims", nil, SignOptions{}},
 	}
 }
 
@@ -221,9 +227,8 @@ func checkParsedToken(t *testing.T, input string, tok *Token) {
 //     token is XORed with flip.
 //
 // Whatever the input, Verify returns a token or one of the package's sentinel
-// errors. A verified token's signing input is one the test signed (a
-// flipped byte verifies only if it did not change the signed bytes, and not
-// even then: signatures are not malleable); its header and claims are those
+// errors. A verified token's signing input is one the test signed (so a
+// flipped byte can only have hit the signature); its header and claims are those
 // ParseUnverified reports. A token signed with a configured key, with that
 // key's alg and kid (or no kid), no crit and no b64, verifies.
 func FuzzVerify(f *testing.F) {
@@ -364,11 +369,26 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// The checked-in FuzzVerify corpus must keep genuinely signed tokens: if the
-// fixed keys or fuzzSeedClaims change, regenerate it (see the corpus README).
+var updateFuzzSeeds = flag.Bool("update-fuzz-seeds", false,
+	"rewrite the valid-* seeds of testdata/fuzz/FuzzVerify from fuzzSeedClaims and the fixed keys")
+
+// The checked-in FuzzVerify corpus must keep genuinely signed tokens, or the
+// fuzzer never mutates a token that verifies. If the fixed keys or
+// fuzzSeedClaims change, rewrite those seeds with
+//
+//	go test ./token -run '^TestFuzzVerifyCorpusHasValidTokens$' -update-fuzz-seeds
 func TestFuzzVerifyCorpusHasValidTokens(t *testing.T) {
 	k := loadFuzzKeys(t)
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzVerify", "*"))
+	dir := filepath.Join("testdata", "fuzz", "FuzzVerify")
+	if *updateFuzzSeeds {
+		for i, tok := range k.tokens {
+			content := fmt.Sprintf("go test fuzz v1\nstring(%q)\nbyte('\\x00')\nuint16(0)\nbyte('\\x00')\n", tok)
+			if err := os.WriteFile(filepath.Join(dir, k.names[i]), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +407,7 @@ func TestFuzzVerifyCorpusHasValidTokens(t *testing.T) {
 		}
 	}
 	if valid < 4 {
-		t.Fatalf("%d checked-in FuzzVerify seeds verify with the fixed keys, want at least 4", valid)
+		t.Fatalf("%d checked-in FuzzVerify seeds verify with the fixed keys, want at least 4: run with -update-fuzz-seeds", valid)
 	}
 }
 

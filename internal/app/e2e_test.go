@@ -704,3 +704,18 @@ func TestAuditPaging(t *testing.T) {
 		}
 	}
 }
+
+// A long non-ASCII error description from a domain is passed on cut at a
+// character boundary: the error keeps its details and the audit trail stays
+// listable (found by FuzzCheckClaims).
+func TestLongUnicodeUpstreamDescription(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Status: 400, Error: "invalid_grant", ErrorDescription: "x" + strings.Repeat("é", 80)})
+	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+	if _, info := errorInfo(t, err); info.Reason != "TOKEN_EXCHANGE_REJECTED" {
+		t.Fatalf("reason %q", info.Reason)
+	}
+	if status, body := e.get(t, "/v1/audit/events?page_size=1"); status != 200 || !bytes.Contains(body, []byte("éé")) {
+		t.Errorf("audit listing: %d %.200s", status, body)
+	}
+}

@@ -11,6 +11,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -52,6 +53,12 @@ type Store struct {
 	// markers (plus minSweep).
 	nextSweep int
 
+	// cache holds token cache entries and leases, by key.
+	cache  map[string]cacheEntry
+	leases map[string]time.Time
+	// nextCacheSweep is the cache size at which expired entries are pruned.
+	nextCacheSweep int
+
 	// events is ordered by id (oldest first); events[i] has id ids[i].
 	events []store.Event
 	ids    []eventID
@@ -70,6 +77,10 @@ func New(opts Options) *Store {
 		now:       time.Now,
 		replay:    make(map[string]time.Time),
 		nextSweep: minSweep,
+		cache:     make(map[string]cacheEntry),
+		leases:    make(map[string]time.Time),
+
+		nextCacheSweep: minSweep,
 	}
 }
 
@@ -294,4 +305,79 @@ func parseEventID(s string) (eventID, bool) {
 		return eventID{}, false
 	}
 	return eventID{ms: ms, seq: seq}, true
+}
+
+type cacheEntry struct {
+	value []byte
+	until time.Time
+}
+
+// CacheGet implements store.TokenCache.
+func (s *Store) CacheGet(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store/memory: cache get: %w", err)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed("cache get")
+	}
+	e, ok := s.cache[key]
+	if !ok || !now.Before(e.until) {
+		return nil, fmt.Errorf("store/memory: cache get: %w", store.ErrNotFound)
+	}
+	return bytes.Clone(e.value), nil
+}
+
+// CachePut implements store.TokenCache.
+func (s *Store) CachePut(ctx context.Context, key string, value []byte, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store/memory: cache put: %w", err)
+	}
+	now := s.now()
+	if key == "" || !until.After(now) {
+		return fmt.Errorf("store/memory: cache put: empty key or deadline not in the future: %w", store.ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed("cache put")
+	}
+	s.cache[key] = cacheEntry{value: bytes.Clone(value), until: until}
+	if len(s.cache)+len(s.leases) >= s.nextCacheSweep {
+		for k, e := range s.cache {
+			if !now.Before(e.until) {
+				delete(s.cache, k)
+			}
+		}
+		for k, until := range s.leases {
+			if !now.Before(until) {
+				delete(s.leases, k)
+			}
+		}
+		s.nextCacheSweep = max(2*(len(s.cache)+len(s.leases)), minSweep)
+	}
+	return nil
+}
+
+// CacheLease implements store.TokenCache.
+func (s *Store) CacheLease(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("store/memory: cache lease: %w", err)
+	}
+	if key == "" || ttl <= 0 {
+		return false, fmt.Errorf("store/memory: cache lease: empty key or ttl: %w", store.ErrInvalidArgument)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, errClosed("cache lease")
+	}
+	if until, held := s.leases[key]; held && now.Before(until) {
+		return false, nil
+	}
+	s.leases[key] = now.Add(ttl)
+	return true, nil
 }

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,6 +77,10 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Copies", testCopies},
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentAppendAndList", testConcurrentAppendList},
+		{"Cache/PutGet", testCachePutGet},
+		{"Cache/Expiry", testCacheExpiry},
+		{"Cache/Invalid", testCacheInvalid},
+		{"Cache/LeaseExclusive", testCacheLease},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -811,5 +816,106 @@ func testConcurrentAppendList(t *testing.T, s store.Store) {
 		if !ids[e.ID] {
 			t.Fatalf("List returned unknown id %s", e.ID)
 		}
+	}
+}
+
+func testCachePutGet(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := store.ReplayKey{Target: "t", Issuer: "i", JTI: t.Name()}.Digest()
+	if _, err := s.CacheGet(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CacheGet of a missing key: %v, want ErrNotFound", err)
+	}
+	value := []byte("k1.\x00\xffopaque ciphertext")
+	if err := s.CachePut(ctx, key, value, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CacheGet(ctx, key)
+	if err != nil || string(got) != string(value) {
+		t.Fatalf("CacheGet = %q, %v; want %q", got, err, value)
+	}
+	got[0] = 'X'
+	if again, _ := s.CacheGet(ctx, key); string(again) != string(value) {
+		t.Fatal("a returned value aliases the stored one")
+	}
+	if err := s.CachePut(ctx, key, []byte("v2"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.CacheGet(ctx, key); string(got) != "v2" {
+		t.Fatalf("overwrite: %q", got)
+	}
+}
+
+func testCacheExpiry(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := store.ReplayKey{Target: "t", Issuer: "i", JTI: t.Name()}.Digest()
+	if err := s.CachePut(ctx, key, []byte("v"), time.Now().Add(150*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CacheGet(ctx, key); err != nil {
+		t.Fatalf("before the deadline: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, err := s.CacheGet(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("entry still there long after its deadline: %v", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func testCacheInvalid(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"empty key":     s.CachePut(ctx, "", []byte("v"), time.Now().Add(time.Minute)),
+		"past deadline": s.CachePut(ctx, "k", []byte("v"), time.Now().Add(-time.Second)),
+	} {
+		if !errors.Is(err, store.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if _, err := s.CacheLease(ctx, "k", 0); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("zero ttl: %v", err)
+	}
+}
+
+func testCacheLease(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := store.ReplayKey{Target: "t", Issuer: "i", JTI: t.Name()}.Digest()
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.CacheLease(ctx, key, 300*time.Millisecond)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				won.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d concurrent lease takers won, want exactly 1", won.Load())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		ok, err := s.CacheLease(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return // the first lease expired
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lease never expired")
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
 }
