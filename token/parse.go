@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -168,7 +169,7 @@ func parseCompact(compact string) (*parsed, error) {
 		return nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
 	}
 	var h rawHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
+	if err := unmarshalExact(hb, &h); err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
 	if h.Alg == nil || *h.Alg == "" {
@@ -178,7 +179,7 @@ func parseCompact(compact string) (*parsed, error) {
 		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
 	var c rawClaims
-	if err := json.Unmarshal(pb, &c); err != nil {
+	if err := unmarshalExact(pb, &c); err != nil {
 		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
 	}
 	tok := &Token{
@@ -200,6 +201,29 @@ func parseCompact(compact string) (*parsed, error) {
 		tok.Claims.Audience = []string{}
 	}
 	return &parsed{tok: tok, hasCrit: h.Crit != nil, hasB64: h.B64 != nil}, nil
+}
+
+// unmarshalExact decodes the JSON object b into the struct v like
+// json.Unmarshal, except that member names match the json tags exactly:
+// JOSE header and JWT claim names are case-sensitive (RFC 7515 §4, RFC 7519
+// §4), so "ISS" or "ALG" are other, unknown members, as they are for every
+// other implementation, and never override "iss" or "alg".
+func unmarshalExact(b []byte, v any) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	rv := reflect.ValueOf(v).Elem()
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if raw, ok := m[name]; ok {
+			if err := json.Unmarshal(raw, rv.Field(i).Addr().Interface()); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // isJSONObject reports whether b is syntactically a JSON object.

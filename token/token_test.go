@@ -986,3 +986,18 @@ func TestNewSignerDefaultAlg(t *testing.T) {
 		}
 	}
 }
+
+// Member names are case-sensitive: "ISS" is not "iss", "ALG" is not "alg".
+func TestMemberNamesCaseSensitive(t *testing.T) {
+	enc := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
+	tok, err := ParseUnverified(enc(`{"alg":"RS256"}`) + "." + enc(`{"iss":"a","ISS":"b","EXP":5,"Sub":"x"}`) + ".c2ln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tok.Claims; c.Issuer != "a" || !c.Expiry.IsZero() || c.Subject != "" {
+		t.Errorf("claims = %+v: case variants were read as registered claims", c)
+	}
+	if _, err := ParseUnverified(enc(`{"ALG":"RS256"}`) + "." + enc(`{}`) + ".c2ln"); !errors.Is(err, ErrMalformed) {
+		t.Errorf(`{"ALG":...} without alg: %v, want ErrMalformed`, err)
+	}
+}
