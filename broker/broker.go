@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
@@ -69,6 +70,8 @@ type Domain struct {
 	Assertion AssertionPolicy
 	// Resilience: retries and circuit breaker for this domain.
 	Resilience Resilience
+	// Cache: as a target, reuse its access tokens (opt-in).
+	Cache CachePolicy
 }
 
 // AssertionPolicy mirrors the target authorization server's checks of a JWT
@@ -114,6 +117,10 @@ type Config struct {
 	Observer Observer
 	// Tracer traces chains and hops; nil: no tracing.
 	Tracer trace.TracerProvider
+	// Cache stores encrypted cached tokens, for targets with Cache.Enabled;
+	// CacheKeys encrypt them (the first seals, all open).
+	Cache     store.TokenCache
+	CacheKeys []CacheKey
 }
 
 // Observer is told what chains do, for metrics.
@@ -123,12 +130,15 @@ type Observer interface {
 	// HopFinished is called after each token endpoint call; upstreamError
 	// is the OAuth error code the server answered, if any.
 	HopFinished(domain, hop string, d time.Duration, upstreamError string)
+	// CacheLookup is called for each token cache lookup of a target.
+	CacheLookup(target string, hit bool)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) ChainFinished(*store.Event, time.Duration)         {}
 func (nopObserver) HopFinished(string, string, time.Duration, string) {}
+func (nopObserver) CacheLookup(string, bool)                          {}
 
 // Broker runs chains. It is immutable after New and safe for concurrent use.
 type Broker struct {
@@ -146,6 +156,8 @@ type Broker struct {
 	log      *slog.Logger
 	observer Observer
 	tracer   trace.Tracer
+	cache    *tokenCache // nil unless a target caches
+	flight   singleflight.Group
 }
 
 // New checks cfg and returns a Broker. Problems are reported together.
@@ -206,6 +218,16 @@ func New(cfg Config) (*Broker, error) {
 			d.RequestedTokenType = oauth.TokenTypeAccessToken
 		}
 		d.Resilience.setDefaults()
+		if d.Cache.Margin <= 0 {
+			d.Cache.Margin = defaultCacheMargin
+		}
+		if d.Cache.Enabled && b.cache == nil {
+			c, err := newTokenCache(cfg.Cache, cfg.CacheKeys)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			b.cache = c
+		}
 		b.breakers[d.Name] = newBreaker(d.Resilience)
 		p := &d.Assertion
 		if len(p.Audience) == 0 {
@@ -352,6 +374,10 @@ type chainRun struct {
 	req   Request
 	start time.Time
 	ev    store.Event
+
+	subjectExp   time.Time // the subject token's exp, when it is a JWT
+	hit          bool      // answered from the token cache
+	leaderResult *Result   // the result of the chain this call ran for the cache
 }
 
 func (r *chainRun) do(ctx context.Context) (*Result, error) {
@@ -372,8 +398,16 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	// A chain whose hop 2 could not reach the target starts again from hop
-	// 1: an assertion the target may have seen is never sent twice.
+	if tgt.Cache.Enabled && r.b.cache != nil {
+		return r.cached(ctx, src, tgt, chain)
+	}
+	return r.chain(ctx, src, tgt, chain)
+}
+
+// chain runs both hops. A chain whose hop 2 could not reach the target
+// starts again from hop 1: an assertion the target may have seen is never
+// sent twice.
+func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*Result, error) {
 	for attempt := 1; ; attempt++ {
 		assertion, err := r.exchange(ctx, src, chain)
 		if err != nil {
@@ -442,6 +476,7 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	unverified, _ := token.ParseUnverified(req.SubjectToken)
 	if unverified != nil {
 		r.ev.Subject = unverified.Claims.Subject
+		r.subjectExp = unverified.Claims.Expiry
 	}
 
 	tgt = r.b.domains[req.TargetDomain]
@@ -528,6 +563,9 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 		return nil, e
 	}
 	r.ev.Outcome = store.OutcomeSuccess
+	if r.hit {
+		r.ev.Outcome = store.OutcomeCacheHit
+	}
 	id, aerr := r.b.audit.Append(ctx, &r.ev)
 	if aerr != nil {
 		e := &Error{Reason: ReasonStoreUnavailable, Message: "the audit trail is unavailable; no token is issued without its audit event", Err: aerr}
@@ -553,7 +591,7 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 		attrs = append(attrs, slog.Duration(hopName(h.GrantType)+"_duration", h.Duration))
 	}
 	if e == nil {
-		r.b.log.LogAttrs(ctx, slog.LevelInfo, "chain", append(attrs, slog.String("outcome", "success"))...)
+		r.b.log.LogAttrs(ctx, slog.LevelInfo, "chain", append(attrs, slog.String("outcome", r.ev.Outcome.String()))...)
 		return
 	}
 	attrs = append(attrs, slog.String("outcome", "failure"), slog.String("reason", string(e.Reason)), slog.String("message", e.Message))

@@ -31,6 +31,26 @@ type File struct {
 	Domains   []Domain      `yaml:"domains"`
 	Chains    []Chain       `yaml:"chains"`
 	Policy    []PolicyEntry `yaml:"policy"`
+	Cache     Cache         `yaml:"cache"`
+}
+
+// Cache holds the keys that encrypt cached tokens (AES-256-GCM). The first
+// key encrypts; all decrypt, so keys rotate by putting a new one first.
+type Cache struct {
+	Keys []CacheKey `yaml:"keys"`
+}
+
+// CacheKey is one 32-byte key, base64 in an environment variable or file.
+type CacheKey struct {
+	ID         string `yaml:"id"`
+	SecretEnv  string `yaml:"secret_env"`
+	SecretFile string `yaml:"secret_file"`
+}
+
+// DomainCache turns on the token cache for a target domain.
+type DomainCache struct {
+	Enabled bool     `yaml:"enabled"`
+	Margin  Duration `yaml:"margin"` // default 30s
 }
 
 // TLS serves both listeners over TLS. The files are reloaded when they
@@ -159,6 +179,8 @@ type Domain struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// CircuitBreaker suspends calls to a failing domain.
 	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
+	// Cache, as a target: reuse its access tokens (opt-in).
+	Cache DomainCache `yaml:"cache"`
 	// AllowInsecureHTTP permits http:// URLs for this domain (loopback demos only).
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 	// CAFile: PEM CA bundle trusted for this domain's https URLs instead of
@@ -498,6 +520,31 @@ func (f *File) Validate() error {
 		routes[[2]string{c.Source, c.Target}] = true
 	}
 	f.validateSecurity(&p, add)
+	cached := false
+	for i, d := range f.Domains {
+		if d.Cache.Enabled {
+			cached = true
+		}
+		if d.Cache.Margin < 0 {
+			add(fmt.Sprintf("domains[%d].cache.margin", i), "must be positive")
+		}
+	}
+	if cached && len(f.Cache.Keys) == 0 {
+		add("cache.keys", "a domain enables the token cache: at least one key is required")
+	}
+	ids := map[string]bool{}
+	for i, k := range f.Cache.Keys {
+		fp := fmt.Sprintf("cache.keys[%d]", i)
+		if k.ID == "" || strings.Contains(k.ID, ":") {
+			add(fp+".id", "required, without ':'")
+		} else if ids[k.ID] {
+			add(fp+".id", "duplicate %q", k.ID)
+		}
+		ids[k.ID] = true
+		if (k.SecretEnv == "") == (k.SecretFile == "") {
+			add(fp, "set exactly one of secret_env and secret_file")
+		}
+	}
 	if len(p) > 0 {
 		return p
 	}

@@ -30,6 +30,7 @@ type Metrics struct {
 	replayHits     *prometheus.CounterVec
 	storeDuration  *prometheus.HistogramVec
 	storeErrors    *prometheus.CounterVec
+	cacheLookups   *prometheus.CounterVec
 	grpcRequests   *prometheus.CounterVec
 	grpcDuration   *prometheus.HistogramVec
 }
@@ -64,13 +65,16 @@ func NewMetrics() *Metrics {
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "chainbroker_store_errors_total", Help: "Failed store operations (replays and not-found excluded).",
 	}, []string{"operation"})
+	m.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chainbroker_cache_lookups_total", Help: "Token cache lookups by target and result (hit or miss).",
+	}, []string{"target", "result"})
 	m.grpcRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "chainbroker_grpc_requests_total", Help: "gRPC calls (REST included, through the gateway) by method and code.",
 	}, []string{"method", "code"})
 	m.grpcDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "chainbroker_grpc_request_duration_seconds", Help: "Duration of gRPC calls by method.", Buckets: latencyBuckets,
 	}, []string{"method"})
-	for _, c := range []prometheus.Collector{m.chains, m.chainDuration, m.hopDuration, m.upstreamErrors, m.replayHits,
+	for _, c := range []prometheus.Collector{m.chains, m.chainDuration, m.hopDuration, m.upstreamErrors, m.replayHits, m.cacheLookups,
 		m.storeDuration, m.storeErrors, m.grpcRequests, m.grpcDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -98,6 +102,15 @@ func (m *Metrics) HopFinished(domain, hop string, d time.Duration, upstreamError
 	if upstreamError != "" {
 		m.upstreamErrors.WithLabelValues(domain, hop, upstreamError).Inc()
 	}
+}
+
+// CacheLookup implements broker.Observer.
+func (m *Metrics) CacheLookup(target string, hit bool) {
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.cacheLookups.WithLabelValues(target, result).Inc()
 }
 
 // UnaryServerInterceptor records gRPC server metrics.

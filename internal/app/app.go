@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,15 +97,22 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
 		})
 	}
+	cacheKeys, err := buildCacheKeys(cfg.Cache, opts.LookupEnv)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	b, err := broker.New(broker.Config{
-		Domains:  domains,
-		Chains:   chains,
-		Endpoint: client,
-		Replay:   st,
-		Audit:    st,
-		Policy:   buildPolicy(cfg.Policy),
-		Observer: metrics,
-		Tracer:   opts.Tracer,
+		CacheKeys: cacheKeys,
+		Domains:   domains,
+		Chains:    chains,
+		Endpoint:  client,
+		Replay:    st,
+		Audit:     st,
+		Policy:    buildPolicy(cfg.Policy),
+		Observer:  metrics,
+		Tracer:    opts.Tracer,
+		Cache:     st,
 		Limits: broker.Limits{
 			MaxTokenBytes: cfg.Limits.MaxTokenBytes,
 			MaxScopes:     cfg.Limits.MaxScopes,
@@ -241,6 +249,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 			VerifySubjectToken: d.VerifySubjectToken,
 			Endpoint:           endpoint,
 			Timeout:            d.Timeout.D(),
+			Cache:              broker.CachePolicy{Enabled: d.Cache.Enabled, Margin: d.Cache.Margin.D()},
 			Resilience: broker.Resilience{
 				MaxAttempts:     d.MaxAttempts,
 				BreakerFailures: d.CircuitBreaker.Failures,
@@ -261,6 +270,24 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// buildCacheKeys reads the token cache keys (base64 of 32 bytes).
+func buildCacheKeys(c config.Cache, env func(string) (string, bool)) ([]broker.CacheKey, error) {
+	var keys []broker.CacheKey
+	for i, k := range c.Keys {
+		field := fmt.Sprintf("cache.keys[%d]", i)
+		v, err := config.Secret(field, k.SecretEnv, k.SecretFile, env)
+		if err != nil {
+			return nil, err
+		}
+		secret, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+		if err != nil || len(secret) != 32 {
+			return nil, fmt.Errorf("%s: the secret must be the base64 of 32 bytes (openssl rand -base64 32)", field)
+		}
+		keys = append(keys, broker.CacheKey{ID: k.ID, Secret: secret})
+	}
+	return keys, nil
 }
 
 // verifierOrNil keeps a nil *token.Verifier a nil interface.

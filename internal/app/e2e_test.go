@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -75,7 +76,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{LookupEnv: SandboxEnv, Tracer: o.tracer}
+	opts := Options{LookupEnv: testLookupEnv, Tracer: o.tracer}
 	if o.logs != nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -129,6 +130,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 		sb.Close()
 	})
 	return e
+}
+
+// testLookupEnv resolves the sandbox's secrets, then the process
+// environment (t.Setenv).
+func testLookupEnv(k string) (string, bool) {
+	if v, ok := SandboxEnv(k); ok {
+		return v, ok
+	}
+	return os.LookupEnv(k)
 }
 
 // subjectToken gets a user's access token from domain A (password grant).

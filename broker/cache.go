@@ -1,0 +1,237 @@
+package broker
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// CachePolicy turns on caching of a target domain's access tokens. Opt-in:
+// a cached token is handed to the same caller, for the same subject token,
+// scopes, resources and audience, until it is about to expire.
+type CachePolicy struct {
+	Enabled bool
+	// Margin: entries expire this long before the token does; default 30s.
+	Margin time.Duration
+}
+
+// CacheKey is an AES-256 key for cache entries. Config.CacheKeys[0]
+// encrypts; every key decrypts the entries it made, found by ID, so keys
+// can rotate.
+type CacheKey struct {
+	ID     string
+	Secret []byte // 32 bytes
+}
+
+const (
+	defaultCacheMargin = 30 * time.Second
+	// cacheLease bounds how long other replicas wait for the one filling
+	// an entry; cacheWaitStep is how often they look.
+	cacheLease    = 3 * time.Second
+	cacheWaitStep = 20 * time.Millisecond
+)
+
+// tokenCache encrypts entries (AES-GCM, the entry's key as additional data,
+// so an entry cannot be moved under another key) before they reach the store.
+type tokenCache struct {
+	store  store.TokenCache
+	seal   cipher.AEAD
+	sealID string
+	open   map[string]cipher.AEAD
+}
+
+func newTokenCache(s store.TokenCache, keys []CacheKey) (*tokenCache, error) {
+	if s == nil || len(keys) == 0 {
+		return nil, errors.New("broker: a cached target needs Config.Cache and at least one CacheKey")
+	}
+	c := &tokenCache{store: s, open: map[string]cipher.AEAD{}}
+	for i, k := range keys {
+		if k.ID == "" || strings.Contains(k.ID, ":") || len(k.Secret) != 32 {
+			return nil, fmt.Errorf("broker: cache key %d: needs an id without ':' and a 32-byte secret", i)
+		}
+		block, err := aes.NewCipher(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("broker: cache key %q: %w", k.ID, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("broker: cache key %q: %w", k.ID, err)
+		}
+		if _, dup := c.open[k.ID]; dup {
+			return nil, fmt.Errorf("broker: duplicate cache key id %q", k.ID)
+		}
+		c.open[k.ID] = aead
+		if i == 0 {
+			c.seal, c.sealID = aead, k.ID
+		}
+	}
+	return c, nil
+}
+
+// cachedToken is what an entry holds once decrypted.
+type cachedToken struct {
+	AccessToken     string `json:"a"`
+	IssuedTokenType string `json:"i"`
+	TokenType       string `json:"t"`
+	Scope           string `json:"s,omitempty"`
+	ExpiresAt       int64  `json:"e"` // unix seconds
+}
+
+func (c *tokenCache) put(ctx context.Context, key string, t *cachedToken, until time.Time) error {
+	plain, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	nonce := make([]byte, c.seal.NonceSize(), c.seal.NonceSize()+len(plain)+c.seal.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	sealed := c.seal.Seal(nonce, nonce, plain, []byte(key))
+	return c.store.CachePut(ctx, key, append([]byte(c.sealID+":"), sealed...), until)
+}
+
+// get returns the entry under key; a missing, expired, undecryptable or
+// corrupt entry is a miss (errors only for store failures).
+func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) {
+	v, err := c.store.CacheGet(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, sealed, ok := strings.Cut(string(v), ":")
+	aead := c.open[id]
+	if !ok || aead == nil || len(sealed) < aead.NonceSize() {
+		return nil, nil // a retired key or garbage: refill
+	}
+	plain, err := aead.Open(nil, []byte(sealed[:aead.NonceSize()]), []byte(sealed[aead.NonceSize():]), []byte(key))
+	if err != nil {
+		return nil, nil
+	}
+	var t cachedToken
+	if json.Unmarshal(plain, &t) != nil || t.AccessToken == "" || time.Now().Unix() >= t.ExpiresAt {
+		return nil, nil
+	}
+	return &t, nil
+}
+
+// cacheKey identifies what a cached token may be reused for: the caller, the
+// subject token (by hash), the target, and everything requested of hop 1 and
+// hop 2. Different callers never share an entry.
+func (r *chainRun) cacheKey(tgt *Domain, chain *Chain) string {
+	req := &r.req
+	scopes := slices.Clone(scopes(req.Scopes, chain.DefaultScopes))
+	slices.Sort(scopes)
+	resources := append(slices.Clone(chain.Resource), req.Resources...)
+	slices.Sort(resources)
+	audience := chain.Audience
+	if req.Audience != "" {
+		audience = req.Audience
+	}
+	parts := []string{req.Caller, Hash(req.SubjectToken), req.SubjectTokenType, tgt.Name, chain.Source,
+		strings.Join(scopes, " "), strings.Join(resources, " "), audience, Hash(req.ActorToken), req.ActorTokenType}
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(strconv.Itoa(len(p)) + ":" + p))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// cached runs the chain through the target's cache: a hit is answered at
+// once; concurrent misses for one key in this process wait for one chain
+// (single flight), and across replicas the lease holder fills the entry
+// while the others wait for it, briefly.
+func (r *chainRun) cached(ctx context.Context, src, tgt *Domain, chain *Chain) (*Result, error) {
+	c := r.b.cache
+	key := r.cacheKey(tgt, chain)
+	if t, err := c.get(ctx, key); err != nil {
+		r.b.log.WarnContext(ctx, "token cache unavailable; chaining without it", "error", err)
+	} else if t != nil {
+		r.b.observer.CacheLookup(tgt.Name, true)
+		return r.hitResult(t), nil
+	}
+	r.b.observer.CacheLookup(tgt.Name, false)
+
+	v, err, _ := r.b.flight.Do(key, func() (any, error) {
+		if ok, err := c.store.CacheLease(ctx, key, cacheLease); err == nil && !ok {
+			if t := r.waitForEntry(ctx, key); t != nil {
+				return t, nil
+			}
+		}
+		res, err := r.chain(ctx, src, tgt, chain)
+		if err != nil {
+			return nil, err
+		}
+		t := &cachedToken{AccessToken: res.AccessToken, IssuedTokenType: res.IssuedTokenType,
+			TokenType: res.TokenType, Scope: res.Scope, ExpiresAt: time.Now().Unix() + res.ExpiresIn}
+		if until, ok := r.cacheUntil(tgt, res); ok {
+			if err := c.put(ctx, key, t, until); err != nil {
+				r.b.log.WarnContext(ctx, "token cache put failed", "error", err)
+			}
+		}
+		r.leaderResult = res // only the leader runs this function
+		return t, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.leaderResult != nil {
+		return r.leaderResult, nil // this call ran the chain itself
+	}
+	return r.hitResult(v.(*cachedToken)), nil
+}
+
+// waitForEntry polls for the entry another replica is filling, until its
+// lease would have ended.
+func (r *chainRun) waitForEntry(ctx context.Context, key string) *cachedToken {
+	deadline := time.Now().Add(cacheLease)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(cacheWaitStep):
+		}
+		if t, err := r.b.cache.get(ctx, key); err != nil || t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// cacheUntil is when an entry for res must go: the token's expiry less the
+// margin, never after the subject token's own exp. Tokens without a known
+// expiry, or about to expire, are not cached.
+func (r *chainRun) cacheUntil(tgt *Domain, res *Result) (time.Time, bool) {
+	if res.ExpiresIn <= 0 || r.subjectExp.IsZero() {
+		return time.Time{}, false
+	}
+	until := time.Now().Add(time.Duration(res.ExpiresIn)*time.Second - tgt.Cache.Margin)
+	if r.subjectExp.Before(until) {
+		until = r.subjectExp
+	}
+	return until, time.Until(until) >= time.Second
+}
+
+func (r *chainRun) hitResult(t *cachedToken) *Result {
+	r.hit = true
+	return &Result{
+		AccessToken:     t.AccessToken,
+		IssuedTokenType: t.IssuedTokenType,
+		TokenType:       t.TokenType,
+		Scope:           t.Scope,
+		ExpiresIn:       max(t.ExpiresAt-time.Now().Unix(), 0),
+	}
+}

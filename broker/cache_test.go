@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chainbroker/chainbroker/store/memory"
+)
+
+func key32(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+
+func TestTokenCacheEncryptionAndRotation(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New(memory.Options{})
+	k1, k2 := CacheKey{ID: "k1", Secret: key32(1)}, CacheKey{ID: "k2", Secret: key32(2)}
+	c1, err := newTokenCache(st, []CacheKey{k1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := &cachedToken{AccessToken: "secret-access-token", TokenType: "Bearer", ExpiresAt: time.Now().Add(time.Hour).Unix()}
+	if err := c1.put(ctx, "entry", tok, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := st.CacheGet(ctx, "entry")
+	if bytes.Contains(raw, []byte("secret-access-token")) || !bytes.HasPrefix(raw, []byte("k1:")) {
+		t.Fatalf("stored entry is not sealed under k1: %q", raw)
+	}
+	for _, tt := range []struct {
+		name string
+		keys []CacheKey
+		hit  bool
+	}{
+		{"same key", []CacheKey{k1}, true},
+		{"rotated: new key first, old kept", []CacheKey{k2, k1}, true},
+		{"old key dropped", []CacheKey{k2}, false},
+		{"same id, other secret", []CacheKey{{ID: "k1", Secret: key32(9)}}, false},
+	} {
+		c, err := newTokenCache(st, tt.keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.get(ctx, "entry")
+		if err != nil || (got != nil) != tt.hit || (got != nil && got.AccessToken != tok.AccessToken) {
+			t.Errorf("%s: got %+v, %v; want hit=%v", tt.name, got, err, tt.hit)
+		}
+	}
+	// An entry moved under another key does not open (the key is bound in).
+	st.CachePut(ctx, "other", raw, time.Now().Add(time.Minute))
+	if got, _ := c1.get(ctx, "other"); got != nil {
+		t.Error("an entry copied under another key decrypted")
+	}
+	// Tampering is a miss, not an error.
+	raw[len(raw)-1] ^= 1
+	st.CachePut(ctx, "entry", raw, time.Now().Add(time.Minute))
+	if got, err := c1.get(ctx, "entry"); got != nil || err != nil {
+		t.Errorf("tampered entry: %+v, %v", got, err)
+	}
+	for name, keys := range map[string][]CacheKey{
+		"none": nil, "short": {{ID: "a", Secret: []byte("short")}}, "colon": {{ID: "a:b", Secret: key32(1)}}, "dup": {k1, k1},
+	} {
+		if _, err := newTokenCache(st, keys); err == nil {
+			t.Errorf("keys %s accepted", name)
+		}
+	}
+}
+
+func TestCacheUntil(t *testing.T) {
+	tgt := &Domain{Cache: CachePolicy{Enabled: true, Margin: 30 * time.Second}}
+	now := time.Now()
+	for _, tt := range []struct {
+		name       string
+		expiresIn  int64
+		subjectExp time.Time
+		want       time.Duration // 0: not cached
+	}{
+		{"token expiry less margin", 300, now.Add(time.Hour), 270 * time.Second},
+		{"bounded by the subject token", 300, now.Add(100 * time.Second), 100 * time.Second},
+		{"no expires_in", 0, now.Add(time.Hour), 0},
+		{"subject token without exp", 300, time.Time{}, 0},
+		{"about to expire", 30, now.Add(time.Hour), 0},
+	} {
+		r := &chainRun{subjectExp: tt.subjectExp}
+		until, ok := r.cacheUntil(tgt, &Result{ExpiresIn: tt.expiresIn})
+		if ok != (tt.want > 0) {
+			t.Errorf("%s: cached=%v", tt.name, ok)
+			continue
+		}
+		if ok && (until.Sub(now) < tt.want-time.Second || until.Sub(now) > tt.want+time.Second) {
+			t.Errorf("%s: until now+%v, want now+%v", tt.name, until.Sub(now), tt.want)
+		}
+	}
+}
+
+func TestCacheKeySeparatesCallersAndRequests(t *testing.T) {
+	tgt, chain := &Domain{Name: "b"}, &Chain{Source: "a", Target: "b", Audience: "aud", DefaultScopes: []string{"x"}}
+	key := func(req Request) string { return (&chainRun{req: req}).cacheKey(tgt, chain) }
+	base := Request{Caller: "c1", SubjectToken: "t", Scopes: []string{"s1", "s2"}}
+	same := Request{Caller: "c1", SubjectToken: "t", Scopes: []string{"s2", "s1"}}
+	if key(base) != key(same) {
+		t.Error("scope order changed the key")
+	}
+	for name, r := range map[string]Request{
+		"caller":   {Caller: "c2", SubjectToken: "t", Scopes: base.Scopes},
+		"subject":  {Caller: "c1", SubjectToken: "u", Scopes: base.Scopes},
+		"scopes":   {Caller: "c1", SubjectToken: "t", Scopes: []string{"s1"}},
+		"resource": {Caller: "c1", SubjectToken: "t", Scopes: base.Scopes, Resources: []string{"https://r"}},
+		"audience": {Caller: "c1", SubjectToken: "t", Scopes: base.Scopes, Audience: "other"},
+		"actor":    {Caller: "c1", SubjectToken: "t", Scopes: base.Scopes, ActorToken: "a", ActorTokenType: "x"},
+	} {
+		if key(r) == key(base) {
+			t.Errorf("a different %s shares the cache key", name)
+		}
+	}
+}
