@@ -86,8 +86,18 @@ type AssertionPolicy struct {
 
 // Chain is a permitted (source, target) route.
 type Chain struct {
-	Source         string
-	Target         string
+	Source string
+	Target string
+	// Mode is ModeTokenExchange (default) or ModeIssue.
+	Mode string
+	// AssertionLifetime bounds grants the broker issues (ModeIssue);
+	// default 60s, never above the target's MaxLifetime.
+	AssertionLifetime time.Duration
+	// SubjectAudience: in ModeIssue, the subject token's aud must contain
+	// one of these (the broker is its audience).
+	SubjectAudience []string
+	// Transcription: what of the subject token reaches the grant.
+	Transcription  Transcription
 	Audience       string   // sent in hop 1; default the target's issuer
 	Resource       []string // sent in hop 1
 	ExchangeScopes []string // sent as scope in hop 1
@@ -117,6 +127,9 @@ type Config struct {
 	Observer Observer
 	// Tracer traces chains and hops; nil: no tracing.
 	Tracer trace.TracerProvider
+	// Issuer is the broker's own issuer identity, needed by ModeIssue
+	// chains and by `act` transcription in token exchange mode.
+	Issuer *Issuer
 	// Cache stores encrypted cached tokens, for targets with Cache.Enabled;
 	// CacheKeys encrypt them (the first seals, all open).
 	Cache     store.TokenCache
@@ -156,6 +169,7 @@ type Broker struct {
 	log      *slog.Logger
 	observer Observer
 	tracer   trace.Tracer
+	issuer   *Issuer
 	cache    *tokenCache // nil unless a target caches
 	flight   singleflight.Group
 }
@@ -173,6 +187,7 @@ func New(cfg Config) (*Broker, error) {
 		limits:   cfg.Limits,
 		log:      cfg.Logger,
 		observer: cfg.Observer,
+		issuer:   cfg.Issuer,
 	}
 	if b.observer == nil {
 		b.observer = nopObserver{}
@@ -263,6 +278,29 @@ func New(cfg Config) (*Broker, error) {
 		}
 		if c.Audience == "" {
 			c.Audience = tgt.Issuer
+		}
+		if c.Mode == "" {
+			c.Mode = ModeTokenExchange
+		}
+		if c.AssertionLifetime <= 0 {
+			c.AssertionLifetime = defaultAssertionLifetime
+		}
+		switch c.Mode {
+		case ModeTokenExchange:
+		case ModeIssue:
+			if len(c.SubjectAudience) == 0 {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: issue mode needs the subject tokens' expected audience", c.Source, c.Target))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: unknown mode %q", c.Source, c.Target, c.Mode))
+		}
+		if (c.Mode == ModeIssue || c.Transcription.Act) && (cfg.Issuer == nil || cfg.Issuer.URL == "" || cfg.Issuer.Keys == nil) {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: issue mode and act need the broker's issuer URL and keys", c.Source, c.Target))
+		}
+		for _, name := range c.Transcription.Claims {
+			if slices.Contains(ReservedClaims, name) {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: claim %q is set by the broker, not copied", c.Source, c.Target, name))
+			}
 		}
 		b.chains[[2]string{c.Source, c.Target}] = &c
 		b.chainSeq = append(b.chainSeq, &c)
@@ -375,9 +413,10 @@ type chainRun struct {
 	start time.Time
 	ev    store.Event
 
-	subjectExp   time.Time // the subject token's exp, when it is a JWT
-	hit          bool      // answered from the token cache
-	leaderResult *Result   // the result of the chain this call ran for the cache
+	subjectExp   time.Time    // the subject token's exp, when it is a JWT
+	subject      *token.Token // the verified subject token, when verified
+	hit          bool         // answered from the token cache
+	leaderResult *Result      // the result of the chain this call ran for the cache
 }
 
 func (r *chainRun) do(ctx context.Context) (*Result, error) {
@@ -389,13 +428,17 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if src.VerifySubjectToken {
-		subject, err := r.verifySubject(ctx, src)
-		if err != nil {
+	if src.VerifySubjectToken || chain.Mode == ModeIssue {
+		if r.subject, err = r.verifySubject(ctx, src); err != nil {
 			return nil, err
 		}
-		if err := checkSubject(grant, subject); err != nil {
+		if err := checkSubject(grant, r.subject); err != nil {
 			return nil, err
+		}
+		if chain.Mode == ModeIssue {
+			if err := checkSubjectAudience(r.subject, chain); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if tgt.Cache.Enabled && r.b.cache != nil {
@@ -409,15 +452,8 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 // sent twice.
 func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*Result, error) {
 	for attempt := 1; ; attempt++ {
-		assertion, err := r.exchange(ctx, src, chain)
+		assertion, err := r.grant(ctx, src, tgt, chain)
 		if err != nil {
-			return nil, err
-		}
-		tok, err := r.validate(ctx, src, tgt, assertion)
-		if err != nil {
-			return nil, err
-		}
-		if err := r.markReplay(ctx, tgt, tok); err != nil {
 			return nil, err
 		}
 		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
@@ -425,6 +461,28 @@ func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*
 			return res, err
 		}
 	}
+}
+
+// grant obtains a JWT authorization grant for the target (hop 1): issued by
+// the broker itself, or exchanged at the source, validated as the target
+// would and marked against replay.
+func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
+	if chain.Mode == ModeIssue {
+		// A fresh random jti from the broker itself: nothing to replay-check.
+		return r.issue(src, tgt, chain)
+	}
+	assertion, err := r.exchange(ctx, src, chain)
+	if err != nil {
+		return "", err
+	}
+	tok, err := r.validate(ctx, src, tgt, assertion)
+	if err != nil {
+		return "", err
+	}
+	if err := r.markReplay(ctx, tgt, tok); err != nil {
+		return "", err
+	}
+	return assertion, nil
 }
 
 // parse checks the request and resolves its domains and chain.
@@ -509,6 +567,7 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	if len(req.Scopes) == 0 {
 		r.ev.Scopes = chain.DefaultScopes
 	}
+	r.ev.Mode = chain.Mode
 	return src, tgt, chain, nil
 }
 
@@ -532,6 +591,9 @@ func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token
 	case c.Expiry.IsZero() || !time.Now().Before(c.Expiry.Add(src.Assertion.ClockSkew)):
 		return nil, &Error{Reason: ReasonSubjectTokenExpired, Field: "subject_token",
 			Message: "subject_token: expired or without exp"}
+	case !c.NotBefore.IsZero() && c.NotBefore.After(time.Now().Add(src.Assertion.ClockSkew)):
+		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
+			Message: "subject_token: not valid yet (nbf)"}
 	}
 	r.ev.Subject = c.Subject
 	return tok, nil
@@ -550,7 +612,7 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 		r.ev.Message = e.Message
 		if e.Upstream != nil {
 			r.ev.UpstreamError = e.Upstream.Code
-			r.ev.UpstreamErrorDescription = truncate(e.Upstream.Description)
+			r.ev.UpstreamErrorDescription = truncateTo(e.Upstream.Description, maxUpstreamDescription)
 		}
 		// The audit context must survive the caller's cancellation: the
 		// failure is recorded even when the caller gave up.
@@ -632,10 +694,15 @@ func absoluteURI(s string) bool {
 	return true
 }
 
-// truncate bounds untrusted text echoed in messages and audit events, on a
-// character boundary and as valid UTF-8 (protobuf strings must be).
-func truncate(s string) string {
-	const max = 128
+// truncate bounds untrusted text echoed in messages and audit events (128
+// bytes), on a character boundary and as valid UTF-8 (protobuf strings must
+// be).
+func truncate(s string) string { return truncateTo(s, 128) }
+
+// truncateTo is truncate with a bound of max bytes. Upstream error
+// descriptions get 512: some servers (Hydra) say what is wrong only after a
+// generic sentence.
+func truncateTo(s string, max int) string {
 	if len(s) > max {
 		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
@@ -645,6 +712,8 @@ func truncate(s string) string {
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
+
+const maxUpstreamDescription = 512
 
 func scopes(req []string, def []string) []string {
 	if len(req) > 0 {

@@ -19,9 +19,11 @@ const (
 	ReasonChainNotAllowed    Reason = "CHAIN_NOT_ALLOWED"   // no such chain, or the caller may not use it
 	ReasonScopeNotAllowed    Reason = "SCOPE_NOT_ALLOWED"   // the caller may not request a scope in the target
 
-	ReasonSubjectNotAllowed   Reason = "SUBJECT_NOT_ALLOWED"   // the subject token fails the caller's conditions (azp)
-	ReasonSubjectTokenInvalid Reason = "SUBJECT_TOKEN_INVALID" // checked before hop 1: signature, issuer, shape
-	ReasonSubjectTokenExpired Reason = "SUBJECT_TOKEN_EXPIRED" // checked before hop 1: exp missing or past
+	ReasonSubjectNotAllowed    Reason = "SUBJECT_NOT_ALLOWED"            // the subject token fails the caller's conditions (azp)
+	ReasonSubjectTokenInvalid  Reason = "SUBJECT_TOKEN_INVALID"          // checked before hop 1: signature, issuer, shape
+	ReasonSubjectTokenExpired  Reason = "SUBJECT_TOKEN_EXPIRED"          // checked before hop 1: exp missing or past
+	ReasonSubjectTokenAudience Reason = "SUBJECT_TOKEN_AUDIENCE_INVALID" // issue mode: the subject token is not meant for the broker
+	ReasonSubjectUnmapped      Reason = "SUBJECT_UNMAPPED"               // issue mode: the subject maps to no user of the target
 )
 
 // Hop 1 and hop 2 upstream failures.
@@ -107,7 +109,7 @@ func invalid(field, format string, args ...any) *Error {
 func Reasons() []Reason {
 	return []Reason{
 		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
-		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired,
+		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired, ReasonSubjectTokenAudience, ReasonSubjectUnmapped,
 		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonUpstreamCircuitOpen,
 		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,
 		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,

@@ -33,6 +33,15 @@ func (r *chainRun) exchange(ctx context.Context, src *Domain, chain *Chain) (str
 	if te.SubjectTokenType == "" {
 		te.SubjectTokenType = src.SubjectTokenType
 	}
+	if chain.Transcription.Act && te.ActorToken == "" {
+		// The source writes `act` into the grant from an actor token the
+		// broker signs for the calling agent (RFC 8693 §2.1, §4.1).
+		actor, err := r.actorToken(src)
+		if err != nil {
+			return "", &Error{Reason: ReasonInternal, Message: "signing the actor token failed", Err: err}
+		}
+		te.ActorToken, te.ActorTokenType = actor, oauth.TokenTypeJWT
+	}
 	if req.Audience != "" {
 		te.Audience = []string{req.Audience}
 	}
@@ -111,7 +120,7 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	case errors.As(err, &oe):
 		msg := d.Name + " refused the " + hop + ": " + oe.Code
 		if oe.Description != "" {
-			msg += ": " + truncate(oe.Description)
+			msg += ": " + truncateTo(oe.Description, maxUpstreamDescription)
 		}
 		return nil, &Error{Reason: rejected, Hop: hop, Upstream: oe, Message: msg, Err: err}
 	case errors.Is(err, oauth.ErrConfig):

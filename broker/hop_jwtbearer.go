@@ -36,7 +36,9 @@ func (r *chainRun) markReplay(ctx context.Context, tgt *Domain, tok *token.Token
 func (r *chainRun) jwtBearer(ctx context.Context, tgt *Domain, chain *Chain, assertion string) (*Result, error) {
 	grant := oauth.JWTBearer{Assertion: assertion, Scope: scopes(r.req.Scopes, chain.DefaultScopes)}
 	resp, err := r.call(ctx, tgt, HopJWTBearer, oauth.GrantTypeJWTBearer, grant.Form())
-	r.ev.Hops[len(r.ev.Hops)-1].AssertionJTIHash = r.ev.AssertionJTIHash
+	if n := len(r.ev.Hops); n > 0 && r.ev.Hops[n-1].GrantType == oauth.GrantTypeJWTBearer {
+		r.ev.Hops[n-1].AssertionJTIHash = r.ev.AssertionJTIHash
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,33 @@ type File struct {
 	Chains    []Chain       `yaml:"chains"`
 	Policy    []PolicyEntry `yaml:"policy"`
 	Cache     Cache         `yaml:"cache"`
+	Issuer    Issuer        `yaml:"issuer"`
+}
+
+// Issuer is the broker's own issuer identity: the `iss` of grants it signs
+// in issue mode (and of actor tokens), with its keys published at
+// <url>/.well-known/jwks.json and metadata at
+// <url>/.well-known/openid-configuration on the REST listener.
+type Issuer struct {
+	URL  string      `yaml:"url"`
+	Keys []IssuerKey `yaml:"keys"`
+}
+
+// IssuerKey is one signing key file (PEM or private JWK) and its state:
+// active (signs; exactly one), published (in the JWKS, e.g. the next key),
+// retired (neither). Files are reloaded when they change or on SIGHUP.
+type IssuerKey struct {
+	File  string `yaml:"file"`
+	State string `yaml:"state"`
+	Alg   string `yaml:"alg"` // default by key type: ES256 for P-256
+}
+
+// Transcription configures what of the subject token reaches the grant.
+type Transcription struct {
+	SubjectClaim string            `yaml:"subject_claim"` // default sub
+	SubjectMap   map[string]string `yaml:"subject_map"`   // value -> target sub; unmapped values are refused
+	Claims       []string          `yaml:"claims"`        // copied when present
+	Act          bool              `yaml:"act"`           // add act naming the caller
 }
 
 // Cache holds the keys that encrypt cached tokens (AES-256-GCM). The first
@@ -249,6 +276,15 @@ type Chain struct {
 	ExchangeScopes []string `yaml:"exchange_scopes"`
 	// DefaultScopes are requested in the target when the caller names none.
 	DefaultScopes []string `yaml:"default_scopes"`
+	// Mode: token_exchange (default) or issue (the broker signs the grant).
+	Mode string `yaml:"mode"`
+	// AssertionLifetime of grants the broker issues; default 60s.
+	AssertionLifetime Duration `yaml:"assertion_lifetime"`
+	// SubjectAudience: issue mode: the subject token's aud must include one.
+	SubjectAudience []string `yaml:"subject_audience"`
+	// Transcription: claims mapping and copying (issue mode; act also in
+	// token exchange mode).
+	Transcription Transcription `yaml:"transcription"`
 }
 
 // Duration is a time.Duration written as "300s", "1m" in YAML.
@@ -514,12 +550,54 @@ func (f *File) Validate() error {
 		if c.Source != "" && c.Source == c.Target {
 			add(fp, "source and target must differ")
 		}
+		switch c.Mode {
+		case "", "token_exchange":
+		case "issue":
+			if len(c.SubjectAudience) == 0 {
+				add(fp+".subject_audience", "required in issue mode: the aud the broker expects in subject tokens")
+			}
+			if d := f.Domain(c.Source); d != nil && d.JWKSURI == "" && !d.Discovery {
+				add(fp+".source", "issue mode verifies subject tokens: domain %q needs jwks_uri or discovery", c.Source)
+			}
+		default:
+			add(fp+".mode", "must be token_exchange or issue; got %q", c.Mode)
+		}
+		if (c.Mode == "issue" || c.Transcription.Act) && f.Issuer.URL == "" {
+			add(fp, "issue mode and transcription.act need issuer.url and issuer.keys")
+		}
+		for j, name := range c.Transcription.Claims {
+			if slices.Contains([]string{"iss", "sub", "aud", "jti", "iat", "exp", "nbf", "act", "scope", "cnf", "client_id", "may_act"}, name) {
+				add(fmt.Sprintf("%s.transcription.claims[%d]", fp, j), "%q is set by the broker, not copied", name)
+			}
+		}
 		if routes[[2]string{c.Source, c.Target}] {
 			add(fp, "duplicate chain %s -> %s", c.Source, c.Target)
 		}
 		routes[[2]string{c.Source, c.Target}] = true
 	}
 	f.validateSecurity(&p, add)
+	if f.Issuer.URL != "" {
+		f.checkURL(&p, "issuer.url", f.Issuer.URL, loopbackURL(f.Issuer.URL))
+		active := 0
+		for i, k := range f.Issuer.Keys {
+			fp := fmt.Sprintf("issuer.keys[%d]", i)
+			if k.File == "" {
+				add(fp+".file", "required")
+			}
+			switch k.State {
+			case "active":
+				active++
+			case "published", "retired":
+			default:
+				add(fp+".state", "must be active, published or retired; got %q", k.State)
+			}
+		}
+		if active != 1 {
+			add("issuer.keys", "exactly one key must be active; %d are", active)
+		}
+	} else if len(f.Issuer.Keys) > 0 {
+		add("issuer.url", "required with issuer.keys")
+	}
 	cached := false
 	for i, d := range f.Domains {
 		if d.Cache.Enabled {
@@ -634,6 +712,20 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 			}
 		}
 	}
+}
+
+// loopbackURL reports whether u's host is a loopback address (http is
+// allowed there for the broker's own issuer URL, as in the sandbox).
+func loopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	if p.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(p.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
 
 // loopback reports whether a listen address binds loopback only.

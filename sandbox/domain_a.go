@@ -30,7 +30,11 @@ type user struct {
 //
 // Subject tokens (password grant) carry aud ["chainbroker", "account"]: in
 // Keycloak an audience mapper on sandbox-agent puts the exchanging client in
-// the aud, which standard token exchange requires.
+// the aud, which standard token exchange requires. A password grant may ask
+// for other audiences instead (see SubjectTokenWithAudience), and token
+// exchange can be switched off (SetTokenExchange): together they imitate a
+// source such as Auth0, whose access tokens carry two audiences and which
+// has no RFC 8693 token exchange.
 type DomainA struct {
 	*Realm
 
@@ -97,6 +101,15 @@ func (a *DomainA) AllowAudience(aud string) {
 	a.amu.Unlock()
 }
 
+// SetTokenExchange switches token exchange on (the default) or off. Off,
+// domain A is a source without RFC 8693: a token exchange request is
+// answered 400 unsupported_grant_type (DescUnsupportedGrantType) after
+// client authentication, as an unknown grant type, and discovery no longer
+// lists the grant. Requests are still counted by ExchangeCount.
+func (a *DomainA) SetTokenExchange(enabled bool) {
+	a.setGrantEnabled(grantTokenExchange, enabled)
+}
+
 // ExchangeCount returns the number of token exchange requests received
 // (whatever their outcome, misbehaving answers included).
 func (a *DomainA) ExchangeCount() int64 { return a.exchanges.Load() }
@@ -117,6 +130,31 @@ func (a *DomainA) SubjectToken(ctx context.Context, username, password, scope st
 	if scope != "" {
 		form.Set("scope", scope)
 	}
+	return a.passwordToken(ctx, form)
+}
+
+// SubjectTokenWithAudience is SubjectToken with the audience parameter:
+// the token's aud is exactly aud (a JSON string for one value, an array for
+// more), instead of ["chainbroker", "account"]. With two values, e.g. an API
+// identifier and ".../userinfo", it is the Auth0 case: an access token with
+// two audiences, which Keycloak would refuse as an assertion. Note that
+// token exchange at A requires "chainbroker" among them.
+func (a *DomainA) SubjectTokenWithAudience(ctx context.Context, username, password string, aud []string) (string, error) {
+	if len(aud) == 0 {
+		return "", fmt.Errorf("sandbox: SubjectTokenWithAudience: no audience")
+	}
+	form := url.Values{
+		"grant_type": {grantPassword},
+		"client_id":  {AgentClientID},
+		"username":   {username},
+		"password":   {password},
+		"audience":   aud,
+	}
+	return a.passwordToken(ctx, form)
+}
+
+// passwordToken posts a password grant form and returns the access token.
+func (a *DomainA) passwordToken(ctx context.Context, form url.Values) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.TokenEndpoint(), strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
@@ -145,8 +183,15 @@ func (a *DomainA) SubjectToken(ctx context.Context, username, password, scope st
 	return tr.AccessToken, nil
 }
 
+// maxPasswordAudiences bounds the audience parameters of a password grant.
+const maxPasswordAudiences = 8
+
 // passwordGrant is the resource owner password credentials grant (RFC 6749
 // §4.3), allowed to sandbox-agent only.
+//
+// Sandbox extension: "audience" parameters (at most 8, each a non-empty
+// string of at most 256 bytes) set the token's aud to exactly those values,
+// as Auth0's password grant does; Keycloak ignores the parameter.
 func (a *DomainA) passwordGrant(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
 	if !c.directAccess {
 		a.writeError(w, newError(http.StatusBadRequest, errUnauthorizedClient, DescDirectGrantNotAllowed))
@@ -162,12 +207,29 @@ func (a *DomainA) passwordGrant(w http.ResponseWriter, r *http.Request, form url
 		a.writeError(w, oerr)
 		return
 	}
+	var aud any = []string{BrokerClientID, "account"}
+	if auds, ok := form["audience"]; ok {
+		if len(auds) > maxPasswordAudiences {
+			a.writeError(w, badRequest(DescTooManyAudiences))
+			return
+		}
+		for _, v := range auds {
+			if v == "" || len(v) > 256 {
+				a.writeError(w, badRequest(DescInvalidAudienceParam))
+				return
+			}
+		}
+		aud = auds
+		if len(auds) == 1 {
+			aud = auds[0]
+		}
+	}
 	now := time.Now()
 	exp := now.Add(a.lifetime)
 	tok, err := a.signer.Sign(map[string]any{
 		"iss":                a.issuer,
 		"sub":                u.sub,
-		"aud":                []string{BrokerClientID, "account"},
+		"aud":                aud,
 		"azp":                c.id,
 		"typ":                "Bearer",
 		"iat":                now.Unix(),

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,8 +15,8 @@ import (
 	"github.com/chainbroker/chainbroker/token"
 )
 
-// Trust is domain B's configuration of its identity provider domain-a for
-// the JWT authorization grant. DefaultTrust gives Keycloak's defaults.
+// Trust is domain B's configuration of one identity provider for the JWT
+// authorization grant. DefaultTrust gives Keycloak's defaults.
 type Trust struct {
 	// MaxAssertionAge is Keycloak's "maximum allowed assertion
 	// expiration": how long after iat an assertion may be used (and how far
@@ -38,51 +39,84 @@ func DefaultTrust() Trust {
 	return Trust{MaxAssertionAge: 300 * time.Second}
 }
 
+// normalized fills defaults and copies the slice.
+func (t Trust) normalized() Trust {
+	if t.MaxAssertionAge <= 0 {
+		t.MaxAssertionAge = DefaultTrust().MaxAssertionAge
+	}
+	if t.AllowedAlgs != nil {
+		t.AllowedAlgs = append([]string(nil), t.AllowedAlgs...)
+	}
+	return t
+}
+
+// DefaultKeyRefreshInterval is the minimum time between two fetches of an
+// identity provider's JWKS triggered by an unknown kid: Keycloak's default
+// (the public key storage's minTimeBetweenRequests, 10 s).
+const DefaultKeyRefreshInterval = 10 * time.Second
+
+// provider is an identity provider B trusts for the JWT authorization
+// grant: Keycloak's identity provider of type "JWT Authorization Grant"
+// (issuer, JWKS URL, and the settings in Trust). alias, issuer and keys are
+// fixed; trust and links are guarded by DomainB.bmu.
+type provider struct {
+	alias   string
+	issuer  string
+	jwksURI string
+	keys    *token.Verifier
+	trust   Trust
+	links   map[string]string // the provider's sub -> B's username
+}
+
 // DomainB is realm domain-b: it trusts domain A as the identity provider
 // "domain-a" (issuer and JWKS URI of domain A, keys fetched over HTTP),
 // has users alice and bob linked to A's alice and bob, and a confidential
 // client chainbroker allowed to use the JWT authorization grant (RFC 7523)
-// with that identity provider. Its tokens carry B's own sub; it issues no
-// refresh token.
+// with that identity provider. More identity providers can be trusted at
+// run time (TrustIdentityProvider), each with its own keys, settings and
+// user links; an assertion's iss picks the provider. Its tokens carry B's
+// own sub; it issues no refresh token.
 type DomainB struct {
 	*Realm
 
-	idpIssuer string
-	idpKeys   *token.Verifier
+	keyRefresh time.Duration // JWKS refresh rate limit for every provider
 
-	count atomic.Int64
-	seen  seenSet
-	jtis  replayMemory
+	count    atomic.Int64
+	accepted atomic.Int64
+	seen     seenSet
+	jtis     replayMemory
 
-	bmu        sync.Mutex
-	trust      Trust
-	allowedIdP map[string]bool  // for client chainbroker
-	users      map[string]*user // by username
-	links      map[string]string
+	bmu          sync.Mutex
+	providers    map[string]*provider // by alias
+	byIssuer     map[string]*provider
+	allowedIdP   map[string]bool  // for client chainbroker
+	users        map[string]*user // by username
+	lastAccepted []byte           // claims (JSON) of the last accepted assertion
 }
 
-func newDomainB(ln net.Listener, addr string, lifetime time.Duration, log *slog.Logger, a *DomainA) (*DomainB, error) {
+func newDomainB(ln net.Listener, addr string, lifetime, keyRefresh time.Duration, log *slog.Logger, a *DomainA) (*DomainB, error) {
 	rl, err := newRealm(DomainBName, ln, addr, lifetime, log)
 	if err != nil {
 		return nil, err
 	}
+	if keyRefresh <= 0 {
+		keyRefresh = DefaultKeyRefreshInterval
+	}
 	b := &DomainB{
-		Realm:     rl,
-		idpIssuer: a.Issuer(),
-		// Every asymmetric alg is accepted by the verifier; Trust.AllowedAlgs
-		// is checked before it, so it can change at run time.
-		idpKeys: token.NewRemoteVerifier(token.RemoteKeys{
-			URL:        a.JWKSURI(),
-			HTTPClient: rl.httpClient(),
-		}, nil),
-		trust:      DefaultTrust(),
-		allowedIdP: map[string]bool{IdentityProviderAlias: true},
+		Realm:      rl,
+		keyRefresh: keyRefresh,
+		providers:  map[string]*provider{},
+		byIssuer:   map[string]*provider{},
+		allowedIdP: map[string]bool{},
 		users: map[string]*user{
 			Alice: {username: Alice, password: AlicePassword, sub: AliceSubB},
 			Bob:   {username: Bob, password: BobPassword, sub: BobSubB},
 		},
-		links: map[string]string{AliceSubA: Alice, BobSubA: Bob},
 	}
+	if err := b.TrustIdentityProvider(IdentityProviderAlias, a.Issuer(), a.JWKSURI(), DefaultTrust()); err != nil {
+		return nil, err
+	}
+	b.providers[IdentityProviderAlias].links = map[string]string{AliceSubA: Alice, BobSubA: Bob}
 	rl.clients[BrokerClientID] = &client{id: BrokerClientID, secret: BrokerSecretB, jwtGrant: true}
 	rl.grants[grantJWTBearer] = b.jwtBearer
 	rl.discoGrants = []string{grantJWTBearer}
@@ -95,30 +129,81 @@ func newDomainB(ln net.Listener, addr string, lifetime time.Duration, log *slog.
 	return b, nil
 }
 
-// Trust returns the current identity provider settings.
+// TrustIdentityProvider makes B trust an identity provider for the JWT
+// authorization grant, as Keycloak's identity provider of type "JWT
+// Authorization Grant": assertions whose iss equals issuer are verified
+// with the keys at jwksURI (fetched over HTTP when first needed, and again
+// when an assertion names an unknown kid, at most once per
+// Options.KeyRefreshInterval) and judged by trust; their sub is mapped to a
+// B user by LinkFor(alias, ...). The provider is allowed for the
+// chainbroker client.
+//
+// Called again with a known alias, it replaces that provider's issuer, keys
+// and trust and keeps its links (for IdentityProviderAlias, the domain-a
+// provider, SetTrust changes the trust alone). The issuer must not belong to
+// another provider: Keycloak picks the provider by iss.
+func (b *DomainB) TrustIdentityProvider(alias, issuer, jwksURI string, trust Trust) error {
+	if alias == "" || issuer == "" {
+		return fmt.Errorf("sandbox: %s: identity provider alias and issuer are required", DomainBName)
+	}
+	u, err := url.Parse(jwksURI)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("sandbox: %s: identity provider %q: JWKS URL %q is not an http(s) URL", DomainBName, alias, jwksURI)
+	}
+	p := &provider{
+		alias:   alias,
+		issuer:  issuer,
+		jwksURI: jwksURI,
+		// Every asymmetric alg is accepted by the verifier; Trust.AllowedAlgs
+		// is checked before it, so it can change at run time.
+		keys: token.NewRemoteVerifier(token.RemoteKeys{
+			URL:                jwksURI,
+			HTTPClient:         b.httpClient(),
+			MinRefreshInterval: b.keyRefresh,
+		}, nil),
+		trust: trust.normalized(),
+		links: map[string]string{},
+	}
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	if other, ok := b.byIssuer[issuer]; ok && other.alias != alias {
+		return fmt.Errorf("sandbox: %s: issuer %q already belongs to identity provider %q", DomainBName, issuer, other.alias)
+	}
+	if old, ok := b.providers[alias]; ok {
+		delete(b.byIssuer, old.issuer)
+		p.links = old.links
+		if old.jwksURI == jwksURI {
+			p.keys = old.keys // keep the cached keys
+		}
+	}
+	b.providers[alias] = p
+	b.byIssuer[issuer] = p
+	b.allowedIdP[alias] = true
+	return nil
+}
+
+// Trust returns the settings of the domain-a identity provider.
 func (b *DomainB) Trust() Trust {
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
-	t := b.trust
+	t := b.providers[IdentityProviderAlias].trust
 	t.AllowedAlgs = append([]string(nil), t.AllowedAlgs...)
 	return t
 }
 
-// SetTrust replaces the identity provider settings (a zero MaxAssertionAge
-// means 300 s).
+// SetTrust replaces the settings of the domain-a identity provider (a zero
+// MaxAssertionAge means 300 s).
 func (b *DomainB) SetTrust(t Trust) {
-	if t.MaxAssertionAge <= 0 {
-		t.MaxAssertionAge = DefaultTrust().MaxAssertionAge
-	}
-	t.AllowedAlgs = append([]string(nil), t.AllowedAlgs...)
+	t = t.normalized()
 	b.bmu.Lock()
-	b.trust = t
+	b.providers[IdentityProviderAlias].trust = t
 	b.bmu.Unlock()
 }
 
 // SetAllowedIdentityProviders sets the identity providers the chainbroker
-// client may use (initially just "domain-a"); none gives "Identity
-// Provider is not allowed for the client".
+// client may use (initially "domain-a" and those added by
+// TrustIdentityProvider); none gives "Identity Provider is not allowed for
+// the client".
 func (b *DomainB) SetAllowedIdentityProviders(aliases ...string) {
 	m := make(map[string]bool, len(aliases))
 	for _, a := range aliases {
@@ -129,28 +214,67 @@ func (b *DomainB) SetAllowedIdentityProviders(aliases ...string) {
 	b.bmu.Unlock()
 }
 
-// Link links domain A's subject subA to B's user username (alice or bob).
+// Link links domain A's subject subA to B's user username (alice or bob):
+// LinkFor(IdentityProviderAlias, subA, username).
 func (b *DomainB) Link(subA, username string) error {
+	return b.LinkFor(IdentityProviderAlias, subA, username)
+}
+
+// LinkFor links the subject sub of the identity provider alias to B's user
+// username (alice or bob). Links are per provider, as Keycloak's federated
+// identities: the same sub from another provider is another identity.
+func (b *DomainB) LinkFor(alias, sub, username string) error {
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
+	p, ok := b.providers[alias]
+	if !ok {
+		return fmt.Errorf("sandbox: %s has no identity provider %q", DomainBName, alias)
+	}
 	if _, ok := b.users[username]; !ok {
 		return fmt.Errorf("sandbox: %s has no user %q", DomainBName, username)
 	}
-	b.links[subA] = username
+	p.links[sub] = username
 	return nil
 }
 
 // Unlink removes the link of domain A's subject subA: its assertions then
 // get "User not found".
-func (b *DomainB) Unlink(subA string) {
+func (b *DomainB) Unlink(subA string) { b.UnlinkFor(IdentityProviderAlias, subA) }
+
+// UnlinkFor removes the link of the identity provider alias's subject sub.
+func (b *DomainB) UnlinkFor(alias, sub string) {
 	b.bmu.Lock()
-	delete(b.links, subA)
-	b.bmu.Unlock()
+	defer b.bmu.Unlock()
+	if p, ok := b.providers[alias]; ok {
+		delete(p.links, sub)
+	}
 }
 
 // JWTBearerCount returns the number of JWT bearer grant requests received
 // (whatever their outcome).
 func (b *DomainB) JWTBearerCount() int64 { return b.count.Load() }
+
+// AcceptedCount returns the number of assertions B accepted (answered with
+// an access token).
+func (b *DomainB) AcceptedCount() int64 { return b.accepted.Load() }
+
+// LastAccepted returns the claims of the last assertion B accepted, decoded
+// from JSON afresh on each call (numbers are float64, aud a string or a
+// []any as sent), or nil when none was accepted yet: a test can check the
+// sub, the aud, an act claim... of what the broker presented.
+func (b *DomainB) LastAccepted() map[string]any {
+	b.bmu.Lock()
+	raw := b.lastAccepted
+	b.bmu.Unlock()
+	if raw == nil {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil
+	}
+	return m
+}
 
 // Saw reports whether B received an assertion carrying this jti (among
 // the last 65536 received), whether or not it was accepted: a test can
@@ -189,13 +313,19 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	case cl.Sub == "":
 		refuse(DescMissingSubject)
 		return
-	case cl.Iss != b.idpIssuer:
+	}
+	b.bmu.Lock()
+	idp := b.byIssuer[cl.Iss]
+	var trust Trust
+	var idpAllowed bool
+	if idp != nil {
+		trust, idpAllowed = idp.trust, b.allowedIdP[idp.alias]
+	}
+	b.bmu.Unlock()
+	if idp == nil {
 		refuse(DescUnknownIssuer)
 		return
 	}
-	b.bmu.Lock()
-	trust, idpAllowed := b.trust, b.allowedIdP[IdentityProviderAlias]
-	b.bmu.Unlock()
 	if !idpAllowed {
 		refuse(DescIdPNotAllowed)
 		return
@@ -236,7 +366,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 		refuse(DescMultipleAudiences)
 		return
 	}
-	if _, err := b.idpKeys.Verify(r.Context(), raw); err != nil {
+	if _, err := idp.keys.Verify(r.Context(), raw); err != nil {
 		refuse(DescInvalidSignature)
 		return
 	}
@@ -262,7 +392,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	}
 	b.bmu.Lock()
 	var u *user
-	if name, ok := b.links[cl.Sub]; ok {
+	if name, ok := idp.links[cl.Sub]; ok {
 		u = b.users[name]
 	}
 	b.bmu.Unlock()
@@ -293,7 +423,21 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 		b.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
 		return
 	}
+	b.recordAccepted(raw)
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: tok, ExpiresIn: exp.Unix() - now.Unix(), TokenType: "Bearer", Scope: scope,
 	})
+}
+
+// recordAccepted keeps the claims of an accepted assertion for LastAccepted.
+func (b *DomainB) recordAccepted(raw string) {
+	b.accepted.Add(1)
+	parts := strings.SplitN(raw, ".", 3)
+	claims, err := b64url.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return // parseJWT decoded it already
+	}
+	b.bmu.Lock()
+	b.lastAccepted = claims
+	b.bmu.Unlock()
 }

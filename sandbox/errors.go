@@ -43,6 +43,12 @@ const (
 	DescDirectGrantNotAllowed = "Client not allowed for direct access grants"
 	// DescInvalidUserCredentials: 401 invalid_grant.
 	DescInvalidUserCredentials = "Invalid user credentials"
+	// DescTooManyAudiences (sandbox): 400 invalid_request, more than 8
+	// audience parameters.
+	DescTooManyAudiences = "Too many audience parameters"
+	// DescInvalidAudienceParam (sandbox): 400 invalid_request, an empty
+	// audience parameter or one above 256 bytes.
+	DescInvalidAudienceParam = "Invalid audience parameter"
 )
 
 // Domain A, token exchange (client chainbroker). All 400 invalid_request

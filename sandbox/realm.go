@@ -50,6 +50,7 @@ type Realm struct {
 	mu         sync.Mutex
 	mis        Misbehaviour
 	clientKeys map[string]*token.Verifier // private_key_jwt keys by client id
+	grantsOff  map[string]bool            // grants switched off at run time
 
 	clientJTIs replayMemory // client assertion replay memory
 
@@ -92,6 +93,7 @@ func newRealm(name string, ln net.Listener, addr string, lifetime time.Duration,
 		clients:    map[string]*client{},
 		clientKeys: map[string]*token.Verifier{},
 		grants:     map[string]grantFunc{},
+		grantsOff:  map[string]bool{},
 		transport:  http.DefaultTransport.(*http.Transport).Clone(),
 		done:       make(chan struct{}),
 	}
@@ -170,6 +172,25 @@ func (rl *Realm) SetMisbehaviour(m Misbehaviour) {
 // ResetMisbehaviour restores normal behaviour.
 func (rl *Realm) ResetMisbehaviour() { rl.SetMisbehaviour(Misbehaviour{}) }
 
+// setGrantEnabled switches a grant type off (answered like an unknown one:
+// 400 unsupported_grant_type, and left out of the discovery document) or
+// back on.
+func (rl *Realm) setGrantEnabled(grantType string, on bool) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if on {
+		delete(rl.grantsOff, grantType)
+	} else {
+		rl.grantsOff[grantType] = true
+	}
+}
+
+func (rl *Realm) grantEnabled(grantType string) bool {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return !rl.grantsOff[grantType]
+}
+
 func (rl *Realm) misbehaviour() Misbehaviour {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
@@ -211,11 +232,17 @@ func (rl *Realm) shutdown() error {
 // handleDiscovery serves the OpenID Provider metadata (the parts that exist:
 // there is no authorization endpoint).
 func (rl *Realm) handleDiscovery(w http.ResponseWriter, r *http.Request) {
+	grants := make([]string, 0, len(rl.discoGrants))
+	for _, g := range rl.discoGrants {
+		if rl.grantEnabled(g) {
+			grants = append(grants, g)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                rl.issuer,
 		"token_endpoint":                        rl.TokenEndpoint(),
 		"jwks_uri":                              rl.JWKSURI(),
-		"grant_types_supported":                 rl.discoGrants,
+		"grant_types_supported":                 grants,
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": token.DefaultAllowedAlgs,
 		"id_token_signing_alg_values_supported":            []string{"RS256"},
@@ -275,7 +302,7 @@ func (rl *Realm) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	grant, ok := rl.grants[grantType]
-	if !ok {
+	if !ok || !rl.grantEnabled(grantType) {
 		rl.writeError(w, newError(http.StatusBadRequest, errUnsupportedGrantType, DescUnsupportedGrantType))
 		return
 	}

@@ -12,7 +12,14 @@
 // Tests make the domains misbehave with SetMisbehaviour (bad tokens from A,
 // error answers and delays from either), link and unlink users at B, and read
 // counters (ExchangeCount, JWTBearerCount, Saw) to prove which calls were
-// made.
+// made, and LastAccepted to see what B accepted.
+//
+// Domain A can also play a source without token exchange whose access tokens
+// carry two audiences, such as Auth0 (SetTokenExchange,
+// SubjectTokenWithAudience), and domain B can trust more identity providers
+// by issuer and JWKS URL, each with its own settings and user links
+// (TrustIdentityProvider, LinkFor): the broker itself, when it signs its own
+// assertions, or a test's own signer.
 //
 // Where Keycloak and the RFCs disagree, or Keycloak's behaviour would make the
 // sandbox less useful, the sandbox's choice is documented on the identifier
@@ -93,6 +100,11 @@ type Options struct {
 	// issue (subject tokens, exchanged tokens, B's tokens); 0 means
 	// DefaultTokenLifetime.
 	TokenLifetime time.Duration
+	// KeyRefreshInterval is the minimum time between two fetches of an
+	// identity provider's JWKS by domain B when an assertion names a kid it
+	// does not know (Keycloak's minTimeBetweenRequests); 0 means
+	// DefaultKeyRefreshInterval (10 s). Tests of key rotation set it low.
+	KeyRefreshInterval time.Duration
 }
 
 // Sandbox is a running pair of authorization servers.
@@ -145,7 +157,7 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		lnB.Close()
 		return nil, err
 	}
-	b, err := newDomainB(lnB, opts.BAddr, opts.TokenLifetime, log.With("realm", DomainBName), a)
+	b, err := newDomainB(lnB, opts.BAddr, opts.TokenLifetime, opts.KeyRefreshInterval, log.With("realm", DomainBName), a)
 	if err != nil {
 		lnA.Close()
 		lnB.Close()

@@ -9,10 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1004,5 +1007,430 @@ func TestGrantScope(t *testing.T) {
 	}
 	if _, err := grantScope(`a\b`); err == nil {
 		t.Error("backslash scope accepted")
+	}
+}
+
+func TestTokenExchangeDisabled(t *testing.T) {
+	sb := start(t)
+	subject := subjectToken(t, sb, Alice)
+	sb.A.SetTokenExchange(false)
+	before := sb.A.ExchangeCount()
+	wantError(t, exchange(t, sb, subject), 400, errUnsupportedGrantType, DescUnsupportedGrantType)
+	if n := sb.A.ExchangeCount() - before; n != 1 {
+		t.Errorf("ExchangeCount delta = %d, want 1 (refused requests are counted)", n)
+	}
+	// Client authentication still comes first.
+	f := exchangeForm(subject)
+	f.Set("audience", sb.B.Issuer())
+	wantError(t, post(t, sb.A.TokenEndpoint(), f, BrokerClientID, "wrong"), 401, errInvalidClient, DescInvalidClient)
+	var doc struct {
+		Grants []string `json:"grant_types_supported"`
+	}
+	if err := json.Unmarshal([]byte(get(t, sb.A.DiscoveryURL()).raw), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(doc.Grants) != "["+grantPassword+"]" {
+		t.Errorf("discovery grants with exchange off: %v", doc.Grants)
+	}
+	// Subject tokens are still issued.
+	if _, err := sb.A.SubjectToken(t.Context(), Bob, BobPassword, ""); err != nil {
+		t.Errorf("password grant with exchange off: %v", err)
+	}
+
+	sb.A.SetTokenExchange(true)
+	if r := exchange(t, sb, subject); r.status != 200 {
+		t.Errorf("exchange switched back on: %v", r)
+	}
+	if err := json.Unmarshal([]byte(get(t, sb.A.DiscoveryURL()).raw), &doc); err != nil ||
+		fmt.Sprint(doc.Grants) != fmt.Sprint([]string{grantPassword, grantTokenExchange}) {
+		t.Errorf("discovery grants with exchange on: %v %v", doc.Grants, err)
+	}
+}
+
+func TestSubjectTokenWithAudience(t *testing.T) {
+	sb := start(t)
+	verifier := token.NewRemoteVerifier(token.RemoteKeys{URL: sb.A.JWKSURI()}, nil)
+	for _, tc := range []struct {
+		name      string
+		aud       []string
+		rawAud    string
+		exchange_ int // token exchange status with that subject token
+	}{
+		{"Auth0 case: API and userinfo", []string{"https://api.example", "https://tenant.example/userinfo"},
+			`["https://api.example","https://tenant.example/userinfo"]`, 403},
+		{"one audience is a string", []string{"https://api.example"}, `"https://api.example"`, 403},
+		{"chainbroker among two", []string{BrokerClientID, "https://tenant.example/userinfo"},
+			`["chainbroker","https://tenant.example/userinfo"]`, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := sb.A.SubjectTokenWithAudience(t.Context(), Alice, AlicePassword, tc.aud)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(payload(t, raw)["aud"]); got != tc.rawAud {
+				t.Errorf("aud = %s, want %s", got, tc.rawAud)
+			}
+			tok, err := verifier.Verify(t.Context(), raw)
+			if err != nil {
+				t.Fatalf("Verify with A's JWKS: %v", err)
+			}
+			if c := tok.Claims; c.Issuer != sb.A.Issuer() || c.Subject != AliceSubA || c.AZP != AgentClientID ||
+				!slices.Equal(c.Audience, tc.aud) || c.JTI == "" || c.Expiry.Sub(c.IssuedAt) != 300*time.Second {
+				t.Errorf("claims %+v", c)
+			}
+			r := exchange(t, sb, raw)
+			if r.status != tc.exchange_ {
+				t.Errorf("exchange: %v, want HTTP %d", r, tc.exchange_)
+			}
+			if r.status == 403 {
+				wantError(t, r, 403, errAccessDenied, DescClientNotInAudience)
+			}
+		})
+	}
+	if _, err := sb.A.SubjectTokenWithAudience(t.Context(), Alice, AlicePassword, nil); err == nil {
+		t.Error("no audience accepted")
+	}
+	if _, err := sb.A.SubjectTokenWithAudience(t.Context(), Alice, "wrong", []string{"x"}); err == nil ||
+		!strings.Contains(err.Error(), DescInvalidUserCredentials) {
+		t.Errorf("bad password: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		aud  []string
+		desc string
+	}{
+		{"nine audiences", strings.Fields("a b c d e f g h i"), DescTooManyAudiences},
+		{"empty audience", []string{"a", ""}, DescInvalidAudienceParam},
+		{"long audience", []string{strings.Repeat("a", 257)}, DescInvalidAudienceParam},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := post(t, sb.A.TokenEndpoint(), url.Values{
+				"grant_type": {grantPassword}, "client_id": {AgentClientID},
+				"username": {Alice}, "password": {AlicePassword}, "audience": tc.aud,
+			}, "", "")
+			wantError(t, r, 400, errInvalidRequest, tc.desc)
+		})
+	}
+}
+
+// jwksServer serves a JWKS that the test can change, and counts fetches.
+type jwksServer struct {
+	*httptest.Server
+	doc     atomic.Pointer[[]byte]
+	fetches atomic.Int64
+}
+
+func newJWKSServer(t *testing.T, signers ...*token.Signer) *jwksServer {
+	t.Helper()
+	s := &jwksServer{}
+	s.publish(t, signers...)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(*s.doc.Load())
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) publish(t *testing.T, signers ...*token.Signer) {
+	t.Helper()
+	doc, err := token.PublicJWKS(signers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.doc.Store(&doc)
+}
+
+// idpAssertion signs an assertion for B as an external identity provider
+// would (the broker in issuer mode): single aud, jti, iat, exp 60 s, act.
+func idpAssertion(t *testing.T, sb *Sandbox, s *token.Signer, iss, sub string, edit func(map[string]any)) string {
+	t.Helper()
+	now := time.Now()
+	c := map[string]any{
+		"iss": iss, "sub": sub, "aud": sb.B.Issuer(), "jti": newUUID(),
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+		"act": map[string]any{"sub": "agent-42"},
+	}
+	if edit != nil {
+		edit(c)
+	}
+	tok, err := s.Sign(c, token.SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestTrustIdentityProvider(t *testing.T) {
+	sb, err := Start(t.Context(), Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0", KeyRefreshInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	const alias, iss = "chainbroker", "https://broker.example/issuer"
+	key1, err := token.GenerateSigner("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := newJWKSServer(t, key1)
+	if err := sb.B.TrustIdentityProvider(alias, iss, jwks.URL+"/jwks.json", DefaultTrust()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.B.LinkFor(alias, "alice@example.com", Alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.B.LinkFor(alias, "robert@example.com", Bob); err != nil {
+		t.Fatal(err)
+	}
+	current := key1 // the key the provider signs with now
+	as := func(s *token.Signer, sub string, edit func(map[string]any)) string {
+		return idpAssertion(t, sb, s, iss, sub, edit)
+	}
+	subB := func(t *testing.T, r reply) string {
+		t.Helper()
+		if r.status != 200 {
+			t.Fatalf("B: %v", r)
+		}
+		return parsed(t, r.str("access_token")).claims.Sub
+	}
+
+	t.Run("linked users", func(t *testing.T) {
+		for sub, want := range map[string]string{"alice@example.com": AliceSubB, "robert@example.com": BobSubB} {
+			if got := subB(t, jwtBearer(t, sb, as(key1, sub, nil))); got != want {
+				t.Errorf("%s: B sub %q, want %q", sub, got, want)
+			}
+		}
+		if jwks.fetches.Load() != 1 {
+			t.Errorf("JWKS fetched %d times, want once", jwks.fetches.Load())
+		}
+	})
+	t.Run("domain-a keeps working", func(t *testing.T) {
+		if got := subB(t, jwtBearer(t, sb, assertion(t, sb))); got != AliceSubB {
+			t.Errorf("B sub %q", got)
+		}
+	})
+	t.Run("refusals", func(t *testing.T) {
+		other, _ := token.GenerateSigner("ES256")
+		replayed := as(key1, "alice@example.com", nil)
+		if r := jwtBearer(t, sb, replayed); r.status != 200 {
+			t.Fatalf("first use: %v", r)
+		}
+		aSub, _ := sb.A.SignToken(map[string]any{"iss": sb.A.Issuer(), "sub": "alice@example.com", "aud": sb.B.Issuer(),
+			"jti": newUUID(), "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()}, "")
+		for _, tc := range []struct {
+			name, assertion, desc string
+		}{
+			{"unlinked user", as(key1, "mallory@example.com", nil), DescUserNotFound},
+			{"domain A's sub is not linked here", as(key1, AliceSubA, nil), DescUserNotFound},
+			{"this provider's sub is not linked at domain-a", aSub, DescUserNotFound},
+			{"replay", replayed, DescTokenReuse},
+			{"key not published", as(other, "alice@example.com", nil), DescInvalidSignature},
+			{"lifetime above 300 s", as(key1, "alice@example.com", func(c map[string]any) {
+				c["exp"] = time.Now().Add(10 * time.Minute).Unix()
+			}), DescLifetimeTooLong},
+			{"two audiences", as(key1, "alice@example.com", func(c map[string]any) {
+				c["aud"] = []string{sb.B.Issuer(), "account"}
+			}), DescMultipleAudiences},
+			{"no jti", as(key1, "alice@example.com", func(c map[string]any) { delete(c, "jti") }), DescJTIRequired},
+			{"unknown issuer", idpAssertion(t, sb, key1, iss+"/other", "alice@example.com", nil), DescUnknownIssuer},
+		} {
+			t.Run(tc.name, func(t *testing.T) { wantError(t, jwtBearer(t, sb, tc.assertion), 400, errInvalidGrant, tc.desc) })
+		}
+	})
+	t.Run("its own trust", func(t *testing.T) {
+		fetches := jwks.fetches.Load()
+		trust := Trust{MaxAssertionAge: 30 * time.Second, AllowedAlgs: []string{"ES256"}, AllowReuse: true}
+		if err := sb.B.TrustIdentityProvider(alias, iss, jwks.URL+"/jwks.json", trust); err != nil {
+			t.Fatal(err)
+		}
+		defer sb.B.TrustIdentityProvider(alias, iss, jwks.URL+"/jwks.json", DefaultTrust()) //nolint:errcheck
+		// Links survive the update, reuse is allowed: no jti, twice.
+		noJTI := as(key1, "alice@example.com", func(c map[string]any) {
+			delete(c, "jti")
+			c["exp"] = time.Now().Add(20 * time.Second).Unix()
+		})
+		for i := range 2 {
+			if got := subB(t, jwtBearer(t, sb, noJTI)); got != AliceSubB {
+				t.Errorf("use %d: B sub %q", i, got)
+			}
+		}
+		wantError(t, jwtBearer(t, sb, as(key1, "alice@example.com", nil)), 400, errInvalidGrant, DescLifetimeTooLong)
+		rsa, _ := token.GenerateSigner("RS256")
+		wantError(t, jwtBearer(t, sb, as(rsa, "alice@example.com", func(c map[string]any) {
+			c["exp"] = time.Now().Add(20 * time.Second).Unix()
+		})), 400, errInvalidGrant, DescInvalidSignatureAlg)
+		// domain-a keeps Keycloak's defaults: 300 s, reuse forbidden.
+		if tr := sb.B.Trust(); tr.MaxAssertionAge != 300*time.Second || tr.AllowReuse {
+			t.Errorf("domain-a trust changed: %+v", tr)
+		}
+		if r := jwtBearer(t, sb, assertion(t, sb)); r.status != 200 {
+			t.Errorf("domain-a: %v", r)
+		}
+		if n := jwks.fetches.Load() - fetches; n != 0 {
+			t.Errorf("the same JWKS URL was fetched again (%d): keys not kept", n)
+		}
+	})
+	t.Run("key rotation picked up on unknown kid", func(t *testing.T) {
+		key2, _ := token.GenerateSigner("EdDSA")
+		if key2.KeyID() == key1.KeyID() {
+			t.Fatal("same kid")
+		}
+		before := jwks.fetches.Load()
+		jwks.publish(t, key1, key2) // pre-published next key
+		if got := subB(t, jwtBearer(t, sb, as(key2, "alice@example.com", nil))); got != AliceSubB {
+			t.Errorf("B sub %q", got)
+		}
+		if jwks.fetches.Load() != before+1 {
+			t.Errorf("JWKS fetches %d, want %d", jwks.fetches.Load(), before+1)
+		}
+		// Both keys verify until key1 is withdrawn.
+		if r := jwtBearer(t, sb, as(key1, "alice@example.com", nil)); r.status != 200 {
+			t.Errorf("old key before withdrawal: %v", r)
+		}
+		// Withdraw key1 and add key3: B's cached JWKS still holds key1 until
+		// an unknown kid (key3) makes it refetch, as Keycloak's cache does;
+		// from then on key1's tokens no longer verify.
+		key3, _ := token.GenerateSigner("ES256")
+		jwks.publish(t, key2, key3)
+		if r := jwtBearer(t, sb, as(key3, "alice@example.com", nil)); r.status != 200 {
+			t.Errorf("key3: %v", r)
+		}
+		wantError(t, jwtBearer(t, sb, as(key1, "alice@example.com", nil)), 400, errInvalidGrant, DescInvalidSignature)
+		current = key3
+	})
+	t.Run("not allowed for the client", func(t *testing.T) {
+		sb.B.SetAllowedIdentityProviders(IdentityProviderAlias)
+		defer sb.B.SetAllowedIdentityProviders(IdentityProviderAlias, alias)
+		wantError(t, jwtBearer(t, sb, as(current, "alice@example.com", nil)), 400, errInvalidGrant, DescIdPNotAllowed)
+		if r := jwtBearer(t, sb, assertion(t, sb)); r.status != 200 {
+			t.Errorf("domain-a: %v", r)
+		}
+	})
+	t.Run("JWKS unreachable", func(t *testing.T) {
+		dead := httptest.NewServer(http.NotFoundHandler())
+		dead.Close()
+		if err := sb.B.TrustIdentityProvider("dead", "https://dead.example", dead.URL+"/jwks", DefaultTrust()); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.B.LinkFor("dead", "alice", Alice); err != nil {
+			t.Fatal(err)
+		}
+		wantError(t, jwtBearer(t, sb, idpAssertion(t, sb, key1, "https://dead.example", "alice", nil)), 400, errInvalidGrant,
+			DescInvalidSignature)
+	})
+	t.Run("unlink", func(t *testing.T) {
+		sb.B.UnlinkFor(alias, "robert@example.com")
+		if got := subB(t, jwtBearer(t, sb, as(current, "alice@example.com", nil))); got != AliceSubB {
+			t.Errorf("alice: B sub %q", got)
+		}
+		wantError(t, jwtBearer(t, sb, as(current, "robert@example.com", nil)), 400, errInvalidGrant, DescUserNotFound)
+		sb.B.UnlinkFor("no-such-provider", "x") // no effect, no panic
+	})
+	t.Run("configuration errors", func(t *testing.T) {
+		for _, tc := range []struct {
+			name                string
+			alias, issuer, jwks string
+			want                string
+		}{
+			{"no alias", "", iss, jwks.URL, "alias and issuer are required"},
+			{"no issuer", "x", "", jwks.URL, "alias and issuer are required"},
+			{"JWKS not a URL", "x", "https://x.example", "/certs", "not an http(s) URL"},
+			{"JWKS file URL", "x", "https://x.example", "file:///etc/passwd", "not an http(s) URL"},
+			{"issuer of domain-a", "x", sb.A.Issuer(), jwks.URL, `already belongs to identity provider "domain-a"`},
+			{"issuer of another", "y", iss, jwks.URL, `already belongs to identity provider "chainbroker"`},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := sb.B.TrustIdentityProvider(tc.alias, tc.issuer, tc.jwks, DefaultTrust())
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want %q", err, tc.want)
+				}
+			})
+		}
+		if err := sb.B.LinkFor("nobody", "x", Alice); err == nil {
+			t.Error("LinkFor an unknown provider succeeded")
+		}
+		if err := sb.B.LinkFor(alias, "x", "mallory"); err == nil {
+			t.Error("LinkFor an unknown user succeeded")
+		}
+	})
+}
+
+// TestKeyRefreshRateLimit: with Keycloak's default refresh interval, a key
+// rotated right after B fetched the JWKS is not seen until the interval has
+// passed (which is why rotation tests set Options.KeyRefreshInterval).
+func TestKeyRefreshRateLimit(t *testing.T) {
+	sb := start(t)
+	key1, _ := token.GenerateSigner("ES256")
+	key2, _ := token.GenerateSigner("ES256")
+	jwks := newJWKSServer(t, key1)
+	const iss = "https://idp.example"
+	if err := sb.B.TrustIdentityProvider("idp", iss, jwks.URL, DefaultTrust()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.B.LinkFor("idp", "a", Alice); err != nil {
+		t.Fatal(err)
+	}
+	if r := jwtBearer(t, sb, idpAssertion(t, sb, key1, iss, "a", nil)); r.status != 200 {
+		t.Fatalf("key1: %v", r)
+	}
+	jwks.publish(t, key1, key2)
+	wantError(t, jwtBearer(t, sb, idpAssertion(t, sb, key2, iss, "a", nil)), 400, errInvalidGrant, DescInvalidSignature)
+	if n := jwks.fetches.Load(); n != 1 {
+		t.Errorf("JWKS fetched %d times within the refresh interval, want 1", n)
+	}
+}
+
+func TestLastAccepted(t *testing.T) {
+	sb := start(t)
+	if got := sb.B.LastAccepted(); got != nil {
+		t.Fatalf("LastAccepted before any = %v", got)
+	}
+	as := assertion(t, sb)
+	if r := jwtBearer(t, sb, as); r.status != 200 {
+		t.Fatalf("B: %v", r)
+	}
+	got := sb.B.LastAccepted()
+	want := parsed(t, as).claims
+	if got["iss"] != sb.A.Issuer() || got["sub"] != AliceSubA || got["aud"] != sb.B.Issuer() || got["jti"] != want.JTI ||
+		got["exp"] != float64(*want.Exp) || got["preferred_username"] != Alice {
+		t.Errorf("LastAccepted = %v", got)
+	}
+	got["sub"] = "changed"
+	if sb.B.LastAccepted()["sub"] != AliceSubA {
+		t.Error("LastAccepted shares its map")
+	}
+	if sb.B.AcceptedCount() != 1 {
+		t.Errorf("AcceptedCount = %d", sb.B.AcceptedCount())
+	}
+
+	// Refused assertions change nothing: a replay, an unlinked user.
+	wantError(t, jwtBearer(t, sb, as), 400, errInvalidGrant, DescTokenReuse)
+	sb.B.Unlink(BobSubA)
+	wantError(t, jwtBearer(t, sb, exchange(t, sb, subjectToken(t, sb, Bob)).str("access_token")), 400, errInvalidGrant, DescUserNotFound)
+	if sb.B.LastAccepted()["jti"] != want.JTI || sb.B.AcceptedCount() != 1 || sb.B.JWTBearerCount() != 3 {
+		t.Errorf("after refusals: jti %v, accepted %d, received %d", sb.B.LastAccepted()["jti"], sb.B.AcceptedCount(),
+			sb.B.JWTBearerCount())
+	}
+
+	// Claims as sent: a nested act claim, an aud given as a one-element
+	// array (of B's token endpoint).
+	sb.A.SetMisbehaviour(Misbehaviour{ExtraClaims: map[string]any{
+		"act": map[string]any{"sub": "agent-7", "act": map[string]any{"sub": "orchestrator"}},
+		"aud": []string{sb.B.TokenEndpoint()},
+	}})
+	defer sb.A.ResetMisbehaviour()
+	if r := jwtBearer(t, sb, assertion(t, sb)); r.status != 200 {
+		t.Fatalf("B: %v", r)
+	}
+	got = sb.B.LastAccepted()
+	act, _ := got["act"].(map[string]any)
+	nested, _ := act["act"].(map[string]any)
+	aud, _ := got["aud"].([]any)
+	if act["sub"] != "agent-7" || nested["sub"] != "orchestrator" || len(aud) != 1 || aud[0] != sb.B.TokenEndpoint() {
+		t.Errorf("LastAccepted = %v", got)
+	}
+	if sb.B.AcceptedCount() != 2 {
+		t.Errorf("AcceptedCount = %d", sb.B.AcceptedCount())
 	}
 }

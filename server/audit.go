@@ -114,5 +114,8 @@ func eventToProto(e *store.Event) *pb.AuditEvent {
 		AssertionIssuer:          e.AssertionIssuer,
 		AssertionAudience:        e.AssertionAudience,
 		Message:                  e.Message,
+		Mode:                     e.Mode,
+		MappedSubject:            e.MappedSubject,
+		TranscribedClaims:        e.TranscribedClaims,
 	}
 }

@@ -19,14 +19,16 @@ const ErrorDomain = "chainbroker"
 // reasonCodes maps each broker reason to its gRPC code. Reasons absent here
 // (none should be) become INTERNAL.
 var reasonCodes = map[broker.Reason]codes.Code{
-	broker.ReasonRequestInvalid:      codes.InvalidArgument,
-	broker.ReasonDomainUnknown:       codes.InvalidArgument,
-	broker.ReasonSourceUndetermined:  codes.InvalidArgument,
-	broker.ReasonChainNotAllowed:     codes.PermissionDenied,
-	broker.ReasonScopeNotAllowed:     codes.PermissionDenied,
-	broker.ReasonSubjectNotAllowed:   codes.PermissionDenied,
-	broker.ReasonSubjectTokenInvalid: codes.InvalidArgument,
-	broker.ReasonSubjectTokenExpired: codes.InvalidArgument,
+	broker.ReasonRequestInvalid:       codes.InvalidArgument,
+	broker.ReasonDomainUnknown:        codes.InvalidArgument,
+	broker.ReasonSourceUndetermined:   codes.InvalidArgument,
+	broker.ReasonChainNotAllowed:      codes.PermissionDenied,
+	broker.ReasonScopeNotAllowed:      codes.PermissionDenied,
+	broker.ReasonSubjectNotAllowed:    codes.PermissionDenied,
+	broker.ReasonSubjectTokenInvalid:  codes.InvalidArgument,
+	broker.ReasonSubjectTokenExpired:  codes.InvalidArgument,
+	broker.ReasonSubjectTokenAudience: codes.InvalidArgument,
+	broker.ReasonSubjectUnmapped:      codes.PermissionDenied,
 
 	broker.ReasonTokenExchangeRejected: codes.PermissionDenied, // refined by upstream error below
 	broker.ReasonJWTBearerRejected:     codes.PermissionDenied,

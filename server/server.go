@@ -27,7 +27,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -77,6 +76,8 @@ type Config struct {
 	// Tracer, when set, traces gRPC and REST calls, propagating W3C trace
 	// context.
 	Tracer trace.TracerProvider
+	// Issuer, when set, publishes the broker's issuer metadata and JWKS.
+	Issuer *IssuerInfo
 	// ShutdownTimeout bounds the drain of in-flight calls; default 15s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -87,7 +88,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	grpc    *grpc.Server
-	health  *health.Server
+	health  *healthService
 	limiter *limiter
 }
 
@@ -106,7 +107,8 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, health: health.NewServer(), limiter: newLimiter(cfg.RateLimit)}
+	s := &Server{cfg: cfg, log: log, limiter: newLimiter(cfg.RateLimit),
+		health: newHealthService(pb.ChainService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName)}
 	interceptors := []grpc.UnaryServerInterceptor{s.recoverInterceptor, requestIDInterceptor}
 	if cfg.Metrics != nil {
 		interceptors = append(interceptors, cfg.Metrics.UnaryServerInterceptor)
@@ -175,6 +177,11 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	if s.cfg.Issuer != nil {
+		if err := registerIssuer(mux, s.cfg.Issuer); err != nil {
+			return fmt.Errorf("server: issuer: %w", err)
+		}
+	}
 	if s.cfg.Metrics != nil {
 		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
 	}
@@ -240,7 +247,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 
 func (s *Server) shutdown(httpSrv *http.Server) {
 	s.log.Info("shutting down", "drain_timeout", s.cfg.ShutdownTimeout)
-	s.health.Shutdown() // every service NOT_SERVING first, so balancers stop sending
+	s.health.beginShutdown() // every service NOT_SERVING first, so balancers stop sending; watches end
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	// REST first: its in-flight calls ride on the gateway's gRPC connection.
@@ -276,15 +283,7 @@ func (s *Server) ready(ctx context.Context) error {
 }
 
 // setServing sets the gRPC health of the server and its services.
-func (s *Server) setServing(ok bool) {
-	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if ok {
-		st = healthpb.HealthCheckResponse_SERVING
-	}
-	for _, name := range []string{"", pb.ChainService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName} {
-		s.health.SetServingStatus(name, st)
-	}
-}
+func (s *Server) setServing(ok bool) { s.health.set(ok) }
 
 // watchReadiness keeps the gRPC health status in step with readiness, so
 // that probes and balancers stop sending while the store is unreachable.

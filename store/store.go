@@ -114,6 +114,9 @@ type Event struct {
 	AssertionJTIHash         string    `json:"assertion_jti_hash,omitempty"`
 	AssertionIssuer          string    `json:"assertion_issuer,omitempty"`
 	AssertionAudience        []string  `json:"assertion_audience,omitempty"`
+	Mode                     string    `json:"mode,omitempty"`               // token_exchange or issue
+	MappedSubject            string    `json:"mapped_subject,omitempty"`     // issue mode: the grant's sub
+	TranscribedClaims        []string  `json:"transcribed_claims,omitempty"` // issue mode: claim names copied or added
 }
 
 // Filter selects audit events; zero fields match everything.

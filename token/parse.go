@@ -179,11 +179,13 @@ func parseCompact(compact string) (*parsed, error) {
 		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
 	var c rawClaims
-	if err := unmarshalExact(pb, &c); err != nil {
+	members, err := unmarshalExactMembers(pb, &c)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
 	}
 	tok := &Token{
-		Header: Header{Alg: *h.Alg, Kid: h.Kid, Typ: h.Typ},
+		members: members,
+		Header:  Header{Alg: *h.Alg, Kid: h.Kid, Typ: h.Typ},
 		Claims: Claims{
 			Issuer:    c.Iss,
 			Subject:   c.Sub,
@@ -209,9 +211,15 @@ func parseCompact(compact string) (*parsed, error) {
 // §4), so "ISS" or "ALG" are other, unknown members, as they are for every
 // other implementation, and never override "iss" or "alg".
 func unmarshalExact(b []byte, v any) error {
+	_, err := unmarshalExactMembers(b, v)
+	return err
+}
+
+// unmarshalExactMembers is unmarshalExact that also returns every member.
+func unmarshalExactMembers(b []byte, v any) (map[string]json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
-		return err
+		return nil, err
 	}
 	rv := reflect.ValueOf(v).Elem()
 	rt := rv.Type()
@@ -219,11 +227,11 @@ func unmarshalExact(b []byte, v any) error {
 		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
 		if raw, ok := m[name]; ok {
 			if err := json.Unmarshal(raw, rv.Field(i).Addr().Interface()); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 		}
 	}
-	return nil
+	return m, nil
 }
 
 // isJSONObject reports whether b is syntactically a JSON object.

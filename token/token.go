@@ -6,6 +6,7 @@
 package token
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -63,4 +64,26 @@ type Token struct {
 	Header   Header
 	Claims   Claims
 	Verified bool
+
+	members map[string]json.RawMessage // every claim, by exact name
+}
+
+// Claim returns the raw JSON of the claim name (case-sensitive), for claims
+// beyond Claims (email, preferred_username, ...).
+func (t *Token) Claim(name string) (json.RawMessage, bool) {
+	v, ok := t.members[name]
+	return v, ok
+}
+
+// StringClaim returns the claim name when it is a JSON string.
+func (t *Token) StringClaim(name string) (string, bool) {
+	raw, ok := t.members[name]
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }

@@ -157,8 +157,16 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				},
 				Verified: true,
 			}
-			if got := fmt.Sprintf("%+v", *tok); got != fmt.Sprintf("%+v", want) {
-				t.Errorf("token\n got %s\nwant %+v", got, want)
+			got := *tok
+			got.members = nil // compared through Claim below
+			if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+				t.Errorf("token\n got %+v\nwant %+v", got, want)
+			}
+			if v, ok := tok.StringClaim("azp"); !ok || v != "agent" {
+				t.Errorf("StringClaim(azp) = %q, %v", v, ok)
+			}
+			if _, ok := tok.Claim("AZP"); ok {
+				t.Error("claim names are case-sensitive")
 			}
 			if s.Alg() != alg {
 				t.Errorf("Alg() = %q", s.Alg())

@@ -27,6 +27,7 @@ const usage = `chainbroker: identity and authorization chaining across OAuth dom
 Usage:
   chainbroker serve --config FILE [flags]   serve gRPC and REST with the configured domains
   chainbroker sandbox [flags]               start domain A, domain B and the broker locally (demo)
+  chainbroker keys generate|jwks [flags]    make a signing key; print the public JWKS of key files
 
 Run "chainbroker COMMAND -h" for a command's flags.
 `
@@ -52,6 +53,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "sandbox":
 		return runSandbox(ctx, args[1:], stderr)
+	case "keys":
+		return runKeys(ctx, args[1:], os.Stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
@@ -107,10 +110,34 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	return runApp(ctx, cfg, app.Options{}, stderr)
+	// SIGHUP re-reads the configuration's issuer keys (rotation without a
+	// restart); other settings need a restart.
+	reload := func(ctx context.Context, a *app.App, log *slog.Logger) {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			next, err := config.Load(*path)
+			if err == nil {
+				err = a.ReloadIssuerKeys(next)
+			}
+			if err != nil {
+				log.Error("SIGHUP: issuer keys not reloaded", "error", err)
+				continue
+			}
+			log.Info("SIGHUP: issuer keys reloaded")
+		}
+	}
+	return runApp(ctx, cfg, app.Options{}, stderr, reload)
 }
 
-func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.Writer) error {
+func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.Writer,
+	background ...func(context.Context, *app.App, *slog.Logger)) error {
 	log := newLogger(stderr, cfg.Log)
 	opts.Logger = log
 	tp, err := tracerFromEnv(ctx, os.LookupEnv)
@@ -133,6 +160,9 @@ func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.W
 	defer a.Close()
 	log.Info("chainbroker starting", "grpc", cfg.Listen.GRPC, "http", cfg.Listen.HTTP, "store", cfg.Store.Backend,
 		"domains", len(cfg.Domains), "chains", len(cfg.Chains))
+	for _, f := range background {
+		go f(ctx, a, log)
+	}
 	return a.Serve(ctx)
 }
 

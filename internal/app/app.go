@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -28,6 +29,7 @@ import (
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/tlsreload"
+	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/server"
 	"github.com/chainbroker/chainbroker/store"
@@ -54,7 +56,9 @@ type App struct {
 	Store   store.Store // instrumented
 	Server  *server.Server
 	Metrics *telemetry.Metrics
-	log     *slog.Logger
+	// IssuerKeys are the broker's signing keys (nil without issuer.url).
+	IssuerKeys *keyset.Set
+	log        *slog.Logger
 }
 
 // Build resolves secrets, runs discovery for domains that ask for it, and
@@ -95,6 +99,11 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		chains = append(chains, broker.Chain{
 			Source: c.Source, Target: c.Target, Audience: c.Audience, Resource: c.Resource,
 			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
+			Mode: c.Mode, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
+			Transcription: broker.Transcription{
+				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
+				Claims: c.Transcription.Claims, Act: c.Transcription.Act,
+			},
 		})
 	}
 	cacheKeys, err := buildCacheKeys(cfg.Cache, opts.LookupEnv)
@@ -102,7 +111,17 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	var issuer *broker.Issuer
+	var issuerKeys *keyset.Set
+	if cfg.Issuer.URL != "" {
+		if issuerKeys, err = keyset.Load(keyConfigs(cfg.Issuer), log); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("issuer.keys: %w", err)
+		}
+		issuer = &broker.Issuer{URL: cfg.Issuer.URL, Keys: issuerKeys}
+	}
 	b, err := broker.New(broker.Config{
+		Issuer:    issuer,
 		CacheKeys: cacheKeys,
 		Domains:   domains,
 		Chains:    chains,
@@ -136,6 +155,9 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		ShutdownTimeout: cfg.Listen.ShutdownTimeout.D(),
 		ReadyInterval:   cfg.Listen.ReadinessInterval.D(),
 	}
+	if issuerKeys != nil {
+		scfg.Issuer = &server.IssuerInfo{URL: cfg.Issuer.URL, JWKS: issuerKeys.JWKS}
+	}
 	if cfg.TLS.CertFile != "" {
 		r, err := tlsreload.New(tlsreload.Files{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile}, log)
 		if err != nil {
@@ -150,7 +172,24 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, log: log}, nil
+	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log}, nil
+}
+
+func keyConfigs(i config.Issuer) []keyset.KeyConfig {
+	out := make([]keyset.KeyConfig, 0, len(i.Keys))
+	for _, k := range i.Keys {
+		out = append(out, keyset.KeyConfig{File: k.File, State: keyset.State(k.State), Alg: k.Alg})
+	}
+	return out
+}
+
+// ReloadIssuerKeys applies the issuer keys of a re-read configuration
+// (SIGHUP): new files, new states, without a restart.
+func (a *App) ReloadIssuerKeys(cfg *config.File) error {
+	if a.IssuerKeys == nil {
+		return nil
+	}
+	return a.IssuerKeys.Replace(keyConfigs(cfg.Issuer))
 }
 
 // readiness: the store answers, and every domain with keys has them loaded
@@ -183,6 +222,9 @@ func (a *App) Serve(ctx context.Context) error {
 	if err != nil {
 		grpcLis.Close()
 		return fmt.Errorf("listen.http: %w", err)
+	}
+	if a.IssuerKeys != nil {
+		go a.IssuerKeys.Watch(ctx, 5*time.Second) // key files replaced in place
 	}
 	return a.Server.Serve(ctx, grpcLis, httpLis)
 }

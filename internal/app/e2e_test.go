@@ -69,7 +69,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.redis = redistest.New(t, redistest.Options{})
 		redisURL = e.redis.URL()
 	}
-	cfg := SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", redisURL)
+	// Listen first, so that the configuration knows its own addresses (the
+	// broker's issuer URL is its REST listener).
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := SandboxConfig(sb, grpcLis.Addr().String(), httpLis.Addr().String(), redisURL)
 	if o.mutate != nil {
 		o.mutate(cfg)
 	}
@@ -85,14 +95,6 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.app = a
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, 1)
 	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
 	e.httpURL = "http://" + httpLis.Addr().String()

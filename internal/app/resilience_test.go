@@ -33,6 +33,7 @@ type faultProxy struct {
 	retryAfter string
 	arrivals   []time.Time
 	assertions []string
+	forms      []url.Values
 }
 
 func newFaultProxy(t *testing.T) *faultProxy {
@@ -49,6 +50,7 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.arrivals = append(p.arrivals, time.Now())
 	p.assertions = append(p.assertions, form.Get("assertion"))
+	p.forms = append(p.forms, form)
 	answer := p.down || p.fail > 0
 	if p.fail > 0 {
 		p.fail--

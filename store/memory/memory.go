@@ -269,6 +269,7 @@ func cloneEvent(e *store.Event) store.Event {
 	c.Scopes = cloneSlice(e.Scopes)
 	c.Hops = cloneSlice(e.Hops)
 	c.AssertionAudience = cloneSlice(e.AssertionAudience)
+	c.TranscribedClaims = cloneSlice(e.TranscribedClaims)
 	return c
 }
 

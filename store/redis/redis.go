@@ -138,6 +138,7 @@ func NewFromURL(url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store/redis: NewFromURL: malformed Redis URL: %w", store.ErrInvalidArgument)
 	}
 	ro.ContextTimeoutEnabled = true
+	ro.MaxRetries = -1 // no retries of non-idempotent commands: see NewUniversal
 	return newOwned(goredis.NewClient(ro), opts)
 }
 
@@ -154,6 +155,12 @@ func NewUniversal(uo *goredis.UniversalOptions, opts Options) (*Store, error) {
 	}
 	c := *uo
 	c.ContextTimeoutEnabled = true
+	// No automatic retries: when a reply is lost, go-redis would send the
+	// command again, and neither SET NX (the replay marker: the retry finds
+	// its own marker and reports a replay) nor XADD (a second audit event)
+	// is idempotent. A failed operation fails the chain closed instead; the
+	// caller's retry gets a fresh grant.
+	c.MaxRetries = -1
 	return newOwned(goredis.NewUniversalClient(&c), opts)
 }
 

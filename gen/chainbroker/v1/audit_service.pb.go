@@ -116,9 +116,17 @@ type AuditEvent struct {
 	// `aud` of the assertion obtained in hop 1.
 	AssertionAudience []string `protobuf:"bytes,16,rep,name=assertion_audience,json=assertionAudience,proto3" json:"assertion_audience,omitempty"`
 	// Human-readable detail of a failure, free of secrets.
-	Message       string `protobuf:"bytes,17,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,17,opt,name=message,proto3" json:"message,omitempty"`
+	// How hop 1 obtained the grant: "token_exchange" (at the source domain) or
+	// "issue" (signed by the broker after verifying the subject token).
+	Mode string `protobuf:"bytes,18,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Issue mode: the `sub` the broker wrote into the grant after mapping.
+	MappedSubject string `protobuf:"bytes,19,opt,name=mapped_subject,json=mappedSubject,proto3" json:"mapped_subject,omitempty"`
+	// Issue mode: names of the claims copied from the subject token or added
+	// (`act`) by the chain's transcription rules.
+	TranscribedClaims []string `protobuf:"bytes,20,rep,name=transcribed_claims,json=transcribedClaims,proto3" json:"transcribed_claims,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
@@ -268,6 +276,27 @@ func (x *AuditEvent) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *AuditEvent) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetMappedSubject() string {
+	if x != nil {
+		return x.MappedSubject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTranscribedClaims() []string {
+	if x != nil {
+		return x.TranscribedClaims
+	}
+	return nil
 }
 
 // ListAuditEventsRequest filters and pages the audit trail. Empty filters match all.
@@ -539,7 +568,7 @@ var File_chainbroker_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x05\n" +
+	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x05\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
@@ -559,7 +588,10 @@ const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\x12assertion_jti_hash\x18\x0e \x01(\tR\x10assertionJtiHash\x12)\n" +
 	"\x10assertion_issuer\x18\x0f \x01(\tR\x0fassertionIssuer\x12-\n" +
 	"\x12assertion_audience\x18\x10 \x03(\tR\x11assertionAudience\x12\x18\n" +
-	"\amessage\x18\x11 \x01(\tR\amessage\"\xf5\x02\n" +
+	"\amessage\x18\x11 \x01(\tR\amessage\x12\x12\n" +
+	"\x04mode\x18\x12 \x01(\tR\x04mode\x12%\n" +
+	"\x0emapped_subject\x18\x13 \x01(\tR\rmappedSubject\x12-\n" +
+	"\x12transcribed_claims\x18\x14 \x03(\tR\x11transcribedClaims\"\xf5\x02\n" +
 	"\x16ListAuditEventsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06caller\x18\x02 \x01(\tR\x06caller\x12#\n" +

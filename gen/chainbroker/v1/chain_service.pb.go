@@ -529,6 +529,8 @@ type Chain struct {
 	Audience string `protobuf:"bytes,3,opt,name=audience,proto3" json:"audience,omitempty"`
 	// Scopes requested from the target domain when the caller names none.
 	DefaultScopes []string `protobuf:"bytes,4,rep,name=default_scopes,json=defaultScopes,proto3" json:"default_scopes,omitempty"`
+	// How hop 1 obtains the grant: "token_exchange" or "issue".
+	Mode          string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -591,6 +593,13 @@ func (x *Chain) GetDefaultScopes() []string {
 	return nil
 }
 
+func (x *Chain) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
 var File_chainbroker_v1_chain_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
@@ -634,12 +643,13 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\x0etoken_endpoint\x18\x03 \x01(\tR\rtokenEndpoint\x12\x19\n" +
 	"\bjwks_uri\x18\x04 \x01(\tR\ajwksUri\x12\x1b\n" +
 	"\tclient_id\x18\x05 \x01(\tR\bclientId\x12,\n" +
-	"\x12client_auth_method\x18\x06 \x01(\tR\x10clientAuthMethod\"\x94\x01\n" +
+	"\x12client_auth_method\x18\x06 \x01(\tR\x10clientAuthMethod\"\xa8\x01\n" +
 	"\x05Chain\x12#\n" +
 	"\rsource_domain\x18\x01 \x01(\tR\fsourceDomain\x12#\n" +
 	"\rtarget_domain\x18\x02 \x01(\tR\ftargetDomain\x12\x1a\n" +
 	"\baudience\x18\x03 \x01(\tR\baudience\x12%\n" +
-	"\x0edefault_scopes\x18\x04 \x03(\tR\rdefaultScopes2\xac\x01\n" +
+	"\x0edefault_scopes\x18\x04 \x03(\tR\rdefaultScopes\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode2\xac\x01\n" +
 	"\fChainService\x12D\n" +
 	"\x05Chain\x12\x1c.chainbroker.v1.ChainRequest\x1a\x1d.chainbroker.v1.ChainResponse\x12V\n" +
 	"\vListDomains\x12\".chainbroker.v1.ListDomainsRequest\x1a#.chainbroker.v1.ListDomainsResponseB\xc5\x01\n" +
