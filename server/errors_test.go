@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -126,3 +127,16 @@ func TestOutcomeNumbering(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// The README's error table names every reason the broker can return.
+func TestReadmeDocumentsEveryReason(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(broker.Reasons(), "UNAUTHENTICATED", "RATE_LIMITED", "AUDIT_NOT_ALLOWED") {
+		if !strings.Contains(string(readme), "`"+string(r)+"`") {
+			t.Errorf("README.md does not document reason %s", r)
+		}
+	}
+}
