@@ -464,16 +464,11 @@ func (f *File) Validate() error {
 	if len(f.Domains) == 0 {
 		add("domains", "at least one domain is required")
 	}
-	seen := map[string]bool{}
+	domainNames := uniqueNames{}
 	issuers := map[string]string{}
 	for i, d := range f.Domains {
 		fp := fmt.Sprintf("domains[%d]", i)
-		if d.Name == "" {
-			add(fp+".name", "required")
-		} else if seen[d.Name] {
-			add(fp+".name", "duplicate domain %q", d.Name)
-		}
-		seen[d.Name] = true
+		domainNames.check(add, fp+".name", "domain ", d.Name)
 		if d.Issuer == "" {
 			add(fp+".issuer", "required")
 		} else {
@@ -610,15 +605,13 @@ func (f *File) Validate() error {
 	if cached && len(f.Cache.Keys) == 0 {
 		add("cache.keys", "a domain enables the token cache: at least one key is required")
 	}
-	ids := map[string]bool{}
+	ids := uniqueNames{}
 	for i, k := range f.Cache.Keys {
 		fp := fmt.Sprintf("cache.keys[%d]", i)
-		if k.ID == "" || strings.Contains(k.ID, ":") {
-			add(fp+".id", "required, without ':'")
-		} else if ids[k.ID] {
-			add(fp+".id", "duplicate %q", k.ID)
+		ids.check(add, fp+".id", "", k.ID)
+		if strings.Contains(k.ID, ":") {
+			add(fp+".id", "must not contain ':'")
 		}
-		ids[k.ID] = true
 		if (k.SecretEnv == "") == (k.SecretFile == "") {
 			add(fp, "set exactly one of secret_env and secret_file")
 		}
@@ -651,15 +644,10 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 			}
 		}
 	}
-	names := map[string]bool{}
+	names := uniqueNames{}
 	for i, k := range c.APIKeys {
 		fp := fmt.Sprintf("callers.api_keys[%d]", i)
-		if k.Name == "" {
-			add(fp+".name", "required")
-		} else if names[k.Name] {
-			add(fp+".name", "duplicate %q", k.Name)
-		}
-		names[k.Name] = true
+		names.check(add, fp+".name", "", k.Name)
 		if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != 32 {
 			add(fp+".sha256", "must be the 64 hex digits of the key's SHA-256 (never the key itself)")
 		}
@@ -683,15 +671,10 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 	if f.RateLimit.RequestsPerSecond < 0 || f.RateLimit.Burst < 0 {
 		add("rate_limit", "must not be negative")
 	}
-	callers := map[string]bool{}
+	callers := uniqueNames{}
 	for i, e := range f.Policy {
 		fp := fmt.Sprintf("policy[%d]", i)
-		if e.Caller == "" {
-			add(fp+".caller", "required")
-		} else if callers[e.Caller] {
-			add(fp+".caller", "duplicate caller %q", e.Caller)
-		}
-		callers[e.Caller] = true
+		callers.check(add, fp+".caller", "caller ", e.Caller)
 		if e.Caller == "anonymous" && !c.AllowAnonymous {
 			add(fp+".caller", "grants anonymous callers, but callers.allow_anonymous is false")
 		}
@@ -712,6 +695,19 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 			}
 		}
 	}
+}
+
+// uniqueNames checks names that are required and must not repeat.
+type uniqueNames map[string]bool
+
+func (u uniqueNames) check(add func(field, format string, args ...any), field, kind, name string) {
+	switch {
+	case name == "":
+		add(field, "required")
+	case u[name]:
+		add(field, "duplicate %s%q", kind, name)
+	}
+	u[name] = true
 }
 
 // loopbackURL reports whether u's host is a loopback address (http is
