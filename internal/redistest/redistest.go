@@ -1,12 +1,15 @@
-// Package redistest runs a throwaway redis-server for tests: one process per
-// Server, on a free loopback port, with its files in the test's temporary
-// directory, stopped when the test ends. It never touches a Redis the machine
-// already runs.
+// Package redistest runs throwaway Redis deployments for tests: one
+// redis-server process per Server, on a free loopback port, with its files in
+// the test's temporary directory, stopped when the test ends. New starts a
+// standalone server, NewCluster a 3-master Redis Cluster (cluster.go) and
+// NewSentinel a master, a replica and Sentinels (sentinel.go). It never
+// touches a Redis the machine already runs.
 package redistest
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -29,10 +32,23 @@ const (
 
 // Options configures a Server.
 type Options struct {
-	// AOF turns on the append-only file with fsync on every write
-	// (--appendonly yes --appendfsync always), so that data survives Stop and
-	// Start. Without it the server persists nothing.
+	// AOF turns on the append-only file (--appendonly yes, --appendfsync
+	// per Fsync), so that data survives Stop and Start. Without it the
+	// server persists nothing.
 	AOF bool
+	// Fsync is the AOF fsync policy with AOF: "always" (the default) or
+	// "everysec". With "everysec" an acknowledged write is in the kernel's
+	// page cache, so it survives a kill of redis-server (what Stop does) but
+	// not a machine crash.
+	Fsync string
+	// Args are extra redis-server arguments, added after the package's own
+	// (e.g. "--replicaof", "127.0.0.1", "6379").
+	Args []string
+
+	// argsFor, when set, replaces the argument list built from the fields
+	// above: it gets the server's directory and port (NewCluster and
+	// NewSentinel use it for cluster bus ports and sentinel config files).
+	argsFor func(dir string, port int) ([]string, error)
 }
 
 // Server is a redis-server child process. Its methods must be called from
@@ -65,11 +81,37 @@ func Require(t testing.TB) string {
 	return ""
 }
 
+// RequireCLI is Require for redis-cli (NewCluster needs it to create the
+// cluster). It returns the path of redis-cli.
+func RequireCLI(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-cli")
+	if err == nil {
+		return bin
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("redistest: redis-cli not found on PATH and CI is set, refusing to skip: %v", err)
+	}
+	t.Skipf("redistest: redis-cli not found on PATH, skipping (install redis-tools to run this test; set CI=1 to make this a failure): %v", err)
+	return ""
+}
+
 // New starts a redis-server on a free loopback port (calling Require first),
 // waits until it answers PING, and stops it when t ends.
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{t: t, opts: opts, bin: Require(t), dir: t.TempDir()}
+	return newServer(t, opts, t.TempDir())
+}
+
+// newServer starts a server with its files in dir.
+func newServer(t testing.TB, opts Options, dir string) *Server {
+	t.Helper()
+	switch opts.Fsync {
+	case "", "always", "everysec":
+	default:
+		t.Fatalf("redistest: Options.Fsync %q: want always or everysec", opts.Fsync)
+	}
+	s := &Server{t: t, opts: opts, bin: Require(t), dir: dir}
 	t.Cleanup(s.Stop)
 
 	var lastErr error
@@ -102,6 +144,27 @@ func (s *Server) URL() string {
 
 // Dir returns the server's working directory (AOF and log files).
 func (s *Server) Dir() string { return s.dir }
+
+// Port returns the server's TCP port.
+func (s *Server) Port() int { return s.port }
+
+// Running reports whether the process is running (started and not stopped).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// Log returns the last n bytes of the server's log file, for failure
+// messages.
+func (s *Server) Log(n int) string {
+	b, _ := os.ReadFile(s.logPath())
+	return string(tail(b, n))
+}
+
+func (s *Server) logPath() string {
+	return filepath.Join(s.dir, "redis-"+strconv.Itoa(s.port)+".log")
+}
 
 // Stop kills the server (SIGKILL, like a crash) and waits for it to exit.
 // Stopping a stopped server does nothing.
@@ -149,8 +212,11 @@ func (s *Server) Restart() {
 
 var errAddrInUse = errors.New("address already in use")
 
-// start launches redis-server on s.port and waits for PING to succeed.
-func (s *Server) start() error {
+// args returns redis-server's arguments for s.port.
+func (s *Server) args() ([]string, error) {
+	if s.opts.argsFor != nil {
+		return s.opts.argsFor(s.dir, s.port)
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
@@ -160,11 +226,20 @@ func (s *Server) start() error {
 		"--logfile", "",
 	}
 	if s.opts.AOF {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+		args = append(args, "--appendonly", "yes", "--appendfsync", cmp.Or(s.opts.Fsync, "always"))
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
-	logPath := filepath.Join(s.dir, "redis-"+strconv.Itoa(s.port)+".log")
+	return append(args, s.opts.Args...), nil
+}
+
+// start launches redis-server on s.port and waits for PING to succeed.
+func (s *Server) start() error {
+	args, err := s.args()
+	if err != nil {
+		return err
+	}
+	logPath := s.logPath()
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)

@@ -1,0 +1,316 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/chainbroker/chainbroker/config"
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/sandbox"
+)
+
+// shutdownEnv is a sandbox and a serving broker whose Serve context the test
+// cancels itself (what SIGTERM does in cmd/chainbroker).
+type shutdownEnv struct {
+	sb       *sandbox.Sandbox
+	app      *App
+	cancel   context.CancelFunc
+	served   chan error
+	grpcAddr string
+	httpAddr string
+	conn     *grpc.ClientConn
+	chain    pb.ChainServiceClient
+}
+
+func startShutdownEnv(t *testing.T, drain time.Duration) *shutdownEnv {
+	t.Helper()
+	sb, err := sandbox.Start(context.Background(), sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &shutdownEnv{sb: sb, served: make(chan error, 1)}
+	cfg := SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", "")
+	cfg.Listen.ShutdownTimeout = config.Duration(drain)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if e.app, err = Build(context.Background(), cfg, Options{LookupEnv: SandboxEnv}); err != nil {
+		t.Fatal(err)
+	}
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.grpcAddr, e.httpAddr = grpcLis.Addr().String(), httpLis.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() { e.served <- e.app.Server.Serve(ctx, grpcLis, httpLis) }()
+	if e.conn, err = grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		t.Fatal(err)
+	}
+	e.chain = pb.NewChainServiceClient(e.conn)
+	return e
+}
+
+// close releases everything startShutdownEnv made (after Serve returned).
+func (e *shutdownEnv) close() {
+	e.cancel()
+	e.conn.Close()
+	e.app.Close()
+	e.sb.Close()
+}
+
+// Graceful shutdown with chains in flight (domain B answers after 1.5 s), one
+// over gRPC and one over REST. Cancelling Serve's context:
+//   - turns gRPC health NOT_SERVING at once (a watcher is told; a fresh
+//     health check never answers SERVING again),
+//   - closes the listeners: a chain started afterwards is refused
+//     (UNAVAILABLE on the existing and on a new gRPC connection, connection
+//     refused over REST) and reaches no domain,
+//   - lets both in-flight chains complete successfully,
+//   - and Serve returns right after them, well before the 10 s drain timeout.
+//
+// Then, with everything closed, the goroutine count returns to what it was
+// before the sandbox and the broker started: nothing leaks.
+func TestGracefulShutdown(t *testing.T) {
+	const delay, drain = 1500 * time.Millisecond, 10 * time.Second
+	baseline := runtime.NumGoroutine()
+
+	func() {
+		e := startShutdownEnv(t, drain)
+		defer e.close()
+		ctx := ctxT(t)
+
+		hconn, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hconn.Close()
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		watch, err := healthpb.NewHealthClient(hconn).Watch(wctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := watch.Recv(); err != nil || st.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health before shutdown: %v, %v", st, err)
+		}
+		watched := make(chan time.Time, 1)
+		go func() {
+			for {
+				st, err := watch.Recv()
+				if err != nil {
+					return
+				}
+				if st.Status == healthpb.HealthCheckResponse_NOT_SERVING {
+					watched <- time.Now()
+					return
+				}
+			}
+		}()
+
+		subject, err := e.sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.sb.B.SetMisbehaviour(sandbox.Misbehaviour{Delay: delay})
+		bCalls := e.sb.B.JWTBearerCount()
+		grpcDone := make(chan error, 1)
+		go func() {
+			resp, err := e.chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+			if err == nil && resp.AccessToken == "" {
+				err = status.Error(codes.Internal, "empty access token")
+			}
+			grpcDone <- err
+		}()
+		restDone := make(chan error, 1)
+		go func() { restDone <- restChain(e.httpAddr, subject) }()
+		waitFor(t, 5*time.Second, "both chains to reach domain B", func() bool { return e.sb.B.JWTBearerCount() >= bCalls+2 })
+
+		start := time.Now()
+		e.cancel()
+
+		select {
+		case at := <-watched:
+			if d := at.Sub(start); d > 500*time.Millisecond {
+				t.Errorf("the health watcher saw NOT_SERVING %v after shutdown began", d)
+			}
+		case <-time.After(2 * time.Second):
+			t.Error("the health watcher did not see NOT_SERVING within 2s")
+		}
+		stopWatch() // a watch is a stream in flight; see TestShutdownNotHeldByHealthWatch
+
+		closed := false
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+			if st := checkHealth(t, e.grpcAddr); st == healthpb.HealthCheckResponse_SERVING {
+				t.Fatalf("a fresh health check answered SERVING %v after shutdown began", time.Since(start))
+			}
+			c, err := net.DialTimeout("tcp", e.grpcAddr, 200*time.Millisecond)
+			if err != nil {
+				closed = true
+				break
+			}
+			c.Close()
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !closed {
+			t.Fatal("the gRPC listener still accepts connections 2s after shutdown began")
+		}
+
+		exchanges := e.sb.A.ExchangeCount()
+		fresh, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fresh.Close()
+		for name, client := range map[string]pb.ChainServiceClient{"existing connection": e.chain, "new connection": pb.NewChainServiceClient(fresh)} {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := client.Chain(cctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+			cancel()
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("chain on the %s after shutdown began: %v, want UNAVAILABLE", name, err)
+			}
+		}
+		if err := restChain(e.httpAddr, subject); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("REST chain after shutdown began: %v, want the connection refused", err)
+		}
+		if e.sb.A.ExchangeCount() != exchanges {
+			t.Error("a chain started after shutdown began reached domain A")
+		}
+
+		for name, done := range map[string]chan error{"gRPC": grpcDone, "REST": restDone} {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("in-flight %s chain: %v", name, err)
+				}
+			case <-time.After(drain):
+				t.Fatalf("in-flight %s chain did not complete", name)
+			}
+		}
+		select {
+		case err := <-e.served:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			if d := time.Since(start); d > delay+2*time.Second {
+				t.Errorf("Serve returned %v after shutdown began, long after the in-flight chains (drain timeout %v)", d, drain)
+			}
+			t.Logf("Serve returned %v after shutdown began", time.Since(start).Round(time.Millisecond))
+		case <-time.After(drain + time.Second):
+			t.Fatal("Serve did not return")
+		}
+	}()
+
+	checkNoGoroutineLeak(t, baseline)
+}
+
+// A client watching gRPC health (client-side health checking, a balancer)
+// holds a stream open for as long as it likes; it must not hold the drain:
+// Serve returns well before the drain timeout when nothing else is in
+// flight.
+func TestShutdownNotHeldByHealthWatch(t *testing.T) {
+	const drain = 5 * time.Second
+	e := startShutdownEnv(t, drain)
+	defer e.close()
+	watch, err := healthpb.NewHealthClient(e.conn).Watch(ctxT(t), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := watch.Recv(); err != nil || st.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v, %v", st, err)
+	}
+	start := time.Now()
+	e.cancel()
+	select {
+	case err := <-e.served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Serve returned %v after shutdown began with only a health watch open: the watch held the drain (timeout %v)", d, drain)
+		}
+	case <-time.After(drain + 2*time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
+
+// restChain posts one chain over REST; nil on HTTP 200.
+func restChain(httpAddr, subject string) error {
+	body := `{"subject_token":"` + subject + `","target_domain":"` + sandbox.DomainBName + `"}`
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Post("http://"+httpAddr+"/v1/chain", "application/json", bytes.NewReader([]byte(body)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	c.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK {
+		return status.Errorf(codes.Unknown, "HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// checkHealth asks the overall health on a new connection; UNKNOWN when it
+// cannot be asked (connection refused).
+func checkHealth(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return healthpb.HealthCheckResponse_UNKNOWN
+	}
+	return resp.Status
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkNoGoroutineLeak waits up to 5 s for the number of goroutines to fall
+// back to baseline, and fails with every goroutine's stack if it does not.
+func checkNoGoroutineLeak(t *testing.T, baseline int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= baseline {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines 5s after everything was closed, %d before the test started; stacks:\n%s", n, baseline, buf)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
