@@ -16,8 +16,11 @@ type Resilience struct {
 	// how many times a chain whose hop 2 was unavailable is restarted from
 	// hop 1 with a fresh assertion. Default 3; 1 disables retries.
 	MaxAttempts int
-	// BreakerFailures consecutive unavailable answers open the domain's
-	// circuit; default 5; negative disables the breaker.
+	// BreakerFailures: the circuit opens when, within one breakerWindow, at
+	// least this many calls failed (unavailable) and they are at least half
+	// of the calls. Default 5; negative disables the breaker. A rate, not a
+	// run of consecutive failures: under concurrency the slow answers of a
+	// partly slow domain arrive together, and must not shut it off.
 	BreakerFailures int
 	// BreakerCooldown is how long an open circuit refuses calls before one
 	// probe is let through; default 10s.
@@ -25,6 +28,9 @@ type Resilience struct {
 }
 
 const (
+	// breakerWindow is the span over which failures are counted.
+	breakerWindow = 10 * time.Second
+
 	backoffBase = 100 * time.Millisecond
 	backoffMax  = 2 * time.Second
 	// minAttemptBudget: a retry is only started if at least this much of the
@@ -44,16 +50,19 @@ func (r *Resilience) setDefaults() {
 	}
 }
 
-// breaker is a per-domain circuit breaker: closed, open for a cooldown after
-// enough consecutive failures, then half-open letting one probe through.
+// breaker is a per-domain circuit breaker: closed; open for a cooldown when
+// enough of the calls in the current window failed; then half-open letting
+// one probe through.
 type breaker struct {
 	threshold int
 	cooldown  time.Duration
 
-	mu        sync.Mutex
-	failures  int
-	openUntil time.Time // zero: closed
-	probing   bool
+	mu          sync.Mutex
+	windowStart time.Time
+	calls       int // in the current window
+	failures    int
+	openUntil   time.Time // zero: closed
+	probing     bool
 }
 
 func newBreaker(r Resilience) *breaker {
@@ -88,13 +97,21 @@ func (b *breaker) record(ok bool, now time.Time) {
 	defer b.mu.Unlock()
 	wasProbe := b.probing
 	b.probing = false
+	if now.Sub(b.windowStart) >= breakerWindow {
+		b.windowStart, b.calls, b.failures = now, 0, 0
+	}
+	b.calls++
 	if ok {
-		b.failures, b.openUntil = 0, time.Time{}
+		if wasProbe {
+			b.openUntil = time.Time{} // closed again, with a fresh window
+			b.windowStart, b.calls, b.failures = now, 0, 0
+		}
 		return
 	}
 	b.failures++
-	if b.failures >= b.threshold || wasProbe {
+	if wasProbe || b.failures >= b.threshold && 2*b.failures >= b.calls {
 		b.openUntil = now.Add(b.cooldown)
+		b.windowStart, b.calls, b.failures = now, 0, 0
 	}
 }
 

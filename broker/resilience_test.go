@@ -14,9 +14,9 @@ func TestBreaker(t *testing.T) {
 		record *bool // nil: no call made
 	}{
 		{0, true, ptr(false)},
-		{0, true, ptr(true)}, // a success resets the count
-		{0, true, ptr(false)},
-		{0, true, ptr(false)}, // second consecutive failure: open
+		{0, true, ptr(true)},
+		{0, true, ptr(true)},
+		{0, true, ptr(false)}, // 2 failures of 4 calls: half: open
 		{500 * time.Millisecond, false, nil},
 		{time.Second, true, nil},              // half-open: one probe...
 		{time.Second, false, nil},             // ...and only one
@@ -52,6 +52,37 @@ func TestBreaker(t *testing.T) {
 	}
 	if !off.allow(t0) {
 		t.Fatal("a disabled breaker never opens")
+	}
+}
+
+// A partly slow domain (a minority of failures, even in a burst) stays open
+// for business; a mostly failing one is cut off; old failures age out.
+func TestBreakerRate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		name     string
+		outcomes string // f: failure, s: success, in order
+		open     bool
+	}{
+		{"30% failures in a burst", "sssssssfffsssssfff" + "ssss", false},
+		{"all failures", "fffff", true},
+		{"below the count", "ffff", false},
+		{"majority failures", "ssffsfffsf", true},
+	} {
+		b := newBreaker(Resilience{BreakerFailures: 5, BreakerCooldown: time.Second})
+		for _, o := range tt.outcomes {
+			b.record(o == 's', t0)
+		}
+		if open := !b.allow(t0); open != tt.open {
+			t.Errorf("%s: open = %v, want %v", tt.name, open, tt.open)
+		}
+	}
+	b := newBreaker(Resilience{BreakerFailures: 3, BreakerCooldown: time.Second})
+	b.record(false, t0)
+	b.record(false, t0)
+	b.record(false, t0.Add(breakerWindow)) // a new window: the old failures are gone
+	if !b.allow(t0.Add(breakerWindow)) {
+		t.Error("failures of an earlier window opened the circuit")
 	}
 }
 

@@ -221,9 +221,9 @@ type Domain struct {
 	Assertion          AssertionPolicy `yaml:"assertion"`
 }
 
-// CircuitBreaker opens after Failures consecutive unavailable answers and
-// refuses calls (UNAVAILABLE, UPSTREAM_CIRCUIT_OPEN) for Cooldown, then lets
-// one probe through.
+// CircuitBreaker opens when, within 10 s, at least Failures calls failed
+// and they were at least half of the calls; it then refuses calls
+// (UNAVAILABLE, UPSTREAM_CIRCUIT_OPEN) for Cooldown and lets one probe through.
 type CircuitBreaker struct {
 	Failures int      `yaml:"failures"` // default 5; negative disables
 	Cooldown Duration `yaml:"cooldown"` // default 10s
