@@ -178,6 +178,10 @@ type Redis struct {
 	KeyPrefix    string   `yaml:"key_prefix"`    // default "chainbroker"
 	AuditMaxLen  int64    `yaml:"audit_max_len"` // XADD MAXLEN ~; default 1000000
 	OpTimeout    Duration `yaml:"op_timeout"`    // per operation; default 2s
+	// MinReplicasAck: replay markers and audit events wait (WAIT) for this
+	// many replicas; fewer fails the chain closed. 0 (default): no wait.
+	MinReplicasAck    int      `yaml:"min_replicas_ack"`
+	ReplicaAckTimeout Duration `yaml:"replica_ack_timeout"` // default 500ms
 }
 
 // Limits bound inputs.
@@ -454,6 +458,9 @@ func (f *File) Validate() error {
 			if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 				add("store.redis.url", "must be a redis:// or rediss:// URL")
 			}
+		}
+		if r.MinReplicasAck < 0 || r.ReplicaAckTimeout < 0 {
+			add("store.redis.min_replicas_ack", "must not be negative")
 		}
 		if r.PasswordEnv != "" && r.PasswordFile != "" {
 			add("store.redis", "set at most one of password_env and password_file")

@@ -421,7 +421,8 @@ func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store,
 		return memory.New(memory.Options{}), nil
 	}
 	r := cfg.Store.Redis
-	opts := redisstore.Options{KeyPrefix: r.KeyPrefix, AuditMaxLen: r.AuditMaxLen, OpTimeout: r.OpTimeout.D()}
+	opts := redisstore.Options{KeyPrefix: r.KeyPrefix, AuditMaxLen: r.AuditMaxLen, OpTimeout: r.OpTimeout.D(),
+		MinReplicasAck: r.MinReplicasAck, ReplicaAckTimeout: r.ReplicaAckTimeout.D()}
 	var uo *goredis.UniversalOptions
 	if r.URL != "" {
 		po, err := goredis.ParseURL(r.URL)

@@ -123,13 +123,15 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 	tests := []struct {
 		name string
 		fail func(t *testing.T, rs *redistest.Sentinel) string
+		// acks: see TestSentinelFailover in store/redis.
+		acks int
 	}{
-		{"sentinel failover", func(t *testing.T, rs *redistest.Sentinel) string { return rs.Failover() }},
+		{"sentinel failover", func(t *testing.T, rs *redistest.Sentinel) string { return rs.Failover() }, 1},
 		{"master killed", func(t *testing.T, rs *redistest.Sentinel) string {
 			old := rs.MasterAddr()
 			rs.Server(old).Stop()
 			return rs.WaitNewMaster(old)
-		}},
+		}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +140,8 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 			aProxy := newTokenProxy(t, sb.A.TokenEndpoint())
 			bProxy := newTokenProxy(t, sb.B.TokenEndpoint())
 			b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{
-				redis:          map[string]any{"addrs": rs.Addrs(), "master_name": redistest.MasterName, "op_timeout": "1s"},
+				redis: map[string]any{"addrs": rs.Addrs(), "master_name": redistest.MasterName, "op_timeout": "1s",
+					"min_replicas_ack": tt.acks},
 				tokenEndpointA: aProxy.URL(), tokenEndpointB: bProxy.URL(),
 			}))
 
@@ -295,6 +298,9 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 			t.Logf("audit events of acknowledged chains lost in the failover: %d of %d", lost, len(acks))
 			if lostLate > 0 {
 				t.Errorf("%d chains acknowledged more than 1s after the new master was named lost their audit event", lostLate)
+			}
+			if tt.acks > 0 && lost > 0 {
+				t.Errorf("with min_replicas_ack %d, %d acknowledged chains lost their audit event", tt.acks, lost)
 			}
 		})
 	}

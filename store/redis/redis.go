@@ -69,6 +69,14 @@ type Options struct {
 	// a time-bounded List. Zero means DefaultTimeSkew; negative disables the
 	// narrowing (a time-bounded List then scans from the newest entry).
 	TimeSkew time.Duration
+	// MinReplicasAck, when positive, makes every replay marker and audit
+	// event wait (WAIT, on the key's master) until this many replicas hold
+	// it, or ReplicaAckTimeout passes; fewer acknowledgements is
+	// ErrUnavailable, so the chain fails closed instead of handing out a
+	// token whose marker or event a failover could lose.
+	MinReplicasAck int
+	// ReplicaAckTimeout bounds that wait; zero means 500ms.
+	ReplicaAckTimeout time.Duration
 }
 
 // Store is a Redis store.Store. It is safe for concurrent use.
@@ -81,6 +89,8 @@ type Store struct {
 	opTimeout  time.Duration
 	timeSkew   time.Duration // negative: no narrowing
 	maxScan    int           // entries read per List call; changed only by tests
+	minAcks    int
+	ackTimeout time.Duration
 }
 
 var _ store.Store = (*Store)(nil)
@@ -112,14 +122,21 @@ func New(opts Options) (*Store, error) {
 	if opts.TimeSkew == 0 {
 		opts.TimeSkew = DefaultTimeSkew
 	}
+	opts.ReplicaAckTimeout = cmpOr(opts.ReplicaAckTimeout, 500*time.Millisecond)
+	if opts.ReplicaAckTimeout > opts.OpTimeout/2 {
+		// The wait must end (with its count) before the operation's deadline.
+		opts.ReplicaAckTimeout = opts.OpTimeout / 2
+	}
 	return &Store{
-		client:    opts.Client,
-		prefix:    opts.KeyPrefix,
-		stream:    opts.KeyPrefix + ":{audit}:events",
-		maxLen:    opts.AuditMaxLen,
-		opTimeout: opts.OpTimeout,
-		timeSkew:  opts.TimeSkew,
-		maxScan:   maxScan,
+		client:     opts.Client,
+		prefix:     opts.KeyPrefix,
+		stream:     opts.KeyPrefix + ":{audit}:events",
+		maxLen:     opts.AuditMaxLen,
+		opTimeout:  opts.OpTimeout,
+		timeSkew:   opts.TimeSkew,
+		maxScan:    maxScan,
+		minAcks:    opts.MinReplicasAck,
+		ackTimeout: opts.ReplicaAckTimeout,
 	}, nil
 }
 
@@ -217,14 +234,20 @@ func (s *Store) Mark(ctx context.Context, key store.ReplayKey, until time.Time) 
 	if time.UnixMilli(ms).Before(until) {
 		ms++
 	}
-	err = s.client.SetArgs(ctx, s.replayKey(key), "1", goredis.SetArgs{
-		Mode:     "NX",
-		ExpireAt: time.UnixMilli(ms),
-	}).Err()
-	if errors.Is(err, goredis.Nil) {
-		return fmt.Errorf("store/redis: mark: %w", store.ErrReplayed)
+	rk := s.replayKey(key)
+	var set *goredis.StatusCmd
+	err = s.replicated(ctx, "mark", rk, func(p goredis.Pipeliner) {
+		set = p.SetArgs(ctx, rk, "1", goredis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(ms)})
+	})
+	if err != nil {
+		return err
 	}
-	return s.translate("mark", err)
+	if err := set.Err(); errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("store/redis: mark: %w", store.ErrReplayed)
+	} else if err != nil {
+		return s.translate("mark", err)
+	}
+	return nil
 }
 
 // replayKey returns the Redis key holding the marker for k.
@@ -253,17 +276,74 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		return "", err
 	}
 	defer cancel()
-	id, err := s.client.XAdd(ctx, &goredis.XAddArgs{
-		Stream: s.stream,
-		MaxLen: s.maxLen,
-		Approx: true,
-		ID:     "*",
-		Values: []string{eventField, string(body)},
-	}).Result()
+	var add *goredis.StringCmd
+	err = s.replicated(ctx, "append", s.stream, func(p goredis.Pipeliner) {
+		add = p.XAdd(ctx, &goredis.XAddArgs{
+			Stream: s.stream,
+			MaxLen: s.maxLen,
+			Approx: true,
+			ID:     "*",
+			Values: []string{eventField, string(body)},
+		})
+	})
+	if err != nil {
+		return "", err
+	}
+	id, err := add.Result()
 	if err != nil {
 		return "", s.translate("append", err)
 	}
 	return id, nil
+}
+
+// replicated runs write (commands on key) and, with MinReplicasAck set, a
+// WAIT in the same pipeline on the key's master (on a Cluster, WAIT has no
+// key, so the pipeline goes to the master of key). The commands' own errors
+// are left in them; the returned error is a transport failure or too few
+// replica acknowledgements, both ErrUnavailable.
+func (s *Store) replicated(ctx context.Context, op, key string, write func(goredis.Pipeliner)) error {
+	var pipe goredis.Pipeliner = s.client.Pipeline()
+	if cc, ok := s.client.(*goredis.ClusterClient); ok && s.minAcks > 0 {
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return s.translate(op, err)
+		}
+		pipe = node.Pipeline()
+	}
+	write(pipe)
+	var wait *goredis.Cmd
+	if s.minAcks > 0 {
+		wait = pipe.Do(ctx, "WAIT", s.minAcks, s.ackTimeout.Milliseconds())
+	}
+	// Exec reports the first failed command: a transport failure fails the
+	// operation; a reply to the write itself (nil for SET NX on an existing
+	// key, an error reply) is left in its command for the caller.
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) && !isReply(err) {
+		return s.translate(op, err)
+	}
+	if wait != nil {
+		n, err := wait.Int64()
+		if err != nil {
+			return s.translate(op, err)
+		}
+		if n < int64(s.minAcks) {
+			return fmt.Errorf("store/redis: %s: %d of %d replicas acknowledged the write: %w", op, n, s.minAcks, store.ErrUnavailable)
+		}
+	}
+	return nil
+}
+
+// isReply reports whether err is an error reply from Redis (not transport).
+func isReply(err error) bool {
+	var re goredis.Error
+	return errors.As(err, &re) && !errors.Is(err, goredis.Nil)
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Get implements store.AuditLog with XRANGE id id COUNT 1. A malformed id
