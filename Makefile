@@ -4,7 +4,7 @@
 GO        ?= go
 TESTFLAGS ?=
 
-.PHONY: all run build test test-ts generate-ts fuzz interop lint generate check-generated fmt bench clean
+.PHONY: all run build test test-ts generate-ts fuzz interop soak bench-go lint generate check-generated fmt bench clean
 
 all: build
 
@@ -62,9 +62,20 @@ interop/.bin/hydra: interop/hydra/go.mod interop/hydra/go.sum
 fuzz:
 	bash .ci/fuzz
 
-## bench: Go benchmarks of the hot pieces
+## bench: the end-to-end benchmark (cmd/chainbench): broker vs direct baseline at
+## concurrency 1..256, separate processes, Redis; rewrites docs/performance.md
 bench:
+	$(GO) run ./cmd/chainbench $(ARGS)
+
+## bench-go: Go benchmarks of the hot pieces
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## soak: steady load at concurrency 64 for SOAK_DURATION (default 2m) through
+## slow/down/back phases of domain A and a Redis restart (docs/reliability.md)
+soak:
+	SOAK_DURATION=$${SOAK_DURATION:-2m} SOAK_CONCURRENCY=$${SOAK_CONCURRENCY:-64} \
+	  $(GO) test -run TestSoakLong -v -count=1 -timeout 30m ./internal/soak/
 
 clean:
 	rm -rf bin
