@@ -136,6 +136,7 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rs := redistest.NewSentinel(t, redistest.SentinelOptions{})
+			rs.WaitReplicated() // the replica is in sync before the first write must be acknowledged by it
 			sb := startSandbox(t)
 			aProxy := newTokenProxy(t, sb.A.TokenEndpoint())
 			bProxy := newTokenProxy(t, sb.B.TokenEndpoint())

@@ -249,7 +249,7 @@ func (s *Sentinel) WaitNewMaster(old string) string {
 // when no replica acknowledged in time.
 func (s *Sentinel) WaitReplicated() {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	addr, err := s.masterAddr(ctx)
 	if err != nil {
@@ -257,12 +257,19 @@ func (s *Sentinel) WaitReplicated() {
 	}
 	rc := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 1})
 	defer rc.Close()
-	if err := rc.Set(ctx, "redistest:wait", time.Now().String(), 0).Err(); err != nil {
-		s.t.Fatalf("redistest: SET on master %s: %v", addr, err)
-	}
-	n, err := rc.Wait(ctx, 1, 2*time.Second).Result()
-	if err != nil || n < 1 {
-		s.t.Fatalf("redistest: WAIT 1 2000 on master %s: %d replicas, %v", addr, n, err)
+	// The replica may still be in its initial sync (slow on a loaded
+	// machine): write and WAIT again until it acknowledges, bounded.
+	for {
+		if err := rc.Set(ctx, "redistest:wait", time.Now().String(), 0).Err(); err != nil {
+			s.t.Fatalf("redistest: SET on master %s: %v", addr, err)
+		}
+		n, err := rc.Wait(ctx, 1, 2*time.Second).Result()
+		if err == nil && n >= 1 {
+			return
+		}
+		if ctx.Err() != nil {
+			s.t.Fatalf("redistest: WAIT 1 on master %s: %d replicas, %v", addr, n, err)
+		}
 	}
 }
 

@@ -109,6 +109,7 @@ func TestSentinelFailover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rs := redistest.NewSentinel(t, redistest.SentinelOptions{})
+			rs.WaitReplicated() // the replica is in sync before the first write must be acknowledged by it
 			ctx := t.Context()
 			s := newSentinelStore(t, rs, Options{KeyPrefix: "failover", OpTimeout: 500 * time.Millisecond, MinReplicasAck: tt.acks})
 			until := time.Now().Add(time.Hour)
