@@ -75,7 +75,7 @@ bench-go:
 ## slow/down/back phases of domain A and a Redis restart (docs/reliability.md)
 soak:
 	SOAK_DURATION=$${SOAK_DURATION:-2m} SOAK_CONCURRENCY=$${SOAK_CONCURRENCY:-64} \
-	  $(GO) test -run TestSoakLong -v -count=1 -timeout 30m ./internal/soak/
+	  $(GO) test -tags soak -run TestSoakLong -v -count=1 -timeout 30m ./internal/soak/
 
 clean:
 	rm -rf bin

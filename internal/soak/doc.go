@@ -8,9 +8,9 @@
 // goroutines or heap grew.
 //
 // TestSoakShort runs in the default test suite (about 20 s, concurrency 16).
-// TestSoakLong runs only when SOAK_DURATION is set:
+// TestSoakLong is built only with -tags soak (make soak):
 //
-//	SOAK_DURATION=2m SOAK_CONCURRENCY=64 go test -run TestSoakLong -v -timeout 30m ./internal/soak/
+//	SOAK_DURATION=2m SOAK_CONCURRENCY=64 go test -tags soak -run TestSoakLong -v -timeout 30m ./internal/soak/
 //
 // Other knobs of TestSoakLong: SOAK_DOMAIN_TIMEOUT (domain A's timeout,
 // default 500ms; its slow phase delays 30 % of answers by 1.6 times that),

@@ -18,7 +18,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,40 +41,6 @@ import (
 // concurrency 16 (sane on two cores under -race).
 func TestSoakShort(t *testing.T) {
 	run(t, settings{duration: 16 * time.Second, concurrency: 16, domainTimeout: time.Second, breakerFailures: 5})
-}
-
-// TestSoakLong runs the soak for SOAK_DURATION (e.g. 2m) at SOAK_CONCURRENCY
-// (default 64); without SOAK_DURATION it does nothing, so that the default
-// test run stays short (TestSoakShort covers the same ground there).
-func TestSoakLong(t *testing.T) {
-	d := os.Getenv("SOAK_DURATION")
-	if d == "" {
-		t.Skip("SOAK_DURATION not set: the long soak runs only on request (e.g. SOAK_DURATION=2m SOAK_CONCURRENCY=64)")
-	}
-	dur, err := time.ParseDuration(d)
-	if err != nil || dur < 10*time.Second {
-		t.Fatalf("SOAK_DURATION=%q: want a duration of at least 10s", d)
-	}
-	c := 64
-	if v := os.Getenv("SOAK_CONCURRENCY"); v != "" {
-		if c, err = strconv.Atoi(v); err != nil || c < 1 || c > 4096 {
-			t.Fatalf("SOAK_CONCURRENCY=%q: want 1..4096", v)
-		}
-	}
-	timeout := 500 * time.Millisecond
-	if v := os.Getenv("SOAK_DOMAIN_TIMEOUT"); v != "" {
-		if timeout, err = time.ParseDuration(v); err != nil || timeout <= 0 {
-			t.Fatalf("SOAK_DOMAIN_TIMEOUT=%q: want a positive duration", v)
-		}
-	}
-	breaker := 5
-	if v := os.Getenv("SOAK_BREAKER_FAILURES"); v != "" {
-		if breaker, err = strconv.Atoi(v); err != nil || breaker == 0 {
-			t.Fatalf("SOAK_BREAKER_FAILURES=%q: want a non-zero integer (negative disables the breaker)", v)
-		}
-	}
-	run(t, settings{duration: dur, concurrency: c, domainTimeout: timeout, breakerFailures: breaker,
-		report: os.Getenv("SOAK_REPORT"), heapProfile: os.Getenv("SOAK_HEAPPROFILE")})
 }
 
 type settings struct {
