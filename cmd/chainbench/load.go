@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+)
+
+// target performs one chain: through the broker (gRPC or REST), or directly
+// against the two domains (the baseline).
+type target interface {
+	do(ctx context.Context, subject string) error
+	close()
+}
+
+// newHTTPClient is a keep-alive client able to hold one idle connection per
+// concurrent worker, so that no run pays for connection churn on the client
+// side.
+func newHTTPClient(maxConc int) *http.Client {
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{
+			MaxIdleConns:        0, // no global limit
+			MaxIdleConnsPerHost: maxConc + 16,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+// ---- through the broker, gRPC ----
+
+type grpcTarget struct {
+	conn   *grpc.ClientConn
+	client pb.ChainServiceClient
+	apiKey string
+	domain string
+}
+
+func newGRPCTarget(addr, apiKey, targetDomain string) (*grpcTarget, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	return &grpcTarget{conn: conn, client: pb.NewChainServiceClient(conn), apiKey: apiKey, domain: targetDomain}, nil
+}
+
+func (t *grpcTarget) do(ctx context.Context, subject string) error {
+	if t.apiKey != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", t.apiKey)
+	}
+	resp, err := t.client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: t.domain})
+	if err != nil {
+		return err
+	}
+	if resp.GetAccessToken() == "" {
+		return errors.New("gRPC: answer without access_token")
+	}
+	return nil
+}
+
+func (t *grpcTarget) close() { t.conn.Close() }
+
+// ---- through the broker, REST ----
+
+type restTarget struct {
+	client *http.Client
+	url    string
+	apiKey string
+	domain string
+}
+
+func (t *restTarget) do(ctx context.Context, subject string) error {
+	// Subject tokens are base64url JWTs: no JSON escaping needed.
+	body := `{"subject_token":"` + subject + `","target_domain":"` + t.domain + `"}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if t.apiKey != "" {
+		req.Header.Set("X-Api-Key", t.apiKey)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"access_token":"ey`)) {
+		return fmt.Errorf("REST: HTTP %d: %.200s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+func (t *restTarget) close() { t.client.CloseIdleConnections() }
+
+// ---- the baseline: a plain client doing both hops directly ----
+
+// baselineTarget is what a service would do without the broker: token
+// exchange at A with the broker's client credentials, then the jwt-bearer
+// grant at B with the assertion, with a well-configured keep-alive client.
+// It does not validate the assertion or keep replay markers or an audit
+// trail: that is the broker's added work.
+type baselineTarget struct {
+	client           *http.Client
+	aToken, bToken   string
+	audience         string
+	aSecret, bSecret string
+	clientID         string
+}
+
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (t *baselineTarget) post(ctx context.Context, endpoint, secret string, form url.Values) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(url.QueryEscape(t.clientID), url.QueryEscape(secret))
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var ans tokenAnswer
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil {
+		return "", fmt.Errorf("HTTP %d: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode != http.StatusOK || ans.AccessToken == "" {
+		return "", fmt.Errorf("HTTP %d: %s: %s", resp.StatusCode, ans.Error, ans.Description)
+	}
+	return ans.AccessToken, nil
+}
+
+func (t *baselineTarget) do(ctx context.Context, subject string) error {
+	assertion, err := t.post(ctx, t.aToken, t.aSecret, url.Values{
+		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":        {subject},
+		"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
+		"requested_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+		"audience":             {t.audience},
+	})
+	if err != nil {
+		return fmt.Errorf("baseline token exchange: %w", err)
+	}
+	if _, err := t.post(ctx, t.bToken, t.bSecret, url.Values{
+		"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
+		"assertion":  {assertion},
+	}); err != nil {
+		return fmt.Errorf("baseline jwt-bearer: %w", err)
+	}
+	return nil
+}
+
+func (t *baselineTarget) close() { t.client.CloseIdleConnections() }
+
+// ---- the load loop ----
+
+// sample is what a probe reads before and after the measured window.
+type sample struct {
+	at       time.Time
+	broker   time.Duration // broker process CPU
+	domains  time.Duration // sandbox process CPU
+	redis    time.Duration
+	self     time.Duration // this process (the load generator)
+	system   cpuTimes      // whole machine
+	procs    map[int]procEntry
+	mallocs  float64 // broker go_memstats_mallocs_total
+	okBroker bool
+	okMalloc bool
+}
+
+// procPIDs are the processes a sample reads (0: none).
+type procPIDs struct{ broker, domains, redis int }
+
+// readCPU reads the CPU times of our processes and of the machine, closest
+// to the window's edge, and stamps the sample.
+func (s *sample) readCPU(p procPIDs) {
+	var err error
+	if p.broker != 0 {
+		s.broker, err = procCPU(p.broker)
+		s.okBroker = err == nil
+	}
+	s.domains, _ = procCPU(p.domains)
+	if p.redis != 0 {
+		s.redis, _ = procCPU(p.redis)
+	}
+	s.self, _ = procCPU(selfPID())
+	s.system, _ = systemCPU()
+	s.at = time.Now()
+}
+
+// loadResult is one (target, concurrency) run.
+type loadResult struct {
+	Target      string // baseline, grpc, rest
+	Concurrency int
+	Window      time.Duration
+	Chains      int
+	Errors      int
+	FirstError  string
+	P50         time.Duration
+	P90         time.Duration
+	P99         time.Duration
+	Max         time.Duration
+	Mean        time.Duration
+
+	BrokerCPU   time.Duration // per chain; 0 for the baseline
+	DomainsCPU  time.Duration // per chain
+	RedisCPU    time.Duration // per chain
+	LoadgenCPU  time.Duration // per chain
+	OtherCPU    float64       // cores: machine busy time outside our processes (incl. softirq)
+	SoftirqCPU  float64       // cores: irq + softirq (mostly loopback traffic, ours)
+	StealCPU    float64       // cores: stolen by the hypervisor
+	Foreign     string        // the busiest other processes
+	Allocs      float64       // broker mallocs per chain
+	PeakRSS     uint64        // broker VmHWM during the run (bytes)
+	PeakRSSNote string
+	HasBroker   bool
+	HasAllocs   bool
+	Attempts    int // measurements made, the least disturbed kept
+}
+
+func (r loadResult) Throughput() float64 {
+	if r.Window <= 0 {
+		return 0
+	}
+	return float64(r.Chains) / r.Window.Seconds()
+}
+
+// runLoad drives conc workers against t: warm-up, then a measured window
+// between two probes. A chain counts when it completes inside the window.
+func runLoad(ctx context.Context, t target, conc int, warmup, window time.Duration, subjects []string,
+	probe func() sample) (lats []time.Duration, errs int, firstErr string, before, after sample) {
+	var (
+		recording atomic.Bool
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		all       []time.Duration
+		errCount  atomic.Int64
+		errOnce   sync.Once
+	)
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, 4096)
+			k := w
+			for {
+				select {
+				case <-stop:
+					mu.Lock()
+					all = append(all, mine...)
+					mu.Unlock()
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				subject := subjects[k%len(subjects)]
+				k += conc
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				start := time.Now()
+				err := t.do(cctx, subject)
+				d := time.Since(start)
+				cancel()
+				if !recording.Load() {
+					if err != nil && ctx.Err() == nil {
+						// Errors during warm-up slow nothing down but must not go unseen.
+						errOnce.Do(func() { firstErr = "warm-up: " + err.Error() })
+					}
+					continue
+				}
+				if err != nil {
+					if errCount.Add(1) == 1 {
+						errOnce.Do(func() { firstErr = err.Error() })
+					}
+					continue
+				}
+				mine = append(mine, d)
+			}
+		}()
+	}
+	sleepCtx(ctx, warmup)
+	before = probe()
+	recording.Store(true)
+	sleepCtx(ctx, window)
+	recording.Store(false)
+	after = probe()
+	close(stop)
+	wg.Wait()
+	slices.Sort(all)
+	return all, int(errCount.Load()), firstErr, before, after
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// quantile of sorted durations (nearest rank).
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*q+0.999999) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return sorted[i]
+}
+
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}

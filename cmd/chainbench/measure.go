@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
+// 100 on every Linux architecture Go supports).
+const clockTick = 10 * time.Millisecond
+
+// procCPU returns the CPU time (user + system, every thread) a process has
+// used, from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	// f[0] is field 3 (state): utime is field 14, stime field 15.
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}
+
+// peakRSS returns a process's peak resident set size (VmHWM), in bytes.
+func peakRSS(pid int) (uint64, error) {
+	return statusField(pid, "VmHWM:")
+}
+
+// currentRSS returns a process's resident set size (VmRSS), in bytes.
+func currentRSS(pid int) (uint64, error) {
+	return statusField(pid, "VmRSS:")
+}
+
+func statusField(pid int, name string) (uint64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := s.Text()
+		if strings.HasPrefix(line, name) {
+			fields := strings.Fields(line[len(name):])
+			if len(fields) < 1 {
+				break
+			}
+			kb, err := strconv.ParseUint(fields[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", name, pid)
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (clear_refs 5), so that the
+// next peakRSS covers one measurement only. It reports whether that worked.
+func resetPeakRSS(pid int) bool {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
+}
+
+// cpuTimes are the machine's CPU times from /proc/stat.
+type cpuTimes struct {
+	busy    time.Duration // user, nice, system, irq, softirq (not idle, iowait, steal)
+	softirq time.Duration // irq + softirq: on loopback, mostly our own network traffic
+	steal   time.Duration // taken by the hypervisor for other guests
+}
+
+// systemCPU reads the machine's CPU times.
+func systemCPU() (cpuTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, errors.New("malformed /proc/stat")
+	}
+	var v [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return cpuTimes{}, err
+		}
+	}
+	return cpuTimes{
+		busy:    time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * clockTick,
+		softirq: time.Duration(v[5]+v[6]) * clockTick,
+		steal:   time.Duration(v[7]) * clockTick,
+	}, nil
+}
+
+// procEntry is one process's name and CPU time.
+type procEntry struct {
+	comm string
+	cpu  time.Duration
+}
+
+// scanProcs reads the CPU time of every process on the machine, to name
+// what else ran during a measurement.
+func scanProcs() map[int]procEntry {
+	out := map[int]procEntry{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		cpu, err := procCPU(pid)
+		if err != nil {
+			continue
+		}
+		out[pid] = procEntry{comm: string(b[i+1 : j]), cpu: cpu}
+	}
+	return out
+}
+
+// foreignTop names the processes, other than ours, that used the most CPU
+// between two scans, as "name 0.42, ..." (cores). Processes that ran only
+// between the scans (a compiler started by a test run) are not seen.
+func foreignTop(before, after map[int]procEntry, ours map[int]bool, window time.Duration) string {
+	if window <= 0 {
+		return ""
+	}
+	byName := map[string]time.Duration{}
+	for pid, a := range after {
+		if ours[pid] {
+			continue
+		}
+		if b, ok := before[pid]; ok && b.comm == a.comm {
+			byName[a.comm] += a.cpu - b.cpu
+		} else if !ok {
+			byName[a.comm] += a.cpu // started during the window (may include a little from before it)
+		}
+	}
+	type kv struct {
+		name string
+		d    time.Duration
+	}
+	var list []kv
+	for n, d := range byName {
+		if d > 0 {
+			list = append(list, kv{n, d})
+		}
+	}
+	slices.SortFunc(list, func(x, y kv) int { return int(y.d - x.d) })
+	var parts []string
+	for i, e := range list {
+		cores := e.d.Seconds() / window.Seconds()
+		if i >= 3 || cores < 0.02 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", e.name, cores))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// scrapeMetric fetches a Prometheus text exposition and returns the value
+// of an unlabelled sample.
+func scrapeMetric(client *http.Client, url, name string) (float64, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, err
+	}
+	prefix := name + " "
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no sample %s", url, name)
+}
+
+// machine describes where the benchmark ran.
+type machine struct {
+	CPUs      int
+	CPUModel  string
+	GoVersion string
+	Kernel    string
+	MemTotal  string
+	LoadAvg   string // at start
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if kb, err := meminfoTotal(); err == nil {
+		m.MemTotal = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+	}
+	return m
+}
+
+func meminfoTotal() (uint64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.ParseUint(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no MemTotal")
+}
+
+func selfPID() int { return os.Getpid() }
+
+// sourceRevision names the tree that was measured: the commit, and whether
+// tracked files other than docs/ differ from it.
+func sourceRevision() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown (not a git checkout)"
+	}
+	rev := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		rev += " with uncommitted changes"
+	}
+	return rev
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "syscall"
+
+// childAttrs: elsewhere children are stopped by the benchmark's cleanup only
+// (the measurements need Linux's /proc anyway).
+func childAttrs() *syscall.SysProcAttr { return nil }
