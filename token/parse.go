@@ -234,10 +234,11 @@ func unmarshalExactMembers(b []byte, v any) (map[string]json.RawMessage, error) 
 	return m, nil
 }
 
-// isJSONObject reports whether b is syntactically a JSON object.
+// isJSONObject reports whether b starts like a JSON object; its syntax is
+// checked by the decoding that follows (no second validation pass).
 func isJSONObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
-	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+	return len(b) > 0 && b[0] == '{'
 }
 
 // quote renders an attacker-controlled string for an error message, bounded.

@@ -156,6 +156,7 @@ func NewFromURL(url string, opts Options) (*Store, error) {
 	}
 	ro.ContextTimeoutEnabled = true
 	ro.MaxRetries = -1 // no retries of non-idempotent commands: see NewUniversal
+	ro.Protocol = 2    // RESP2: no push-notification handling on every command
 	return newOwned(goredis.NewClient(ro), opts)
 }
 
@@ -178,6 +179,11 @@ func NewUniversal(uo *goredis.UniversalOptions, opts Options) (*Store, error) {
 	// is idempotent. A failed operation fails the chain closed instead; the
 	// caller's retry gets a fresh grant.
 	c.MaxRetries = -1
+	// RESP2: RESP3's push-notification handling costs on every command, and
+	// the store uses no RESP3 feature.
+	if c.Protocol == 0 {
+		c.Protocol = 2
+	}
 	return newOwned(goredis.NewUniversalClient(&c), opts)
 }
 
@@ -236,7 +242,7 @@ func (s *Store) Mark(ctx context.Context, key store.ReplayKey, until time.Time) 
 	}
 	rk := s.replayKey(key)
 	var set *goredis.StatusCmd
-	err = s.replicated(ctx, "mark", rk, func(p goredis.Pipeliner) {
+	err = s.replicated(ctx, "mark", rk, func(p goredis.Cmdable) {
 		set = p.SetArgs(ctx, rk, "1", goredis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(ms)})
 	})
 	if err != nil {
@@ -277,7 +283,7 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	}
 	defer cancel()
 	var add *goredis.StringCmd
-	err = s.replicated(ctx, "append", s.stream, func(p goredis.Pipeliner) {
+	err = s.replicated(ctx, "append", s.stream, func(p goredis.Cmdable) {
 		add = p.XAdd(ctx, &goredis.XAddArgs{
 			Stream: s.stream,
 			MaxLen: s.maxLen,
@@ -301,7 +307,11 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 // key, so the pipeline goes to the master of key). The commands' own errors
 // are left in them; the returned error is a transport failure or too few
 // replica acknowledgements, both ErrUnavailable.
-func (s *Store) replicated(ctx context.Context, op, key string, write func(goredis.Pipeliner)) error {
+func (s *Store) replicated(ctx context.Context, op, key string, write func(goredis.Cmdable)) error {
+	if s.minAcks == 0 {
+		write(s.client) // one command, one round trip, no pipeline
+		return nil
+	}
 	var pipe goredis.Pipeliner = s.client.Pipeline()
 	if cc, ok := s.client.(*goredis.ClusterClient); ok && s.minAcks > 0 {
 		node, err := cc.MasterForKey(ctx, key)
