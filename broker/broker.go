@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -649,8 +650,13 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 		slog.String("subject", r.ev.Subject),
 		slog.Duration("duration", time.Since(r.start)),
 	}
+	seen := map[string]int{}
 	for _, h := range r.ev.Hops {
-		attrs = append(attrs, slog.Duration(hopName(h.GrantType)+"_duration", h.Duration))
+		name := hopName(h.GrantType) + "_duration"
+		if seen[name]++; seen[name] > 1 { // a retried hop: token_exchange_duration_2, ...
+			name += "_" + strconv.Itoa(seen[name])
+		}
+		attrs = append(attrs, slog.Duration(name, h.Duration))
 	}
 	if e == nil {
 		r.b.log.LogAttrs(ctx, slog.LevelInfo, "chain", append(attrs, slog.String("outcome", r.ev.Outcome.String()))...)
