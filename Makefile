@@ -28,7 +28,8 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool buf lint
 
-## generate: regenerate gen/ from proto/
+## generate: regenerate gen/ from proto/ (then `make generate-ts` for clients/ts/src/gen,
+## which CI also checks)
 generate:
 	$(GO) tool buf generate
 
