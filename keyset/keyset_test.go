@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"io/fs"
 	"log/slog"
 	"math/big"
@@ -528,28 +529,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestWatch(t *testing.T) {
 	dir := t.TempDir()
 	act, kid1 := genFile(t, dir, "active.pem", "ES256")
-	var logs syncBuffer
+	var logs testutil.Buffer
 	s, err := Load([]KeyConfig{{File: act, State: Active}}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

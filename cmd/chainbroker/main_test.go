@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +26,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// syncBuffer collects the command's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // `chainbroker serve --config FILE` against authorization servers it only
@@ -91,7 +73,7 @@ chains:
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", path}, &logs) }()
 	waitReady(t, "http://"+httpAddr+"/readyz", done)

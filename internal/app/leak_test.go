@@ -1,10 +1,9 @@
 package app
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"strings"
-	"sync"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -15,28 +14,11 @@ import (
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Everything the broker writes — its debug log, every Redis key and value,
 // the audit trail — is free of tokens, secrets and keys, across successes
 // and failures.
 func TestNoSecretWritten(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	const apiKey, wrongKey = "agent-key-d41d8cd9", "guessed-key-8f00b204"
 	e := newEnv(t, envOptions{redis: true, logs: &logs, mutate: func(f *config.File) {
 		f.Callers = config.Callers{APIKeys: []config.APIKey{{Name: "agent", SHA256: auth.HashAPIKey(apiKey)}}}

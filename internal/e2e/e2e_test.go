@@ -8,11 +8,11 @@
 package e2e
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"net"
 	"net/http"
 	"os"
@@ -151,24 +151,6 @@ func brokerConfig(sb *sandbox.Sandbox, o cfgOptions) config {
 	return c
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // broker is one `chainbroker serve` process and a gRPC client to it.
 type broker struct {
 	t        *testing.T
@@ -176,7 +158,7 @@ type broker struct {
 	cfgPath  string
 	grpcAddr string
 	httpAddr string
-	logs     *syncBuffer
+	logs     *testutil.Buffer
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
 	exitErr  error         // set before done is closed
@@ -250,7 +232,7 @@ func (b *broker) restart() {
 }
 
 func (b *broker) start(bin string) error {
-	b.logs = &syncBuffer{}
+	b.logs = &testutil.Buffer{}
 	cmd := exec.Command(bin, "serve", "--config", b.cfgPath)
 	cmd.Env = append(os.Environ(), secretAEnv+"="+sandbox.BrokerSecretA, secretBEnv+"="+sandbox.BrokerSecretB)
 	cmd.Stdout, cmd.Stderr = b.logs, b.logs
