@@ -121,9 +121,11 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 
 // parsed is a token split into its parts, with decoded header and claims.
 type parsed struct {
-	tok     *Token
-	hasCrit bool
-	hasB64  bool
+	tok          *Token
+	hasCrit      bool
+	hasB64       bool
+	signingInput []byte // header.payload, as signed
+	signature    []byte // decoded
 }
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -162,7 +164,8 @@ func parseCompact(compact string) (*parsed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
-	if _, err := b64.DecodeString(s64); err != nil {
+	sig, err := b64.DecodeString(s64)
+	if err != nil {
 		return nil, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
 	}
 	if !isJSONObject(hb) {
@@ -202,7 +205,8 @@ func parseCompact(compact string) (*parsed, error) {
 	if tok.Claims.Audience == nil {
 		tok.Claims.Audience = []string{}
 	}
-	return &parsed{tok: tok, hasCrit: h.Crit != nil, hasB64: h.B64 != nil}, nil
+	return &parsed{tok: tok, hasCrit: h.Crit != nil, hasB64: h.B64 != nil,
+		signingInput: []byte(compact[:len(h64)+1+len(p64)]), signature: sig}, nil
 }
 
 // unmarshalExact decodes the JSON object b into the struct v like
