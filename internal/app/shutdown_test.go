@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"net"
 	"net/http"
 	"runtime"
@@ -141,7 +142,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}()
 		restDone := make(chan error, 1)
 		go func() { restDone <- restChain(e.httpAddr, subject) }()
-		waitFor(t, 5*time.Second, "both chains to reach domain B", func() bool { return e.sb.B.JWTBearerCount() >= bCalls+2 })
+		testutil.WaitFor(t, 5*time.Second, "both chains to reach domain B", func() bool { return e.sb.B.JWTBearerCount() >= bCalls+2 })
 
 		start := time.Now()
 		e.cancel()
@@ -158,7 +159,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 		closed := false
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-			if st := checkHealth(t, e.grpcAddr); st == healthpb.HealthCheckResponse_SERVING {
+			if st := testutil.Health(t, e.grpcAddr); st == healthpb.HealthCheckResponse_SERVING {
 				t.Fatalf("a fresh health check answered SERVING %v after shutdown began", time.Since(start))
 			}
 			c, err := net.DialTimeout("tcp", e.grpcAddr, 200*time.Millisecond)
@@ -265,35 +266,6 @@ func restChain(httpAddr, subject string) error {
 		return status.Errorf(codes.Unknown, "HTTP %d", resp.StatusCode)
 	}
 	return nil
-}
-
-// checkHealth asks the overall health on a new connection; UNKNOWN when it
-// cannot be asked (connection refused).
-func checkHealth(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return healthpb.HealthCheckResponse_UNKNOWN
-	}
-	return resp.Status
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // checkNoGoroutineLeak waits up to 5 s for the number of goroutines to fall

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"net"
 	"net/http"
 	"strings"
@@ -73,7 +74,7 @@ func TestSIGTERMDrainsInFlightChains(t *testing.T) {
 		resp, err := b.chain.Chain(callCtx(t, 15*time.Second), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sb.B.Name()})
 		inFlight <- result{resp, err}
 	}()
-	waitUntil(t, 5*time.Second, "the chain to reach domain B", func() bool { return sb.B.JWTBearerCount() > bCalls })
+	testutil.WaitFor(t, 5*time.Second, "the chain to reach domain B", func() bool { return sb.B.JWTBearerCount() > bCalls })
 
 	sigterm := time.Now()
 	b.signal(syscall.SIGTERM)
@@ -93,7 +94,7 @@ func TestSIGTERMDrainsInFlightChains(t *testing.T) {
 	// listener still accepts, then no connection at all.
 	closed := false
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-		if st := freshHealth(t, b.grpcAddr); st == healthpb.HealthCheckResponse_SERVING {
+		if st := testutil.Health(t, b.grpcAddr); st == healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("a fresh health check answered SERVING %v after SIGTERM", time.Since(sigterm))
 		}
 		if c, err := net.DialTimeout("tcp", b.grpcAddr, 200*time.Millisecond); err != nil {
@@ -153,35 +154,5 @@ func TestSIGTERMDrainsInFlightChains(t *testing.T) {
 	}
 	if logs := b.logs.String(); !strings.Contains(logs, `"msg":"shutting down"`) {
 		t.Errorf("no shutdown log line:\n%s", tailString(logs, 3000))
-	}
-}
-
-// freshHealth asks the server's overall health on a new connection:
-// SERVING, NOT_SERVING, or UNKNOWN when it cannot be asked (refused).
-func freshHealth(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingStatus {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return healthpb.HealthCheckResponse_UNKNOWN
-	}
-	return resp.Status
-}
-
-// waitUntil polls cond every 10 ms for up to d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
