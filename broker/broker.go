@@ -172,6 +172,7 @@ type Broker struct {
 	tracer   trace.Tracer
 	issuer   *Issuer
 	cache    *tokenCache // nil unless a target caches
+	subjects *memo[[sha256.Size]byte, subjectInfo]
 	flight   singleflight.Group
 }
 
@@ -189,6 +190,7 @@ func New(cfg Config) (*Broker, error) {
 		log:      cfg.Logger,
 		observer: cfg.Observer,
 		issuer:   cfg.Issuer,
+		subjects: newMemo[[sha256.Size]byte, subjectInfo](subjectMemoSize),
 	}
 	if b.observer == nil {
 		b.observer = nopObserver{}
@@ -489,8 +491,10 @@ func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 // parse checks the request and resolves its domains and chain.
 func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	req, lim := &r.req, r.b.limits
+	var subjectSum [sha256.Size]byte
 	if req.SubjectToken != "" {
-		r.ev.SubjectTokenHash = Hash(req.SubjectToken)
+		subjectSum = sha256.Sum256([]byte(req.SubjectToken))
+		r.ev.SubjectTokenHash = hex.EncodeToString(subjectSum[:])
 	}
 	r.ev.Scopes = req.Scopes
 	switch {
@@ -532,10 +536,14 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 
 	// Unverified: used only to pick a configured source domain and to name the
 	// subject in audit events of chains that fail before hop 1 answers.
-	unverified, _ := token.ParseUnverified(req.SubjectToken)
-	if unverified != nil {
-		r.ev.Subject = unverified.Claims.Subject
-		r.subjectExp = unverified.Claims.Expiry
+	unverified, ok := r.b.subjects.get(subjectSum)
+	if !ok {
+		unverified = parseSubject(req.SubjectToken)
+		r.b.subjects.put(subjectSum, unverified)
+	}
+	if unverified.jwt {
+		r.ev.Subject = unverified.subject
+		r.subjectExp = unverified.expiry
 	}
 
 	tgt = r.b.domains[req.TargetDomain]
@@ -550,14 +558,14 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 				Message: fmt.Sprintf("source_domain: unknown domain %q", truncate(req.SourceDomain))}
 		}
 	} else {
-		if unverified == nil {
+		if !unverified.jwt {
 			return nil, nil, nil, &Error{Reason: ReasonSourceUndetermined, Field: "source_domain",
 				Message: "source_domain: required: the subject token is not a JWT, so its issuer cannot name the source"}
 		}
-		src = r.b.byIssuer[unverified.Claims.Issuer]
+		src = r.b.byIssuer[unverified.issuer]
 		if src == nil {
 			return nil, nil, nil, &Error{Reason: ReasonSourceUndetermined, Field: "source_domain",
-				Message: fmt.Sprintf("source_domain: required: no configured domain has the subject token's issuer %q", truncate(unverified.Claims.Issuer))}
+				Message: fmt.Sprintf("source_domain: required: no configured domain has the subject token's issuer %q", truncate(unverified.issuer))}
 		}
 	}
 	r.ev.SourceDomain = src.Name
@@ -642,6 +650,13 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 }
 
 func (r *chainRun) log(ctx context.Context, e *Error) {
+	level := slog.LevelInfo
+	if e != nil {
+		level = slog.LevelWarn
+	}
+	if !r.b.log.Enabled(ctx, level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", r.req.RequestID),
 		slog.String("caller", r.ev.Caller),
@@ -659,14 +674,14 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 		attrs = append(attrs, slog.Duration(name, h.Duration))
 	}
 	if e == nil {
-		r.b.log.LogAttrs(ctx, slog.LevelInfo, "chain", append(attrs, slog.String("outcome", r.ev.Outcome.String()))...)
+		r.b.log.LogAttrs(ctx, level, "chain", append(attrs, slog.String("outcome", r.ev.Outcome.String()))...)
 		return
 	}
 	attrs = append(attrs, slog.String("outcome", "failure"), slog.String("reason", string(e.Reason)), slog.String("message", e.Message))
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("cause", e.Err.Error()))
 	}
-	r.b.log.LogAttrs(ctx, slog.LevelWarn, "chain", attrs...)
+	r.b.log.LogAttrs(ctx, level, "chain", attrs...)
 }
 
 func hopName(grantType string) string {

@@ -45,18 +45,26 @@ const (
 
 // tokenCache encrypts entries (AES-GCM, the entry's key as additional data,
 // so an entry cannot be moved under another key) before they reach the store.
+// Entries it has put or read are also kept in this process, decrypted, until
+// they expire (local): entries never change once written, so a local copy is
+// never stale, and a hit then costs no store round trip and no decryption.
 type tokenCache struct {
 	store  store.TokenCache
 	seal   cipher.AEAD
 	sealID string
 	open   map[string]cipher.AEAD
+	local  *memo[string, *cachedToken]
 }
+
+// localCacheSize bounds the entries kept in process (per generation; see
+// memo), a few MiB at most.
+const localCacheSize = 4096
 
 func newTokenCache(s store.TokenCache, keys []CacheKey) (*tokenCache, error) {
 	if s == nil || len(keys) == 0 {
 		return nil, errors.New("broker: a cached target needs Config.Cache and at least one CacheKey")
 	}
-	c := &tokenCache{store: s, open: map[string]cipher.AEAD{}}
+	c := &tokenCache{store: s, open: map[string]cipher.AEAD{}, local: newMemo[string, *cachedToken](localCacheSize)}
 	for i, k := range keys {
 		if k.ID == "" || strings.Contains(k.ID, ":") || len(k.Secret) != 32 {
 			return nil, fmt.Errorf("broker: cache key %d: needs an id without ':' and a 32-byte secret", i)
@@ -86,10 +94,12 @@ type cachedToken struct {
 	IssuedTokenType string `json:"i"`
 	TokenType       string `json:"t"`
 	Scope           string `json:"s,omitempty"`
-	ExpiresAt       int64  `json:"e"` // unix seconds
+	ExpiresAt       int64  `json:"e"`           // unix seconds
+	Until           int64  `json:"u,omitempty"` // unix ms: when the entry goes (before ExpiresAt)
 }
 
 func (c *tokenCache) put(ctx context.Context, key string, t *cachedToken, until time.Time) error {
+	t.Until = until.UnixMilli()
 	plain, err := json.Marshal(t)
 	if err != nil {
 		return err
@@ -99,12 +109,19 @@ func (c *tokenCache) put(ctx context.Context, key string, t *cachedToken, until 
 		return err
 	}
 	sealed := c.seal.Seal(nonce, nonce, plain, []byte(key))
-	return c.store.CachePut(ctx, key, append([]byte(c.sealID+":"), sealed...), until)
+	if err := c.store.CachePut(ctx, key, append([]byte(c.sealID+":"), sealed...), until); err != nil {
+		return err
+	}
+	c.local.put(key, t)
+	return nil
 }
 
 // get returns the entry under key; a missing, expired, undecryptable or
 // corrupt entry is a miss (errors only for store failures).
 func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) {
+	if t, ok := c.local.get(key); ok && time.Now().UnixMilli() < t.Until {
+		return t, nil
+	}
 	v, err := c.store.CacheGet(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -125,6 +142,9 @@ func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) 
 	if json.Unmarshal(plain, &t) != nil || t.AccessToken == "" || time.Now().Unix() >= t.ExpiresAt {
 		return nil, nil
 	}
+	if t.Until > 0 && t.Until <= t.ExpiresAt*1000 {
+		c.local.put(key, &t)
+	}
 	return &t, nil
 }
 
@@ -141,7 +161,7 @@ func (r *chainRun) cacheKey(tgt *Domain, chain *Chain) string {
 	if req.Audience != "" {
 		audience = req.Audience
 	}
-	parts := []string{req.Caller, Hash(req.SubjectToken), req.SubjectTokenType, tgt.Name, chain.Source,
+	parts := []string{req.Caller, r.ev.SubjectTokenHash, req.SubjectTokenType, tgt.Name, chain.Source,
 		strings.Join(scopes, " "), strings.Join(resources, " "), audience, Hash(req.ActorToken), req.ActorTokenType}
 	h := sha256.New()
 	for _, p := range parts {

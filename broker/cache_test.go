@@ -51,10 +51,12 @@ func TestTokenCacheEncryptionAndRotation(t *testing.T) {
 	if got, _ := c1.get(ctx, "other"); got != nil {
 		t.Error("an entry copied under another key decrypted")
 	}
-	// Tampering is a miss, not an error.
+	// Tampering is a miss, not an error (read by a process that has not
+	// seen the entry yet: c1 keeps its own decrypted copy).
 	raw[len(raw)-1] ^= 1
 	st.CachePut(ctx, "entry", raw, time.Now().Add(time.Minute))
-	if got, err := c1.get(ctx, "entry"); got != nil || err != nil {
+	fresh, _ := newTokenCache(st, []CacheKey{k1})
+	if got, err := fresh.get(ctx, "entry"); got != nil || err != nil {
 		t.Errorf("tampered entry: %+v, %v", got, err)
 	}
 	for name, keys := range map[string][]CacheKey{
@@ -95,7 +97,11 @@ func TestCacheUntil(t *testing.T) {
 
 func TestCacheKeySeparatesCallersAndRequests(t *testing.T) {
 	tgt, chain := &Domain{Name: "b"}, &Chain{Source: "a", Target: "b", Audience: "aud", DefaultScopes: []string{"x"}}
-	key := func(req Request) string { return (&chainRun{req: req}).cacheKey(tgt, chain) }
+	key := func(req Request) string {
+		r := &chainRun{req: req}
+		r.ev.SubjectTokenHash = Hash(req.SubjectToken) // as parse sets it
+		return r.cacheKey(tgt, chain)
+	}
 	base := Request{Caller: "c1", SubjectToken: "t", Scopes: []string{"s1", "s2"}}
 	same := Request{Caller: "c1", SubjectToken: "t", Scopes: []string{"s2", "s1"}}
 	if key(base) != key(same) {
@@ -112,5 +118,74 @@ func TestCacheKeySeparatesCallersAndRequests(t *testing.T) {
 		if key(r) == key(base) {
 			t.Errorf("a different %s shares the cache key", name)
 		}
+	}
+}
+
+// The process keeps the entries it put or read, decrypted, until their Until;
+// after that (or in another process) the store is asked again.
+func TestTokenCacheLocalCopy(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New(memory.Options{})
+	keys := []CacheKey{{ID: "k1", Secret: key32(1)}}
+	c, err := newTokenCache(st, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	long := &cachedToken{AccessToken: "long", ExpiresAt: exp.Unix()}
+	short := &cachedToken{AccessToken: "short", ExpiresAt: exp.Unix()}
+	if err := c.put(ctx, "long", long, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.put(ctx, "short", short, time.Now().Add(1100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Overwrite both entries in the store: the local copies answer while valid.
+	other := &cachedToken{AccessToken: "from-store", ExpiresAt: exp.Unix()}
+	writer, _ := newTokenCache(st, keys)
+	for _, k := range []string{"long", "short"} {
+		if err := writer.put(ctx, k, other, time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := c.get(ctx, "long"); got == nil || got.AccessToken != "long" {
+		t.Fatalf("local copy not used: %+v", got)
+	}
+	// A process that never saw the entry reads (and then keeps) the store's.
+	reader, _ := newTokenCache(st, keys)
+	if got, _ := reader.get(ctx, "long"); got == nil || got.AccessToken != "from-store" {
+		t.Fatalf("fresh process: %+v", got)
+	}
+	if _, ok := reader.local.get("long"); !ok {
+		t.Error("an entry read from the store is not kept locally")
+	}
+	// Past its Until, the local copy is not used.
+	time.Sleep(1200 * time.Millisecond)
+	if got, _ := c.get(ctx, "short"); got == nil || got.AccessToken != "from-store" {
+		t.Fatalf("expired local copy used: %+v", got)
+	}
+}
+
+func TestMemoBoundsAndKeepsWhatIsUsed(t *testing.T) {
+	m := newMemo[int, int](4)
+	for i := range 4 {
+		m.put(i, i)
+	}
+	m.put(4, 4) // generation turns: 0..3 become the previous one
+	if v, ok := m.get(0); !ok || v != 0 {
+		t.Fatal("entry of the previous generation lost")
+	}
+	for i := 5; i < 8; i++ { // cur = {4, 0, 5, 6}, then 7 turns it
+		m.put(i, i)
+	}
+	if _, ok := m.get(1); ok {
+		t.Error("an unused entry survived two generations")
+	}
+	if _, ok := m.get(0); !ok {
+		t.Error("an entry used in the previous generation was dropped")
+	}
+	if n := len(m.cur) + len(m.prev); n > 8 {
+		t.Errorf("memo holds %d entries, bound is 2x4", n)
 	}
 }

@@ -91,6 +91,7 @@ type Store struct {
 	maxScan    int           // entries read per List call; changed only by tests
 	minAcks    int
 	ackTimeout time.Duration
+	batch      *batcher // group commit of marks and events; nil with minAcks
 }
 
 var _ store.Store = (*Store)(nil)
@@ -127,7 +128,7 @@ func New(opts Options) (*Store, error) {
 		// The wait must end (with its count) before the operation's deadline.
 		opts.ReplicaAckTimeout = opts.OpTimeout / 2
 	}
-	return &Store{
+	s := &Store{
 		client:     opts.Client,
 		prefix:     opts.KeyPrefix,
 		stream:     opts.KeyPrefix + ":{audit}:events",
@@ -137,7 +138,11 @@ func New(opts Options) (*Store, error) {
 		maxScan:    maxScan,
 		minAcks:    opts.MinReplicasAck,
 		ackTimeout: opts.ReplicaAckTimeout,
-	}, nil
+	}
+	if s.minAcks == 0 {
+		s.batch = newBatcher(s.client, s.opTimeout)
+	}
+	return s, nil
 }
 
 // NewFromURL connects to the standalone Redis at url ("redis://" or
@@ -198,9 +203,13 @@ func newOwned(c goredis.UniversalClient, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the Redis client if the Store created it (NewFromURL,
-// NewUniversal); a client passed in Options.Client is left open.
+// Close stops the Store's writers and closes the Redis client if the Store
+// created it (NewFromURL, NewUniversal); a client passed in Options.Client
+// is left open.
 func (s *Store) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
 	if !s.ownsClient {
 		return nil
 	}
@@ -241,11 +250,8 @@ func (s *Store) Mark(ctx context.Context, key store.ReplayKey, until time.Time) 
 		ms++
 	}
 	rk := s.replayKey(key)
-	var set *goredis.StatusCmd
-	err = s.replicated(ctx, "mark", rk, func(p goredis.Cmdable) {
-		set = p.SetArgs(ctx, rk, "1", goredis.SetArgs{Mode: "NX", ExpireAt: time.UnixMilli(ms)})
-	})
-	if err != nil {
+	set := goredis.NewStatusCmd(ctx, "set", rk, "1", "pxat", ms, "nx")
+	if err := s.write(ctx, "mark", rk, set); err != nil {
 		return err
 	}
 	if err := set.Err(); errors.Is(err, goredis.Nil) {
@@ -282,17 +288,8 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		return "", err
 	}
 	defer cancel()
-	var add *goredis.StringCmd
-	err = s.replicated(ctx, "append", s.stream, func(p goredis.Cmdable) {
-		add = p.XAdd(ctx, &goredis.XAddArgs{
-			Stream: s.stream,
-			MaxLen: s.maxLen,
-			Approx: true,
-			ID:     "*",
-			Values: []string{eventField, string(body)},
-		})
-	})
-	if err != nil {
+	add := goredis.NewStringCmd(ctx, "xadd", s.stream, "maxlen", "~", s.maxLen, "*", eventField, body)
+	if err := s.write(ctx, "append", s.stream, add); err != nil {
 		return "", err
 	}
 	id, err := add.Result()
@@ -302,15 +299,15 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	return id, nil
 }
 
-// replicated runs write (commands on key) and, with MinReplicasAck set, a
-// WAIT in the same pipeline on the key's master (on a Cluster, WAIT has no
-// key, so the pipeline goes to the master of key). The commands' own errors
-// are left in them; the returned error is a transport failure or too few
-// replica acknowledgements, both ErrUnavailable.
-func (s *Store) replicated(ctx context.Context, op, key string, write func(goredis.Cmdable)) error {
-	if s.minAcks == 0 {
-		write(s.client) // one command, one round trip, no pipeline
-		return nil
+// write runs cmd, a write on key: in the next group commit (see batcher),
+// or, with MinReplicasAck set, in a pipeline of its own followed by a WAIT on
+// the key's master (on a Cluster, WAIT has no key, so the pipeline goes to
+// the master of key). The command's own reply or error is left in it; the
+// returned error is a failure to get it in time, or too few replica
+// acknowledgements, both ErrUnavailable.
+func (s *Store) write(ctx context.Context, op, key string, cmd goredis.Cmder) error {
+	if s.batch != nil {
+		return s.translate(op, s.batch.do(ctx, cmd))
 	}
 	var pipe goredis.Pipeliner = s.client.Pipeline()
 	if cc, ok := s.client.(*goredis.ClusterClient); ok && s.minAcks > 0 {
@@ -320,7 +317,7 @@ func (s *Store) replicated(ctx context.Context, op, key string, write func(gored
 		}
 		pipe = node.Pipeline()
 	}
-	write(pipe)
+	_ = pipe.Process(ctx, cmd)
 	var wait *goredis.Cmd
 	if s.minAcks > 0 {
 		wait = pipe.Do(ctx, "WAIT", s.minAcks, s.ackTimeout.Milliseconds())

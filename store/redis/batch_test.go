@@ -1,0 +1,161 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// pipelineCounter is a go-redis hook counting the pipelines sent and the
+// commands in the largest one.
+type pipelineCounter struct {
+	pipelines, largest atomic.Int64
+}
+
+func (*pipelineCounter) DialHook(next goredis.DialHook) goredis.DialHook          { return next }
+func (*pipelineCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook { return next }
+func (p *pipelineCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		p.pipelines.Add(1)
+		for n := int64(len(cmds)); ; {
+			cur := p.largest.Load()
+			if n <= cur || p.largest.CompareAndSwap(cur, n) {
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestGroupCommit writes from many goroutines at once while Redis holds
+// writes (CLIENT PAUSE), so that they queue and go out in batches: every
+// caller gets its own answer (one winner per jti, every event once, with its
+// own id), and the commands did share pipelines.
+func TestGroupCommit(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	ctx := t.Context()
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = client.Close() })
+	hook := &pipelineCounter{}
+	client.AddHook(hook)
+	s, err := New(Options{Client: client, KeyPrefix: "gc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if err := rawClient(t, srv).Do(ctx, "CLIENT", "PAUSE", 300, "WRITE").Err(); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+
+	const callers, sameJTI = 200, 40
+	until := time.Now().Add(time.Hour)
+	var (
+		wg       sync.WaitGroup
+		won      atomic.Int64
+		replayed atomic.Int64
+		mu       sync.Mutex
+		ids      = map[string]string{} // id -> subject
+		failures []error
+	)
+	fail := func(err error) { mu.Lock(); failures = append(failures, err); mu.Unlock() }
+	for i := range callers {
+		wg.Go(func() {
+			if err := s.Mark(ctx, store.ReplayKey{Target: "t", Issuer: "i", JTI: fmt.Sprint("own-", i)}, until); err != nil {
+				fail(fmt.Errorf("mark of a fresh jti: %w", err))
+			}
+			subject := fmt.Sprint("subject-", i)
+			id, err := s.Append(ctx, &store.Event{Subject: subject})
+			if err != nil {
+				fail(fmt.Errorf("append: %w", err))
+				return
+			}
+			mu.Lock()
+			if prev, dup := ids[id]; dup {
+				failures = append(failures, fmt.Errorf("id %s given to %s and %s", id, prev, subject))
+			}
+			ids[id] = subject
+			mu.Unlock()
+		})
+	}
+	for range sameJTI {
+		wg.Go(func() {
+			switch err := s.Mark(ctx, store.ReplayKey{Target: "t", Issuer: "i", JTI: "shared"}, until); {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, store.ErrReplayed):
+				replayed.Add(1)
+			default:
+				fail(fmt.Errorf("mark of the shared jti: %w", err))
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range failures {
+		t.Error(err)
+	}
+	if won.Load() != 1 || replayed.Load() != sameJTI-1 {
+		t.Errorf("shared jti: %d marks won, %d replayed; want 1 and %d", won.Load(), replayed.Load(), sameJTI-1)
+	}
+	for id, subject := range ids {
+		got, err := s.Get(ctx, id)
+		if err != nil || got.Subject != subject {
+			t.Errorf("event %s: %+v, %v; want subject %s", id, got, err, subject)
+		}
+	}
+	if n, err := client.XLen(ctx, s.stream).Result(); err != nil || n != callers {
+		t.Errorf("stream holds %d events (%v), want %d: an event was lost or written twice", n, err, callers)
+	}
+	if hook.largest.Load() < 2 {
+		t.Errorf("no two commands shared a pipeline (%d pipelines, largest %d)", hook.pipelines.Load(), hook.largest.Load())
+	}
+	t.Logf("%d writes in %d pipelines, largest %d", 2*callers+sameJTI, hook.pipelines.Load(), hook.largest.Load())
+}
+
+// A caller's deadline bounds its wait even when its batch is stuck, and
+// Close releases the callers still waiting.
+func TestGroupCommitDeadlineAndClose(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	ctx := t.Context()
+	s := newStore(t, srv, Options{KeyPrefix: "gcd"})
+	if err := rawClient(t, srv).Do(ctx, "CLIENT", "PAUSE", 3000, "ALL").Err(); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Mark(short, store.ReplayKey{Target: "t", Issuer: "i", JTI: "paused"}, time.Now().Add(time.Hour))
+	if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Mark with Redis paused: %v, want ErrUnavailable (deadline)", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("Mark waited %v past its 100ms deadline, until the pause ended", waited)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.Background(), &store.Event{Subject: "waiting"})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it queue
+	go s.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("Append waiting at Close: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not release a waiting Append")
+	}
+	if _, err := s.Append(ctx, &store.Event{}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Append after Close: %v, want ErrUnavailable", err)
+	}
+}
