@@ -218,8 +218,9 @@ func (s *sample) readCPU(p procPIDs) {
 
 // loadResult is one (target, concurrency) run.
 type loadResult struct {
-	Target      string // baseline, grpc, rest
-	Concurrency int
+	Target      string  // baseline, grpc, rest
+	Concurrency int     // workers (closed loop) or callers (open loop)
+	Offered     float64 // chains/s offered by the open loop (runPaced); 0: closed loop (runLoad)
 	Window      time.Duration
 	Chains      int
 	Errors      int
@@ -253,10 +254,49 @@ func (r loadResult) Throughput() float64 {
 	return float64(r.Chains) / r.Window.Seconds()
 }
 
-// runLoad drives conc workers against t: warm-up, then a measured window
-// between two probes. A chain counts when it completes inside the window.
+// KeptUp says whether an open-loop run achieved at least 99% of the rate
+// it was offered: below that, its callers fell behind and the server did not
+// sustain the rate.
+func (r loadResult) KeptUp() bool {
+	return r.Offered > 0 && r.Throughput() >= 0.99*r.Offered
+}
+
+// runLoad is the closed loop: conc workers, each sending its next chain as
+// soon as the previous one answers; warm-up, then a measured window between
+// two probes. A chain counts when it completes inside the window. By
+// Little's law the mean latency of such a run is conc ÷ throughput whatever
+// the server does, so it measures throughput, not latency at a concurrency.
 func runLoad(ctx context.Context, t target, conc int, warmup, window time.Duration, subjects []string,
 	probe func() sample) (lats []time.Duration, errs int, firstErr string, before, after sample) {
+	closed := func(int) time.Time { return time.Now() }
+	return drive(ctx, t, conc, warmup, window, subjects, probe, closed)
+}
+
+// runPaced is the open loop: the chains are offered at rate chains/s
+// whatever the server does. Chain i of the run (counted from 0) is
+// scheduled at i/rate after the start; caller w sends chains w, w+callers,
+// w+2·callers, ..., so each caller sends every callers/rate and the
+// callers' phases are spread evenly over that interval. A caller sleeps
+// until its chain's scheduled time, or sends at once when it is late (its
+// previous chain answered after this one was due). Latency is measured from
+// the scheduled time, not the actual send, so the time a chain waited for
+// its caller counts (no coordinated omission). Warm-up, window and what
+// counts are as in runLoad.
+func runPaced(ctx context.Context, t target, callers int, rate float64, warmup, window time.Duration, subjects []string,
+	probe func() sample) (lats []time.Duration, errs int, firstErr string, before, after sample) {
+	t0 := time.Now()
+	return drive(ctx, t, callers, warmup, window, subjects, probe, func(i int) time.Time {
+		return t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+	})
+}
+
+// drive runs one load: n workers, worker w making chains w, w+n, w+2n, ...
+// (chain i uses subjects[i mod len]). scheduled(i) is when chain i is due:
+// the worker waits until then, and its latency runs from then to the
+// answer. Warm-up, then the window between two probes; a chain counts when
+// it completes inside the window, and so does an error.
+func drive(ctx context.Context, t target, n int, warmup, window time.Duration, subjects []string,
+	probe func() sample, scheduled func(i int) time.Time) (lats []time.Duration, errs int, firstErr string, before, after sample) {
 	var (
 		recording atomic.Bool
 		stop      = make(chan struct{})
@@ -266,28 +306,41 @@ func runLoad(ctx context.Context, t target, conc int, warmup, window time.Durati
 		errCount  atomic.Int64
 		errOnce   sync.Once
 	)
-	for w := range conc {
+	for w := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			mine := make([]time.Duration, 0, 4096)
-			k := w
-			for {
+			flush := func() {
+				mu.Lock()
+				all = append(all, mine...)
+				mu.Unlock()
+			}
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			for i := w; ; i += n {
 				select {
 				case <-stop:
-					mu.Lock()
-					all = append(all, mine...)
-					mu.Unlock()
+					flush()
 					return
 				case <-ctx.Done():
 					return
 				default:
 				}
-				subject := subjects[k%len(subjects)]
-				k += conc
+				start := scheduled(i)
+				if wait := time.Until(start); wait > 0 {
+					timer.Reset(wait)
+					select {
+					case <-timer.C:
+					case <-stop:
+						flush()
+						return
+					case <-ctx.Done():
+						return
+					}
+				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				start := time.Now()
-				err := t.do(cctx, subject)
+				err := t.do(cctx, subjects[i%len(subjects)])
 				d := time.Since(start)
 				cancel()
 				if !recording.Load() {

@@ -3,10 +3,16 @@
 // a throwaway redis-server and the broker (`chainbroker serve`, built from
 // this tree), then drives chains over gRPC and REST at several concurrency
 // levels, and the same two hops directly against the domains (the baseline).
-// For every run it reports chains/s, latency percentiles, the broker's CPU
-// time and allocations per chain and its peak RSS, compares them with the
-// baseline and with the cost of one RS256 verification measured in the same
-// run, profiles the broker under load, and writes docs/performance.md and
+// These runs are closed loops: each of N workers sends its next chain as
+// soon as the previous one answers. With the token cache on and warm it
+// measures cache hits the same way, then with an open loop ("paced"): N
+// callers offering a fixed rate together, latency measured from each
+// chain's scheduled send time, for the latency targets at a given number
+// of callers. For every run it reports chains/s, latency percentiles, the
+// broker's CPU time and allocations per chain and its peak RSS, compares
+// them with the baseline and with the cost of one RS256 verification
+// measured in the same run, profiles the broker under load, checks the
+// targets of issue 6, and writes docs/performance.md and
 // docs/performance/latency.svg.
 //
 //	go run ./cmd/chainbench               full run (about 5 minutes on 2 cores; make bench)
@@ -32,6 +38,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -88,6 +95,8 @@ type options struct {
 	profileDuration    time.Duration
 	subjects           int
 	cache              bool
+	pacedRate          float64 // chains/s offered by the open-loop cache runs
+	pacedLevels        []int   // callers of the open-loop cache runs; none when pacedRate is 0
 	write              bool
 	out, svg           string
 	keep               bool
@@ -102,10 +111,14 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{args: args}
 	fs := flag.NewFlagSet("chainbench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: go run ./cmd/chainbench [flags]\n\nEnd-to-end benchmark of chainbroker against the sandbox domains, with a direct baseline.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: go run ./cmd/chainbench [flags]\n\n"+
+			"End-to-end benchmark of chainbroker against the sandbox domains, with a direct baseline.\n"+
+			"--levels are closed loops (each worker sends its next chain when the previous one answers: they measure throughput);\n"+
+			"--paced-levels are open loops at --paced-rate, cache hits only (latency from the scheduled send time: they measure\n"+
+			"latency at a number of callers).\n\n")
 		fs.PrintDefaults()
 	}
-	levels := fs.String("levels", "1,16,64,256", "concurrency levels (comma-separated)")
+	levels := fs.String("levels", "1,16,64,256", "concurrency levels of the closed-loop runs (comma-separated)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration of each run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured run")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s per level, 1s warm-up; writes no docs unless --write is given")
@@ -119,6 +132,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.profileDuration, "profile-duration", 0, "duration of the profiled run (default: --duration)")
 	fs.IntVar(&o.subjects, "subjects", 64, "number of subject tokens in the pool (alice and bob alternately)")
 	fs.BoolVar(&o.cache, "cache", true, "also measure over gRPC with the token cache on for domain B, warm (every subject token chained once before the window)")
+	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
+	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
 	fs.BoolVar(&o.write, "write", true, "write --out and --svg")
 	fs.StringVar(&o.out, "out", "docs/performance.md", "Markdown report (the part between the chainbench markers is replaced)")
 	fs.StringVar(&o.svg, "svg", "docs/performance/latency.svg", "latency chart")
@@ -158,12 +173,20 @@ func parseFlags(args []string) (*options, error) {
 	if o.profileDuration <= 0 {
 		o.profileDuration = o.duration
 	}
-	for f := range strings.SplitSeq(*levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("--levels: %q is not a positive integer", f)
+	var err error
+	if o.levels, err = parseLevels("levels", *levels); err != nil {
+		return nil, err
+	}
+	if len(o.levels) == 0 {
+		return nil, errors.New("--levels: no level")
+	}
+	switch {
+	case o.pacedRate < 0 || math.IsNaN(o.pacedRate) || math.IsInf(o.pacedRate, 0):
+		return nil, fmt.Errorf("--paced-rate: %v is not a rate (chains/s, 0 for none)", o.pacedRate)
+	case o.pacedRate > 0:
+		if o.pacedLevels, err = parseLevels("paced-levels", *pacedLevels); err != nil {
+			return nil, err
 		}
-		o.levels = append(o.levels, n)
 	}
 	for t := range strings.SplitSeq(*transports, ",") {
 		switch t = strings.TrimSpace(t); t {
@@ -190,6 +213,23 @@ func parseFlags(args []string) (*options, error) {
 	return o, nil
 }
 
+// parseLevels reads a comma-separated list of positive integers; empty
+// items are skipped.
+func parseLevels(flagName, list string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--%s: %q is not a positive integer", flagName, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // command is how to reproduce this run.
 func (o *options) command() string {
 	parts := []string{"go run ./cmd/chainbench"}
@@ -213,7 +253,11 @@ func (o *options) estimate() time.Duration {
 	if o.cache {
 		runs++
 	}
-	d := time.Duration(len(o.levels)*runs) * (o.duration + o.warmup + 500*time.Millisecond)
+	n := len(o.levels) * runs
+	if o.cache {
+		n += len(o.pacedLevels) // the open-loop cache runs
+	}
+	d := time.Duration(n) * (o.duration + o.warmup + 500*time.Millisecond)
 	if o.profile {
 		d += o.profileDuration + o.warmup + 5*time.Second
 		if o.cache {
@@ -235,8 +279,12 @@ func runBench(args []string) error {
 	defer stop()
 
 	b := &bench{o: o, started: time.Now(), mach: describeMachine(), rev: sourceRevision()}
-	logf("chainbench: levels %v, %s per run after %s warm-up, store %s, transports %v, baseline %v; about %s",
-		o.levels, o.duration, o.warmup, o.store, o.transports, o.baseline, o.estimate().Round(10*time.Second))
+	paced := "no paced runs"
+	if o.cache && len(o.pacedLevels) > 0 {
+		paced = fmt.Sprintf("paced cache runs with %v callers at %.0f chains/s", o.pacedLevels, o.pacedRate)
+	}
+	logf("chainbench: levels %v, %s per run after %s warm-up, store %s, transports %v, baseline %v, %s; about %s",
+		o.levels, o.duration, o.warmup, o.store, o.transports, o.baseline, paced, o.estimate().Round(10*time.Second))
 
 	dir, err := os.MkdirTemp("", "chainbench-")
 	if err != nil {
@@ -307,13 +355,14 @@ type bench struct {
 	subjects  []string
 	fetchedAt time.Time
 
-	results   []loadResult
-	cache     []loadResult
-	cacheNote string
-	profs     []*profileResult
-	profErr   string
-	rssNote   string
-	childOut  *bufio.Scanner // stdout of the in-process broker child
+	results    []loadResult
+	cache      []loadResult // closed loop, one per level
+	cachePaced []loadResult // open loop, one per paced level
+	cacheNote  string
+	profs      []*profileResult
+	profErr    string
+	rssNote    string
+	childOut   *bufio.Scanner // stdout of the in-process broker child
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -408,7 +457,7 @@ func (b *bench) run(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			res, err := b.measureQuiet(ctx, name, t, c, broker, addrs)
+			res, err := b.measureQuiet(ctx, name, t, c, 0, broker, addrs)
 			if err != nil {
 				return err
 			}
@@ -678,13 +727,13 @@ const noisyLimit = 0.20
 
 // measureQuiet waits for an idle machine and measures; when other
 // processes disturbed the run, it waits and measures again, up to three
-// times in all, and keeps the least disturbed run.
-func (b *bench) measureQuiet(ctx context.Context, name string, t target, conc int, broker *proc, addrs brokerAddrs) (loadResult, error) {
+// times in all, and keeps the least disturbed run. rate is as for measure.
+func (b *bench) measureQuiet(ctx context.Context, name string, t target, conc int, rate float64, broker *proc, addrs brokerAddrs) (loadResult, error) {
 	var best loadResult
 	disturbance := func(r loadResult) float64 { return r.OtherCPU - r.SoftirqCPU }
 	for attempt := 1; attempt <= 3; attempt++ {
 		b.waitIdle(ctx)
-		res, err := b.measure(ctx, name, t, conc, broker, addrs)
+		res, err := b.measure(ctx, name, t, conc, rate, broker, addrs)
 		if err != nil {
 			return res, err
 		}
@@ -696,7 +745,7 @@ func (b *bench) measureQuiet(ctx context.Context, name string, t target, conc in
 			break
 		}
 		if attempt < 3 {
-			logf("  %s c=%d disturbed (other CPU %.2f cores: %s); measuring again", name, conc, res.OtherCPU, res.Foreign)
+			logf("  %s %s disturbed (other CPU %.2f cores: %s); measuring again", name, loadLabel(conc, rate), res.OtherCPU, res.Foreign)
 		}
 	}
 	best.Attempts = max(best.Attempts, 1)
@@ -753,9 +802,20 @@ func (b *bench) waitIdle(ctx context.Context) {
 
 func must[T any](v T, _ error) T { return v }
 
+// loadLabel names a run's load in log lines: "c=64" (closed loop) or
+// "64 callers at 20000/s" (open loop).
+func loadLabel(conc int, rate float64) string {
+	if rate > 0 {
+		return fmt.Sprintf("%d callers at %.0f/s", conc, rate)
+	}
+	return fmt.Sprintf("c=%d", conc)
+}
+
 // measure runs one (target, concurrency) pair and turns the probes into
-// per-chain figures. broker is nil for runs that do not involve it.
-func (b *bench) measure(ctx context.Context, name string, t target, conc int, broker *proc, addrs brokerAddrs) (loadResult, error) {
+// per-chain figures. With rate 0 it is a closed loop of conc workers
+// (runLoad), otherwise an open loop of conc callers offering rate chains/s
+// (runPaced). broker is nil for runs that do not involve it.
+func (b *bench) measure(ctx context.Context, name string, t target, conc int, rate float64, broker *proc, addrs brokerAddrs) (loadResult, error) {
 	if err := b.refreshSubjects(ctx, b.o.warmup+b.o.duration); err != nil {
 		return loadResult{}, err
 	}
@@ -798,11 +858,22 @@ func (b *bench) measure(ctx context.Context, name string, t target, conc int, br
 		resetPeakRSS(broker.pid())
 	}
 	time.Sleep(300 * time.Millisecond) // let the previous run's connections settle
-	lats, errs, firstErr, before, after := runLoad(ctx, t, conc, b.o.warmup, b.o.duration, b.subjects, probe)
+	var (
+		lats          []time.Duration
+		errs          int
+		firstErr      string
+		before, after sample
+	)
+	if rate > 0 {
+		lats, errs, firstErr, before, after = runPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, b.subjects, probe)
+	} else {
+		lats, errs, firstErr, before, after = runLoad(ctx, t, conc, b.o.warmup, b.o.duration, b.subjects, probe)
+	}
 	if ctx.Err() != nil {
 		return loadResult{}, ctx.Err()
 	}
 	r := summarize(name, conc, lats, errs, firstErr, before, after, isBroker, b.ourPIDs(broker))
+	r.Offered = rate
 	if isBroker {
 		if rss, err := peakRSS(broker.pid()); err == nil {
 			r.PeakRSS = rss

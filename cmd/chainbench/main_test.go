@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +122,182 @@ func TestLatencySVG(t *testing.T) {
 	for _, want := range []string{"<svg", "</svg>", "polyline", "a &lt;p50&gt;", ">64<", "stroke-dasharray"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q", want)
+		}
+	}
+}
+
+func TestPacedFlags(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		rate    float64
+		levels  []int
+		wantErr string
+	}{
+		{"defaults", nil, 20000, []int{64, 256}, ""},
+		{"quick keeps the paced runs", []string{"--quick"}, 20000, []int{64, 256}, ""},
+		{"other rate and levels", []string{"--paced-rate=5000.5", "--paced-levels= 16, 64 ,"}, 5000.5, []int{16, 64}, ""},
+		{"rate 0 disables", []string{"--paced-rate", "0"}, 0, nil, ""},
+		{"rate 0 ignores the levels", []string{"--paced-rate=0", "--paced-levels=x"}, 0, nil, ""},
+		{"no levels", []string{"--paced-levels="}, 20000, nil, ""},
+		{"negative rate", []string{"--paced-rate=-1"}, 0, nil, "--paced-rate"},
+		{"not a number", []string{"--paced-rate=fast"}, 0, nil, "paced-rate"},
+		{"zero callers", []string{"--paced-levels=64,0"}, 0, nil, "--paced-levels"},
+		{"not an integer", []string{"--paced-levels=64,x"}, 0, nil, "--paced-levels"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args) // flag errors print the usage: seen with -v only
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one about %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.pacedRate != tt.rate || !slices.Equal(o.pacedLevels, tt.levels) {
+				t.Errorf("paced rate %v levels %v, want %v %v", o.pacedRate, o.pacedLevels, tt.rate, tt.levels)
+			}
+		})
+	}
+	// The estimate counts one run per paced level.
+	with, err1 := parseFlags([]string{"--quick"})
+	without, err2 := parseFlags([]string{"--quick", "--paced-rate=0"})
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if d, want := with.estimate()-without.estimate(), 2*(with.duration+with.warmup+500*time.Millisecond); d != want {
+		t.Errorf("estimate difference %v, want %v", d, want)
+	}
+}
+
+func TestCacheTargets(t *testing.T) {
+	// run is a one-second run with chains chains and the given p99.
+	run := func(conc int, offered float64, chains int, p99 time.Duration) loadResult {
+		return loadResult{Target: "grpc+cache", Concurrency: conc, Offered: offered, Window: time.Second, Chains: chains, P99: p99}
+	}
+	closed := []loadResult{run(1, 0, 3000, time.Millisecond), run(64, 0, 25000, 5*time.Millisecond), run(256, 0, 24000, 20*time.Millisecond)}
+	good64, good256 := run(64, 20000, 19900, 1500*time.Microsecond), run(256, 20000, 19950, 3*time.Millisecond)
+	for _, tt := range []struct {
+		name              string
+		closed, paced     []loadResult
+		note              string
+		cache, collapse   string // results
+		cacheHas, collHas string // in the measured text
+	}{
+		{"pass", closed, []loadResult{good64, good256}, "", "PASS", "PASS",
+			"25000 chains/s (closed loop, c=64); open loop, 64 callers: 20000/s offered, 19900/s achieved (99.5%), p99 1.50ms",
+			"3.00ms vs 1.00ms = 3.0×; open loop, 256 callers: 20000/s offered, 19950/s achieved (99.8%)"},
+		{"p99 too high", closed, []loadResult{run(64, 20000, 20000, 2100*time.Microsecond), run(256, 20000, 20000, 4100*time.Microsecond)}, "",
+			"FAIL", "FAIL", "p99 2.10ms", "= 4.1×"},
+		{"below 99% of the offered rate", closed, []loadResult{run(64, 20000, 19700, time.Millisecond), run(256, 20000, 15000, 2*time.Millisecond)}, "",
+			"FAIL", "FAIL", "19700/s achieved (98.5%)", "15000/s achieved (75.0%)"},
+		{"closed-loop throughput too low", []loadResult{run(1, 0, 3000, time.Millisecond), run(64, 0, 19000, 4*time.Millisecond)},
+			[]loadResult{good64, good256}, "", "FAIL", "PASS", "19000 chains/s (closed loop, c=64)", ""},
+		{"offered too low", closed, []loadResult{run(64, 10000, 10000, time.Millisecond), good256}, "", "FAIL", "PASS",
+			"offered below the target's 20,000/s", ""},
+		{"no paced runs", closed, nil, "", "not measured", "not measured", "no open-loop cache run with 64 callers", "no open-loop cache run with 256 callers"},
+		{"no paced run with 256 callers", closed, []loadResult{good64}, "", "PASS", "not measured", "", "256 callers"},
+		{"no closed-loop run at c=1", closed[1:], []loadResult{good64, good256}, "", "PASS", "not measured", "", "no closed-loop cache run at c=1"},
+		{"cache not measured", nil, nil, "not measured (--cache=false)", "not measured", "not measured", "--cache=false", "--cache=false"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cacheTarget(tt.closed, tt.paced, tt.note)
+			if c.Result != tt.cache || !strings.Contains(c.Measured, tt.cacheHas) {
+				t.Errorf("cache target: %s: %s; want %s and %q", c.Result, c.Measured, tt.cache, tt.cacheHas)
+			}
+			n := collapseTarget(tt.closed, tt.paced, tt.note)
+			if n.Result != tt.collapse || !strings.Contains(n.Measured, tt.collHas) {
+				t.Errorf("collapse target: %s: %s; want %s and %q", n.Result, n.Measured, tt.collapse, tt.collHas)
+			}
+		})
+	}
+}
+
+// sleepTarget answers after a fixed delay; subject "bad" fails.
+type sleepTarget struct{ d time.Duration }
+
+func (s sleepTarget) do(ctx context.Context, subject string) error {
+	time.Sleep(s.d)
+	if subject == "bad" {
+		return errors.New("bad subject")
+	}
+	return ctx.Err()
+}
+
+func (sleepTarget) close() {}
+
+// The load loops against an in-process target. The bounds are loose: the
+// machine may be busy.
+func TestLoadLoops(t *testing.T) {
+	probe := func() sample { return sample{at: time.Now()} }
+	const serve = 200 * time.Microsecond
+	t.Run("paced", func(t *testing.T) {
+		const rate = 2000.0
+		lats, errs, firstErr, before, after := runPaced(context.Background(), sleepTarget{serve}, 4, rate,
+			100*time.Millisecond, 300*time.Millisecond, []string{"a", "b"}, probe)
+		want := rate * after.at.Sub(before.at).Seconds()
+		if n := float64(len(lats)); n < 0.85*want || n > 1.15*want {
+			t.Errorf("%d chains in %v, want %.0f ± 15%%", len(lats), after.at.Sub(before.at), want)
+		}
+		if errs != 0 || firstErr != "" {
+			t.Errorf("errors %d (%s)", errs, firstErr)
+		}
+		if p50 := quantile(lats, 0.5); p50 < serve {
+			t.Errorf("p50 %v < the target's %v", p50, serve)
+		}
+	})
+	t.Run("paced, errors", func(t *testing.T) {
+		lats, errs, firstErr, _, _ := runPaced(context.Background(), sleepTarget{serve}, 4, 2000,
+			50*time.Millisecond, 200*time.Millisecond, []string{"a", "bad"}, probe)
+		if errs == 0 || len(lats) == 0 || !strings.Contains(firstErr, "bad subject") {
+			t.Errorf("%d chains, %d errors (%q), want both", len(lats), errs, firstErr)
+		}
+	})
+	t.Run("paced, falling behind", func(t *testing.T) {
+		// One caller offering twice what it can do: latency counts from the
+		// scheduled send, so it grows with the backlog (no coordinated omission).
+		const slow = time.Millisecond
+		lats, _, _, before, after := runPaced(context.Background(), sleepTarget{slow}, 1, 2000,
+			50*time.Millisecond, 200*time.Millisecond, []string{"a"}, probe)
+		offered := 2000 * after.at.Sub(before.at).Seconds()
+		if n := float64(len(lats)); n == 0 || n > 0.75*offered {
+			t.Errorf("%d chains, %.0f offered: kept up with twice its capacity?", len(lats), offered)
+		}
+		if p50 := quantile(lats, 0.5); p50 < 10*slow {
+			t.Errorf("p50 %v: the time spent late is not counted", p50)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		const window = 200 * time.Millisecond
+		lats, errs, _, _, _ := runLoad(context.Background(), sleepTarget{serve}, 2, 50*time.Millisecond, window, []string{"a"}, probe)
+		if len(lats) == 0 || errs != 0 || len(lats) > int(2*window/serve)+2 {
+			t.Errorf("%d chains, %d errors", len(lats), errs)
+		}
+		if quantile(lats, 0.5) < serve {
+			t.Errorf("p50 %v < %v", quantile(lats, 0.5), serve)
+		}
+	})
+}
+
+// The report goes through fmt via wrappers go vet cannot check.
+func TestReportRenders(t *testing.T) {
+	o, err := parseFlags([]string{"--quick", "--store=memory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: o, floor: floorResult{PerOp: 40 * time.Microsecond}, configYAML: "x: 1\n", cacheYAML: "x: 2\n"}
+	b.cache = []loadResult{{Target: "grpc+cache", Concurrency: 1, Window: time.Second, Chains: 3000, P99: time.Millisecond}}
+	b.cachePaced = []loadResult{{Target: "grpc+cache", Concurrency: 64, Offered: 20000, Window: time.Second, Chains: 19000, P99: 3 * time.Millisecond}}
+	rep := b.report()
+	text := rep.md + rep.summary()
+	if i := strings.Index(text, "%!"); i >= 0 {
+		t.Errorf("formatting error: %s", text[max(i-80, 0):min(i+40, len(text))])
+	}
+	for _, want := range []string{"Little's law", "| 64 | open loop, 20000/s offered, 95.0% achieved | 19000 |", "19000/s achieved (95.0%), p99 3.00ms"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
 		}
 	}
 }

@@ -266,7 +266,9 @@ func focusedShare(out string) (float64, bool) {
 	return v, err == nil
 }
 
-// runCache measures chains with the token cache on and warm.
+// runCache measures chains with the token cache on and warm: closed loops
+// at --levels, then open loops (paced) at --paced-levels callers offering
+// --paced-rate chains/s, against the same broker.
 func (b *bench) runCache(ctx context.Context) error {
 	logf("measuring with the token cache on and warm (gRPC)...")
 	p, addrs, cfg, err := b.startBroker(ctx, "broker-cache", false, true)
@@ -284,13 +286,29 @@ func (b *bench) runCache(ctx context.Context) error {
 	}
 	defer g.close()
 	for _, c := range b.o.levels {
-		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, p, addrs)
+		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, 0, p, addrs)
 		if err != nil {
 			return err
 		}
 		b.cache = append(b.cache, res)
 		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p99 %8s  err %d%s", "grpc+cache", c, res.Throughput(),
 			fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
+		if res.FirstError != "" {
+			logf("    first error: %.300s", res.FirstError)
+		}
+	}
+	for _, c := range b.o.pacedLevels {
+		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, b.o.pacedRate, p, addrs)
+		if err != nil {
+			return err
+		}
+		b.cachePaced = append(b.cachePaced, res)
+		logf("  %-10s paced, %d callers: %.0f/s offered, %.0f chains/s achieved (%s)  p50 %8s  p99 %8s  err %d%s",
+			"grpc+cache", c, res.Offered, res.Throughput(), achieved(res),
+			fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
+		if res.FirstError != "" {
+			logf("    first error: %.300s", res.FirstError)
+		}
 	}
 	return nil
 }

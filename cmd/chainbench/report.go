@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -118,24 +119,7 @@ func (b *bench) checkTargets() []targetCheck {
 	}
 	// 3. No queueing collapse: p99(256) ≤ 4× p99(1), defined on cache hits;
 	// the runs without cache are shown for comparison.
-	{
-		name := "p99 at c=256 ≤ 4× p99 at c=1, cache hits over gRPC"
-		var hi, lo *loadResult
-		for i := range b.cache {
-			switch b.cache[i].Concurrency {
-			case 256:
-				hi = &b.cache[i]
-			case 1:
-				lo = &b.cache[i]
-			}
-		}
-		if hi == nil || lo == nil || hi.Chains == 0 || lo.Chains == 0 {
-			out = append(out, targetCheck{name, "no cache runs at c=1 and c=256", "not measured"})
-		} else {
-			x := ratio(hi.P99, lo.P99)
-			out = append(out, targetCheck{name, fmt.Sprintf("%s vs %s = %.1f×", fmtDur(hi.P99), fmtDur(lo.P99), x), pass(x <= 4)})
-		}
-	}
+	out = append(out, collapseTarget(b.cache, b.cachePaced, b.cacheNote))
 	for _, t := range b.o.transports {
 		name := fmt.Sprintf("(for comparison) p99 at c=256 ≤ 4× p99 at c=1 without cache, %s", t)
 		hi, ok1 := b.find(t, 256)
@@ -161,7 +145,7 @@ func (b *bench) checkTargets() []targetCheck {
 			worst, seen = max(worst, r.PeakRSS), true
 		}
 	}
-	for _, r := range b.cache {
+	for _, r := range slices.Concat(b.cache, b.cachePaced) {
 		if r.Concurrency == 256 && r.PeakRSS > 0 {
 			worst, seen = max(worst, r.PeakRSS), true
 		}
@@ -172,24 +156,99 @@ func (b *bench) checkTargets() []targetCheck {
 		out = append(out, targetCheck{"broker peak RSS ≤ 150 MiB at c=256", "no run at c=256", "not measured"})
 	}
 	// 5. Cache.
-	cacheName := "cache on and warm: ≥ 20,000 chains/s over gRPC, p99 ≤ 2 ms at c=64"
-	var c64 *loadResult
-	for i := range b.cache {
-		if b.cache[i].Concurrency == 64 {
-			c64 = &b.cache[i]
-		}
-	}
-	if c64 == nil || c64.Chains == 0 {
-		out = append(out, targetCheck{cacheName, b.cacheNote, "not measured"})
-	} else {
-		best := 0.0
-		for _, r := range b.cache {
-			best = max(best, r.Throughput())
-		}
-		out = append(out, targetCheck{cacheName, fmt.Sprintf("%.0f chains/s (best level); p99 at c=64 %s", best, fmtDur(c64.P99)),
-			pass(best >= 20000 && c64.P99 <= 2*time.Millisecond)})
-	}
+	out = append(out, cacheTarget(b.cache, b.cachePaced, b.cacheNote))
 	return out
+}
+
+// cacheTargetRate is the rate of the cache target, chains/s.
+const cacheTargetRate = 20000
+
+// cacheTarget checks "with the cache on and warm: ≥ 20,000 chains/s over
+// gRPC, p99 ≤ 2 ms at concurrency 64". Throughput is the best closed-loop
+// cache run's (closed loops measure capacity); the latency is the open-loop
+// run's with 64 callers, which must have been offered at least 20,000
+// chains/s and achieved 99% of it: a closed loop of 64 callers has a mean
+// latency of 64 ÷ throughput (Little's law) whatever the broker does.
+// note says why the cache was not measured, if it was not.
+func cacheTarget(closed, paced []loadResult, note string) targetCheck {
+	const name = "cache on and warm, gRPC: ≥ 20,000 chains/s (closed loop, best level); " +
+		"p99 ≤ 2 ms with 64 callers offering ≥ 20,000/s and achieving ≥ 99% of it (open loop)"
+	var best *loadResult
+	for i := range closed {
+		if closed[i].Chains > 0 && (best == nil || closed[i].Throughput() > best.Throughput()) {
+			best = &closed[i]
+		}
+	}
+	if best == nil {
+		return targetCheck{name, orDefault(note, "no closed-loop cache run"), "not measured"}
+	}
+	measured := fmt.Sprintf("%.0f chains/s (closed loop, c=%d)", best.Throughput(), best.Concurrency)
+	p, ok := findConc(paced, 64)
+	if !ok {
+		return targetCheck{name, measured + "; " + orDefault(note, noPacedRun(64)), "not measured"}
+	}
+	measured += "; " + pacedFigures(p) + fmt.Sprintf(", p99 %s", fmtDur(p.P99))
+	if p.Offered < cacheTargetRate {
+		measured += " (offered below the target's 20,000/s)"
+	}
+	return targetCheck{name, measured,
+		pass(best.Throughput() >= cacheTargetRate && p.Offered >= cacheTargetRate && p.KeptUp() && p.P99 <= 2*time.Millisecond)}
+}
+
+// collapseTarget checks "p99 at concurrency 256 ≤ 4× p99 at concurrency 1
+// for the broker itself (cache hits)": the open-loop run with 256 callers,
+// which must have achieved 99% of its offered rate, against the closed-loop
+// run at c=1 (one caller: no queueing, whatever the loop). note says why the
+// cache was not measured, if it was not.
+func collapseTarget(closed, paced []loadResult, note string) targetCheck {
+	const name = "p99 with 256 callers (open loop, ≥ 99% of the offered rate achieved) ≤ 4× p99 at c=1, cache hits over gRPC"
+	lo, okLo := findConc(closed, 1)
+	hi, okHi := findConc(paced, 256)
+	switch {
+	case !okLo && !okHi && note != "":
+		return targetCheck{name, note, "not measured"}
+	case !okLo || lo.Chains == 0:
+		return targetCheck{name, "no closed-loop cache run at c=1", "not measured"}
+	case !okHi:
+		return targetCheck{name, orDefault(note, noPacedRun(256)), "not measured"}
+	}
+	x := ratio(hi.P99, lo.P99)
+	return targetCheck{name, fmt.Sprintf("%s vs %s = %.1f×; %s", fmtDur(hi.P99), fmtDur(lo.P99), x, pacedFigures(hi)),
+		pass(x <= 4 && hi.KeptUp())}
+}
+
+// findConc is the run of rs at concurrency (or callers) c.
+func findConc(rs []loadResult, c int) (loadResult, bool) {
+	for _, r := range rs {
+		if r.Concurrency == c {
+			return r, true
+		}
+	}
+	return loadResult{}, false
+}
+
+// pacedFigures describes an open-loop run's load: offered and achieved.
+func pacedFigures(r loadResult) string {
+	return fmt.Sprintf("open loop, %d callers: %.0f/s offered, %.0f/s achieved (%s)", r.Concurrency, r.Offered, r.Throughput(), achieved(r))
+}
+
+// achieved is the share of its offered rate an open-loop run achieved.
+func achieved(r loadResult) string {
+	if r.Offered <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f%%", 100*r.Throughput()/r.Offered)
+}
+
+func noPacedRun(callers int) string {
+	return fmt.Sprintf("no open-loop cache run with %d callers (--paced-rate, --paced-levels)", callers)
+}
+
+func orDefault(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
 }
 
 func ratio(a, b time.Duration) float64 {
@@ -232,6 +291,9 @@ func sig3(v float64) string {
 func (r *report) summary() string {
 	var s strings.Builder
 	s.WriteString("\n" + r.resultsTable() + "\n" + r.costTable() + "\n")
+	if len(r.b.cache)+len(r.b.cachePaced) > 0 {
+		s.WriteString("Token cache on and warm (gRPC):\n" + r.cacheTable() + "\n")
+	}
 	s.WriteString("Targets:\n")
 	for _, t := range r.targets {
 		fmt.Fprintf(&s, "  %-13s %s: %s\n", t.Result, t.Target, t.Measured)
@@ -294,6 +356,24 @@ func (r *report) costTable() string {
 			fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, pathName(t), cpu, x, allocs, rss,
 				fmtDur(res.DomainsCPU), redis, fmtDur(res.LoadgenCPU), otherCell(res))
 		}
+	}
+	return s.String()
+}
+
+// cacheTable has the cache runs: the closed loops, then the open loops.
+func (r *report) cacheTable() string {
+	b := r.b
+	var s strings.Builder
+	s.WriteString("| callers | load | chains/s | p50 | p90 | p99 | errors | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | redis CPU/chain | load generator CPU/chain | other CPU, cores |\n")
+	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range slices.Concat(b.cache, b.cachePaced) {
+		load := "closed loop"
+		if c.Offered > 0 {
+			load = fmt.Sprintf("open loop, %.0f/s offered, %s achieved", c.Offered, achieved(c))
+		}
+		fmt.Fprintf(&s, "| %d | %s | %.0f | %s | %s | %s | %d | %s | %.1f× | %.0f | %.1f MiB | %s | %s | %s |\n", c.Concurrency, load,
+			c.Throughput(), fmtDur(c.P50), fmtDur(c.P90), fmtDur(c.P99), c.Errors, fmtDur(c.BrokerCPU), ratio(c.BrokerCPU, b.floor.PerOp),
+			c.Allocs, mib(c.PeakRSS), fmtDur(c.RedisCPU), fmtDur(c.LoadgenCPU), otherCell(c))
 	}
 	return s.String()
 }
@@ -487,14 +567,17 @@ func (r *report) markdown() string {
 		w("gRPC, token cache on for domain B (`cache.enabled`), Redis store. Every subject token is chained during the warm-up, "+
 			"so the measured window is all cache hits (%d subject tokens).", o.subjects)
 		w("")
-		w("| callers | chains/s | p50 | p90 | p99 | errors | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | redis CPU/chain | load generator CPU/chain | other CPU, cores |")
-		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-		for _, c := range b.cache {
-			w("| %d | %.0f | %s | %s | %s | %d | %s | %.1f× | %.0f | %.1f MiB | %s | %s | %s |", c.Concurrency, c.Throughput(), fmtDur(c.P50),
-				fmtDur(c.P90), fmtDur(c.P99), c.Errors, fmtDur(c.BrokerCPU), ratio(c.BrokerCPU, b.floor.PerOp), c.Allocs, mib(c.PeakRSS),
-				fmtDur(c.RedisCPU), fmtDur(c.LoadgenCPU), otherCell(c))
+		w("The closed-loop rows (`--levels`) have N callers each sending its next chain as soon as the previous one answers: " +
+			"by Little's law their mean latency is N ÷ throughput whatever the broker does (64 callers at 20,000 chains/s: 3.2 ms), " +
+			"so they measure throughput, not latency at a concurrency. The open-loop rows (`--paced-levels`, `--paced-rate`) offer " +
+			"a fixed rate instead, each of the N callers sending on a fixed schedule, and measure latency from each chain's scheduled " +
+			"send time, so the time a late caller waited counts (no coordinated omission). The latency targets at 64 and 256 callers " +
+			"use the open-loop rows; one that achieved less than 99%% of its offered rate did not keep up and fails them.")
+		if len(b.cachePaced) == 0 {
+			w("No open-loop runs were made here (`--paced-rate 0` or no `--paced-levels`).")
 		}
 		w("")
+		w("%s", r.cacheTable())
 	} else {
 		w("%s.", b.cacheNote)
 		w("")
