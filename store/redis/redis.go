@@ -279,10 +279,7 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC()
-	body, err := json.Marshal(&ev)
-	if err != nil {
-		return "", fmt.Errorf("store/redis: append: encode event: %w", err)
-	}
+	body := ev.AppendJSON(make([]byte, 0, 1024))
 	ctx, cancel, err := s.opContext(ctx, "append")
 	if err != nil {
 		return "", err
