@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -12,11 +13,13 @@ import (
 // batcher is group commit for the writes of every chain (replay markers and
 // audit events): concurrent callers' commands go to Redis together, in one
 // pipeline, one write and one read for the whole batch instead of one round
-// trip (two system calls on each side) per command. A caller whose command
-// finds a worker idle is sent at once, alone, so a lone chain waits for
-// nothing; under load the commands that arrive while a batch is out form the
-// next one. Each caller still waits for its own reply, so an acknowledged
-// write is one Redis has applied, as without batching.
+// trip (two system calls on each side) per command. While few commands are
+// out (up to directLimit), a caller sends its own at once, from its own
+// goroutine, as without batching: a lone chain waits for nothing and hands
+// nothing to another goroutine. Beyond that, commands queue for the batch
+// workers, and those that arrive while a batch is out form the next one.
+// Each caller still waits for its own reply, so an acknowledged write is one
+// Redis has applied, as without batching.
 //
 // go-redis has an autopipeliner of its own (experimental); it does not honour
 // a command's context once queued, which this store promises (OpTimeout and
@@ -28,6 +31,7 @@ type batcher struct {
 	closing chan struct{}
 	workers sync.WaitGroup
 	closed  sync.Once
+	direct  atomic.Int32 // commands being sent by their callers
 }
 
 type batchCmd struct {
@@ -41,6 +45,9 @@ const (
 	batchWorkers = 4
 	// maxBatch bounds one pipeline (and the memory of its replies).
 	maxBatch = 256
+	// directLimit commands may be out, each sent alone by its caller,
+	// before commands queue for batches.
+	directLimit = 4
 )
 
 func newBatcher(c goredis.UniversalClient, timeout time.Duration) *batcher {
@@ -72,6 +79,13 @@ func (b *batcher) do(ctx context.Context, cmd goredis.Cmder) error {
 		return errClosed
 	default:
 	}
+	if b.direct.Add(1) <= directLimit {
+		defer b.direct.Add(-1)
+		// ctx bounds the call: the client has ContextTimeoutEnabled.
+		_ = b.client.Process(ctx, cmd)
+		return ctx.Err()
+	}
+	b.direct.Add(-1)
 	c := &batchCmd{cmd: cmd, done: make(chan struct{})}
 	select {
 	case b.queue <- c:

@@ -466,3 +466,39 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendParallel appends from 64 goroutines (on GOMAXPROCS 2), as
+// concurrent chains do: through the Store (group commit) and, as the
+// baseline in the same run, with plain go-redis XADDs, one round trip each.
+//
+//	go test -run '^$' -bench AppendParallel -count 5 ./store/redis
+func BenchmarkAppendParallel(b *testing.B) {
+	srv := redistest.New(b, redistest.Options{})
+	e := &store.Event{Subject: "alice", TargetDomain: "partner", Scopes: []string{"a", "b"}, Outcome: store.OutcomeSuccess}
+	body := e.AppendJSON(nil)
+	b.Run("go-redis", func(b *testing.B) {
+		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1, Protocol: 2, PoolSize: 64})
+		b.Cleanup(func() { _ = c.Close() })
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := c.XAdd(b.Context(), &goredis.XAddArgs{Stream: "plain", MaxLen: 1000, Approx: true, Values: []any{"e", body}}).Err(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("store", func(b *testing.B) {
+		s := newStore(b, srv, Options{AuditMaxLen: 1000})
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Append(b.Context(), e); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
