@@ -352,7 +352,7 @@ func clientTrusting(caFile string) (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
-	tr.MaxIdleConnsPerHost = 256
+	tr.MaxIdleConnsPerHost = 64
 	return &http.Client{Transport: tr}, nil
 }
 
