@@ -38,8 +38,8 @@ func (p *pipelineCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) 
 
 // TestGroupCommit writes from many goroutines at once while Redis holds
 // writes (CLIENT PAUSE), so that they queue and go out in batches: every
-// caller gets its own answer (one winner per jti, every event once, with its
-// own id), and the commands did share pipelines.
+// caller gets its own answer (see writeBurst), and the commands did share
+// pipelines.
 func TestGroupCommit(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
 	ctx := t.Context()
@@ -55,8 +55,42 @@ func TestGroupCommit(t *testing.T) {
 	if err := rawClient(t, srv).Do(ctx, "CLIENT", "PAUSE", 300, "WRITE").Err(); err != nil {
 		t.Fatalf("CLIENT PAUSE: %v", err)
 	}
+	writeBurst(t, s, 200, 40)
+	if hook.largest.Load() < 2 {
+		t.Errorf("no two commands shared a pipeline (%d pipelines, largest %d)", hook.pipelines.Load(), hook.largest.Load())
+	}
+	t.Logf("%d pipelines, largest %d", hook.pipelines.Load(), hook.largest.Load())
+}
 
-	const callers, sameJTI = 200, 40
+// The same burst on a Cluster: a batch's commands belong to several masters
+// (replay markers spread over every slot), and each still gets its own reply.
+func TestClusterGroupCommit(t *testing.T) {
+	c := redistest.NewCluster(t)
+	s := newClusterStore(t, c, Options{KeyPrefix: "gc"})
+	t.Cleanup(func() { _ = s.Close() })
+	hook := &pipelineCounter{}
+	s.client.AddHook(hook)
+	for _, addr := range c.Addrs() {
+		node := goredis.NewClient(&goredis.Options{Addr: addr})
+		err := node.Do(t.Context(), "CLIENT", "PAUSE", 300, "WRITE").Err()
+		_ = node.Close()
+		if err != nil {
+			t.Fatalf("CLIENT PAUSE on %s: %v", addr, err)
+		}
+	}
+	writeBurst(t, s, 200, 40)
+	if hook.largest.Load() < 2 {
+		t.Errorf("no two commands shared a pipeline (%d pipelines, largest %d)", hook.pipelines.Load(), hook.largest.Load())
+	}
+}
+
+// writeBurst has callers goroutines each mark a jti of its own and append an
+// event, and sameJTI more mark one shared jti, all at once: each fresh jti
+// is marked, exactly one of the shared marks wins, every event is stored
+// once under its own id.
+func writeBurst(t *testing.T, s *Store, callers, sameJTI int) {
+	t.Helper()
+	ctx := t.Context()
 	until := time.Now().Add(time.Hour)
 	var (
 		wg       sync.WaitGroup
@@ -102,7 +136,7 @@ func TestGroupCommit(t *testing.T) {
 	for _, err := range failures {
 		t.Error(err)
 	}
-	if won.Load() != 1 || replayed.Load() != sameJTI-1 {
+	if won.Load() != 1 || replayed.Load() != int64(sameJTI-1) {
 		t.Errorf("shared jti: %d marks won, %d replayed; want 1 and %d", won.Load(), replayed.Load(), sameJTI-1)
 	}
 	for id, subject := range ids {
@@ -111,13 +145,9 @@ func TestGroupCommit(t *testing.T) {
 			t.Errorf("event %s: %+v, %v; want subject %s", id, got, err, subject)
 		}
 	}
-	if n, err := client.XLen(ctx, s.stream).Result(); err != nil || n != callers {
+	if n, err := s.client.XLen(ctx, s.stream).Result(); err != nil || n != int64(callers) {
 		t.Errorf("stream holds %d events (%v), want %d: an event was lost or written twice", n, err, callers)
 	}
-	if hook.largest.Load() < 2 {
-		t.Errorf("no two commands shared a pipeline (%d pipelines, largest %d)", hook.pipelines.Load(), hook.largest.Load())
-	}
-	t.Logf("%d writes in %d pipelines, largest %d", 2*callers+sameJTI, hook.pipelines.Load(), hook.largest.Load())
 }
 
 // A caller's deadline bounds its wait even when Redis does not answer, and
