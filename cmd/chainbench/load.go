@@ -191,7 +191,8 @@ type sample struct {
 	self     time.Duration // this process (the load generator)
 	system   cpuTimes      // whole machine
 	procs    map[int]procEntry
-	mallocs  float64 // broker go_memstats_mallocs_total
+	mallocs  float64             // broker go_memstats_mallocs_total
+	chains   map[float64]float64 // broker's Chain duration histogram (chainHistogram)
 	okBroker bool
 	okMalloc bool
 }
@@ -240,7 +241,9 @@ type loadResult struct {
 	StealCPU    float64       // cores: stolen by the hypervisor
 	Foreign     string        // the busiest other processes
 	Allocs      float64       // broker mallocs per chain
-	PeakRSS     uint64        // broker VmHWM during the run (bytes)
+	HandlerP99  float64       // seconds: bucket bound of p99 inside the broker (chainHistogram); +Inf: past the last
+	HasHandler  bool
+	PeakRSS     uint64 // broker VmHWM during the run (bytes)
 	PeakRSSNote string
 	HasBroker   bool
 	HasAllocs   bool

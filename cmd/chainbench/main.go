@@ -509,6 +509,9 @@ func brokerLine(r loadResult) string {
 		return fmt.Sprintf("  domains CPU %s/chain%s", fmtDur(r.DomainsCPU), otherLine(r))
 	}
 	s := fmt.Sprintf("  broker CPU %s/chain", fmtDur(r.BrokerCPU))
+	if r.HasHandler {
+		s += ", p99 inside the broker " + handlerCell(r)
+	}
 	if r.HasAllocs {
 		s += fmt.Sprintf(", %.0f allocs/chain", r.Allocs)
 	}
@@ -840,6 +843,7 @@ func (b *bench) measure(ctx context.Context, name string, t target, conc int, ra
 				var err error
 				s.mallocs, err = scrapeMetric(scrape, metricsURL, "go_memstats_mallocs_total")
 				s.okMalloc = err == nil
+				s.chains, _ = scrapeBuckets(scrape, metricsURL, chainHistogram)
 			}
 			s.procs = scanProcs()
 			s.readCPU(pids)
@@ -851,6 +855,7 @@ func (b *bench) measure(ctx context.Context, name string, t target, conc int, ra
 			var err error
 			s.mallocs, err = scrapeMetric(scrape, metricsURL, "go_memstats_mallocs_total")
 			s.okMalloc = err == nil
+			s.chains, _ = scrapeBuckets(scrape, metricsURL, chainHistogram)
 		}
 		return s
 	}
@@ -907,6 +912,9 @@ func summarize(name string, conc int, lats []time.Duration, errs int, firstErr s
 			set[p] = true
 		}
 		r.Foreign = foreignTop(before.procs, after.procs, set, r.Window)
+	}
+	if isBroker && before.chains != nil && after.chains != nil {
+		r.HandlerP99, r.HasHandler = quantileBound(before.chains, after.chains, 0.99)
 	}
 	if isBroker && before.okMalloc && after.okMalloc && len(lats) > 0 {
 		r.HasAllocs = true

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -299,5 +301,48 @@ func TestReportRenders(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+func TestBucketsAndQuantileBound(t *testing.T) {
+	const prefix = `h_bucket{method="/m",le="`
+	text := func(counts ...int) string {
+		var s strings.Builder
+		s.WriteString("# HELP h x\n" + `h_bucket{method="/other",le="0.001"} 99` + "\n")
+		for i, le := range []string{"0.001", "0.002", "0.004", "+Inf"} {
+			fmt.Fprintf(&s, "%s%s\"} %d\n", prefix, le, counts[i])
+		}
+		return s.String()
+	}
+	before, err := parseBuckets(text(10, 10, 10, 10), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		counts []int
+		want   float64
+		ok     bool
+	}{
+		{"all under 1ms", []int{110, 110, 110, 110}, 0.001, true},
+		{"p99 in the 2ms bucket", []int{60, 109, 110, 110}, 0.002, true}, // 99 of 100 under 2ms
+		{"p99 just past 2ms", []int{60, 108, 110, 110}, 0.004, true},
+		{"past the last bound", []int{10, 10, 10, 110}, math.Inf(1), true},
+		{"nothing observed", []int{10, 10, 10, 10}, 0, false},
+	} {
+		after, err := parseBuckets(text(tt.counts...), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := quantileBound(before, after, 0.99)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+	if _, err := parseBuckets("nothing here\n", prefix); err == nil {
+		t.Error("no bucket: no error")
+	}
+	if _, err := parseBuckets(prefix+`x"} 1`+"\n", prefix); err == nil {
+		t.Error("malformed bound: no error")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -278,4 +279,79 @@ func sourceRevision() string {
 		rev += " with uncommitted changes"
 	}
 	return rev
+}
+
+// chainHistogram is the broker's histogram of Chain call durations, as its
+// gRPC interceptor measures them (REST calls included: they go through
+// gRPC in process): time inside the broker, from the call's arrival at the
+// handler to its answer, without the client's side, the network or the
+// broker's transport.
+const chainHistogram = `chainbroker_grpc_request_duration_seconds_bucket{method="/chainbroker.v1.ChainService/Chain",le="`
+
+// scrapeBuckets fetches a Prometheus text exposition and returns the
+// cumulative counts of the histogram buckets whose lines start with prefix
+// (up to the le value), by upper bound; +Inf is math.Inf(1).
+func scrapeBuckets(client *http.Client, url, prefix string) (map[float64]float64, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, err
+	}
+	return parseBuckets(string(body), prefix)
+}
+
+func parseBuckets(text, prefix string) (map[float64]float64, error) {
+	out := map[float64]float64{}
+	for line := range strings.SplitSeq(text, "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			return nil, fmt.Errorf("malformed bucket line %q", line)
+		}
+		bound, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err != nil {
+			return nil, fmt.Errorf("bucket bound %q: %w", le, err)
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(count), 64)
+		if err != nil {
+			return nil, fmt.Errorf("bucket count %q: %w", count, err)
+		}
+		out[bound] = n
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no bucket %s...", prefix)
+	}
+	return out, nil
+}
+
+// quantileBound is the smallest bucket bound under which at least q of the
+// observations between two scrapes of one histogram fall (an upper bound
+// of that quantile), in seconds; +Inf when only the last bucket holds it,
+// and ok false when nothing was observed.
+func quantileBound(before, after map[float64]float64, q float64) (float64, bool) {
+	bounds := make([]float64, 0, len(after))
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	total := after[math.Inf(1)] - before[math.Inf(1)]
+	if total <= 0 {
+		return 0, false
+	}
+	for _, b := range bounds {
+		if after[b]-before[b] >= q*total {
+			return b, true
+		}
+	}
+	return math.Inf(1), true
 }
