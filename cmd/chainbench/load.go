@@ -46,26 +46,36 @@ func newHTTPClient(maxConc int) *http.Client {
 
 // ---- through the broker, gRPC ----
 
+// grpcTarget calls the broker over conns gRPC connections, taking them in
+// turn.
 type grpcTarget struct {
-	conn   *grpc.ClientConn
-	client pb.ChainServiceClient
-	apiKey string
-	domain string
+	conns   []*grpc.ClientConn
+	clients []pb.ChainServiceClient
+	next    atomic.Uint32
+	apiKey  string
+	domain  string
 }
 
-func newGRPCTarget(addr, apiKey, targetDomain string) (*grpcTarget, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
+func newGRPCTarget(addr, apiKey, targetDomain string, conns int) (*grpcTarget, error) {
+	t := &grpcTarget{apiKey: apiKey, domain: targetDomain}
+	for range max(conns, 1) {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.close()
+			return nil, err
+		}
+		t.conns = append(t.conns, conn)
+		t.clients = append(t.clients, pb.NewChainServiceClient(conn))
 	}
-	return &grpcTarget{conn: conn, client: pb.NewChainServiceClient(conn), apiKey: apiKey, domain: targetDomain}, nil
+	return t, nil
 }
 
 func (t *grpcTarget) do(ctx context.Context, subject string) error {
 	if t.apiKey != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", t.apiKey)
 	}
-	resp, err := t.client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: t.domain})
+	client := t.clients[int(t.next.Add(1))%len(t.clients)]
+	resp, err := client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: t.domain})
 	if err != nil {
 		return err
 	}
@@ -75,7 +85,11 @@ func (t *grpcTarget) do(ctx context.Context, subject string) error {
 	return nil
 }
 
-func (t *grpcTarget) close() { t.conn.Close() }
+func (t *grpcTarget) close() {
+	for _, c := range t.conns {
+		c.Close()
+	}
+}
 
 // ---- through the broker, REST ----
 

@@ -97,6 +97,7 @@ type options struct {
 	cache              bool
 	pacedRate          float64 // chains/s offered by the open-loop cache runs
 	pacedLevels        []int   // callers of the open-loop cache runs; none when pacedRate is 0
+	grpcConns          int     // gRPC connections of the load generator
 	write              bool
 	out, svg           string
 	keep               bool
@@ -132,6 +133,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.profileDuration, "profile-duration", 0, "duration of the profiled run (default: --duration)")
 	fs.IntVar(&o.subjects, "subjects", 64, "number of subject tokens in the pool (alice and bob alternately)")
 	fs.BoolVar(&o.cache, "cache", true, "also measure over gRPC with the token cache on for domain B, warm (every subject token chained once before the window)")
+	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
 	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
 	fs.BoolVar(&o.write, "write", true, "write --out and --svg")
@@ -181,6 +183,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--levels: no level")
 	}
 	switch {
+	case o.grpcConns < 1 || o.grpcConns > 1024:
+		return nil, fmt.Errorf("--grpc-conns: %d is not between 1 and 1024", o.grpcConns)
 	case o.pacedRate < 0 || math.IsNaN(o.pacedRate) || math.IsInf(o.pacedRate, 0):
 		return nil, fmt.Errorf("--paced-rate: %v is not a rate (chains/s, 0 for none)", o.pacedRate)
 	case o.pacedRate > 0:
@@ -435,7 +439,7 @@ func (b *bench) run(ctx context.Context) error {
 	for _, t := range o.transports {
 		switch t {
 		case "grpc":
-			g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName)
+			g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
 			if err != nil {
 				return err
 			}

@@ -111,7 +111,7 @@ func (b *bench) runProfile(ctx context.Context, cache bool) error {
 	if err := b.refreshSubjects(ctx, o.warmup+o.profileDuration); err != nil {
 		return err
 	}
-	g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName)
+	g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func (b *bench) runCache(ctx context.Context) error {
 		p.stop(10 * time.Second)
 		b.procs.remove(p)
 	}()
-	g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName)
+	g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
 	if err != nil {
 		return err
 	}

@@ -477,9 +477,9 @@ func (r *report) markdown() string {
 	}
 	w("- **Set-up**, each in its own process on the same cores: the sandbox's domains A and B (RS256, 300 s tokens, Keycloak's checks), "+
 		"the broker (`chainbroker serve`, built from this tree; store %s; %s; `verify_subject_token` %s; log level warn), "+
-		"and the load generator (this program; gRPC over one connection, REST over keep-alive HTTP/1.1). "+
+		"and the load generator (this program; gRPC over %s, REST over keep-alive HTTP/1.1). "+
 		"%d subject tokens (alice and bob) are reused round-robin; every chain gets a fresh grant from domain A.",
-		store, caller, verify, o.subjects)
+		store, caller, verify, plural(o.grpcConns, "connection"), o.subjects)
 	if len(o.brokerEnv) > 0 {
 		w("- **Broker environment**: `%s`.", strings.Join(o.brokerEnv, " "))
 	}
@@ -728,4 +728,12 @@ func (r *report) saturationNote(w func(string, ...any)) {
 		w("")
 		return
 	}
+}
+
+// plural is "1 connection", "4 connections".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
