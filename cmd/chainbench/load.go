@@ -173,6 +173,16 @@ func (t *baselineTarget) post(ctx context.Context, endpoint, secret string, form
 }
 
 func (t *baselineTarget) do(ctx context.Context, subject string) error {
+	assertion, err := t.exchange(ctx, subject)
+	if err != nil {
+		return err
+	}
+	_, err = t.jwtBearer(ctx, assertion)
+	return err
+}
+
+// exchange is hop 1: the subject token for a grant whose audience is B.
+func (t *baselineTarget) exchange(ctx context.Context, subject string) (string, error) {
 	assertion, err := t.post(ctx, t.aToken, t.aSecret, url.Values{
 		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":        {subject},
@@ -181,15 +191,21 @@ func (t *baselineTarget) do(ctx context.Context, subject string) error {
 		"audience":             {t.audience},
 	})
 	if err != nil {
-		return fmt.Errorf("baseline token exchange: %w", err)
+		return "", fmt.Errorf("token exchange: %w", err)
 	}
-	if _, err := t.post(ctx, t.bToken, t.bSecret, url.Values{
+	return assertion, nil
+}
+
+// jwtBearer is hop 2: the grant for B's access token.
+func (t *baselineTarget) jwtBearer(ctx context.Context, assertion string) (string, error) {
+	access, err := t.post(ctx, t.bToken, t.bSecret, url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
 		"assertion":  {assertion},
-	}); err != nil {
-		return fmt.Errorf("baseline jwt-bearer: %w", err)
+	})
+	if err != nil {
+		return "", fmt.Errorf("jwt-bearer: %w", err)
 	}
-	return nil
+	return access, nil
 }
 
 func (t *baselineTarget) close() { t.client.CloseIdleConnections() }

@@ -62,6 +62,8 @@ func main() {
 			err = runDomains(os.Args[2:])
 		case modeBroker:
 			err = runBrokerChild(os.Args[2:])
+		case modeSkeleton:
+			err = runSkeleton(os.Args[2:])
 		default:
 			err = runBench(os.Args[1:])
 		}
@@ -98,6 +100,7 @@ type options struct {
 	pacedRate          float64 // chains/s offered by the open-loop cache runs
 	pacedLevels        []int   // callers of the open-loop cache runs; none when pacedRate is 0
 	grpcConns          int     // gRPC connections of the load generator
+	skeleton           bool    // also measure the skeleton broker (the design's floor)
 	write              bool
 	out, svg           string
 	keep               bool
@@ -133,6 +136,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.profileDuration, "profile-duration", 0, "duration of the profiled run (default: --duration)")
 	fs.IntVar(&o.subjects, "subjects", 64, "number of subject tokens in the pool (alice and bob alternately)")
 	fs.BoolVar(&o.cache, "cache", true, "also measure over gRPC with the token cache on for domain B, warm (every subject token chained once before the window)")
+	fs.BoolVar(&o.skeleton, "skeleton", true, "also measure the skeleton broker at c=1 and c=64: a gRPC server doing only the two hops, "+
+		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis)")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
 	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
@@ -261,6 +266,9 @@ func (o *options) estimate() time.Duration {
 	if o.cache {
 		n += len(o.pacedLevels) // the open-loop cache runs
 	}
+	if o.skeleton && o.store == "redis" {
+		n += len(o.skeletonLevels())
+	}
 	d := time.Duration(n) * (o.duration + o.warmup + 500*time.Millisecond)
 	if o.profile {
 		d += o.profileDuration + o.warmup + 5*time.Second
@@ -362,6 +370,8 @@ type bench struct {
 	results    []loadResult
 	cache      []loadResult // closed loop, one per level
 	cachePaced []loadResult // open loop, one per paced level
+	skeleton   []loadResult // the skeleton broker (skeleton.go), at c=1 and c=64
+	skelNote   string
 	cacheNote  string
 	profs      []*profileResult
 	profErr    string
@@ -475,6 +485,16 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	broker.stop(10 * time.Second)
 	b.procs.remove(broker)
+
+	if o.skeleton {
+		if err := b.runSkeleton(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			b.skelNote = "not measured: " + err.Error()
+			logf("skeleton: %v", err)
+		}
+	}
 
 	profile := func(cache bool) error {
 		if !o.profile {
@@ -937,4 +957,63 @@ func (b *bench) ourPIDs(extra ...*proc) []int {
 		pids = append(pids, p.pid())
 	}
 	return pids
+}
+
+// skeletonLevels are the levels the skeleton runs at: those of the targets.
+func (o *options) skeletonLevels() []int {
+	var out []int
+	for _, c := range o.levels {
+		if c == 1 || c == 64 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// runSkeleton measures the skeleton broker (skeleton.go) over gRPC at the
+// targets' levels, as the broker is measured.
+func (b *bench) runSkeleton(ctx context.Context) error {
+	levels := b.o.skeletonLevels()
+	if b.redis == nil || len(levels) == 0 {
+		return errors.New("needs --store redis and c=1 or c=64 in --levels")
+	}
+	logf("measuring the skeleton broker (the design's floor)...")
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	p, out, err := b.procs.start("skeleton", b.o.brokerEnv, true, true, self, modeSkeleton,
+		"-a-token", b.info.ATokenEndpoint, "-a-jwks", b.info.AJWKS, "-b-token", b.info.BTokenEndpoint,
+		"-audience", b.info.BIssuer, "-redis", b.redisAddr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		p.stop(10 * time.Second)
+		b.procs.remove(p)
+	}()
+	var info skeletonInfo
+	if err := readJSONLine(ctx, p, out, &info); err != nil {
+		return fmt.Errorf("skeleton: %w", err)
+	}
+	g, err := newGRPCTarget(info.GRPC, "", sandbox.DomainBName, b.o.grpcConns)
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	// No /metrics: the allocation and latency scrapes fail and are left out.
+	addrs := brokerAddrs{grpc: info.GRPC, http: "127.0.0.1:1"}
+	for _, c := range levels {
+		res, err := b.measureQuiet(ctx, "skeleton", g, c, 0, p, addrs)
+		if err != nil {
+			return err
+		}
+		b.skeleton = append(b.skeleton, res)
+		logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
+			fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), res.Errors, brokerLine(res))
+		if res.FirstError != "" {
+			logf("    first error: %.300s", res.FirstError)
+		}
+	}
+	return nil
 }

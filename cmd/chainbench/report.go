@@ -508,6 +508,7 @@ func (r *report) markdown() string {
 	w("")
 	w("%s", r.costTable())
 	r.saturationNote(w)
+	r.skeletonSection(w)
 	w("### Targets (issue 6)")
 	w("")
 	w("| target | measured | result |")
@@ -736,4 +737,46 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// skeletonSection compares the broker with the skeleton broker: what the
+// design costs at the least, measured in the same run.
+func (r *report) skeletonSection(w func(string, ...any)) {
+	b := r.b
+	if !b.o.skeleton {
+		return
+	}
+	w("### The design's floor: a skeleton broker")
+	w("")
+	if len(b.skeleton) == 0 {
+		w("%s.", b.skelNote)
+		w("")
+		return
+	}
+	w("The skeleton (`cmd/chainbench/skeleton.go`, a child process like the broker) is the least a broker built this way does per " +
+		"chain: a gRPC `Chain` that makes the token exchange at A, verifies the grant's RS256 signature with A's JWKS, marks its " +
+		"`jti` in Redis (`SET NX`), makes the jwt-bearer call at B, appends a fixed audit record (`XADD`) and answers, with " +
+		"plain go-redis and net/http clients and nothing else: no policy, no claims checks, no metrics, logs, retries or cache. " +
+		"Its CPU per chain is the cost of the design's transports and its one verification on this machine; the broker's excess " +
+		"over it is what its own checks, bookkeeping and safety cost.")
+	w("")
+	w("| callers | path | chains/s | p50 | p99 | p50 ÷ baseline | CPU/chain | ÷ RS256 verify | broker CPU ÷ skeleton's |")
+	w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, sk := range b.skeleton {
+		base, okb := b.find("baseline", sk.Concurrency)
+		g, okg := b.find("grpc", sk.Concurrency)
+		row := func(path string, x loadResult, vsSkeleton string) {
+			vsBase := "—"
+			if okb && base.Chains > 0 {
+				vsBase = fmt.Sprintf("%.2f×", ratio(x.P50, base.P50))
+			}
+			w("| %d | %s | %.0f | %s | %s | %s | %s | %.1f× | %s |", x.Concurrency, path, x.Throughput(), fmtDur(x.P50),
+				fmtDur(x.P99), vsBase, fmtDur(x.BrokerCPU), ratio(x.BrokerCPU, b.floor.PerOp), vsSkeleton)
+		}
+		row("skeleton, gRPC", sk, "")
+		if okg && g.Chains > 0 && sk.BrokerCPU > 0 {
+			row("broker, gRPC", g, fmt.Sprintf("%.2f×", ratio(g.BrokerCPU, sk.BrokerCPU)))
+		}
+	}
+	w("")
 }
