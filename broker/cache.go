@@ -161,13 +161,19 @@ func (r *chainRun) cacheKey(tgt *Domain, chain *Chain) string {
 	if req.Audience != "" {
 		audience = req.Audience
 	}
-	parts := []string{req.Caller, r.ev.SubjectTokenHash, req.SubjectTokenType, tgt.Name, chain.Source,
-		strings.Join(scopes, " "), strings.Join(resources, " "), audience, Hash(req.ActorToken), req.ActorTokenType}
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(strconv.Itoa(len(p)) + ":" + p))
+	actor := ""
+	if req.ActorToken != "" {
+		actor = Hash(req.ActorToken)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	// Each part length-prefixed, so that no two requests share a key.
+	b := make([]byte, 0, 512)
+	for _, p := range [...]string{req.Caller, r.ev.SubjectTokenHash, req.SubjectTokenType, tgt.Name, chain.Source,
+		strings.Join(scopes, " "), strings.Join(resources, " "), audience, actor, req.ActorTokenType} {
+		b = append(strconv.AppendInt(b, int64(len(p)), 10), ':')
+		b = append(b, p...)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // cached runs the chain through the target's cache: a hit is answered at

@@ -69,11 +69,11 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 // TLS layer verified the REST client's certificate.
 func credentialsFrom(ctx context.Context) auth.Credentials {
 	var c auth.Credentials
-	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(mdAPIKey); len(v) > 0 {
+	// ValueFromIncomingContext copies one key's values, not the whole metadata.
+	if v := metadata.ValueFromIncomingContext(ctx, mdAPIKey); len(v) > 0 {
 		c.APIKey = v[0]
 	}
-	if v := md.Get(mdAuthorization); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, mdAuthorization); len(v) > 0 {
 		c.Bearer = auth.BearerFromHeader(v[0])
 		if c.Bearer == "" && v[0] != "" {
 			c.Bearer = "\x00malformed" // presented but not a bearer token: refuse, don't fall back
@@ -84,7 +84,7 @@ func credentialsFrom(ctx context.Context) auth.Credentials {
 		return c
 	}
 	if _, fromGateway := p.Addr.(gatewayAddr); fromGateway {
-		if v := md.Get(forwardedCertKey); len(v) > 0 {
+		if v := metadata.ValueFromIncomingContext(ctx, forwardedCertKey); len(v) > 0 {
 			if der, err := base64.StdEncoding.DecodeString(v[0]); err == nil {
 				if cert, err := x509.ParseCertificate(der); err == nil {
 					c.PeerChain = []*x509.Certificate{cert}

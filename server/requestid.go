@@ -18,10 +18,9 @@ const mdRequestID = "x-request-id"
 // caller (up to 64 letters, digits, '-', '_', '.') is kept.
 func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	id := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(mdRequestID); len(v) > 0 && validRequestID(v[0]) {
-			id = v[0]
-		}
+	// ValueFromIncomingContext copies one key's values, not the whole metadata.
+	if v := metadata.ValueFromIncomingContext(ctx, mdRequestID); len(v) > 0 && validRequestID(v[0]) {
+		id = v[0]
 	}
 	if id == "" {
 		var b [8]byte
