@@ -478,9 +478,7 @@ func (b *bench) run(ctx context.Context) error {
 			b.results = append(b.results, res)
 			logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", name, c, res.Throughput(),
 				fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), res.Errors, brokerLine(res))
-			if res.FirstError != "" {
-				logf("    first error: %.300s", res.FirstError)
-			}
+			logFirstError(res)
 		}
 	}
 	broker.stop(10 * time.Second)
@@ -1011,9 +1009,14 @@ func (b *bench) runSkeleton(ctx context.Context) error {
 		b.skeleton = append(b.skeleton, res)
 		logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
 			fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), res.Errors, brokerLine(res))
-		if res.FirstError != "" {
-			logf("    first error: %.300s", res.FirstError)
-		}
+		logFirstError(res)
 	}
 	return nil
+}
+
+// logFirstError logs the first error of a run, if it had one.
+func logFirstError(r loadResult) {
+	if r.FirstError != "" {
+		logf("    first error: %.300s", r.FirstError)
+	}
 }

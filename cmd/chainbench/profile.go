@@ -293,9 +293,7 @@ func (b *bench) runCache(ctx context.Context) error {
 		b.cache = append(b.cache, res)
 		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p99 %8s  err %d%s", "grpc+cache", c, res.Throughput(),
 			fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
-		if res.FirstError != "" {
-			logf("    first error: %.300s", res.FirstError)
-		}
+		logFirstError(res)
 	}
 	for _, c := range b.o.pacedLevels {
 		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, b.o.pacedRate, p, addrs)
@@ -306,9 +304,7 @@ func (b *bench) runCache(ctx context.Context) error {
 		logf("  %-10s paced, %d callers: %.0f/s offered, %.0f chains/s achieved (%s)  p50 %8s  p99 %8s  err %d%s",
 			"grpc+cache", c, res.Offered, res.Throughput(), achieved(res),
 			fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
-		if res.FirstError != "" {
-			logf("    first error: %.300s", res.FirstError)
-		}
+		logFirstError(res)
 	}
 	return nil
 }
