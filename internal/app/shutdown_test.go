@@ -98,33 +98,7 @@ func TestGracefulShutdown(t *testing.T) {
 		defer e.close()
 		ctx := ctxT(t)
 
-		hconn, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer hconn.Close()
-		wctx, stopWatch := context.WithCancel(ctx)
-		defer stopWatch()
-		watch, err := healthpb.NewHealthClient(hconn).Watch(wctx, &healthpb.HealthCheckRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st, err := watch.Recv(); err != nil || st.Status != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("health before shutdown: %v, %v", st, err)
-		}
-		watched := make(chan time.Time, 1)
-		go func() {
-			for {
-				st, err := watch.Recv()
-				if err != nil {
-					return
-				}
-				if st.Status == healthpb.HealthCheckResponse_NOT_SERVING {
-					watched <- time.Now()
-					return
-				}
-			}
-		}()
+		watched, stopWatch := testutil.WatchHealth(t, e.grpcAddr)
 
 		subject, err := e.sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
 		if err != nil {

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"github.com/chainbroker/chainbroker/internal/testutil"
 	"net"
 	"net/http"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -34,33 +33,7 @@ func TestSIGTERMDrainsInFlightChains(t *testing.T) {
 
 	// A watcher on its own connection, as a client-side health check or a
 	// balancer would keep.
-	hconn, err := grpc.NewClient(b.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hconn.Close()
-	wctx, stopWatch := context.WithTimeout(context.Background(), 20*time.Second)
-	defer stopWatch()
-	watch, err := healthpb.NewHealthClient(hconn).Watch(wctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, err := watch.Recv(); err != nil || st.Status != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("health before SIGTERM: %v, %v", st, err)
-	}
-	watched := make(chan time.Time, 1)
-	go func() {
-		for {
-			st, err := watch.Recv()
-			if err != nil {
-				return
-			}
-			if st.Status == healthpb.HealthCheckResponse_NOT_SERVING {
-				watched <- time.Now()
-				return
-			}
-		}
-	}()
+	watched, stopWatch := testutil.WatchHealth(t, b.grpcAddr)
 
 	sb.B.SetMisbehaviour(sandbox.Misbehaviour{Delay: delay})
 	subject := subjectToken(t, sb, sandbox.Alice)

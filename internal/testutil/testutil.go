@@ -63,3 +63,41 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// WatchHealth keeps a health Watch on its own connection to addr, as a
+// client-side health check or a balancer would, and fails the test unless
+// the first status is SERVING. The channel receives the time NOT_SERVING
+// arrives; stop ends the watch and closes the connection (it also runs at
+// cleanup; a watch is a stream in flight, which a graceful stop waits for).
+func WatchHealth(t testing.TB, addr string) (notServing <-chan time.Time, stop func()) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); _ = conn.Close() }) }
+	t.Cleanup(stop)
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := watch.Recv(); err != nil || st.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before shutdown: %v, %v", st, err)
+	}
+	seen := make(chan time.Time, 1)
+	go func() {
+		for {
+			st, err := watch.Recv()
+			if err != nil {
+				return
+			}
+			if st.Status == healthpb.HealthCheckResponse_NOT_SERVING {
+				seen <- time.Now()
+				return
+			}
+		}
+	}()
+	return seen, stop
+}
