@@ -91,7 +91,7 @@ type Store struct {
 	maxScan    int           // entries read per List call; changed only by tests
 	minAcks    int
 	ackTimeout time.Duration
-	batch      *batcher // group commit of marks and events; nil with minAcks
+	batch      *batcher // group commit of marks and events; nil when minAcks > 0
 }
 
 var _ store.Store = (*Store)(nil)
@@ -139,7 +139,7 @@ func New(opts Options) (*Store, error) {
 		minAcks:    opts.MinReplicasAck,
 		ackTimeout: opts.ReplicaAckTimeout,
 	}
-	if s.minAcks == 0 {
+	if s.minAcks <= 0 {
 		s.batch = newBatcher(s.client, s.opTimeout)
 	}
 	return s, nil
@@ -307,7 +307,7 @@ func (s *Store) write(ctx context.Context, op, key string, cmd goredis.Cmder) er
 		return s.translate(op, s.batch.do(ctx, cmd))
 	}
 	var pipe goredis.Pipeliner = s.client.Pipeline()
-	if cc, ok := s.client.(*goredis.ClusterClient); ok && s.minAcks > 0 {
+	if cc, ok := s.client.(*goredis.ClusterClient); ok {
 		node, err := cc.MasterForKey(ctx, key)
 		if err != nil {
 			return s.translate(op, err)
@@ -315,24 +315,19 @@ func (s *Store) write(ctx context.Context, op, key string, cmd goredis.Cmder) er
 		pipe = node.Pipeline()
 	}
 	_ = pipe.Process(ctx, cmd)
-	var wait *goredis.Cmd
-	if s.minAcks > 0 {
-		wait = pipe.Do(ctx, "WAIT", s.minAcks, s.ackTimeout.Milliseconds())
-	}
+	wait := pipe.Do(ctx, "WAIT", s.minAcks, s.ackTimeout.Milliseconds())
 	// Exec reports the first failed command: a transport failure fails the
 	// operation; a reply to the write itself (nil for SET NX on an existing
 	// key, an error reply) is left in its command for the caller.
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) && !isReply(err) {
 		return s.translate(op, err)
 	}
-	if wait != nil {
-		n, err := wait.Int64()
-		if err != nil {
-			return s.translate(op, err)
-		}
-		if n < int64(s.minAcks) {
-			return fmt.Errorf("store/redis: %s: %d of %d replicas acknowledged the write: %w", op, n, s.minAcks, store.ErrUnavailable)
-		}
+	n, err := wait.Int64()
+	if err != nil {
+		return s.translate(op, err)
+	}
+	if n < int64(s.minAcks) {
+		return fmt.Errorf("store/redis: %s: %d of %d replicas acknowledged the write: %w", op, n, s.minAcks, store.ErrUnavailable)
 	}
 	return nil
 }
