@@ -261,6 +261,11 @@ type loadResult struct {
 	P99         time.Duration
 	Max         time.Duration
 	Mean        time.Duration
+	// TimerLateP99 is the p99 of how late the load generator's timer woke
+	// the callers that waited for a chain's scheduled time (open loop), and
+	// TimerLateShare the share of the window's chains that waited so.
+	TimerLateP99   time.Duration
+	TimerLateShare float64
 
 	BrokerCPU   time.Duration // per chain; 0 for the baseline
 	DomainsCPU  time.Duration // per chain
@@ -300,7 +305,7 @@ func (r loadResult) KeptUp() bool {
 // Little's law the mean latency of such a run is conc ÷ throughput whatever
 // the server does, so it measures throughput, not latency at a concurrency.
 func runLoad(ctx context.Context, t target, conc int, warmup, window time.Duration, subjects []string,
-	probe func() sample) (lats []time.Duration, errs int, firstErr string, before, after sample) {
+	probe func() sample) driven {
 	closed := func(int) time.Time { return time.Now() }
 	return drive(ctx, t, conc, warmup, window, subjects, probe, closed)
 }
@@ -316,11 +321,24 @@ func runLoad(ctx context.Context, t target, conc int, warmup, window time.Durati
 // its caller counts (no coordinated omission). Warm-up, window and what
 // counts are as in runLoad.
 func runPaced(ctx context.Context, t target, callers int, rate float64, warmup, window time.Duration, subjects []string,
-	probe func() sample) (lats []time.Duration, errs int, firstErr string, before, after sample) {
+	probe func() sample) driven {
 	t0 := time.Now()
 	return drive(ctx, t, callers, warmup, window, subjects, probe, func(i int) time.Time {
 		return t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 	})
+}
+
+// driven is what one load measured.
+type driven struct {
+	lats          []time.Duration // of the chains completed in the window, sorted
+	errs          int
+	firstErr      string
+	before, after sample // the probes around the window
+	// timerLate are, sorted, how late the load generator's own timer woke
+	// a caller that waited for its chain's scheduled time (open loop only):
+	// the share of the latency that is the load generator's, not the
+	// server's.
+	timerLate []time.Duration
 }
 
 // drive runs one load: n workers, worker w making chains w, w+n, w+2n, ...
@@ -329,13 +347,12 @@ func runPaced(ctx context.Context, t target, callers int, rate float64, warmup, 
 // answer. Warm-up, then the window between two probes; a chain counts when
 // it completes inside the window, and so does an error.
 func drive(ctx context.Context, t target, n int, warmup, window time.Duration, subjects []string,
-	probe func() sample, scheduled func(i int) time.Time) (lats []time.Duration, errs int, firstErr string, before, after sample) {
+	probe func() sample, scheduled func(i int) time.Time) (d driven) {
 	var (
 		recording atomic.Bool
 		stop      = make(chan struct{})
 		wg        sync.WaitGroup
 		mu        sync.Mutex
-		all       []time.Duration
 		errCount  atomic.Int64
 		errOnce   sync.Once
 	)
@@ -344,9 +361,11 @@ func drive(ctx context.Context, t target, n int, warmup, window time.Duration, s
 		go func() {
 			defer wg.Done()
 			mine := make([]time.Duration, 0, 4096)
+			var late []time.Duration
 			flush := func() {
 				mu.Lock()
-				all = append(all, mine...)
+				d.lats = append(d.lats, mine...)
+				d.timerLate = append(d.timerLate, late...)
 				mu.Unlock()
 			}
 			timer := time.NewTimer(time.Hour)
@@ -361,10 +380,12 @@ func drive(ctx context.Context, t target, n int, warmup, window time.Duration, s
 				default:
 				}
 				start := scheduled(i)
+				timerLate := time.Duration(-1)
 				if wait := time.Until(start); wait > 0 {
 					timer.Reset(wait)
 					select {
 					case <-timer.C:
+						timerLate = time.Since(start)
 					case <-stop:
 						flush()
 						return
@@ -374,35 +395,40 @@ func drive(ctx context.Context, t target, n int, warmup, window time.Duration, s
 				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				err := t.do(cctx, subjects[i%len(subjects)])
-				d := time.Since(start)
+				took := time.Since(start)
 				cancel()
 				if !recording.Load() {
 					if err != nil && ctx.Err() == nil {
 						// Errors during warm-up slow nothing down but must not go unseen.
-						errOnce.Do(func() { firstErr = "warm-up: " + err.Error() })
+						errOnce.Do(func() { d.firstErr = "warm-up: " + err.Error() })
 					}
 					continue
 				}
 				if err != nil {
 					if errCount.Add(1) == 1 {
-						errOnce.Do(func() { firstErr = err.Error() })
+						errOnce.Do(func() { d.firstErr = err.Error() })
 					}
 					continue
 				}
-				mine = append(mine, d)
+				mine = append(mine, took)
+				if timerLate >= 0 {
+					late = append(late, timerLate)
+				}
 			}
 		}()
 	}
 	sleepCtx(ctx, warmup)
-	before = probe()
+	d.before = probe()
 	recording.Store(true)
 	sleepCtx(ctx, window)
 	recording.Store(false)
-	after = probe()
+	d.after = probe()
 	close(stop)
 	wg.Wait()
-	slices.Sort(all)
-	return all, int(errCount.Load()), firstErr, before, after
+	slices.Sort(d.lats)
+	slices.Sort(d.timerLate)
+	d.errs = int(errCount.Load())
+	return d
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -45,6 +45,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -137,7 +138,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.subjects, "subjects", 64, "number of subject tokens in the pool (alice and bob alternately)")
 	fs.BoolVar(&o.cache, "cache", true, "also measure over gRPC with the token cache on for domain B, warm (every subject token chained once before the window)")
 	fs.BoolVar(&o.skeleton, "skeleton", true, "also measure the skeleton broker at c=1 and c=64: a gRPC server doing only the two hops, "+
-		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis)")
+		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis), and, with --cache, "+
+		"its cache hits (an in-memory lookup and one audit write) at c=1 and in the open-loop runs")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
 	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
@@ -268,6 +270,12 @@ func (o *options) estimate() time.Duration {
 	}
 	if o.skeleton && o.store == "redis" {
 		n += len(o.skeletonLevels())
+		if o.cache { // the skeleton's cache hits: c=1 closed, the paced levels open
+			n += len(o.pacedLevels)
+			if slices.Contains(o.levels, 1) {
+				n++
+			}
+		}
 	}
 	d := time.Duration(n) * (o.duration + o.warmup + 500*time.Millisecond)
 	if o.profile {
@@ -372,11 +380,15 @@ type bench struct {
 	cachePaced []loadResult // open loop, one per paced level
 	skeleton   []loadResult // the skeleton broker (skeleton.go), at c=1 and c=64
 	skelNote   string
-	cacheNote  string
-	profs      []*profileResult
-	profErr    string
-	rssNote    string
-	childOut   *bufio.Scanner // stdout of the in-process broker child
+	// skeletonCache are the skeleton's cache hits: closed loop at c=1, then
+	// open loop at the paced levels.
+	skeletonCache     []loadResult
+	skeletonCacheNote string
+	cacheNote         string
+	profs             []*profileResult
+	profErr           string
+	rssNote           string
+	childOut          *bufio.Scanner // stdout of the in-process broker child
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -517,8 +529,19 @@ func (b *bench) run(ctx context.Context) error {
 			}
 			b.cacheNote = "not measured: " + err.Error()
 			logf("cache: %v", err)
-		} else if err := profile(true); err != nil {
-			return err
+		} else {
+			if o.skeleton {
+				if err := b.runSkeletonCache(ctx); err != nil {
+					if ctx.Err() != nil {
+						return err
+					}
+					b.skeletonCacheNote = "not measured: " + err.Error()
+					logf("skeleton cache: %v", err)
+				}
+			}
+			if err := profile(true); err != nil {
+				return err
+			}
 		}
 	} else {
 		b.cacheNote = "not measured (--cache=false)"
@@ -541,7 +564,11 @@ func brokerLine(r loadResult) string {
 }
 
 func otherLine(r loadResult) string {
-	s := fmt.Sprintf("; other CPU %.2f cores (softirq %.2f", r.OtherCPU, r.SoftirqCPU)
+	s := ""
+	if r.TimerLateShare > 0 {
+		s = fmt.Sprintf("; load generator's timer late by %s at p99", fmtDur(r.TimerLateP99))
+	}
+	s += fmt.Sprintf("; other CPU %.2f cores (softirq %.2f", r.OtherCPU, r.SoftirqCPU)
 	if r.StealCPU >= 0.01 {
 		s += fmt.Sprintf(", steal %.2f", r.StealCPU)
 	}
@@ -885,21 +912,16 @@ func (b *bench) measure(ctx context.Context, name string, t target, conc int, ra
 		resetPeakRSS(broker.pid())
 	}
 	time.Sleep(300 * time.Millisecond) // let the previous run's connections settle
-	var (
-		lats          []time.Duration
-		errs          int
-		firstErr      string
-		before, after sample
-	)
+	var d driven
 	if rate > 0 {
-		lats, errs, firstErr, before, after = runPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, b.subjects, probe)
+		d = runPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, b.subjects, probe)
 	} else {
-		lats, errs, firstErr, before, after = runLoad(ctx, t, conc, b.o.warmup, b.o.duration, b.subjects, probe)
+		d = runLoad(ctx, t, conc, b.o.warmup, b.o.duration, b.subjects, probe)
 	}
 	if ctx.Err() != nil {
 		return loadResult{}, ctx.Err()
 	}
-	r := summarize(name, conc, lats, errs, firstErr, before, after, isBroker, b.ourPIDs(broker))
+	r := summarize(name, conc, d, isBroker, b.ourPIDs(broker))
 	r.Offered = rate
 	if isBroker {
 		if rss, err := peakRSS(broker.pid()); err == nil {
@@ -909,14 +931,18 @@ func (b *bench) measure(ctx context.Context, name string, t target, conc int, ra
 	return r, nil
 }
 
-func summarize(name string, conc int, lats []time.Duration, errs int, firstErr string, before, after sample, isBroker bool, ours []int) loadResult {
+func summarize(name string, conc int, d driven, isBroker bool, ours []int) loadResult {
+	lats, before, after := d.lats, d.before, d.after
 	r := loadResult{
-		Target: name, Concurrency: conc, Window: after.at.Sub(before.at), Chains: len(lats), Errors: errs,
-		FirstError: firstErr, P50: quantile(lats, 0.50), P90: quantile(lats, 0.90), P99: quantile(lats, 0.99),
+		Target: name, Concurrency: conc, Window: after.at.Sub(before.at), Chains: len(lats), Errors: d.errs,
+		FirstError: d.firstErr, P50: quantile(lats, 0.50), P90: quantile(lats, 0.90), P99: quantile(lats, 0.99),
 		Mean: mean(lats), HasBroker: isBroker && before.okBroker && after.okBroker,
 	}
 	if len(lats) > 0 {
 		r.Max = lats[len(lats)-1]
+	}
+	if len(d.timerLate) > 0 {
+		r.TimerLateP99, r.TimerLateShare = quantile(d.timerLate, 0.99), float64(len(d.timerLate))/float64(max(len(lats), 1))
 	}
 	if n := time.Duration(max(len(lats), 1)); len(lats) > 0 {
 		r.BrokerCPU = (after.broker - before.broker) / n
@@ -968,39 +994,54 @@ func (o *options) skeletonLevels() []int {
 	return out
 }
 
+// startSkeleton starts the skeleton broker (skeleton.go) as a child, with
+// its token cache when cache is set, and a gRPC load target for it. stop
+// ends both.
+func (b *bench) startSkeleton(ctx context.Context, cache bool) (p *proc, g *grpcTarget, addrs brokerAddrs, stop func(), err error) {
+	if b.redis == nil {
+		return nil, nil, addrs, nil, errors.New("needs --store redis")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, addrs, nil, err
+	}
+	p, out, err := b.procs.start("skeleton", b.o.brokerEnv, true, true, self, modeSkeleton,
+		"-a-token", b.info.ATokenEndpoint, "-a-jwks", b.info.AJWKS, "-b-token", b.info.BTokenEndpoint,
+		"-audience", b.info.BIssuer, "-redis", b.redisAddr, fmt.Sprintf("-cache=%t", cache))
+	if err != nil {
+		return nil, nil, addrs, nil, err
+	}
+	stopProc := func() {
+		p.stop(10 * time.Second)
+		b.procs.remove(p)
+	}
+	var info skeletonInfo
+	if err := readJSONLine(ctx, p, out, &info); err != nil {
+		stopProc()
+		return nil, nil, addrs, nil, fmt.Errorf("skeleton: %w", err)
+	}
+	if g, err = newGRPCTarget(info.GRPC, "", sandbox.DomainBName, b.o.grpcConns); err != nil {
+		stopProc()
+		return nil, nil, addrs, nil, err
+	}
+	// No /metrics: the allocation and latency scrapes fail and are left out.
+	addrs = brokerAddrs{grpc: info.GRPC, http: "127.0.0.1:1"}
+	return p, g, addrs, func() { g.close(); stopProc() }, nil
+}
+
 // runSkeleton measures the skeleton broker (skeleton.go) over gRPC at the
 // targets' levels, as the broker is measured.
 func (b *bench) runSkeleton(ctx context.Context) error {
 	levels := b.o.skeletonLevels()
-	if b.redis == nil || len(levels) == 0 {
-		return errors.New("needs --store redis and c=1 or c=64 in --levels")
+	if len(levels) == 0 {
+		return errors.New("needs c=1 or c=64 in --levels")
 	}
 	logf("measuring the skeleton broker (the design's floor)...")
-	self, err := os.Executable()
+	p, g, addrs, stop, err := b.startSkeleton(ctx, false)
 	if err != nil {
 		return err
 	}
-	p, out, err := b.procs.start("skeleton", b.o.brokerEnv, true, true, self, modeSkeleton,
-		"-a-token", b.info.ATokenEndpoint, "-a-jwks", b.info.AJWKS, "-b-token", b.info.BTokenEndpoint,
-		"-audience", b.info.BIssuer, "-redis", b.redisAddr)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		p.stop(10 * time.Second)
-		b.procs.remove(p)
-	}()
-	var info skeletonInfo
-	if err := readJSONLine(ctx, p, out, &info); err != nil {
-		return fmt.Errorf("skeleton: %w", err)
-	}
-	g, err := newGRPCTarget(info.GRPC, "", sandbox.DomainBName, b.o.grpcConns)
-	if err != nil {
-		return err
-	}
-	defer g.close()
-	// No /metrics: the allocation and latency scrapes fail and are left out.
-	addrs := brokerAddrs{grpc: info.GRPC, http: "127.0.0.1:1"}
+	defer stop()
 	for _, c := range levels {
 		res, err := b.measureQuiet(ctx, "skeleton", g, c, 0, p, addrs)
 		if err != nil {
@@ -1009,6 +1050,43 @@ func (b *bench) runSkeleton(ctx context.Context) error {
 		b.skeleton = append(b.skeleton, res)
 		logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
 			fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), res.Errors, brokerLine(res))
+		logFirstError(res)
+	}
+	return nil
+}
+
+// runSkeletonCache measures the skeleton's cache hits (skeleton.go) as the
+// broker's are measured for the cache targets: closed loop at c=1, open
+// loop at the paced levels.
+func (b *bench) runSkeletonCache(ctx context.Context) error {
+	if !slices.Contains(b.o.levels, 1) && len(b.o.pacedLevels) == 0 {
+		return errors.New("needs c=1 in --levels or --paced-levels")
+	}
+	logf("measuring the skeleton's cache hits (the design's floor for a hit)...")
+	p, g, addrs, stop, err := b.startSkeleton(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	type load struct {
+		conc int
+		rate float64 // 0: closed loop
+	}
+	var runs []load
+	if slices.Contains(b.o.levels, 1) {
+		runs = append(runs, load{1, 0})
+	}
+	for _, c := range b.o.pacedLevels {
+		runs = append(runs, load{c, b.o.pacedRate})
+	}
+	for _, run := range runs {
+		res, err := b.measureQuiet(ctx, "skeleton+cache", g, run.conc, run.rate, p, addrs)
+		if err != nil {
+			return err
+		}
+		b.skeletonCache = append(b.skeletonCache, res)
+		logf("  %-14s %s: %.0f chains/s (%s)  p50 %8s  p99 %8s  err %d%s", "skeleton+cache", loadLabel(run.conc, run.rate),
+			res.Throughput(), achieved(res), fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}
 	return nil

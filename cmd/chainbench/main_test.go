@@ -163,14 +163,21 @@ func TestPacedFlags(t *testing.T) {
 			}
 		})
 	}
-	// The estimate counts one run per paced level.
-	with, err1 := parseFlags([]string{"--quick"})
-	without, err2 := parseFlags([]string{"--quick", "--paced-rate=0"})
-	if err1 != nil || err2 != nil {
-		t.Fatal(err1, err2)
-	}
-	if d, want := with.estimate()-without.estimate(), 2*(with.duration+with.warmup+500*time.Millisecond); d != want {
-		t.Errorf("estimate difference %v, want %v", d, want)
+	// The estimate counts one run per paced level, and the skeleton one
+	// more per paced level for its cache hits.
+	for _, skeleton := range []string{"--skeleton=false", "--skeleton=true"} {
+		with, err1 := parseFlags([]string{"--quick", skeleton})
+		without, err2 := parseFlags([]string{"--quick", skeleton, "--paced-rate=0"})
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		runs := time.Duration(2)
+		if with.skeleton {
+			runs = 4
+		}
+		if d, want := with.estimate()-without.estimate(), runs*(with.duration+with.warmup+500*time.Millisecond); d != want {
+			t.Errorf("%s: estimate difference %v, want %v", skeleton, d, want)
+		}
 	}
 }
 
@@ -182,34 +189,39 @@ func TestCacheTargets(t *testing.T) {
 	closed := []loadResult{run(1, 0, 3000, time.Millisecond), run(64, 0, 25000, 5*time.Millisecond), run(256, 0, 24000, 20*time.Millisecond)}
 	good64, good256 := run(64, 20000, 19900, 1500*time.Microsecond), run(256, 20000, 19950, 3*time.Millisecond)
 	for _, tt := range []struct {
-		name              string
-		closed, paced     []loadResult
-		note              string
-		cache, collapse   string // results
-		cacheHas, collHas string // in the measured text
+		name                    string
+		closed, paced, skeleton []loadResult
+		note                    string
+		cache, collapse         string // results
+		cacheHas, collHas       string // in the measured text
 	}{
-		{"pass", closed, []loadResult{good64, good256}, "", "PASS", "PASS",
+		{"pass", closed, []loadResult{good64, good256}, nil, "", "PASS", "PASS",
 			"25000 chains/s (closed loop, c=64); open loop, 64 callers: 20000/s offered, 19900/s achieved (99.5%), p99 1.50ms",
 			"3.00ms vs 1.00ms = 3.0×; open loop, 256 callers: 20000/s offered, 19950/s achieved (99.8%)"},
-		{"p99 too high", closed, []loadResult{run(64, 20000, 20000, 2100*time.Microsecond), run(256, 20000, 20000, 4100*time.Microsecond)}, "",
+		{"p99 too high", closed, []loadResult{run(64, 20000, 20000, 2100*time.Microsecond), run(256, 20000, 20000, 4100*time.Microsecond)}, nil, "",
 			"FAIL", "FAIL", "p99 2.10ms", "= 4.1×"},
-		{"below 99% of the offered rate", closed, []loadResult{run(64, 20000, 19700, time.Millisecond), run(256, 20000, 15000, 2*time.Millisecond)}, "",
+		{"below 99% of the offered rate", closed, []loadResult{run(64, 20000, 19700, time.Millisecond), run(256, 20000, 15000, 2*time.Millisecond)}, nil, "",
 			"FAIL", "FAIL", "19700/s achieved (98.5%)", "15000/s achieved (75.0%)"},
 		{"closed-loop throughput too low", []loadResult{run(1, 0, 3000, time.Millisecond), run(64, 0, 19000, 4*time.Millisecond)},
-			[]loadResult{good64, good256}, "", "FAIL", "PASS", "19000 chains/s (closed loop, c=64)", ""},
-		{"offered too low", closed, []loadResult{run(64, 10000, 10000, time.Millisecond), good256}, "", "FAIL", "PASS",
+			[]loadResult{good64, good256}, nil, "", "FAIL", "PASS", "19000 chains/s (closed loop, c=64)", ""},
+		{"offered too low", closed, []loadResult{run(64, 10000, 10000, time.Millisecond), good256}, nil, "", "FAIL", "PASS",
 			"offered below the target's 20,000/s", ""},
-		{"no paced runs", closed, nil, "", "not measured", "not measured", "no open-loop cache run with 64 callers", "no open-loop cache run with 256 callers"},
-		{"no paced run with 256 callers", closed, []loadResult{good64}, "", "PASS", "not measured", "", "256 callers"},
-		{"no closed-loop run at c=1", closed[1:], []loadResult{good64, good256}, "", "PASS", "not measured", "", "no closed-loop cache run at c=1"},
-		{"cache not measured", nil, nil, "not measured (--cache=false)", "not measured", "not measured", "--cache=false", "--cache=false"},
+		{"no paced runs", closed, nil, nil, "", "not measured", "not measured", "no open-loop cache run with 64 callers", "no open-loop cache run with 256 callers"},
+		{"no paced run with 256 callers", closed, []loadResult{good64}, nil, "", "PASS", "not measured", "", "256 callers"},
+		{"no closed-loop run at c=1", closed[1:], []loadResult{good64, good256}, nil, "", "PASS", "not measured", "", "no closed-loop cache run at c=1"},
+		// The skeleton's hits are shown beside the broker's and change no result.
+		{"skeleton shown", closed, []loadResult{run(64, 20000, 20000, 2100*time.Microsecond), run(256, 20000, 20000, 4100*time.Microsecond)},
+			[]loadResult{run(1, 0, 5000, 500*time.Microsecond), good64, good256}, "", "FAIL", "FAIL",
+			"p99 2.10ms; the skeleton's hits, same load: p99 1.50ms (99.5% achieved)",
+			"= 4.1×; open loop, 256 callers: 20000/s offered, 20000/s achieved (100.0%); the skeleton's hits: 3.00ms vs 500µs = 6.0×"},
+		{"cache not measured", nil, nil, nil, "not measured (--cache=false)", "not measured", "not measured", "--cache=false", "--cache=false"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := cacheTarget(tt.closed, tt.paced, tt.note)
+			c := cacheTarget(tt.closed, tt.paced, tt.skeleton, tt.note)
 			if c.Result != tt.cache || !strings.Contains(c.Measured, tt.cacheHas) {
 				t.Errorf("cache target: %s: %s; want %s and %q", c.Result, c.Measured, tt.cache, tt.cacheHas)
 			}
-			n := collapseTarget(tt.closed, tt.paced, tt.note)
+			n := collapseTarget(tt.closed, tt.paced, tt.skeleton, tt.note)
 			if n.Result != tt.collapse || !strings.Contains(n.Measured, tt.collHas) {
 				t.Errorf("collapse target: %s: %s; want %s and %q", n.Result, n.Measured, tt.collapse, tt.collHas)
 			}
@@ -237,48 +249,60 @@ func TestLoadLoops(t *testing.T) {
 	const serve = 200 * time.Microsecond
 	t.Run("paced", func(t *testing.T) {
 		const rate = 2000.0
-		lats, errs, firstErr, before, after := runPaced(context.Background(), sleepTarget{serve}, 4, rate,
+		d := runPaced(context.Background(), sleepTarget{serve}, 4, rate,
 			100*time.Millisecond, 300*time.Millisecond, []string{"a", "b"}, probe)
-		want := rate * after.at.Sub(before.at).Seconds()
-		if n := float64(len(lats)); n < 0.85*want || n > 1.15*want {
-			t.Errorf("%d chains in %v, want %.0f ± 15%%", len(lats), after.at.Sub(before.at), want)
+		want := rate * d.after.at.Sub(d.before.at).Seconds()
+		if n := float64(len(d.lats)); n < 0.85*want || n > 1.15*want {
+			t.Errorf("%d chains in %v, want %.0f ± 15%%", len(d.lats), d.after.at.Sub(d.before.at), want)
 		}
-		if errs != 0 || firstErr != "" {
-			t.Errorf("errors %d (%s)", errs, firstErr)
+		if d.errs != 0 || d.firstErr != "" {
+			t.Errorf("errors %d (%s)", d.errs, d.firstErr)
 		}
-		if p50 := quantile(lats, 0.5); p50 < serve {
+		if p50 := quantile(d.lats, 0.5); p50 < serve {
 			t.Errorf("p50 %v < the target's %v", p50, serve)
+		}
+		// Four callers each sending every 2 ms, served in 0.2 ms: nearly
+		// every chain waited for its time, and the waits are measured.
+		if len(d.timerLate) < len(d.lats)/2 || !slices.IsSorted(d.timerLate) || d.timerLate[0] < 0 {
+			t.Errorf("%d timer wake-ups measured for %d chains", len(d.timerLate), len(d.lats))
 		}
 	})
 	t.Run("paced, errors", func(t *testing.T) {
-		lats, errs, firstErr, _, _ := runPaced(context.Background(), sleepTarget{serve}, 4, 2000,
+		d := runPaced(context.Background(), sleepTarget{serve}, 4, 2000,
 			50*time.Millisecond, 200*time.Millisecond, []string{"a", "bad"}, probe)
-		if errs == 0 || len(lats) == 0 || !strings.Contains(firstErr, "bad subject") {
-			t.Errorf("%d chains, %d errors (%q), want both", len(lats), errs, firstErr)
+		if d.errs == 0 || len(d.lats) == 0 || !strings.Contains(d.firstErr, "bad subject") {
+			t.Errorf("%d chains, %d errors (%q), want both", len(d.lats), d.errs, d.firstErr)
 		}
 	})
 	t.Run("paced, falling behind", func(t *testing.T) {
 		// One caller offering twice what it can do: latency counts from the
 		// scheduled send, so it grows with the backlog (no coordinated omission).
 		const slow = time.Millisecond
-		lats, _, _, before, after := runPaced(context.Background(), sleepTarget{slow}, 1, 2000,
+		d := runPaced(context.Background(), sleepTarget{slow}, 1, 2000,
 			50*time.Millisecond, 200*time.Millisecond, []string{"a"}, probe)
-		offered := 2000 * after.at.Sub(before.at).Seconds()
-		if n := float64(len(lats)); n == 0 || n > 0.75*offered {
-			t.Errorf("%d chains, %.0f offered: kept up with twice its capacity?", len(lats), offered)
+		offered := 2000 * d.after.at.Sub(d.before.at).Seconds()
+		if n := float64(len(d.lats)); n == 0 || n > 0.75*offered {
+			t.Errorf("%d chains, %.0f offered: kept up with twice its capacity?", len(d.lats), offered)
 		}
-		if p50 := quantile(lats, 0.5); p50 < 10*slow {
+		if p50 := quantile(d.lats, 0.5); p50 < 10*slow {
 			t.Errorf("p50 %v: the time spent late is not counted", p50)
+		}
+		// Always behind: the caller never waits for a timer.
+		if len(d.timerLate) != 0 {
+			t.Errorf("%d timer wake-ups measured for a caller that was never early", len(d.timerLate))
 		}
 	})
 	t.Run("closed", func(t *testing.T) {
 		const window = 200 * time.Millisecond
-		lats, errs, _, _, _ := runLoad(context.Background(), sleepTarget{serve}, 2, 50*time.Millisecond, window, []string{"a"}, probe)
-		if len(lats) == 0 || errs != 0 || len(lats) > int(2*window/serve)+2 {
-			t.Errorf("%d chains, %d errors", len(lats), errs)
+		d := runLoad(context.Background(), sleepTarget{serve}, 2, 50*time.Millisecond, window, []string{"a"}, probe)
+		if len(d.lats) == 0 || d.errs != 0 || len(d.lats) > int(2*window/serve)+2 {
+			t.Errorf("%d chains, %d errors", len(d.lats), d.errs)
 		}
-		if quantile(lats, 0.5) < serve {
-			t.Errorf("p50 %v < %v", quantile(lats, 0.5), serve)
+		if quantile(d.lats, 0.5) < serve {
+			t.Errorf("p50 %v < %v", quantile(d.lats, 0.5), serve)
+		}
+		if len(d.timerLate) != 0 {
+			t.Errorf("closed loop: %d timer wake-ups", len(d.timerLate))
 		}
 	})
 }
@@ -291,13 +315,19 @@ func TestReportRenders(t *testing.T) {
 	}
 	b := &bench{o: o, floor: floorResult{PerOp: 40 * time.Microsecond}, configYAML: "x: 1\n", cacheYAML: "x: 2\n"}
 	b.cache = []loadResult{{Target: "grpc+cache", Concurrency: 1, Window: time.Second, Chains: 3000, P99: time.Millisecond}}
-	b.cachePaced = []loadResult{{Target: "grpc+cache", Concurrency: 64, Offered: 20000, Window: time.Second, Chains: 19000, P99: 3 * time.Millisecond}}
+	b.cachePaced = []loadResult{{Target: "grpc+cache", Concurrency: 64, Offered: 20000, Window: time.Second, Chains: 19000, P99: 3 * time.Millisecond,
+		BrokerCPU: 50 * time.Microsecond}}
+	b.skeletonCache = []loadResult{{Target: "skeleton+cache", Concurrency: 64, Offered: 20000, Window: time.Second, Chains: 20000,
+		P99: 2 * time.Millisecond, BrokerCPU: 20 * time.Microsecond, TimerLateP99: 900 * time.Microsecond, TimerLateShare: 0.8}}
 	rep := b.report()
 	text := rep.md + rep.summary()
 	if i := strings.Index(text, "%!"); i >= 0 {
 		t.Errorf("formatting error: %s", text[max(i-80, 0):min(i+40, len(text))])
 	}
-	for _, want := range []string{"Little's law", "| 64 | open loop, 20000/s offered, 95.0% achieved | 19000 |", "19000/s achieved (95.0%), p99 3.00ms"} {
+	for _, want := range []string{"Little's law", "| 64 | open loop, 20000/s offered, 95.0% achieved | 19000 |", "19000/s achieved (95.0%), p99 3.00ms",
+		"| 64 | open loop, 20000/s offered, 100.0% achieved | skeleton | 20000 | 0 | 2.00ms | 900µs (80%) | 20.0µs |",
+		"| broker | 19000 | 0 | 3.00ms | — | 50.0µs | 0 | 0 | 2.50× |",
+		"the skeleton's hits, same load: p99 2.00ms (100.0% achieved)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}

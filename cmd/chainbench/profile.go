@@ -148,7 +148,7 @@ func (b *bench) runProfile(ctx context.Context, cache bool) error {
 			return s
 		}
 		b.waitIdle(ctx)
-		lats, errs, firstErr, before, after := runLoad(ctx, g, o.profileConc, o.warmup, o.profileDuration, b.subjects, probe)
+		d := runLoad(ctx, g, o.profileConc, o.warmup, o.profileDuration, b.subjects, probe)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -156,7 +156,7 @@ func (b *bench) runProfile(ctx context.Context, cache bool) error {
 			return probeErr
 		}
 		r := &profileResult{Label: label, Cache: cache,
-			Load: summarize("grpc (profiled)", o.profileConc, lats, errs, firstErr, before, after, true, b.ourPIDs(p))}
+			Load: summarize("grpc (profiled)", o.profileConc, d, true, b.ourPIDs(p))}
 		r.Load.Attempts = attempt
 		logf("  %8.0f chains/s  p50 %s  p99 %s  broker CPU %s/chain (with the profiler on)%s", r.Load.Throughput(),
 			fmtDur(r.Load.P50), fmtDur(r.Load.P99), fmtDur(r.Load.BrokerCPU), otherLine(r.Load))

@@ -29,12 +29,14 @@ func TestSkeletonChains(t *testing.T) {
 	rdb := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 
-	serve := func(jwks string) pb.ChainServiceClient {
+	serve := func(jwks string, cache bool) pb.ChainServiceClient {
 		s := &skeleton{
 			hops: &baselineTarget{client: newHTTPClient(4), aToken: sb.A.TokenEndpoint(), bToken: sb.B.TokenEndpoint(),
 				audience: sb.B.Issuer(), clientID: sandbox.BrokerClientID, aSecret: sandbox.BrokerSecretA, bSecret: sandbox.BrokerSecretB},
-			keys:  token.NewRemoteVerifier(token.RemoteKeys{URL: jwks, Timeout: 2 * time.Second}, []string{"RS256"}),
-			redis: rdb,
+			keys:   token.NewRemoteVerifier(token.RemoteKeys{URL: jwks, Timeout: 2 * time.Second}, []string{"RS256"}),
+			redis:  rdb,
+			cache:  cache,
+			tokens: map[[32]byte]skeletonToken{},
 		}
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -56,7 +58,7 @@ func TestSkeletonChains(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, err := serve(sb.A.JWKSURI()).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	resp, err := serve(sb.A.JWKSURI(), false).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 	if err != nil || resp.GetAccessToken() == "" {
 		t.Fatalf("Chain: %v, %v", resp, err)
 	}
@@ -67,8 +69,33 @@ func TestSkeletonChains(t *testing.T) {
 		t.Errorf("replay markers: %v, %v; want 1", keys, err)
 	}
 
+	// With the cache: the first chain is a miss (a second marker), the next
+	// a hit answered from memory with B's token and one more audit record.
+	cached := serve(sb.A.JWKSURI(), true)
+	miss, err := cached.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	if err != nil || miss.GetAccessToken() == "" {
+		t.Fatalf("Chain (miss): %v, %v", miss, err)
+	}
+	hit, err := cached.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	if err != nil || hit.GetAccessToken() != miss.GetAccessToken() || hit.GetExpiresIn() <= 0 {
+		t.Fatalf("Chain (hit): %v, %v; want the miss's token with a lifetime", hit, err)
+	}
+	if n, err := rdb.XLen(ctx, "skeleton:audit").Result(); err != nil || n != 3 {
+		t.Errorf("audit records after a miss and a hit: %d, %v; want 3", n, err)
+	}
+	if keys, err := rdb.Keys(ctx, "skeleton:replay:*").Result(); err != nil || len(keys) != 2 {
+		t.Errorf("replay markers after a miss and a hit: %v, %v; want 2", keys, err)
+	}
+	// Another target is another key: a miss.
+	if _, err := cached.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := rdb.Keys(ctx, "skeleton:replay:*").Result(); err != nil || len(keys) != 3 {
+		t.Errorf("replay markers after another target: %v, %v; want 3", keys, err)
+	}
+
 	// B's keys do not verify A's grant: refused before hop 2.
-	_, err = serve(sb.B.JWKSURI()).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	_, err = serve(sb.B.JWKSURI(), false).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("grant checked with the wrong keys: %v, want PermissionDenied", err)
 	}
