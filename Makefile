@@ -21,11 +21,12 @@ build:
 test: lint check-generated
 	$(GO) test -race -count=1 $(TESTFLAGS) ./...
 
-## lint: gofmt, go vet, buf lint
+## lint: gofmt, go vet, staticcheck, buf lint
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/') 2>/dev/null); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	$(GO) tool buf lint
 
 ## generate: regenerate gen/ from proto/ (then `make generate-ts` for clients/ts/src/gen,

@@ -115,7 +115,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 // An unreachable caller issuer fails closed.
 func TestJWTKeysUnavailable(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) }))
 	defer srv.Close()
 	s, _ := token.GenerateSigner("ES256")
 	a, _ := New(Config{JWT: &JWTIssuer{Issuer: "i", Audience: "a", Keys: token.NewRemoteVerifier(token.RemoteKeys{URL: srv.URL}, nil)}})

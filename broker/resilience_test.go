@@ -42,8 +42,10 @@ func TestBreaker(t *testing.T) {
 		t.Fatal("a released probe lets the next one through")
 	}
 	b.record(true, t0.Add(2400*time.Millisecond))
-	if !b.allow(t0.Add(2400*time.Millisecond)) || !b.allow(t0.Add(2400*time.Millisecond)) {
-		t.Fatal("a successful probe closes the circuit")
+	for i := range 3 { // closed: every call goes through, not one probe
+		if !b.allow(t0.Add(2400 * time.Millisecond)) {
+			t.Fatalf("call %d refused: a successful probe closes the circuit", i+1)
+		}
 	}
 
 	off := newBreaker(Resilience{BreakerFailures: -1})

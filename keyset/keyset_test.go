@@ -63,7 +63,7 @@ func thumbprint(t *testing.T, pub crypto.PublicKey) string {
 // export from another tool).
 func privateJWK(t *testing.T, key crypto.Signer, extra map[string]any) []byte {
 	t.Helper()
-	m := map[string]any{}
+	var m map[string]any
 	switch k := key.(type) {
 	case *ecdsa.PrivateKey:
 		size := (k.Curve.Params().BitSize + 7) / 8

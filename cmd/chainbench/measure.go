@@ -51,11 +51,6 @@ func peakRSS(pid int) (uint64, error) {
 	return statusField(pid, "VmHWM:")
 }
 
-// currentRSS returns a process's resident set size (VmRSS), in bytes.
-func currentRSS(pid int) (uint64, error) {
-	return statusField(pid, "VmRSS:")
-}
-
 func statusField(pid int, name string) (uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -329,7 +324,7 @@ func parseBuckets(text, prefix string) (map[float64]float64, error) {
 		out[bound] = n
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no bucket %s...", prefix)
+		return nil, fmt.Errorf("no bucket %s", prefix)
 	}
 	return out, nil
 }
