@@ -270,11 +270,8 @@ func (o *options) estimate() time.Duration {
 	}
 	if o.skeleton && o.store == "redis" {
 		n += len(o.skeletonLevels())
-		if o.cache { // the skeleton's cache hits: c=1 closed, the paced levels open
-			n += len(o.pacedLevels)
-			if slices.Contains(o.levels, 1) {
-				n++
-			}
+		if o.cache {
+			n += len(o.skeletonCacheLoads())
 		}
 	}
 	d := time.Duration(n) * (o.duration + o.warmup + 500*time.Millisecond)
@@ -1055,11 +1052,31 @@ func (b *bench) runSkeleton(ctx context.Context) error {
 	return nil
 }
 
+// skeletonLoad is one load of the skeleton's cache runs.
+type skeletonLoad struct {
+	conc int
+	rate float64 // 0: closed loop
+}
+
+// skeletonCacheLoads are the loads the skeleton's cache hits are measured
+// at, those of the cache targets: closed loop at c=1, open loop at the
+// paced levels.
+func (o *options) skeletonCacheLoads() []skeletonLoad {
+	var runs []skeletonLoad
+	if slices.Contains(o.levels, 1) {
+		runs = append(runs, skeletonLoad{1, 0})
+	}
+	for _, c := range o.pacedLevels {
+		runs = append(runs, skeletonLoad{c, o.pacedRate})
+	}
+	return runs
+}
+
 // runSkeletonCache measures the skeleton's cache hits (skeleton.go) as the
-// broker's are measured for the cache targets: closed loop at c=1, open
-// loop at the paced levels.
+// broker's are measured for the cache targets.
 func (b *bench) runSkeletonCache(ctx context.Context) error {
-	if !slices.Contains(b.o.levels, 1) && len(b.o.pacedLevels) == 0 {
+	runs := b.o.skeletonCacheLoads()
+	if len(runs) == 0 {
 		return errors.New("needs c=1 in --levels or --paced-levels")
 	}
 	logf("measuring the skeleton's cache hits (the design's floor for a hit)...")
@@ -1068,17 +1085,6 @@ func (b *bench) runSkeletonCache(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	type load struct {
-		conc int
-		rate float64 // 0: closed loop
-	}
-	var runs []load
-	if slices.Contains(b.o.levels, 1) {
-		runs = append(runs, load{1, 0})
-	}
-	for _, c := range b.o.pacedLevels {
-		runs = append(runs, load{c, b.o.pacedRate})
-	}
 	for _, run := range runs {
 		res, err := b.measureQuiet(ctx, "skeleton+cache", g, run.conc, run.rate, p, addrs)
 		if err != nil {

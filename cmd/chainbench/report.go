@@ -398,15 +398,20 @@ func (r *report) cacheTable() string {
 	s.WriteString("| callers | load | chains/s | p50 | p90 | p99 | p99 inside the broker | errors | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | redis CPU/chain | load generator CPU/chain | other CPU, cores |\n")
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range slices.Concat(b.cache, b.cachePaced) {
-		load := "closed loop"
-		if c.Offered > 0 {
-			load = fmt.Sprintf("open loop, %.0f/s offered, %s achieved", c.Offered, achieved(c))
-		}
-		fmt.Fprintf(&s, "| %d | %s | %.0f | %s | %s | %s | %s | %d | %s | %.1f× | %.0f | %.1f MiB | %s | %s | %s |\n", c.Concurrency, load,
+		fmt.Fprintf(&s, "| %d | %s | %.0f | %s | %s | %s | %s | %d | %s | %.1f× | %.0f | %.1f MiB | %s | %s | %s |\n", c.Concurrency, loadCell(c),
 			c.Throughput(), fmtDur(c.P50), fmtDur(c.P90), fmtDur(c.P99), handlerCell(c), c.Errors, fmtDur(c.BrokerCPU), ratio(c.BrokerCPU, b.floor.PerOp),
 			c.Allocs, mib(c.PeakRSS), fmtDur(c.RedisCPU), fmtDur(c.LoadgenCPU), otherCell(c))
 	}
 	return s.String()
+}
+
+// loadCell names a cache run's load in a table: closed loop, or the open
+// loop's offered rate and the share of it achieved.
+func loadCell(r loadResult) string {
+	if r.Offered > 0 {
+		return fmt.Sprintf("open loop, %.0f/s offered, %s achieved", r.Offered, achieved(r))
+	}
+	return "closed loop"
 }
 
 // handlerCell is the p99 of the broker's own Chain durations, as the bucket
@@ -841,15 +846,11 @@ func (r *report) skeletonCacheSection(w func(string, ...any)) {
 	w("| callers | load | path | chains/s | p50 | p99 | timer lateness p99 (share of chains that waited) | CPU/chain | load generator CPU/chain | redis CPU/chain | broker CPU ÷ skeleton's |")
 	w("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	row := func(path string, x loadResult, vs string) {
-		load := "closed loop"
-		if x.Offered > 0 {
-			load = fmt.Sprintf("open loop, %.0f/s offered, %s achieved", x.Offered, achieved(x))
-		}
 		late := "—"
 		if x.TimerLateShare > 0 {
 			late = fmt.Sprintf("%s (%.0f%%)", fmtDur(x.TimerLateP99), 100*x.TimerLateShare)
 		}
-		w("| %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |", x.Concurrency, load, path, x.Throughput(),
+		w("| %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |", x.Concurrency, loadCell(x), path, x.Throughput(),
 			fmtDur(x.P50), fmtDur(x.P99), late, fmtDur(x.BrokerCPU), fmtDur(x.LoadgenCPU), fmtDur(x.RedisCPU), vs)
 	}
 	for _, sk := range b.skeletonCache {
