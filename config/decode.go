@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -187,10 +188,11 @@ func (w *walker) check(n *yaml.Node, t reflect.Type, path string) bool {
 			w.problem(n, path, "want a mapping, got %s", describe(n))
 			return false
 		}
+		fields := yamlFields(t)
+		known := slices.Sorted(maps.Keys(fields))
 		w.mapping(n, path, func(key string) (reflect.Type, []string, bool) {
-			fields := yamlFields(t)
 			ft, ok := fields[key]
-			return ft, slices.Sorted(mapKeys(fields)), ok
+			return ft, known, ok
 		})
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -290,16 +292,6 @@ func (w *walker) mapping(n *yaml.Node, path string, field func(key string) (refl
 
 func null(n *yaml.Node) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null", Line: n.Line, Column: n.Column}
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // yamlFields maps the YAML keys of a struct type (inline structs
