@@ -5,7 +5,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -297,12 +296,12 @@ type Duration time.Duration
 // UnmarshalYAML parses Go duration syntax.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
+	if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {
+		return errors.New("want a duration such as 300s or 5m")
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q (use e.g. 300s, 5m)", n.Line, s)
+		return fmt.Errorf("invalid duration %q (use e.g. 300s, 5m)", s)
 	}
 	*d = Duration(v)
 	return nil
@@ -320,19 +319,52 @@ func Load(path string) (*File, error) {
 	return Parse(b)
 }
 
-// Parse decodes YAML (unknown fields are errors), applies defaults and validates.
+// Parse decodes YAML, applies defaults and validates. Every problem is
+// reported at once (as Problems), by YAML path and line: unknown keys (with
+// the closest known key as a suggestion), values of the wrong type, bad
+// durations, duplicate keys and every validation problem. Only a document
+// that is not YAML at all fails on its own.
 func Parse(b []byte) (*File, error) {
-	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	return parse(b, nil)
+}
+
+// LoadAndCheck is Load followed by CheckStatic: one error with every problem
+// that can be found without a network call (decoding, validation, secrets,
+// TLS, CA and key files). lookupEnv is os.LookupEnv in production.
+func LoadAndCheck(path string, lookupEnv func(string) (string, bool)) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	f.SetDefaults()
-	if err := f.Validate(); err != nil {
-		return nil, err
+	return ParseAndCheck(b, lookupEnv)
+}
+
+// ParseAndCheck is Parse followed by CheckStatic, all problems in one error.
+func ParseAndCheck(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
+	if lookupEnv == nil {
+		return nil, errors.New("config: ParseAndCheck needs lookupEnv")
 	}
-	return &f, nil
+	return parse(b, lookupEnv)
+}
+
+// parse decodes, validates and (with lookupEnv) checks the files and
+// secrets the configuration names.
+func parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
+	d, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	f := d.file
+	f.SetDefaults()
+	p := d.problems
+	p = append(p, d.annotate(f.validate())...)
+	if lookupEnv != nil {
+		p = append(p, d.annotate(f.checkStatic(lookupEnv))...)
+	}
+	if len(p) > 0 {
+		return nil, p
+	}
+	return f, nil
 }
 
 // Defaults.
@@ -415,11 +447,16 @@ func (f *File) Domain(name string) *Domain {
 	return nil
 }
 
-// Problems is every validation problem, each naming its field.
+// Problems is every problem with a configuration, each naming its field by
+// YAML path (and, from Parse, its line).
 type Problems []string
 
+// Error lists the problems one per line.
 func (p Problems) Error() string {
-	return "config: " + strings.Join(p, "; ")
+	if len(p) == 1 {
+		return "config: " + p[0]
+	}
+	return fmt.Sprintf("config: %d problems:\n  %s", len(p), strings.Join(p, "\n  "))
 }
 
 var (
@@ -430,6 +467,23 @@ var (
 // Validate reports every problem at once (as Problems), naming each field by
 // its YAML path, e.g. `domains[1].client.client_id`.
 func (f *File) Validate() error {
+	if p := f.validate(); len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+// Check is Validate and CheckStatic together: every problem that can be
+// found without a network call, in one error.
+func (f *File) Check(lookupEnv func(string) (string, bool)) error {
+	p := append(f.validate(), f.checkStatic(lookupEnv)...)
+	if len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+func (f *File) validate() Problems {
 	var p Problems
 	add := func(field, format string, args ...any) {
 		p = append(p, field+": "+fmt.Sprintf(format, args...))
@@ -623,10 +677,7 @@ func (f *File) Validate() error {
 			add(fp, "set exactly one of secret_env and secret_file")
 		}
 	}
-	if len(p) > 0 {
-		return p
-	}
-	return nil
+	return p
 }
 
 func (f *File) validateSecurity(p *Problems, add func(field, format string, args ...any)) {

@@ -69,7 +69,7 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 		yaml string
 		want []string
 	}{
-		{"unknown field", "domain: []\n", []string{"field domain not found"}},
+		{"unknown field", "domain: []\n", []string{"domain: unknown key (did you mean domains?) (line 1)"}},
 		{"bad duration", "listen: {shutdown_timeout: soon}\n", []string{`invalid duration "soon"`}},
 		{"empty", "{}\n", []string{"domains: at least one domain", "chains: at least one chain", "callers: no way to authenticate callers"}},
 		{"security", `

@@ -181,7 +181,7 @@ chains: [{source: a, target: b}]
 			"domains[0].client.client_id: required",
 			`chains[0].target: unknown domain "nowhere"`,
 		}},
-		{"secret env unset", []string{"serve", "--config", missingSecret}, []string{"domains[0].client: environment variable CHAINBROKER_TEST_UNSET_VAR is not set"}},
+		{"secret env unset", []string{"serve", "--config", missingSecret}, []string{"domains[0].client.client_secret_env: environment variable CHAINBROKER_TEST_UNSET_VAR is not set"}},
 		{"bad flag override", []string{"serve", "--config", missingSecret, "--http-addr", "nonsense"}, []string{"listen.http"}},
 	}
 	for _, tt := range tests {

@@ -61,11 +61,17 @@ type App struct {
 	log        *slog.Logger
 }
 
-// Build resolves secrets, runs discovery for domains that ask for it, and
-// builds the store, the broker and the server. Close releases the store.
+// Build checks the configuration, resolves secrets, runs discovery for
+// domains that ask for it, and builds the store, the broker and the server.
+// Close releases the store. Every problem found without a network call
+// (validation, secrets, TLS, CA and key files) is reported at once, before
+// any discovery.
 func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
+	}
+	if err := cfg.Check(opts.LookupEnv); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
