@@ -92,7 +92,12 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	metrics := telemetry.NewMetrics()
+	names := make([]string, 0, len(domains))
+	for _, d := range domains {
+		names = append(names, d.Name)
+	}
+	metrics := telemetry.NewMetrics(names...) // domain labels: these names only
+
 	st := telemetry.InstrumentStore(rawStore, metrics, tp)
 	chains := make([]broker.Chain, 0, len(cfg.Chains))
 	for _, c := range cfg.Chains {
