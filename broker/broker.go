@@ -97,6 +97,9 @@ type Chain struct {
 	// SubjectAudience: in ModeIssue, the subject token's aud must contain
 	// one of these (the broker is its audience).
 	SubjectAudience []string
+	// SubjectTokenTyp: in ModeIssue, the JOSE typ header values accepted in
+	// subject tokens ("" for none); default DefaultSubjectTokenTyp.
+	SubjectTokenTyp []string
 	// Transcription: what of the subject token reaches the grant.
 	Transcription  Transcription
 	Audience       string   // sent in hop 1; default the target's issuer
@@ -290,9 +293,16 @@ func New(cfg Config) (*Broker, error) {
 		}
 		switch c.Mode {
 		case ModeTokenExchange:
+			if len(c.SubjectTokenTyp) > 0 {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: subject token typ is checked in issue mode only", c.Source, c.Target))
+			}
 		case ModeIssue:
 			if len(c.SubjectAudience) == 0 {
 				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: issue mode needs the subject tokens' expected audience", c.Source, c.Target))
+			}
+			c.SubjectTokenTyp = slices.Clone(c.SubjectTokenTyp)
+			for i, t := range c.SubjectTokenTyp {
+				c.SubjectTokenTyp[i] = normTyp(t)
 			}
 		default:
 			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: unknown mode %q", c.Source, c.Target, c.Mode))
@@ -443,6 +453,9 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 		}
 		if chain.Mode == ModeIssue {
 			if err := checkSubjectAudience(r.subject, chain); err != nil {
+				return nil, err
+			}
+			if err := checkSubjectType(r.subject, src, chain); err != nil {
 				return nil, err
 			}
 		}

@@ -286,6 +286,9 @@ type Chain struct {
 	AssertionLifetime Duration `yaml:"assertion_lifetime"`
 	// SubjectAudience: issue mode: the subject token's aud must include one.
 	SubjectAudience []string `yaml:"subject_audience"`
+	// SubjectTokenTyp: issue mode: JOSE typ header values accepted in
+	// subject tokens (default at+jwt, JWT or none).
+	SubjectTokenTyp []string `yaml:"subject_token_typ"`
 	// Transcription: claims mapping and copying (issue mode; act also in
 	// token exchange mode).
 	Transcription Transcription `yaml:"transcription"`
@@ -563,6 +566,9 @@ func (f *File) Validate() error {
 			}
 		default:
 			add(fp+".mode", "must be token_exchange or issue; got %q", c.Mode)
+		}
+		if len(c.SubjectTokenTyp) > 0 && c.Mode != "issue" {
+			add(fp+".subject_token_typ", "only in issue mode: in token exchange mode the source checks the subject token's type")
 		}
 		if (c.Mode == "issue" || c.Transcription.Act) && f.Issuer.URL == "" {
 			add(fp, "issue mode and transcription.act need issuer.url and issuer.keys")

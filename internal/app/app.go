@@ -105,6 +105,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			Source: c.Source, Target: c.Target, Audience: c.Audience, Resource: c.Resource,
 			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
 			Mode: c.Mode, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
+			SubjectTokenTyp: c.SubjectTokenTyp,
 			Transcription: broker.Transcription{
 				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
 				Claims: c.Transcription.Claims, Act: c.Transcription.Act,
