@@ -440,7 +440,7 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	grant, err := r.authorize(src, tgt)
+	grant, err := r.authorize(src, tgt, chain)
 	if err != nil {
 		return nil, err
 	}

@@ -137,6 +137,13 @@ type PolicyChain struct {
 	// Scopes the caller may request explicitly ("*": any). The chain's
 	// default_scopes are always allowed.
 	Scopes []string `yaml:"scopes"`
+	// Resources and Audiences the caller may send in hop 1 ("*": any);
+	// the chain's own resource and audience are always allowed.
+	Resources []string `yaml:"resources"`
+	Audiences []string `yaml:"audiences"`
+	// AllowActorToken: the caller may send its own actor_token on a chain
+	// with transcription.act (refused otherwise).
+	AllowActorToken bool `yaml:"allow_actor_token"`
 	// SubjectAZP: the subject token's azp (or client_id) must be one of
 	// these; needs verify_subject_token on the source domain.
 	SubjectAZP []string `yaml:"subject_azp"`

@@ -367,7 +367,8 @@ func buildPolicy(entries []config.PolicyEntry) broker.Policy {
 	for _, e := range entries {
 		g := broker.CallerGrant{Caller: e.Caller, Roles: e.Roles}
 		for _, c := range e.Chains {
-			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP})
+			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP,
+				Resources: c.Resources, Audiences: c.Audiences, ActorToken: c.AllowActorToken})
 		}
 		p.Callers = append(p.Callers, g)
 	}
