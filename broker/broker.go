@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -498,10 +499,26 @@ func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 	if err != nil {
 		return "", err
 	}
+	r.recordActor(tok)
 	if err := r.markReplay(ctx, tgt, tok); err != nil {
 		return "", err
 	}
 	return assertion, nil
+}
+
+// recordActor records the actor the verified grant names in its act claim
+// (RFC 8693 §4.1), when it names one: what the target will see.
+func (r *chainRun) recordActor(grant *token.Token) {
+	raw, ok := grant.Claim("act")
+	if !ok {
+		return
+	}
+	var act struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(raw, &act) == nil && act.Sub != "" {
+		r.ev.Actor = truncate(act.Sub)
+	}
 }
 
 // parse checks the request and resolves its domains and chain.
@@ -550,6 +567,9 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	}
 
 	r.ev.Scopes = req.Scopes // checked: at most MaxScopes of at most MaxFieldLength (else see finish)
+	if req.ActorToken != "" {
+		r.ev.ActorTokenHash = Hash(req.ActorToken) // the caller's own: audited whatever becomes of it
+	}
 
 	// Unverified: used only to pick a configured source domain and to name the
 	// subject, as unverified, in audit events of chains that fail before a

@@ -89,10 +89,19 @@ func (e *scriptedEndpoint) Token(ctx context.Context, req oauth.Request) (*oauth
 		return nil, &oauth.Error{StatusCode: 400, Code: code, Description: "subject token refused"}
 	}
 	now := time.Now()
-	grant, err := e.signA.Sign(map[string]any{
+	claims := map[string]any{
 		"iss": issuerA, "sub": subj.Claims.Subject, "aud": issuerB, "azp": "chainbroker",
 		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "grant-" + strconv.FormatInt(n, 10),
-	}, token.SignOptions{})
+	}
+	if at := req.Form.Get("actor_token"); at != "" {
+		// As Keycloak and the sandbox do: the actor token's sub becomes act.
+		actor, err := token.ParseUnverified(at)
+		if err != nil {
+			return nil, &oauth.Error{StatusCode: 400, Code: "invalid_request", Description: "actor_token"}
+		}
+		claims["act"] = map[string]string{"sub": actor.Claims.Subject}
+	}
+	grant, err := e.signA.Sign(claims, token.SignOptions{})
 	if err != nil {
 		e.t.Error(err)
 		return nil, err

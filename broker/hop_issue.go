@@ -106,6 +106,7 @@ func (r *chainRun) issue(src, tgt *Domain, chain *Chain) (string, error) {
 	if tr.Act {
 		claims["act"] = map[string]string{"sub": r.req.Caller}
 		copied = append(copied, "act")
+		r.ev.Actor = truncate(r.req.Caller)
 	}
 	assertion, err := r.b.issuer.Keys.Signer().Sign(claims, token.SignOptions{Typ: token.TypeJWT})
 	if err != nil {
