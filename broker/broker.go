@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,9 @@ type Chain struct {
 	// SubjectAudience: in ModeIssue, the subject token's aud must contain
 	// one of these (the broker is its audience).
 	SubjectAudience []string
+	// SubjectTokenTyp: in ModeIssue, the JOSE typ header values accepted in
+	// subject tokens ("" for none); default DefaultSubjectTokenTyp.
+	SubjectTokenTyp []string
 	// Transcription: what of the subject token reaches the grant.
 	Transcription  Transcription
 	Audience       string   // sent in hop 1; default the target's issuer
@@ -290,9 +294,16 @@ func New(cfg Config) (*Broker, error) {
 		}
 		switch c.Mode {
 		case ModeTokenExchange:
+			if len(c.SubjectTokenTyp) > 0 {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: subject token typ is checked in issue mode only", c.Source, c.Target))
+			}
 		case ModeIssue:
 			if len(c.SubjectAudience) == 0 {
 				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: issue mode needs the subject tokens' expected audience", c.Source, c.Target))
+			}
+			c.SubjectTokenTyp = slices.Clone(c.SubjectTokenTyp)
+			for i, t := range c.SubjectTokenTyp {
+				c.SubjectTokenTyp[i] = normTyp(t)
 			}
 		default:
 			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: unknown mode %q", c.Source, c.Target, c.Mode))
@@ -388,10 +399,13 @@ func (b *Broker) Chain(ctx context.Context, req Request) (*Result, error) {
 	ctx, span := b.tracer.Start(ctx, "chainbroker.Chain")
 	defer span.End()
 	run := &chainRun{b: b, req: req, start: time.Now()}
+	// Request fields reach the event (and, through it, logs, spans and
+	// metrics) bounded: a domain name is replaced by the configured one once
+	// it resolves, and until then is truncated.
 	run.ev = store.Event{
 		Caller:       req.Caller,
-		TargetDomain: req.TargetDomain,
-		SourceDomain: req.SourceDomain,
+		TargetDomain: truncate(req.TargetDomain),
+		SourceDomain: truncate(req.SourceDomain),
 	}
 	res, err := run.do(ctx)
 	res, err = run.finish(ctx, res, err)
@@ -427,7 +441,7 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	grant, err := r.authorize(src, tgt)
+	grant, err := r.authorize(src, tgt, chain)
 	if err != nil {
 		return nil, err
 	}
@@ -440,6 +454,9 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 		}
 		if chain.Mode == ModeIssue {
 			if err := checkSubjectAudience(r.subject, chain); err != nil {
+				return nil, err
+			}
+			if err := checkSubjectType(r.subject, src, chain); err != nil {
 				return nil, err
 			}
 		}
@@ -482,10 +499,26 @@ func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 	if err != nil {
 		return "", err
 	}
+	r.recordActor(tok)
 	if err := r.markReplay(ctx, tgt, tok); err != nil {
 		return "", err
 	}
 	return assertion, nil
+}
+
+// recordActor records the actor the verified grant names in its act claim
+// (RFC 8693 §4.1), when it names one: what the target will see.
+func (r *chainRun) recordActor(grant *token.Token) {
+	raw, ok := grant.Claim("act")
+	if !ok {
+		return
+	}
+	var act struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(raw, &act) == nil && act.Sub != "" {
+		r.ev.Actor = truncate(act.Sub)
+	}
 }
 
 // parse checks the request and resolves its domains and chain.
@@ -496,7 +529,6 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 		subjectSum = sha256.Sum256([]byte(req.SubjectToken))
 		r.ev.SubjectTokenHash = hex.EncodeToString(subjectSum[:])
 	}
-	r.ev.Scopes = req.Scopes
 	switch {
 	case req.SubjectToken == "":
 		return nil, nil, nil, invalid("subject_token", "required")
@@ -534,15 +566,21 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 		}
 	}
 
+	r.ev.Scopes = req.Scopes // checked: at most MaxScopes of at most MaxFieldLength (else see finish)
+	if req.ActorToken != "" {
+		r.ev.ActorTokenHash = Hash(req.ActorToken) // the caller's own: audited whatever becomes of it
+	}
+
 	// Unverified: used only to pick a configured source domain and to name the
-	// subject in audit events of chains that fail before hop 1 answers.
+	// subject, as unverified, in audit events of chains that fail before a
+	// token naming it verifies.
 	unverified, ok := r.b.subjects.get(subjectSum)
 	if !ok {
 		unverified = parseSubject(req.SubjectToken)
 		r.b.subjects.put(subjectSum, unverified)
 	}
 	if unverified.jwt {
-		r.ev.Subject = unverified.subject
+		r.ev.UnverifiedSubject = truncate(unverified.subject)
 		r.subjectExp = unverified.expiry
 	}
 
@@ -551,6 +589,7 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 		return nil, nil, nil, &Error{Reason: ReasonDomainUnknown, Field: "target_domain",
 			Message: fmt.Sprintf("target_domain: unknown domain %q", truncate(req.TargetDomain))}
 	}
+	r.ev.TargetDomain = tgt.Name
 	if req.SourceDomain != "" {
 		src = r.b.domains[req.SourceDomain]
 		if src == nil {
@@ -604,8 +643,18 @@ func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token
 		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
 			Message: "subject_token: not valid yet (nbf)"}
 	}
-	r.ev.Subject = c.Subject
+	r.verifiedSubject(c.Subject)
 	return tok, nil
+}
+
+// verifiedSubject records sub, read from a token whose signature verified,
+// as the event's subject. Only such a subject is in Event.Subject, the field
+// audit filters match: a forged token names its subject in
+// Event.UnverifiedSubject only.
+func (r *chainRun) verifiedSubject(sub string) {
+	r.ev.Subject = sub
+	r.ev.SubjectVerified = sub != ""
+	r.ev.UnverifiedSubject = ""
 }
 
 // finish records the audit event and returns the final answer.
@@ -616,11 +665,16 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 		if !ok {
 			e = &Error{Reason: ReasonInternal, Message: "internal error", Err: err}
 		}
+		if r.ev.Scopes == nil && len(r.req.Scopes) > 0 {
+			// Refused before the scopes passed parse's checks: recorded
+			// bounded in count and length.
+			r.ev.Scopes = boundedList(r.req.Scopes, r.b.limits.MaxScopes)
+		}
 		r.ev.Outcome = store.OutcomeFailure
 		r.ev.Reason = string(e.Reason)
 		r.ev.Message = e.Message
 		if e.Upstream != nil {
-			r.ev.UpstreamError = e.Upstream.Code
+			r.ev.UpstreamError = truncate(e.Upstream.Code)
 			r.ev.UpstreamErrorDescription = truncateTo(e.Upstream.Description, maxUpstreamDescription)
 		}
 		// The audit context must survive the caller's cancellation: the
@@ -663,6 +717,7 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 		slog.String("source_domain", r.ev.SourceDomain),
 		slog.String("target_domain", r.ev.TargetDomain),
 		slog.String("subject", r.ev.Subject),
+		slog.String("unverified_subject", r.ev.UnverifiedSubject),
 		slog.Duration("duration", time.Since(r.start)),
 	}
 	seen := map[string]int{}
@@ -735,6 +790,19 @@ func truncateTo(s string, max int) string {
 }
 
 const maxUpstreamDescription = 512
+
+// boundedList is at most n of list, each truncated: how a list from a
+// request that may not have passed its checks is recorded.
+func boundedList(list []string, n int) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	out := make([]string, 0, min(len(list), n))
+	for _, s := range list[:min(len(list), n)] {
+		out = append(out, truncate(s))
+	}
+	return out
+}
 
 func scopes(req []string, def []string) []string {
 	if len(req) > 0 {

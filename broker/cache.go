@@ -94,8 +94,10 @@ type cachedToken struct {
 	IssuedTokenType string `json:"i"`
 	TokenType       string `json:"t"`
 	Scope           string `json:"s,omitempty"`
-	ExpiresAt       int64  `json:"e"`           // unix seconds
-	Until           int64  `json:"u,omitempty"` // unix ms: when the entry goes (before ExpiresAt)
+	ExpiresAt       int64  `json:"e"`             // unix seconds
+	Until           int64  `json:"u,omitempty"`   // unix ms: when the entry goes (before ExpiresAt)
+	Subject         string `json:"sub,omitempty"` // the verified subject of the chain that filled it
+	Actor           string `json:"act,omitempty"` // and its actor
 }
 
 func (c *tokenCache) put(ctx context.Context, key string, t *cachedToken, until time.Time) error {
@@ -202,7 +204,7 @@ func (r *chainRun) cached(ctx context.Context, src, tgt *Domain, chain *Chain) (
 			return nil, err
 		}
 		t := &cachedToken{AccessToken: res.AccessToken, IssuedTokenType: res.IssuedTokenType,
-			TokenType: res.TokenType, Scope: res.Scope, ExpiresAt: time.Now().Unix() + res.ExpiresIn}
+			TokenType: res.TokenType, Scope: res.Scope, ExpiresAt: time.Now().Unix() + res.ExpiresIn, Subject: r.ev.Subject, Actor: r.ev.Actor}
 		if until, ok := r.cacheUntil(tgt, res); ok {
 			if err := c.put(ctx, key, t, until); err != nil {
 				r.b.log.WarnContext(ctx, "token cache put failed", "error", err)
@@ -253,6 +255,10 @@ func (r *chainRun) cacheUntil(tgt *Domain, res *Result) (time.Time, bool) {
 
 func (r *chainRun) hitResult(t *cachedToken) *Result {
 	r.hit = true
+	if t.Subject != "" { // the same subject token, verified when the entry was filled
+		r.verifiedSubject(t.Subject)
+	}
+	r.ev.Actor = t.Actor
 	return &Result{
 		AccessToken:     t.AccessToken,
 		IssuedTokenType: t.IssuedTokenType,

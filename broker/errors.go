@@ -18,6 +18,11 @@ const (
 	ReasonSourceUndetermined Reason = "SOURCE_UNDETERMINED" // no source_domain given and the token's iss names none (or several)
 	ReasonChainNotAllowed    Reason = "CHAIN_NOT_ALLOWED"   // no such chain, or the caller may not use it
 	ReasonScopeNotAllowed    Reason = "SCOPE_NOT_ALLOWED"   // the caller may not request a scope in the target
+	// The caller may not name that resource or audience in hop 1, or send its
+	// own actor token where the broker names the caller.
+	ReasonResourceNotAllowed   Reason = "RESOURCE_NOT_ALLOWED"
+	ReasonAudienceNotAllowed   Reason = "AUDIENCE_NOT_ALLOWED"
+	ReasonActorTokenNotAllowed Reason = "ACTOR_TOKEN_NOT_ALLOWED"
 
 	ReasonSubjectNotAllowed    Reason = "SUBJECT_NOT_ALLOWED"            // the subject token fails the caller's conditions (azp)
 	ReasonSubjectTokenInvalid  Reason = "SUBJECT_TOKEN_INVALID"          // checked before hop 1: signature, issuer, shape
@@ -109,6 +114,7 @@ func invalid(field, format string, args ...any) *Error {
 func Reasons() []Reason {
 	return []Reason{
 		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
+		ReasonResourceNotAllowed, ReasonAudienceNotAllowed, ReasonActorTokenNotAllowed,
 		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired, ReasonSubjectTokenAudience, ReasonSubjectUnmapped,
 		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonUpstreamCircuitOpen,
 		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,

@@ -41,6 +41,8 @@ func (r *chainRun) exchange(ctx context.Context, src *Domain, chain *Chain) (str
 			return "", &Error{Reason: ReasonInternal, Message: "signing the actor token failed", Err: err}
 		}
 		te.ActorToken, te.ActorTokenType = actor, oauth.TokenTypeJWT
+		r.ev.ActorTokenHash = Hash(actor)
+		r.ev.Actor = truncate(r.req.Caller) // unless the grant names another (recordActor)
 	}
 	if req.Audience != "" {
 		te.Audience = []string{req.Audience}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/token"
 )
 
@@ -105,6 +106,7 @@ func (r *chainRun) issue(src, tgt *Domain, chain *Chain) (string, error) {
 	if tr.Act {
 		claims["act"] = map[string]string{"sub": r.req.Caller}
 		copied = append(copied, "act")
+		r.ev.Actor = truncate(r.req.Caller)
 	}
 	assertion, err := r.b.issuer.Keys.Signer().Sign(claims, token.SignOptions{Typ: token.TypeJWT})
 	if err != nil {
@@ -126,6 +128,54 @@ func (r *chainRun) actorToken(src *Domain) (string, error) {
 		"iss": r.b.issuer.URL, "sub": r.req.Caller, "aud": src.Issuer, "jti": newJTI(),
 		"iat": now.Unix(), "exp": now.Add(actorTokenLifetime).Unix(),
 	}, token.SignOptions{Typ: token.TypeJWT})
+}
+
+// DefaultSubjectTokenTyp are the JOSE typ header values an issue mode chain
+// accepts in subject tokens unless it names its own (Chain.SubjectTokenTyp):
+// RFC 9068's at+jwt, and JWT or none, which Keycloak, Auth0 and most others
+// put in access tokens. Compared case-insensitively, without "application/".
+var DefaultSubjectTokenTyp = []string{"at+jwt", "jwt", ""}
+
+// idTokenClaims are claims only OpenID Connect ID tokens carry (Core §2,
+// §3.1.3.6, §3.3.2.11).
+var idTokenClaims = []string{"nonce", "at_hash", "c_hash"}
+
+// normTyp is a JOSE typ as compared (RFC 7515 §4.1.9: case-insensitive,
+// "application/" may be omitted).
+func normTyp(typ string) string {
+	typ = strings.ToLower(typ)
+	return strings.TrimPrefix(typ, "application/")
+}
+
+// checkSubjectType: in issue mode the subject token is the caller's
+// credential for a grant the broker signs, so it must be an access token of
+// the source, not another token the source signed (explicit typing, RFC 8725
+// §3.11): its typ header is one the chain accepts and, unless the source's
+// subject tokens are declared ID tokens, it is not recognisably an ID token
+// (Keycloak's typ claim "ID", or an OpenID Connect ID token claim).
+func checkSubjectType(tok *token.Token, src *Domain, chain *Chain) error {
+	allowed := chain.SubjectTokenTyp
+	if len(allowed) == 0 {
+		allowed = DefaultSubjectTokenTyp
+	}
+	if typ := normTyp(tok.Header.Typ); !slices.Contains(allowed, typ) {
+		return &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
+			Message: "subject_token: JOSE typ " + quote(tok.Header.Typ) + " is not a type this chain accepts (" + strings.Join(allowed, ", ") + ")"}
+	}
+	if src.SubjectTokenType == oauth.TokenTypeIDToken {
+		return nil
+	}
+	if typ, ok := tok.StringClaim("typ"); ok && strings.EqualFold(typ, "ID") {
+		return &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
+			Message: "subject_token: is an ID token (typ claim \"ID\"), not an access token of " + src.Name}
+	}
+	for _, name := range idTokenClaims {
+		if _, ok := tok.Claim(name); ok {
+			return &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
+				Message: "subject_token: is an ID token (it has " + name + "), not an access token of " + src.Name}
+		}
+	}
+	return nil
 }
 
 // checkSubjectAudience: in issue mode the subject token must be meant for

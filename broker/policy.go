@@ -35,6 +35,15 @@ type ChainGrant struct {
 	// Scopes the caller may request explicitly; AnyScope allows all. The
 	// chain's configured default scopes are always allowed.
 	Scopes []string
+	// Resources (RFC 8707) and Audiences the caller may send in hop 1
+	// besides the chain's own (Chain.Resource, Chain.Audience), which are
+	// always allowed; AnyScope ("*") allows any.
+	Resources []string
+	Audiences []string
+	// ActorToken lets the caller send its own actor_token on a chain whose
+	// transcription names the caller in `act` (Transcription.Act); without
+	// it such a request is refused (ACTOR_TOKEN_NOT_ALLOWED).
+	ActorToken bool
 	// Conditions on the (verified) subject token: when set, its azp or
 	// client_id must be one of these. They require subject token
 	// verification on the source domain.
@@ -119,8 +128,8 @@ func (b *Broker) DomainsFor(caller string) []Domain {
 }
 
 // authorize finds the caller's grant for the chain (deny by default) and
-// checks the requested scopes against it.
-func (r *chainRun) authorize(src, tgt *Domain) (*ChainGrant, error) {
+// checks the requested scopes, resources, audience and actor token against it.
+func (r *chainRun) authorize(src, tgt *Domain, chain *Chain) (*ChainGrant, error) {
 	g := r.b.policy.grant(r.req.Caller, src.Name, tgt.Name)
 	if g == nil {
 		return nil, fail(ReasonChainNotAllowed, "caller %q may not chain from %q to %q", truncate(r.req.Caller), src.Name, tgt.Name)
@@ -133,7 +142,26 @@ func (r *chainRun) authorize(src, tgt *Domain) (*ChainGrant, error) {
 			}
 		}
 	}
+	for _, res := range r.req.Resources {
+		if !slices.Contains(chain.Resource, res) && !allows(g.Resources, res) {
+			return nil, &Error{Reason: ReasonResourceNotAllowed, Field: "resource",
+				Message: fmt.Sprintf("resource: caller %q may not request %q from %q", truncate(r.req.Caller), truncate(res), src.Name)}
+		}
+	}
+	if a := r.req.Audience; a != "" && a != chain.Audience && !allows(g.Audiences, a) {
+		return nil, &Error{Reason: ReasonAudienceNotAllowed, Field: "audience",
+			Message: fmt.Sprintf("audience: caller %q may not request %q from %q", truncate(r.req.Caller), truncate(a), src.Name)}
+	}
+	if r.req.ActorToken != "" && chain.Transcription.Act && !g.ActorToken {
+		return nil, &Error{Reason: ReasonActorTokenNotAllowed, Field: "actor_token",
+			Message: fmt.Sprintf("actor_token: the chain from %q to %q names the calling agent itself; caller %q may not send its own", src.Name, tgt.Name, truncate(r.req.Caller))}
+	}
 	return g, nil
+}
+
+// allows reports whether list, a grant's list of values, allows v.
+func allows(list []string, v string) bool {
+	return slices.Contains(list, AnyScope) || slices.Contains(list, v)
 }
 
 // checkSubject applies the grant's conditions on the verified subject token.

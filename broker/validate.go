@@ -19,7 +19,7 @@ func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion str
 		return nil, verifyError(src, err)
 	}
 	c := &tok.Claims
-	r.ev.Subject = c.Subject
+	r.verifiedSubject(c.Subject)
 	r.ev.AssertionIssuer = c.Issuer
 	r.ev.AssertionAudience = c.Audience
 	if c.JTI != "" {

@@ -136,6 +136,13 @@ type PolicyChain struct {
 	// Scopes the caller may request explicitly ("*": any). The chain's
 	// default_scopes are always allowed.
 	Scopes []string `yaml:"scopes"`
+	// Resources and Audiences the caller may send in hop 1 ("*": any);
+	// the chain's own resource and audience are always allowed.
+	Resources []string `yaml:"resources"`
+	Audiences []string `yaml:"audiences"`
+	// AllowActorToken: the caller may send its own actor_token on a chain
+	// with transcription.act (refused otherwise).
+	AllowActorToken bool `yaml:"allow_actor_token"`
 	// SubjectAZP: the subject token's azp (or client_id) must be one of
 	// these; needs verify_subject_token on the source domain.
 	SubjectAZP []string `yaml:"subject_azp"`
@@ -285,6 +292,9 @@ type Chain struct {
 	AssertionLifetime Duration `yaml:"assertion_lifetime"`
 	// SubjectAudience: issue mode: the subject token's aud must include one.
 	SubjectAudience []string `yaml:"subject_audience"`
+	// SubjectTokenTyp: issue mode: JOSE typ header values accepted in
+	// subject tokens (default at+jwt, JWT or none).
+	SubjectTokenTyp []string `yaml:"subject_token_typ"`
 	// Transcription: claims mapping and copying (issue mode; act also in
 	// token exchange mode).
 	Transcription Transcription `yaml:"transcription"`
@@ -617,6 +627,9 @@ func (f *File) validate() Problems {
 			}
 		default:
 			add(fp+".mode", "must be token_exchange or issue; got %q", c.Mode)
+		}
+		if len(c.SubjectTokenTyp) > 0 && c.Mode != "issue" {
+			add(fp+".subject_token_typ", "only in issue mode: in token exchange mode the source checks the subject token's type")
 		}
 		if (c.Mode == "issue" || c.Transcription.Act) && f.Issuer.URL == "" {
 			add(fp, "issue mode and transcription.act need issuer.url and issuer.keys")

@@ -130,6 +130,8 @@ chains:
 			`chains[1].source: unknown domain "x"`,
 			"chains[2]: duplicate chain a -> a",
 		}},
+		{"subject_token_typ outside issue mode", strings.Replace(minimal, "chains: [{source: a, target: b}]", "chains: [{source: a, target: b, subject_token_typ: [at+jwt]}]", 1),
+			[]string{"chains[0].subject_token_typ: only in issue mode"}},
 		{"redis needs an address", "store: {backend: redis}\n" + minimal, []string{"store.redis: set exactly one of url and addrs"}},
 		{"redis url scheme", "store: {backend: redis, redis: {url: http://x}}\n" + minimal, []string{"store.redis.url"}},
 	}

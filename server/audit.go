@@ -117,5 +117,9 @@ func eventToProto(e *store.Event) *pb.AuditEvent {
 		Mode:                     e.Mode,
 		MappedSubject:            e.MappedSubject,
 		TranscribedClaims:        e.TranscribedClaims,
+		SubjectVerified:          e.SubjectVerified,
+		UnverifiedSubject:        e.UnverifiedSubject,
+		Actor:                    e.Actor,
+		ActorTokenHash:           e.ActorTokenHash,
 	}
 }

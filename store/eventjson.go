@@ -55,6 +55,12 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendField(dst, "mode", e.Mode)
 	dst = appendField(dst, "mapped_subject", e.MappedSubject)
 	dst = appendList(dst, "transcribed_claims", e.TranscribedClaims)
+	if e.SubjectVerified {
+		dst = append(dst, `,"subject_verified":true`...)
+	}
+	dst = appendField(dst, "unverified_subject", e.UnverifiedSubject)
+	dst = appendField(dst, "actor", e.Actor)
+	dst = appendField(dst, "actor_token_hash", e.ActorTokenHash)
 	return append(dst, '}')
 }
 

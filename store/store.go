@@ -117,6 +117,19 @@ type Event struct {
 	Mode                     string    `json:"mode,omitempty"`               // token_exchange or issue
 	MappedSubject            string    `json:"mapped_subject,omitempty"`     // issue mode: the grant's sub
 	TranscribedClaims        []string  `json:"transcribed_claims,omitempty"` // issue mode: claim names copied or added
+	// SubjectVerified: Subject was read from a token whose signature the
+	// broker checked (the subject token, or the grant from hop 1).
+	SubjectVerified bool `json:"subject_verified,omitempty"`
+	// UnverifiedSubject is the `sub` a subject token claimed when the chain
+	// failed before any token naming the subject verified (truncated); it is
+	// never in Subject, so a subject filter finds only verified subjects.
+	UnverifiedSubject string `json:"unverified_subject,omitempty"`
+	// Actor is the calling agent the grant names in `act` (token exchange
+	// with an actor token, or issue mode), when there is one.
+	Actor string `json:"actor,omitempty"`
+	// ActorTokenHash is the hex SHA-256 of the actor token sent in hop 1
+	// (the caller's own or the one the broker signed).
+	ActorTokenHash string `json:"actor_token_hash,omitempty"`
 }
 
 // Filter selects audit events; zero fields match everything.

@@ -22,6 +22,9 @@ import (
 // Metrics are chainbroker's Prometheus metrics.
 type Metrics struct {
 	reg *prometheus.Registry
+	// domains are the configured domain names: the only values a domain
+	// label takes (any other is UnknownLabel).
+	domains map[string]bool
 
 	chains         *prometheus.CounterVec
 	chainDuration  *prometheus.HistogramVec
@@ -39,10 +42,35 @@ type Metrics struct {
 // authorization servers tens to hundreds of milliseconds.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 16)
 
+// UnknownLabel is the label value of a domain that is not configured and
+// of an upstream error code that is not a standard one: label values never
+// come from a request or an upstream answer as sent, so that neither can
+// grow the set of series.
+const UnknownLabel = "unknown"
+
+// OtherError is the error label of an OAuth error code outside
+// upstreamErrorCodes.
+const OtherError = "other"
+
+// upstreamErrorCodes are the token endpoint error codes of RFC 6749 §5.2
+// (and §4.1.2.1's server_error and temporarily_unavailable, which servers
+// also answer at the token endpoint), RFC 8693 §2.2.2 (invalid_target) and
+// RFC 7523 §3.1 (which uses RFC 6749's).
+var upstreamErrorCodes = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true, "unauthorized_client": true,
+	"unsupported_grant_type": true, "invalid_scope": true, "invalid_target": true, "access_denied": true,
+	"server_error": true, "temporarily_unavailable": true,
+}
+
 // NewMetrics registers every metric, plus the Go and process collectors, in
-// a fresh registry.
-func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+// a fresh registry. domains are the configured domain names, the only
+// values domain labels (source, target, domain) take; any other is
+// labelled UnknownLabel.
+func NewMetrics(domains ...string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), domains: make(map[string]bool, len(domains))}
+	for _, d := range domains {
+		m.domains[d] = true
+	}
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.chains = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "chainbroker_chains_total", Help: "Chain calls by source, target, outcome and reason.",
@@ -88,18 +116,33 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // ChainFinished implements broker.Observer.
+// Reasons are the broker's constant codes (broker.Reasons), never input.
 func (m *Metrics) ChainFinished(ev *store.Event, d time.Duration) {
-	m.chains.WithLabelValues(ev.SourceDomain, ev.TargetDomain, ev.Outcome.String(), ev.Reason).Inc()
-	m.chainDuration.WithLabelValues(ev.SourceDomain, ev.TargetDomain, ev.Outcome.String()).Observe(d.Seconds())
+	src, tgt := m.domain(ev.SourceDomain), m.domain(ev.TargetDomain)
+	m.chains.WithLabelValues(src, tgt, ev.Outcome.String(), ev.Reason).Inc()
+	m.chainDuration.WithLabelValues(src, tgt, ev.Outcome.String()).Observe(d.Seconds())
 	if ev.Reason == "ASSERTION_REPLAYED" {
-		m.replayHits.WithLabelValues(ev.TargetDomain).Inc()
+		m.replayHits.WithLabelValues(tgt).Inc()
 	}
+}
+
+// domain is the label value of a domain name: itself when configured (an
+// empty source, not determined, stays empty), else UnknownLabel.
+func (m *Metrics) domain(name string) string {
+	if name == "" || m.domains[name] {
+		return name
+	}
+	return UnknownLabel
 }
 
 // HopFinished implements broker.Observer.
 func (m *Metrics) HopFinished(domain, hop string, d time.Duration, upstreamError string) {
+	domain = m.domain(domain)
 	m.hopDuration.WithLabelValues(domain, hop).Observe(d.Seconds())
 	if upstreamError != "" {
+		if !upstreamErrorCodes[upstreamError] {
+			upstreamError = OtherError
+		}
 		m.upstreamErrors.WithLabelValues(domain, hop, upstreamError).Inc()
 	}
 }
@@ -110,7 +153,7 @@ func (m *Metrics) CacheLookup(target string, hit bool) {
 	if hit {
 		result = "hit"
 	}
-	m.cacheLookups.WithLabelValues(target, result).Inc()
+	m.cacheLookups.WithLabelValues(m.domain(target), result).Inc()
 }
 
 // UnaryServerInterceptor records gRPC server metrics.

@@ -98,7 +98,12 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	metrics := telemetry.NewMetrics()
+	names := make([]string, 0, len(domains))
+	for _, d := range domains {
+		names = append(names, d.Name)
+	}
+	metrics := telemetry.NewMetrics(names...) // domain labels: these names only
+
 	st := telemetry.InstrumentStore(rawStore, metrics, tp)
 	chains := make([]broker.Chain, 0, len(cfg.Chains))
 	for _, c := range cfg.Chains {
@@ -106,6 +111,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			Source: c.Source, Target: c.Target, Audience: c.Audience, Resource: c.Resource,
 			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
 			Mode: c.Mode, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
+			SubjectTokenTyp: c.SubjectTokenTyp,
 			Transcription: broker.Transcription{
 				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
 				Claims: c.Transcription.Claims, Act: c.Transcription.Act,
@@ -367,7 +373,8 @@ func buildPolicy(entries []config.PolicyEntry) broker.Policy {
 	for _, e := range entries {
 		g := broker.CallerGrant{Caller: e.Caller, Roles: e.Roles}
 		for _, c := range e.Chains {
-			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP})
+			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP,
+				Resources: c.Resources, Audiences: c.Audiences, ActorToken: c.AllowActorToken})
 		}
 		p.Callers = append(p.Callers, g)
 	}

@@ -504,7 +504,9 @@ func TestUpstreamUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("domain A refuses the exchange", func(t *testing.T) {
-		e := newEnv(t, envOptions{})
+		e := newEnv(t, envOptions{mutate: func(f *config.File) { // the policy lets it through; domain A refuses it
+			f.Policy[0].Chains[0].Audiences = []string{"https://not-allowed.example"}
+		}})
 		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b",
 			Audience: "https://not-allowed.example"})
 		code, info := errorInfo(t, err)

@@ -300,6 +300,10 @@ func fullEvent(tm time.Time) store.Event {
 		AssertionJTIHash:  "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		AssertionIssuer:   "https://corp.example",
 		AssertionAudience: []string{"https://partner.example/token", "partner"},
+		SubjectVerified:   true,
+		UnverifiedSubject: "mallory@corp.example",
+		Actor:             "agent-7",
+		ActorTokenHash:    "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",
 	}
 }
 

@@ -88,8 +88,9 @@ type AuditEvent struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// The authenticated caller ("anonymous" when callers are not authenticated).
 	Caller string `protobuf:"bytes,3,opt,name=caller,proto3" json:"caller,omitempty"`
-	// The user: `sub` of the verified assertion, or, when the chain failed before
-	// one was obtained, `sub` of the subject token as presented (unverified).
+	// The user: `sub` of a verified token (the subject token when the broker
+	// verifies it, else the assertion from hop 1). Empty when no token naming
+	// the user verified: see unverified_subject.
 	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// Source domain name (empty when it could not be determined).
 	SourceDomain string `protobuf:"bytes,5,opt,name=source_domain,json=sourceDomain,proto3" json:"source_domain,omitempty"`
@@ -125,8 +126,19 @@ type AuditEvent struct {
 	// Issue mode: names of the claims copied from the subject token or added
 	// (`act`) by the chain's transcription rules.
 	TranscribedClaims []string `protobuf:"bytes,20,rep,name=transcribed_claims,json=transcribedClaims,proto3" json:"transcribed_claims,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Whether `subject` was read from a token whose signature the broker checked.
+	SubjectVerified bool `protobuf:"varint,21,opt,name=subject_verified,json=subjectVerified,proto3" json:"subject_verified,omitempty"`
+	// When the chain failed before any token naming the user verified: `sub` of
+	// the subject token as presented, unverified and truncated to 128 bytes. A
+	// forged token can put any name here; the `subject` filter never matches it.
+	UnverifiedSubject string `protobuf:"bytes,22,opt,name=unverified_subject,json=unverifiedSubject,proto3" json:"unverified_subject,omitempty"`
+	// The calling agent named in the grant's `act` claim, when the chain's
+	// transcription adds one (the authenticated caller).
+	Actor string `protobuf:"bytes,23,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Hex SHA-256 of the actor token sent in hop 1, when one was sent.
+	ActorTokenHash string `protobuf:"bytes,24,opt,name=actor_token_hash,json=actorTokenHash,proto3" json:"actor_token_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
@@ -299,10 +311,39 @@ func (x *AuditEvent) GetTranscribedClaims() []string {
 	return nil
 }
 
+func (x *AuditEvent) GetSubjectVerified() bool {
+	if x != nil {
+		return x.SubjectVerified
+	}
+	return false
+}
+
+func (x *AuditEvent) GetUnverifiedSubject() string {
+	if x != nil {
+		return x.UnverifiedSubject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorTokenHash() string {
+	if x != nil {
+		return x.ActorTokenHash
+	}
+	return ""
+}
+
 // ListAuditEventsRequest filters and pages the audit trail. Empty filters match all.
 type ListAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only events for this subject.
+	// Only events for this subject (verified subjects only: unverified_subject
+	// is not matched).
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// Only events of this caller.
 	Caller string `protobuf:"bytes,2,opt,name=caller,proto3" json:"caller,omitempty"`
@@ -568,7 +609,7 @@ var File_chainbroker_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x05\n" +
+	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\a\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
@@ -591,7 +632,11 @@ const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\amessage\x18\x11 \x01(\tR\amessage\x12\x12\n" +
 	"\x04mode\x18\x12 \x01(\tR\x04mode\x12%\n" +
 	"\x0emapped_subject\x18\x13 \x01(\tR\rmappedSubject\x12-\n" +
-	"\x12transcribed_claims\x18\x14 \x03(\tR\x11transcribedClaims\"\xf5\x02\n" +
+	"\x12transcribed_claims\x18\x14 \x03(\tR\x11transcribedClaims\x12)\n" +
+	"\x10subject_verified\x18\x15 \x01(\bR\x0fsubjectVerified\x12-\n" +
+	"\x12unverified_subject\x18\x16 \x01(\tR\x11unverifiedSubject\x12\x14\n" +
+	"\x05actor\x18\x17 \x01(\tR\x05actor\x12(\n" +
+	"\x10actor_token_hash\x18\x18 \x01(\tR\x0eactorTokenHash\"\xf5\x02\n" +
 	"\x16ListAuditEventsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06caller\x18\x02 \x01(\tR\x06caller\x12#\n" +

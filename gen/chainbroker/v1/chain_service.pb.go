@@ -40,12 +40,18 @@ type ChainRequest struct {
 	// Scopes requested in the target domain (sent as the jwt-bearer `scope`).
 	Scope []string `protobuf:"bytes,5,rep,name=scope,proto3" json:"scope,omitempty"`
 	// RFC 8707 resource indicators sent with the token exchange, in addition to
-	// those configured for the chain.
+	// those configured for the chain. Each must be one the caller's policy
+	// grant lists (`resources`) or the chain's own (else RESOURCE_NOT_ALLOWED).
 	Resource []string `protobuf:"bytes,6,rep,name=resource,proto3" json:"resource,omitempty"`
 	// Overrides the `audience` sent with the token exchange. Defaults to the
 	// chain's configured audience (by convention the target domain's issuer).
+	// Any other value must be one the caller's policy grant lists
+	// (`audiences`; else AUDIENCE_NOT_ALLOWED).
 	Audience string `protobuf:"bytes,7,opt,name=audience,proto3" json:"audience,omitempty"`
 	// RFC 8693 actor_token for delegation, passed to the source domain as is.
+	// On a chain that names the caller as actor (`transcription.act`) it is
+	// refused (ACTOR_TOKEN_NOT_ALLOWED) unless the caller's policy grant allows
+	// it. Audited by its SHA-256.
 	ActorToken string `protobuf:"bytes,8,opt,name=actor_token,json=actorToken,proto3" json:"actor_token,omitempty"`
 	// RFC 8693 token type URI of actor_token. Required when actor_token is set.
 	ActorTokenType string `protobuf:"bytes,9,opt,name=actor_token_type,json=actorTokenType,proto3" json:"actor_token_type,omitempty"`

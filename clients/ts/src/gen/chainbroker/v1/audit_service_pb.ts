@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chainbroker/v1/audit_service.proto.
  */
 export const file_chainbroker_v1_audit_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGFpbmJyb2tlci92MS9hdWRpdF9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSL7AwoKQXVkaXRFdmVudBIKCgJpZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZjYWxsZXIYAyABKAkSDwoHc3ViamVjdBgEIAEoCRIVCg1zb3VyY2VfZG9tYWluGAUgASgJEhUKDXRhcmdldF9kb21haW4YBiABKAkSDgoGc2NvcGVzGAcgAygJEigKB291dGNvbWUYCCABKA4yFy5jaGFpbmJyb2tlci52MS5PdXRjb21lEg4KBnJlYXNvbhgJIAEoCRIWCg51cHN0cmVhbV9lcnJvchgKIAEoCRIiChp1cHN0cmVhbV9lcnJvcl9kZXNjcmlwdGlvbhgLIAEoCRIhCgRob3BzGAwgAygLMhMuY2hhaW5icm9rZXIudjEuSG9wEhoKEnN1YmplY3RfdG9rZW5faGFzaBgNIAEoCRIaChJhc3NlcnRpb25fanRpX2hhc2gYDiABKAkSGAoQYXNzZXJ0aW9uX2lzc3VlchgPIAEoCRIaChJhc3NlcnRpb25fYXVkaWVuY2UYECADKAkSDwoHbWVzc2FnZRgRIAEoCRIMCgRtb2RlGBIgASgJEhYKDm1hcHBlZF9zdWJqZWN0GBMgASgJEhoKEnRyYW5zY3JpYmVkX2NsYWltcxgUIAMoCSKWAgoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIPCgdzdWJqZWN0GAEgASgJEg4KBmNhbGxlchgCIAEoCRIVCg1zb3VyY2VfZG9tYWluGAMgASgJEhUKDXRhcmdldF9kb21haW4YBCABKAkSKAoHb3V0Y29tZRgFIAEoDjIXLmNoYWluYnJva2VyLnYxLk91dGNvbWUSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgIIAEoBRISCgpwYWdlX3Rva2VuGAkgASgJIl4KF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLmNoYWluYnJva2VyLnYxLkF1ZGl0RXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKFEdldEF1ZGl0RXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgJIkIKFUdldEF1ZGl0RXZlbnRSZXNwb25zZRIpCgVldmVudBgBIAEoCzIaLmNoYWluYnJva2VyLnYxLkF1ZGl0RXZlbnQqYwoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASEwoPT1VUQ09NRV9TVUNDRVNTEAESEwoPT1VUQ09NRV9GQUlMVVJFEAISFQoRT1VUQ09NRV9DQUNIRV9ISVQQAzLQAQoMQXVkaXRTZXJ2aWNlEmIKD0xpc3RBdWRpdEV2ZW50cxImLmNoYWluYnJva2VyLnYxLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaJy5jaGFpbmJyb2tlci52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZRJcCg1HZXRBdWRpdEV2ZW50EiQuY2hhaW5icm9rZXIudjEuR2V0QXVkaXRFdmVudFJlcXVlc3QaJS5jaGFpbmJyb2tlci52MS5HZXRBdWRpdEV2ZW50UmVzcG9uc2ViBnByb3RvMw", [file_chainbroker_v1_chain_service, file_google_protobuf_timestamp]);
+  fileDesc("CiJjaGFpbmJyb2tlci92MS9hdWRpdF9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSLaBAoKQXVkaXRFdmVudBIKCgJpZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZjYWxsZXIYAyABKAkSDwoHc3ViamVjdBgEIAEoCRIVCg1zb3VyY2VfZG9tYWluGAUgASgJEhUKDXRhcmdldF9kb21haW4YBiABKAkSDgoGc2NvcGVzGAcgAygJEigKB291dGNvbWUYCCABKA4yFy5jaGFpbmJyb2tlci52MS5PdXRjb21lEg4KBnJlYXNvbhgJIAEoCRIWCg51cHN0cmVhbV9lcnJvchgKIAEoCRIiChp1cHN0cmVhbV9lcnJvcl9kZXNjcmlwdGlvbhgLIAEoCRIhCgRob3BzGAwgAygLMhMuY2hhaW5icm9rZXIudjEuSG9wEhoKEnN1YmplY3RfdG9rZW5faGFzaBgNIAEoCRIaChJhc3NlcnRpb25fanRpX2hhc2gYDiABKAkSGAoQYXNzZXJ0aW9uX2lzc3VlchgPIAEoCRIaChJhc3NlcnRpb25fYXVkaWVuY2UYECADKAkSDwoHbWVzc2FnZRgRIAEoCRIMCgRtb2RlGBIgASgJEhYKDm1hcHBlZF9zdWJqZWN0GBMgASgJEhoKEnRyYW5zY3JpYmVkX2NsYWltcxgUIAMoCRIYChBzdWJqZWN0X3ZlcmlmaWVkGBUgASgIEhoKEnVudmVyaWZpZWRfc3ViamVjdBgWIAEoCRINCgVhY3RvchgXIAEoCRIYChBhY3Rvcl90b2tlbl9oYXNoGBggASgJIpYCChZMaXN0QXVkaXRFdmVudHNSZXF1ZXN0Eg8KB3N1YmplY3QYASABKAkSDgoGY2FsbGVyGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRIoCgdvdXRjb21lGAUgASgOMhcuY2hhaW5icm9rZXIudjEuT3V0Y29tZRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAggASgFEhIKCnBhZ2VfdG9rZW4YCSABKAkiXgoXTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2USKgoGZXZlbnRzGAEgAygLMhouY2hhaW5icm9rZXIudjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoUR2V0QXVkaXRFdmVudFJlcXVlc3QSCgoCaWQYASABKAkiQgoVR2V0QXVkaXRFdmVudFJlc3BvbnNlEikKBWV2ZW50GAEgASgLMhouY2hhaW5icm9rZXIudjEuQXVkaXRFdmVudCpjCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABITCg9PVVRDT01FX1NVQ0NFU1MQARITCg9PVVRDT01FX0ZBSUxVUkUQAhIVChFPVVRDT01FX0NBQ0hFX0hJVBADMtABCgxBdWRpdFNlcnZpY2USYgoPTGlzdEF1ZGl0RXZlbnRzEiYuY2hhaW5icm9rZXIudjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBonLmNoYWluYnJva2VyLnYxLkxpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlElwKDUdldEF1ZGl0RXZlbnQSJC5jaGFpbmJyb2tlci52MS5HZXRBdWRpdEV2ZW50UmVxdWVzdBolLmNoYWluYnJva2VyLnYxLkdldEF1ZGl0RXZlbnRSZXNwb25zZWIGcHJvdG8z", [file_chainbroker_v1_chain_service, file_google_protobuf_timestamp]);
 
 /**
  * AuditEvent records one Chain call.
@@ -44,8 +44,9 @@ export type AuditEvent = Message<"chainbroker.v1.AuditEvent"> & {
   caller: string;
 
   /**
-   * The user: `sub` of the verified assertion, or, when the chain failed before
-   * one was obtained, `sub` of the subject token as presented (unverified).
+   * The user: `sub` of a verified token (the subject token when the broker
+   * verifies it, else the assertion from hop 1). Empty when no token naming
+   * the user verified: see unverified_subject.
    *
    * @generated from field: string subject = 4;
    */
@@ -164,6 +165,37 @@ export type AuditEvent = Message<"chainbroker.v1.AuditEvent"> & {
    * @generated from field: repeated string transcribed_claims = 20;
    */
   transcribedClaims: string[];
+
+  /**
+   * Whether `subject` was read from a token whose signature the broker checked.
+   *
+   * @generated from field: bool subject_verified = 21;
+   */
+  subjectVerified: boolean;
+
+  /**
+   * When the chain failed before any token naming the user verified: `sub` of
+   * the subject token as presented, unverified and truncated to 128 bytes. A
+   * forged token can put any name here; the `subject` filter never matches it.
+   *
+   * @generated from field: string unverified_subject = 22;
+   */
+  unverifiedSubject: string;
+
+  /**
+   * The calling agent named in the grant's `act` claim, when the chain's
+   * transcription adds one (the authenticated caller).
+   *
+   * @generated from field: string actor = 23;
+   */
+  actor: string;
+
+  /**
+   * Hex SHA-256 of the actor token sent in hop 1, when one was sent.
+   *
+   * @generated from field: string actor_token_hash = 24;
+   */
+  actorTokenHash: string;
 };
 
 /**
@@ -180,7 +212,8 @@ export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
  */
 export type ListAuditEventsRequest = Message<"chainbroker.v1.ListAuditEventsRequest"> & {
   /**
-   * Only events for this subject.
+   * Only events for this subject (verified subjects only: unverified_subject
+   * is not matched).
    *
    * @generated from field: string subject = 1;
    */

@@ -61,7 +61,8 @@ export type ChainRequest = Message<"chainbroker.v1.ChainRequest"> & {
 
   /**
    * RFC 8707 resource indicators sent with the token exchange, in addition to
-   * those configured for the chain.
+   * those configured for the chain. Each must be one the caller's policy
+   * grant lists (`resources`) or the chain's own (else RESOURCE_NOT_ALLOWED).
    *
    * @generated from field: repeated string resource = 6;
    */
@@ -70,6 +71,8 @@ export type ChainRequest = Message<"chainbroker.v1.ChainRequest"> & {
   /**
    * Overrides the `audience` sent with the token exchange. Defaults to the
    * chain's configured audience (by convention the target domain's issuer).
+   * Any other value must be one the caller's policy grant lists
+   * (`audiences`; else AUDIENCE_NOT_ALLOWED).
    *
    * @generated from field: string audience = 7;
    */
@@ -77,6 +80,9 @@ export type ChainRequest = Message<"chainbroker.v1.ChainRequest"> & {
 
   /**
    * RFC 8693 actor_token for delegation, passed to the source domain as is.
+   * On a chain that names the caller as actor (`transcription.act`) it is
+   * refused (ACTOR_TOKEN_NOT_ALLOWED) unless the caller's policy grant allows
+   * it. Audited by its SHA-256.
    *
    * @generated from field: string actor_token = 8;
    */
