@@ -20,6 +20,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/keyset"
 	sandboxpkg "github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -150,7 +151,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Info("SIGHUP: issuer keys reloaded")
 		}
 	}
-	return runApp(ctx, cfg, app.Options{}, stderr, reload)
+	// The one override of the private key file mode check, read here only.
+	insecureKeys := os.Getenv(keyset.EnvAllowInsecurePermissions) == "1"
+	return runApp(ctx, cfg, app.Options{AllowInsecureKeyPermissions: insecureKeys}, stderr, reload)
 }
 
 func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.Writer,
@@ -169,6 +172,9 @@ func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.W
 			_ = tp.Shutdown(sctx) // flush the last spans
 		}()
 		log.Info("tracing on: OTLP/HTTP exporter from OTEL_* variables")
+	}
+	if opts.AllowInsecureKeyPermissions {
+		log.Warn("private key files readable by group or others are accepted (" + keyset.EnvAllowInsecurePermissions + "=1)")
 	}
 	a, err := app.Build(ctx, cfg, opts)
 	if err != nil {

@@ -47,6 +47,11 @@ type Options struct {
 	// Tracer traces chains, hops, store operations and calls, and
 	// propagates traceparent to the authorization servers; nil: off.
 	Tracer trace.TracerProvider
+	// AllowInsecureKeyPermissions accepts private key files (issuer keys,
+	// domains[].client.private_key_file) readable or writable by their group
+	// or others; by default they are refused. The chainbroker command sets
+	// it from CHAINBROKER_ALLOW_INSECURE_KEY_PERMS=1.
+	AllowInsecureKeyPermissions bool
 }
 
 // App is a built, not yet serving, chainbroker.
@@ -59,6 +64,8 @@ type App struct {
 	// IssuerKeys are the broker's signing keys (nil without issuer.url).
 	IssuerKeys *keyset.Set
 	log        *slog.Logger
+	// insecureKeys: Options.AllowInsecureKeyPermissions, for key reloads.
+	insecureKeys bool
 }
 
 // Build resolves secrets, runs discovery for domains that ask for it, and
@@ -84,7 +91,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			otelhttp.WithPropagators(propagation.TraceContext{}), otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
 	}
 	client := oauth.NewClient(oauth.ClientOptions{WrapTransport: wrap})
-	domains, err := buildDomains(ctx, cfg, client, wrap, opts.LookupEnv)
+	domains, err := buildDomains(ctx, cfg, client, wrap, opts.LookupEnv, opts.AllowInsecureKeyPermissions)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +121,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	var issuer *broker.Issuer
 	var issuerKeys *keyset.Set
 	if cfg.Issuer.URL != "" {
-		if issuerKeys, err = keyset.Load(keyConfigs(cfg.Issuer), log); err != nil {
+		if issuerKeys, err = keyset.Load(keyConfigs(cfg.Issuer, opts.AllowInsecureKeyPermissions), log); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("issuer.keys: %w", err)
 		}
@@ -172,13 +179,15 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log}, nil
+	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log,
+		insecureKeys: opts.AllowInsecureKeyPermissions}, nil
 }
 
-func keyConfigs(i config.Issuer) []keyset.KeyConfig {
+func keyConfigs(i config.Issuer, allowInsecurePerms bool) []keyset.KeyConfig {
 	out := make([]keyset.KeyConfig, 0, len(i.Keys))
 	for _, k := range i.Keys {
-		out = append(out, keyset.KeyConfig{File: k.File, State: keyset.State(k.State), Alg: k.Alg})
+		out = append(out, keyset.KeyConfig{File: k.File, State: keyset.State(k.State), Alg: k.Alg,
+			AllowInsecurePermissions: allowInsecurePerms})
 	}
 	return out
 }
@@ -189,7 +198,7 @@ func (a *App) ReloadIssuerKeys(cfg *config.File) error {
 	if a.IssuerKeys == nil {
 		return nil
 	}
-	return a.IssuerKeys.Replace(keyConfigs(cfg.Issuer))
+	return a.IssuerKeys.Replace(keyConfigs(cfg.Issuer, a.insecureKeys))
 }
 
 // readiness: the store answers, and every domain with keys has them loaded
@@ -232,7 +241,7 @@ func (a *App) Serve(ctx context.Context) error {
 // Close releases the store.
 func (a *App) Close() error { return a.Store.Close() }
 
-func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool)) ([]broker.Domain, error) {
+func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool), allowInsecureKeys bool) ([]broker.Domain, error) {
 	var errs []error
 	out := make([]broker.Domain, 0, len(cfg.Domains))
 	for i, d := range cfg.Domains {
@@ -272,7 +281,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 				}
 			}
 		}
-		creds, err := clientCredentials(field, d.Client, env)
+		creds, err := clientCredentials(field, d.Client, env, allowInsecureKeys)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -393,7 +402,7 @@ func secureURL(u string, allowHTTP bool) bool {
 	return strings.HasPrefix(u, "https://") || allowHTTP && strings.HasPrefix(u, "http://")
 }
 
-func clientCredentials(field string, c config.Client, env func(string) (string, bool)) (oauth.ClientCredentials, error) {
+func clientCredentials(field string, c config.Client, env func(string) (string, bool), allowInsecureKeys bool) (oauth.ClientCredentials, error) {
 	creds := oauth.ClientCredentials{ClientID: c.ClientID, Method: oauth.AuthMethod(c.AuthMethod)}
 	switch creds.Method {
 	case oauth.AuthClientSecretBasic, oauth.AuthClientSecretPost:
@@ -403,7 +412,8 @@ func clientCredentials(field string, c config.Client, env func(string) (string, 
 		}
 		creds.Secret = s
 	case oauth.AuthPrivateKeyJWT:
-		pemBytes, err := os.ReadFile(c.PrivateKeyFile)
+		// Refused when its group or others may read it (chmod 600).
+		pemBytes, err := keyset.ReadPrivateKeyFile(c.PrivateKeyFile, allowInsecureKeys)
 		if err != nil {
 			return creds, fmt.Errorf("%s.client.private_key_file: %w", field, err)
 		}
