@@ -95,7 +95,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	rawStore, err := buildStore(cfg, opts.LookupEnv)
+	rawStore, err := buildStore(cfg, opts.LookupEnv, opts.AllowInsecureKeyPermissions)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +426,7 @@ func clientCredentials(field string, c config.Client, env func(string) (string, 
 	return creds, nil
 }
 
-func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store, error) {
+func buildStore(cfg *config.File, env func(string) (string, bool), allowInsecureKeys bool) (store.Store, error) {
 	if cfg.Store.Backend != "redis" {
 		return memory.New(memory.Options{}), nil
 	}
@@ -434,15 +434,26 @@ func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store,
 	opts := redisstore.Options{KeyPrefix: r.KeyPrefix, AuditMaxLen: r.AuditMaxLen, OpTimeout: r.OpTimeout.D(),
 		MinReplicasAck: r.MinReplicasAck, ReplicaAckTimeout: r.ReplicaAckTimeout.D()}
 	var uo *goredis.UniversalOptions
+	tlsOn := r.TLS.Enabled
 	if r.URL != "" {
 		po, err := goredis.ParseURL(r.URL)
 		if err != nil {
 			return nil, fmt.Errorf("store.redis.url: %w", err)
 		}
-		uo = &goredis.UniversalOptions{Addrs: []string{po.Addr}, DB: po.DB, Username: po.Username,
-			Password: po.Password, TLSConfig: po.TLSConfig}
+		if po.Password != "" { // also refused by config validation
+			return nil, errors.New("store.redis.url: must not carry a password: use store.redis.password_env or password_file")
+		}
+		uo = &goredis.UniversalOptions{Addrs: []string{po.Addr}, DB: po.DB, Username: po.Username}
+		tlsOn = tlsOn || po.TLSConfig != nil
 	} else {
 		uo = &goredis.UniversalOptions{Addrs: r.Addrs, MasterName: r.MasterName, DB: r.DB}
+	}
+	if tlsOn {
+		tc, err := redisTLSConfig(r.TLS, allowInsecureKeys)
+		if err != nil {
+			return nil, err
+		}
+		uo.TLSConfig = tc
 	}
 	if r.Username != "" {
 		uo.Username = r.Username
@@ -455,4 +466,38 @@ func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store,
 		uo.Password = pw
 	}
 	return redisstore.NewUniversal(uo, opts)
+}
+
+// redisTLSConfig is the client TLS configuration for Redis, its Sentinels
+// and Cluster nodes: certificates verified against ca_file (else the system
+// roots) and server_name (else each address's host, which tls.Dial fills
+// in); never InsecureSkipVerify.
+func redisTLSConfig(t config.RedisTLS, allowInsecureKeys bool) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pemBytes, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("store.redis.tls.ca_file: %s: no PEM certificate found", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		certPEM, err := os.ReadFile(t.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.cert_file: %w", err)
+		}
+		keyPEM, err := keyset.ReadPrivateKeyFile(t.KeyFile, allowInsecureKeys)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.key_file: %w", err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls: cert_file and key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
