@@ -20,6 +20,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/liblog"
 	"github.com/chainbroker/chainbroker/keyset"
 	sandboxpkg "github.com/chainbroker/chainbroker/sandbox"
 )
@@ -160,6 +161,10 @@ func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.W
 	background ...func(context.Context, *app.App, *slog.Logger)) error {
 	log := newLogger(stderr, cfg.Log)
 	opts.Logger = log
+	// go-redis, grpc-go and OpenTelemetry keep package-level loggers that
+	// print plain lines on stderr: route them through this logger (the one
+	// place the process sets library globals).
+	liblog.Route(log)
 	tp, err := tracerFromEnv(ctx, os.LookupEnv)
 	if err != nil {
 		return err
