@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func TestAuthenticate(t *testing.T) {
 		{"jwt caller from azp", azp, Credentials{Bearer: sign(signer, nil)}, "agent-client", MethodJWT, ""},
 		{"jwt expired", full, Credentials{Bearer: sign(signer, map[string]any{"exp": time.Now().Add(-time.Second).Unix()})}, "", "", "expired"},
 		{"jwt without exp", full, Credentials{Bearer: sign(signer, map[string]any{"exp": nil})}, "", "", "expired"},
+		{"jwt exp as a JSON string", full, Credentials{Bearer: sign(signer, map[string]any{"exp": strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10)})}, "", "", "does not verify"},
 		{"jwt not yet valid", full, Credentials{Bearer: sign(signer, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})}, "", "", "not yet valid"},
 		{"jwt wrong issuer", full, Credentials{Bearer: sign(signer, map[string]any{"iss": "https://evil.test"})}, "", "", "issuer"},
 		{"jwt wrong audience", full, Credentials{Bearer: sign(signer, map[string]any{"aud": []string{"a", "b"}})}, "", "", "audience"},
