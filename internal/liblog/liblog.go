@@ -30,8 +30,9 @@ const MaxMessageBytes = 2048
 
 // Route sends go-redis's, grpc-go's and OpenTelemetry's log lines to log,
 // each with a "component" attribute: go-redis lines at Warn (it only logs
-// failures), grpc-go's at its own severity with Info as Debug (it is chatty
-// about connection states), OpenTelemetry's errors at Warn.
+// failures), grpc-go's errors at Error and its info and warnings at Debug
+// (grpc-go by default prints errors only; its warnings include every failed
+// handshake of a port scanner), OpenTelemetry's errors at Warn.
 func Route(log *slog.Logger) {
 	goredis.SetLogger(redisLogger{log.With("component", "go-redis")})
 	grpcCurrent.Store(log.With("component", "grpc"))
@@ -74,10 +75,10 @@ func (l grpcLogger) Infoln(args ...any) { l.out(slog.LevelDebug, fmt.Sprintln(ar
 func (l grpcLogger) Infof(format string, args ...any) {
 	l.out(slog.LevelDebug, fmt.Sprintf(format, args...))
 }
-func (l grpcLogger) Warning(args ...any)   { l.out(slog.LevelWarn, fmt.Sprint(args...)) }
-func (l grpcLogger) Warningln(args ...any) { l.out(slog.LevelWarn, fmt.Sprintln(args...)) }
+func (l grpcLogger) Warning(args ...any)   { l.out(slog.LevelDebug, fmt.Sprint(args...)) }
+func (l grpcLogger) Warningln(args ...any) { l.out(slog.LevelDebug, fmt.Sprintln(args...)) }
 func (l grpcLogger) Warningf(format string, args ...any) {
-	l.out(slog.LevelWarn, fmt.Sprintf(format, args...))
+	l.out(slog.LevelDebug, fmt.Sprintf(format, args...))
 }
 func (l grpcLogger) Error(args ...any)   { l.out(slog.LevelError, fmt.Sprint(args...)) }
 func (l grpcLogger) Errorln(args ...any) { l.out(slog.LevelError, fmt.Sprintln(args...)) }
