@@ -80,6 +80,7 @@ type Config struct {
 // Authenticator turns credentials into a caller. Safe for concurrent use.
 type Authenticator struct {
 	keys      []apiKey
+	keyNames  map[string]bool // API key caller names, reserved to API keys
 	jwt       *JWTIssuer
 	mtls      bool
 	anonymous bool
@@ -92,7 +93,7 @@ type apiKey struct {
 
 // New checks cfg and returns an Authenticator.
 func New(cfg Config) (*Authenticator, error) {
-	a := &Authenticator{jwt: cfg.JWT, mtls: cfg.MTLS, anonymous: cfg.AllowAnonymous}
+	a := &Authenticator{jwt: cfg.JWT, mtls: cfg.MTLS, anonymous: cfg.AllowAnonymous, keyNames: map[string]bool{}}
 	for i, k := range cfg.APIKeys {
 		raw, err := hex.DecodeString(k.SHA256)
 		if err != nil || len(raw) != sha256.Size {
@@ -101,6 +102,13 @@ func New(cfg Config) (*Authenticator, error) {
 		if k.Name == "" {
 			return nil, fmt.Errorf("auth: api key %d: name required", i)
 		}
+		if k.Name == Anonymous {
+			return nil, fmt.Errorf("auth: api key %d: the name %q is reserved for unauthenticated callers", i, Anonymous)
+		}
+		if a.keyNames[k.Name] {
+			return nil, fmt.Errorf("auth: api key %d: name %q is used by another key", i, k.Name)
+		}
+		a.keyNames[k.Name] = true
 		var h [sha256.Size]byte
 		copy(h[:], raw)
 		a.keys = append(a.keys, apiKey{name: k.Name, hash: h})
@@ -130,18 +138,43 @@ func HashAPIKey(key string) string {
 // order API key, bearer JWT, client certificate; a presented credential that
 // fails is an error even if another would succeed (no silent fallback).
 // With no credentials, the caller is Anonymous if allowed.
+//
+// All methods share one caller namespace (the policy grants by name). Names
+// taken from a bearer JWT or a client certificate are open-ended, chosen by
+// the issuer or the CA, while API key names and Anonymous are local labels:
+// a JWT or certificate that names a configured API key's caller, or
+// Anonymous, is refused, so it can never take over that caller's policy.
 func (a *Authenticator) Authenticate(ctx context.Context, c Credentials) (Caller, error) {
 	switch {
 	case c.APIKey != "":
 		return a.apiKey(c.APIKey)
 	case c.Bearer != "":
-		return a.bearer(ctx, c.Bearer)
+		return a.reserved(a.bearer(ctx, c.Bearer))
 	case len(c.PeerChain) > 0 && a.mtls:
-		return certCaller(c.PeerChain[0])
+		return a.reserved(certCaller(c.PeerChain[0]))
 	case a.anonymous:
 		return Caller{Name: Anonymous, Method: MethodAnonymous}, nil
 	}
 	return Caller{}, fmt.Errorf("%w: credentials required (client certificate, bearer token or API key)", ErrUnauthenticated)
+}
+
+// ErrReservedName: a bearer JWT or client certificate names a caller that
+// belongs to an API key (or Anonymous). Wraps ErrUnauthenticated.
+var ErrReservedName = fmt.Errorf("%w: caller name reserved", ErrUnauthenticated)
+
+// reserved refuses a JWT- or certificate-derived caller whose name is an API
+// key's caller name or Anonymous.
+func (a *Authenticator) reserved(c Caller, err error) (Caller, error) {
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case c.Name == Anonymous:
+		return Caller{}, fmt.Errorf("%w: the %s caller name is %q, which is reserved for unauthenticated callers", ErrReservedName, c.Method, Anonymous)
+	case a.keyNames[c.Name]:
+		return Caller{}, fmt.Errorf("%w: the %s caller name is an API key's caller name; JWT and mTLS callers cannot take it", ErrReservedName, c.Method)
+	}
+	return c, nil
 }
 
 func (a *Authenticator) apiKey(key string) (Caller, error) {

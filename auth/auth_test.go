@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func TestAuthenticate(t *testing.T) {
 		{"jwt caller from azp", azp, Credentials{Bearer: sign(signer, nil)}, "agent-client", MethodJWT, ""},
 		{"jwt expired", full, Credentials{Bearer: sign(signer, map[string]any{"exp": time.Now().Add(-time.Second).Unix()})}, "", "", "expired"},
 		{"jwt without exp", full, Credentials{Bearer: sign(signer, map[string]any{"exp": nil})}, "", "", "expired"},
+		{"jwt exp as a JSON string", full, Credentials{Bearer: sign(signer, map[string]any{"exp": strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10)})}, "", "", "does not verify"},
 		{"jwt not yet valid", full, Credentials{Bearer: sign(signer, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})}, "", "", "not yet valid"},
 		{"jwt wrong issuer", full, Credentials{Bearer: sign(signer, map[string]any{"iss": "https://evil.test"})}, "", "", "issuer"},
 		{"jwt wrong audience", full, Credentials{Bearer: sign(signer, map[string]any{"aud": []string{"a", "b"}})}, "", "", "audience"},
@@ -129,6 +131,88 @@ func TestBearerFromHeader(t *testing.T) {
 	for in, want := range map[string]string{"Bearer abc": "abc", "bearer  abc ": "abc", "Basic abc": "", "Bearer": "", "": ""} {
 		if got := BearerFromHeader(in); got != want {
 			t.Errorf("BearerFromHeader(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCallerNamespace (#14.8): a bearer JWT or client certificate whose
+// derived name is a configured API key's caller name (or "anonymous") is
+// refused, so it cannot take that caller's policy; other names still pass.
+func TestCallerNamespace(t *testing.T) {
+	signer, _ := token.GenerateSigner("ES256")
+	jwks, _ := token.PublicJWKS(signer)
+	keys, err := token.NewStaticVerifier(jwks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(claims map[string]any) string {
+		base := map[string]any{"iss": "https://issuer.test", "aud": "chainbroker", "sub": "system:serviceaccount:ns:agent",
+			"exp": time.Now().Add(time.Minute).Unix()}
+		for k, v := range claims {
+			base[k] = v
+		}
+		tok, err := signer.Sign(base, token.SignOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	newAuth := func(claim string) *Authenticator {
+		a, err := New(Config{
+			APIKeys:        []APIKey{{Name: "payments-agent", SHA256: HashAPIKey("pay-key")}},
+			JWT:            &JWTIssuer{Issuer: "https://issuer.test", Audience: "chainbroker", Keys: keys, CallerClaim: claim},
+			MTLS:           true,
+			AllowAnonymous: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	spiffe, _ := url.Parse("spiffe://example.org/payments-agent")
+	reservedURI, _ := url.Parse("payments-agent")
+	tests := []struct {
+		name   string
+		a      *Authenticator
+		creds  Credentials
+		caller string // "" when refused
+	}{
+		{"api key names its caller", newAuth(""), Credentials{APIKey: "pay-key"}, "payments-agent"},
+		{"jwt client_id equal to an api key name", newAuth("client_id"), Credentials{Bearer: sign(map[string]any{"client_id": "payments-agent"})}, ""},
+		{"jwt sub equal to an api key name", newAuth("sub"), Credentials{Bearer: sign(map[string]any{"sub": "payments-agent"})}, ""},
+		{"jwt azp equal to an api key name", newAuth("azp"), Credentials{Bearer: sign(map[string]any{"azp": "payments-agent"})}, ""},
+		{"jwt sub anonymous", newAuth("sub"), Credentials{Bearer: sign(map[string]any{"sub": "anonymous"})}, ""},
+		{"jwt other client_id", newAuth("client_id"), Credentials{Bearer: sign(map[string]any{"client_id": "payments-agent-2"})}, "payments-agent-2"},
+		{"jwt name differing in case is another name", newAuth("sub"), Credentials{Bearer: sign(map[string]any{"sub": "Payments-Agent"})}, "Payments-Agent"},
+		{"mtls dns san equal to an api key name", newAuth(""), Credentials{PeerChain: []*x509.Certificate{{DNSNames: []string{"payments-agent"}}}}, ""},
+		{"mtls uri san equal to an api key name", newAuth(""), Credentials{PeerChain: []*x509.Certificate{{URIs: []*url.URL{reservedURI}}}}, ""},
+		{"mtls dns san anonymous", newAuth(""), Credentials{PeerChain: []*x509.Certificate{{DNSNames: []string{"anonymous"}}}}, ""},
+		{"mtls spiffe id", newAuth(""), Credentials{PeerChain: []*x509.Certificate{{URIs: []*url.URL{spiffe}}}}, "spiffe://example.org/payments-agent"},
+		{"anonymous without credentials", newAuth(""), Credentials{}, Anonymous},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.a.Authenticate(context.Background(), tt.creds)
+			if tt.caller == "" {
+				if !errors.Is(err, ErrReservedName) || !errors.Is(err, ErrUnauthenticated) {
+					t.Fatalf("got %+v, %v; want ErrReservedName (unauthenticated)", c, err)
+				}
+				return
+			}
+			if err != nil || c.Name != tt.caller {
+				t.Fatalf("got %+v, %v; want %s", c, err, tt.caller)
+			}
+		})
+	}
+}
+
+func TestNewRefusesAmbiguousAPIKeyNames(t *testing.T) {
+	for name, keys := range map[string][]APIKey{
+		"anonymous": {{Name: Anonymous, SHA256: HashAPIKey("x")}},
+		"duplicate": {{Name: "a", SHA256: HashAPIKey("x")}, {Name: "a", SHA256: HashAPIKey("y")}},
+	} {
+		if _, err := New(Config{APIKeys: keys}); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

@@ -174,7 +174,7 @@ type Store struct {
 // Redis configures the Redis backend (go-redis UniversalClient: one address
 // for standalone, several for Cluster, master_name for Sentinel).
 type Redis struct {
-	URL          string   `yaml:"url"`   // redis://[user:pass@]host:port/db or rediss://; alternative to addrs
+	URL          string   `yaml:"url"`   // redis://[user@]host:port/db or rediss://; alternative to addrs; no password
 	Addrs        []string `yaml:"addrs"` // host:port list
 	MasterName   string   `yaml:"master_name"`
 	Username     string   `yaml:"username"`
@@ -188,6 +188,17 @@ type Redis struct {
 	// many replicas; fewer fails the chain closed. 0 (default): no wait.
 	MinReplicasAck    int      `yaml:"min_replicas_ack"`
 	ReplicaAckTimeout Duration `yaml:"replica_ack_timeout"` // default 500ms
+	TLS               RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS configures TLS to Redis (standalone, Sentinel and Cluster; with
+// url, rediss:// turns it on too). Certificates are always verified.
+type RedisTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`     // PEM CA bundle; default: system roots
+	ServerName string `yaml:"server_name"` // default: each address's host
+	CertFile   string `yaml:"cert_file"`   // client certificate (tls-auth-clients)
+	KeyFile    string `yaml:"key_file"`    // its key: mode 0600
 }
 
 // Limits bound inputs.
@@ -518,10 +529,28 @@ func (f *File) validate() Problems {
 		if (r.URL == "") == (len(r.Addrs) == 0) {
 			add("store.redis", "set exactly one of url and addrs")
 		}
+		tlsOn := r.TLS.Enabled
 		if r.URL != "" {
 			if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 				add("store.redis.url", "must be a redis:// or rediss:// URL")
+			} else {
+				if _, has := u.User.Password(); has {
+					add("store.redis.url", "must not carry a password (secrets never go in the file): use store.redis.password_env or store.redis.password_file, and store.redis.username")
+				}
+				if q := u.Query(); q.Has("password") || q.Has("skip_verify") {
+					add("store.redis.url", "must not carry password or skip_verify parameters")
+				}
+				if r.TLS.Enabled && u.Scheme == "redis" {
+					add("store.redis.tls.enabled", "conflicts with a redis:// url: use rediss://")
+				}
+				tlsOn = tlsOn || u.Scheme == "rediss"
 			}
+		}
+		if !tlsOn && (r.TLS.CAFile != "" || r.TLS.ServerName != "" || r.TLS.CertFile != "" || r.TLS.KeyFile != "") {
+			add("store.redis.tls", "ca_file, server_name, cert_file and key_file need tls.enabled (or a rediss:// url)")
+		}
+		if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
+			add("store.redis.tls", "set both cert_file and key_file, or neither")
 		}
 		if r.MinReplicasAck < 0 || r.ReplicaAckTimeout < 0 {
 			add("store.redis.min_replicas_ack", "must not be negative")

@@ -28,6 +28,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ type KeyConfig struct {
 	// ES256/ES384/ES512 by curve, EdDSA for Ed25519 (for a JWK file, its
 	// own "alg" member first). PS256/384/512 must be given explicitly.
 	Alg string
+	// AllowInsecurePermissions skips the file mode check: by default a key
+	// file readable or writable by its group or by others (mode & 0o077 != 0)
+	// is refused (ErrInsecurePermissions).
+	AllowInsecurePermissions bool
 }
 
 // KeyInfo describes one loaded key, for logs and diagnostics.
@@ -229,7 +234,7 @@ func build(keys []KeyConfig) (*snapshot, error) {
 		// stamp on the next watch tick, and the file is read again.
 		snap.stamps = append(snap.stamps, statFile(k.File))
 		snap.watched = append(snap.watched, k.File)
-		sg, err := LoadFile(k.File, k.Alg)
+		sg, err := loadFile(k.File, k.Alg, !k.AllowInsecurePermissions)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("keyset: key %d: %w", i, err))
 			continue
@@ -261,8 +266,14 @@ func build(keys []KeyConfig) (*snapshot, error) {
 // LoadFile reads one private key file (PEM or private JWK, see KeyConfig)
 // and returns its signer, with kid = RFC 7638 thumbprint. alg "" picks the
 // algorithm by key type (a JWK's own "alg" first). Errors name the file.
+// It does not check the file's mode (it serves offline tools such as
+// `chainbroker keys jwks`); Load, Reload and Replace do.
 func LoadFile(path, alg string) (*token.Signer, error) {
-	b, err := readBounded(path)
+	return loadFile(path, alg, false)
+}
+
+func loadFile(path, alg string, checkMode bool) (*token.Signer, error) {
+	b, err := readBounded(path, checkMode)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +284,39 @@ func LoadFile(path, alg string) (*token.Signer, error) {
 	return sg, nil
 }
 
-func readBounded(path string) ([]byte, error) {
+// ErrInsecurePermissions: a private key file is readable or writable by its
+// group or by others. Returned wrapped in an *fs.PathError naming the file.
+var ErrInsecurePermissions = errors.New("private key file is accessible by group or others")
+
+// ReadPrivateKeyFile reads a private key file (at most MaxKeyFileBytes, a
+// regular file, symlinks followed), refusing one whose mode lets its group
+// or others read or write it unless allowInsecure. For key files read
+// outside this package (a domain client's private_key_file).
+func ReadPrivateKeyFile(path string, allowInsecure bool) ([]byte, error) {
+	return readBounded(path, !allowInsecure)
+}
+
+// checkMode refuses mode & 0o077 != 0 with an error naming the file and the
+// fix. The mode is that of the opened file, after symlinks (a Kubernetes
+// secret volume's files are symlinks into ..data).
+func checkMode(path string, fi fs.FileInfo) error {
+	if runtime.GOOS == "windows" { // no Unix mode bits
+		return nil
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (mode %04o): run chmod 600 %s "+
+			"(Kubernetes: mount the secret with defaultMode 0400), or set %s=1 to accept it",
+			ErrInsecurePermissions, perm, path, EnvAllowInsecurePermissions)}
+	}
+	return nil
+}
+
+// EnvAllowInsecurePermissions is the environment variable that the
+// chainbroker command reads (in cmd/, nowhere else) to skip the key file
+// mode check: CHAINBROKER_ALLOW_INSECURE_KEY_PERMS=1.
+const EnvAllowInsecurePermissions = "CHAINBROKER_ALLOW_INSECURE_KEY_PERMS"
+
+func readBounded(path string, checkPerm bool) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err // *fs.PathError names the file
@@ -283,6 +326,10 @@ func readBounded(path string) ([]byte, error) {
 		return nil, err
 	} else if !fi.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: errors.New("not a regular file")}
+	} else if checkPerm {
+		if err := checkMode(path, fi); err != nil {
+			return nil, err
+		}
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFileBytes+1))
 	if err != nil {

@@ -704,3 +704,128 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyFilePermissions (#14.11): Load, Reload, Replace and
+// ReadPrivateKeyFile refuse a key file its group or others can read or
+// write, naming the file and the fix, unless explicitly allowed; 0600 and
+// 0400 load; the mode of a symlink's target counts (Kubernetes secret
+// volumes are symlinks into ..data).
+func TestKeyFilePermissions(t *testing.T) {
+	dir := t.TempDir()
+	modes := []struct {
+		mode fs.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o400, true}, {0o700, true},
+		{0o640, false}, {0o440, false}, {0o644, false}, {0o604, false}, {0o660, false}, {0o602, false}, {0o666, false},
+	}
+	for _, m := range modes {
+		t.Run(fmt.Sprintf("%04o", m.mode), func(t *testing.T) {
+			p, _ := genFile(t, dir, fmt.Sprintf("key-%04o.pem", m.mode), "ES256")
+			if err := os.Chmod(p, m.mode); err != nil {
+				t.Fatal(err)
+			}
+			link := p + ".link"
+			if err := os.Symlink(p, link); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{p, link} {
+				_, lerr := Load([]KeyConfig{{File: path, State: Active}}, nil)
+				_, rerr := ReadPrivateKeyFile(path, false)
+				for what, err := range map[string]error{"Load": lerr, "ReadPrivateKeyFile": rerr} {
+					if m.ok {
+						if err != nil {
+							t.Errorf("%s(%s): %v", what, path, err)
+						}
+						continue
+					}
+					if !errors.Is(err, ErrInsecurePermissions) {
+						t.Errorf("%s(%s): got %v, want ErrInsecurePermissions", what, path, err)
+						continue
+					}
+					for _, want := range []string{path, "chmod 600", fmt.Sprintf("%04o", m.mode), EnvAllowInsecurePermissions} {
+						if !strings.Contains(err.Error(), want) {
+							t.Errorf("%s: error %q does not say %q", what, err, want)
+						}
+					}
+				}
+				// The explicit override accepts it.
+				if _, err := Load([]KeyConfig{{File: path, State: Active, AllowInsecurePermissions: true}}, nil); err != nil {
+					t.Errorf("Load with AllowInsecurePermissions: %v", err)
+				}
+				if _, err := ReadPrivateKeyFile(path, true); err != nil {
+					t.Errorf("ReadPrivateKeyFile(allowInsecure): %v", err)
+				}
+			}
+		})
+	}
+
+	// Reload and Replace refuse too, keeping the loaded keys.
+	act, kid := genFile(t, dir, "active.pem", "ES256")
+	s, err := Load([]KeyConfig{{File: act, State: Active}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, _ := genFile(t, dir, "next.pem", "ES256")
+	if err := os.Chmod(next, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace([]KeyConfig{{File: act, State: Active}, {File: next, State: Published}}); !errors.Is(err, ErrInsecurePermissions) {
+		t.Errorf("Replace with a 0644 published key: %v", err)
+	}
+	if err := os.Chmod(act, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); !errors.Is(err, ErrInsecurePermissions) {
+		t.Errorf("Reload of a 0640 key: %v", err)
+	}
+	if s.Signer().KeyID() != kid || strings.Contains(string(s.JWKS()), "next") {
+		t.Error("a refused key changed the set")
+	}
+	// LoadFile (offline tools: chainbroker keys jwks) does not check.
+	if _, err := LoadFile(act, ""); err != nil {
+		t.Errorf("LoadFile: %v", err)
+	}
+}
+
+// TestWatchNoticesChmod: after a reload refused for the file's mode, a
+// chmod 600 (which changes neither size nor modification time) is noticed.
+func TestWatchNoticesChmod(t *testing.T) {
+	dir := t.TempDir()
+	act, _ := genFile(t, dir, "active.pem", "ES256")
+	var logs testutil.Buffer
+	s, err := Load([]KeyConfig{{File: act, State: Active}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, 10*time.Millisecond)
+	}()
+	defer func() { cancel(); <-done }()
+	// A new key renamed over the old one, group- and world-readable.
+	p, kid2, err := Generate("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := act + ".tmp"
+	if err := os.WriteFile(tmp, p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, act); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refused reload", func() bool { return strings.Contains(logs.String(), "reload after a file change failed") })
+	if s.Signer().KeyID() == kid2 {
+		t.Fatal("a 0644 key was loaded")
+	}
+	if err := os.Chmod(act, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the key after chmod 600", func() bool { return s.Signer().KeyID() == kid2 })
+}

@@ -9,8 +9,8 @@ import (
 // DefaultWatchInterval is Watch's polling interval when none is given.
 const DefaultWatchInterval = 10 * time.Second
 
-// stamp identifies a version of a file: identity (inode), size and
-// modification time; err is set when the file could not be stat'ed.
+// stamp identifies a version of a file: identity (inode), size,
+// modification time and mode; err is set when the file could not be stat'ed.
 type stamp struct {
 	fi  os.FileInfo
 	err bool
@@ -28,7 +28,10 @@ func (a stamp) equal(b stamp) bool {
 	if a.err || b.err || a.fi == nil || b.fi == nil {
 		return a.err == b.err && (a.fi == nil) == (b.fi == nil)
 	}
-	return os.SameFile(a.fi, b.fi) && a.fi.Size() == b.fi.Size() && a.fi.ModTime().Equal(b.fi.ModTime())
+	// The mode counts too: a chmod 600 after a refused reload (insecure
+	// permissions) changes neither size nor modification time.
+	return os.SameFile(a.fi, b.fi) && a.fi.Size() == b.fi.Size() && a.fi.ModTime().Equal(b.fi.ModTime()) &&
+		a.fi.Mode() == b.fi.Mode()
 }
 
 func stampsEqual(a, b []stamp) bool {

@@ -89,8 +89,11 @@ func (s *scopeClaim) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// numericDate is an RFC 7519 NumericDate: seconds since the epoch, integer
-// or fractional. Absent or null gives the zero time.
+// numericDate is an RFC 7519 NumericDate: a JSON number of seconds since the
+// epoch, integer or fractional. Absent or null gives the zero time. A JSON
+// string is refused, even one holding digits ("exp": "1764000000"):
+// RFC 7519 §2 defines a NumericDate as a JSON numeric value, and
+// encoding/json would otherwise accept a quoted number into json.Number.
 type numericDate time.Time
 
 // maxNumericDate keeps conversions exact and far from int64 overflow.
@@ -101,6 +104,9 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 	if bytes.Equal(b, []byte("null")) {
 		*d = numericDate{}
 		return nil
+	}
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return fmt.Errorf("numeric date is not a JSON number")
 	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {

@@ -1009,3 +1009,51 @@ func TestMemberNamesCaseSensitive(t *testing.T) {
 		t.Errorf(`{"ALG":...} without alg: %v, want ErrMalformed`, err)
 	}
 }
+
+// TestNumericDateMustBeJSONNumber: RFC 7519 §2 defines a NumericDate as a
+// JSON numeric value. A date given as a JSON string, even one holding only
+// digits, is refused by ParseUnverified and by Verify, for exp, iat and nbf
+// alike; encoding/json would otherwise decode "1764000000" into json.Number.
+func TestNumericDateMustBeJSONNumber(t *testing.T) {
+	s := mustSigner(t, "ES256")
+	v, _ := NewStaticVerifier(mustJWKS(t, s), nil)
+	tests := []struct {
+		name  string
+		value any
+		ok    bool
+	}{
+		{"integer", 1_764_000_000, true},
+		{"fraction", 1_764_000_000.25, true},
+		{"negative", -1, true},
+		{"null", nil, true},
+		{"digits in a string", "1764000000", false},
+		{"fraction in a string", "1764000000.5", false},
+		{"exponent in a string", "1.764e9", false},
+		{"string with spaces", " 1764000000 ", false},
+		{"empty string", "", false},
+		{"boolean", true, false},
+		{"object", map[string]any{"n": 1}, false},
+		{"array", []int{1_764_000_000}, false},
+	}
+	for _, claim := range []string{"exp", "iat", "nbf"} {
+		for _, tt := range tests {
+			t.Run(claim+"/"+tt.name, func(t *testing.T) {
+				c := baseClaims()
+				c[claim] = tt.value
+				compact := mustSign(t, s, c, SignOptions{})
+				_, perr := ParseUnverified(compact)
+				_, verr := v.Verify(context.Background(), compact)
+				for what, err := range map[string]error{"ParseUnverified": perr, "Verify": verr} {
+					switch {
+					case tt.ok && err != nil:
+						t.Errorf("%s: %v, want accepted", what, err)
+					case !tt.ok && !errors.Is(err, ErrMalformed):
+						t.Errorf("%s: got %v, want ErrMalformed", what, err)
+					case !tt.ok && !strings.Contains(err.Error(), claim):
+						t.Errorf("%s: error %q does not name the claim %s", what, err, claim)
+					}
+				}
+			})
+		}
+	}
+}

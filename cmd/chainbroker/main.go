@@ -2,6 +2,7 @@
 //
 //	chainbroker serve --config FILE     run against the configured authorization servers
 //	chainbroker sandbox                 run two local authorization servers and the broker
+//	chainbroker version                 print the build's version
 package main
 
 import (
@@ -20,6 +21,8 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/liblog"
+	"github.com/chainbroker/chainbroker/keyset"
 	sandboxpkg "github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -29,20 +32,29 @@ Usage:
   chainbroker serve --config FILE [flags]   serve gRPC and REST with the configured domains
   chainbroker sandbox [flags]               start domain A, domain B and the broker locally (demo)
   chainbroker keys generate|jwks [flags]    make a signing key; print the public JWKS of key files
+  chainbroker version                       print the version of this build
+  chainbroker help [COMMAND]                this help, or a command's
 
-Run "chainbroker COMMAND -h" for a command's flags.
+Examples:
+  chainbroker serve --config /etc/chainbroker/config.yaml
+  chainbroker sandbox
+  chainbroker keys generate --out issuer-key.pem
+
+Run "chainbroker COMMAND -h" (or "chainbroker help COMMAND") for a command's flags
+and examples. Help exits 0; a usage error exits 2.
 `
 
 func main() {
 	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "chainbroker:", err)
-		}
-		os.Exit(2)
-	}
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain runs one command line and returns the process exit code.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return exitCode(args, runIO(ctx, args, stdout, stderr), stderr)
 }
 
 // tuneGC trades some memory for CPU unless the operator chose: the
@@ -60,25 +72,73 @@ func tuneGC() {
 	}
 }
 
+// run is runIO with help written to stderr (tests).
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	return runIO(ctx, args, stderr, stderr)
+}
+
+// runIO runs one command line. Help asked for goes to stdout and returns
+// errHelpShown; usage printed for a mistake goes to stderr.
+func runIO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, args[1:], stdout, stderr)
 	case "sandbox":
-		return runSandbox(ctx, args[1:], stderr)
+		return runSandbox(ctx, args[1:], stdout, stderr)
 	case "keys":
+		if len(args) > 1 && isHelpArg(args[1]) {
+			printKeysUsage(stdout)
+			return errHelpShown
+		}
 		return runKeys(ctx, args[1:], os.Stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+	case "version", "-version", "--version":
+		fmt.Fprint(stdout, versionString())
+		return nil
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			return help(ctx, args[1], stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return errHelpShown
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
+}
+
+// help prints one command's help ("chainbroker help serve").
+func help(ctx context.Context, command string, stdout, stderr io.Writer) error {
+	switch command {
+	case "serve", "sandbox", "keys":
+		return runIO(ctx, []string{command, "-h"}, stdout, stderr)
+	case "version":
+		fmt.Fprint(stdout, versionHelp)
+		return errHelpShown
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("help: unknown command %q", command)
+}
+
+// parseFlags parses a command's flags: -h prints text and the flags to
+// stdout (errHelpShown); a mistake prints them to stderr, with the error
+// returned for main to print.
+func parseFlags(fs *flag.FlagSet, args []string, text string, stdout, stderr io.Writer) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		commandHelp(stdout, text, fs)
+		return errHelpShown
+	}
+	commandHelp(stderr, text, fs)
+	return err
 }
 
 // commonFlags are the overrides every command takes.
@@ -106,17 +166,16 @@ func override(p *string, v string) {
 	}
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (YAML), required")
 	var common commonFlags
 	common.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, serveHelp, stdout, stderr); err != nil {
 		return err
 	}
 	if *path == "" {
-		fs.Usage()
+		commandHelp(stderr, serveHelp, fs)
 		return errors.New("serve: --config is required")
 	}
 	cfg, err := config.Load(*path)
@@ -150,13 +209,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Info("SIGHUP: issuer keys reloaded")
 		}
 	}
-	return runApp(ctx, cfg, app.Options{}, stderr, reload)
+	// The one override of the private key file mode check, read here only.
+	insecureKeys := os.Getenv(keyset.EnvAllowInsecurePermissions) == "1"
+	return runApp(ctx, cfg, app.Options{AllowInsecureKeyPermissions: insecureKeys}, stderr, reload)
 }
 
 func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.Writer,
 	background ...func(context.Context, *app.App, *slog.Logger)) error {
 	log := newLogger(stderr, cfg.Log)
 	opts.Logger = log
+	// go-redis, grpc-go and OpenTelemetry keep package-level loggers that
+	// print plain lines on stderr: route them through this logger (the one
+	// place the process sets library globals).
+	liblog.Route(log)
 	tp, err := tracerFromEnv(ctx, os.LookupEnv)
 	if err != nil {
 		return err
@@ -169,6 +234,9 @@ func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.W
 			_ = tp.Shutdown(sctx) // flush the last spans
 		}()
 		log.Info("tracing on: OTLP/HTTP exporter from OTEL_* variables")
+	}
+	if opts.AllowInsecureKeyPermissions {
+		log.Warn("private key files readable by group or others are accepted (" + keyset.EnvAllowInsecurePermissions + "=1)")
 	}
 	a, err := app.Build(ctx, cfg, opts)
 	if err != nil {
@@ -193,15 +261,14 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func runSandbox(ctx context.Context, args []string, stderr io.Writer) error {
+func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var common commonFlags
 	common.register(fs)
 	aAddr := fs.String("domain-a-addr", sandboxpkg.DefaultAAddr, "listen address of sandbox domain A")
 	bAddr := fs.String("domain-b-addr", sandboxpkg.DefaultBAddr, "listen address of sandbox domain B")
 	redisURL := fs.String("redis-url", "", "use Redis (redis://host:port/db) instead of the memory store")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, sandboxHelp, stdout, stderr); err != nil {
 		return err
 	}
 	common.logFormat = cmp.Or(common.logFormat, "text")

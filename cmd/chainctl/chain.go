@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/term"
+
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 )
 
@@ -148,10 +150,10 @@ func (c *cli) chain(args []string) error {
 func (c *cli) readToken(source, what string) (string, error) {
 	var r io.Reader
 	if source == "stdin" {
-		if f, ok := c.stdin.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				fmt.Fprintf(c.stderr, "chainctl: reading the %s from stdin (end with Ctrl-D)\n", what)
-			}
+		// Prompt a person only: a terminal, not any character device
+		// (/dev/null is one) nor a pipe or file.
+		if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			fmt.Fprintf(c.stderr, "chainctl: reading the %s from stdin (end with Ctrl-D)\n", what)
 		}
 		if c.stdin == nil {
 			return "", usageErrorf("chain: no %s given and no stdin", what)

@@ -43,8 +43,13 @@ Global flags (before or after the command):
   --addr HOST:PORT      broker gRPC address (env CHAINCTL_ADDR; default 127.0.0.1:9090)
   -o, --output FORMAT   table (default) or json: one protojson document with proto field names
   --timeout DURATION    deadline of the whole command (default 30s)
-  --api-key KEY         caller API key, sent as gRPC metadata x-api-key (env CHAINCTL_API_KEY)
-  --token TOKEN         caller bearer token, sent as authorization: Bearer TOKEN (env CHAINCTL_TOKEN)
+  --api-key-file FILE   file holding the caller API key, sent as gRPC metadata x-api-key
+                        (env CHAINCTL_API_KEY_FILE, or the key itself in CHAINCTL_API_KEY)
+  --token-file FILE     file holding the caller bearer token, sent as authorization: Bearer
+                        (env CHAINCTL_TOKEN_FILE, or the token itself in CHAINCTL_TOKEN)
+  --api-key KEY, --token TOKEN
+                        the same secrets on the command line: for tests only, since
+                        other local users see arguments (ps) and shells keep them
   --tls                 connect with TLS, verifying the broker with the system roots
   --cacert FILE         PEM CA certificates to verify the broker with (implies --tls)
   --cert FILE           PEM client certificate for mutual TLS, with --key (implies --tls)
@@ -91,10 +96,15 @@ const (
 
 // Environment variables read for the global flags' defaults.
 const (
-	envAddr   = "CHAINCTL_ADDR"
-	envAPIKey = "CHAINCTL_API_KEY"
-	envToken  = "CHAINCTL_TOKEN"
+	envAddr       = "CHAINCTL_ADDR"
+	envAPIKey     = "CHAINCTL_API_KEY"
+	envToken      = "CHAINCTL_TOKEN"
+	envAPIKeyFile = "CHAINCTL_API_KEY_FILE"
+	envTokenFile  = "CHAINCTL_TOKEN_FILE"
 )
+
+// maxCredentialBytes bounds a caller credential read from a file.
+const maxCredentialBytes = 64 << 10
 
 const (
 	defaultAddr    = "127.0.0.1:9090"
@@ -140,6 +150,8 @@ type globalOptions struct {
 	timeout    time.Duration
 	apiKey     string
 	token      string
+	apiKeyFile string
+	tokenFile  string
 	tls        bool
 	cacert     string
 	cert       string
@@ -155,8 +167,10 @@ func (g *globalOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.output, "o", g.output, "output format: table or json")
 	fs.StringVar(&g.output, "output", g.output, "output format: table or json")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of the whole command")
-	fs.StringVar(&g.apiKey, "api-key", g.apiKey, "caller API key, sent as x-api-key (env "+envAPIKey+")")
-	fs.StringVar(&g.token, "token", g.token, "caller bearer token, sent as authorization: Bearer (env "+envToken+")")
+	fs.StringVar(&g.apiKey, "api-key", g.apiKey, "caller API key, for tests: visible in ps (use --api-key-file or env "+envAPIKey+")")
+	fs.StringVar(&g.token, "token", g.token, "caller bearer token, for tests: visible in ps (use --token-file or env "+envToken+")")
+	fs.StringVar(&g.apiKeyFile, "api-key-file", g.apiKeyFile, "file holding the caller API key (env "+envAPIKeyFile+")")
+	fs.StringVar(&g.tokenFile, "token-file", g.tokenFile, "file holding the caller bearer token (env "+envTokenFile+")")
 	fs.BoolVar(&g.tls, "tls", g.tls, "connect with TLS")
 	fs.StringVar(&g.cacert, "cacert", g.cacert, "PEM CA certificates to verify the broker with (implies --tls)")
 	fs.StringVar(&g.cert, "cert", g.cert, "PEM client certificate for mutual TLS (implies --tls)")
@@ -174,14 +188,13 @@ func (c *cli) resolve() error {
 	if g.addr == "" {
 		g.addr = defaultAddr
 	}
-	if g.apiKey == "" {
-		g.apiKey, _ = c.lookupEnv(envAPIKey)
+	var err error
+	if g.apiKey, err = c.credential("API key", g.apiKey, g.apiKeyFile, "--api-key", envAPIKey, envAPIKeyFile); err != nil {
+		return err
 	}
-	if g.token == "" {
-		g.token, _ = c.lookupEnv(envToken)
+	if g.token, err = c.credential("bearer token", g.token, g.tokenFile, "--token", envToken, envTokenFile); err != nil {
+		return err
 	}
-	c.secret(g.apiKey)
-	c.secret(g.token)
 	switch g.output {
 	case "":
 		g.output = "table"
@@ -199,6 +212,43 @@ func (c *cli) resolve() error {
 		return usageErrorf("--api-key and --token must not contain line breaks")
 	}
 	return nil
+}
+
+// credential resolves one caller credential: the flag (value or file; not
+// both), else the environment (value, else file). A file's surrounding
+// whitespace is ignored; it is bounded, must not be empty, and a file that
+// cannot be read is a usage error. The result is recorded as a secret.
+func (c *cli) credential(what, value, file, flagName, env, envFile string) (string, error) {
+	if value != "" && file != "" {
+		return "", usageErrorf("%s and %s-file: give one", flagName, flagName)
+	}
+	source := flagName + "-file"
+	if value == "" && file == "" {
+		value, _ = c.lookupEnv(env)
+		if value == "" {
+			file, _ = c.lookupEnv(envFile)
+			source = envFile
+		}
+	}
+	if value == "" && file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", usageErrorf("%s: %v", source, err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxCredentialBytes+1))
+		if err != nil {
+			return "", usageErrorf("%s: %v", source, err)
+		}
+		if len(b) > maxCredentialBytes {
+			return "", usageErrorf("%s: %s is larger than %d bytes", source, file, maxCredentialBytes)
+		}
+		if value = strings.TrimSpace(string(b)); value == "" {
+			return "", usageErrorf("%s: no %s in %s", source, what, file)
+		}
+	}
+	c.secret(value)
+	return value, nil
 }
 
 // secret records a value that must never appear on stderr.

@@ -47,6 +47,11 @@ type Options struct {
 	// Tracer traces chains, hops, store operations and calls, and
 	// propagates traceparent to the authorization servers; nil: off.
 	Tracer trace.TracerProvider
+	// AllowInsecureKeyPermissions accepts private key files (issuer keys,
+	// domains[].client.private_key_file) readable or writable by their group
+	// or others; by default they are refused. The chainbroker command sets
+	// it from CHAINBROKER_ALLOW_INSECURE_KEY_PERMS=1.
+	AllowInsecureKeyPermissions bool
 }
 
 // App is a built, not yet serving, chainbroker.
@@ -59,6 +64,8 @@ type App struct {
 	// IssuerKeys are the broker's signing keys (nil without issuer.url).
 	IssuerKeys *keyset.Set
 	log        *slog.Logger
+	// insecureKeys: Options.AllowInsecureKeyPermissions, for key reloads.
+	insecureKeys bool
 }
 
 // Build checks the configuration, resolves secrets, runs discovery for
@@ -90,11 +97,11 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			otelhttp.WithPropagators(propagation.TraceContext{}), otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
 	}
 	client := oauth.NewClient(oauth.ClientOptions{WrapTransport: wrap})
-	domains, err := buildDomains(ctx, cfg, client, wrap, opts.LookupEnv)
+	domains, err := buildDomains(ctx, cfg, client, wrap, opts.LookupEnv, opts.AllowInsecureKeyPermissions)
 	if err != nil {
 		return nil, err
 	}
-	rawStore, err := buildStore(cfg, opts.LookupEnv)
+	rawStore, err := buildStore(cfg, opts.LookupEnv, opts.AllowInsecureKeyPermissions)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +133,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 	var issuer *broker.Issuer
 	var issuerKeys *keyset.Set
 	if cfg.Issuer.URL != "" {
-		if issuerKeys, err = keyset.Load(keyConfigs(cfg.Issuer), log); err != nil {
+		if issuerKeys, err = keyset.Load(keyConfigs(cfg.Issuer, opts.AllowInsecureKeyPermissions), log); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("issuer.keys: %w", err)
 		}
@@ -184,13 +191,15 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log}, nil
+	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log,
+		insecureKeys: opts.AllowInsecureKeyPermissions}, nil
 }
 
-func keyConfigs(i config.Issuer) []keyset.KeyConfig {
+func keyConfigs(i config.Issuer, allowInsecurePerms bool) []keyset.KeyConfig {
 	out := make([]keyset.KeyConfig, 0, len(i.Keys))
 	for _, k := range i.Keys {
-		out = append(out, keyset.KeyConfig{File: k.File, State: keyset.State(k.State), Alg: k.Alg})
+		out = append(out, keyset.KeyConfig{File: k.File, State: keyset.State(k.State), Alg: k.Alg,
+			AllowInsecurePermissions: allowInsecurePerms})
 	}
 	return out
 }
@@ -201,7 +210,7 @@ func (a *App) ReloadIssuerKeys(cfg *config.File) error {
 	if a.IssuerKeys == nil {
 		return nil
 	}
-	return a.IssuerKeys.Replace(keyConfigs(cfg.Issuer))
+	return a.IssuerKeys.Replace(keyConfigs(cfg.Issuer, a.insecureKeys))
 }
 
 // readiness: the store answers, and every domain with keys has them loaded
@@ -244,7 +253,7 @@ func (a *App) Serve(ctx context.Context) error {
 // Close releases the store.
 func (a *App) Close() error { return a.Store.Close() }
 
-func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool)) ([]broker.Domain, error) {
+func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool), allowInsecureKeys bool) ([]broker.Domain, error) {
 	var errs []error
 	out := make([]broker.Domain, 0, len(cfg.Domains))
 	for i, d := range cfg.Domains {
@@ -284,7 +293,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 				}
 			}
 		}
-		creds, err := clientCredentials(field, d.Client, env)
+		creds, err := clientCredentials(field, d.Client, env, allowInsecureKeys)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -406,7 +415,7 @@ func secureURL(u string, allowHTTP bool) bool {
 	return strings.HasPrefix(u, "https://") || allowHTTP && strings.HasPrefix(u, "http://")
 }
 
-func clientCredentials(field string, c config.Client, env func(string) (string, bool)) (oauth.ClientCredentials, error) {
+func clientCredentials(field string, c config.Client, env func(string) (string, bool), allowInsecureKeys bool) (oauth.ClientCredentials, error) {
 	creds := oauth.ClientCredentials{ClientID: c.ClientID, Method: oauth.AuthMethod(c.AuthMethod)}
 	switch creds.Method {
 	case oauth.AuthClientSecretBasic, oauth.AuthClientSecretPost:
@@ -416,7 +425,8 @@ func clientCredentials(field string, c config.Client, env func(string) (string, 
 		}
 		creds.Secret = s
 	case oauth.AuthPrivateKeyJWT:
-		pemBytes, err := os.ReadFile(c.PrivateKeyFile)
+		// Refused when its group or others may read it (chmod 600).
+		pemBytes, err := keyset.ReadPrivateKeyFile(c.PrivateKeyFile, allowInsecureKeys)
 		if err != nil {
 			return creds, fmt.Errorf("%s.client.private_key_file: %w", field, err)
 		}
@@ -429,7 +439,7 @@ func clientCredentials(field string, c config.Client, env func(string) (string, 
 	return creds, nil
 }
 
-func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store, error) {
+func buildStore(cfg *config.File, env func(string) (string, bool), allowInsecureKeys bool) (store.Store, error) {
 	if cfg.Store.Backend != "redis" {
 		return memory.New(memory.Options{}), nil
 	}
@@ -437,15 +447,26 @@ func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store,
 	opts := redisstore.Options{KeyPrefix: r.KeyPrefix, AuditMaxLen: r.AuditMaxLen, OpTimeout: r.OpTimeout.D(),
 		MinReplicasAck: r.MinReplicasAck, ReplicaAckTimeout: r.ReplicaAckTimeout.D()}
 	var uo *goredis.UniversalOptions
+	tlsOn := r.TLS.Enabled
 	if r.URL != "" {
 		po, err := goredis.ParseURL(r.URL)
 		if err != nil {
 			return nil, fmt.Errorf("store.redis.url: %w", err)
 		}
-		uo = &goredis.UniversalOptions{Addrs: []string{po.Addr}, DB: po.DB, Username: po.Username,
-			Password: po.Password, TLSConfig: po.TLSConfig}
+		if po.Password != "" { // also refused by config validation
+			return nil, errors.New("store.redis.url: must not carry a password: use store.redis.password_env or password_file")
+		}
+		uo = &goredis.UniversalOptions{Addrs: []string{po.Addr}, DB: po.DB, Username: po.Username}
+		tlsOn = tlsOn || po.TLSConfig != nil
 	} else {
 		uo = &goredis.UniversalOptions{Addrs: r.Addrs, MasterName: r.MasterName, DB: r.DB}
+	}
+	if tlsOn {
+		tc, err := redisTLSConfig(r.TLS, allowInsecureKeys)
+		if err != nil {
+			return nil, err
+		}
+		uo.TLSConfig = tc
 	}
 	if r.Username != "" {
 		uo.Username = r.Username
@@ -458,4 +479,38 @@ func buildStore(cfg *config.File, env func(string) (string, bool)) (store.Store,
 		uo.Password = pw
 	}
 	return redisstore.NewUniversal(uo, opts)
+}
+
+// redisTLSConfig is the client TLS configuration for Redis, its Sentinels
+// and Cluster nodes: certificates verified against ca_file (else the system
+// roots) and server_name (else each address's host, which tls.Dial fills
+// in); never InsecureSkipVerify.
+func redisTLSConfig(t config.RedisTLS, allowInsecureKeys bool) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pemBytes, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("store.redis.tls.ca_file: %s: no PEM certificate found", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		certPEM, err := os.ReadFile(t.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.cert_file: %w", err)
+		}
+		keyPEM, err := keyset.ReadPrivateKeyFile(t.KeyFile, allowInsecureKeys)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls.key_file: %w", err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("store.redis.tls: cert_file and key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

@@ -37,11 +37,11 @@ func TestOutboundTLSTrust(t *testing.T) {
 	}
 	client := oauth.NewClient(oauth.ClientOptions{})
 
-	_, err := buildDomains(context.Background(), cfg(""), client, nil, os.LookupEnv)
+	_, err := buildDomains(context.Background(), cfg(""), client, nil, os.LookupEnv, false)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("system roots trusted a private CA: %v", err)
 	}
-	domains, err := buildDomains(context.Background(), cfg(caFile), client, nil, os.LookupEnv)
+	domains, err := buildDomains(context.Background(), cfg(caFile), client, nil, os.LookupEnv, false)
 	if err != nil {
 		t.Fatal(err)
 	}

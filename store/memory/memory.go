@@ -346,20 +346,30 @@ func (s *Store) CachePut(ctx context.Context, key string, value []byte, until ti
 		return errClosed("cache put")
 	}
 	s.cache[key] = cacheEntry{value: bytes.Clone(value), until: until}
-	if len(s.cache)+len(s.leases) >= s.nextCacheSweep {
-		for k, e := range s.cache {
-			if !now.Before(e.until) {
-				delete(s.cache, k)
-			}
-		}
-		for k, until := range s.leases {
-			if !now.Before(until) {
-				delete(s.leases, k)
-			}
-		}
-		s.nextCacheSweep = max(2*(len(s.cache)+len(s.leases)), minSweep)
-	}
+	s.maybeSweepCacheLocked(now)
 	return nil
+}
+
+// maybeSweepCacheLocked drops expired cache entries and leases once the two
+// maps together reach nextCacheSweep, then sets it to twice the survivors:
+// O(1) amortised per insert (CachePut and CacheLease both insert), and the
+// maps hold at most about twice the live entries and leases (plus
+// minSweep). s.mu must be held.
+func (s *Store) maybeSweepCacheLocked(now time.Time) {
+	if len(s.cache)+len(s.leases) < s.nextCacheSweep {
+		return
+	}
+	for k, e := range s.cache {
+		if !now.Before(e.until) {
+			delete(s.cache, k)
+		}
+	}
+	for k, until := range s.leases {
+		if !now.Before(until) {
+			delete(s.leases, k)
+		}
+	}
+	s.nextCacheSweep = max(2*(len(s.cache)+len(s.leases)), minSweep)
 }
 
 // CacheLease implements store.TokenCache.
@@ -380,5 +390,8 @@ func (s *Store) CacheLease(ctx context.Context, key string, ttl time.Duration) (
 		return false, nil
 	}
 	s.leases[key] = now.Add(ttl)
+	// Leases taken without a CachePut after them (the exchange failed)
+	// would otherwise never be swept.
+	s.maybeSweepCacheLocked(now)
 	return true, nil
 }
