@@ -352,30 +352,35 @@ func Parse(b []byte) (*File, error) {
 // LoadAndCheck is Load followed by CheckStatic: one error with every problem
 // that can be found without a network call (decoding, validation, secrets,
 // TLS, CA and key files). lookupEnv is os.LookupEnv in production.
-func LoadAndCheck(path string, lookupEnv func(string) (string, bool)) (*File, error) {
+// Overrides (command-line flags) are applied to the decoded file before
+// defaults and validation, so their problems are reported with the rest.
+func LoadAndCheck(path string, lookupEnv func(string) (string, bool), overrides ...func(*File)) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return ParseAndCheck(b, lookupEnv)
+	return ParseAndCheck(b, lookupEnv, overrides...)
 }
 
 // ParseAndCheck is Parse followed by CheckStatic, all problems in one error.
-func ParseAndCheck(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
+func ParseAndCheck(b []byte, lookupEnv func(string) (string, bool), overrides ...func(*File)) (*File, error) {
 	if lookupEnv == nil {
 		return nil, errors.New("config: ParseAndCheck needs lookupEnv")
 	}
-	return parse(b, lookupEnv)
+	return parse(b, lookupEnv, overrides...)
 }
 
-// parse decodes, validates and (with lookupEnv) checks the files and
-// secrets the configuration names.
-func parse(b []byte, lookupEnv func(string) (string, bool)) (*File, error) {
+// parse decodes, applies overrides, validates and (with lookupEnv) checks
+// the files and secrets the configuration names.
+func parse(b []byte, lookupEnv func(string) (string, bool), overrides ...func(*File)) (*File, error) {
 	d, err := decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	f := d.file
+	for _, o := range overrides {
+		o(f)
+	}
 	f.SetDefaults()
 	p := d.problems
 	p = append(p, d.annotate(f.validate())...)

@@ -178,12 +178,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		commandHelp(stderr, serveHelp, fs)
 		return errors.New("serve: --config is required")
 	}
-	cfg, err := config.Load(*path)
+	// Every problem that needs no network call, flags included, in one error.
+	cfg, err := config.LoadAndCheck(*path, os.LookupEnv, common.apply)
 	if err != nil {
-		return err
-	}
-	common.apply(cfg)
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	// SIGHUP re-reads the configuration's issuer keys (rotation without a
