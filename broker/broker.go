@@ -620,8 +620,8 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 		r.ev.Reason = string(e.Reason)
 		r.ev.Message = e.Message
 		if e.Upstream != nil {
-			r.ev.UpstreamError = e.Upstream.Code
-			r.ev.UpstreamErrorDescription = truncateTo(e.Upstream.Description, maxUpstreamDescription)
+			r.ev.UpstreamError = BoundText(e.Upstream.Code, 64)
+			r.ev.UpstreamErrorDescription = BoundText(e.Upstream.Description, MaxUpstreamDescriptionBytes)
 		}
 		// The audit context must survive the caller's cancellation: the
 		// failure is recorded even when the caller gave up.
@@ -679,7 +679,7 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 	}
 	attrs = append(attrs, slog.String("outcome", "failure"), slog.String("reason", string(e.Reason)), slog.String("message", e.Message))
 	if e.Err != nil {
-		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+		attrs = append(attrs, slog.String("cause", BoundText(e.Err.Error(), 2*MaxUpstreamDescriptionBytes))) // an upstream description can be huge
 	}
 	r.b.log.LogAttrs(ctx, level, "chain", attrs...)
 }
@@ -733,8 +733,6 @@ func truncateTo(s string, max int) string {
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
-
-const maxUpstreamDescription = 512
 
 func scopes(req []string, def []string) []string {
 	if len(req) > 0 {

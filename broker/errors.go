@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/chainbroker/chainbroker/oauth"
 )
@@ -24,6 +27,9 @@ const (
 	ReasonSubjectTokenExpired  Reason = "SUBJECT_TOKEN_EXPIRED"          // checked before hop 1: exp missing or past
 	ReasonSubjectTokenAudience Reason = "SUBJECT_TOKEN_AUDIENCE_INVALID" // issue mode: the subject token is not meant for the broker
 	ReasonSubjectUnmapped      Reason = "SUBJECT_UNMAPPED"               // issue mode: the subject maps to no user of the target
+
+	ReasonRequestDeadlineExceeded Reason = "REQUEST_DEADLINE_EXCEEDED" // the caller's deadline ran out before the chain finished
+	ReasonRequestCancelled        Reason = "REQUEST_CANCELLED"         // the caller cancelled the call (or went away)
 )
 
 // Hop 1 and hop 2 upstream failures.
@@ -105,11 +111,39 @@ func invalid(field, format string, args ...any) *Error {
 	return &Error{Reason: ReasonRequestInvalid, Field: field, Message: field + ": " + fmt.Sprintf(format, args...)}
 }
 
+// MaxUpstreamDescriptionBytes bounds an authorization server's
+// error_description wherever it is passed on (messages, logs, audit events,
+// ErrorInfo metadata), ellipsis included.
+const MaxUpstreamDescriptionBytes = 512
+
+// BoundText cuts untrusted text to at most max bytes (max >= 4), ellipsis
+// included, on a character boundary, as valid UTF-8.
+func BoundText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// endedReason is the reason of a call whose context ended with ctxErr.
+func endedReason(ctxErr error) Reason {
+	if errors.Is(ctxErr, context.DeadlineExceeded) {
+		return ReasonRequestDeadlineExceeded
+	}
+	return ReasonRequestCancelled
+}
+
 // Reasons lists every reason code, for documentation and exhaustive tests.
 func Reasons() []Reason {
 	return []Reason{
 		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
 		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired, ReasonSubjectTokenAudience, ReasonSubjectUnmapped,
+		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
 		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonUpstreamCircuitOpen,
 		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,
 		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,
