@@ -734,6 +734,8 @@ func truncateTo(s string, max int) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
+const maxUpstreamDescription = 512
+
 func scopes(req []string, def []string) []string {
 	if len(req) > 0 {
 		return req

@@ -130,6 +130,15 @@ func BoundText(s string, max int) string {
 	return s[:cut] + "…"
 }
 
+// upstreamSummary is an authorization server's OAuth error as messages
+// show it, bounded: "code: description".
+func upstreamSummary(oe *oauth.Error) string {
+	if oe.Description == "" {
+		return BoundText(oe.Code, 64)
+	}
+	return BoundText(oe.Code, 64) + ": " + BoundText(oe.Description, MaxUpstreamDescriptionBytes)
+}
+
 // endedReason is the reason of a call whose context ended with ctxErr.
 func endedReason(ctxErr error) Reason {
 	if errors.Is(ctxErr, context.DeadlineExceeded) {

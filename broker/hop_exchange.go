@@ -107,6 +107,9 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		return resp, nil
 	}
 	span.SetStatus(codes.Error, "token endpoint call failed")
+	if parent.Err() != nil && oe == nil { // the caller's deadline or cancellation, not the domain's failure
+		return nil, &Error{Reason: endedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
+	}
 	rejected := ReasonTokenExchangeRejected
 	if hop == HopJWTBearer {
 		rejected = ReasonJWTBearerRejected
@@ -118,22 +121,16 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		return nil, &Error{Reason: ReasonAssertionReplayed, Hop: hop, Upstream: oe,
 			Message: d.Name + " reports the grant's jti as already used", Err: err}
 	case errors.As(err, &oe):
-		msg := d.Name + " refused the " + hop + ": " + BoundText(oe.Code, 64)
-		if hop == HopJWTBearer {
-			// The caller never saw this grant: say whose it is.
-			msg = d.Name + " refused the grant the broker obtained from " + r.ev.SourceDomain + " (hop 2, jwt_bearer): " + BoundText(oe.Code, 64)
-		}
+		msg := d.Name + " refused the " + hop + ": " + oe.Code
 		if oe.Description != "" {
-			msg += ": " + BoundText(oe.Description, MaxUpstreamDescriptionBytes)
+			msg += ": " + truncateTo(oe.Description, maxUpstreamDescription)
 		}
 		return nil, &Error{Reason: rejected, Hop: hop, Upstream: oe, Message: msg, Err: err}
 	case errors.Is(err, oauth.ErrConfig):
 		return nil, &Error{Reason: ReasonInternal, Hop: hop, Message: "the broker's client for " + d.Name + " is misconfigured", Err: err}
 	case errors.Is(err, oauth.ErrBadResponse):
 		return nil, &Error{Reason: ReasonUpstreamBadResponse, Hop: hop, Message: d.Name + " answered the " + hop + " with an invalid response", Err: err}
-	case parent.Err() != nil: // the caller's deadline or cancellation, not the domain's failure
-		return nil, &Error{Reason: endedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
-	default: // oauth.ErrUnavailable, the domain's timeout, anything else on the wire
+	default: // oauth.ErrUnavailable, deadlines, anything else on the wire
 		return nil, &Error{Reason: ReasonUpstreamUnavailable, Hop: hop, Message: d.Name + " is unavailable for the " + hop, Err: err}
 	}
 }
