@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -620,8 +619,8 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 		r.ev.Reason = string(e.Reason)
 		r.ev.Message = e.Message
 		if e.Upstream != nil {
-			r.ev.UpstreamError = BoundText(e.Upstream.Code, 64)
-			r.ev.UpstreamErrorDescription = BoundText(e.Upstream.Description, MaxUpstreamDescriptionBytes)
+			r.ev.UpstreamError = e.Upstream.Code
+			r.ev.UpstreamErrorDescription = truncateTo(e.Upstream.Description, maxUpstreamDescription)
 		}
 		// The audit context must survive the caller's cancellation: the
 		// failure is recorded even when the caller gave up.
@@ -723,16 +722,7 @@ func truncate(s string) string { return truncateTo(s, 128) }
 // truncateTo is truncate with a bound of max bytes. Upstream error
 // descriptions get 512: some servers (Hydra) say what is wrong only after a
 // generic sentence.
-func truncateTo(s string, max int) string {
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
+func truncateTo(s string, max int) string { return BoundText(s, max) }
 
 const maxUpstreamDescription = 512
 
