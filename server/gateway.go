@@ -265,6 +265,9 @@ func (g *gateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m run
 		inner = hse.Err
 	}
 	st := status.Convert(inner)
+	if hse != nil && hse.HTTPStatus == http.StatusBadRequest && st.Code() == codes.Unknown {
+		st = status.New(codes.InvalidArgument, "malformed request path") // the mux's MalformedSequenceError
+	}
 	if hasErrorInfo(st) {
 		retryAfterErrorHandler(ctx, mux, m, w, r, err)
 		return
