@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -229,8 +232,8 @@ func gatewayStatus(st *status.Status) (*status.Status, int) {
 		field, msg := describeDecodeError(st.Message())
 		return infoStatus(status.New(codes.InvalidArgument, msg), string(broker.ReasonRequestInvalid), fieldMeta(field)), 0
 	case codes.ResourceExhausted: // the request message over the gRPC limit
-		return infoStatus(status.New(codes.InvalidArgument, "the request is larger than the limit of 65536 bytes (64 KiB)"),
-			reasonRequestTooLarge, map[string]string{"limit_bytes": "65536"}), 413
+		return infoStatus(status.New(codes.InvalidArgument, fmt.Sprintf("the request is larger than the limit of %d bytes (64 KiB)", MaxRequestBytes)),
+			reasonRequestTooLarge, map[string]string{"limit_bytes": strconv.Itoa(MaxRequestBytes)}), http.StatusRequestEntityTooLarge
 	case codes.Unavailable:
 		return infoStatus(status.New(codes.Unavailable, "the server is unavailable (shutting down); retry"), reasonServerUnavailable, nil), 0
 	default:

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -173,7 +174,7 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 			case errors.As(err, &tooLarge) || len(body) > MaxRequestBytes:
 				g.refuse(w, r, http.StatusRequestEntityTooLarge, status.New(codes.InvalidArgument,
 					fmt.Sprintf("the request body is larger than the limit of %d bytes (64 KiB)", MaxRequestBytes)),
-					reasonRequestTooLarge, map[string]string{"limit_bytes": fmt.Sprint(MaxRequestBytes)})
+					reasonRequestTooLarge, map[string]string{"limit_bytes": strconv.Itoa(MaxRequestBytes)})
 				return
 			case err != nil:
 				g.refuse(w, r, http.StatusBadRequest, status.New(codes.InvalidArgument, "the request body could not be read"),
