@@ -485,8 +485,13 @@ func TestAuditListingChecks(t *testing.T) {
 			t.Errorf("%s: HTTP %d outcomes %v, want %v: %.300s", q, resp.StatusCode, got, wantS, raw)
 		}
 	}
+	// gRPC lists the valid outcomes too.
+	_, err := e.audit.ListAuditEvents(context.Background(), &pb.ListAuditEventsRequest{Outcome: pb.Outcome(7)})
+	if code, msg, info := grpcInfo(t, err); code != codes.InvalidArgument || info.Metadata["field"] != "outcome" || !strings.Contains(msg, "OUTCOME_CACHE_HIT") {
+		t.Errorf("%v %q %v", code, msg, info)
+	}
 	// gRPC refuses the oversized page too, naming the maximum.
-	_, err := e.audit.ListAuditEvents(context.Background(), &pb.ListAuditEventsRequest{PageSize: 5000})
+	_, err = e.audit.ListAuditEvents(context.Background(), &pb.ListAuditEventsRequest{PageSize: 5000})
 	if code, msg, info := grpcInfo(t, err); code != codes.InvalidArgument || info.Metadata["field"] != "page_size" || !strings.Contains(msg, "1000") {
 		t.Errorf("%v %q %v", code, msg, info)
 	}
