@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -734,7 +733,7 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 	}
 	attrs = append(attrs, slog.String("outcome", "failure"), slog.String("reason", string(e.Reason)), slog.String("message", e.Message))
 	if e.Err != nil {
-		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+		attrs = append(attrs, slog.String("cause", BoundText(e.Err.Error(), 2*MaxUpstreamDescriptionBytes))) // an upstream description can be huge
 	}
 	r.b.log.LogAttrs(ctx, level, "chain", attrs...)
 }
@@ -778,16 +777,7 @@ func truncate(s string) string { return truncateTo(s, 128) }
 // truncateTo is truncate with a bound of max bytes. Upstream error
 // descriptions get 512: some servers (Hydra) say what is wrong only after a
 // generic sentence.
-func truncateTo(s string, max int) string {
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
+func truncateTo(s string, max int) string { return BoundText(s, max) }
 
 const maxUpstreamDescription = 512
 

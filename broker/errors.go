@@ -29,6 +29,9 @@ const (
 	ReasonSubjectTokenExpired  Reason = "SUBJECT_TOKEN_EXPIRED"          // checked before hop 1: exp missing or past
 	ReasonSubjectTokenAudience Reason = "SUBJECT_TOKEN_AUDIENCE_INVALID" // issue mode: the subject token is not meant for the broker
 	ReasonSubjectUnmapped      Reason = "SUBJECT_UNMAPPED"               // issue mode: the subject maps to no user of the target
+
+	ReasonRequestDeadlineExceeded Reason = "REQUEST_DEADLINE_EXCEEDED" // the caller's deadline ran out before the chain finished
+	ReasonRequestCancelled        Reason = "REQUEST_CANCELLED"         // the caller cancelled the call (or went away)
 )
 
 // Hop 1 and hop 2 upstream failures.
@@ -122,5 +125,6 @@ func Reasons() []Reason {
 		ReasonAssertionExpirationMissing, ReasonAssertionExpired, ReasonAssertionNotYetValid, ReasonAssertionLifetimeTooLong,
 		ReasonAssertionJTIMissing, ReasonAssertionSubjectMissing, ReasonAssertionIssuedAtMissing, ReasonAssertionClientIDMismatch,
 		ReasonAssertionReplayed, ReasonStoreUnavailable, ReasonInternal,
+		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
 	}
 }

@@ -109,6 +109,9 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		return resp, nil
 	}
 	span.SetStatus(codes.Error, "token endpoint call failed")
+	if parent.Err() != nil && oe == nil { // the caller's deadline or cancellation, not the domain's failure
+		return nil, &Error{Reason: endedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
+	}
 	rejected := ReasonTokenExchangeRejected
 	if hop == HopJWTBearer {
 		rejected = ReasonJWTBearerRejected

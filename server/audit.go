@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 
@@ -50,10 +52,13 @@ func (s *auditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEven
 		}
 	}
 	if _, ok := pb.Outcome_name[int32(in.GetOutcome())]; !ok {
-		return nil, invalidArgument("outcome", "unknown outcome")
+		return nil, invalidArgument("outcome", fmt.Sprintf("unknown outcome %d; valid: OUTCOME_SUCCESS, OUTCOME_FAILURE, OUTCOME_CACHE_HIT (REST also: success, failure, cache_hit)", in.GetOutcome()))
 	}
 	if in.GetPageSize() < 0 {
 		return nil, invalidArgument("page_size", "must not be negative")
+	}
+	if in.GetPageSize() > store.MaxPageSize {
+		return nil, invalidArgument("page_size", fmt.Sprintf("%d is over the maximum of %d", in.GetPageSize(), store.MaxPageSize))
 	}
 	if ts := in.GetStartTime(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
@@ -67,7 +72,12 @@ func (s *auditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEven
 		}
 		f.End = ts.AsTime()
 	}
+	ctx, cancel := answerBefore(ctx)
+	defer cancel()
 	events, next, err := s.audit.List(ctx, f, int(in.GetPageSize()), in.GetPageToken())
+	if errors.Is(err, store.ErrInvalidArgument) { // the filter and size are checked above: the token is at fault
+		return nil, invalidArgument("page_token", "not a page token of this audit trail; list again without it")
+	}
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
@@ -88,7 +98,12 @@ func (s *auditService) GetAuditEvent(ctx context.Context, in *pb.GetAuditEventRe
 	if len(in.GetId()) > maxFilterLen {
 		return nil, invalidArgument("id", "too long")
 	}
+	ctx, cancel := answerBefore(ctx)
+	defer cancel()
 	e, err := s.audit.Get(ctx, in.GetId())
+	if errors.Is(err, store.ErrInvalidArgument) {
+		return nil, invalidArgument("id", "not an audit event id")
+	}
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}

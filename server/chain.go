@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -19,6 +20,8 @@ type chainService struct {
 }
 
 func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
+	ctx, cancel := answerBefore(ctx)
+	defer cancel()
 	res, err := s.broker.Chain(ctx, broker.Request{
 		RequestID:        RequestIDFromContext(ctx),
 		Caller:           CallerFromContext(ctx),
@@ -73,6 +76,23 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 		})
 	}
 	return out, nil
+}
+
+// Headroom kept before a caller's deadline: a tenth of the time left, at
+// most maxHeadroom.
+const maxHeadroom = 500 * time.Millisecond
+
+// answerBefore shortens the call's deadline by a headroom, so that when the
+// work runs out of time the broker still answers — REQUEST_DEADLINE_EXCEEDED
+// with its ErrorInfo, the failure audited — before the caller's own deadline
+// fires: a gRPC client past its deadline only sees its library's bare
+// DEADLINE_EXCEEDED.
+func answerBefore(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/10, maxHeadroom)))
 }
 
 func hopsToProto(hops []store.Hop) []*pb.Hop {

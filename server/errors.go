@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -61,7 +64,32 @@ var reasonCodes = map[broker.Reason]codes.Code{
 
 	broker.ReasonStoreUnavailable: codes.Unavailable,
 	broker.ReasonInternal:         codes.Internal,
+
+	broker.ReasonRequestDeadlineExceeded: codes.DeadlineExceeded,
+	broker.ReasonRequestCancelled:        codes.Canceled,
 }
+
+// Reasons of the transport edge: requests refused before any service saw
+// them (REST routing, body and query checks), and the audit lookups.
+const (
+	reasonNotFound             = "NOT_FOUND"              // no such audit event, or no such REST path (404)
+	reasonMethodNotAllowed     = "METHOD_NOT_ALLOWED"     // the REST path exists with other methods: Allow lists them (405)
+	reasonRequestTooLarge      = "REQUEST_TOO_LARGE"      // a REST body over MaxRequestBytes (413)
+	reasonMediaTypeUnsupported = "MEDIA_TYPE_UNSUPPORTED" // a REST body that is not JSON (415)
+	reasonServerUnavailable    = "SERVER_UNAVAILABLE"     // the server is shutting down (503)
+)
+
+// edgeReasons lists the reasons the transport edge returns besides the
+// broker's, for documentation and exhaustive tests.
+func edgeReasons() []string {
+	return []string{"UNAUTHENTICATED", "RATE_LIMITED", "AUDIT_NOT_ALLOWED",
+		reasonNotFound, reasonMethodNotAllowed, reasonRequestTooLarge, reasonMediaTypeUnsupported, reasonServerUnavailable}
+}
+
+// MaxDescriptionBytes bounds an authorization server's error_description
+// wherever the broker passes it on (ErrorInfo metadata, messages, logs and
+// the audit trail), ellipsis included.
+const MaxDescriptionBytes = broker.MaxUpstreamDescriptionBytes
 
 // upstreamCodes refines the code of an authorization server's refusal by its
 // OAuth error: the caller's request, the broker's configuration, or a refusal.
@@ -94,6 +122,15 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		reason string
 		meta   = map[string]string{}
 	)
+	if r, ok := callEnded(ctx, err); ok {
+		// The caller's deadline or cancellation, whatever failed because of
+		// it (an upstream call, the store): not the domain's fault.
+		ended := &broker.Error{Reason: r, Message: callEndedMessage(r), Err: err}
+		if e, ok := broker.AsError(err); ok {
+			ended.Hop = e.Hop
+		}
+		err = ended
+	}
 	if e, ok := broker.AsError(err); ok {
 		reason, msg = string(e.Reason), e.Message
 		code, ok = reasonCodes[e.Reason]
@@ -107,9 +144,9 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 			meta["hop"] = e.Hop
 		}
 		if e.Upstream != nil {
-			meta["error"] = e.Upstream.Code
+			meta["error"] = broker.BoundText(e.Upstream.Code, maxUpstreamCodeBytes)
 			if e.Upstream.Description != "" {
-				meta["error_description"] = e.Upstream.Description
+				meta["error_description"] = broker.BoundText(e.Upstream.Description, MaxDescriptionBytes)
 			}
 			if c, ok := upstreamCodes[e.Upstream.Code]; ok {
 				code = c
@@ -122,16 +159,20 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	} else {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			code, reason, msg = codes.NotFound, "NOT_FOUND", "not found"
+			code, reason, msg = codes.NotFound, reasonNotFound, "not found"
 		case errors.Is(err, store.ErrInvalidArgument):
-			code, reason, msg = codes.InvalidArgument, string(broker.ReasonRequestInvalid), err.Error()
+			// The store's text names the backend: the caller gets a generic
+			// message (the services name the field before they get here).
+			code, reason, msg = codes.InvalidArgument, string(broker.ReasonRequestInvalid), "invalid argument"
 		case errors.Is(err, store.ErrUnavailable):
 			code, reason, msg = codes.Unavailable, string(broker.ReasonStoreUnavailable), "the store is unavailable"
 			log.WarnContext(ctx, "store unavailable", "error", err)
 		case errors.Is(err, context.DeadlineExceeded):
-			code, reason, msg = codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded"
+			code, reason = codes.DeadlineExceeded, string(broker.ReasonRequestDeadlineExceeded)
+			msg = callEndedMessage(broker.ReasonRequestDeadlineExceeded)
 		case errors.Is(err, context.Canceled):
-			code, reason, msg = codes.Canceled, "CANCELED", "canceled"
+			code, reason = codes.Canceled, string(broker.ReasonRequestCancelled)
+			msg = callEndedMessage(broker.ReasonRequestCancelled)
 		default:
 			log.ErrorContext(ctx, "internal error", "error", err)
 			code, reason, msg = codes.Internal, string(broker.ReasonInternal), "internal error"
@@ -144,8 +185,61 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	return st.Err()
 }
 
+// maxUpstreamCodeBytes bounds an authorization server's "error" code in
+// ErrorInfo metadata (codes are short words; a long one is noise).
+const maxUpstreamCodeBytes = 64
+
+// callEnded reports whether err is the consequence of the call's own context
+// ending (the caller's deadline or cancellation), and the reason to give.
+func callEnded(ctx context.Context, err error) (broker.Reason, bool) {
+	if e, ok := broker.AsError(err); ok && (e.Reason == broker.ReasonRequestDeadlineExceeded || e.Reason == broker.ReasonRequestCancelled) {
+		return "", false // already said
+	}
+	switch cerr := ctx.Err(); {
+	case cerr == nil:
+		return "", false
+	case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+		return "", false // a failure of its own that happened as the deadline expired
+	case errors.Is(cerr, context.DeadlineExceeded):
+		return broker.ReasonRequestDeadlineExceeded, true
+	default:
+		return broker.ReasonRequestCancelled, true
+	}
+}
+
+func callEndedMessage(r broker.Reason) string {
+	if r == broker.ReasonRequestCancelled {
+		return "the call was cancelled before the broker answered"
+	}
+	return "the call's deadline expired before the broker could answer"
+}
+
 // invalidArgument is an INVALID_ARGUMENT naming a request field.
 func invalidArgument(field, msg string) error {
 	return toStatus(context.Background(), slog.New(slog.DiscardHandler),
 		&broker.Error{Reason: broker.ReasonRequestInvalid, Field: field, Message: field + ": " + msg})
+}
+
+// gatewayStatus maps an error the REST gateway produced itself (the request
+// never reached a service, or the gateway stopped waiting for it) to a
+// status with its ErrorInfo, and the HTTP status to answer (0: the code's).
+func gatewayStatus(st *status.Status) (*status.Status, int) {
+	switch st.Code() {
+	case codes.DeadlineExceeded:
+		r := broker.ReasonRequestDeadlineExceeded
+		return infoStatus(status.New(codes.DeadlineExceeded, callEndedMessage(r)), string(r), nil), 0
+	case codes.Canceled:
+		r := broker.ReasonRequestCancelled
+		return infoStatus(status.New(codes.Canceled, callEndedMessage(r)), string(r), nil), 0
+	case codes.InvalidArgument:
+		field, msg := describeDecodeError(st.Message())
+		return infoStatus(status.New(codes.InvalidArgument, msg), string(broker.ReasonRequestInvalid), fieldMeta(field)), 0
+	case codes.ResourceExhausted: // the request message over the gRPC limit
+		return infoStatus(status.New(codes.InvalidArgument, fmt.Sprintf("the request is larger than the limit of %d bytes (64 KiB)", MaxRequestBytes)),
+			reasonRequestTooLarge, map[string]string{"limit_bytes": strconv.Itoa(MaxRequestBytes)}), http.StatusRequestEntityTooLarge
+	case codes.Unavailable:
+		return infoStatus(status.New(codes.Unavailable, "the server is unavailable (shutting down); retry"), reasonServerUnavailable, nil), 0
+	default:
+		return infoStatus(status.New(codes.Internal, "internal error"), string(broker.ReasonInternal), nil), 0
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -73,7 +75,14 @@ func TestToStatus(t *testing.T) {
 		{"unknown error", errors.New("database password is hunter2"),
 			codes.Internal, "INTERNAL", map[string]string{}, "internal error", "hunter2"},
 		{"store not found", fmt.Errorf("get: %w", store.ErrNotFound), codes.NotFound, "NOT_FOUND", map[string]string{}, "not found", ""},
-		{"store bad token", fmt.Errorf("%w: page_token", store.ErrInvalidArgument), codes.InvalidArgument, "REQUEST_INVALID", map[string]string{}, "page_token", ""},
+		{"store bad token", fmt.Errorf("store/memory: list: malformed page token: %w", store.ErrInvalidArgument),
+			codes.InvalidArgument, "REQUEST_INVALID", map[string]string{}, "invalid argument", "store/"},
+		{"deadline", fmt.Errorf("list: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "REQUEST_DEADLINE_EXCEEDED", map[string]string{}, "deadline expired", ""},
+		{"cancelled", context.Canceled, codes.Canceled, "REQUEST_CANCELLED", map[string]string{}, "cancelled", ""},
+		{"huge description", &broker.Error{Reason: broker.ReasonTokenExchangeRejected, Message: "m",
+			Upstream: &oauth.Error{StatusCode: 400, Code: "invalid_grant", Description: "ab" + strings.Repeat("é", 600)}},
+			codes.PermissionDenied, "TOKEN_EXCHANGE_REJECTED",
+			map[string]string{"error": "invalid_grant", "error_description": "ab" + strings.Repeat("é", 253) + "…"}, "m", ""},
 		{"store unavailable", fmt.Errorf("list: %w", store.ErrUnavailable), codes.Unavailable, "STORE_UNAVAILABLE", map[string]string{}, "the store is unavailable", ""},
 	}
 	for _, tt := range tests {
@@ -100,6 +109,59 @@ func TestToStatus(t *testing.T) {
 				t.Errorf("message %q leaks %q", msg, tt.hideMsg)
 			}
 		})
+	}
+}
+
+// A failure caused by the call's own context ending is the caller's
+// deadline or cancellation, not the upstream's or the store's fault.
+func TestToStatusCallEnded(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	upstream := func(cause error) error {
+		return &broker.Error{Reason: broker.ReasonUpstreamUnavailable, Hop: broker.HopJWTBearer, Message: "domain-b is unavailable",
+			Err: fmt.Errorf("%w: %w", oauth.ErrUnavailable, cause)}
+	}
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	cancelled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		err    error
+		code   codes.Code
+		reason string
+	}{
+		{"deadline during a hop", expired, upstream(context.DeadlineExceeded), codes.DeadlineExceeded, "REQUEST_DEADLINE_EXCEEDED"},
+		{"cancelled during a hop", cancelled, upstream(context.Canceled), codes.Canceled, "REQUEST_CANCELLED"},
+		{"store timeout while the call lives", context.Background(), &broker.Error{Reason: broker.ReasonStoreUnavailable, Message: "m",
+			Err: fmt.Errorf("%w: %w", store.ErrUnavailable, context.DeadlineExceeded)}, codes.Unavailable, "STORE_UNAVAILABLE"},
+		{"the domain's own timeout", context.Background(), upstream(context.DeadlineExceeded), codes.Unavailable, "UPSTREAM_UNAVAILABLE"},
+		{"a refusal as the deadline expires", expired, &broker.Error{Reason: broker.ReasonChainNotAllowed, Message: "m"},
+			codes.PermissionDenied, "CHAIN_NOT_ALLOWED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, info := errorInfo(t, toStatus(tt.ctx, log, tt.err))
+			if code != tt.code || info.Reason != tt.reason {
+				t.Errorf("%v %s, want %v %s", code, info.Reason, tt.code, tt.reason)
+			}
+			if tt.reason == "REQUEST_DEADLINE_EXCEEDED" && info.Metadata["hop"] != "jwt_bearer" {
+				t.Errorf("hop %q not kept", info.Metadata["hop"])
+			}
+		})
+	}
+}
+
+func TestBoundText(t *testing.T) {
+	for _, s := range []string{"", "short", strings.Repeat("a", 512), strings.Repeat("a", 513), strings.Repeat("é", 300),
+		strings.Repeat("€", 200), "a" + strings.Repeat("\xff", 600)} {
+		got := broker.BoundText(s, MaxDescriptionBytes)
+		if len(got) > MaxDescriptionBytes || !utf8.ValidString(got) {
+			t.Errorf("BoundText(%d bytes) = %d bytes, valid %v", len(s), len(got), utf8.ValidString(got))
+		}
+		if len(s) <= MaxDescriptionBytes && utf8.ValidString(s) && got != s {
+			t.Errorf("BoundText changed a short text")
+		}
 	}
 }
 
@@ -134,8 +196,12 @@ func TestReadmeDocumentsEveryReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range append(broker.Reasons(), "UNAUTHENTICATED", "RATE_LIMITED", "AUDIT_NOT_ALLOWED") {
-		if !strings.Contains(string(readme), "`"+string(r)+"`") {
+	reasons := edgeReasons()
+	for _, r := range broker.Reasons() {
+		reasons = append(reasons, string(r))
+	}
+	for _, r := range reasons {
+		if !strings.Contains(string(readme), "`"+r+"`") {
 			t.Errorf("README.md does not document reason %s", r)
 		}
 	}

@@ -156,7 +156,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		return fmt.Errorf("server: gateway connection: %w", err)
 	}
 	defer conn.Close()
-	gw := runtime.NewServeMux(
+	gw := runtime.NewServeMux(append(s.gatewayOptions(), // error handling and request checks (gateway.go)
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
@@ -165,9 +165,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}),
 		runtime.WithIncomingHeaderMatcher(gatewayHeaderMatcher),
 		runtime.WithMetadata(gatewayMetadata),
-		runtime.WithErrorHandler(retryAfterErrorHandler),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
-	)
+	)...)
 	if err := pb.RegisterChainServiceHandler(ctx, gw, conn); err != nil {
 		return fmt.Errorf("server: gateway: %w", err)
 	}

@@ -36,6 +36,7 @@ type Metrics struct {
 	cacheLookups   *prometheus.CounterVec
 	grpcRequests   *prometheus.CounterVec
 	grpcDuration   *prometheus.HistogramVec
+	restRefused    *prometheus.CounterVec
 }
 
 // Buckets from 0.5 ms to ~16 s: loopback hops are sub-millisecond, remote
@@ -102,8 +103,11 @@ func NewMetrics(domains ...string) *Metrics {
 	m.grpcDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "chainbroker_grpc_request_duration_seconds", Help: "Duration of gRPC calls by method.", Buckets: latencyBuckets,
 	}, []string{"method"})
+	m.restRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chainbroker_rest_refused_total", Help: "REST requests the gateway answered itself with an error (malformed, too large, wrong method or path, deadline), by reason.",
+	}, []string{"reason"})
 	for _, c := range []prometheus.Collector{m.chains, m.chainDuration, m.hopDuration, m.upstreamErrors, m.replayHits, m.cacheLookups,
-		m.storeDuration, m.storeErrors, m.grpcRequests, m.grpcDuration,
+		m.storeDuration, m.storeErrors, m.grpcRequests, m.grpcDuration, m.restRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -155,6 +159,10 @@ func (m *Metrics) CacheLookup(target string, hit bool) {
 	}
 	m.cacheLookups.WithLabelValues(m.domain(target), result).Inc()
 }
+
+// RESTRefused counts a REST request the gateway refused itself; reason is
+// one of the server's fixed reason codes.
+func (m *Metrics) RESTRefused(reason string) { m.restRefused.WithLabelValues(reason).Inc() }
 
 // UnaryServerInterceptor records gRPC server metrics.
 func (m *Metrics) UnaryServerInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

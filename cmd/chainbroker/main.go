@@ -293,6 +293,6 @@ const sandboxBanner = `chainbroker sandbox
 Try it:
   TOKEN=$(curl -s %s -d grant_type=password -d client_id=sandbox-agent \
     -d username=alice -d password=alice | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-  curl -s -X POST http://%s/v1/chain -d "{\"subject_token\": \"$TOKEN\", \"target_domain\": \"domain-b\"}"
+  curl -s -X POST http://%s/v1/chain -H 'Content-Type: application/json' -d "{\"subject_token\": \"$TOKEN\", \"target_domain\": \"domain-b\"}"
 
 `

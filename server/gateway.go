@@ -1,0 +1,455 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	chainbroker "github.com/chainbroker/chainbroker"
+	"github.com/chainbroker/chainbroker/broker"
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+)
+
+// gateway is what the REST facade adds to the grpc-gateway mux: every error
+// the gateway produces itself (routing, body, query) goes through the one
+// error map (errors.go) and gets an ErrorInfo like the services' errors, is
+// logged (one line, never body content) and counted.
+type gateway struct {
+	log    *slog.Logger
+	routes []restRoute
+	mux    *runtime.ServeMux // set by the mux option below
+	count  func(reason string)
+}
+
+// gatewayOptions are the REST gateway's error handling and request checks,
+// as options of runtime.NewServeMux.
+func (s *Server) gatewayOptions() []runtime.ServeMuxOption {
+	routes, err := parseRoutes(chainbroker.OpenAPI)
+	if err != nil {
+		panic("server: the embedded OpenAPI description: " + err.Error()) // a build defect, caught by the tests
+	}
+	routes = append(routes, restRoute{method: http.MethodGet, segments: []string{"healthz"}, query: map[string]bool{"service": true}, names: []string{"service"}})
+	g := &gateway{log: s.log, routes: routes, count: func(string) {}}
+	if s.cfg.Metrics != nil {
+		g.count = s.cfg.Metrics.RESTRefused
+	}
+	return []runtime.ServeMuxOption{
+		func(mux *runtime.ServeMux) { g.mux = mux },
+		runtime.WithErrorHandler(g.errorHandler),
+		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
+		runtime.WithMiddlewares(g.check),
+	}
+}
+
+// restRoute is one route of the REST API, as the OpenAPI description
+// generated from proto/chainbroker/v1/http.yaml says.
+type restRoute struct {
+	method   string
+	segments []string        // "{name}" is a path variable
+	body     bool            // the request message is the JSON body
+	query    map[string]bool // accepted query parameters (proto and JSON names)
+	names    []string        // the query parameters' proto names, for messages
+}
+
+func parseRoutes(openapi []byte) ([]restRoute, error) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openapi, &doc); err != nil {
+		return nil, err
+	}
+	var routes []restRoute
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			m := strings.ToUpper(method)
+			switch m {
+			case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			default:
+				continue // path-level "parameters" and the like
+			}
+			var op struct {
+				Parameters []struct{ Name, In string } `json:"parameters"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", m, path, err)
+			}
+			rt := restRoute{method: m, segments: strings.Split(strings.TrimPrefix(path, "/"), "/"), query: map[string]bool{}}
+			for _, p := range op.Parameters {
+				switch p.In {
+				case "body":
+					rt.body = true
+				case "query":
+					rt.query[p.Name], rt.query[jsonName(p.Name)] = true, true
+					rt.names = append(rt.names, p.Name)
+				}
+			}
+			routes = append(routes, rt)
+		}
+	}
+	if len(routes) == 0 {
+		return nil, errors.New("no paths")
+	}
+	return routes, nil
+}
+
+// matches reports whether the route's path template matches path.
+func (rt *restRoute) matches(path string) bool {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(segs) != len(rt.segments) {
+		return false
+	}
+	for i, s := range rt.segments {
+		if !strings.HasPrefix(s, "{") && s != segs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// find returns the route for method and path.
+func (g *gateway) find(method, path string) (*restRoute, bool) {
+	for i := range g.routes {
+		if g.routes[i].method == method && g.routes[i].matches(path) {
+			return &g.routes[i], true
+		}
+	}
+	return nil, false
+}
+
+// allowed lists the methods path has, for the Allow header of a 405.
+func (g *gateway) allowed(path string) []string {
+	var out []string
+	for i := range g.routes {
+		if g.routes[i].matches(path) && !slices.Contains(out, g.routes[i].method) {
+			out = append(out, g.routes[i].method)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// check runs before each gateway handler: the body must be JSON (415) and
+// within MaxRequestBytes (413); query parameters must be the request's
+// (400 naming the unknown one); an audit outcome may be written as chainctl
+// accepts it (success, failure, cache_hit).
+func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		rt, ok := g.find(r.Method, r.URL.Path)
+		switch {
+		case !ok && len(g.allowed(r.URL.Path)) > 0:
+			// A POST answered by a GET route: the gateway's fallback for
+			// form-encoded bodies (or X-HTTP-Method-Override). Not part of
+			// this API.
+			g.refuseMethod(w, r)
+			return
+		case !ok:
+			next(w, r, params) // not an API route (/healthz)
+			return
+		}
+		if rt.body {
+			body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+			var tooLarge *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooLarge) || len(body) > MaxRequestBytes:
+				g.refuse(w, r, http.StatusRequestEntityTooLarge, status.New(codes.InvalidArgument,
+					fmt.Sprintf("the request body is larger than the limit of %d bytes (64 KiB)", MaxRequestBytes)),
+					reasonRequestTooLarge, map[string]string{"limit_bytes": strconv.Itoa(MaxRequestBytes)})
+				return
+			case err != nil:
+				g.refuse(w, r, http.StatusBadRequest, status.New(codes.InvalidArgument, "the request body could not be read"),
+					string(broker.ReasonRequestInvalid), nil)
+				return
+			}
+			// A JSON object is taken whatever the Content-Type says (curl -d
+			// sends form-urlencoded by default, and scripts rely on it); a
+			// body that is not one and is not declared JSON is refused.
+			if ct := r.Header.Get("Content-Type"); ct != "" && !jsonMediaType(ct) && !jsonObject(body) {
+				g.refuse(w, r, http.StatusUnsupportedMediaType, status.New(codes.InvalidArgument,
+					"the request body must be a JSON object (Content-Type: application/json)"), reasonMediaTypeUnsupported, nil)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if r.URL.RawQuery != "" {
+			if !g.checkQuery(w, r, rt) {
+				return
+			}
+		}
+		next(w, r, params)
+	}
+}
+
+// checkQuery refuses unknown query parameters and normalises the outcome.
+func (g *gateway) checkQuery(w http.ResponseWriter, r *http.Request, rt *restRoute) bool {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		g.refuse(w, r, http.StatusBadRequest, status.New(codes.InvalidArgument, "the query string is malformed"),
+			string(broker.ReasonRequestInvalid), nil)
+		return false
+	}
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if base, _, _ := strings.Cut(k, "."); rt.query[base] {
+			continue
+		}
+		msg := fmt.Sprintf("unknown query parameter %q", safeName(k))
+		if len(rt.names) > 0 {
+			msg += "; known: " + strings.Join(rt.names, ", ")
+		} else {
+			msg += "; this call takes none"
+		}
+		g.refuse(w, r, http.StatusBadRequest, status.New(codes.InvalidArgument, msg),
+			string(broker.ReasonRequestInvalid), fieldMeta(safeName(k)))
+		return false
+	}
+	if vs, ok := q["outcome"]; ok && rt.query["outcome"] {
+		for i, v := range vs {
+			o, ok := parseOutcome(v)
+			if !ok {
+				g.refuse(w, r, http.StatusBadRequest, status.New(codes.InvalidArgument,
+					fmt.Sprintf("outcome: unknown outcome %q; valid: success, failure, cache_hit (or OUTCOME_SUCCESS, OUTCOME_FAILURE, OUTCOME_CACHE_HIT)",
+						broker.BoundText(v, 64))), string(broker.ReasonRequestInvalid), fieldMeta("outcome"))
+				return false
+			}
+			vs[i] = o.String()
+		}
+		r.URL.RawQuery = q.Encode()
+	}
+	return true
+}
+
+// parseOutcome reads an audit outcome as chainctl does: success, failure,
+// cache_hit (or cache-hit), their enum names, any case; "" or "any" is every
+// outcome.
+func parseOutcome(s string) (pb.Outcome, bool) {
+	n := strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(s), "-", "_"))
+	if n == "" || n == "ANY" || n == "OUTCOME_UNSPECIFIED" {
+		return pb.Outcome_OUTCOME_UNSPECIFIED, true
+	}
+	if !strings.HasPrefix(n, "OUTCOME_") {
+		n = "OUTCOME_" + n
+	}
+	v, ok := pb.Outcome_value[n]
+	return pb.Outcome(v), ok
+}
+
+// jsonObject reports whether body, after leading white space, opens a JSON
+// object.
+func jsonObject(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+func jsonMediaType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// errorHandler answers every error of a gateway call. Services' errors
+// already carry their ErrorInfo (and were logged where they arose); the
+// gateway's own (undecodable body, bad query value, the call's deadline
+// expiring in the gateway) get theirs here.
+func (g *gateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	inner := err
+	var hse *runtime.HTTPStatusError
+	if errors.As(err, &hse) {
+		inner = hse.Err
+	}
+	st := status.Convert(inner)
+	if hse != nil && hse.HTTPStatus == http.StatusBadRequest && st.Code() == codes.Unknown {
+		st = status.New(codes.InvalidArgument, "malformed request path") // the mux's MalformedSequenceError
+	}
+	if hasErrorInfo(st) {
+		retryAfterErrorHandler(ctx, mux, m, w, r, err)
+		return
+	}
+	edge, httpStatus := gatewayStatus(st)
+	if edge.Code() == codes.Internal {
+		g.log.ErrorContext(ctx, "rest gateway: internal error", "method", r.Method, "path", safePath(r.URL.Path), "error", st.Err())
+	}
+	g.write(ctx, mux, m, w, r, httpStatus, edge)
+}
+
+// routingErrorHandler answers requests no route takes: 405 with Allow when
+// the path has other methods, 404 otherwise.
+func (g *gateway) routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		g.refuseMethod(w, r)
+	case http.StatusNotFound:
+		g.write(ctx, mux, m, w, r, http.StatusNotFound,
+			infoStatus(status.New(codes.NotFound, "no such path: "+safePath(r.URL.Path)), reasonNotFound, nil))
+	default:
+		g.write(ctx, mux, m, w, r, http.StatusBadRequest,
+			infoStatus(status.New(codes.InvalidArgument, "malformed request path"), string(broker.ReasonRequestInvalid), nil))
+	}
+}
+
+func (g *gateway) refuseMethod(w http.ResponseWriter, r *http.Request) {
+	allow := g.allowed(r.URL.Path)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	g.refuse(w, r, http.StatusMethodNotAllowed, status.New(codes.Unimplemented,
+		fmt.Sprintf("method %s is not allowed on %s; allowed: %s", safeName(r.Method), safePath(r.URL.Path), strings.Join(allow, ", "))),
+		reasonMethodNotAllowed, map[string]string{"allow": strings.Join(allow, ", ")})
+}
+
+// refuse answers a request the gateway refuses itself.
+func (g *gateway) refuse(w http.ResponseWriter, r *http.Request, httpStatus int, st *status.Status, reason string, meta map[string]string) {
+	_, m := runtime.MarshalerForRequest(g.mux, r)
+	g.write(r.Context(), g.mux, m, w, r, httpStatus, infoStatus(st, reason, meta))
+}
+
+// write logs and counts an error of the gateway's own, and answers it.
+func (g *gateway) write(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int, st *status.Status) {
+	reason, field := "", ""
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reason, field = info.GetReason(), info.GetMetadata()["field"]
+		}
+	}
+	if httpStatus == 0 {
+		httpStatus = runtime.HTTPStatusFromCode(st.Code())
+	}
+	level := slog.LevelInfo
+	if httpStatus >= 500 {
+		level = slog.LevelWarn
+	}
+	g.log.LogAttrs(ctx, level, "rest request refused",
+		slog.String("method", safeName(r.Method)), slog.String("path", safePath(r.URL.Path)),
+		slog.Int("status", httpStatus), slog.String("reason", reason), slog.String("field", field))
+	g.count(reason)
+	retryAfterErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: st.Err()})
+}
+
+func hasErrorInfo(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
+}
+
+// infoStatus is st with an ErrorInfo of chainbroker's domain.
+func infoStatus(st *status.Status, reason string, meta map[string]string) *status.Status {
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}); err == nil {
+		return d
+	}
+	return st
+}
+
+func fieldMeta(field string) map[string]string {
+	if field == "" {
+		return nil
+	}
+	return map[string]string{"field": field}
+}
+
+// Messages of the gateway's JSON and query decoding (protojson, encoding/json,
+// runtime.PopulateQueryParameters) that name a field. Values are never echoed.
+var (
+	reUnknownField  = regexp.MustCompile(`(unknown|duplicate) field "?([^"\s]*)"?`)
+	reInvalidValue  = regexp.MustCompile(`invalid value for (\w+) field (\w+)`)
+	reQueryField    = regexp.MustCompile(`parsing field "([^"]*)"`)
+	rePosition      = regexp.MustCompile(`\(line (\d+):(\d+)\)`)
+	reJSONCharacter = regexp.MustCompile(`^invalid character '.{1,4}' [a-z ]+$`)
+)
+
+// describeDecodeError turns a decoding error of the gateway into a field
+// (proto name, "" if none) and a message that echoes no request value.
+func describeDecodeError(msg string) (field, out string) {
+	at := ""
+	if p := rePosition.FindStringSubmatch(msg); p != nil {
+		at = " (line " + p[1] + ":" + p[2] + ")"
+	}
+	switch {
+	case reUnknownField.MatchString(msg):
+		m := reUnknownField.FindStringSubmatch(msg)
+		field = safeName(m[2])
+		return field, fmt.Sprintf("request body: %s field %q%s", m[1], field, at)
+	case reInvalidValue.MatchString(msg):
+		m := reInvalidValue.FindStringSubmatch(msg)
+		field = snakeName(m[2])
+		return field, fmt.Sprintf("%s: invalid value, want a %s%s", field, m[1], at)
+	case reQueryField.MatchString(msg):
+		field = snakeName(safeName(reQueryField.FindStringSubmatch(msg)[1]))
+		return field, field + ": invalid value"
+	case reJSONCharacter.MatchString(msg), msg == "unexpected EOF":
+		return "", "the request body is not valid JSON: " + msg
+	case strings.Contains(msg, "syntax error"), strings.Contains(msg, "unexpected token"):
+		// protojson reads JSON that encoding/json already accepted: the
+		// shape is wrong (a string for a list, an object for a string, ...).
+		return "", "the request body does not fit the request's fields: unexpected value" + at
+	}
+	return "", "the request could not be decoded" + at
+}
+
+// safeName keeps a name from the request printable and short.
+func safeName(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if b.Len() >= 64 {
+			b.WriteString("…")
+			break
+		}
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' {
+			b.WriteRune(c)
+		} else {
+			b.WriteRune('?')
+		}
+	}
+	return b.String()
+}
+
+func safePath(p string) string { return broker.BoundText(strings.ToValidUTF8(p, "?"), 128) }
+
+// snakeName is the proto name of a JSON (lowerCamel) field name.
+func snakeName(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if c >= 'A' && c <= 'Z' {
+			b.WriteByte('_')
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// jsonName is the JSON (lowerCamel) name of a proto field name.
+func jsonName(s string) string {
+	var b strings.Builder
+	up := false
+	for _, c := range s {
+		switch {
+		case c == '_':
+			up = true
+			continue
+		case up && c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		up = false
+		b.WriteRune(c)
+	}
+	return b.String()
+}
