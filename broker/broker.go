@@ -420,6 +420,8 @@ type chainRun struct {
 	subject      *token.Token // the verified subject token, when verified
 	hit          bool         // answered from the token cache
 	leaderResult *Result      // the result of the chain this call ran for the cache
+
+	breakerCounted []string // domains whose breaker already counted this chain's failure (resilience.go)
 }
 
 func (r *chainRun) do(ctx context.Context) (*Result, error) {

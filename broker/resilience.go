@@ -95,6 +95,10 @@ func (b *breaker) record(ok bool, now time.Time) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.recordLocked(ok, now)
+}
+
+func (b *breaker) recordLocked(ok bool, now time.Time) {
 	wasProbe := b.probing
 	b.probing = false
 	if now.Sub(b.windowStart) >= breakerWindow {
@@ -112,6 +116,20 @@ func (b *breaker) record(ok bool, now time.Time) {
 	if wasProbe || b.failures >= b.threshold && 2*b.failures >= b.calls {
 		b.openUntil = now.Add(b.cooldown)
 		b.windowStart, b.calls, b.failures = now, 0, 0
+	}
+}
+
+// repeatFailure reports a further failed call of a chain whose failure at
+// this domain was already recorded: it does not count again, except as a
+// failed half-open probe, which reopens the circuit.
+func (b *breaker) repeatFailure(now time.Time) {
+	if b.threshold < 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.probing {
+		b.recordLocked(false, now)
 	}
 }
 

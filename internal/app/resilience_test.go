@@ -3,20 +3,24 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/sandbox"
 )
 
 // faultProxy sits in front of a domain's token endpoint: it answers the next
@@ -30,6 +34,7 @@ type faultProxy struct {
 	fail       int
 	down       bool
 	status     int
+	errorCode  string // the OAuth error of its answers; default temporarily_unavailable
 	retryAfter string
 	arrivals   []time.Time
 	assertions []string
@@ -55,15 +60,18 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if p.fail > 0 {
 		p.fail--
 	}
-	st, ra := p.status, p.retryAfter
+	st, ra, code := p.status, p.retryAfter, p.errorCode
 	p.mu.Unlock()
+	if code == "" {
+		code = "temporarily_unavailable"
+	}
 	if answer {
 		if ra != "" {
 			w.Header().Set("Retry-After", ra)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(st)
-		w.Write([]byte(`{"error":"temporarily_unavailable"}`))
+		w.Write([]byte(`{"error":"` + code + `"}`))
 		return
 	}
 	httputil.NewSingleHostReverseProxy(p.target).ServeHTTP(w, r)
@@ -98,20 +106,25 @@ func TestHop1Retries(t *testing.T) {
 		name       string
 		fail       int
 		status     int
+		errorCode  string
 		retryAfter string
 		wantErr    string
 		wantCalls  int
 		minGap     time.Duration // between the first two attempts
 	}{
-		{"two 503s then success", 2, 503, "", "", 3, 0},
-		{"429 with Retry-After is honoured", 1, 429, "1", "", 2, time.Second},
-		{"attempts exhausted", 5, 502, "", "UPSTREAM_UNAVAILABLE", 3, 0},
-		{"a refusal is not retried", 1, 400, "", "TOKEN_EXCHANGE_REJECTED", 1, 0},
+		{"two 503s then success", 2, 503, "", "", "", 3, 0},
+		{"429 with Retry-After is honoured", 1, 429, "slow_down", "1", "", 2, time.Second},
+		{"attempts exhausted", 5, 502, "", "", "UPSTREAM_UNAVAILABLE", 3, 0},
+		{"a refusal is not retried", 1, 400, "invalid_request", "", "TOKEN_EXCHANGE_REJECTED", 1, 0},
+		{"a 500 with an OAuth error is a refusal", 1, 500, "server_error", "", "TOKEN_EXCHANGE_REJECTED", 1, 0},
+		{"temporarily_unavailable is retried whatever the status", 1, 400, "", "", "", 2, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newFaultProxy(t)
-			p.set(func(p *faultProxy) { p.fail, p.status, p.retryAfter = tt.fail, tt.status, tt.retryAfter })
+			p.set(func(p *faultProxy) {
+				p.fail, p.status, p.errorCode, p.retryAfter = tt.fail, tt.status, tt.errorCode, tt.retryAfter
+			})
 			e := newEnv(t, envOptions{mutate: p.front(0, nil)})
 			_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
 			if got := reason(err); got != tt.wantErr {
@@ -210,5 +223,153 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 	if got := calls() - n; got != 2 {
 		t.Errorf("%d calls after the cooldown, want 2", got)
+	}
+}
+
+// refusingProxy sits in front of domain A's token endpoint and answers the
+// token exchanges of one subject token itself, as some authorization
+// servers refuse a user-dependent request: HTTP 500 with a well-formed
+// OAuth error body. Everything else is forwarded to domain A.
+type refusingProxy struct {
+	srv     *httptest.Server
+	target  *url.URL
+	subject string
+
+	mu          sync.Mutex
+	description string
+	refused     int
+	forwarded   int
+}
+
+func newRefusingProxy(t *testing.T) *refusingProxy {
+	p := &refusingProxy{}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		p.mu.Lock()
+		refuse := form.Get("subject_token") == p.subject
+		desc := p.description
+		if refuse {
+			p.refused++
+		} else {
+			p.forwarded++
+		}
+		p.mu.Unlock()
+		if refuse {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			b, _ := json.Marshal(map[string]string{"error": "server_error", "error_description": desc})
+			w.Write(b)
+			return
+		}
+		httputil.NewSingleHostReverseProxy(p.target).ServeHTTP(w, r)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *refusingProxy) counts() (refused, forwarded int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused, p.forwarded
+}
+
+// A refusal that depends on the user, answered with HTTP 500 and an OAuth
+// error body, is the user's refusal, not the domain's outage: it is not
+// retried, it does not count against the domain's circuit breaker (the
+// other users' chains, interleaved with the refused ones, all succeed), and
+// the server's error and description (bounded) reach the caller and the
+// audit trail.
+func TestUpstreamRefusalIsNotAnOutage(t *testing.T) {
+	p := newRefusingProxy(t)
+	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+		u, _ := url.Parse(f.Domains[0].TokenEndpoint)
+		p.target = &url.URL{Scheme: u.Scheme, Host: u.Host}
+		f.Domains[0].TokenEndpoint = p.srv.URL + u.Path
+		f.Domains[0].CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
+	}})
+	const desc = "user doesn't have impersonation permission"
+	p.mu.Lock()
+	p.subject, p.description = e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), desc
+	p.mu.Unlock()
+	good := e.subjectToken(t, "alice", "alice")
+
+	const rounds = 4
+	for i := range rounds {
+		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: p.subject, TargetDomain: "domain-b"})
+		code, info := errorInfo(t, err)
+		if code != codes.PermissionDenied || info.Reason != "TOKEN_EXCHANGE_REJECTED" || info.Metadata["hop"] != "token_exchange" ||
+			info.Metadata["error"] != "server_error" || info.Metadata["error_description"] != desc {
+			t.Fatalf("round %d: refused user got %v %v", i, code, info)
+		}
+		if ev := e.lastEvent(t); ev.Reason != "TOKEN_EXCHANGE_REJECTED" || ev.UpstreamError != "server_error" || ev.UpstreamErrorDescription != desc {
+			t.Fatalf("round %d: audit event: reason %s, upstream %q %q", i, ev.Reason, ev.UpstreamError, ev.UpstreamErrorDescription)
+		}
+		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: good, TargetDomain: "domain-b"}); err != nil {
+			t.Fatalf("round %d: the good user's chain failed: %v", i, err)
+		}
+	}
+	if refused, forwarded := p.counts(); refused != rounds || forwarded != rounds {
+		t.Errorf("domain A saw %d refused and %d good exchanges, want %d each (a refusal is not retried)", refused, forwarded, rounds)
+	}
+
+	// The description is bounded (512 bytes) for the caller and the audit.
+	p.mu.Lock()
+	p.description = strings.Repeat("é", 600)
+	p.mu.Unlock()
+	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: p.subject, TargetDomain: "domain-b"})
+	_, info := errorInfo(t, err)
+	if d := info.Metadata["error_description"]; len(d) > 512+len("…") || !strings.HasPrefix(d, "éé") || !utf8.ValidString(d) {
+		t.Errorf("error_description of %d bytes: %q", len(d), d)
+	}
+	if ev := e.lastEvent(t); len(ev.UpstreamErrorDescription) > 512+len("…") {
+		t.Errorf("audit upstream_error_description of %d bytes", len(ev.UpstreamErrorDescription))
+	}
+}
+
+// One chain's retries count once against the domain's circuit breaker: two
+// unavailable answers then a good one make one successful chain, not an open
+// circuit (failures 2).
+func TestOneChainCountsOnceAgainstTheBreaker(t *testing.T) {
+	p := newFaultProxy(t)
+	p.set(func(p *faultProxy) { p.fail = 2 })
+	e := newEnv(t, envOptions{mutate: p.front(0, func(d *config.Domain) {
+		d.CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
+	})})
+	subject := e.subjectToken(t, "alice", "alice")
+	for i := range 2 {
+		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+			t.Fatalf("chain %d: %v", i+1, err)
+		}
+	}
+	if arrivals, _ := p.seen(); len(arrivals) != 4 {
+		t.Errorf("%d token exchanges, want 4 (3 attempts, then 1)", len(arrivals))
+	}
+}
+
+// An invalid answer (here a 200 that is not a token response) is reported
+// as UPSTREAM_BAD_RESPONSE, is not retried, and does not count against the
+// circuit breaker: retrying later would not fix it, and one user's odd
+// answer must not suspend the domain for the others.
+func TestBadResponsesDoNotOpenTheCircuit(t *testing.T) {
+	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+		f.Domains[0].CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
+	}})
+	subject := e.subjectToken(t, "alice", "alice")
+	before := e.sb.A.ExchangeCount()
+	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Body: "<html>maintenance</html>"})
+	for i := range 4 {
+		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		if code, info := errorInfo(t, err); code != codes.Unavailable || info.Reason != "UPSTREAM_BAD_RESPONSE" {
+			t.Fatalf("chain %d: %v %v, want UNAVAILABLE UPSTREAM_BAD_RESPONSE", i+1, code, info)
+		}
+	}
+	if got := e.sb.A.ExchangeCount() - before; got != 4 {
+		t.Errorf("%d token exchanges for 4 chains: a bad response is not retried", got)
+	}
+	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{})
+	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+		t.Fatalf("domain A fixed: %v", err)
 	}
 }
