@@ -453,17 +453,26 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 }
 
 // chain runs both hops. A chain whose hop 2 could not reach the target
-// starts again from hop 1: an assertion the target may have seen is never
-// sent twice.
+// retries hop 2 with the same assertion when the request was never sent
+// (connection refused: the target cannot have seen it; the broker's replay
+// guard is not asked again, it marked this jti for this chain), and starts
+// again from hop 1 otherwise: an assertion the target may have seen is
+// never sent twice.
 func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*Result, error) {
+	var assertion string
 	for attempt := 1; ; attempt++ {
-		assertion, err := r.grant(ctx, src, tgt, chain)
-		if err != nil {
-			return nil, err
+		if assertion == "" {
+			var err error
+			if assertion, err = r.grant(ctx, src, tgt, chain); err != nil {
+				return nil, err
+			}
 		}
 		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
 		if err == nil || !retryable(err) || attempt >= tgt.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
 			return res, err
+		}
+		if !errors.Is(err, oauth.ErrNotSent) {
+			assertion = "" // the target may have seen it
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -371,5 +373,109 @@ func TestBadResponsesDoNotOpenTheCircuit(t *testing.T) {
 	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{})
 	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 		t.Fatalf("domain A fixed: %v", err)
+	}
+}
+
+// onSpanEnd is a trace.SpanProcessor that calls f, synchronously, as each
+// span ends: a test hook at a precise point of a chain (the end of a hop).
+type onSpanEnd struct{ f func(sdktrace.ReadOnlySpan) }
+
+func (p onSpanEnd) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (p onSpanEnd) OnEnd(s sdktrace.ReadOnlySpan)                   { p.f(s) }
+func (p onSpanEnd) Shutdown(context.Context) error                  { return nil }
+func (p onSpanEnd) ForceFlush(context.Context) error                { return nil }
+
+// Domain B down at first (connection refused: nothing was sent), then up:
+// hop 2 is retried with the same assertion, which B never saw, instead of
+// exchanging a new one at A. The broker's replay guard, which marked that
+// jti before the first attempt, does not refuse the retry.
+func TestHop2RetriesAnUnsentAssertion(t *testing.T) {
+	for _, redis := range []bool{false, true} {
+		t.Run(storeName(redis), func(t *testing.T) { testHop2RetriesAnUnsentAssertion(t, redis) })
+	}
+}
+
+func testHop2RetriesAnUnsentAssertion(t *testing.T, redis bool) {
+	// B's token endpoint is reached through a proxy on a port closed at
+	// first; the proxy starts listening as the first hop 2 attempt ends,
+	// before the retry's backoff.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var (
+		mu         sync.Mutex
+		target     *url.URL
+		assertions []string
+		proxy      *http.Server
+		startErr   error
+	)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		mu.Lock()
+		assertions = append(assertions, form.Get("assertion"))
+		mu.Unlock()
+		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
+	})
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(onSpanEnd{func(s sdktrace.ReadOnlySpan) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s.Name() != "chainbroker.hop.jwt_bearer" || proxy != nil {
+			return
+		}
+		proxy = &http.Server{Handler: handler}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			startErr = err
+			return
+		}
+		go proxy.Serve(l)
+	}}))
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if proxy != nil {
+			proxy.Close()
+		}
+	})
+	e := newEnv(t, envOptions{redis: redis, tracer: tp, mutate: func(f *config.File) {
+		u, _ := url.Parse(f.Domains[1].TokenEndpoint)
+		target = &url.URL{Scheme: u.Scheme, Host: u.Host}
+		f.Domains[1].TokenEndpoint = "http://" + addr + u.Path
+	}})
+	subject := e.subjectToken(t, "alice", "alice")
+	before := e.sb.A.ExchangeCount()
+	res, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	mu.Lock()
+	startErr, seen := startErr, append([]string(nil), assertions...)
+	mu.Unlock()
+	if startErr != nil {
+		t.Fatalf("B's proxy could not listen on %s: %v", addr, startErr)
+	}
+	if err != nil {
+		t.Fatalf("chain: %v", err)
+	}
+	e.checkBToken(t, res.AccessToken)
+	if got := e.sb.A.ExchangeCount() - before; got != 1 {
+		t.Errorf("%d token exchanges at A, want 1: B never saw the first assertion", got)
+	}
+	if len(seen) != 1 || seen[0] == "" {
+		t.Errorf("B received %d requests, want 1 (the first attempt was refused before anything was sent)", len(seen))
+	}
+	var bearer []string
+	for _, h := range res.Hops {
+		if h.GrantType == "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+			bearer = append(bearer, h.AssertionJtiHash)
+		}
+	}
+	if len(res.Hops) != 3 || len(bearer) != 2 || bearer[0] == "" || bearer[0] != bearer[1] {
+		t.Errorf("hops %d, jwt-bearer attempts' jti hashes %q: want 3 hops, hop 2 twice with the same assertion", len(res.Hops), bearer)
+	}
+	if ev := e.lastEvent(t); ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || len(ev.Hops) != 3 {
+		t.Errorf("audit event: outcome %v, %d hops (want 3)", ev.Outcome, len(ev.Hops))
 	}
 }
