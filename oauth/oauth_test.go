@@ -824,3 +824,22 @@ func TestDiscover(t *testing.T) {
 		t.Fatalf("bad issuer: got %v, want ErrConfig", err)
 	}
 }
+
+// A discovery URL answering a redirect to another server: not followed,
+// the error says so, and the other server sees no request.
+func TestDiscoverRefusesRedirects(t *testing.T) {
+	var hits atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer redirector.Close()
+	_, err := oauth.NewClient(oauth.ClientOptions{}).Discover(context.Background(), redirector.URL+"/realms/a")
+	if !errors.Is(err, oauth.ErrBadResponse) || !strings.Contains(err.Error(), "HTTP 302 redirect not followed") {
+		t.Fatalf("got %v, want ErrBadResponse naming the refused redirect", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the redirect target saw %d requests", n)
+	}
+}

@@ -1009,3 +1009,32 @@ func TestMemberNamesCaseSensitive(t *testing.T) {
 		t.Errorf(`{"ALG":...} without alg: %v, want ErrMalformed`, err)
 	}
 }
+
+// A JWKS URL answering a redirect to another server: the redirect is not
+// followed (neither with the default client nor with a caller's client that
+// would follow it), the fetch fails with a clear error, and the other
+// server sees no request.
+func TestRemoteKeysRefuseRedirects(t *testing.T) {
+	s := mustSigner(t, "RS256")
+	tok := mustSign(t, s, baseClaims(), SignOptions{})
+	other := newJWKSServer(t, mustJWKS(t, s))
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/jwks", http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+	for name, hc := range map[string]*http.Client{"default client": nil, "caller's client": {}} {
+		t.Run(name, func(t *testing.T) {
+			v := NewRemoteVerifier(RemoteKeys{URL: redirector.URL + "/certs", HTTPClient: hc}, nil)
+			_, err := v.Verify(context.Background(), tok)
+			if !errors.Is(err, ErrKeysUnavailable) || !strings.Contains(err.Error(), "HTTP 302 redirect not followed") {
+				t.Fatalf("got %v, want ErrKeysUnavailable naming the refused redirect", err)
+			}
+			if n := other.hits.Load(); n != 0 {
+				t.Fatalf("the redirect target saw %d requests", n)
+			}
+			if hc != nil && hc.CheckRedirect != nil {
+				t.Error("the caller's client was modified")
+			}
+		})
+	}
+}

@@ -58,7 +58,9 @@ type Verifier struct {
 // fetched lazily on first use, refetched when a token names an unknown kid
 // (at most once per MinRefreshInterval). allowedAlgs nil means DefaultAllowedAlgs.
 // HS* algorithms are never accepted by a remote verifier. A fetch that
-// fails keeps the previously fetched keys.
+// fails keeps the previously fetched keys. Redirects are not followed (a
+// copy of HTTPClient is used with that policy): a 3xx answer is
+// ErrKeysUnavailable.
 func NewRemoteVerifier(keys RemoteKeys, allowedAlgs []string) *Verifier {
 	if keys.Timeout <= 0 {
 		keys.Timeout = DefaultJWKSTimeout
@@ -72,10 +74,14 @@ func NewRemoteVerifier(keys RemoteKeys, allowedAlgs []string) *Verifier {
 	if keys.MaxKeys <= 0 {
 		keys.MaxKeys = DefaultJWKSMaxKeys
 	}
-	client := keys.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: keys.Timeout}
+	client := &http.Client{Timeout: keys.Timeout}
+	if keys.HTTPClient != nil {
+		c := *keys.HTTPClient // a copy: the caller's client keeps its policy
+		client = &c
 	}
+	// Keys come from the configured URL only: a redirect (possibly to
+	// another host, or from https to http) is answered, not followed.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Verifier{
 		allowed:  allowSet(allowedAlgs, false),
 		remote:   &keys,
