@@ -15,6 +15,13 @@ import (
 // configured keys: no claim of an unverified token is trusted.
 func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion string) (*token.Token, error) {
 	tok, err := src.Keys.Verify(ctx, assertion)
+	var ku *token.KeyUnknownError
+	if errors.As(err, &ku) && ku.RefreshIn > 0 && waitForKeys(ctx, ku.RefreshIn) {
+		// A kid the cached JWKS lacks, refetched too recently to refetch
+		// now: the source may have rotated its key. A short wait keeps the
+		// grant (a failed chain would cost the caller another exchange).
+		tok, err = src.Keys.Verify(ctx, assertion)
+	}
 	if err != nil {
 		return nil, verifyError(src, err)
 	}
@@ -32,10 +39,44 @@ func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion str
 	return tok, nil
 }
 
+// maxKeysWait bounds how long a chain waits for its source's JWKS to be
+// refetchable (domains[].jwks_min_refresh); longer waits are answered with
+// SOURCE_KEYS_REFRESHING and a retry delay instead.
+const maxKeysWait = 2 * time.Second
+
+// waitForKeys waits d if d <= maxKeysWait and the caller's deadline leaves
+// minAttemptBudget after it; it reports whether it waited.
+func waitForKeys(ctx context.Context, d time.Duration) bool {
+	if d > maxKeysWait {
+		return false
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttemptBudget {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func verifyError(src *Domain, err error) *Error {
 	r := ReasonAssertionMalformed
 	msg := "the grant from " + src.Name + " is not a well-formed JWS"
+	var ku *token.KeyUnknownError
 	switch {
+	case errors.As(err, &ku) && ku.RefreshIn > 0:
+		// Not the grant's fault, nor a configuration disagreement: the
+		// cached copy of the source's JWKS may predate a key rotation.
+		retry := ku.RefreshIn.Truncate(time.Second) + time.Second
+		return &Error{Reason: ReasonKeysRefreshing, Hop: HopTokenExchange, RetryAfter: retry, Err: err,
+			Message: "the grant from " + src.Name + " is signed with key " + quote(ku.Kid) + ", which is not in " + src.Name +
+				"'s JWKS as last fetched (a key rotation?); the JWKS may be fetched again in " + retry.String() + ": retry then"}
+	case errors.As(err, &ku):
+		r, msg = ReasonAssertionKeyUnknown, "the grant from "+src.Name+" names a key (kid "+quote(ku.Kid)+") that is not in its JWKS"
 	case errors.Is(err, token.ErrAlgNotAllowed):
 		r, msg = ReasonAssertionAlgNotAllowed, "the grant from "+src.Name+" is signed with an algorithm that is not allowed"
 	case errors.Is(err, token.ErrKeyUnknown):

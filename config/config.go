@@ -201,6 +201,9 @@ type Domain struct {
 	Discovery     bool   `yaml:"discovery"`
 	TokenEndpoint string `yaml:"token_endpoint"`
 	JWKSURI       string `yaml:"jwks_uri"`
+	// JWKSMinRefresh is the least time between two fetches of the JWKS
+	// prompted by an unknown kid; default 30s, at least 1s.
+	JWKSMinRefresh Duration `yaml:"jwks_min_refresh"`
 	// Timeout bounds each call to this domain; default 10s.
 	Timeout Duration `yaml:"timeout"`
 	// MaxAttempts bounds token exchange attempts per chain (retries on
@@ -341,6 +344,7 @@ const (
 	DefaultHTTPAddr        = "127.0.0.1:8080"
 	DefaultMaxLifetime     = 300 * time.Second
 	DefaultDomainTimeout   = 10 * time.Second
+	DefaultJWKSMinRefresh  = 30 * time.Second
 	DefaultShutdownTimeout = 15 * time.Second
 	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
 )
@@ -378,6 +382,9 @@ func (f *File) SetDefaults() {
 		d := &f.Domains[i]
 		if d.Timeout == 0 {
 			d.Timeout = Duration(DefaultDomainTimeout)
+		}
+		if d.JWKSMinRefresh == 0 {
+			d.JWKSMinRefresh = Duration(DefaultJWKSMinRefresh)
 		}
 		setDefault(&d.Client.AuthMethod, "client_secret_basic")
 		setDefault(&d.TokenExchange.SubjectTokenType, TokenTypeAccessToken)
@@ -496,6 +503,9 @@ func (f *File) Validate() error {
 		}
 		if d.Timeout < 0 {
 			add(fp+".timeout", "must be positive")
+		}
+		if d.JWKSMinRefresh != 0 && (d.JWKSMinRefresh < Duration(time.Second) || d.JWKSMinRefresh > Duration(time.Hour)) {
+			add(fp+".jwks_min_refresh", "must be between 1s and 1h")
 		}
 		if d.MaxAttempts < 0 || d.MaxAttempts > 10 {
 			add(fp+".max_attempts", "must be between 1 and 10")

@@ -539,8 +539,11 @@ func TestRemoteKeyRotation(t *testing.T) {
 	}
 	srv.setDoc(mustJWKS(t, newS))
 	newTok := mustSign(t, newS, baseClaims(), SignOptions{})
-	if _, err := v.Verify(ctx, newTok); !errors.Is(err, ErrKeyUnknown) {
-		t.Fatalf("new kid within the interval: got %v, want ErrKeyUnknown", err)
+	clk.advance(12 * time.Second)
+	_, err := v.Verify(ctx, newTok)
+	var ku *KeyUnknownError
+	if !errors.Is(err, ErrKeyUnknown) || !errors.As(err, &ku) || ku.Kid != newS.KeyID() || ku.RefreshIn != 18*time.Second {
+		t.Fatalf("new kid within the interval: got %v (%+v), want a KeyUnknownError naming the kid, refetch in 18s", err, ku)
 	}
 	clk.advance(time.Minute)
 
@@ -566,9 +569,11 @@ func TestRemoteKeyRotation(t *testing.T) {
 	if n := srv.hits.Load() - before; n != 1 {
 		t.Fatalf("concurrent misses caused %d fetches, want 1", n)
 	}
-	// The old key is gone from the new set.
-	if _, err := v.Verify(ctx, mustSign(t, oldS, baseClaims(), SignOptions{})); !errors.Is(err, ErrKeyUnknown) {
-		t.Fatalf("old kid after rotation: got %v, want ErrKeyUnknown", err)
+	// The old key is gone from the new set, which was just fetched: no
+	// refetch is pending.
+	clk.advance(time.Minute)
+	if _, err := v.Verify(ctx, mustSign(t, oldS, baseClaims(), SignOptions{})); !errors.As(err, &ku) || ku.RefreshIn != 0 {
+		t.Fatalf("old kid after rotation: got %v, want ErrKeyUnknown with no refetch pending", err)
 	}
 }
 

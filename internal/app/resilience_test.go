@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -23,6 +24,7 @@ import (
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/sandbox"
+	"github.com/chainbroker/chainbroker/token"
 )
 
 // faultProxy sits in front of a domain's token endpoint: it answers the next
@@ -477,5 +479,97 @@ func testHop2RetriesAnUnsentAssertion(t *testing.T, redis bool) {
 	}
 	if ev := e.lastEvent(t); ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || len(ev.Hops) != 3 {
 		t.Errorf("audit event: outcome %v, %d hops (want 3)", ev.Outcome, len(ev.Hops))
+	}
+}
+
+// Domain A rotates its signing key: its JWKS (a real loopback server) has
+// the new key, the broker's cached copy, fetched moments before, does not.
+// With jwks_min_refresh 1m the chain fails with SOURCE_KEYS_REFRESHING
+// naming the kid (a transient condition, not the configuration
+// disagreement ASSERTION_KEY_UNKNOWN); with 1s it waits for the refetch and
+// succeeds, at the cost of no extra token exchange.
+func TestSourceKeyRotation(t *testing.T) {
+	old, err := token.GenerateSigner("RS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldJWKS, err := token.PublicJWKS(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		floor   time.Duration
+		reason  string // "" = success
+		fetches int32 // after the broker's copy was fetched
+	}{
+		{"refetch a minute away", time.Minute, "SOURCE_KEYS_REFRESHING", 0},
+		{"refetch within a second", time.Second, "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var doc atomic.Pointer[[]byte]
+			var fetches atomic.Int32
+			doc.Store(&oldJWKS)
+			jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fetches.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(*doc.Load())
+			}))
+			t.Cleanup(jwks.Close)
+			e := newEnv(t, envOptions{mutate: func(f *config.File) {
+				f.Domains[0].JWKSURI = jwks.URL
+				f.Domains[0].VerifySubjectToken = false // the subject tokens are signed with A's new key too
+				f.Domains[0].JWKSMinRefresh = config.Duration(tt.floor)
+			}})
+			subject := e.subjectToken(t, "alice", "alice")
+			// The broker's copy: A's JWKS before the rotation.
+			if err := e.app.Broker.Domains()[0].Keys.(*token.Verifier).Refresh(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			fetched := fetches.Load()
+			newJWKS := e.sb.A.JWKS()
+			doc.Store(&newJWKS) // the rotation
+			before := e.sb.A.ExchangeCount()
+			_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+			if got := reason(err); got != tt.reason {
+				t.Fatalf("reason %q (%v), want %q", got, err, tt.reason)
+			}
+			if err != nil {
+				// The kid the grant names: the new key's.
+				var set struct {
+					Keys []struct {
+						Kid string `json:"kid"`
+					} `json:"keys"`
+				}
+				if json.Unmarshal(newJWKS, &set) != nil || len(set.Keys) == 0 {
+					t.Fatal("A's JWKS has no key")
+				}
+				if ev := e.lastEvent(t); ev.Reason != tt.reason || !strings.Contains(ev.Message, `"`+set.Keys[0].Kid+`"`) {
+					t.Errorf("audit event: %s %q, want the kid %q named", ev.Reason, ev.Message, set.Keys[0].Kid)
+				}
+			}
+			if got := e.sb.A.ExchangeCount() - before; got != 1 {
+				t.Errorf("%d token exchanges, want 1", got)
+			}
+			if got := fetches.Load() - fetched; got != tt.fetches {
+				t.Errorf("%d JWKS fetches after the rotation, want %d", got, tt.fetches)
+			}
+		})
+	}
+}
+
+func TestJWKSMinRefreshValidated(t *testing.T) {
+	for _, v := range []time.Duration{500 * time.Millisecond, -time.Second, 2 * time.Hour} {
+		f := &config.File{Domains: []config.Domain{{Name: "a", JWKSMinRefresh: config.Duration(v)}}}
+		f.SetDefaults()
+		if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "domains[0].jwks_min_refresh") {
+			t.Errorf("jwks_min_refresh %v: %v", v, err)
+		}
+	}
+	f := &config.File{Domains: []config.Domain{{Name: "a"}}}
+	f.SetDefaults()
+	if f.Domains[0].JWKSMinRefresh.D() != 30*time.Second {
+		t.Errorf("default jwks_min_refresh %v, want 30s", f.Domains[0].JWKSMinRefresh.D())
 	}
 }
