@@ -501,7 +501,7 @@ func TestSourceKeyRotation(t *testing.T) {
 		name    string
 		floor   time.Duration
 		reason  string // "" = success
-		fetches int32 // after the broker's copy was fetched
+		fetches int32  // after the broker's copy was fetched
 	}{
 		{"refetch a minute away", time.Minute, "SOURCE_KEYS_REFRESHING", 0},
 		{"refetch within a second", time.Second, "", 1},
