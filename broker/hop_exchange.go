@@ -96,9 +96,9 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	upstream := "" // the server's OAuth error, refusal or outage
 	switch {
 	case errors.As(err, &oe):
-		upstream = oe.Code
+		upstream = truncate(oe.Code)
 	case errors.As(err, &ue) && ue.OAuth != nil:
-		upstream = ue.OAuth.Code
+		upstream = truncate(ue.OAuth.Code)
 	}
 	r.b.observer.HopFinished(d.Name, hop, elapsed, upstream)
 	r.recordOutcome(parent, br, d.Name, err)

@@ -13,12 +13,13 @@ import (
 // Resilience configures how the broker treats a failing domain.
 type Resilience struct {
 	// MaxAttempts bounds the token exchange attempts (hop 1) per chain, and
-	// how many times a chain whose hop 2 was unavailable is restarted from
-	// hop 1 with a fresh assertion. Default 3; 1 disables retries.
+	// how many times a chain whose hop 2 was unavailable tries it again:
+	// with the same assertion when nothing was sent, else from hop 1 with a
+	// fresh one. Default 3; 1 disables retries.
 	MaxAttempts int
 	// BreakerFailures: the circuit opens when, within one breakerWindow, at
-	// least this many calls failed (unavailable) and they are at least half
-	// of the calls. Default 5; negative disables the breaker. A rate, not a
+	// least this many calls failed on an outage (oauth.ErrUnavailable; one
+	// chain's failures count once) and they are at least half of the calls. Default 5; negative disables the breaker. A rate, not a
 	// run of consecutive failures: under concurrency the slow answers of a
 	// partly slow domain arrive together, and must not shut it off.
 	BreakerFailures int

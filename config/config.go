@@ -207,9 +207,10 @@ type Domain struct {
 	// Timeout bounds each call to this domain; default 10s.
 	Timeout Duration `yaml:"timeout"`
 	// MaxAttempts bounds token exchange attempts per chain (retries on
-	// connection errors, 5xx and 429, with jittered backoff honouring
-	// Retry-After) and restarts from hop 1 when hop 2 was unavailable;
-	// default 3, 1 disables retries.
+	// outages: connection errors, timeouts, 429, 503, other 5xx without an
+	// OAuth error body, temporarily_unavailable; with jittered backoff
+	// honouring Retry-After) and hop 2 retries (the same assertion when
+	// nothing was sent, else from hop 1); default 3, 1 disables retries.
 	MaxAttempts int `yaml:"max_attempts"`
 	// CircuitBreaker suspends calls to a failing domain.
 	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
@@ -228,7 +229,8 @@ type Domain struct {
 	Assertion          AssertionPolicy `yaml:"assertion"`
 }
 
-// CircuitBreaker opens when, within 10 s, at least Failures calls failed
+// CircuitBreaker opens when, within 10 s, at least Failures chains failed
+// on an outage (each counted once, refusals and invalid answers not at all)
 // and they were at least half of the calls; it then refuses calls
 // (UNAVAILABLE, UPSTREAM_CIRCUIT_OPEN) for Cooldown and lets one probe through.
 type CircuitBreaker struct {
