@@ -595,8 +595,11 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 // configured keys: signature, issuer and expiry. No URL is taken from the
 // token: an unknown kid only refreshes the configured JWKS.
 func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token, error) {
-	tok, err := src.Keys.Verify(ctx, r.req.SubjectToken)
+	tok, err := verifyKeys(ctx, src, r.req.SubjectToken) // waits for a close JWKS refetch (validate.go)
 	if err != nil {
+		if e := keysRefreshing(src, "subject_token", "", err); e != nil { // a key rotation at the source
+			return nil, e
+		}
 		if errors.Is(err, token.ErrKeysUnavailable) {
 			return nil, &Error{Reason: ReasonKeysUnavailable, Message: "the keys of " + src.Name + " could not be fetched", Err: err}
 		}

@@ -486,7 +486,8 @@ func testHop2RetriesAnUnsentAssertion(t *testing.T, redis bool) {
 // the new key, the broker's cached copy, fetched moments before, does not.
 // With jwks_min_refresh 1m the chain fails with SOURCE_KEYS_REFRESHING
 // naming the kid (a transient condition, not the configuration
-// disagreement ASSERTION_KEY_UNKNOWN); with 1s it waits for the refetch and
+// disagreement ASSERTION_KEY_UNKNOWN, nor SUBJECT_TOKEN_INVALID when the
+// subject token is checked first); with 1s it waits for the refetch and
 // succeeds, at the cost of no extra token exchange.
 func TestSourceKeyRotation(t *testing.T) {
 	old, err := token.GenerateSigner("RS256")
@@ -498,13 +499,17 @@ func TestSourceKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name    string
-		floor   time.Duration
-		reason  string // "" = success
-		fetches int32  // after the broker's copy was fetched
+		name          string
+		floor         time.Duration
+		verifySubject bool   // the subject token, signed with the new key too, is checked first
+		reason        string // "" = success
+		exchanges     int64
+		fetches       int32 // after the broker's copy was fetched
 	}{
-		{"refetch a minute away", time.Minute, "SOURCE_KEYS_REFRESHING", 0},
-		{"refetch within a second", time.Second, "", 1},
+		{"grant, refetch a minute away", time.Minute, false, "SOURCE_KEYS_REFRESHING", 1, 0},
+		{"grant, refetch within a second", time.Second, false, "", 1, 1},
+		{"subject token, refetch a minute away", time.Minute, true, "SOURCE_KEYS_REFRESHING", 0, 0},
+		{"subject token, refetch within a second", time.Second, true, "", 1, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -519,7 +524,7 @@ func TestSourceKeyRotation(t *testing.T) {
 			t.Cleanup(jwks.Close)
 			e := newEnv(t, envOptions{mutate: func(f *config.File) {
 				f.Domains[0].JWKSURI = jwks.URL
-				f.Domains[0].VerifySubjectToken = false // the subject tokens are signed with A's new key too
+				f.Domains[0].VerifySubjectToken = tt.verifySubject
 				f.Domains[0].JWKSMinRefresh = config.Duration(tt.floor)
 			}})
 			subject := e.subjectToken(t, "alice", "alice")
@@ -549,8 +554,8 @@ func TestSourceKeyRotation(t *testing.T) {
 					t.Errorf("audit event: %s %q, want the kid %q named", ev.Reason, ev.Message, set.Keys[0].Kid)
 				}
 			}
-			if got := e.sb.A.ExchangeCount() - before; got != 1 {
-				t.Errorf("%d token exchanges, want 1", got)
+			if got := e.sb.A.ExchangeCount() - before; got != tt.exchanges {
+				t.Errorf("%d token exchanges, want %d", got, tt.exchanges)
 			}
 			if got := fetches.Load() - fetched; got != tt.fetches {
 				t.Errorf("%d JWKS fetches after the rotation, want %d", got, tt.fetches)
