@@ -39,6 +39,7 @@ type faultProxy struct {
 	down       bool
 	status     int
 	errorCode  string // the OAuth error of its answers; default temporarily_unavailable
+	errorDesc  string // and its error_description, if any
 	retryAfter string
 	arrivals   []time.Time
 	assertions []string
@@ -64,7 +65,7 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if p.fail > 0 {
 		p.fail--
 	}
-	st, ra, code := p.status, p.retryAfter, p.errorCode
+	st, ra, code, desc := p.status, p.retryAfter, p.errorCode, p.errorDesc
 	p.mu.Unlock()
 	if code == "" {
 		code = "temporarily_unavailable"
@@ -75,7 +76,8 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(st)
-		w.Write([]byte(`{"error":"` + code + `"}`))
+		b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
+		w.Write(b)
 		return
 	}
 	httputil.NewSingleHostReverseProxy(p.target).ServeHTTP(w, r)
@@ -576,5 +578,25 @@ func TestJWKSMinRefreshValidated(t *testing.T) {
 	f.SetDefaults()
 	if f.Domains[0].JWKSMinRefresh.D() != 30*time.Second {
 		t.Errorf("default jwks_min_refresh %v, want 30s", f.Domains[0].JWKSMinRefresh.D())
+	}
+}
+
+// An outage that says why (503 temporarily_unavailable with a description)
+// is retried, and its error and description reach the caller and the audit.
+func TestOutageCarriesTheUpstreamError(t *testing.T) {
+	p := newFaultProxy(t)
+	p.set(func(p *faultProxy) { p.down, p.errorDesc = true, "maintenance until 21:00" })
+	e := newEnv(t, envOptions{mutate: p.front(0, nil)})
+	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+	code, info := errorInfo(t, err)
+	if code != codes.Unavailable || info.Reason != "UPSTREAM_UNAVAILABLE" ||
+		info.Metadata["error"] != "temporarily_unavailable" || info.Metadata["error_description"] != "maintenance until 21:00" {
+		t.Fatalf("got %v %v", code, info)
+	}
+	if ev := e.lastEvent(t); ev.UpstreamError != "temporarily_unavailable" || ev.UpstreamErrorDescription != "maintenance until 21:00" {
+		t.Errorf("audit event: upstream %q %q", ev.UpstreamError, ev.UpstreamErrorDescription)
+	}
+	if arrivals, _ := p.seen(); len(arrivals) != 3 {
+		t.Errorf("%d attempts, want 3: an outage is retried", len(arrivals))
 	}
 }
