@@ -233,8 +233,8 @@ func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
 	return resp.StatusCode, resp.Header, body, nil
 }
 
-// UnavailableError is an answer that wraps ErrUnavailable (HTTP 429, a 5xx
-// without an OAuth error body, or error temporarily_unavailable);
+// UnavailableError is an answer that wraps ErrUnavailable (HTTP 429 or 503,
+// another 5xx without an OAuth error body, or error temporarily_unavailable);
 // RetryAfter is the delay the server asked for (Retry-After), or 0. OAuth is
 // the server's OAuth error when it sent one (errors.As does not find it: an
 // UnavailableError is not a refusal).
