@@ -433,6 +433,8 @@ type chainRun struct {
 	subject      *token.Token // the verified subject token, when verified
 	hit          bool         // answered from the token cache
 	leaderResult *Result      // the result of the chain this call ran for the cache
+
+	breakerCounted []string // domains whose breaker already counted this chain's failure (resilience.go)
 }
 
 func (r *chainRun) do(ctx context.Context) (*Result, error) {
@@ -467,17 +469,26 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 }
 
 // chain runs both hops. A chain whose hop 2 could not reach the target
-// starts again from hop 1: an assertion the target may have seen is never
-// sent twice.
+// retries hop 2 with the same assertion when the request was never sent
+// (connection refused: the target cannot have seen it; the broker's replay
+// guard is not asked again, it marked this jti for this chain), and starts
+// again from hop 1 otherwise: an assertion the target may have seen is
+// never sent twice.
 func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*Result, error) {
+	var assertion string
 	for attempt := 1; ; attempt++ {
-		assertion, err := r.grant(ctx, src, tgt, chain)
-		if err != nil {
-			return nil, err
+		if assertion == "" {
+			var err error
+			if assertion, err = r.grant(ctx, src, tgt, chain); err != nil {
+				return nil, err
+			}
 		}
 		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
 		if err == nil || !retryable(err) || attempt >= tgt.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
 			return res, err
+		}
+		if !errors.Is(err, oauth.ErrNotSent) {
+			assertion = "" // the target may have seen it
 		}
 	}
 }
@@ -622,8 +633,11 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 // configured keys: signature, issuer and expiry. No URL is taken from the
 // token: an unknown kid only refreshes the configured JWKS.
 func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token, error) {
-	tok, err := src.Keys.Verify(ctx, r.req.SubjectToken)
+	tok, err := verifyKeys(ctx, src, r.req.SubjectToken) // waits for a close JWKS refetch (validate.go)
 	if err != nil {
+		if e := keysRefreshing(src, "subject_token", "", err); e != nil { // a key rotation at the source
+			return nil, e
+		}
 		if errors.Is(err, token.ErrKeysUnavailable) {
 			return nil, &Error{Reason: ReasonKeysUnavailable, Message: "the keys of " + src.Name + " could not be fetched", Err: err}
 		}

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/chainbroker/chainbroker/oauth"
 )
@@ -41,6 +42,7 @@ const (
 	ReasonUpstreamUnavailable   Reason = "UPSTREAM_UNAVAILABLE"    // connection failed, timed out, 5xx or 429
 	ReasonUpstreamBadResponse   Reason = "UPSTREAM_BAD_RESPONSE"   // not a valid token response
 	ReasonKeysUnavailable       Reason = "SOURCE_KEYS_UNAVAILABLE" // the source domain's JWKS could not be fetched
+	ReasonKeysRefreshing        Reason = "SOURCE_KEYS_REFRESHING"  // the grant's kid is not in the source's cached JWKS, refetched too recently to refetch now: retry after Error.RetryAfter
 	ReasonUpstreamCircuitOpen   Reason = "UPSTREAM_CIRCUIT_OPEN"   // the domain failed repeatedly: calls are suspended for a cooldown
 )
 
@@ -85,7 +87,9 @@ type Error struct {
 	Field    string       // request field at fault (ReasonRequestInvalid, ReasonDomainUnknown)
 	Hop      string       // HopTokenExchange or HopJWTBearer when an upstream call was involved
 	Upstream *oauth.Error // the authorization server's OAuth error, if it answered one
-	Err      error
+	// RetryAfter, when > 0, is when a retry may succeed (ReasonKeysRefreshing).
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -119,7 +123,7 @@ func Reasons() []Reason {
 		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
 		ReasonResourceNotAllowed, ReasonAudienceNotAllowed, ReasonActorTokenNotAllowed,
 		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired, ReasonSubjectTokenAudience, ReasonSubjectUnmapped,
-		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonUpstreamCircuitOpen,
+		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonKeysRefreshing, ReasonUpstreamCircuitOpen,
 		ReasonAssertionMalformed, ReasonAssertionAlgNotAllowed, ReasonAssertionTypeInvalid, ReasonAssertionKeyUnknown,
 		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,
 		ReasonAssertionExpirationMissing, ReasonAssertionExpired, ReasonAssertionNotYetValid, ReasonAssertionLifetimeTooLong,

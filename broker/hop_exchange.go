@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -93,18 +94,16 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: elapsed,
 	})
 	var oe *oauth.Error
-	upstream := ""
-	if errors.As(err, &oe) {
-		upstream = oe.Code
+	var ue *oauth.UnavailableError
+	upstream := "" // the server's OAuth error, refusal or outage
+	switch {
+	case errors.As(err, &oe):
+		upstream = truncate(oe.Code)
+	case errors.As(err, &ue) && ue.OAuth != nil:
+		upstream = truncate(ue.OAuth.Code)
 	}
 	r.b.observer.HopFinished(d.Name, hop, elapsed, upstream)
-	// Only the domain's own failures count against it, not a caller who
-	// gave up (its context ended, not the domain's timeout).
-	if parent.Err() != nil {
-		br.release()
-	} else {
-		br.record(err == nil || oe != nil, time.Now())
-	}
+	r.recordOutcome(parent, br, d.Name, err)
 	if err == nil {
 		return resp, nil
 	}
@@ -117,24 +116,65 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		rejected = ReasonJWTBearerRejected
 	}
 	switch {
-	case errors.As(err, &oe) && hop == HopJWTBearer && oe.Code == "jti_known":
+	case oe != nil && hop == HopJWTBearer && oe.Code == "jti_known":
 		// Ory Hydra's non-standard answer to a reused jti: the target caught a
 		// replay the broker's own guard did not (e.g. another broker fleet).
-		return nil, &Error{Reason: ReasonAssertionReplayed, Hop: hop, Upstream: oe,
+		return nil, &Error{Reason: ReasonAssertionReplayed, Hop: hop, Upstream: boundedUpstream(oe),
 			Message: d.Name + " reports the grant's jti as already used", Err: err}
-	case errors.As(err, &oe):
-		msg := d.Name + " refused the " + hop + ": " + oe.Code
-		if oe.Description != "" {
-			msg += ": " + truncateTo(oe.Description, maxUpstreamDescription)
-		}
-		return nil, &Error{Reason: rejected, Hop: hop, Upstream: oe, Message: msg, Err: err}
+	case oe != nil:
+		// Whatever the HTTP status: some servers answer a refusal that
+		// depends on the user with 500 and an OAuth error body.
+		up := boundedUpstream(oe)
+		return nil, &Error{Reason: rejected, Hop: hop, Upstream: up, Message: d.Name + " refused the " + hop + ": " + upstreamText(up), Err: err}
 	case errors.Is(err, oauth.ErrConfig):
 		return nil, &Error{Reason: ReasonInternal, Hop: hop, Message: "the broker's client for " + d.Name + " is misconfigured", Err: err}
 	case errors.Is(err, oauth.ErrBadResponse):
 		return nil, &Error{Reason: ReasonUpstreamBadResponse, Hop: hop, Message: d.Name + " answered the " + hop + " with an invalid response", Err: err}
+	case ue != nil && ue.OAuth != nil: // e.g. 503 temporarily_unavailable
+		up := boundedUpstream(ue.OAuth)
+		return nil, &Error{Reason: ReasonUpstreamUnavailable, Hop: hop, Upstream: up,
+			Message: d.Name + " is unavailable for the " + hop + ": " + upstreamText(up), Err: err}
 	default: // oauth.ErrUnavailable, deadlines, anything else on the wire
 		return nil, &Error{Reason: ReasonUpstreamUnavailable, Hop: hop, Message: d.Name + " is unavailable for the " + hop, Err: err}
 	}
+}
+
+// recordOutcome tells d's breaker how a call went. Only outages count
+// against a domain (errors wrapping oauth.ErrUnavailable: unreachable, timed
+// out, 429, 5xx without an OAuth error body, temporarily_unavailable), not
+// its refusals, not its invalid answers (retrying would not help), and not a
+// caller who gave up (its context ended, not the domain's timeout). One
+// chain's failure counts once per domain however many attempts it makes,
+// so that one chain's retries cannot open the circuit for everyone; a
+// failed half-open probe still reopens it.
+func (r *chainRun) recordOutcome(parent context.Context, br *breaker, domain string, err error) {
+	outage := err != nil && errors.Is(err, oauth.ErrUnavailable)
+	switch {
+	case parent.Err() != nil, errors.Is(err, oauth.ErrConfig): // no verdict on the domain
+		br.release()
+	case outage && slices.Contains(r.breakerCounted, domain):
+		br.repeatFailure(time.Now())
+	case outage:
+		r.breakerCounted = append(r.breakerCounted, domain)
+		br.record(false, time.Now())
+	default:
+		br.record(true, time.Now())
+	}
+}
+
+// boundedUpstream is the server's OAuth error as the caller and the audit
+// see it: code and URI bounded like any echoed text (128 bytes), the
+// description to maxUpstreamDescription (512 bytes), all valid UTF-8.
+func boundedUpstream(oe *oauth.Error) *oauth.Error {
+	return &oauth.Error{StatusCode: oe.StatusCode, Code: truncate(oe.Code),
+		Description: truncateTo(oe.Description, maxUpstreamDescription), URI: truncate(oe.URI)}
+}
+
+func upstreamText(oe *oauth.Error) string {
+	if oe.Description == "" {
+		return oe.Code
+	}
+	return oe.Code + ": " + oe.Description
 }
 
 func contains(list []string, s string) bool {

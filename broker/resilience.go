@@ -13,12 +13,13 @@ import (
 // Resilience configures how the broker treats a failing domain.
 type Resilience struct {
 	// MaxAttempts bounds the token exchange attempts (hop 1) per chain, and
-	// how many times a chain whose hop 2 was unavailable is restarted from
-	// hop 1 with a fresh assertion. Default 3; 1 disables retries.
+	// how many times a chain whose hop 2 was unavailable tries it again:
+	// with the same assertion when nothing was sent, else from hop 1 with a
+	// fresh one. Default 3; 1 disables retries.
 	MaxAttempts int
 	// BreakerFailures: the circuit opens when, within one breakerWindow, at
-	// least this many calls failed (unavailable) and they are at least half
-	// of the calls. Default 5; negative disables the breaker. A rate, not a
+	// least this many calls failed on an outage (oauth.ErrUnavailable; one
+	// chain's failures count once) and they are at least half of the calls. Default 5; negative disables the breaker. A rate, not a
 	// run of consecutive failures: under concurrency the slow answers of a
 	// partly slow domain arrive together, and must not shut it off.
 	BreakerFailures int
@@ -95,6 +96,10 @@ func (b *breaker) record(ok bool, now time.Time) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.recordLocked(ok, now)
+}
+
+func (b *breaker) recordLocked(ok bool, now time.Time) {
 	wasProbe := b.probing
 	b.probing = false
 	if now.Sub(b.windowStart) >= breakerWindow {
@@ -112,6 +117,20 @@ func (b *breaker) record(ok bool, now time.Time) {
 	if wasProbe || b.failures >= b.threshold && 2*b.failures >= b.calls {
 		b.openUntil = now.Add(b.cooldown)
 		b.windowStart, b.calls, b.failures = now, 0, 0
+	}
+}
+
+// repeatFailure reports a further failed call of a chain whose failure at
+// this domain was already recorded: it does not count again, except as a
+// failed half-open probe, which reopens the circuit.
+func (b *breaker) repeatFailure(now time.Time) {
+	if b.threshold < 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.probing {
+		b.recordLocked(false, now)
 	}
 }
 

@@ -89,3 +89,27 @@ func TestBreakerRate(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A chain's further failures at a domain do not count again, except as a
+// failed half-open probe, which reopens the circuit.
+func TestBreakerRepeatFailure(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newBreaker(Resilience{BreakerFailures: 2, BreakerCooldown: time.Second})
+	b.record(false, t0)
+	b.repeatFailure(t0)
+	b.repeatFailure(t0)
+	if !b.allow(t0) {
+		t.Fatal("one chain's repeated failures opened the circuit")
+	}
+	b.record(false, t0) // a second chain: 2 failures of 2 calls
+	if b.allow(t0) {
+		t.Fatal("two chains' failures did not open the circuit")
+	}
+	if !b.allow(t0.Add(time.Second)) {
+		t.Fatal("no probe after the cooldown")
+	}
+	b.repeatFailure(t0.Add(time.Second)) // the probe failed
+	if b.allow(t0.Add(1500 * time.Millisecond)) {
+		t.Fatal("a failed probe, reported as a repeat failure, must reopen the circuit")
+	}
+}

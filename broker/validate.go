@@ -14,7 +14,7 @@ import (
 // a precise reason instead of being sent. Signature first, with the source's
 // configured keys: no claim of an unverified token is trusted.
 func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion string) (*token.Token, error) {
-	tok, err := src.Keys.Verify(ctx, assertion)
+	tok, err := verifyKeys(ctx, src, assertion)
 	if err != nil {
 		return nil, verifyError(src, err)
 	}
@@ -32,10 +32,70 @@ func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion str
 	return tok, nil
 }
 
+// verifyKeys verifies compact with src's keys. A kid the cached JWKS lacks
+// while it may not be refetched yet is most likely a key rotation at the
+// source: when the refetch is close (waitForKeys), it waits and verifies
+// again (for a grant, a failed chain would cost the caller another token
+// exchange).
+func verifyKeys(ctx context.Context, src *Domain, compact string) (*token.Token, error) {
+	tok, err := src.Keys.Verify(ctx, compact)
+	var ku *token.KeyUnknownError
+	if errors.As(err, &ku) && ku.RefreshIn > 0 && waitForKeys(ctx, ku.RefreshIn) {
+		tok, err = src.Keys.Verify(ctx, compact)
+	}
+	return tok, err
+}
+
+// keysRefreshing is SOURCE_KEYS_REFRESHING when err is a kid missing from
+// src's cached JWKS while it may not be refetched yet, naming the kid and
+// when to retry; nil otherwise. what names the token ("the grant from A").
+func keysRefreshing(src *Domain, what, hop string, err error) *Error {
+	var ku *token.KeyUnknownError
+	if !errors.As(err, &ku) || ku.RefreshIn <= 0 {
+		return nil
+	}
+	// Not the token's fault, nor a configuration disagreement: the cached
+	// copy of the source's JWKS may predate a key rotation.
+	retry := ku.RefreshIn.Truncate(time.Second) + time.Second
+	return &Error{Reason: ReasonKeysRefreshing, Hop: hop, RetryAfter: retry, Err: err,
+		Message: what + " is signed with key " + quote(ku.Kid) + ", which is not in " + src.Name +
+			"'s JWKS as last fetched (a key rotation?); the JWKS may be fetched again in " + retry.String() + ": retry then"}
+}
+
+// maxKeysWait bounds how long a chain waits for its source's JWKS to be
+// refetchable (domains[].jwks_min_refresh); longer waits are answered with
+// SOURCE_KEYS_REFRESHING and a retry delay instead.
+const maxKeysWait = 2 * time.Second
+
+// waitForKeys waits d if d <= maxKeysWait and the caller's deadline leaves
+// minAttemptBudget after it; it reports whether it waited.
+func waitForKeys(ctx context.Context, d time.Duration) bool {
+	if d > maxKeysWait {
+		return false
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttemptBudget {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func verifyError(src *Domain, err error) *Error {
 	r := ReasonAssertionMalformed
 	msg := "the grant from " + src.Name + " is not a well-formed JWS"
+	if e := keysRefreshing(src, "the grant from "+src.Name, HopTokenExchange, err); e != nil {
+		return e
+	}
+	var ku *token.KeyUnknownError
 	switch {
+	case errors.As(err, &ku):
+		r, msg = ReasonAssertionKeyUnknown, "the grant from "+src.Name+" names a key (kid "+quote(ku.Kid)+") that is not in its JWKS"
 	case errors.Is(err, token.ErrAlgNotAllowed):
 		r, msg = ReasonAssertionAlgNotAllowed, "the grant from "+src.Name+" is signed with an algorithm that is not allowed"
 	case errors.Is(err, token.ErrKeyUnknown):

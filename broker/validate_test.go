@@ -139,3 +139,28 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 		}
 	}
 }
+
+// An unknown kid while the source's JWKS cannot be refetched yet is a
+// transient condition (a key rotation the cached copy predates), answered
+// with a retry delay and the kid named; a kid missing from a freshly
+// fetched JWKS is the configuration disagreement ASSERTION_KEY_UNKNOWN.
+func TestVerifyErrorKeyUnknown(t *testing.T) {
+	src := &Domain{Name: "domain-a"}
+	tests := []struct {
+		name      string
+		err       error
+		reason    Reason
+		retry     time.Duration
+		msgHasKid bool
+	}{
+		{"refetch pending", &token.KeyUnknownError{Kid: "k2", Alg: "RS256", RefreshIn: 11500 * time.Millisecond}, ReasonKeysRefreshing, 12 * time.Second, true},
+		{"just fetched", &token.KeyUnknownError{Kid: "k2", Alg: "RS256"}, ReasonAssertionKeyUnknown, 0, true},
+		{"keys unavailable", token.ErrKeysUnavailable, ReasonKeysUnavailable, 0, false},
+	}
+	for _, tt := range tests {
+		e := verifyError(src, tt.err)
+		if e.Reason != tt.reason || e.RetryAfter != tt.retry || strings.Contains(e.Message, `"k2"`) != tt.msgHasKid {
+			t.Errorf("%s: got %s, retry %v, message %q", tt.name, e.Reason, e.RetryAfter, e.Message)
+		}
+	}
+}

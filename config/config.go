@@ -218,12 +218,16 @@ type Domain struct {
 	Discovery     bool   `yaml:"discovery"`
 	TokenEndpoint string `yaml:"token_endpoint"`
 	JWKSURI       string `yaml:"jwks_uri"`
+	// JWKSMinRefresh is the least time between two fetches of the JWKS
+	// prompted by an unknown kid; default 30s, at least 1s.
+	JWKSMinRefresh Duration `yaml:"jwks_min_refresh"`
 	// Timeout bounds each call to this domain; default 10s.
 	Timeout Duration `yaml:"timeout"`
 	// MaxAttempts bounds token exchange attempts per chain (retries on
-	// connection errors, 5xx and 429, with jittered backoff honouring
-	// Retry-After) and restarts from hop 1 when hop 2 was unavailable;
-	// default 3, 1 disables retries.
+	// outages: connection errors, timeouts, 429, 503, other 5xx without an
+	// OAuth error body, temporarily_unavailable; with jittered backoff
+	// honouring Retry-After) and hop 2 retries (the same assertion when
+	// nothing was sent, else from hop 1); default 3, 1 disables retries.
 	MaxAttempts int `yaml:"max_attempts"`
 	// CircuitBreaker suspends calls to a failing domain.
 	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
@@ -242,7 +246,8 @@ type Domain struct {
 	Assertion          AssertionPolicy `yaml:"assertion"`
 }
 
-// CircuitBreaker opens when, within 10 s, at least Failures calls failed
+// CircuitBreaker opens when, within 10 s, at least Failures chains failed
+// on an outage (each counted once, refusals and invalid answers not at all)
 // and they were at least half of the calls; it then refuses calls
 // (UNAVAILABLE, UPSTREAM_CIRCUIT_OPEN) for Cooldown and lets one probe through.
 type CircuitBreaker struct {
@@ -399,6 +404,7 @@ const (
 	DefaultHTTPAddr        = "127.0.0.1:8080"
 	DefaultMaxLifetime     = 300 * time.Second
 	DefaultDomainTimeout   = 10 * time.Second
+	DefaultJWKSMinRefresh  = 30 * time.Second
 	DefaultShutdownTimeout = 15 * time.Second
 	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
 )
@@ -436,6 +442,9 @@ func (f *File) SetDefaults() {
 		d := &f.Domains[i]
 		if d.Timeout == 0 {
 			d.Timeout = Duration(DefaultDomainTimeout)
+		}
+		if d.JWKSMinRefresh == 0 {
+			d.JWKSMinRefresh = Duration(DefaultJWKSMinRefresh)
 		}
 		setDefault(&d.Client.AuthMethod, "client_secret_basic")
 		setDefault(&d.TokenExchange.SubjectTokenType, TokenTypeAccessToken)
@@ -594,6 +603,9 @@ func (f *File) validate() Problems {
 		}
 		if d.Timeout < 0 {
 			add(fp+".timeout", "must be positive")
+		}
+		if d.JWKSMinRefresh != 0 && (d.JWKSMinRefresh < Duration(time.Second) || d.JWKSMinRefresh > Duration(time.Hour)) {
+			add(fp+".jwks_min_refresh", "must be between 1s and 1h")
 		}
 		if d.MaxAttempts < 0 || d.MaxAttempts > 10 {
 			add(fp+".max_attempts", "must be between 1 and 10")

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chainbroker/chainbroker/token"
@@ -150,14 +152,23 @@ type Request struct {
 // response, or an error wrapping ErrUnavailable / ErrBadResponse.
 //
 // Classification: 200 with a JSON object holding non-empty access_token and
-// token_type is success; any other 4xx except 429 with a JSON "error" member
-// is *Error; 5xx and 429 wrap ErrUnavailable (the OAuth error code, if any,
-// is named in the message but no *Error is returned, so callers can treat
-// them as retryable); everything else, redirects included, wraps
-// ErrBadResponse. Transport failures and deadlines wrap ErrUnavailable and
-// keep the cause reachable (errors.Is(err, context.DeadlineExceeded)).
-// Invalid requests wrap ErrConfig and send nothing. Errors never contain
-// form values, credentials or response bodies.
+// token_type is success. An answer with a well-formed OAuth error body (a
+// JSON object with a non-empty "error" member) is the server's deliberate
+// answer and is *Error whatever the HTTP status, 500 included (some servers
+// answer a refusal that depends on the user, such as a missing permission,
+// with 500 and error server_error): not an outage, not worth retrying.
+// Outages wrap ErrUnavailable (*UnavailableError, carrying the OAuth error
+// if there was one): 429 and 503 whatever the body (their status says "come
+// back later"), any other 5xx without an OAuth error body, and the error
+// code temporarily_unavailable at any status.
+// Everything else, redirects included, wraps ErrBadResponse. Transport
+// failures and deadlines wrap ErrUnavailable and keep the cause reachable
+// (errors.Is(err, context.DeadlineExceeded)); when the request was not sent
+// at all (connection refused, DNS failure: no header was written) they
+// also wrap ErrNotSent. Invalid requests wrap ErrConfig and send nothing.
+// Errors never contain form values, credentials or response bodies (an
+// *Error holds the server's error code and description, which are meant
+// for the client).
 func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error) {
 	u, err := checkEndpoint(req.Endpoint)
 	if err != nil {
@@ -190,16 +201,25 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 		return nil, err
 	}
 	resp, err := parseTokenResponse(status, body, redact(u))
-	if err != nil && (status == http.StatusTooManyRequests || status >= 500) {
-		return nil, &UnavailableError{StatusCode: status, RetryAfter: parseRetryAfter(header.Get("Retry-After"), c.now()), msg: err.Error()}
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		ue.RetryAfter = parseRetryAfter(header.Get("Retry-After"), c.now())
 	}
 	return resp, err
 }
 
-// do sends the request and reads a bounded body.
+// do sends the request and reads a bounded body. A transport failure before
+// any request header was written also wraps ErrNotSent.
 func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	}))
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if !wrote.Load() {
+			return 0, nil, nil, fmt.Errorf("%w (%w): %w", ErrUnavailable, ErrNotSent, err)
+		}
 		return 0, nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
@@ -213,11 +233,15 @@ func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
 	return resp.StatusCode, resp.Header, body, nil
 }
 
-// UnavailableError is an answer that wraps ErrUnavailable (HTTP 5xx or
-// 429); RetryAfter is the delay the server asked for (Retry-After), or 0.
+// UnavailableError is an answer that wraps ErrUnavailable (HTTP 429 or 503,
+// another 5xx without an OAuth error body, or error temporarily_unavailable);
+// RetryAfter is the delay the server asked for (Retry-After), or 0. OAuth is
+// the server's OAuth error when it sent one (errors.As does not find it: an
+// UnavailableError is not a refusal).
 type UnavailableError struct {
 	StatusCode int
 	RetryAfter time.Duration
+	OAuth      *Error
 	msg        string
 }
 
@@ -295,14 +319,16 @@ func parseTokenResponse(status int, body []byte, endpoint string) (*TokenRespons
 			Scope:           tj.Scope,
 			RefreshToken:    tj.RefreshToken,
 		}, nil
-	case status == http.StatusTooManyRequests || status >= 500:
-		if oe := parseOAuthError(status, body); oe != nil {
-			return nil, fmt.Errorf("%w: %s: HTTP %d, error %q", ErrUnavailable, endpoint, status, oe.Code)
-		}
-		return nil, fmt.Errorf("%w: %s: HTTP %d", ErrUnavailable, endpoint, status)
 	case status >= 400:
-		if oe := parseOAuthError(status, body); oe != nil {
-			return nil, oe
+		oe := parseOAuthError(status, body)
+		switch {
+		case oe != nil && !outageStatus(status) && oe.Code != ErrorTemporarilyUnavailable:
+			return nil, oe // a refusal, even with a 5xx status
+		case oe != nil:
+			return nil, &UnavailableError{StatusCode: status, OAuth: oe,
+				msg: fmt.Sprintf("%s: %s: HTTP %d, error %q", ErrUnavailable, endpoint, status, oe.Code)}
+		case status == http.StatusTooManyRequests || status >= 500:
+			return nil, &UnavailableError{StatusCode: status, msg: fmt.Sprintf("%s: %s: HTTP %d", ErrUnavailable, endpoint, status)}
 		}
 		return nil, fmt.Errorf("%w: %s: HTTP %d without an OAuth error body", ErrBadResponse, endpoint, status)
 	case status >= 300:
@@ -310,6 +336,12 @@ func parseTokenResponse(status int, body []byte, endpoint string) (*TokenRespons
 	default:
 		return nil, fmt.Errorf("%w: %s: unexpected HTTP %d", ErrBadResponse, endpoint, status)
 	}
+}
+
+// outageStatus reports whether an HTTP status says "come back later"
+// whatever the body: 429 Too Many Requests and 503 Service Unavailable.
+func outageStatus(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
 }
 
 // parseOAuthError returns the RFC 6749 §5.2 error in body, or nil.

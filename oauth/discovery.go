@@ -30,7 +30,8 @@ func (e *errStatus) Unwrap() error { return e.err }
 // status; a transport failure wraps ErrUnavailable at once. The document is
 // bounded by ClientOptions.MaxResponseBytes and must carry a token_endpoint;
 // an issuer mismatch or an invalid document wraps ErrBadResponse. Redirects
-// are not followed.
+// are not followed: a 3xx answer wraps ErrBadResponse and says so (then the
+// fallback URL is tried, on the issuer's host).
 func (c *Client) Discover(ctx context.Context, issuer string) (*Metadata, error) {
 	u, err := checkEndpoint(issuer)
 	if err != nil {
@@ -69,6 +70,8 @@ func (c *Client) fetchMetadata(ctx context.Context, docURL, issuer string) (*Met
 	}
 	switch {
 	case status == http.StatusOK:
+	case status >= 300 && status < 400:
+		return nil, &errStatus{fmt.Errorf("%w: GET %s: HTTP %d redirect not followed: discovery documents must be served at the issuer's well-known URL", ErrBadResponse, docURL, status)}
 	case status == http.StatusTooManyRequests || status >= 500:
 		return nil, &errStatus{fmt.Errorf("%w: GET %s: HTTP %d", ErrUnavailable, docURL, status)}
 	default:

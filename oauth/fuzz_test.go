@@ -24,9 +24,10 @@ const fuzzMaxResponseBytes = 4 << 10
 // through the real Client.Token against a loopback token endpoint that
 // writes that answer (status mapped into 200..999, what net/http can send as
 // a final status). Either way the result is a TokenResponse with an
-// access_token and a token_type, or an *Error (4xx other than 429, with an
-// error code), or an error wrapping ErrUnavailable (429, 5xx and up) or
-// ErrBadResponse (everything else). Both paths classify an answer alike.
+// access_token and a token_type, or an *Error (4xx other than 429, or 5xx
+// other than 503, with an error code other than temporarily_unavailable),
+// or an error wrapping ErrUnavailable (429, 503, other 5xx without an OAuth
+// error body, temporarily_unavailable) or ErrBadResponse (everything else). Both paths classify an answer alike.
 // Errors never contain the body, nor any long string value of it other than
 // the OAuth error code and description (bodies may carry tokens).
 func FuzzTokenResponse(f *testing.F) {
@@ -76,6 +77,9 @@ func FuzzTokenResponse(f *testing.F) {
 		{429, `{"error":"slow_down","error_description":"retry later"}`},
 		{503, `{"error":"temporarily_unavailable"}`},
 		{500, `Internal Server Error`},
+		{500, `{"error":"server_error","error_description":"user doesn't have impersonation permission"}`},
+		{400, `{"error":"temporarily_unavailable"}`},
+		{503, `{"error":"server_error"}`},
 		{302, ``},
 		{204, `{"access_token":"at","token_type":"Bearer"}`},
 		{101, ``},
@@ -162,12 +166,19 @@ func checkTokenResult(t *testing.T, status int, body []byte, resp *TokenResponse
 	case isOAuth && (unavailable || bad), unavailable && bad:
 		t.Fatalf("HTTP %d: error in several classes: %v", status, err)
 	case isOAuth:
-		if oe.Code == "" || oe.StatusCode != status || status < 400 || status > 499 || status == http.StatusTooManyRequests {
+		if oe.Code == "" || oe.Code == ErrorTemporarilyUnavailable || oe.StatusCode != status || status < 400 || outageStatus(status) {
 			t.Fatalf("HTTP %d: OAuth error %+v", status, oe)
 		}
 	case unavailable:
-		if status != http.StatusTooManyRequests && status < 500 {
+		var ue *UnavailableError
+		if !errors.As(err, &ue) || ue.StatusCode != status {
+			t.Fatalf("HTTP %d: unavailable without its status: %v", status, err)
+		}
+		if status != http.StatusTooManyRequests && status < 500 && (ue.OAuth == nil || ue.OAuth.Code != ErrorTemporarilyUnavailable) {
 			t.Fatalf("HTTP %d reported as unavailable: %v", status, err)
+		}
+		if status >= 500 && !outageStatus(status) && ue.OAuth != nil && ue.OAuth.Code != ErrorTemporarilyUnavailable {
+			t.Fatalf("HTTP %d: the OAuth error %q is a refusal, not an outage", status, ue.OAuth.Code)
 		}
 	case bad:
 		if status == http.StatusTooManyRequests || status >= 500 {

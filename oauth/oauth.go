@@ -31,9 +31,13 @@ const (
 	AuthNone              AuthMethod = "none"
 )
 
+// ErrorTemporarilyUnavailable is the OAuth error code (RFC 6749 §4.1.2.1)
+// that makes an error answer an outage rather than a refusal.
+const ErrorTemporarilyUnavailable = "temporarily_unavailable"
+
 // Error is an OAuth error response (RFC 6749 §5.2) from an authorization server.
 type Error struct {
-	StatusCode  int    // HTTP status
+	StatusCode  int    // HTTP status: 4xx, or 5xx from servers that answer refusals so
 	Code        string // "error", e.g. invalid_grant
 	Description string // "error_description", may be empty
 	URI         string // "error_uri", may be empty
@@ -48,9 +52,15 @@ func (e *Error) Error() string {
 
 // Transport-level failures, wrapped with detail; test with errors.Is.
 var (
-	// ErrUnavailable: the endpoint could not be reached, timed out, or answered
-	// 5xx/429 without a parsable OAuth error. Retrying later may help.
+	// ErrUnavailable: the endpoint could not be reached, timed out, or
+	// answered 429, 503, another 5xx without an OAuth error body, or the
+	// OAuth error temporarily_unavailable. Retrying later may help.
 	ErrUnavailable = errors.New("oauth: token endpoint unavailable")
+	// ErrNotSent accompanies ErrUnavailable when the request never left the
+	// client (connection refused, DNS failure, TLS handshake failure: no
+	// request header was written): the server cannot have seen it, so even
+	// a request that must not be presented twice may be sent again.
+	ErrNotSent = errors.New("oauth: request not sent")
 	// ErrBadResponse: the endpoint answered something that is not a valid
 	// token or error response (bad JSON, missing access_token/token_type,
 	// wrong content, over the size bound).

@@ -353,6 +353,34 @@ func TestTokenResponses(t *testing.T) {
 				}
 			}},
 		{"429", writeRaw(429, "application/json", `{"error":"slow_down"}`), wantSentinel(oauth.ErrUnavailable)},
+		// A refusal that depends on the user, answered with 500 (Keycloak's
+		// impersonation check): the server's answer, not an outage.
+		{"500 with OAuth error is a refusal", writeRaw(500, "application/json", `{"error":"server_error","error_description":"user doesn't have impersonation permission"}`),
+			func(t *testing.T, _ *oauth.TokenResponse, err error) {
+				var oe *oauth.Error
+				if !errors.As(err, &oe) || errors.Is(err, oauth.ErrUnavailable) {
+					t.Fatalf("got %v, want *oauth.Error and not ErrUnavailable", err)
+				}
+				want := oauth.Error{StatusCode: 500, Code: "server_error", Description: "user doesn't have impersonation permission"}
+				if *oe != want {
+					t.Fatalf("got %+v, want %+v", *oe, want)
+				}
+			}},
+		{"503 temporarily_unavailable keeps its description", writeRaw(503, "application/json", `{"error":"temporarily_unavailable","error_description":"maintenance"}`),
+			func(t *testing.T, _ *oauth.TokenResponse, err error) {
+				var ue *oauth.UnavailableError
+				if !errors.As(err, &ue) || ue.OAuth == nil || ue.OAuth.Code != "temporarily_unavailable" || ue.OAuth.Description != "maintenance" {
+					t.Fatalf("got %#v", err)
+				}
+			}},
+		{"503 server_error is an outage", writeRaw(503, "application/json", `{"error":"server_error"}`), wantSentinel(oauth.ErrUnavailable)},
+		{"400 temporarily_unavailable is an outage", writeRaw(400, "application/json", `{"error":"temporarily_unavailable"}`),
+			func(t *testing.T, _ *oauth.TokenResponse, err error) {
+				var oe *oauth.Error
+				if !errors.Is(err, oauth.ErrUnavailable) || errors.As(err, &oe) {
+					t.Fatalf("got %v, want ErrUnavailable", err)
+				}
+			}},
 		{"200 HTML", writeRaw(200, "text/html", `<html>login</html>`), wantSentinel(oauth.ErrBadResponse)},
 		{"200 JSON array", writeRaw(200, "application/json", `[{"access_token":"AT","token_type":"Bearer"}]`), wantSentinel(oauth.ErrBadResponse)},
 		{"200 without access_token", writeRaw(200, "application/json", `{"token_type":"Bearer"}`), wantSentinel(oauth.ErrBadResponse)},
@@ -463,8 +491,40 @@ func TestClosedPort(t *testing.T) {
 	_, err = oauth.NewClient(oauth.ClientOptions{}).Token(context.Background(), oauth.Request{
 		Endpoint: "http://" + addr + "/token", Creds: oauth.ClientCredentials{ClientID: "c", Method: oauth.AuthNone}, Form: bearerForm(),
 	})
-	if !errors.Is(err, oauth.ErrUnavailable) {
-		t.Fatalf("got %v, want ErrUnavailable", err)
+	if !errors.Is(err, oauth.ErrUnavailable) || !errors.Is(err, oauth.ErrNotSent) {
+		t.Fatalf("got %v, want ErrUnavailable and ErrNotSent", err)
+	}
+}
+
+// A connection that fails after the request was written: the server may
+// have seen it, so the error must not claim it was not sent.
+func TestResetAfterWriteIsNotNotSent(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // read the request, then drop the connection unanswered
+				buf := make([]byte, 4096)
+				_, _ = c.Read(buf)
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // RST
+				}
+				c.Close()
+			}()
+		}
+	}()
+	_, err = oauth.NewClient(oauth.ClientOptions{}).Token(context.Background(), oauth.Request{
+		Endpoint: "http://" + l.Addr().String() + "/token", Creds: oauth.ClientCredentials{ClientID: "c", Method: oauth.AuthNone}, Form: bearerForm(),
+	})
+	if !errors.Is(err, oauth.ErrUnavailable) || errors.Is(err, oauth.ErrNotSent) {
+		t.Fatalf("got %v, want ErrUnavailable without ErrNotSent", err)
 	}
 }
 
@@ -762,5 +822,24 @@ func TestDiscover(t *testing.T) {
 	}
 	if _, err := oauth.NewClient(oauth.ClientOptions{}).Discover(context.Background(), "not a url"); !errors.Is(err, oauth.ErrConfig) {
 		t.Fatalf("bad issuer: got %v, want ErrConfig", err)
+	}
+}
+
+// A discovery URL answering a redirect to another server: not followed,
+// the error says so, and the other server sees no request.
+func TestDiscoverRefusesRedirects(t *testing.T) {
+	var hits atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer redirector.Close()
+	_, err := oauth.NewClient(oauth.ClientOptions{}).Discover(context.Background(), redirector.URL+"/realms/a")
+	if !errors.Is(err, oauth.ErrBadResponse) || !strings.Contains(err.Error(), "HTTP 302 redirect not followed") {
+		t.Fatalf("got %v, want ErrBadResponse naming the refused redirect", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the redirect target saw %d requests", n)
 	}
 }

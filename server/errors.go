@@ -11,6 +11,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/store"
@@ -42,6 +44,7 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonUpstreamBadResponse:   codes.Unavailable,
 	broker.ReasonKeysUnavailable:       codes.Unavailable,
 	broker.ReasonUpstreamCircuitOpen:   codes.Unavailable,
+	broker.ReasonKeysRefreshing:        codes.Unavailable,
 
 	// A grant the target would refuse: the domains' configurations disagree.
 	broker.ReasonAssertionMalformed:         codes.FailedPrecondition,
@@ -148,7 +151,10 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 			if e.Upstream.Description != "" {
 				meta["error_description"] = broker.BoundText(e.Upstream.Description, MaxDescriptionBytes)
 			}
-			if c, ok := upstreamCodes[e.Upstream.Code]; ok {
+			// The upstream error refines the code of a refusal only: an
+			// outage (UPSTREAM_UNAVAILABLE) may carry one too, e.g. a 429
+			// with invalid_grant, and stays UNAVAILABLE.
+			if c, ok := upstreamCodes[e.Upstream.Code]; ok && (e.Reason == broker.ReasonTokenExchangeRejected || e.Reason == broker.ReasonJWTBearerRejected) {
 				code = c
 			}
 		}
@@ -179,7 +185,12 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		}
 	}
 	st := status.New(code, msg)
-	if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}); derr == nil {
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: meta}}
+	if e, ok := broker.AsError(err); ok && e.RetryAfter > 0 {
+		// REST turns it into Retry-After (retryAfterErrorHandler).
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)})
+	}
+	if withInfo, derr := st.WithDetails(details...); derr == nil {
 		st = withInfo
 	}
 	return st.Err()

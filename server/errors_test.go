@@ -84,6 +84,13 @@ func TestToStatus(t *testing.T) {
 			codes.PermissionDenied, "TOKEN_EXCHANGE_REJECTED",
 			map[string]string{"error": "invalid_grant", "error_description": "ab" + strings.Repeat("é", 253) + "…"}, "m", ""},
 		{"store unavailable", fmt.Errorf("list: %w", store.ErrUnavailable), codes.Unavailable, "STORE_UNAVAILABLE", map[string]string{}, "the store is unavailable", ""},
+		// An outage may carry an OAuth error (a 429 with invalid_grant): it
+		// stays UNAVAILABLE; only refusals take their code from the upstream.
+		{"outage with an upstream error", &broker.Error{Reason: broker.ReasonUpstreamUnavailable, Hop: broker.HopTokenExchange, Message: "m",
+			Upstream: &oauth.Error{StatusCode: 429, Code: "invalid_grant"}},
+			codes.Unavailable, "UPSTREAM_UNAVAILABLE", map[string]string{"hop": "token_exchange", "error": "invalid_grant"}, "m", ""},
+		{"keys refreshing", &broker.Error{Reason: broker.ReasonKeysRefreshing, Message: "kid k2 is not in domain-a's cached JWKS", RetryAfter: 7 * time.Second},
+			codes.Unavailable, "SOURCE_KEYS_REFRESHING", map[string]string{}, "kid k2", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +121,22 @@ func TestToStatus(t *testing.T) {
 
 // A failure caused by the call's own context ending is the caller's
 // deadline or cancellation, not the upstream's or the store's fault.
+// A broker error with RetryAfter carries a RetryInfo (REST: Retry-After).
+func TestToStatusRetryInfo(t *testing.T) {
+	err := toStatus(context.Background(), slog.New(slog.DiscardHandler),
+		&broker.Error{Reason: broker.ReasonKeysRefreshing, Message: "m", RetryAfter: 7 * time.Second})
+	st, _ := status.FromError(err)
+	var got time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			got = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	if got != 7*time.Second {
+		t.Fatalf("RetryInfo delay = %v, want 7s (details %v)", got, st.Details())
+	}
+}
+
 func TestToStatusCallEnded(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	upstream := func(cause error) error {

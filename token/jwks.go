@@ -242,6 +242,9 @@ func fetchJWKS(ctx context.Context, cfg *RemoteKeys, client *http.Client) (*keyS
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			return nil, fmt.Errorf("%w: GET %s: HTTP %d redirect not followed: the JWKS must be served at the configured URL", ErrKeysUnavailable, cfg.URL, resp.StatusCode)
+		}
 		return nil, fmt.Errorf("%w: GET %s: HTTP %d", ErrKeysUnavailable, cfg.URL, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, cfg.MaxBytes+1))

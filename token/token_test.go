@@ -539,8 +539,11 @@ func TestRemoteKeyRotation(t *testing.T) {
 	}
 	srv.setDoc(mustJWKS(t, newS))
 	newTok := mustSign(t, newS, baseClaims(), SignOptions{})
-	if _, err := v.Verify(ctx, newTok); !errors.Is(err, ErrKeyUnknown) {
-		t.Fatalf("new kid within the interval: got %v, want ErrKeyUnknown", err)
+	clk.advance(12 * time.Second)
+	_, err := v.Verify(ctx, newTok)
+	var ku *KeyUnknownError
+	if !errors.Is(err, ErrKeyUnknown) || !errors.As(err, &ku) || ku.Kid != newS.KeyID() || ku.RefreshIn != 18*time.Second {
+		t.Fatalf("new kid within the interval: got %v (%+v), want a KeyUnknownError naming the kid, refetch in 18s", err, ku)
 	}
 	clk.advance(time.Minute)
 
@@ -566,9 +569,11 @@ func TestRemoteKeyRotation(t *testing.T) {
 	if n := srv.hits.Load() - before; n != 1 {
 		t.Fatalf("concurrent misses caused %d fetches, want 1", n)
 	}
-	// The old key is gone from the new set.
-	if _, err := v.Verify(ctx, mustSign(t, oldS, baseClaims(), SignOptions{})); !errors.Is(err, ErrKeyUnknown) {
-		t.Fatalf("old kid after rotation: got %v, want ErrKeyUnknown", err)
+	// The old key is gone from the new set, which was just fetched: no
+	// refetch is pending.
+	clk.advance(time.Minute)
+	if _, err := v.Verify(ctx, mustSign(t, oldS, baseClaims(), SignOptions{})); !errors.As(err, &ku) || ku.RefreshIn != 0 {
+		t.Fatalf("old kid after rotation: got %v, want ErrKeyUnknown with no refetch pending", err)
 	}
 }
 
@@ -1055,5 +1060,34 @@ func TestNumericDateMustBeJSONNumber(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A JWKS URL answering a redirect to another server: the redirect is not
+// followed (neither with the default client nor with a caller's client that
+// would follow it), the fetch fails with a clear error, and the other
+// server sees no request.
+func TestRemoteKeysRefuseRedirects(t *testing.T) {
+	s := mustSigner(t, "RS256")
+	tok := mustSign(t, s, baseClaims(), SignOptions{})
+	other := newJWKSServer(t, mustJWKS(t, s))
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/jwks", http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+	for name, hc := range map[string]*http.Client{"default client": nil, "caller's client": {}} {
+		t.Run(name, func(t *testing.T) {
+			v := NewRemoteVerifier(RemoteKeys{URL: redirector.URL + "/certs", HTTPClient: hc}, nil)
+			_, err := v.Verify(context.Background(), tok)
+			if !errors.Is(err, ErrKeysUnavailable) || !strings.Contains(err.Error(), "HTTP 302 redirect not followed") {
+				t.Fatalf("got %v, want ErrKeysUnavailable naming the refused redirect", err)
+			}
+			if n := other.hits.Load(); n != 0 {
+				t.Fatalf("the redirect target saw %d requests", n)
+			}
+			if hc != nil && hc.CheckRedirect != nil {
+				t.Error("the caller's client was modified")
+			}
+		})
 	}
 }

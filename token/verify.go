@@ -58,7 +58,9 @@ type Verifier struct {
 // fetched lazily on first use, refetched when a token names an unknown kid
 // (at most once per MinRefreshInterval). allowedAlgs nil means DefaultAllowedAlgs.
 // HS* algorithms are never accepted by a remote verifier. A fetch that
-// fails keeps the previously fetched keys.
+// fails keeps the previously fetched keys. Redirects are not followed (a
+// copy of HTTPClient is used with that policy): a 3xx answer is
+// ErrKeysUnavailable.
 func NewRemoteVerifier(keys RemoteKeys, allowedAlgs []string) *Verifier {
 	if keys.Timeout <= 0 {
 		keys.Timeout = DefaultJWKSTimeout
@@ -72,10 +74,14 @@ func NewRemoteVerifier(keys RemoteKeys, allowedAlgs []string) *Verifier {
 	if keys.MaxKeys <= 0 {
 		keys.MaxKeys = DefaultJWKSMaxKeys
 	}
-	client := keys.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: keys.Timeout}
+	client := &http.Client{Timeout: keys.Timeout}
+	if keys.HTTPClient != nil {
+		c := *keys.HTTPClient // a copy: the caller's client keeps its policy
+		client = &c
 	}
+	// Keys come from the configured URL only: a redirect (possibly to
+	// another host, or from https to http) is answered, not followed.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Verifier{
 		allowed:  allowSet(allowedAlgs, false),
 		remote:   &keys,
@@ -147,9 +153,10 @@ func allowSet(list []string, hmac bool) map[string]bool {
 }
 
 // Verify checks, in order: size, shape (ErrMalformed), alg in the allow list
-// (ErrAlgNotAllowed; "none" always refused), key by kid (ErrKeyUnknown after
-// at most one rate-limited refresh; ErrKeysUnavailable if the JWKS cannot be
-// fetched), signature (ErrSignature). It returns the parsed token with
+// (ErrAlgNotAllowed; "none" always refused), key by kid (ErrKeyUnknown, a
+// *KeyUnknownError when no key fits, after at most one rate-limited
+// refresh; ErrKeysUnavailable if the JWKS cannot be fetched), signature
+// (ErrSignature). It returns the parsed token with
 // Verified set. Claims are not validated here.
 //
 // Keys come only from the Verifier's configuration: jku, x5u, x5c and jwk
@@ -197,18 +204,21 @@ func (v *Verifier) selectKey(ctx context.Context, kid, alg string) (*keyEntry, e
 		}
 	}
 	cands := st.keys.candidates(kid, alg)
-	if len(cands) == 0 && v.remote != nil && v.stale(st) {
-		st = v.refresh(ctx, st, false)
-		if st.err != nil {
-			return nil, v.unavailable(st)
+	var refreshIn time.Duration
+	if len(cands) == 0 && v.remote != nil {
+		if v.stale(st) {
+			st = v.refresh(ctx, st, false)
+			if st.err != nil {
+				return nil, v.unavailable(st)
+			}
+			cands = st.keys.candidates(kid, alg)
+		} else {
+			refreshIn = v.remote.MinRefreshInterval - v.now().Sub(st.fetchedAt)
 		}
-		cands = st.keys.candidates(kid, alg)
 	}
 	switch {
-	case len(cands) == 0 && kid == "":
-		return nil, fmt.Errorf("%w: token has no kid and no key fits alg %s", ErrKeyUnknown, alg)
 	case len(cands) == 0:
-		return nil, fmt.Errorf("%w: kid %s with alg %s", ErrKeyUnknown, quote(kid), alg)
+		return nil, &KeyUnknownError{Kid: kid, Alg: alg, RefreshIn: max(refreshIn, 0)}
 	case len(cands) > 1 && kid == "":
 		return nil, fmt.Errorf("%w: token has no kid and %d keys fit alg %s", ErrKeyUnknown, len(cands), alg)
 	case len(cands) > 1:
@@ -216,6 +226,33 @@ func (v *Verifier) selectKey(ctx context.Context, kid, alg string) (*keyEntry, e
 	}
 	return cands[0], nil
 }
+
+// KeyUnknownError is the ErrKeyUnknown of a token for which no key fits
+// (kid, alg). RefreshIn > 0 says the key set was not refetched for this
+// token because the last fetch was less than MinRefreshInterval ago: the
+// kid may be a new key (a rotation) that a refetch, allowed in RefreshIn,
+// would find. RefreshIn 0: the set was just fetched, or is static.
+type KeyUnknownError struct {
+	Kid       string // "" when the token has none
+	Alg       string
+	RefreshIn time.Duration
+}
+
+func (e *KeyUnknownError) Error() string {
+	msg := ErrKeyUnknown.Error() + ": "
+	if e.Kid == "" {
+		msg += "token has no kid and no key fits alg " + e.Alg
+	} else {
+		msg += "kid " + quote(e.Kid) + " with alg " + e.Alg
+	}
+	if e.RefreshIn > 0 {
+		msg += fmt.Sprintf(" in the cached key set; refetch allowed in %v", e.RefreshIn.Round(time.Millisecond))
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrKeyUnknown) true.
+func (e *KeyUnknownError) Is(target error) bool { return target == ErrKeyUnknown }
 
 func (v *Verifier) unavailable(st *keyState) error {
 	if st != nil && st.err != nil {

@@ -300,7 +300,8 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 		}
 		var keys *token.Verifier
 		if jwksURI != "" {
-			keys = token.NewRemoteVerifier(token.RemoteKeys{URL: jwksURI, Timeout: d.Timeout.D(), HTTPClient: httpClient}, nil)
+			keys = token.NewRemoteVerifier(token.RemoteKeys{URL: jwksURI, Timeout: d.Timeout.D(), HTTPClient: httpClient,
+				MinRefreshInterval: d.JWKSMinRefresh.D()}, nil)
 		}
 		out = append(out, broker.Domain{
 			Name:               d.Name,

@@ -334,7 +334,11 @@ func (e *env) get(t *testing.T, path string) (int, []byte) {
 // Each rule of DESIGN §2, broken by domain A: the broker refuses the grant
 // with its own reason, domain B is never called, and the failure is audited.
 func TestAssertionValidationFailures(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	// jwks_min_refresh 1s: an unknown kid waits for A's JWKS to be fetched
+	// again and is then ASSERTION_KEY_UNKNOWN (with 30s, the JWKS fetched
+	// for the subject token moments before may not be refetched yet:
+	// SOURCE_KEYS_REFRESHING, TestSourceKeyRotation).
+	e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[0].JWKSMinRefresh = config.Duration(time.Second) }})
 	tests := []struct {
 		name   string
 		m      sandbox.Misbehaviour
