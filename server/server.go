@@ -167,6 +167,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 // every listener. Each network listener holds at most
 // Limits.MaxConnections connections.
 func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
+	serving := false
+	defer func() { // an error before serving still closes the listeners
+		if !serving {
+			for _, l := range []net.Listener{ls.GRPC, ls.HTTP, ls.Admin} {
+				if l != nil {
+					l.Close()
+				}
+			}
+		}
+	}()
 	grpcLis, httpLis := s.cfg.Limits.limit(ls.GRPC), s.cfg.Limits.limit(ls.HTTP)
 	var adminLis net.Listener
 	if ls.Admin != nil {
@@ -247,12 +257,15 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 		adminSrv.ErrorLog = httpSrv.ErrorLog
 	}
 
-	s.checkReadiness(ctx)
+	if _, err := s.checkReadiness(ctx); err != nil {
+		s.log.Warn("not ready", "error", err)
+	}
 	s.health.setAlive()
 	readyCtx, stopReady := context.WithCancel(ctx)
 	defer stopReady()
 	go s.watchReadiness(readyCtx)
 
+	serving = true
 	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	for g, lis := range map[*grpc.Server]net.Listener{s.grpc: grpcLis, s.gateway: pipe} {
