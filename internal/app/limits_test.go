@@ -214,7 +214,7 @@ func TestHeaderFloodBoundedBeforeAuth(t *testing.T) {
 // floodHeaders speaks HTTP/2 with prior knowledge (h2c) on c: the preface,
 // an empty SETTINGS, then streams gRPC requests whose header block is
 // blockBytes of distinct literal headers, split into HEADERS + CONTINUATION
-// frames, never sending a body. The server's first SETTINGS go to settings.
+// frames, never sending a body. The server's SETTINGS go to settings.
 // It returns the bytes of header blocks written and the write error that
 // stopped it (nil: everything was sent; the server closing or no longer
 // reading the connection is how a bounded server answers).
@@ -227,21 +227,28 @@ func floodHeaders(t *testing.T, c net.Conn, authority string, streams, blockByte
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	// Read the server's frames: its SETTINGS (acknowledged, as a client
-	// must), and the rest discarded until the connection ends.
+	// The server's SETTINGS first (read before the flood, which a bounded
+	// server answers by resetting the connection), then the rest of its
+	// frames discarded until the connection ends.
+	rfr := http2.NewFramer(io.Discard, c)
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		f, err := rfr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the server's SETTINGS: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			m := map[http2.SettingID]uint32{}
+			_ = sf.ForeachSetting(func(s http2.Setting) error { m[s.ID] = s.Val; return nil })
+			settings <- m
+			break
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
 	go func() {
-		rfr := http2.NewFramer(io.Discard, c)
-		reported := false
 		for {
-			f, err := rfr.ReadFrame()
-			if err != nil {
+			if _, err := rfr.ReadFrame(); err != nil {
 				return
-			}
-			if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() && !reported {
-				m := map[http2.SettingID]uint32{}
-				_ = sf.ForeachSetting(func(s http2.Setting) error { m[s.ID] = s.Val; return nil })
-				settings <- m
-				reported = true
 			}
 		}
 	}()
