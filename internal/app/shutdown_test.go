@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -172,6 +173,12 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatal("the gRPC listener still accepts connections 2s after shutdown began")
 		}
 
+		// GracefulStop closes the listener, then sends GOAWAY on the open
+		// connections: on a loaded machine a call can slip in between. Wait
+		// for the existing connection to have seen the GOAWAY.
+		testutil.WaitFor(t, 5*time.Second, "the existing connection to leave READY", func() bool {
+			return e.conn.GetState() != connectivity.Ready
+		})
 		exchanges := e.sb.A.ExchangeCount()
 		fresh, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
