@@ -8,17 +8,16 @@
 #     -e CHAINBROKER_DOMAIN_A_SECRET -e CHAINBROKER_DOMAIN_B_SECRET \
 #     chainbroker
 #
-# The mounted config MUST set the listen addresses to 0.0.0.0: the defaults
-# (127.0.0.1:8080 and 127.0.0.1:9090) are the container's own loopback, which
-# nothing outside the container can reach:
+# The CMD listens on 0.0.0.0:8080 and 0.0.0.0:9090 by flag (--http-addr,
+# --grpc-addr), whatever the mounted config's listen.http and listen.grpc say:
+# the config's defaults (127.0.0.1) are the container's own loopback, which
+# nothing outside the container could reach. To listen elsewhere, pass your
+# own arguments (docker run ... chainbroker serve --config ... --grpc-addr ...).
 #
-#   listen:
-#     http: 0.0.0.0:8080
-#     grpc: 0.0.0.0:9090
-#
-# No HEALTHCHECK: the image has no shell or curl, and orchestrators probe the
-# gRPC health service (grpc.health.v1) on 9090 instead, e.g. a Kubernetes
-# `grpc: {port: 9090}` liveness/readiness probe.
+# No HEALTHCHECK: the image has no shell or curl, and orchestrators probe
+# over the network instead: /healthz (liveness) and /readyz (readiness) over
+# HTTP (on listen.admin when set), or the gRPC health service on 9090
+# (service "" for liveness, chainbroker.v1.ChainService for readiness).
 
 # ---- build -------------------------------------------------------------------
 # Compile on the build host's platform and cross-compile for the target one
@@ -45,8 +44,8 @@ RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/chainbroker /chainbroker
 USER nonroot:nonroot
-# 8080: REST (grpc-gateway), 9090: gRPC. Only reachable if the config listens
-# on 0.0.0.0 (see above).
-EXPOSE 8080 9090
+# 8080: REST (grpc-gateway), 9090: gRPC, 8081: the admin listener when the
+# config sets listen.admin (deploy/kubernetes does).
+EXPOSE 8080 9090 8081
 ENTRYPOINT ["/chainbroker"]
-CMD ["serve", "--config", "/etc/chainbroker/config.yaml"]
+CMD ["serve", "--config", "/etc/chainbroker/config.yaml", "--grpc-addr", "0.0.0.0:9090", "--http-addr", "0.0.0.0:8080"]

@@ -157,6 +157,38 @@ type Listen struct {
 	// ReadinessInterval: how often readiness (store, domain keys) is checked
 	// to set the gRPC health status; default 5s.
 	ReadinessInterval Duration `yaml:"readiness_interval"`
+	// Admin, when set (host:port), serves /metrics, /openapi.json, /healthz
+	// and /readyz on an operator listener instead of the REST listener.
+	Admin string `yaml:"admin"`
+	// ShutdownDelay: on SIGTERM, how long readiness fails (health
+	// NOT_SERVING, /readyz 503) while calls are still served, before the
+	// listeners close; default 0 (the Kubernetes manifest sets 5s).
+	ShutdownDelay Duration `yaml:"shutdown_delay"`
+	// Transport bounds, enforced before authentication (docs/security.md).
+	MaxConnections       int       `yaml:"max_connections"`        // per listener; default 1024
+	MaxHeaderBytes       int       `yaml:"max_header_bytes"`       // request header block, both listeners; default 32 KiB
+	MaxConcurrentStreams int       `yaml:"max_concurrent_streams"` // per HTTP/2 connection; default 100
+	HandshakeTimeout     Duration  `yaml:"handshake_timeout"`      // gRPC connection set-up (TLS, preface); default 10s
+	Keepalive            Keepalive `yaml:"keepalive"`
+}
+
+// Keepalive bounds gRPC connections' lifetime and pings.
+type Keepalive struct {
+	// MinTime: clients pinging more often are disconnected; default 20s.
+	MinTime Duration `yaml:"min_time"`
+	// Time and Timeout: the server pings a connection idle for Time and
+	// closes it when the ping is not answered within Timeout (dead peers
+	// free their connection slot); defaults 1m and 20s.
+	Time    Duration `yaml:"time"`
+	Timeout Duration `yaml:"timeout"`
+	// MaxConnectionIdle closes connections without calls for this long;
+	// default 5m.
+	MaxConnectionIdle Duration `yaml:"max_connection_idle"`
+	// MaxConnectionAge closes connections this old (clients reconnect, which
+	// spreads them over new replicas), letting calls finish within
+	// MaxConnectionAgeGrace; defaults 30m and 30s.
+	MaxConnectionAge      Duration `yaml:"max_connection_age"`
+	MaxConnectionAgeGrace Duration `yaml:"max_connection_age_grace"`
 }
 
 // Log configures log/slog.
@@ -419,6 +451,25 @@ func (f *File) SetDefaults() {
 	if f.Listen.ReadinessInterval == 0 {
 		f.Listen.ReadinessInterval = Duration(5 * time.Second)
 	}
+	setDefaultInt(&f.Listen.MaxConnections, 1024)
+	setDefaultInt(&f.Listen.MaxHeaderBytes, 32<<10)
+	setDefaultInt(&f.Listen.MaxConcurrentStreams, 100)
+	for _, d := range []struct {
+		p *Duration
+		v time.Duration
+	}{
+		{&f.Listen.HandshakeTimeout, 10 * time.Second},
+		{&f.Listen.Keepalive.MinTime, 20 * time.Second},
+		{&f.Listen.Keepalive.Time, time.Minute},
+		{&f.Listen.Keepalive.Timeout, 20 * time.Second},
+		{&f.Listen.Keepalive.MaxConnectionIdle, 5 * time.Minute},
+		{&f.Listen.Keepalive.MaxConnectionAge, 30 * time.Minute},
+		{&f.Listen.Keepalive.MaxConnectionAgeGrace, 30 * time.Second},
+	} {
+		if *d.p == 0 {
+			*d.p = Duration(d.v)
+		}
+	}
 	setDefault(&f.Log.Level, "info")
 	setDefault(&f.Log.Format, "json")
 	setDefault(&f.Store.Backend, "memory")
@@ -463,6 +514,12 @@ func (f *File) SetDefaults() {
 				c.Audience = t.Issuer
 			}
 		}
+	}
+}
+
+func setDefaultInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
 	}
 }
 
@@ -530,6 +587,41 @@ func (f *File) validate() Problems {
 	}
 	checkAddr("listen.grpc", f.Listen.GRPC)
 	checkAddr("listen.http", f.Listen.HTTP)
+	if f.Listen.Admin != "" {
+		checkAddr("listen.admin", f.Listen.Admin)
+		if f.Listen.Admin == f.Listen.HTTP || f.Listen.Admin == f.Listen.GRPC {
+			add("listen.admin", "must differ from listen.grpc and listen.http")
+		}
+	}
+	if f.Listen.ShutdownDelay < 0 {
+		add("listen.shutdown_delay", "must not be negative")
+	}
+	for _, v := range []struct {
+		field       string
+		got, lo, hi int
+	}{
+		{"listen.max_connections", f.Listen.MaxConnections, 1, 1 << 20},
+		{"listen.max_header_bytes", f.Listen.MaxHeaderBytes, 1 << 10, 1 << 20},
+		{"listen.max_concurrent_streams", f.Listen.MaxConcurrentStreams, 1, 1 << 16},
+	} {
+		if v.got < v.lo || v.got > v.hi {
+			add(v.field, "must be between %d and %d; got %d", v.lo, v.hi, v.got)
+		}
+	}
+	k := f.Listen.Keepalive
+	for _, d := range []struct {
+		field string
+		d     Duration
+	}{
+		{"listen.handshake_timeout", f.Listen.HandshakeTimeout}, {"listen.keepalive.min_time", k.MinTime},
+		{"listen.keepalive.time", k.Time}, {"listen.keepalive.timeout", k.Timeout},
+		{"listen.keepalive.max_connection_idle", k.MaxConnectionIdle}, {"listen.keepalive.max_connection_age", k.MaxConnectionAge},
+		{"listen.keepalive.max_connection_age_grace", k.MaxConnectionAgeGrace},
+	} {
+		if d.d < 0 {
+			add(d.field, "must not be negative")
+		}
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, f.Log.Level) {
 		add("log.level", "must be one of debug, info, warn, error; got %q", f.Log.Level)
 	}

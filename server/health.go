@@ -31,32 +31,53 @@ func newHealthService(services ...string) *healthService {
 	return h
 }
 
-// set gives every known service the status (after shutdown: NOT_SERVING).
-func (h *healthService) set(serving bool) {
+// setReady sets the readiness of the broker's services (not of "", which
+// is liveness; after shutdown began: NOT_SERVING).
+func (h *healthService) setReady(ready bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for name := range h.status {
+		if name != "" {
+			h.setLocked(name, ready)
+		}
+	}
+}
+
+// setAlive turns the server's own health ("", liveness) SERVING: it stays
+// so, whatever the store and the domains do, until shutdown begins.
+func (h *healthService) setAlive() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.setLocked("", true)
+}
+
+func (h *healthService) setLocked(name string, serving bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if serving && !h.shutdown {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	changed := false
-	for name, old := range h.status {
-		if old != st {
-			h.status[name], changed = st, true
-		}
-	}
-	if changed {
+	if h.status[name] != st {
+		h.status[name] = st
 		close(h.changed)
 		h.changed = make(chan struct{})
 	}
 }
 
+// shuttingDown reports whether shutdown has begun.
+func (h *healthService) shuttingDown() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.shutdown
+}
+
 // beginShutdown turns every service NOT_SERVING for good and ends the
 // Watch streams after they have sent it.
 func (h *healthService) beginShutdown() {
-	h.set(false)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for name := range h.status {
+		h.setLocked(name, false)
+	}
 	if !h.shutdown {
 		h.shutdown = true
 		close(h.done)

@@ -80,16 +80,30 @@ type Config struct {
 	Issuer *IssuerInfo
 	// ShutdownTimeout bounds the drain of in-flight calls; default 15s.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// ShutdownDelay: when shutdown begins, health turns NOT_SERVING and
+	// /readyz 503 at once, but calls are still served this long before the
+	// listeners close, so that balancers stop sending first; default 0.
+	ShutdownDelay time.Duration
+	// Limits bound the network listeners before authentication; zero
+	// fields take the defaults.
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Server serves gRPC and REST. Create with New, run with Serve.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	grpc    *grpc.Server
-	health  *healthService
-	limiter *limiter
+	cfg Config
+	log *slog.Logger
+	// grpc serves the network with cfg.Limits; gateway serves the REST
+	// gateway's in-process pipe, one connection that carries every REST
+	// call (REST is bounded by its own listener), with the same services
+	// and interceptors.
+	grpc, gateway *grpc.Server
+	health        *healthService
+	limiter       *limiter
+
+	readyMu  sync.Mutex
+	readyErr error // the last readiness result (watchReadiness)
 }
 
 // New builds the gRPC server with its services.
@@ -113,30 +127,61 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics != nil {
 		interceptors = append(interceptors, cfg.Metrics.UnaryServerInterceptor)
 	}
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(append(interceptors, s.authInterceptor)...),
+	s.cfg.Limits = cfg.Limits.withDefaults()
+	newServer := func(extra ...grpc.ServerOption) *grpc.Server {
+		opts := []grpc.ServerOption{
+			grpc.MaxRecvMsgSize(MaxRequestBytes),
+			grpc.ChainUnaryInterceptor(append(interceptors, s.authInterceptor)...),
+		}
+		if cfg.Tracer != nil {
+			opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+				otelgrpc.WithTracerProvider(cfg.Tracer), otelgrpc.WithPropagators(propagator),
+				otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
+		}
+		g := grpc.NewServer(append(opts, extra...)...)
+		pb.RegisterChainServiceServer(g, &chainService{broker: cfg.Broker, log: log})
+		pb.RegisterAuditServiceServer(g, &auditService{audit: cfg.Audit, broker: cfg.Broker, log: log})
+		healthpb.RegisterHealthServer(g, s.health)
+		reflection.Register(g)
+		return g
 	}
-	if cfg.Tracer != nil {
-		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(cfg.Tracer), otelgrpc.WithPropagators(propagator),
-			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
-	}
+	network := s.cfg.Limits.grpcOptions()
 	if cfg.GRPCTLS != nil {
-		opts = append(opts, grpc.Creds(gatewayAwareCreds{credentials.NewTLS(cfg.GRPCTLS)}))
+		network = append(network, grpc.Creds(gatewayAwareCreds{credentials.NewTLS(cfg.GRPCTLS)}))
 	}
-	s.grpc = grpc.NewServer(opts...)
-	pb.RegisterChainServiceServer(s.grpc, &chainService{broker: cfg.Broker, log: log})
-	pb.RegisterAuditServiceServer(s.grpc, &auditService{audit: cfg.Audit, broker: cfg.Broker, log: log})
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	s.grpc = newServer(network...)
+	s.gateway = newServer()
 	return s, nil
 }
 
 // Serve serves gRPC on grpcLis and REST on httpLis until ctx is done, then
-// shuts down gracefully: health turns NOT_SERVING, new calls are refused,
-// in-flight calls finish within ShutdownTimeout. It closes both listeners.
+// shuts down gracefully (see ServeListeners).
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	return s.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners serves until ctx is done, then shuts down gracefully:
+// health turns NOT_SERVING (liveness and readiness) and /readyz 503, calls
+// are still served for ShutdownDelay, then the listeners close, new calls
+// are refused, and in-flight calls finish within ShutdownTimeout. It closes
+// every listener. Each network listener holds at most
+// Limits.MaxConnections connections.
+func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
+	serving := false
+	defer func() { // an error before serving still closes the listeners
+		if !serving {
+			for _, l := range []net.Listener{ls.GRPC, ls.HTTP, ls.Admin} {
+				if l != nil {
+					l.Close()
+				}
+			}
+		}
+	}()
+	grpcLis, httpLis := s.cfg.Limits.limit(ls.GRPC), s.cfg.Limits.limit(ls.HTTP)
+	var adminLis net.Listener
+	if ls.Admin != nil {
+		adminLis = s.cfg.Limits.limit(ls.Admin)
+	}
 	// The gateway reaches the gRPC server through an in-process pipe, so
 	// REST calls pass the same interceptors (authentication, rate limits)
 	// without a network hop, and the pipe is how the server recognises
@@ -165,7 +210,6 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}),
 		runtime.WithIncomingHeaderMatcher(gatewayHeaderMatcher),
 		runtime.WithMetadata(gatewayMetadata),
-		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)...)
 	if err := pb.RegisterChainServiceHandler(ctx, gw, conn); err != nil {
 		return fmt.Errorf("server: gateway: %w", err)
@@ -174,15 +218,24 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		return fmt.Errorf("server: gateway: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	// The operator endpoints: on the admin listener when there is one,
+	// otherwise on the REST listener. The plain /healthz (liveness) shadows
+	// the gateway's; with an admin listener, the REST listener answers 404.
+	opsMux := mux
+	if adminLis != nil {
+		opsMux = http.NewServeMux()
+		mux.Handle("/healthz", http.NotFoundHandler())
+	}
+	opsMux.HandleFunc("GET /healthz", s.healthz)
+	opsMux.HandleFunc("GET /readyz", s.readyz)
+	opsMux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	if s.cfg.Metrics != nil {
+		opsMux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	}
 	if s.cfg.Issuer != nil {
 		if err := registerIssuer(mux, s.cfg.Issuer); err != nil {
 			return fmt.Errorf("server: issuer: %w", err)
 		}
-	}
-	if s.cfg.Metrics != nil {
-		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
 	}
 	mux.Handle("/", gw)
 	var handler http.Handler = http.MaxBytesHandler(mux, MaxRequestBytes)
@@ -193,45 +246,54 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 			otelhttp.WithFilter(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v1/") }),
 			otelhttp.WithSpanNameFormatter(func(op string, _ *http.Request) string { return op }))
 	}
-	httpSrv := &http.Server{
-		Handler:           handler,
-		TLSConfig:         s.cfg.HTTPTLS,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	httpSrv := s.cfg.Limits.httpServer(handler)
+	httpSrv.TLSConfig = s.cfg.HTTPTLS
+	httpSrv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	var adminSrv *http.Server
+	if adminLis != nil {
+		adminSrv = s.cfg.Limits.httpServer(opsMux)
+		adminSrv.ErrorLog = httpSrv.ErrorLog
 	}
 
-	s.setServing(s.ready(ctx) == nil)
+	if _, err := s.checkReadiness(ctx); err != nil {
+		s.log.Warn("not ready", "error", err)
+	}
+	s.health.setAlive()
 	readyCtx, stopReady := context.WithCancel(ctx)
 	defer stopReady()
 	go s.watchReadiness(readyCtx)
 
-	errc := make(chan error, 3)
+	serving = true
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
-	wg.Add(3)
-	for _, lis := range []net.Listener{grpcLis, pipe} {
-		go func() {
-			defer wg.Done()
-			if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	for g, lis := range map[*grpc.Server]net.Listener{s.grpc: grpcLis, s.gateway: pipe} {
+		wg.Go(func() {
+			if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				errc <- fmt.Errorf("server: grpc: %w", err)
 			}
-		}()
+		})
 	}
-	go func() {
-		defer wg.Done()
-		var err error
-		if httpSrv.TLSConfig != nil {
-			err = httpSrv.ServeTLS(httpLis, "", "")
-		} else {
-			err = httpSrv.Serve(httpLis)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("server: http: %w", err)
-		}
-	}()
-	s.log.Info("serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+	serveHTTP := func(name string, srv *http.Server, lis net.Listener) {
+		wg.Go(func() {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(lis, "", "")
+			} else {
+				err = srv.Serve(lis)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("server: %s: %w", name, err)
+			}
+		})
+	}
+	serveHTTP("http", httpSrv, httpLis)
+	attrs := []any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String()}
+	if adminSrv != nil {
+		serveHTTP("admin", adminSrv, adminLis)
+		attrs = append(attrs, "admin", adminLis.Addr().String())
+	}
+	s.log.Info("serving", append(attrs, "max_connections", s.cfg.Limits.MaxConnections,
+		"max_concurrent_streams", s.cfg.Limits.MaxConcurrentStreams, "max_header_bytes", s.cfg.Limits.MaxHeaderBytes)...)
 
 	var serveErr error
 	select {
@@ -239,30 +301,47 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	case serveErr = <-errc:
 	}
 	stopReady()
-	s.shutdown(httpSrv)
+	s.shutdown(httpSrv, adminSrv)
 	wg.Wait()
 	return serveErr
 }
 
-func (s *Server) shutdown(httpSrv *http.Server) {
-	s.log.Info("shutting down", "drain_timeout", s.cfg.ShutdownTimeout)
+func (s *Server) shutdown(httpSrv, adminSrv *http.Server) {
+	s.log.Info("shutting down", "shutdown_delay", s.cfg.ShutdownDelay.String(), "drain_timeout", s.cfg.ShutdownTimeout.String())
 	s.health.beginShutdown() // every service NOT_SERVING first, so balancers stop sending; watches end
+	if s.cfg.ShutdownDelay > 0 {
+		// Still serving: balancers and Kubernetes endpoints need a moment
+		// to notice the failing readiness and stop sending new calls.
+		time.Sleep(s.cfg.ShutdownDelay)
+		s.log.Info("shutdown delay over; closing the listeners")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	// REST first: its in-flight calls ride on the gateway's gRPC connection.
-	if err := httpSrv.Shutdown(ctx); err != nil {
-		s.log.Warn("http drain incomplete", "error", err)
-		httpSrv.Close()
+	for _, srv := range []*http.Server{httpSrv, adminSrv} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			s.log.Warn("http drain incomplete", "error", err)
+			srv.Close()
+		}
 	}
-	done := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.log.Warn("grpc drain incomplete; stopping")
-		s.grpc.Stop()
-		<-done
+	var wg sync.WaitGroup
+	for _, g := range []*grpc.Server{s.grpc, s.gateway} {
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() { g.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				s.log.Warn("grpc drain incomplete; stopping")
+				g.Stop()
+				<-done
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // ready runs every readiness check; the error names the failing ones.
@@ -281,44 +360,70 @@ func (s *Server) ready(ctx context.Context) error {
 	return nil
 }
 
-// setServing sets the gRPC health of the server and its services.
-func (s *Server) setServing(ok bool) { s.health.set(ok) }
+// checkReadiness runs the readiness checks, records the result for
+// /readyz and sets the services' gRPC health; it reports whether the
+// result changed.
+func (s *Server) checkReadiness(ctx context.Context) (changed bool, err error) {
+	err = s.ready(ctx)
+	s.readyMu.Lock()
+	changed = (err == nil) != (s.readyErr == nil)
+	s.readyErr = err
+	s.readyMu.Unlock()
+	s.health.setReady(err == nil)
+	return changed, err
+}
 
-// watchReadiness keeps the gRPC health status in step with readiness, so
-// that probes and balancers stop sending while the store is unreachable.
+// watchReadiness keeps /readyz and the services' gRPC health in step with
+// readiness, so that probes and balancers stop sending while the store is
+// unreachable. Probes read its last result: however often they ask, the
+// checks (a Redis PING, a JWKS fetch) run once per ReadyInterval.
 func (s *Server) watchReadiness(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReadyInterval)
 	defer t.Stop()
-	last := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		err := s.ready(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if ok := err == nil; ok != last {
-			if ok {
+		if changed, err := s.checkReadiness(ctx); changed && ctx.Err() == nil {
+			if err == nil {
 				s.log.Info("ready again")
 			} else {
 				s.log.Warn("not ready", "error", err)
 			}
-			last = ok
 		}
-		s.setServing(err == nil)
 	}
 }
 
-// readyz answers 200 when every readiness check passes, 503 naming the
-// failing checks otherwise.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+// readyz answers 200 when the last readiness check passed, 503 naming the
+// failing checks otherwise, and 503 once shutdown has begun.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := s.ready(r.Context()); err != nil {
+	s.readyMu.Lock()
+	err := s.readyErr
+	s.readyMu.Unlock()
+	if s.health.shuttingDown() {
+		err = errors.New("shutting down")
+	}
+	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(err.Error() + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// healthz is liveness: 200 while the process serves, whatever the store and
+// the domains do; 503 once shutdown has begun.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.health.shuttingDown() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))

@@ -279,6 +279,22 @@ func (v *Verifier) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// RefreshIfAllowed fetches the JWKS when no fetch has been made yet or the
+// last one is older than the refresh floor (MinRefreshInterval); otherwise
+// it answers from the last fetch. For readiness checks, which run
+// periodically and must not hammer an unreachable JWKS. A no-op for static
+// verifiers.
+func (v *Verifier) RefreshIfAllowed(ctx context.Context) error {
+	if v.remote == nil {
+		return nil
+	}
+	st := v.refresh(ctx, v.state.Load(), false)
+	if st == nil || st.err != nil {
+		return v.unavailable(st)
+	}
+	return nil
+}
+
 // refresh fetches the key set unless another caller did while we waited
 // (single flight) or, unless force, the rate limit forbids it. It returns the
 // state to use. A fetch failing because ctx ended is not recorded, so one

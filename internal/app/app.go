@@ -172,7 +172,9 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		Readiness:       readiness(st, domains),
 		RateLimit:       server.RateLimit{Rate: cfg.RateLimit.RequestsPerSecond, Burst: cfg.RateLimit.Burst},
 		ShutdownTimeout: cfg.Listen.ShutdownTimeout.D(),
+		ShutdownDelay:   cfg.Listen.ShutdownDelay.D(),
 		ReadyInterval:   cfg.Listen.ReadinessInterval.D(),
+		Limits:          serverLimits(cfg.Listen),
 	}
 	if issuerKeys != nil {
 		scfg.Issuer = &server.IssuerInfo{URL: cfg.Issuer.URL, JWKS: issuerKeys.JWKS}
@@ -195,6 +197,17 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		insecureKeys: opts.AllowInsecureKeyPermissions}, nil
 }
 
+// serverLimits are the transport bounds of listen:.
+func serverLimits(l config.Listen) server.Limits {
+	return server.Limits{
+		MaxConnections: l.MaxConnections, MaxHeaderBytes: l.MaxHeaderBytes, MaxConcurrentStreams: l.MaxConcurrentStreams,
+		HandshakeTimeout: l.HandshakeTimeout.D(),
+		KeepaliveMinTime: l.Keepalive.MinTime.D(), KeepaliveTime: l.Keepalive.Time.D(), KeepaliveTimeout: l.Keepalive.Timeout.D(),
+		MaxConnectionIdle: l.Keepalive.MaxConnectionIdle.D(), MaxConnectionAge: l.Keepalive.MaxConnectionAge.D(),
+		MaxConnectionAgeGrace: l.Keepalive.MaxConnectionAgeGrace.D(),
+	}
+}
+
 func keyConfigs(i config.Issuer, allowInsecurePerms bool) []keyset.KeyConfig {
 	out := make([]keyset.KeyConfig, 0, len(i.Keys))
 	for _, k := range i.Keys {
@@ -214,7 +227,8 @@ func (a *App) ReloadIssuerKeys(cfg *config.File) error {
 }
 
 // readiness: the store answers, and every domain with keys has them loaded
-// (a failed load is retried by the check itself).
+// (a failed load is retried by the check itself, within the verifier's
+// refresh floor: an unreachable JWKS is not fetched on every check).
 func readiness(st store.Store, domains []broker.Domain) []server.Check {
 	checks := []server.Check{{Name: "store", Check: st.Ping}}
 	for _, d := range domains {
@@ -226,7 +240,7 @@ func readiness(st store.Store, domains []broker.Domain) []server.Check {
 			if keys.Loaded() {
 				return nil
 			}
-			return keys.Refresh(ctx)
+			return keys.RefreshIfAllowed(ctx)
 		}})
 	}
 	return checks
@@ -244,10 +258,18 @@ func (a *App) Serve(ctx context.Context) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen.http: %w", err)
 	}
+	ls := server.Listeners{GRPC: grpcLis, HTTP: httpLis}
+	if a.Config.Listen.Admin != "" {
+		if ls.Admin, err = lc.Listen(ctx, "tcp", a.Config.Listen.Admin); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("listen.admin: %w", err)
+		}
+	}
 	if a.IssuerKeys != nil {
 		go a.IssuerKeys.Watch(ctx, 5*time.Second) // key files replaced in place
 	}
-	return a.Server.Serve(ctx, grpcLis, httpLis)
+	return a.Server.ServeListeners(ctx, ls)
 }
 
 // Close releases the store.

@@ -27,6 +27,7 @@ import (
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
@@ -543,10 +544,10 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	if got := e.sb.B.JWTBearerCount(); got != bCalls {
 		t.Errorf("domain B was called while the replay store was down")
 	}
+	e.waitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING) // /readyz answers the same watcher's last result
 	if ready, body := e.get(t, "/readyz"); ready != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("store")) {
 		t.Errorf("/readyz = %d %s with Redis down, want 503 naming the store", ready, body)
 	}
-	e.waitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING)
 	if _, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("ListAuditEvents with Redis down: %v", err)
 	}
@@ -568,9 +569,11 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	if _, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId}); err != nil {
 		t.Errorf("audit event of the chain after restart: %v", err)
 	}
-	if status, _ := e.get(t, "/readyz"); status != http.StatusOK {
-		t.Errorf("/readyz = %d after Redis restarted", status)
-	}
+	// /readyz answers the readiness watcher's last result: wait for it.
+	testutil.WaitFor(t, 10*time.Second, "/readyz 200 after Redis restarted", func() bool {
+		status, _ := e.get(t, "/readyz")
+		return status == http.StatusOK
+	})
 	e.waitHealth(t, healthpb.HealthCheckResponse_SERVING)
 }
 

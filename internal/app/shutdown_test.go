@@ -3,7 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
-	"github.com/chainbroker/chainbroker/internal/testutil"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -13,55 +13,80 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
+	"github.com/chainbroker/chainbroker/server"
 )
 
 // shutdownEnv is a sandbox and a serving broker whose Serve context the test
 // cancels itself (what SIGTERM does in cmd/chainbroker).
 type shutdownEnv struct {
-	sb       *sandbox.Sandbox
-	app      *App
-	cancel   context.CancelFunc
-	served   chan error
-	grpcAddr string
-	httpAddr string
-	conn     *grpc.ClientConn
-	chain    pb.ChainServiceClient
+	sb        *sandbox.Sandbox
+	app       *App
+	cancel    context.CancelFunc
+	served    chan error
+	grpcAddr  string
+	httpAddr  string
+	adminAddr string // "" without an admin listener
+	conn      *grpc.ClientConn
+	chain     pb.ChainServiceClient
 }
 
 func startShutdownEnv(t *testing.T, drain time.Duration) *shutdownEnv {
+	t.Helper()
+	return startServeEnv(t, serveEnvOptions{drain: drain})
+}
+
+type serveEnvOptions struct {
+	drain, delay time.Duration
+	admin        bool             // serve an admin listener
+	logs         *testutil.Buffer // the broker's JSON log; nil: discarded
+}
+
+func startServeEnv(t *testing.T, o serveEnvOptions) *shutdownEnv {
 	t.Helper()
 	sb, err := sandbox.Start(context.Background(), sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &shutdownEnv{sb: sb, served: make(chan error, 1)}
-	cfg := SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", "")
-	cfg.Listen.ShutdownTimeout = config.Duration(drain)
+	listen := func() net.Listener {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lis
+	}
+	ls := server.Listeners{GRPC: listen(), HTTP: listen()}
+	e.grpcAddr, e.httpAddr = ls.GRPC.Addr().String(), ls.HTTP.Addr().String()
+	cfg := SandboxConfig(sb, e.grpcAddr, e.httpAddr, "")
+	cfg.Listen.ShutdownTimeout = config.Duration(o.drain)
+	cfg.Listen.ShutdownDelay = config.Duration(o.delay)
+	if o.admin {
+		ls.Admin = listen()
+		e.adminAddr = ls.Admin.Addr().String()
+		cfg.Listen.Admin = e.adminAddr
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if e.app, err = Build(context.Background(), cfg, Options{LookupEnv: SandboxEnv}); err != nil {
+	opts := Options{LookupEnv: SandboxEnv}
+	if o.logs != nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, nil))
+	}
+	if e.app, err = Build(context.Background(), cfg, opts); err != nil {
 		t.Fatal(err)
 	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.grpcAddr, e.httpAddr = grpcLis.Addr().String(), httpLis.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	go func() { e.served <- e.app.Server.Serve(ctx, grpcLis, httpLis) }()
+	go func() { e.served <- e.app.Server.ServeListeners(ctx, ls) }()
 	if e.conn, err = grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +173,12 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Fatal("the gRPC listener still accepts connections 2s after shutdown began")
 		}
 
+		// GracefulStop closes the listener, then sends GOAWAY on the open
+		// connections: on a loaded machine a call can slip in between. Wait
+		// for the existing connection to have seen the GOAWAY.
+		testutil.WaitFor(t, 5*time.Second, "the existing connection to leave READY", func() bool {
+			return e.conn.GetState() != connectivity.Ready
+		})
 		exchanges := e.sb.A.ExchangeCount()
 		fresh, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -224,6 +255,94 @@ func TestShutdownNotHeldByHealthWatch(t *testing.T) {
 	case <-time.After(drain + 2*time.Second):
 		t.Fatal("Serve did not return")
 	}
+}
+
+// Issue #22.2: with listen.shutdown_delay, shutting down first fails
+// readiness (/readyz 503, gRPC health NOT_SERVING) while calls are still
+// served, over gRPC on a new connection and over REST, so that balancers
+// and Kubernetes endpoints stop sending before anything is refused; only
+// after the delay do the listeners close. The log gives the durations in
+// readable units.
+func TestShutdownDelayServesWhileNotReady(t *testing.T) {
+	const delay, drain = 4 * time.Second, 5 * time.Second
+	logs := &testutil.Buffer{}
+	e := startServeEnv(t, serveEnvOptions{drain: drain, delay: delay, logs: logs})
+	defer e.close()
+	ctx := ctxT(t)
+	testutil.WaitFor(t, 10*time.Second, "the broker to serve", func() bool {
+		return testutil.Health(t, e.grpcAddr) == healthpb.HealthCheckResponse_SERVING
+	})
+	subject, err := e.sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	e.cancel()
+	testutil.WaitFor(t, 5*time.Second, "/readyz 503 once shutdown began", func() bool {
+		code, _ := httpGet(t, "http://"+e.httpAddr+"/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	// Still within the delay: a call that has not even connected yet is
+	// served. (Were the listeners closed, these would fail: the test needs
+	// no clock.)
+	fresh, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for _, svc := range []string{"", "chainbroker.v1.ChainService"} {
+		h, err := healthpb.NewHealthClient(fresh).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || h.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("health %q during the shutdown delay: %v %v, want NOT_SERVING", svc, h, err)
+		}
+	}
+	if resp, err := pb.NewChainServiceClient(fresh).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName}); err != nil || resp.AccessToken == "" {
+		t.Errorf("gRPC chain on a new connection during the shutdown delay: %v", err)
+	}
+	if err := restChain(e.httpAddr, subject); err != nil {
+		t.Errorf("REST chain during the shutdown delay: %v", err)
+	}
+
+	testutil.WaitFor(t, delay+drain+10*time.Second, "the gRPC listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", e.grpcAddr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+	if d := time.Since(start); d < delay {
+		t.Errorf("the gRPC listener closed %v after shutdown began, before the %v delay", d, delay)
+	}
+	select {
+	case err := <-e.served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(drain + 5*time.Second):
+		t.Fatal("Serve did not return")
+	}
+	for _, want := range []string{`"shutdown_delay":"4s"`, `"drain_timeout":"5s"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the shutdown log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+// httpGet answers a GET's status and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	c.CloseIdleConnections()
+	return resp.StatusCode, b.String()
 }
 
 // restChain posts one chain over REST; nil on HTTP 200.
