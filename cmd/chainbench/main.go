@@ -661,6 +661,10 @@ func (b *bench) brokerConfig(addrs brokerAddrs, cache bool) string {
 	w("  grpc: %s", addrs.grpc)
 	w("  http: %s", addrs.http)
 	w("  shutdown_timeout: 5s")
+	// The load generator multiplexes up to 256 callers over --grpc-conns
+	// connections (default 1): above the default stream bound (100) they
+	// would queue in the client, which the skeleton does not make them do.
+	w("  max_concurrent_streams: 1024")
 	caller := "anonymous"
 	w("callers:")
 	if o.caller == "apikey" {
