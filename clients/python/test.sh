@@ -27,9 +27,15 @@ PYTHONPATH=".:gen${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
   "$PYTHON" -m unittest discover -s tests -t . -v >"$log" 2>&1 || rc=$?
 cat "$log"
 [ "$rc" -eq 0 ] || exit "$rc"
-# unittest -v prints one "... ok" per passed test (a subTest counts once); anything skipped fails the run.
+# The run passed (exit 0, "OK"): every test it ran passed unless one was skipped or an expected failure,
+# which fails the run. "Ran N tests" counts test methods (subTests of one method count once).
 if grep -qE '(\.\.\. skipped|skipped=[0-9]|expected failure)' "$log"; then
   echo "Python client tests were skipped"
   exit 1
 fi
-echo "# pass $(grep -cE ' \.\.\. ok$' "$log")"
+ran=$(sed -nE 's/^Ran ([0-9]+) tests? in .*/\1/p' "$log")
+if [ -z "$ran" ] || [ "$ran" -eq 0 ] || ! grep -qxE 'OK' "$log"; then
+  echo "no Python client test ran"
+  exit 1
+fi
+echo "# pass $ran"
