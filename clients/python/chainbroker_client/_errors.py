@@ -11,7 +11,8 @@ from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_fa
 # serialized google.rpc.Status in this binary trailer (grpc-go writes it whenever a status has details).
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo"
-# An answer's trailers are bounded by gRPC (16 KiB of metadata by default); refuse to parse more than that.
+# gRPC already bounds the metadata it receives (channel option grpc.max_metadata_size); whatever that is set
+# to, a status detail larger than this is not parsed.
 _MAX_STATUS_DETAILS = 64 * 1024
 
 

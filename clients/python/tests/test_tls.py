@@ -140,6 +140,7 @@ class TLSTest(unittest.TestCase):
     def test_mtls_caller_chains_and_is_audited_by_certificate(self):
         c = self.client(ca_file=_file("ca.pem"), cert_file=_file("agent.pem"), key_file=_file("agent.key"),
                         server_name=SERVER_NAME)
+        self.assertIn(("domain-a", "domain-b"), [(x.source_domain, x.target_domain) for x in c.list_domains().chains])
         res = c.chain(_sandbox.token("alice"), "domain-b")
         self.assertEqual(jwt_payload(res.access_token)["sub"], ALICE_SUB_B)
         events = list(c.iter_audit_events(caller=AGENT))
@@ -150,13 +151,14 @@ class TLSTest(unittest.TestCase):
 
     def test_tls_with_api_key(self):
         c = self.client(ca_file=_file("ca.pem"), server_name=SERVER_NAME, api_key=API_KEY)
-        c.list_domains()
-        # The key's caller has no policy entry: it may not chain; the refusal carries the broker's reason.
+        self.assertEqual(len(c.list_domains().chains), 0)  # its caller has no policy entry: no chain
+        # The refusal names the caller the key identified, with the broker's reason.
         with self.assertRaises(ChainError) as caught:
             c.chain(_sandbox.token("alice"), "domain-b")
         self.assertEqual(caught.exception.code, grpc.StatusCode.PERMISSION_DENIED, str(caught.exception))
-        self.assertTrue(caught.exception.reason, str(caught.exception))
+        self.assertEqual(caught.exception.reason, "CHAIN_NOT_ALLOWED")
         self.assertEqual(caught.exception.domain, "chainbroker")
+        self.assertIn('"key-caller"', caught.exception.message)
 
     def test_tls_without_credentials_is_unauthenticated(self):
         c = self.client(ca_file=_file("ca.pem"), server_name=SERVER_NAME)
