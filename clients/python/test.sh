@@ -9,6 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-/usr/bin/python3}
 
+for tool in protoc grpc_python_plugin; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$tool missing: apt-get install protobuf-compiler protobuf-compiler-grpc"
+    exit 1
+  fi
+done
+
 echo "== generate (buf + protoc python + grpc_python_plugin)"
 (cd ../.. && go tool buf generate --template clients/python/buf.gen.yaml)
 if [ -n "$(git status --porcelain -- gen)" ]; then
