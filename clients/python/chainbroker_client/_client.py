@@ -42,8 +42,8 @@ class ChainClient:
     target string ("dns:///broker.example.com:443").
 
     Credentials, sent as metadata on every call: api_key as x-api-key, bearer_token as
-    "authorization: Bearer <token>". Transport: plaintext HTTP/2 unless tls is true or a ca_file or
-    client certificate is given; ca_file (PEM) replaces the system roots, cert_file and key_file (PEM)
+    "authorization: Bearer <token>". Transport: plaintext HTTP/2 unless tls is true or a ca_file, a client
+    certificate or a server_name is given; ca_file (PEM) replaces the system roots, cert_file and key_file (PEM)
     present a client certificate (mTLS), server_name overrides the name checked in the server's certificate.
     timeout is the default deadline of every call in seconds (None: no deadline); each method takes its own.
 
@@ -78,7 +78,7 @@ class ChainClient:
         opts = list(options)
         if server_name:
             opts.append(("grpc.ssl_target_name_override", server_name))
-        if tls or ca_file is not None or cert_file is not None:
+        if tls or ca_file is not None or cert_file is not None or server_name:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read(ca_file),
                 private_key=_read(key_file),
