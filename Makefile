@@ -4,7 +4,7 @@
 GO        ?= go
 TESTFLAGS ?=
 
-.PHONY: all run build test test-ts generate-ts fuzz interop soak bench-go lint generate check-generated fmt bench clean
+.PHONY: all run build test test-ts generate-ts test-py generate-py fuzz interop soak bench-go lint generate check-generated fmt bench clean
 
 all: build
 
@@ -29,8 +29,8 @@ lint:
 	$(GO) tool staticcheck ./...
 	$(GO) tool buf lint
 
-## generate: regenerate gen/ from proto/ (then `make generate-ts` for clients/ts/src/gen,
-## which CI also checks)
+## generate: regenerate gen/ from proto/ (then `make generate-ts` for clients/ts/src/gen and
+## `make generate-py` for clients/python/gen, which CI also checks)
 generate:
 	$(GO) tool buf generate
 
@@ -46,6 +46,16 @@ test-ts:
 ## generate-ts: regenerate clients/ts/src/gen (needs node and npm)
 generate-ts:
 	cd clients/ts && npm ci --no-audit --no-fund && npm run generate
+
+## test-py: Python client: check clients/python/gen is fresh, then its unittests against the sandbox
+## (needs Debian's protobuf-compiler, protobuf-compiler-grpc, python3-grpcio, python3-protobuf, openssl)
+test-py:
+	bash clients/python/test.sh
+
+## generate-py: regenerate clients/python/gen (needs protoc and grpc_python_plugin:
+## apt-get install protobuf-compiler protobuf-compiler-grpc)
+generate-py:
+	$(GO) tool buf generate --template clients/python/buf.gen.yaml
 
 ## interop: chains through Ory Hydra v2.3.0 as domain B (docs/interop.md). Hydra is
 ## built into interop/.bin/hydra, again only when interop/hydra/go.mod or go.sum
