@@ -87,8 +87,8 @@ func measureFloor(rounds int) (floorResult, error) {
 	}, nil
 }
 
-// validate is the broker's claim policy with Keycloak's defaults (DESIGN
-// §2), as cheap as the real one.
+// validate is the broker's claim policy with Keycloak's defaults
+// (docs/design.md §2), as cheap as the real one.
 func validate(tok *token.Token, issuer, audience string, now time.Time) error {
 	c := &tok.Claims
 	switch {
