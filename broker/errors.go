@@ -46,7 +46,7 @@ const (
 	ReasonUpstreamCircuitOpen   Reason = "UPSTREAM_CIRCUIT_OPEN"   // the domain failed repeatedly: calls are suspended for a cooldown
 )
 
-// Assertion validation failures (DESIGN §2): what the target domain would refuse.
+// Assertion validation failures (docs/design.md §2): what the target domain would refuse.
 const (
 	ReasonAssertionMalformed         Reason = "ASSERTION_MALFORMED"
 	ReasonAssertionAlgNotAllowed     Reason = "ASSERTION_ALG_NOT_ALLOWED"

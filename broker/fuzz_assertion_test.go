@@ -32,7 +32,7 @@ const maxNumericDate = 1<<53 + 1
 
 // FuzzCheckClaims runs the target's assertion policy (checkClaims) on
 // tokens built from fuzzed claims and policy knobs. It never panics, and it
-// accepts a token exactly when every rule of DESIGN §2 holds: alg allowed,
+// accepts a token exactly when every rule of docs/design.md §2 holds: alg allowed,
 // typ JWT or ID-JAG (or absent), iss the source's issuer, a single aud the
 // target accepts, exp present and (within the skew) in the future, nbf and
 // iat not in the future, exp - iat (or exp - now) within MaxLifetime + skew,

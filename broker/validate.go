@@ -10,7 +10,7 @@ import (
 )
 
 // validate checks the JWT authorization grant from hop 1 as the target domain
-// would (DESIGN §2), so that a grant the target would refuse is reported with
+// would (docs/design.md §2), so that a grant the target would refuse is reported with
 // a precise reason instead of being sent. Signature first, with the source's
 // configured keys: no claim of an unverified token is trusted.
 func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion string) (*token.Token, error) {

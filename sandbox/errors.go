@@ -102,10 +102,10 @@ const (
 	DescUserNotFound        = "User not found"
 
 	// DescLifetimeTooLong (sandbox): exp - iat above the maximum assertion
-	// age (DESIGN §2). Keycloak only bounds the age after iat.
+	// age (docs/design.md §2). Keycloak only bounds the age after iat.
 	DescLifetimeTooLong = "Token lifetime exceeds the maximum allowed assertion expiration"
 	// DescInvalidTokenType (sandbox): a JOSE typ other than JWT or
-	// oauth-id-jag+jwt (DESIGN §2).
+	// oauth-id-jag+jwt (docs/design.md §2).
 	DescInvalidTokenType = "Invalid token type"
 	// DescIssuedAtRequired (sandbox): an ID-JAG without iat.
 	DescIssuedAtRequired = "Token iat claim is required"

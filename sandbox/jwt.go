@@ -112,7 +112,7 @@ func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []b
 type timePolicy struct {
 	skew   int64 // seconds
 	maxExp int64 // seconds: maximum age after iat; bound on exp-now without iat
-	// maxLifetime also refuses exp - iat above maxExp (sandbox, DESIGN §2).
+	// maxLifetime also refuses exp - iat above maxExp (sandbox, docs/design.md §2).
 	maxLifetime bool
 }
 

@@ -37,7 +37,7 @@ import (
 	"time"
 )
 
-// Default listen addresses, as in DESIGN §4.
+// Default listen addresses, as in docs/design.md §5.
 const (
 	DefaultAAddr = "127.0.0.1:8181"
 	DefaultBAddr = "127.0.0.1:8282"

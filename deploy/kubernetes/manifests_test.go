@@ -367,7 +367,7 @@ func TestDeployment(t *testing.T) {
 		}
 	})
 
-	// DESIGN §3: liveness says the process is alive (it stays up while
+	// docs/design.md §5: liveness says the process is alive (it stays up while
 	// Redis or a domain is down); readiness follows the store and keys.
 	t.Run("probes: liveness on /healthz, readiness on /readyz, on the admin listener", func(t *testing.T) {
 		if cfg.Listen.Admin == "" {

@@ -332,7 +332,7 @@ func (e *env) get(t *testing.T, path string) (int, []byte) {
 	return resp.StatusCode, out
 }
 
-// Each rule of DESIGN §2, broken by domain A: the broker refuses the grant
+// Each rule of docs/design.md §2, broken by domain A: the broker refuses the grant
 // with its own reason, domain B is never called, and the failure is audited.
 func TestAssertionValidationFailures(t *testing.T) {
 	// jwks_min_refresh 1s: an unknown kid waits for A's JWKS to be fetched

@@ -27,7 +27,7 @@ func (e *env) grpcHealth(t *testing.T, service string) healthpb.HealthCheckRespo
 	return h.Status
 }
 
-// Issue #22.1 (DESIGN §3): liveness is not readiness. With Redis stopped,
+// Issue #22.1 (docs/design.md §5): liveness is not readiness. With Redis stopped,
 // /readyz answers 503 and the services' gRPC health NOT_SERVING (balancers
 // stop sending), but /healthz stays 200 and gRPC health "" SERVING: a
 // liveness probe must not restart a healthy process because Redis is

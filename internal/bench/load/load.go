@@ -1,4 +1,8 @@
-package main
+// Package load is chainbench's load generation: the targets a chain is sent
+// to (the broker over gRPC or REST, or both hops directly: the baseline), the
+// closed and open (paced) loops that drive them, and the per-run figures
+// computed from the probes around the measured window.
+package load
 
 import (
 	"bytes"
@@ -20,19 +24,20 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/bench/measure"
 )
 
-// target performs one chain: through the broker (gRPC or REST), or directly
+// Target performs one chain: through the broker (gRPC or REST), or directly
 // against the two domains (the baseline).
-type target interface {
-	do(ctx context.Context, subject string) error
-	close()
+type Target interface {
+	Do(ctx context.Context, subject string) error
+	Close()
 }
 
-// newHTTPClient is a keep-alive client able to hold one idle connection per
+// NewHTTPClient is a keep-alive client able to hold one idle connection per
 // concurrent worker, so that no run pays for connection churn on the client
 // side.
-func newHTTPClient(maxConc int) *http.Client {
+func NewHTTPClient(maxConc int) *http.Client {
 	return &http.Client{
 		Timeout: 60 * time.Second,
 		Transport: &http.Transport{
@@ -46,22 +51,24 @@ func newHTTPClient(maxConc int) *http.Client {
 
 // ---- through the broker, gRPC ----
 
-// grpcTarget calls the broker over conns gRPC connections, taking them in
+// GRPC calls the broker over conns gRPC connections, taking them in
 // turn.
-type grpcTarget struct {
+type GRPC struct {
 	conns   []*grpc.ClientConn
 	clients []pb.ChainServiceClient
 	next    atomic.Uint32
-	apiKey  string
-	domain  string
+	APIKey  string
+	Domain  string
 }
 
-func newGRPCTarget(addr, apiKey, targetDomain string, conns int) (*grpcTarget, error) {
-	t := &grpcTarget{apiKey: apiKey, domain: targetDomain}
+// NewGRPC connects conns gRPC connections to the broker at addr; chains ask
+// for targetDomain, with apiKey when it is set.
+func NewGRPC(addr, apiKey, targetDomain string, conns int) (*GRPC, error) {
+	t := &GRPC{APIKey: apiKey, Domain: targetDomain}
 	for range max(conns, 1) {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			t.close()
+			t.Close()
 			return nil, err
 		}
 		t.conns = append(t.conns, conn)
@@ -70,12 +77,12 @@ func newGRPCTarget(addr, apiKey, targetDomain string, conns int) (*grpcTarget, e
 	return t, nil
 }
 
-func (t *grpcTarget) do(ctx context.Context, subject string) error {
-	if t.apiKey != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", t.apiKey)
+func (t *GRPC) Do(ctx context.Context, subject string) error {
+	if t.APIKey != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", t.APIKey)
 	}
-	client := t.clients[int(t.next.Add(1))%len(t.clients)]
-	resp, err := client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: t.domain})
+	Client := t.clients[int(t.next.Add(1))%len(t.clients)]
+	resp, err := Client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: t.Domain})
 	if err != nil {
 		return err
 	}
@@ -85,7 +92,7 @@ func (t *grpcTarget) do(ctx context.Context, subject string) error {
 	return nil
 }
 
-func (t *grpcTarget) close() {
+func (t *GRPC) Close() {
 	for _, c := range t.conns {
 		c.Close()
 	}
@@ -93,25 +100,25 @@ func (t *grpcTarget) close() {
 
 // ---- through the broker, REST ----
 
-type restTarget struct {
-	client *http.Client
-	url    string
-	apiKey string
-	domain string
+type REST struct {
+	Client *http.Client
+	URL    string
+	APIKey string
+	Domain string
 }
 
-func (t *restTarget) do(ctx context.Context, subject string) error {
+func (t *REST) Do(ctx context.Context, subject string) error {
 	// Subject tokens are base64url JWTs: no JSON escaping needed.
-	body := `{"subject_token":"` + subject + `","target_domain":"` + t.domain + `"}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(body))
+	body := `{"subject_token":"` + subject + `","target_domain":"` + t.Domain + `"}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if t.apiKey != "" {
-		req.Header.Set("X-Api-Key", t.apiKey)
+	if t.APIKey != "" {
+		req.Header.Set("X-Api-Key", t.APIKey)
 	}
-	resp, err := t.client.Do(req)
+	resp, err := t.Client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -126,43 +133,43 @@ func (t *restTarget) do(ctx context.Context, subject string) error {
 	return nil
 }
 
-func (t *restTarget) close() { t.client.CloseIdleConnections() }
+func (t *REST) Close() { t.Client.CloseIdleConnections() }
 
 // ---- the baseline: a plain client doing both hops directly ----
 
-// baselineTarget is what a service would do without the broker: token
-// exchange at A with the broker's client credentials, then the jwt-bearer
+// Baseline is what a service would do without the broker: token
+// Exchange at A with the broker's client credentials, then the jwt-bearer
 // grant at B with the assertion, with a well-configured keep-alive client.
 // It does not validate the assertion or keep replay markers or an audit
 // trail: that is the broker's added work.
-type baselineTarget struct {
-	client           *http.Client
-	aToken, bToken   string
-	audience         string
-	aSecret, bSecret string
-	clientID         string
+type Baseline struct {
+	Client           *http.Client
+	AToken, BToken   string
+	Audience         string
+	ASecret, BSecret string
+	ClientID         string
 }
 
-type tokenAnswer struct {
+type TokenAnswer struct {
 	AccessToken string `json:"access_token"`
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
 }
 
-func (t *baselineTarget) post(ctx context.Context, endpoint, secret string, form url.Values) (string, error) {
+func (t *Baseline) post(ctx context.Context, endpoint, secret string, form url.Values) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(url.QueryEscape(t.clientID), url.QueryEscape(secret))
-	resp, err := t.client.Do(req)
+	req.SetBasicAuth(url.QueryEscape(t.ClientID), url.QueryEscape(secret))
+	resp, err := t.Client.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	var ans tokenAnswer
+	var ans TokenAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil {
 		return "", fmt.Errorf("HTTP %d: %w", resp.StatusCode, err)
 	}
@@ -172,23 +179,23 @@ func (t *baselineTarget) post(ctx context.Context, endpoint, secret string, form
 	return ans.AccessToken, nil
 }
 
-func (t *baselineTarget) do(ctx context.Context, subject string) error {
-	assertion, err := t.exchange(ctx, subject)
+func (t *Baseline) Do(ctx context.Context, subject string) error {
+	assertion, err := t.Exchange(ctx, subject)
 	if err != nil {
 		return err
 	}
-	_, err = t.jwtBearer(ctx, assertion)
+	_, err = t.JWTBearer(ctx, assertion)
 	return err
 }
 
-// exchange is hop 1: the subject token for a grant whose audience is B.
-func (t *baselineTarget) exchange(ctx context.Context, subject string) (string, error) {
-	assertion, err := t.post(ctx, t.aToken, t.aSecret, url.Values{
+// Exchange is hop 1: the subject token for a grant whose audience is B.
+func (t *Baseline) Exchange(ctx context.Context, subject string) (string, error) {
+	assertion, err := t.post(ctx, t.AToken, t.ASecret, url.Values{
 		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":        {subject},
 		"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
 		"requested_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
-		"audience":             {t.audience},
+		"audience":             {t.Audience},
 	})
 	if err != nil {
 		return "", fmt.Errorf("token exchange: %w", err)
@@ -196,9 +203,9 @@ func (t *baselineTarget) exchange(ctx context.Context, subject string) (string, 
 	return assertion, nil
 }
 
-// jwtBearer is hop 2: the grant for B's access token.
-func (t *baselineTarget) jwtBearer(ctx context.Context, assertion string) (string, error) {
-	access, err := t.post(ctx, t.bToken, t.bSecret, url.Values{
+// JWTBearer is hop 2: the grant for B's access token.
+func (t *Baseline) JWTBearer(ctx context.Context, assertion string) (string, error) {
+	access, err := t.post(ctx, t.BToken, t.BSecret, url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
 		"assertion":  {assertion},
 	})
@@ -208,50 +215,50 @@ func (t *baselineTarget) jwtBearer(ctx context.Context, assertion string) (strin
 	return access, nil
 }
 
-func (t *baselineTarget) close() { t.client.CloseIdleConnections() }
+func (t *Baseline) Close() { t.Client.CloseIdleConnections() }
 
 // ---- the load loop ----
 
-// sample is what a probe reads before and after the measured window.
-type sample struct {
+// Sample is what a probe reads before and after the measured window.
+type Sample struct {
 	at       time.Time
-	broker   time.Duration // broker process CPU
-	domains  time.Duration // sandbox process CPU
-	redis    time.Duration
-	self     time.Duration // this process (the load generator)
-	system   cpuTimes      // whole machine
-	procs    map[int]procEntry
-	mallocs  float64             // broker go_memstats_mallocs_total
-	chains   map[float64]float64 // broker's Chain duration histogram (chainHistogram)
+	Broker   time.Duration // broker process CPU
+	Domains  time.Duration // sandbox process CPU
+	Redis    time.Duration
+	self     time.Duration    // this process (the load generator)
+	system   measure.CPUTimes // whole machine
+	Procs    map[int]measure.ProcEntry
+	Mallocs  float64             // broker go_memstats_mallocs_total
+	Chains   map[float64]float64 // broker's Chain duration histogram (measure.ChainHistogram)
 	okBroker bool
-	okMalloc bool
+	OKMalloc bool
 }
 
-// procPIDs are the processes a sample reads (0: none).
-type procPIDs struct{ broker, domains, redis int }
+// PIDs are the processes a sample reads (0: none).
+type PIDs struct{ Broker, Domains, Redis int }
 
-// readCPU reads the CPU times of our processes and of the machine, closest
+// ReadCPU reads the CPU times of our processes and of the machine, closest
 // to the window's edge, and stamps the sample.
-func (s *sample) readCPU(p procPIDs) {
+func (s *Sample) ReadCPU(p PIDs) {
 	var err error
-	if p.broker != 0 {
-		s.broker, err = procCPU(p.broker)
+	if p.Broker != 0 {
+		s.Broker, err = measure.ProcCPU(p.Broker)
 		s.okBroker = err == nil
 	}
-	s.domains, _ = procCPU(p.domains)
-	if p.redis != 0 {
-		s.redis, _ = procCPU(p.redis)
+	s.Domains, _ = measure.ProcCPU(p.Domains)
+	if p.Redis != 0 {
+		s.Redis, _ = measure.ProcCPU(p.Redis)
 	}
-	s.self, _ = procCPU(selfPID())
-	s.system, _ = systemCPU()
+	s.self, _ = measure.ProcCPU(measure.SelfPID())
+	s.system, _ = measure.SystemCPU()
 	s.at = time.Now()
 }
 
-// loadResult is one (target, concurrency) run.
-type loadResult struct {
+// Result is one (target, concurrency) run.
+type Result struct {
 	Target      string  // baseline, grpc, rest
 	Concurrency int     // workers (closed loop) or callers (open loop)
-	Offered     float64 // chains/s offered by the open loop (runPaced); 0: closed loop (runLoad)
+	Offered     float64 // chains/s offered by the open loop (RunPaced); 0: closed loop (RunClosed)
 	Window      time.Duration
 	Chains      int
 	Errors      int
@@ -276,7 +283,7 @@ type loadResult struct {
 	StealCPU    float64       // cores: stolen by the hypervisor
 	Foreign     string        // the busiest other processes
 	Allocs      float64       // broker mallocs per chain
-	HandlerP99  float64       // seconds: bucket bound of p99 inside the broker (chainHistogram); +Inf: past the last
+	HandlerP99  float64       // seconds: bucket bound of p99 inside the broker (measure.ChainHistogram); +Inf: past the last
 	HasHandler  bool
 	PeakRSS     uint64 // broker VmHWM during the run (bytes)
 	PeakRSSNote string
@@ -285,7 +292,8 @@ type loadResult struct {
 	Attempts    int // measurements made, the least disturbed kept
 }
 
-func (r loadResult) Throughput() float64 {
+// Throughput is the run's chains per second.
+func (r Result) Throughput() float64 {
 	if r.Window <= 0 {
 		return 0
 	}
@@ -295,22 +303,22 @@ func (r loadResult) Throughput() float64 {
 // KeptUp says whether an open-loop run achieved at least 99% of the rate
 // it was offered: below that, its callers fell behind and the server did not
 // sustain the rate.
-func (r loadResult) KeptUp() bool {
+func (r Result) KeptUp() bool {
 	return r.Offered > 0 && r.Throughput() >= 0.99*r.Offered
 }
 
-// runLoad is the closed loop: conc workers, each sending its next chain as
+// RunClosed is the closed loop: conc workers, each sending its next chain as
 // soon as the previous one answers; warm-up, then a measured window between
 // two probes. A chain counts when it completes inside the window. By
 // Little's law the mean latency of such a run is conc ÷ throughput whatever
 // the server does, so it measures throughput, not latency at a concurrency.
-func runLoad(ctx context.Context, t target, conc int, warmup, window time.Duration, subjects []string,
-	probe func() sample) driven {
+func RunClosed(ctx context.Context, t Target, conc int, warmup, window time.Duration, subjects []string,
+	probe func() Sample) Driven {
 	closed := func(int) time.Time { return time.Now() }
 	return drive(ctx, t, conc, warmup, window, subjects, probe, closed)
 }
 
-// runPaced is the open loop: the chains are offered at rate chains/s
+// RunPaced is the open loop: the chains are offered at rate chains/s
 // whatever the server does. Chain i of the run (counted from 0) is
 // scheduled at i/rate after the start; caller w sends chains w, w+callers,
 // w+2·callers, ..., so each caller sends every callers/rate and the
@@ -319,21 +327,21 @@ func runLoad(ctx context.Context, t target, conc int, warmup, window time.Durati
 // previous chain answered after this one was due). Latency is measured from
 // the scheduled time, not the actual send, so the time a chain waited for
 // its caller counts (no coordinated omission). Warm-up, window and what
-// counts are as in runLoad.
-func runPaced(ctx context.Context, t target, callers int, rate float64, warmup, window time.Duration, subjects []string,
-	probe func() sample) driven {
+// counts are as in RunClosed.
+func RunPaced(ctx context.Context, t Target, callers int, rate float64, warmup, window time.Duration, subjects []string,
+	probe func() Sample) Driven {
 	t0 := time.Now()
 	return drive(ctx, t, callers, warmup, window, subjects, probe, func(i int) time.Time {
 		return t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 	})
 }
 
-// driven is what one load measured.
-type driven struct {
+// Driven is what one load measured.
+type Driven struct {
 	lats          []time.Duration // of the chains completed in the window, sorted
 	errs          int
 	firstErr      string
-	before, after sample // the probes around the window
+	before, after Sample // the probes around the window
 	// timerLate are, sorted, how late the load generator's own timer woke
 	// a caller that waited for its chain's scheduled time (open loop only):
 	// the share of the latency that is the load generator's, not the
@@ -346,8 +354,8 @@ type driven struct {
 // the worker waits until then, and its latency runs from then to the
 // answer. Warm-up, then the window between two probes; a chain counts when
 // it completes inside the window, and so does an error.
-func drive(ctx context.Context, t target, n int, warmup, window time.Duration, subjects []string,
-	probe func() sample, scheduled func(i int) time.Time) (d driven) {
+func drive(ctx context.Context, t Target, n int, warmup, window time.Duration, subjects []string,
+	probe func() Sample, scheduled func(i int) time.Time) (d Driven) {
 	var (
 		recording atomic.Bool
 		stop      = make(chan struct{})
@@ -394,7 +402,7 @@ func drive(ctx context.Context, t target, n int, warmup, window time.Duration, s
 					}
 				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := t.do(cctx, subjects[i%len(subjects)])
+				err := t.Do(cctx, subjects[i%len(subjects)])
 				took := time.Since(start)
 				cancel()
 				if !recording.Load() {
@@ -417,10 +425,10 @@ func drive(ctx context.Context, t target, n int, warmup, window time.Duration, s
 			}
 		}()
 	}
-	sleepCtx(ctx, warmup)
+	SleepCtx(ctx, warmup)
 	d.before = probe()
 	recording.Store(true)
-	sleepCtx(ctx, window)
+	SleepCtx(ctx, window)
 	recording.Store(false)
 	d.after = probe()
 	close(stop)
@@ -431,7 +439,7 @@ func drive(ctx context.Context, t target, n int, warmup, window time.Duration, s
 	return d
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+func SleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -441,7 +449,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // quantile of sorted durations (nearest rank).
-func quantile(sorted []time.Duration, q float64) time.Duration {
+func Quantile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
@@ -450,7 +458,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[i]
 }
 
-func mean(ds []time.Duration) time.Duration {
+func Mean(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
@@ -459,4 +467,48 @@ func mean(ds []time.Duration) time.Duration {
 		sum += d
 	}
 	return sum / time.Duration(len(ds))
+}
+
+// Summarize turns what one load measured into a run's figures: latency
+// quantiles, CPU per chain of each process, the machine's other CPU and who
+// used it, and for the broker (isBroker) its allocations and the p99 inside
+// it. ours are the benchmark's processes.
+func Summarize(name string, conc int, d Driven, isBroker bool, ours []int) Result {
+	lats, before, after := d.lats, d.before, d.after
+	r := Result{
+		Target: name, Concurrency: conc, Window: after.at.Sub(before.at), Chains: len(lats), Errors: d.errs,
+		FirstError: d.firstErr, P50: Quantile(lats, 0.50), P90: Quantile(lats, 0.90), P99: Quantile(lats, 0.99),
+		Mean: Mean(lats), HasBroker: isBroker && before.okBroker && after.okBroker,
+	}
+	if len(lats) > 0 {
+		r.Max = lats[len(lats)-1]
+	}
+	if len(d.timerLate) > 0 {
+		r.TimerLateP99, r.TimerLateShare = Quantile(d.timerLate, 0.99), float64(len(d.timerLate))/float64(max(len(lats), 1))
+	}
+	if n := time.Duration(max(len(lats), 1)); len(lats) > 0 {
+		r.BrokerCPU = (after.Broker - before.Broker) / n
+		r.DomainsCPU = (after.Domains - before.Domains) / n
+		r.RedisCPU = (after.Redis - before.Redis) / n
+		r.LoadgenCPU = (after.self - before.self) / n
+	}
+	oursCPU := (after.Broker - before.Broker) + (after.Domains - before.Domains) + (after.Redis - before.Redis) + (after.self - before.self)
+	if secs := r.Window.Seconds(); secs > 0 {
+		r.OtherCPU = max(after.system.Busy-before.system.Busy-oursCPU, 0).Seconds() / secs
+		r.SoftirqCPU = (after.system.Softirq - before.system.Softirq).Seconds() / secs
+		r.StealCPU = (after.system.Steal - before.system.Steal).Seconds() / secs
+		set := map[int]bool{}
+		for _, p := range ours {
+			set[p] = true
+		}
+		r.Foreign = measure.ForeignTop(before.Procs, after.Procs, set, r.Window)
+	}
+	if isBroker && before.Chains != nil && after.Chains != nil {
+		r.HandlerP99, r.HasHandler = measure.QuantileBound(before.Chains, after.Chains, 0.99)
+	}
+	if isBroker && before.OKMalloc && after.OKMalloc && len(lats) > 0 {
+		r.HasAllocs = true
+		r.Allocs = (after.Mallocs - before.Mallocs) / float64(len(lats))
+	}
+	return r
 }

@@ -1,4 +1,4 @@
-package main
+package skeleton
 
 import (
 	"net"
@@ -8,9 +8,11 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
@@ -31,8 +33,8 @@ func TestSkeletonChains(t *testing.T) {
 
 	serve := func(jwks string, cache bool) pb.ChainServiceClient {
 		s := &skeleton{
-			hops: &baselineTarget{client: newHTTPClient(4), aToken: sb.A.TokenEndpoint(), bToken: sb.B.TokenEndpoint(),
-				audience: sb.B.Issuer(), clientID: sandbox.BrokerClientID, aSecret: sandbox.BrokerSecretA, bSecret: sandbox.BrokerSecretB},
+			hops: &load.Baseline{Client: load.NewHTTPClient(4), AToken: sb.A.TokenEndpoint(), BToken: sb.B.TokenEndpoint(),
+				Audience: sb.B.Issuer(), ClientID: sandbox.BrokerClientID, ASecret: sandbox.BrokerSecretA, BSecret: sandbox.BrokerSecretB},
 			keys:   token.NewRemoteVerifier(token.RemoteKeys{URL: jwks, Timeout: 2 * time.Second}, []string{"RS256"}),
 			redis:  rdb,
 			cache:  cache,
@@ -46,12 +48,12 @@ func TestSkeletonChains(t *testing.T) {
 		pb.RegisterChainServiceServer(g, s)
 		go func() { _ = g.Serve(lis) }()
 		t.Cleanup(g.Stop)
-		target, err := newGRPCTarget(lis.Addr().String(), "", sandbox.DomainBName, 1)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(target.close)
-		return target.clients[0]
+		t.Cleanup(func() { _ = conn.Close() })
+		return pb.NewChainServiceClient(conn)
 	}
 	subject, err := sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
 	if err != nil {

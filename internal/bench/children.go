@@ -1,12 +1,10 @@
-package main
+package bench
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/bench/proc"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -33,17 +32,6 @@ type domainsInfo struct {
 	BIssuer, BTokenEndpoint, BJWKS string
 }
 
-// childContext ends on SIGTERM or SIGINT, or when stdin reaches EOF: the
-// parent holds stdin open, so a child cannot outlive it.
-func childContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
-	return ctx, cancel
-}
-
 // runDomains starts the sandbox domains A and B and serves until told to stop.
 func runDomains(args []string) error {
 	fs := flag.NewFlagSet(modeDomains, flag.ContinueOnError)
@@ -53,7 +41,7 @@ func runDomains(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, cancel := childContext()
+	ctx, cancel := proc.ChildContext()
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: *aAddr, BAddr: *bAddr, TokenLifetime: *lifetime, Logger: log})
@@ -93,7 +81,7 @@ func runBrokerChild(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	ctx, cancel := childContext()
+	ctx, cancel := proc.ChildContext()
 	defer cancel()
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))

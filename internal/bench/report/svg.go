@@ -1,4 +1,4 @@
-package main
+package report
 
 import (
 	"fmt"
@@ -120,7 +120,7 @@ func latencySVG(title, subtitle string, ss []series) string {
 				fill = "#ffffff"
 			}
 			w(`<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s" stroke="%s" stroke-width="1.5"><title>%s, c=%d: %s</title></circle>`,
-				px(p.X), py(p.Y), fill, s.Color, esc(s.Name), p.X, fmtDur(p.Y))
+				px(p.X), py(p.Y), fill, s.Color, esc(s.Name), p.X, FmtDur(p.Y))
 		}
 	}
 	// Legend.

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -14,38 +14,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chainbroker/chainbroker/internal/bench/load"
+	"github.com/chainbroker/chainbroker/internal/bench/measure"
+	"github.com/chainbroker/chainbroker/internal/bench/report"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
-
-// profileResult is the profiled run: the broker in a child process running
-// app.Build + Server.Serve (as `serve` does) under runtime/pprof.
-type profileResult struct {
-	Label      string // "no cache" or "cache hits"
-	Cache      bool
-	Load       loadResult
-	Header     string // pprof's "Duration: ..., Total samples = ..." line
-	Top        []pprofRow
-	TopCum     []pprofRow
-	Categories []category
-	AllocTop   []pprofRow
-	AllocTotal string
-}
-
-type pprofRow struct {
-	Flat, FlatPct, SumPct, Cum, CumPct, Name string
-}
-
-type category struct {
-	Name, Regexp string
-	Ignore       string  // samples whose stack matches this are left out
-	Pct          float64 // share of the profile's samples with a matching frame
-	OK           bool
-}
 
 // categories group the broker's CPU by what it is for. They overlap (a
 // frame of hop 1 is also one of the HTTP client): each is the share of CPU
 // samples whose stack holds a matching function.
-var categories = []category{
+var categories = []report.Category{
 	{Name: "chain logic: broker.(*Broker).Chain, everything below it", Regexp: `broker\.\(\*Broker\)\.Chain$`},
 	{Name: "hop 1: token exchange call (request, wait, response parsing)", Regexp: `broker\.\(\*chainRun\)\.exchange$`},
 	{Name: "hop 2: jwt-bearer call", Regexp: `broker\.\(\*chainRun\)\.jwtBearer$`},
@@ -87,8 +65,8 @@ func (b *bench) runProfile(ctx context.Context, cache bool) error {
 		return err
 	}
 	defer func() {
-		p.stop(10 * time.Second)
-		b.procs.remove(p)
+		p.Stop(10 * time.Second)
+		b.procs.Remove(p)
 	}()
 	lines := make(chan string, 8)
 	go func(out *bufio.Scanner) {
@@ -101,7 +79,7 @@ func (b *bench) runProfile(ctx context.Context, cache bool) error {
 		select {
 		case l, ok := <-lines:
 			if !ok || l != want {
-				return fmt.Errorf("broker child: want %q, got %q\n%s", want, l, p.logTail())
+				return fmt.Errorf("broker child: want %q, got %q\n%s", want, l, p.LogTail())
 			}
 			return nil
 		case <-time.After(30 * time.Second):
@@ -111,61 +89,61 @@ func (b *bench) runProfile(ctx context.Context, cache bool) error {
 	if err := b.refreshSubjects(ctx, o.warmup+o.profileDuration); err != nil {
 		return err
 	}
-	g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
+	g, err := load.NewGRPC(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
 	if err != nil {
 		return err
 	}
-	defer g.close()
+	defer g.Close()
 	// Up to three profiled windows; the least disturbed by other
 	// processes is kept (each window's files are renamed after it).
-	var res *profileResult
+	var res *report.Profile
 	bestAttempt := 0
 	for attempt := 1; attempt <= 3; attempt++ {
 		var probeErr error
 		calls := 0
-		probe := func() sample {
+		probe := func() load.Sample {
 			calls++
 			if calls == 1 {
-				_ = p.cmd.Process.Signal(syscall.SIGUSR1)
+				_ = p.Signal(syscall.SIGUSR1)
 				probeErr = errors.Join(probeErr, await("profiling"))
 			}
-			var s sample
-			pids := procPIDs{broker: p.pid(), domains: b.domains.pid()}
+			var s load.Sample
+			pids := load.PIDs{Broker: p.PID(), Domains: b.domains.PID()}
 			if b.redis != nil {
-				pids.redis = b.redis.pid()
+				pids.Redis = b.redis.PID()
 			}
 			if calls == 1 {
-				s.procs = scanProcs()
-				s.readCPU(pids)
+				s.Procs = measure.ScanProcs()
+				s.ReadCPU(pids)
 			} else {
-				s.readCPU(pids)
-				s.procs = scanProcs()
+				s.ReadCPU(pids)
+				s.Procs = measure.ScanProcs()
 			}
 			if calls == 2 {
-				_ = p.cmd.Process.Signal(syscall.SIGUSR2)
+				_ = p.Signal(syscall.SIGUSR2)
 				probeErr = errors.Join(probeErr, await("profiled"))
 			}
 			return s
 		}
 		b.waitIdle(ctx)
-		d := runLoad(ctx, g, o.profileConc, o.warmup, o.profileDuration, b.subjects, probe)
+		d := load.RunClosed(ctx, g, o.profileConc, o.warmup, o.profileDuration, b.subjects, probe)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if probeErr != nil {
 			return probeErr
 		}
-		r := &profileResult{Label: label, Cache: cache,
-			Load: summarize("grpc (profiled)", o.profileConc, d, true, b.ourPIDs(p))}
+		r := &report.Profile{Label: label, Cache: cache,
+			Load: load.Summarize("grpc (profiled)", o.profileConc, d, true, b.ourPIDs(p))}
 		r.Load.Attempts = attempt
 		logf("  %8.0f chains/s  p50 %s  p99 %s  broker CPU %s/chain (with the profiler on)%s", r.Load.Throughput(),
-			fmtDur(r.Load.P50), fmtDur(r.Load.P99), fmtDur(r.Load.BrokerCPU), otherLine(r.Load))
+			report.FmtDur(r.Load.P50), report.FmtDur(r.Load.P99), report.FmtDur(r.Load.BrokerCPU), otherLine(r.Load))
 		for _, f := range []string{cpuPath, allocPath, allocPath + ".base"} {
 			if err := os.Rename(f, fmt.Sprintf("%s.%d", f, attempt)); err != nil {
 				return err
 			}
 		}
-		disturbance := func(r *profileResult) float64 { return r.Load.OtherCPU - r.Load.SoftirqCPU }
+		disturbance := func(r *report.Profile) float64 { return r.Load.OtherCPU - r.Load.SoftirqCPU }
 		if res == nil || disturbance(r) < disturbance(res) {
 			res, bestAttempt = r, attempt
 		}
@@ -229,9 +207,9 @@ var (
 
 // parseTop splits `pprof -top` output into its header line (Duration and
 // total samples) and rows.
-func parseTop(out string) (string, []pprofRow) {
+func parseTop(out string) (string, []report.PprofRow) {
 	var header string
-	var rows []pprofRow
+	var rows []report.PprofRow
 	inRows := false
 	for line := range strings.SplitSeq(out, "\n") {
 		t := strings.TrimSpace(line)
@@ -245,7 +223,7 @@ func parseTop(out string) (string, []pprofRow) {
 			if len(f) < 6 {
 				continue
 			}
-			rows = append(rows, pprofRow{Flat: f[0], FlatPct: f[1], SumPct: f[2], Cum: f[3], CumPct: f[4],
+			rows = append(rows, report.PprofRow{Flat: f[0], FlatPct: f[1], SumPct: f[2], Cum: f[3], CumPct: f[4],
 				Name: strings.Join(f[5:], " ")})
 		}
 	}
@@ -277,14 +255,14 @@ func (b *bench) runCache(ctx context.Context) error {
 	}
 	b.cacheYAML = cfg
 	defer func() {
-		p.stop(10 * time.Second)
-		b.procs.remove(p)
+		p.Stop(10 * time.Second)
+		b.procs.Remove(p)
 	}()
-	g, err := newGRPCTarget(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
+	g, err := load.NewGRPC(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
 	if err != nil {
 		return err
 	}
-	defer g.close()
+	defer g.Close()
 	for _, c := range b.o.levels {
 		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, 0, p, addrs)
 		if err != nil {
@@ -292,7 +270,7 @@ func (b *bench) runCache(ctx context.Context) error {
 		}
 		b.cache = append(b.cache, res)
 		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p99 %8s  err %d%s", "grpc+cache", c, res.Throughput(),
-			fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
+			report.FmtDur(res.P50), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}
 	for _, c := range b.o.pacedLevels {
@@ -302,8 +280,8 @@ func (b *bench) runCache(ctx context.Context) error {
 		}
 		b.cachePaced = append(b.cachePaced, res)
 		logf("  %-10s paced, %d callers: %.0f/s offered, %.0f chains/s achieved (%s)  p50 %8s  p99 %8s  err %d%s",
-			"grpc+cache", c, res.Offered, res.Throughput(), achieved(res),
-			fmtDur(res.P50), fmtDur(res.P99), res.Errors, brokerLine(res))
+			"grpc+cache", c, res.Offered, res.Throughput(), report.Achieved(res),
+			report.FmtDur(res.P50), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}
 	return nil

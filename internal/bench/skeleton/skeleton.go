@@ -1,4 +1,7 @@
-package main
+// Package skeleton is chainbench's skeleton broker: the least a broker built
+// like chainbroker must do per chain (see skeleton), run as a child process
+// (Run) and measured as the broker is, as the design's floor.
+package skeleton
 
 import (
 	"context"
@@ -18,12 +21,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/bench/load"
+	"github.com/chainbroker/chainbroker/internal/bench/proc"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
 
-// modeSkeleton is the child serving the skeleton broker.
-const modeSkeleton = "skeleton"
+// Mode is the child serving the skeleton broker.
+const Mode = "skeleton"
 
 // skeleton is the least a broker built like this one must do per chain, and
 // nothing more: a gRPC ChainService whose Chain makes the token exchange at
@@ -43,7 +48,7 @@ const modeSkeleton = "skeleton"
 // B's token for the sandbox's token lifetime, less a margin.
 type skeleton struct {
 	pb.UnimplementedChainServiceServer
-	hops  *baselineTarget
+	hops  *load.Baseline
 	keys  *token.Verifier
 	redis *goredis.Client
 
@@ -96,7 +101,7 @@ func (s *skeleton) audit(ctx context.Context, outcome string) error {
 
 // chain is the whole chain: two hops, one verification, two Redis writes.
 func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainResponse, error) {
-	assertion, err := s.hops.exchange(ctx, req.GetSubjectToken())
+	assertion, err := s.hops.Exchange(ctx, req.GetSubjectToken())
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
@@ -107,7 +112,7 @@ func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 	if err := s.redis.SetArgs(ctx, "skeleton:replay:"+tok.Claims.JTI, "1", goredis.SetArgs{Mode: "NX", TTL: 10 * time.Minute}).Err(); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, "replay mark: "+err.Error())
 	}
-	access, err := s.hops.jwtBearer(ctx, assertion)
+	access, err := s.hops.JWTBearer(ctx, assertion)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
@@ -117,12 +122,12 @@ func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 	return &pb.ChainResponse{AccessToken: access, TokenType: "Bearer"}, nil
 }
 
-// skeletonInfo is what the skeleton child prints on its first stdout line.
-type skeletonInfo struct{ GRPC string }
+// Info is what the skeleton child prints on its first stdout line.
+type Info struct{ GRPC string }
 
-// runSkeleton serves the skeleton until told to stop.
-func runSkeleton(args []string) error {
-	fs := flag.NewFlagSet(modeSkeleton, flag.ContinueOnError)
+// Run serves the skeleton until told to stop.
+func Run(args []string) error {
+	fs := flag.NewFlagSet(Mode, flag.ContinueOnError)
 	aToken := fs.String("a-token", "", "domain A's token endpoint")
 	aJWKS := fs.String("a-jwks", "", "domain A's JWKS URL")
 	bToken := fs.String("b-token", "", "domain B's token endpoint")
@@ -136,13 +141,13 @@ func runSkeleton(args []string) error {
 	if *aToken == "" || *aJWKS == "" || *bToken == "" || *redisAddr == "" {
 		return errors.New("skeleton: -a-token, -a-jwks, -b-token and -redis are required")
 	}
-	ctx, cancel := childContext()
+	ctx, cancel := proc.ChildContext()
 	defer cancel()
 	rdb := goredis.NewClient(&goredis.Options{Addr: *redisAddr, MaxRetries: -1, Protocol: 2, PoolSize: *conc})
 	defer rdb.Close()
 	s := &skeleton{
-		hops: &baselineTarget{client: newHTTPClient(*conc), aToken: *aToken, bToken: *bToken, audience: *audience,
-			clientID: sandbox.BrokerClientID, aSecret: sandbox.BrokerSecretA, bSecret: sandbox.BrokerSecretB},
+		hops: &load.Baseline{Client: load.NewHTTPClient(*conc), AToken: *aToken, BToken: *bToken, Audience: *audience,
+			ClientID: sandbox.BrokerClientID, ASecret: sandbox.BrokerSecretA, BSecret: sandbox.BrokerSecretB},
 		keys:   token.NewRemoteVerifier(token.RemoteKeys{URL: *aJWKS}, []string{"RS256"}),
 		redis:  rdb,
 		cache:  *cache,
@@ -154,7 +159,7 @@ func runSkeleton(args []string) error {
 	}
 	srv := grpc.NewServer()
 	pb.RegisterChainServiceServer(srv, s)
-	if err := json.NewEncoder(os.Stdout).Encode(skeletonInfo{GRPC: lis.Addr().String()}); err != nil {
+	if err := json.NewEncoder(os.Stdout).Encode(Info{GRPC: lis.Addr().String()}); err != nil {
 		return err
 	}
 	go func() {

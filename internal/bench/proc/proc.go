@@ -1,4 +1,8 @@
-package main
+// Package proc is chainbench's process control: every part of a benchmark
+// run (the domains, redis-server, the broker, the skeleton) is a child
+// process, so that its CPU time and memory can be read from /proc, and none
+// outlives the benchmark.
+package proc
 
 import (
 	"bufio"
@@ -10,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,12 +22,12 @@ import (
 	"time"
 )
 
-// proc is a child process started by the benchmark. Every proc is registered
-// with a procSet and stopped (SIGTERM, then SIGKILL) when the benchmark ends,
+// Proc is a child process started by the benchmark. Every Proc is registered
+// with a Set and stopped (SIGTERM, then SIGKILL) when the benchmark ends,
 // also on Ctrl-C. Children run in their own process group, so a Ctrl-C in the
 // terminal reaches the benchmark only, which then stops them in order; on
 // Linux they also get SIGKILL if the benchmark itself dies (Pdeathsig).
-type proc struct {
+type Proc struct {
 	name    string
 	cmd     *exec.Cmd
 	logPath string
@@ -31,9 +36,21 @@ type proc struct {
 	stdin   io.WriteCloser
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// PID is the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is Wait's result, valid once Done is closed.
+func (p *Proc) Err() error { return p.err }
+
+// Exited reports whether the process has exited.
+
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -42,9 +59,9 @@ func (p *proc) exited() bool {
 	}
 }
 
-// stop asks the process to exit and kills it if it has not after grace.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
+// Stop asks the process to exit and kills it if it has not after grace.
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Exited() {
 		return
 	}
 	if p.stdin != nil {
@@ -59,8 +76,8 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
-// logTail returns the last lines of the process's log, for error messages.
-func (p *proc) logTail() string {
+// LogTail returns the last lines of the process's log, for error messages.
+func (p *Proc) LogTail() string {
 	b, err := os.ReadFile(p.logPath)
 	if err != nil {
 		return ""
@@ -72,19 +89,22 @@ func (p *proc) logTail() string {
 	return strings.Join(lines, "\n")
 }
 
-// procSet owns every child process.
-type procSet struct {
+// Set owns every child process.
+type Set struct {
 	dir   string
 	mu    sync.Mutex
-	procs []*proc
+	procs []*Proc
 }
 
-// start runs name with args, stdout and stderr to a log file in the set's
+// NewSet returns a Set whose processes keep their logs and files in dir.
+func NewSet(dir string) *Set { return &Set{dir: dir} }
+
+// Start runs name with args, stdout and stderr to a log file in the set's
 // directory. With pipeStdout the process's stdout is returned line by line
 // instead (stderr still goes to the log). With keepStdin the child gets a
 // pipe as stdin, closed by stop: a child that exits on EOF then cannot
 // outlive the benchmark.
-func (s *procSet) start(name string, env []string, pipeStdout, keepStdin bool, bin string, args ...string) (*proc, *bufio.Scanner, error) {
+func (s *Set) Start(name string, env []string, pipeStdout, keepStdin bool, bin string, args ...string) (*Proc, *bufio.Scanner, error) {
 	logPath := filepath.Join(s.dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -94,7 +114,7 @@ func (s *procSet) start(name string, env []string, pipeStdout, keepStdin bool, b
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = childAttrs()
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	var scanner *bufio.Scanner
 	if pipeStdout {
 		out, err := cmd.StdoutPipe()
@@ -127,32 +147,32 @@ func (s *procSet) start(name string, env []string, pipeStdout, keepStdin bool, b
 	return p, scanner, nil
 }
 
-// stopAll stops every process still running, newest first.
-func (s *procSet) stopAll() {
+// StopAll stops every process still running, newest first.
+func (s *Set) StopAll() {
 	s.mu.Lock()
-	procs := append([]*proc(nil), s.procs...)
+	procs := append([]*Proc(nil), s.procs...)
 	s.procs = nil
 	s.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].stop(5 * time.Second)
+		procs[i].Stop(5 * time.Second)
 	}
 }
 
-// pids returns the ids of the running processes.
-func (s *procSet) pids() []int {
+// PIDs returns the ids of the running processes.
+func (s *Set) PIDs() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []int
 	for _, p := range s.procs {
-		if !p.exited() {
-			out = append(out, p.pid())
+		if !p.Exited() {
+			out = append(out, p.PID())
 		}
 	}
 	return out
 }
 
-// remove forgets p after the caller stopped it.
-func (s *procSet) remove(p *proc) {
+// Remove forgets p after the caller stopped it.
+func (s *Set) Remove(p *Proc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, q := range s.procs {
@@ -163,8 +183,8 @@ func (s *procSet) remove(p *proc) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -173,16 +193,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// startRedis starts a throwaway redis-server on a free loopback port that
+// StartRedis starts a throwaway redis-server on a free loopback port that
 // persists nothing, and waits for PING.
-func (s *procSet) startRedis(ctx context.Context) (*proc, string, error) {
+func (s *Set) StartRedis(ctx context.Context) (*Proc, string, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, "", fmt.Errorf("redis-server not found on PATH (install it, or use --store memory): %w", err)
 	}
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, "", err
 		}
@@ -190,7 +210,7 @@ func (s *procSet) startRedis(ctx context.Context) (*proc, string, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, "", err
 		}
-		p, _, err := s.start("redis", nil, false, false, bin,
+		p, _, err := s.Start("redis", nil, false, false, bin,
 			"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", dir, "--protected-mode", "yes", "--loglevel", "warning")
 		if err != nil {
@@ -200,17 +220,17 @@ func (s *procSet) startRedis(ctx context.Context) (*proc, string, error) {
 		if lastErr = waitRedis(ctx, p, addr); lastErr == nil {
 			return p, addr, nil
 		}
-		p.stop(2 * time.Second)
-		s.remove(p)
+		p.Stop(2 * time.Second)
+		s.Remove(p)
 	}
 	return nil, "", fmt.Errorf("redis-server did not start: %w", lastErr)
 }
 
-func waitRedis(ctx context.Context, p *proc, addr string) error {
+func waitRedis(ctx context.Context, p *Proc, addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("exited: %v\n%s", p.err, p.logTail())
+		if p.Exited() {
+			return fmt.Errorf("exited: %v\n%s", p.err, p.LogTail())
 		}
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			_ = c.SetDeadline(time.Now().Add(time.Second))
@@ -231,14 +251,14 @@ func waitRedis(ctx context.Context, p *proc, addr string) error {
 	return errors.New("no PONG within 10s")
 }
 
-// waitHTTP polls url until it answers 200, the process exits, or 60 s pass.
-func waitHTTP(ctx context.Context, p *proc, url string) error {
+// WaitHTTP polls url until it answers 200, the process exits, or 60 s pass.
+func WaitHTTP(ctx context.Context, p *Proc, url string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	client := &http.Client{Timeout: time.Second}
 	last := ""
 	for time.Now().Before(deadline) {
-		if p.exited() {
-			return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.logTail())
+		if p.Exited() {
+			return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.LogTail())
 		}
 		resp, err := client.Get(url)
 		if err == nil {
@@ -257,5 +277,17 @@ func waitHTTP(ctx context.Context, p *proc, url string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready at %s within 60s (%s)\n%s", p.name, url, last, p.logTail())
+	return fmt.Errorf("%s not ready at %s within 60s (%s)\n%s", p.name, url, last, p.LogTail())
+}
+
+// ChildContext is a child process's context: it ends on SIGTERM or SIGINT,
+// or when stdin reaches EOF. The parent holds stdin open (Start with
+// keepStdin), so a child cannot outlive it.
+func ChildContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	return ctx, cancel
 }

@@ -1,4 +1,4 @@
-package main
+package measure
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/chainbroker/chainbroker/token"
 )
 
-// floorResult is the cost of the unavoidable part of a chain: one RS256
+// Floor is the cost of the unavoidable part of a chain: one RS256
 // parse + signature verification + claims validation of a grant shaped like
 // the sandbox's (and Keycloak's) exchanged tokens, with the repo's token
 // package (jwx underneath).
-type floorResult struct {
+type Floor struct {
 	PerOp       time.Duration
 	AllocsPerOp int64
 	BytesPerOp  int64
@@ -24,21 +24,21 @@ type floorResult struct {
 	TokenBytes  int
 }
 
-// measureFloor runs a testing.Benchmark of token.Verifier.Verify plus the
+// MeasureFloor runs a testing.Benchmark of token.Verifier.Verify plus the
 // claim checks the broker applies (iss, single aud, exp/iat/lifetime, jti,
 // sub), best of rounds (the machine may be busy with something else).
-func measureFloor(rounds int) (floorResult, error) {
+func MeasureFloor(rounds int) (Floor, error) {
 	signer, err := token.GenerateSigner("RS256")
 	if err != nil {
-		return floorResult{}, err
+		return Floor{}, err
 	}
 	jwks, err := token.PublicJWKS(signer)
 	if err != nil {
-		return floorResult{}, err
+		return Floor{}, err
 	}
 	v, err := token.NewStaticVerifier(jwks, []string{"RS256"})
 	if err != nil {
-		return floorResult{}, err
+		return Floor{}, err
 	}
 	const (
 		issuer   = "http://127.0.0.1:8181/realms/domain-a"
@@ -53,7 +53,7 @@ func measureFloor(rounds int) (floorResult, error) {
 		"jti": hex.EncodeToString(jti), "scope": "profile email", "preferred_username": "alice",
 	}, token.SignOptions{Typ: token.TypeJWT})
 	if err != nil {
-		return floorResult{}, err
+		return Floor{}, err
 	}
 	ctx := context.Background()
 	var benchErr error
@@ -74,21 +74,21 @@ func measureFloor(rounds int) (floorResult, error) {
 	for range max(rounds, 1) {
 		r := testing.Benchmark(bench)
 		if benchErr != nil {
-			return floorResult{}, benchErr
+			return Floor{}, benchErr
 		}
 		results = append(results, r)
 	}
 	best := slices.MinFunc(results, func(a, b testing.BenchmarkResult) int {
 		return int(a.NsPerOp() - b.NsPerOp())
 	})
-	return floorResult{
+	return Floor{
 		PerOp: time.Duration(best.NsPerOp()), AllocsPerOp: best.AllocsPerOp(), BytesPerOp: best.AllocedBytesPerOp(),
 		N: best.N, TokenBytes: len(compact),
 	}, nil
 }
 
-// validate is the broker's claim policy with Keycloak's defaults (DESIGN
-// §2), as cheap as the real one.
+// validate is the broker's claim policy with Keycloak's defaults
+// (docs/design.md §2), as cheap as the real one.
 func validate(tok *token.Token, issuer, audience string, now time.Time) error {
 	c := &tok.Claims
 	switch {

@@ -1,4 +1,8 @@
-package main
+// Package measure is chainbench's measurement: CPU time, peak RSS and the
+// machine's CPU from /proc, what else ran, the broker's Prometheus metrics
+// (allocations, the Chain histogram), the machine's description, and the
+// floor (one RS256 verification of a grant, floor.go).
+package measure
 
 import (
 	"bufio"
@@ -21,9 +25,9 @@ import (
 // 100 on every Linux architecture Go supports).
 const clockTick = 10 * time.Millisecond
 
-// procCPU returns the CPU time (user + system, every thread) a process has
+// ProcCPU returns the CPU time (user + system, every thread) a process has
 // used, from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
+func ProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -46,8 +50,8 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * clockTick, nil
 }
 
-// peakRSS returns a process's peak resident set size (VmHWM), in bytes.
-func peakRSS(pid int) (uint64, error) {
+// PeakRSS returns a process's peak resident set size (VmHWM), in bytes.
+func PeakRSS(pid int) (uint64, error) {
 	return statusField(pid, "VmHWM:")
 }
 
@@ -72,53 +76,53 @@ func statusField(pid int, name string) (uint64, error) {
 	return 0, fmt.Errorf("no %s in /proc/%d/status", name, pid)
 }
 
-// resetPeakRSS resets VmHWM to the current RSS (clear_refs 5), so that the
-// next peakRSS covers one measurement only. It reports whether that worked.
-func resetPeakRSS(pid int) bool {
+// ResetPeakRSS resets VmHWM to the current RSS (clear_refs 5), so that the
+// next PeakRSS covers one measurement only. It reports whether that worked.
+func ResetPeakRSS(pid int) bool {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 }
 
-// cpuTimes are the machine's CPU times from /proc/stat.
-type cpuTimes struct {
-	busy    time.Duration // user, nice, system, irq, softirq (not idle, iowait, steal)
-	softirq time.Duration // irq + softirq: on loopback, mostly our own network traffic
-	steal   time.Duration // taken by the hypervisor for other guests
+// CPUTimes are the machine's CPU times from /proc/stat.
+type CPUTimes struct {
+	Busy    time.Duration // user, nice, system, irq, softirq (not idle, iowait, steal)
+	Softirq time.Duration // irq + softirq: on loopback, mostly our own network traffic
+	Steal   time.Duration // taken by the hypervisor for other guests
 }
 
-// systemCPU reads the machine's CPU times.
-func systemCPU() (cpuTimes, error) {
+// SystemCPU reads the machine's CPU times.
+func SystemCPU() (CPUTimes, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return cpuTimes{}, err
+		return CPUTimes{}, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return cpuTimes{}, errors.New("malformed /proc/stat")
+		return CPUTimes{}, errors.New("malformed /proc/stat")
 	}
 	var v [8]int64 // user nice system idle iowait irq softirq steal
 	for i := range v {
 		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
-			return cpuTimes{}, err
+			return CPUTimes{}, err
 		}
 	}
-	return cpuTimes{
-		busy:    time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * clockTick,
-		softirq: time.Duration(v[5]+v[6]) * clockTick,
-		steal:   time.Duration(v[7]) * clockTick,
+	return CPUTimes{
+		Busy:    time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * clockTick,
+		Softirq: time.Duration(v[5]+v[6]) * clockTick,
+		Steal:   time.Duration(v[7]) * clockTick,
 	}, nil
 }
 
-// procEntry is one process's name and CPU time.
-type procEntry struct {
+// ProcEntry is one process's name and CPU time.
+type ProcEntry struct {
 	comm string
 	cpu  time.Duration
 }
 
-// scanProcs reads the CPU time of every process on the machine, to name
+// ScanProcs reads the CPU time of every process on the machine, to name
 // what else ran during a measurement.
-func scanProcs() map[int]procEntry {
-	out := map[int]procEntry{}
+func ScanProcs() map[int]ProcEntry {
+	out := map[int]ProcEntry{}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return out
@@ -136,19 +140,19 @@ func scanProcs() map[int]procEntry {
 		if i < 0 || j < i {
 			continue
 		}
-		cpu, err := procCPU(pid)
+		cpu, err := ProcCPU(pid)
 		if err != nil {
 			continue
 		}
-		out[pid] = procEntry{comm: string(b[i+1 : j]), cpu: cpu}
+		out[pid] = ProcEntry{comm: string(b[i+1 : j]), cpu: cpu}
 	}
 	return out
 }
 
-// foreignTop names the processes, other than ours, that used the most CPU
+// ForeignTop names the processes, other than ours, that used the most CPU
 // between two scans, as "name 0.42, ..." (cores). Processes that ran only
 // between the scans (a compiler started by a test run) are not seen.
-func foreignTop(before, after map[int]procEntry, ours map[int]bool, window time.Duration) string {
+func ForeignTop(before, after map[int]ProcEntry, ours map[int]bool, window time.Duration) string {
 	if window <= 0 {
 		return ""
 	}
@@ -185,9 +189,9 @@ func foreignTop(before, after map[int]procEntry, ours map[int]bool, window time.
 	return strings.Join(parts, ", ")
 }
 
-// scrapeMetric fetches a Prometheus text exposition and returns the value
+// ScrapeMetric fetches a Prometheus text exposition and returns the value
 // of an unlabelled sample.
-func scrapeMetric(client *http.Client, url, name string) (float64, error) {
+func ScrapeMetric(client *http.Client, url, name string) (float64, error) {
 	resp, err := client.Get(url)
 	if err != nil {
 		return 0, err
@@ -209,8 +213,8 @@ func scrapeMetric(client *http.Client, url, name string) (float64, error) {
 	return 0, fmt.Errorf("%s: no sample %s", url, name)
 }
 
-// machine describes where the benchmark ran.
-type machine struct {
+// Machine describes where the benchmark ran.
+type Machine struct {
 	CPUs      int
 	CPUModel  string
 	GoVersion string
@@ -219,8 +223,9 @@ type machine struct {
 	LoadAvg   string // at start
 }
 
-func describeMachine() machine {
-	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: "unknown"}
+// DescribeMachine reads the machine's CPUs, kernel, memory and load.
+func DescribeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), CPUModel: "unknown"}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.SplitSeq(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -260,11 +265,12 @@ func meminfoTotal() (uint64, error) {
 	return 0, errors.New("no MemTotal")
 }
 
-func selfPID() int { return os.Getpid() }
+// SelfPID is the benchmark's own process id.
+func SelfPID() int { return os.Getpid() }
 
-// sourceRevision names the tree that was measured: the commit, and whether
+// SourceRevision names the tree that was measured: the commit, and whether
 // tracked files other than docs/ differ from it.
-func sourceRevision() string {
+func SourceRevision() string {
 	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
 		return "unknown (not a git checkout)"
@@ -276,17 +282,17 @@ func sourceRevision() string {
 	return rev
 }
 
-// chainHistogram is the broker's histogram of Chain call durations, as its
+// ChainHistogram is the broker's histogram of Chain call durations, as its
 // gRPC interceptor measures them (REST calls included: they go through
 // gRPC in process): time inside the broker, from the call's arrival at the
 // handler to its answer, without the client's side, the network or the
 // broker's transport.
-const chainHistogram = `chainbroker_grpc_request_duration_seconds_bucket{method="/chainbroker.v1.ChainService/Chain",le="`
+const ChainHistogram = `chainbroker_grpc_request_duration_seconds_bucket{method="/chainbroker.v1.ChainService/Chain",le="`
 
-// scrapeBuckets fetches a Prometheus text exposition and returns the
+// ScrapeBuckets fetches a Prometheus text exposition and returns the
 // cumulative counts of the histogram buckets whose lines start with prefix
 // (up to the le value), by upper bound; +Inf is math.Inf(1).
-func scrapeBuckets(client *http.Client, url, prefix string) (map[float64]float64, error) {
+func ScrapeBuckets(client *http.Client, url, prefix string) (map[float64]float64, error) {
 	resp, err := client.Get(url)
 	if err != nil {
 		return nil, err
@@ -299,10 +305,10 @@ func scrapeBuckets(client *http.Client, url, prefix string) (map[float64]float64
 	if err != nil {
 		return nil, err
 	}
-	return parseBuckets(string(body), prefix)
+	return ParseBuckets(string(body), prefix)
 }
 
-func parseBuckets(text, prefix string) (map[float64]float64, error) {
+func ParseBuckets(text, prefix string) (map[float64]float64, error) {
 	out := map[float64]float64{}
 	for line := range strings.SplitSeq(text, "\n") {
 		rest, ok := strings.CutPrefix(line, prefix)
@@ -329,11 +335,11 @@ func parseBuckets(text, prefix string) (map[float64]float64, error) {
 	return out, nil
 }
 
-// quantileBound is the smallest bucket bound under which at least q of the
+// QuantileBound is the smallest bucket bound under which at least q of the
 // observations between two scrapes of one histogram fall (an upper bound
 // of that quantile), in seconds; +Inf when only the last bucket holds it,
 // and ok false when nothing was observed.
-func quantileBound(before, after map[float64]float64, q float64) (float64, bool) {
+func QuantileBound(before, after map[float64]float64, q float64) (float64, bool) {
 	bounds := make([]float64, 0, len(after))
 	for b := range after {
 		bounds = append(bounds, b)

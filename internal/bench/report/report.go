@@ -1,4 +1,7 @@
-package main
+// Package report renders chainbench's results: the summary on the terminal,
+// docs/performance.md (between its markers) and the latency chart
+// (docs/performance/latency.svg), with the targets of issue 6 checked.
+package report
 
 import (
 	"fmt"
@@ -10,6 +13,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/chainbroker/chainbroker/internal/bench/load"
+	"github.com/chainbroker/chainbroker/internal/bench/measure"
 )
 
 const (
@@ -17,12 +23,59 @@ const (
 	endMarker   = "<!-- chainbench:end -->"
 )
 
-// report is the rendered outcome of a run.
-type report struct {
-	b       *bench
+// Report is the rendered outcome of a run.
+type Report struct {
+	run     *Run
 	targets []targetCheck
 	md      string
 	svg     string
+}
+
+// Options are the run's settings that the report states.
+type Options struct {
+	Levels             []int
+	Transports         []string
+	Store              string // redis or memory
+	Caller             string // anonymous or apikey
+	VerifySubjectToken bool
+	Skeleton           bool // the skeleton broker was measured too
+	Duration, Warmup   time.Duration
+	ProfileConc        int
+	ProfileDuration    time.Duration
+	Subjects           int
+	GRPCConns          int
+	FloorRounds        int
+	BrokerEnv          []string
+	Out, SVG           string // the report's paths
+	Command            string // the command that reproduces the run
+}
+
+// Run is what a benchmark run measured, for the report.
+type Run struct {
+	Opts     Options
+	Machine  measure.Machine
+	Rev      string // the measured source tree
+	Floor    measure.Floor
+	Started  time.Time
+	Finished time.Time
+	Redis    bool // the store was a redis-server
+
+	ConfigYAML string // the broker's configuration for the measured runs
+	CacheYAML  string // and for the cache runs
+
+	Results    []load.Result // closed loop, per target and level
+	Cache      []load.Result // cache on: closed loop, one per level
+	CachePaced []load.Result // cache on: open loop, one per paced level
+	Skeleton   []load.Result // the skeleton broker, at c=1 and c=64
+	SkelNote   string
+	// SkeletonCache are the skeleton's cache hits: closed loop at c=1, then
+	// open loop at the paced levels.
+	SkeletonCache     []load.Result
+	SkeletonCacheNote string
+	CacheNote         string
+	Profiles          []*Profile
+	ProfErr           string
+	RSSNote           string
 }
 
 type targetCheck struct {
@@ -31,31 +84,32 @@ type targetCheck struct {
 	Result   string // PASS, FAIL, not measured
 }
 
-func (b *bench) report() *report {
-	r := &report{b: b}
+// New renders the report of a run.
+func New(b *Run) *Report {
+	r := &Report{run: b}
 	r.targets = b.checkTargets()
 	r.svg = latencySVG("chainbroker: chain latency vs concurrency",
-		fmt.Sprintf("%d × %s, Go %s, store %s, %s", b.mach.CPUs, b.mach.CPUModel, strings.TrimPrefix(b.mach.GoVersion, "go"),
-			b.o.store, b.finished.UTC().Format("2006-01-02")), b.chartSeries())
+		fmt.Sprintf("%d × %s, Go %s, store %s, %s", b.Machine.CPUs, b.Machine.CPUModel, strings.TrimPrefix(b.Machine.GoVersion, "go"),
+			b.Opts.Store, b.Finished.UTC().Format("2006-01-02")), b.chartSeries())
 	r.md = r.markdown()
 	return r
 }
 
-func (b *bench) find(target string, conc int) (loadResult, bool) {
-	for _, r := range b.results {
+func (b *Run) find(target string, conc int) (load.Result, bool) {
+	for _, r := range b.Results {
 		if r.Target == target && r.Concurrency == conc {
 			return r, true
 		}
 	}
-	return loadResult{}, false
+	return load.Result{}, false
 }
 
-func (b *bench) chartSeries() []series {
+func (b *Run) chartSeries() []series {
 	type spec struct{ target, label, color string }
 	var out []series
 	for _, s := range []spec{{"baseline", "direct baseline", "#555555"}, {"grpc", "broker, gRPC", "#1f77b4"}, {"rest", "broker, REST", "#e6550d"}} {
 		var p50, p99 []point
-		for _, r := range b.results {
+		for _, r := range b.Results {
 			if r.Target == s.target && r.Chains > 0 {
 				p50 = append(p50, point{r.Concurrency, r.P50})
 				p99 = append(p99, point{r.Concurrency, r.P99})
@@ -67,7 +121,7 @@ func (b *bench) chartSeries() []series {
 		}
 	}
 	var c50, c99 []point
-	for _, r := range b.cache {
+	for _, r := range b.Cache {
 		if r.Chains > 0 {
 			c50 = append(c50, point{r.Concurrency, r.P50})
 			c99 = append(c99, point{r.Concurrency, r.P99})
@@ -87,24 +141,24 @@ func pass(ok bool) string {
 	return "FAIL"
 }
 
-func (b *bench) checkTargets() []targetCheck {
+func (b *Run) checkTargets() []targetCheck {
 	var out []targetCheck
-	floor := b.floor.PerOp
+	floor := b.Floor.PerOp
 	// 1. CPU per chain at c=64.
-	for _, t := range b.o.transports {
-		name := fmt.Sprintf("broker CPU per chain ≤ 3× one RS256 verify (%s) at c=64, %s", fmtDur(floor), t)
+	for _, t := range b.Opts.Transports {
+		name := fmt.Sprintf("broker CPU per chain ≤ 3× one RS256 verify (%s) at c=64, %s", FmtDur(floor), t)
 		r, ok := b.find(t, 64)
 		if !ok || !r.HasBroker || r.Chains == 0 {
 			out = append(out, targetCheck{name, "no run at c=64", "not measured"})
 			continue
 		}
 		x := float64(r.BrokerCPU) / float64(floor)
-		out = append(out, targetCheck{name, fmt.Sprintf("%s = %.1f×", fmtDur(r.BrokerCPU), x), pass(x <= 3)})
+		out = append(out, targetCheck{name, fmt.Sprintf("%s = %.1f×", FmtDur(r.BrokerCPU), x), pass(x <= 3)})
 	}
 	// 2. Latency added at c=1 and c=64.
 	for _, c := range []int{1, 64} {
 		base, okb := b.find("baseline", c)
-		for _, t := range b.o.transports {
+		for _, t := range b.Opts.Transports {
 			name := fmt.Sprintf("p50 and p99 ≤ 1.10× baseline at c=%d, %s", c, t)
 			r, ok := b.find(t, c)
 			if !ok || !okb || r.Chains == 0 || base.Chains == 0 {
@@ -113,15 +167,15 @@ func (b *bench) checkTargets() []targetCheck {
 			}
 			x50, x99 := ratio(r.P50, base.P50), ratio(r.P99, base.P99)
 			out = append(out, targetCheck{name,
-				fmt.Sprintf("p50 %s vs %s = %.2f×; p99 %s vs %s = %.2f×", fmtDur(r.P50), fmtDur(base.P50), x50,
-					fmtDur(r.P99), fmtDur(base.P99), x99),
+				fmt.Sprintf("p50 %s vs %s = %.2f×; p99 %s vs %s = %.2f×", FmtDur(r.P50), FmtDur(base.P50), x50,
+					FmtDur(r.P99), FmtDur(base.P99), x99),
 				pass(x50 <= 1.10 && x99 <= 1.10)})
 		}
 	}
 	// 3. No queueing collapse: p99(256) ≤ 4× p99(1), defined on cache hits;
 	// the runs without cache are shown for comparison.
-	out = append(out, collapseTarget(b.cache, b.cachePaced, b.skeletonCache, b.cacheNote))
-	for _, t := range b.o.transports {
+	out = append(out, collapseTarget(b.Cache, b.CachePaced, b.SkeletonCache, b.CacheNote))
+	for _, t := range b.Opts.Transports {
 		name := fmt.Sprintf("(for comparison) p99 at c=256 ≤ 4× p99 at c=1 without cache, %s", t)
 		hi, ok1 := b.find(t, 256)
 		lo, ok2 := b.find(t, 1)
@@ -136,17 +190,17 @@ func (b *bench) checkTargets() []targetCheck {
 				note = fmt.Sprintf("; the direct baseline: %.0f×, the domains saturate the CPU", ratio(bh.P99, bl.P99))
 			}
 		}
-		out = append(out, targetCheck{name, fmt.Sprintf("%s vs %s = %.0f×%s", fmtDur(hi.P99), fmtDur(lo.P99), x, note), pass(x <= 4)})
+		out = append(out, targetCheck{name, fmt.Sprintf("%s vs %s = %.0f×%s", FmtDur(hi.P99), FmtDur(lo.P99), x, note), pass(x <= 4)})
 	}
 	// 4. Peak RSS at c=256.
 	var worst uint64
 	seen := false
-	for _, t := range b.o.transports {
+	for _, t := range b.Opts.Transports {
 		if r, ok := b.find(t, 256); ok && r.PeakRSS > 0 {
 			worst, seen = max(worst, r.PeakRSS), true
 		}
 	}
-	for _, r := range slices.Concat(b.cache, b.cachePaced) {
+	for _, r := range slices.Concat(b.Cache, b.CachePaced) {
 		if r.Concurrency == 256 && r.PeakRSS > 0 {
 			worst, seen = max(worst, r.PeakRSS), true
 		}
@@ -157,7 +211,7 @@ func (b *bench) checkTargets() []targetCheck {
 		out = append(out, targetCheck{"broker peak RSS ≤ 150 MiB at c=256", "no run at c=256", "not measured"})
 	}
 	// 5. Cache.
-	out = append(out, cacheTarget(b.cache, b.cachePaced, b.skeletonCache, b.cacheNote))
+	out = append(out, cacheTarget(b.Cache, b.CachePaced, b.SkeletonCache, b.CacheNote))
 	return out
 }
 
@@ -172,10 +226,10 @@ const cacheTargetRate = 20000
 // latency of 64 ÷ throughput (Little's law) whatever the broker does.
 // note says why the cache was not measured, if it was not. skeleton are
 // the skeleton's cache runs, shown beside the broker's when there are any.
-func cacheTarget(closed, paced, skeleton []loadResult, note string) targetCheck {
+func cacheTarget(closed, paced, skeleton []load.Result, note string) targetCheck {
 	const name = "cache on and warm, gRPC: ≥ 20,000 chains/s (closed loop, best level); " +
 		"p99 ≤ 2 ms with 64 callers offering ≥ 20,000/s and achieving ≥ 99% of it (open loop)"
-	var best *loadResult
+	var best *load.Result
 	for i := range closed {
 		if closed[i].Chains > 0 && (best == nil || closed[i].Throughput() > best.Throughput()) {
 			best = &closed[i]
@@ -189,12 +243,12 @@ func cacheTarget(closed, paced, skeleton []loadResult, note string) targetCheck 
 	if !ok {
 		return targetCheck{name, measured + "; " + orDefault(note, noPacedRun(64)), "not measured"}
 	}
-	measured += "; " + pacedFigures(p) + fmt.Sprintf(", p99 %s", fmtDur(p.P99))
+	measured += "; " + pacedFigures(p) + fmt.Sprintf(", p99 %s", FmtDur(p.P99))
 	if p.Offered < cacheTargetRate {
 		measured += " (offered below the target's 20,000/s)"
 	}
 	if sk, ok := findPaced(skeleton, 64); ok {
-		measured += fmt.Sprintf("; the skeleton's hits, same load: p99 %s (%s achieved)", fmtDur(sk.P99), achieved(sk))
+		measured += fmt.Sprintf("; the skeleton's hits, same load: p99 %s (%s achieved)", FmtDur(sk.P99), Achieved(sk))
 	}
 	return targetCheck{name, measured,
 		pass(best.Throughput() >= cacheTargetRate && p.Offered >= cacheTargetRate && p.KeptUp() && p.P99 <= 2*time.Millisecond)}
@@ -206,7 +260,7 @@ func cacheTarget(closed, paced, skeleton []loadResult, note string) targetCheck 
 // run at c=1 (one caller: no queueing, whatever the loop). note says why the
 // cache was not measured, if it was not. skeleton are the skeleton's cache
 // runs, shown beside the broker's when there are any.
-func collapseTarget(closed, paced, skeleton []loadResult, note string) targetCheck {
+func collapseTarget(closed, paced, skeleton []load.Result, note string) targetCheck {
 	const name = "p99 with 256 callers (open loop, ≥ 99% of the offered rate achieved) ≤ 4× p99 at c=1, cache hits over gRPC"
 	lo, okLo := findConc(closed, 1)
 	hi, okHi := findConc(paced, 256)
@@ -219,52 +273,52 @@ func collapseTarget(closed, paced, skeleton []loadResult, note string) targetChe
 		return targetCheck{name, orDefault(note, noPacedRun(256)), "not measured"}
 	}
 	x := ratio(hi.P99, lo.P99)
-	measured := fmt.Sprintf("%s vs %s = %.1f×; %s", fmtDur(hi.P99), fmtDur(lo.P99), x, pacedFigures(hi))
+	measured := fmt.Sprintf("%s vs %s = %.1f×; %s", FmtDur(hi.P99), FmtDur(lo.P99), x, pacedFigures(hi))
 	skHi, ok1 := findPaced(skeleton, 256)
 	skLo, ok2 := findClosed(skeleton, 1)
 	if ok1 && ok2 && skLo.P99 > 0 {
-		measured += fmt.Sprintf("; the skeleton's hits: %s vs %s = %.1f×", fmtDur(skHi.P99), fmtDur(skLo.P99), ratio(skHi.P99, skLo.P99))
+		measured += fmt.Sprintf("; the skeleton's hits: %s vs %s = %.1f×", FmtDur(skHi.P99), FmtDur(skLo.P99), ratio(skHi.P99, skLo.P99))
 	}
 	return targetCheck{name, measured, pass(x <= 4 && hi.KeptUp())}
 }
 
 // findConc is the run of rs at concurrency (or callers) c.
-func findConc(rs []loadResult, c int) (loadResult, bool) {
+func findConc(rs []load.Result, c int) (load.Result, bool) {
 	for _, r := range rs {
 		if r.Concurrency == c {
 			return r, true
 		}
 	}
-	return loadResult{}, false
+	return load.Result{}, false
 }
 
 // findPaced is the open-loop run of rs with c callers.
-func findPaced(rs []loadResult, c int) (loadResult, bool) {
+func findPaced(rs []load.Result, c int) (load.Result, bool) {
 	for _, r := range rs {
 		if r.Concurrency == c && r.Offered > 0 && r.Chains > 0 {
 			return r, true
 		}
 	}
-	return loadResult{}, false
+	return load.Result{}, false
 }
 
 // findClosed is the closed-loop run of rs at concurrency c.
-func findClosed(rs []loadResult, c int) (loadResult, bool) {
+func findClosed(rs []load.Result, c int) (load.Result, bool) {
 	for _, r := range rs {
 		if r.Concurrency == c && r.Offered == 0 && r.Chains > 0 {
 			return r, true
 		}
 	}
-	return loadResult{}, false
+	return load.Result{}, false
 }
 
 // pacedFigures describes an open-loop run's load: offered and achieved.
-func pacedFigures(r loadResult) string {
-	return fmt.Sprintf("open loop, %d callers: %.0f/s offered, %.0f/s achieved (%s)", r.Concurrency, r.Offered, r.Throughput(), achieved(r))
+func pacedFigures(r load.Result) string {
+	return fmt.Sprintf("open loop, %d callers: %.0f/s offered, %.0f/s achieved (%s)", r.Concurrency, r.Offered, r.Throughput(), Achieved(r))
 }
 
-// achieved is the share of its offered rate an open-loop run achieved.
-func achieved(r loadResult) string {
+// Achieved is the share of its offered rate an open-loop run achieved.
+func Achieved(r load.Result) string {
 	if r.Offered <= 0 {
 		return "—"
 	}
@@ -291,8 +345,8 @@ func ratio(a, b time.Duration) float64 {
 
 func mib(n uint64) float64 { return float64(n) / (1 << 20) }
 
-// fmtDur prints a duration with 3 significant digits in a fitting unit.
-func fmtDur(d time.Duration) string {
+// FmtDur prints a duration with 3 significant digits in a fitting unit.
+func FmtDur(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return "0"
@@ -319,28 +373,28 @@ func sig3(v float64) string {
 }
 
 // summary is printed on stdout at the end of a run.
-func (r *report) summary() string {
+func (r *Report) Summary() string {
 	var s strings.Builder
 	s.WriteString("\n" + r.resultsTable() + "\n" + r.costTable() + "\n")
-	if len(r.b.cache)+len(r.b.cachePaced) > 0 {
+	if len(r.run.Cache)+len(r.run.CachePaced) > 0 {
 		s.WriteString("Token cache on and warm (gRPC):\n" + r.cacheTable() + "\n")
 	}
 	s.WriteString("Targets:\n")
 	for _, t := range r.targets {
 		fmt.Fprintf(&s, "  %-13s %s: %s\n", t.Result, t.Target, t.Measured)
 	}
-	for _, p := range r.b.profs {
+	for _, p := range r.run.Profiles {
 		s.WriteString("\nCPU profile of the broker, " + p.Label + " (top by flat):\n" + r.profileTopTable(p.Top))
 	}
 	return s.String()
 }
 
-func (r *report) resultsTable() string {
-	b := r.b
+func (r *Report) resultsTable() string {
+	b := r.run
 	var s strings.Builder
 	s.WriteString("| callers | path | chains/s | p50 | p90 | p99 | errors | p50 ÷ baseline | p99 ÷ baseline | p50 added |\n")
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, c := range b.o.levels {
+	for _, c := range b.Opts.Levels {
 		base, okb := b.find("baseline", c)
 		for _, t := range []string{"baseline", "grpc", "rest"} {
 			res, ok := b.find(t, c)
@@ -354,18 +408,18 @@ func (r *report) resultsTable() string {
 				added = signedDur(res.P50 - base.P50)
 			}
 			fmt.Fprintf(&s, "| %d | %s | %.0f | %s | %s | %s | %d | %s | %s | %s |\n", c, pathName(t), res.Throughput(),
-				fmtDur(res.P50), fmtDur(res.P90), fmtDur(res.P99), res.Errors, x50, x99, added)
+				FmtDur(res.P50), FmtDur(res.P90), FmtDur(res.P99), res.Errors, x50, x99, added)
 		}
 	}
 	return s.String()
 }
 
-func (r *report) costTable() string {
-	b := r.b
+func (r *Report) costTable() string {
+	b := r.run
 	var s strings.Builder
 	s.WriteString("| callers | path | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | domains CPU/chain | redis CPU/chain | load generator CPU/chain | other CPU, cores |\n")
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, c := range b.o.levels {
+	for _, c := range b.Opts.Levels {
 		for _, t := range []string{"baseline", "grpc", "rest"} {
 			res, ok := b.find(t, c)
 			if !ok || res.Chains == 0 {
@@ -373,60 +427,60 @@ func (r *report) costTable() string {
 			}
 			cpu, x, allocs, rss := "—", "—", "—", "—"
 			if res.HasBroker {
-				cpu = fmtDur(res.BrokerCPU)
-				x = fmt.Sprintf("%.1f×", ratio(res.BrokerCPU, b.floor.PerOp))
+				cpu = FmtDur(res.BrokerCPU)
+				x = fmt.Sprintf("%.1f×", ratio(res.BrokerCPU, b.Floor.PerOp))
 				rss = fmt.Sprintf("%.1f MiB", mib(res.PeakRSS))
 			}
 			if res.HasAllocs {
 				allocs = fmt.Sprintf("%.0f", res.Allocs)
 			}
 			redis := "—"
-			if b.redis != nil && t != "baseline" {
-				redis = fmtDur(res.RedisCPU)
+			if b.Redis && t != "baseline" {
+				redis = FmtDur(res.RedisCPU)
 			}
 			fmt.Fprintf(&s, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, pathName(t), cpu, x, allocs, rss,
-				fmtDur(res.DomainsCPU), redis, fmtDur(res.LoadgenCPU), otherCell(res))
+				FmtDur(res.DomainsCPU), redis, FmtDur(res.LoadgenCPU), otherCell(res))
 		}
 	}
 	return s.String()
 }
 
 // cacheTable has the cache runs: the closed loops, then the open loops.
-func (r *report) cacheTable() string {
-	b := r.b
+func (r *Report) cacheTable() string {
+	b := r.run
 	var s strings.Builder
 	s.WriteString("| callers | load | chains/s | p50 | p90 | p99 | p99 inside the broker | errors | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | redis CPU/chain | load generator CPU/chain | other CPU, cores |\n")
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, c := range slices.Concat(b.cache, b.cachePaced) {
+	for _, c := range slices.Concat(b.Cache, b.CachePaced) {
 		fmt.Fprintf(&s, "| %d | %s | %.0f | %s | %s | %s | %s | %d | %s | %.1f× | %.0f | %.1f MiB | %s | %s | %s |\n", c.Concurrency, loadCell(c),
-			c.Throughput(), fmtDur(c.P50), fmtDur(c.P90), fmtDur(c.P99), handlerCell(c), c.Errors, fmtDur(c.BrokerCPU), ratio(c.BrokerCPU, b.floor.PerOp),
-			c.Allocs, mib(c.PeakRSS), fmtDur(c.RedisCPU), fmtDur(c.LoadgenCPU), otherCell(c))
+			c.Throughput(), FmtDur(c.P50), FmtDur(c.P90), FmtDur(c.P99), HandlerCell(c), c.Errors, FmtDur(c.BrokerCPU), ratio(c.BrokerCPU, b.Floor.PerOp),
+			c.Allocs, mib(c.PeakRSS), FmtDur(c.RedisCPU), FmtDur(c.LoadgenCPU), otherCell(c))
 	}
 	return s.String()
 }
 
 // loadCell names a cache run's load in a table: closed loop, or the open
 // loop's offered rate and the share of it achieved.
-func loadCell(r loadResult) string {
+func loadCell(r load.Result) string {
 	if r.Offered > 0 {
-		return fmt.Sprintf("open loop, %.0f/s offered, %s achieved", r.Offered, achieved(r))
+		return fmt.Sprintf("open loop, %.0f/s offered, %s achieved", r.Offered, Achieved(r))
 	}
 	return "closed loop"
 }
 
-// handlerCell is the p99 of the broker's own Chain durations, as the bucket
+// HandlerCell is the p99 of the broker's own Chain durations, as the bucket
 // bound of its histogram ("≤ 2ms").
-func handlerCell(r loadResult) string {
+func HandlerCell(r load.Result) string {
 	switch {
 	case !r.HasHandler:
 		return "—"
 	case math.IsInf(r.HandlerP99, 1):
 		return "> 16s"
 	}
-	return "≤ " + fmtDur(time.Duration(r.HandlerP99*float64(time.Second)))
+	return "≤ " + FmtDur(time.Duration(r.HandlerP99*float64(time.Second)))
 }
 
-func otherCell(r loadResult) string {
+func otherCell(r load.Result) string {
 	s := fmt.Sprintf("%.2f (softirq %.2f", r.OtherCPU, r.SoftirqCPU)
 	if r.Attempts > 1 {
 		s += fmt.Sprintf("; best of %d runs", r.Attempts)
@@ -454,12 +508,12 @@ func pathName(t string) string {
 
 func signedDur(d time.Duration) string {
 	if d < 0 {
-		return "−" + fmtDur(-d)
+		return "−" + FmtDur(-d)
 	}
-	return "+" + fmtDur(d)
+	return "+" + FmtDur(d)
 }
 
-func (r *report) profileTopTable(rows []pprofRow) string {
+func (r *Report) profileTopTable(rows []PprofRow) string {
 	var s strings.Builder
 	s.WriteString("| flat | flat% | sum% | cum | cum% | function |\n|---:|---:|---:|---:|---:|---|\n")
 	for _, row := range rows {
@@ -482,51 +536,51 @@ func redisVersion() string {
 	return strings.TrimSpace(string(out))
 }
 
-func (r *report) markdown() string {
-	b, o := r.b, r.b.o
+func (r *Report) markdown() string {
+	b, o := r.run, r.run.Opts
 	var s strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
 	w(beginMarker)
 	w("")
 	w("## Results")
 	w("")
-	w("Measured on %s (UTC) at %s, run time %s, with:", b.finished.UTC().Format("2006-01-02 15:04"), b.rev, b.finished.Sub(b.started).Round(time.Second))
+	w("Measured on %s (UTC) at %s, run time %s, with:", b.Finished.UTC().Format("2006-01-02 15:04"), b.Rev, b.Finished.Sub(b.Started).Round(time.Second))
 	w("")
 	w("```sh")
-	w("%s", o.command())
+	w("%s", o.Command)
 	w("```")
 	w("")
-	w("- **Machine**: %d × %s (`nproc` %d), %s RAM, Linux %s, %s. Load average at start: %s.", b.mach.CPUs, b.mach.CPUModel, b.mach.CPUs,
-		b.mach.MemTotal, b.mach.Kernel, b.mach.GoVersion, b.mach.LoadAvg)
+	w("- **Machine**: %d × %s (`nproc` %d), %s RAM, Linux %s, %s. Load average at start: %s.", b.Machine.CPUs, b.Machine.CPUModel, b.Machine.CPUs,
+		b.Machine.MemTotal, b.Machine.Kernel, b.Machine.GoVersion, b.Machine.LoadAvg)
 	store := "memory"
-	if o.store == "redis" {
+	if o.Store == "redis" {
 		store = "Redis (" + redisVersion() + ", throwaway, no persistence)"
 	}
 	caller := "anonymous callers (loopback)"
-	if o.caller == "apikey" {
+	if o.Caller == "apikey" {
 		caller = "API-key callers (`X-Api-Key`)"
 	}
 	verify := "off"
-	if o.verifySubjectToken {
+	if o.VerifySubjectToken {
 		verify = "on (two RS256 verifications per chain)"
 	}
 	w("- **Set-up**, each in its own process on the same cores: the sandbox's domains A and B (RS256, 300 s tokens, Keycloak's checks), "+
 		"the broker (`chainbroker serve`, built from this tree; store %s; %s; `verify_subject_token` %s; log level warn), "+
 		"and the load generator (this program; gRPC over %s, REST over keep-alive HTTP/1.1). "+
 		"%d subject tokens (alice and bob) are reused round-robin; every chain gets a fresh grant from domain A.",
-		store, caller, verify, plural(o.grpcConns, "connection"), o.subjects)
-	if len(o.brokerEnv) > 0 {
-		w("- **Broker environment**: `%s`.", strings.Join(o.brokerEnv, " "))
+		store, caller, verify, plural(o.GRPCConns, "connection"), o.Subjects)
+	if len(o.BrokerEnv) > 0 {
+		w("- **Broker environment**: `%s`.", strings.Join(o.BrokerEnv, " "))
 	}
 	w("- **Runs**: at each concurrency level, the direct baseline, then the broker over each transport: %s warm-up, then %s measured. "+
-		"A chain counts when it completes inside the measured window. Latencies are the load generator's, call to answer.", o.warmup, o.duration)
+		"A chain counts when it completes inside the measured window. Latencies are the load generator's, call to answer.", o.Warmup, o.Duration)
 	w("- **Floor**: one RS256 parse + verify + claims validation with the `token` package (jwx), `testing.Benchmark` in the same run, "+
-		"best of %d: **%s**/op, %d allocs/op (%d-byte grant).", o.floorRounds, fmtDur(b.floor.PerOp), b.floor.AllocsPerOp, b.floor.TokenBytes)
+		"best of %d: **%s**/op, %d allocs/op (%d-byte grant).", o.FloorRounds, FmtDur(b.Floor.PerOp), b.Floor.AllocsPerOp, b.Floor.TokenBytes)
 	w("")
 	w("### Latency and throughput")
 	w("")
 	w("%s", r.resultsTable())
-	w("![latency vs concurrency](%s)", relPath(o.out, o.svg))
+	w("![latency vs concurrency](%s)", relPath(o.Out, o.SVG))
 	w("")
 	w("### What the broker costs")
 	w("")
@@ -537,8 +591,8 @@ func (r *report) markdown() string {
 		"traffic, plus any other process, named when it used more than 0.02 cores. Before each run chainbench waits (up to `--idle-wait`) " +
 		"for other processes to leave the cores idle; a run they disturbed anyway (more than 0.2 cores besides interrupts) is measured " +
 		"again, up to three times, and the least disturbed kept. A run with other processes busy is noisier, its p99 most of all.")
-	if b.rssNote != "" {
-		w("Note: %s.", b.rssNote)
+	if b.RSSNote != "" {
+		w("Note: %s.", b.RSSNote)
 	}
 	w("")
 	w("%s", r.costTable())
@@ -554,13 +608,13 @@ func (r *report) markdown() string {
 	w("")
 	w("### Where the broker's CPU goes")
 	w("")
-	for _, p := range b.profs {
+	for _, p := range b.Profiles {
 		w("#### Profile: %s", p.Label)
 		w("")
 		w("The broker under gRPC load at c=%d for %s, in a child process of chainbench that does what `chainbroker serve` does "+
 			"(`config.Load`, `app.Build`, `Server.Serve`, same configuration) with `runtime/pprof` around the measured window. "+
 			"That run: %.0f chains/s, p50 %s, p99 %s, broker CPU %s/chain with the profiler on; other CPU %s cores. pprof: %s.",
-			o.profileConc, o.profileDuration, p.Load.Throughput(), fmtDur(p.Load.P50), fmtDur(p.Load.P99), fmtDur(p.Load.BrokerCPU),
+			o.ProfileConc, o.ProfileDuration, p.Load.Throughput(), FmtDur(p.Load.P50), FmtDur(p.Load.P99), FmtDur(p.Load.BrokerCPU),
 			otherCell(p.Load), p.Header)
 		w("")
 		if cov := p.coverage(); cov > 0 {
@@ -577,7 +631,7 @@ func (r *report) markdown() string {
 			if c.OK {
 				share = fmt.Sprintf("%.1f%%", c.Pct)
 				if p.Load.Chains > 0 {
-					per = fmtDur(time.Duration(float64(p.Load.BrokerCPU) * c.Pct / 100))
+					per = FmtDur(time.Duration(float64(p.Load.BrokerCPU) * c.Pct / 100))
 				}
 			}
 			w("| %s | %s | %s |", c.Name, share, per)
@@ -585,7 +639,7 @@ func (r *report) markdown() string {
 		if len(p.Categories) > 0 && p.Categories[0].OK {
 			out := 100 - p.Categories[0].Pct
 			w("| outside the chain: gRPC and HTTP connection goroutines, GC, scheduler | %.1f%% | %s |", out,
-				fmtDur(time.Duration(float64(p.Load.BrokerCPU)*out/100)))
+				FmtDur(time.Duration(float64(p.Load.BrokerCPU)*out/100)))
 		}
 		w("")
 		w("Top 15 functions by own (flat) CPU (`go tool pprof -top`):")
@@ -603,18 +657,18 @@ func (r *report) markdown() string {
 			w("%s", r.profileTopTable(p.AllocTop))
 		}
 	}
-	if b.profErr != "" {
-		w("Profiling failed: %s", strings.TrimSpace(b.profErr))
+	if b.ProfErr != "" {
+		w("Profiling failed: %s", strings.TrimSpace(b.ProfErr))
 		w("")
-	} else if len(b.profs) == 0 {
+	} else if len(b.Profiles) == 0 {
 		w("Not profiled (`--profile=false`).")
 		w("")
 	}
 	w("### Token cache")
 	w("")
-	if len(b.cache) > 0 {
+	if len(b.Cache) > 0 {
 		w("gRPC, token cache on for domain B (`cache.enabled`), Redis store. Every subject token is chained during the warm-up, "+
-			"so the measured window is all cache hits (%d subject tokens).", o.subjects)
+			"so the measured window is all cache hits (%d subject tokens).", o.Subjects)
 		w("")
 		w("The closed-loop rows (`--levels`) have N callers each sending its next chain as soon as the previous one answers: " +
 			"by Little's law their mean latency is N ÷ throughput whatever the broker does (64 callers at 20,000 chains/s: 3.2 ms), " +
@@ -625,14 +679,14 @@ func (r *report) markdown() string {
 			"\"p99 inside the broker\" is from the broker's own histogram of Chain calls (`chainbroker_grpc_request_duration_seconds`, " +
 			"its bucket bound): the time from the handler's start to its answer, without the load generator, the network, " +
 			"gRPC's transport or the wait for a core before the handler runs.")
-		if len(b.cachePaced) == 0 {
+		if len(b.CachePaced) == 0 {
 			w("No open-loop runs were made here (`--paced-rate 0` or no `--paced-levels`).")
 		}
 		w("")
 		w("%s", r.cacheTable())
 		r.skeletonCacheSection(w)
 	} else {
-		w("%s.", b.cacheNote)
+		w("%s.", b.CacheNote)
 		w("")
 	}
 	w("### Broker configuration used")
@@ -640,14 +694,14 @@ func (r *report) markdown() string {
 	w("Ports and URLs differ per run; the secrets come from the environment (the sandbox's public demo secrets, a random cache key).")
 	w("")
 	w("```yaml")
-	s.WriteString(b.configYAML)
+	s.WriteString(b.ConfigYAML)
 	w("```")
 	w("")
-	if b.cacheYAML != "" {
+	if b.CacheYAML != "" {
 		w("The cache runs add `cache.keys` and `cache.enabled: true` on domain B:")
 		w("")
 		w("```yaml")
-		s.WriteString(b.cacheYAML)
+		s.WriteString(b.CacheYAML)
 		w("```")
 		w("")
 	}
@@ -689,7 +743,7 @@ group commit against plain go-redis; ` + "`BenchmarkMarkThenAppend`" + `: a chai
 
 // write replaces the generated section of the Markdown file (creating it
 // when missing) and writes the chart.
-func (r *report) write(mdPath, svgPath string) error {
+func (r *Report) Write(mdPath, svgPath string) error {
 	if err := os.MkdirAll(filepath.Dir(svgPath), 0o755); err != nil {
 		return err
 	}
@@ -721,7 +775,7 @@ func (r *report) write(mdPath, svgPath string) error {
 var samplesRE = regexp.MustCompile(`Total samples = ([0-9.]+(?:ns|us|µs|ms|s|m|h))`)
 
 // coverage is the profiled CPU time over the CPU time /proc measured.
-func (p *profileResult) coverage() float64 {
+func (p *Profile) coverage() float64 {
 	m := samplesRE.FindStringSubmatch(p.Header)
 	if m == nil || p.Load.Chains == 0 {
 		return 0
@@ -740,11 +794,11 @@ func (p *profileResult) coverage() float64 {
 // saturationNote explains the latency ratio at the highest level where both
 // the baseline and the gRPC broker ran: with every process on the same
 // cores, once they are busy the latency ratio follows the CPU ratio.
-func (r *report) saturationNote(w func(string, ...any)) {
-	b := r.b
+func (r *Report) saturationNote(w func(string, ...any)) {
+	b := r.run
 	levels := []int{64} // the level of the targets first, then the others from the top
-	for i := len(b.o.levels) - 1; i >= 0; i-- {
-		levels = append(levels, b.o.levels[i])
+	for i := len(b.Opts.Levels) - 1; i >= 0; i-- {
+		levels = append(levels, b.Opts.Levels[i])
 	}
 	for _, c := range levels {
 		if c < 16 {
@@ -762,8 +816,8 @@ func (r *report) saturationNote(w func(string, ...any)) {
 			"A direct chain costs %s of CPU (domains %s + client %s), a chain through the broker %s (domains %s + broker %s + "+
 			"Redis %s + client %s), %.2f× as much; the p50 ratio is %.2f× and the throughput ratio %.2f×. Once the cores are busy, "+
 			"the latency the broker adds is its CPU time competing with the domains', so the latency targets are CPU targets.",
-			c, busy, b.mach.CPUs, fmtDur(direct), fmtDur(base.DomainsCPU), fmtDur(base.LoadgenCPU), fmtDur(via), fmtDur(g.DomainsCPU),
-			fmtDur(g.BrokerCPU), fmtDur(g.RedisCPU), fmtDur(g.LoadgenCPU), ratio(via, direct), ratio(g.P50, base.P50),
+			c, busy, b.Machine.CPUs, FmtDur(direct), FmtDur(base.DomainsCPU), FmtDur(base.LoadgenCPU), FmtDur(via), FmtDur(g.DomainsCPU),
+			FmtDur(g.BrokerCPU), FmtDur(g.RedisCPU), FmtDur(g.LoadgenCPU), ratio(via, direct), ratio(g.P50, base.P50),
 			g.Throughput()/base.Throughput())
 		w("")
 		return
@@ -780,19 +834,19 @@ func plural(n int, noun string) string {
 
 // skeletonSection compares the broker with the skeleton broker: what the
 // design costs at the least, measured in the same run.
-func (r *report) skeletonSection(w func(string, ...any)) {
-	b := r.b
-	if !b.o.skeleton {
+func (r *Report) skeletonSection(w func(string, ...any)) {
+	b := r.run
+	if !b.Opts.Skeleton {
 		return
 	}
 	w("### The design's floor: a skeleton broker")
 	w("")
-	if len(b.skeleton) == 0 {
-		w("%s.", b.skelNote)
+	if len(b.Skeleton) == 0 {
+		w("%s.", b.SkelNote)
 		w("")
 		return
 	}
-	w("The skeleton (`cmd/chainbench/skeleton.go`, a child process like the broker) is the least a broker built this way does per " +
+	w("The skeleton (`internal/bench/skeleton/skeleton.go`, a child process like the broker) is the least a broker built this way does per " +
 		"chain: a gRPC `Chain` that makes the token exchange at A, verifies the grant's RS256 signature with A's JWKS, marks its " +
 		"`jti` in Redis (`SET NX`), makes the jwt-bearer call at B, appends a fixed audit record (`XADD`) and answers, with " +
 		"plain go-redis and net/http clients and nothing else: no policy, no claims checks, no metrics, logs, retries or cache. " +
@@ -801,16 +855,16 @@ func (r *report) skeletonSection(w func(string, ...any)) {
 	w("")
 	w("| callers | path | chains/s | p50 | p99 | p50 ÷ baseline | CPU/chain | ÷ RS256 verify | broker CPU ÷ skeleton's |")
 	w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-	for _, sk := range b.skeleton {
+	for _, sk := range b.Skeleton {
 		base, okb := b.find("baseline", sk.Concurrency)
 		g, okg := b.find("grpc", sk.Concurrency)
-		row := func(path string, x loadResult, vsSkeleton string) {
+		row := func(path string, x load.Result, vsSkeleton string) {
 			vsBase := "—"
 			if okb && base.Chains > 0 {
 				vsBase = fmt.Sprintf("%.2f×", ratio(x.P50, base.P50))
 			}
-			w("| %d | %s | %.0f | %s | %s | %s | %s | %.1f× | %s |", x.Concurrency, path, x.Throughput(), fmtDur(x.P50),
-				fmtDur(x.P99), vsBase, fmtDur(x.BrokerCPU), ratio(x.BrokerCPU, b.floor.PerOp), vsSkeleton)
+			w("| %d | %s | %.0f | %s | %s | %s | %s | %.1f× | %s |", x.Concurrency, path, x.Throughput(), FmtDur(x.P50),
+				FmtDur(x.P99), vsBase, FmtDur(x.BrokerCPU), ratio(x.BrokerCPU, b.Floor.PerOp), vsSkeleton)
 		}
 		row("skeleton, gRPC", sk, "")
 		if okg && g.Chains > 0 && sk.BrokerCPU > 0 {
@@ -821,17 +875,17 @@ func (r *report) skeletonSection(w func(string, ...any)) {
 }
 
 // skeletonCacheSection compares the broker's cache hits with the skeleton's
-// (skeleton.go with -cache): the least a hit costs in this design, under
+// (package skeleton, with -cache): the least a hit costs in this design, under
 // the same loads in the same run.
-func (r *report) skeletonCacheSection(w func(string, ...any)) {
-	b := r.b
-	if !b.o.skeleton {
+func (r *Report) skeletonCacheSection(w func(string, ...any)) {
+	b := r.run
+	if !b.Opts.Skeleton {
 		return
 	}
 	w("#### The design's floor for a hit")
 	w("")
-	if len(b.skeletonCache) == 0 {
-		w("The skeleton's cache hits were %s.", orDefault(b.skeletonCacheNote, "not measured"))
+	if len(b.SkeletonCache) == 0 {
+		w("The skeleton's cache hits were %s.", orDefault(b.SkeletonCacheNote, "not measured"))
 		w("")
 		return
 	}
@@ -845,23 +899,26 @@ func (r *report) skeletonCacheSection(w func(string, ...any)) {
 	w("")
 	w("| callers | load | path | chains/s | p50 | p99 | timer lateness p99 (share of chains that waited) | CPU/chain | load generator CPU/chain | redis CPU/chain | broker CPU ÷ skeleton's |")
 	w("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	row := func(path string, x loadResult, vs string) {
+	row := func(path string, x load.Result, vs string) {
 		late := "—"
 		if x.TimerLateShare > 0 {
-			late = fmt.Sprintf("%s (%.0f%%)", fmtDur(x.TimerLateP99), 100*x.TimerLateShare)
+			late = fmt.Sprintf("%s (%.0f%%)", FmtDur(x.TimerLateP99), 100*x.TimerLateShare)
 		}
 		w("| %d | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |", x.Concurrency, loadCell(x), path, x.Throughput(),
-			fmtDur(x.P50), fmtDur(x.P99), late, fmtDur(x.BrokerCPU), fmtDur(x.LoadgenCPU), fmtDur(x.RedisCPU), vs)
+			FmtDur(x.P50), FmtDur(x.P99), late, FmtDur(x.BrokerCPU), FmtDur(x.LoadgenCPU), FmtDur(x.RedisCPU), vs)
 	}
-	for _, sk := range b.skeletonCache {
+	for _, sk := range b.SkeletonCache {
 		row("skeleton", sk, "")
 		find := findClosed
 		if sk.Offered > 0 {
 			find = findPaced
 		}
-		if br, ok := find(slices.Concat(b.cache, b.cachePaced), sk.Concurrency); ok && sk.BrokerCPU > 0 {
+		if br, ok := find(slices.Concat(b.Cache, b.CachePaced), sk.Concurrency); ok && sk.BrokerCPU > 0 {
 			row("broker", br, fmt.Sprintf("%.2f×", ratio(br.BrokerCPU, sk.BrokerCPU)))
 		}
 	}
 	w("")
 }
+
+// Markdown is the report's docs/performance.md section.
+func (r *Report) Markdown() string { return r.md }

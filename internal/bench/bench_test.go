@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/bench/load"
+	"github.com/chainbroker/chainbroker/internal/bench/measure"
+)
+
+// The configurations chainbench generates must stay valid as the
+// configuration schema evolves: a broken one only shows in a benchmark run.
+func TestBrokerConfigIsValid(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		o      options
+		cache  bool
+		secret bool
+	}{
+		{"redis anonymous", options{store: "redis", caller: "anonymous"}, false, false},
+		{"memory apikey verify", options{store: "memory", caller: "apikey", verifySubjectToken: true}, false, false},
+		{"redis cache", options{store: "redis", caller: "anonymous"}, true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &bench{o: &tt.o, redisAddr: "127.0.0.1:6399", apiKey: "k", cacheKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+				info: domainsInfo{
+					AIssuer: "http://127.0.0.1:1/realms/domain-a", ATokenEndpoint: "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/token",
+					AJWKS:   "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/certs",
+					BIssuer: "http://127.0.0.1:2/realms/domain-b", BTokenEndpoint: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/token",
+					BJWKS: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/certs",
+				}}
+			text := b.brokerConfig(brokerAddrs{grpc: "127.0.0.1:3", http: "127.0.0.1:4"}, tt.cache)
+			f, err := config.Parse([]byte(text))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, text)
+			}
+			if err := f.Validate(); err != nil {
+				t.Fatalf("%v\n%s", err, text)
+			}
+			if got := f.Domain("domain-b").Cache.Enabled; got != tt.cache {
+				t.Errorf("domain-b cache enabled = %v", got)
+			}
+			if got := f.Store.Backend; got != tt.o.store {
+				t.Errorf("store = %q", got)
+			}
+		})
+	}
+}
+
+func TestParsePprofOutput(t *testing.T) {
+	out := `File: chainbench
+Type: cpu
+Duration: 10.04s, Total samples = 2680ms (26.70%)
+Active filters:
+   focus=broker\.\(\*chainRun\)\.validate$
+Showing nodes accounting for 310ms, 11.57% of 2680ms total
+      flat  flat%   sum%        cum   cum%
+     0.61s 22.76% 22.76%      0.61s 22.76%  internal/runtime/syscall/linux.Syscall6
+         0     0% 22.76%      1.13s 42.16%  github.com/chainbroker/chainbroker/broker.(*Broker).Chain
+`
+	hdr, rows := parseTop(out)
+	if !strings.HasPrefix(hdr, "Duration: 10.04s") || len(rows) != 2 || rows[1].Name != "github.com/chainbroker/chainbroker/broker.(*Broker).Chain" || rows[0].CumPct != "22.76%" {
+		t.Fatalf("header %q, rows %+v", hdr, rows)
+	}
+	if v, ok := focusedShare(out); !ok || v != 11.57 {
+		t.Errorf("focusedShare = %v, %v", v, ok)
+	}
+}
+
+func TestPacedFlags(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		rate    float64
+		levels  []int
+		wantErr string
+	}{
+		{"defaults", nil, 20000, []int{64, 256}, ""},
+		{"quick keeps the paced runs", []string{"--quick"}, 20000, []int{64, 256}, ""},
+		{"other rate and levels", []string{"--paced-rate=5000.5", "--paced-levels= 16, 64 ,"}, 5000.5, []int{16, 64}, ""},
+		{"rate 0 disables", []string{"--paced-rate", "0"}, 0, nil, ""},
+		{"rate 0 ignores the levels", []string{"--paced-rate=0", "--paced-levels=x"}, 0, nil, ""},
+		{"no levels", []string{"--paced-levels="}, 20000, nil, ""},
+		{"negative rate", []string{"--paced-rate=-1"}, 0, nil, "--paced-rate"},
+		{"not a number", []string{"--paced-rate=fast"}, 0, nil, "paced-rate"},
+		{"zero callers", []string{"--paced-levels=64,0"}, 0, nil, "--paced-levels"},
+		{"not an integer", []string{"--paced-levels=64,x"}, 0, nil, "--paced-levels"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args) // flag errors print the usage: seen with -v only
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one about %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.pacedRate != tt.rate || !slices.Equal(o.pacedLevels, tt.levels) {
+				t.Errorf("paced rate %v levels %v, want %v %v", o.pacedRate, o.pacedLevels, tt.rate, tt.levels)
+			}
+		})
+	}
+	// The estimate counts one run per paced level, and the skeleton one
+	// more per paced level for its cache hits.
+	for _, skeleton := range []string{"--skeleton=false", "--skeleton=true"} {
+		with, err1 := parseFlags([]string{"--quick", skeleton})
+		without, err2 := parseFlags([]string{"--quick", skeleton, "--paced-rate=0"})
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		runs := time.Duration(2)
+		if with.skeleton {
+			runs = 4
+		}
+		if d, want := with.estimate()-without.estimate(), runs*(with.duration+with.warmup+500*time.Millisecond); d != want {
+			t.Errorf("%s: estimate difference %v, want %v", skeleton, d, want)
+		}
+	}
+}
+
+// The report goes through fmt via wrappers go vet cannot check.
+func TestReportRenders(t *testing.T) {
+	o, err := parseFlags([]string{"--quick", "--store=memory"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{o: o, floor: measure.Floor{PerOp: 40 * time.Microsecond}, configYAML: "x: 1\n", cacheYAML: "x: 2\n"}
+	b.cache = []load.Result{{Target: "grpc+cache", Concurrency: 1, Window: time.Second, Chains: 3000, P99: time.Millisecond}}
+	b.cachePaced = []load.Result{{Target: "grpc+cache", Concurrency: 64, Offered: 20000, Window: time.Second, Chains: 19000, P99: 3 * time.Millisecond,
+		BrokerCPU: 50 * time.Microsecond}}
+	b.skeletonCache = []load.Result{{Target: "skeleton+cache", Concurrency: 64, Offered: 20000, Window: time.Second, Chains: 20000,
+		P99: 2 * time.Millisecond, BrokerCPU: 20 * time.Microsecond, TimerLateP99: 900 * time.Microsecond, TimerLateShare: 0.8}}
+	rep := b.report()
+	text := rep.Markdown() + rep.Summary()
+	if i := strings.Index(text, "%!"); i >= 0 {
+		t.Errorf("formatting error: %s", text[max(i-80, 0):min(i+40, len(text))])
+	}
+	for _, want := range []string{"Little's law", "| 64 | open loop, 20000/s offered, 95.0% achieved | 19000 |", "19000/s achieved (95.0%), p99 3.00ms",
+		"| 64 | open loop, 20000/s offered, 100.0% achieved | skeleton | 20000 | 0 | 2.00ms | 900µs (80%) | 20.0µs |",
+		"| broker | 19000 | 0 | 3.00ms | — | 50.0µs | 0 | 0 | 2.50× |",
+		"the skeleton's hits, same load: p99 2.00ms (100.0% achieved)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
