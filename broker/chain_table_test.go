@@ -291,7 +291,9 @@ func chainCases() []chainCase {
 		{name: "hop 1 invalid response", setup: func(_ *testing.T, k *kit) {
 			k.ep.Exchange = brokertest.Fail(fmt.Errorf("%w: no access_token", oauth.ErrBadResponse))
 		}, want: broker.ReasonUpstreamBadResponse},
-		{name: "hop 1 issues a refresh token", setup: func(_ *testing.T, k *kit) { k.grants.IssuedTokenType = "urn:ietf:params:oauth:token-type:refresh_token" },
+		{name: "hop 1 issues a refresh token", setup: func(_ *testing.T, k *kit) {
+			k.grants.IssuedTokenType = "urn:ietf:params:oauth:token-type:refresh_token"
+		},
 			want: broker.ReasonUpstreamBadResponse, check: calls(1, 0)},
 		{name: "caller's deadline passed", ctx: func() (context.Context, context.CancelFunc) {
 			return context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
@@ -463,7 +465,7 @@ func chainCases() []chainCase {
 				}
 				k.clock.Advance(time.Minute)
 			},
-			req: func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last }, // the same subject token
+			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last }, // the same subject token
 			want: "", check: both(calls(1, 1), lastEvent(store.OutcomeCacheHit), func(t *testing.T, _ *kit, res *broker.Result, _ error) {
 				if res.AccessToken != "access-token-b" || res.ExpiresIn != 240 {
 					t.Errorf("cached result %+v, want the token with 240 s left", res)
@@ -480,7 +482,7 @@ func chainCases() []chainCase {
 				// lease store, the chain does not wait for it.
 				k.st.Fail(brokertest.OpCacheLease, nil)
 			},
-			req: func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
+			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
 			want: "", check: both(calls(2, 2), lastEvent(store.OutcomeSuccess))},
 		{name: "cache store unavailable: chained without it", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(_ *testing.T, k *kit) {
