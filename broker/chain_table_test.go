@@ -107,8 +107,7 @@ func (k *kit) issueRequest(t testing.TB) broker.Request {
 	return broker.Request{Caller: "agent", SubjectToken: k.subject(t, issuerC, "alice", nil), TargetDomain: "domain-b"}
 }
 
-func (k *kit) chain(t testing.TB, ctx context.Context, req broker.Request) (*broker.Result, error) {
-	t.Helper()
+func (k *kit) chain(ctx context.Context, req broker.Request) (*broker.Result, error) {
 	k.last = req
 	return k.b.Chain(ctx, req)
 }
@@ -357,7 +356,7 @@ func chainCases() []chainCase {
 		// Replay and the fail-closed store.
 		{name: "grant replayed", setup: func(t *testing.T, k *kit) {
 			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { c["jti"] = "always-the-same" }
-			if _, err := k.chain(t, context.Background(), k.request(t)); err != nil {
+			if _, err := k.chain(context.Background(), k.request(t)); err != nil {
 				t.Fatal(err)
 			}
 		}, want: broker.ReasonAssertionReplayed, check: both(calls(2, 1), lastEvent(store.OutcomeFailure))},
@@ -412,7 +411,7 @@ func chainCases() []chainCase {
 			c.Domains[0].Resilience.BreakerFailures = 1
 		}, setup: func(t *testing.T, k *kit) {
 			k.ep.Exchange = brokertest.Sequence(brokertest.Unavailable(false), k.grants.Exchange)
-			if _, err := k.chain(t, context.Background(), k.request(t)); reasonOf(t, err) != broker.ReasonUpstreamUnavailable {
+			if _, err := k.chain(context.Background(), k.request(t)); reasonOf(t, err) != broker.ReasonUpstreamUnavailable {
 				t.Fatalf("outage: %v", err)
 			}
 		}, want: broker.ReasonUpstreamCircuitOpen, check: calls(1, 0)},
@@ -423,11 +422,11 @@ func chainCases() []chainCase {
 		}, setup: func(t *testing.T, k *kit) {
 			k.ep.Exchange = brokertest.Sequence(brokertest.Unavailable(false), k.grants.Exchange)
 			ctx := context.Background()
-			if _, err := k.chain(t, ctx, k.request(t)); reasonOf(t, err) != broker.ReasonUpstreamUnavailable {
+			if _, err := k.chain(ctx, k.request(t)); reasonOf(t, err) != broker.ReasonUpstreamUnavailable {
 				t.Fatalf("outage: %v", err)
 			}
 			k.clock.Advance(59 * time.Second)
-			if _, err := k.chain(t, ctx, k.request(t)); reasonOf(t, err) != broker.ReasonUpstreamCircuitOpen {
+			if _, err := k.chain(ctx, k.request(t)); reasonOf(t, err) != broker.ReasonUpstreamCircuitOpen {
 				t.Fatalf("within the cooldown: %v", err)
 			}
 			k.clock.Advance(time.Second)
@@ -460,7 +459,7 @@ func chainCases() []chainCase {
 		// Token cache.
 		{name: "cache miss then hit", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(t *testing.T, k *kit) {
-				if _, err := k.chain(t, context.Background(), k.request(t)); err != nil {
+				if _, err := k.chain(context.Background(), k.request(t)); err != nil {
 					t.Fatal(err)
 				}
 				k.clock.Advance(time.Minute)
@@ -473,7 +472,7 @@ func chainCases() []chainCase {
 			})},
 		{name: "cache entry expired on the broker's clock", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(t *testing.T, k *kit) {
-				if _, err := k.chain(t, context.Background(), k.request(t)); err != nil {
+				if _, err := k.chain(context.Background(), k.request(t)); err != nil {
 					t.Fatal(err)
 				}
 				k.clock.Advance(300 * time.Second) // the access token's lifetime
@@ -510,7 +509,7 @@ func TestChainTable(t *testing.T) {
 				ctx, cancel = tc.ctx()
 			}
 			defer cancel()
-			res, err := k.chain(t, ctx, req)
+			res, err := k.chain(ctx, req)
 			if got := reasonOf(t, err); got != tc.want {
 				t.Fatalf("reason %q, want %q (%v)", got, tc.want, err)
 			}
