@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/token"
@@ -16,7 +17,7 @@ import (
 // agent's) is refused unless the grant allows it, and every event records
 // the actor token's hash and the resulting actor.
 func TestActorTokenOnActChains(t *testing.T) {
-	_, signBroker := fixtureKeys()
+	_, signBroker := fixtureKeys(t)
 	otherAgent, err := signBroker.Sign(map[string]any{"iss": brokerIssuer, "sub": "other-agent", "aud": issuerA,
 		"exp": time.Now().Add(time.Minute).Unix()}, token.SignOptions{})
 	if err != nil {
@@ -85,7 +86,7 @@ func TestActorTokenOnActChains(t *testing.T) {
 				}
 				return
 			case "broker":
-				tok, err := verifierFor(t, signBroker).Verify(context.Background(), sent)
+				tok, err := brokertest.Verifier(t, signBroker).Verify(context.Background(), sent)
 				if err != nil || tok.Claims.Subject != "agent" || tok.Claims.Issuer != brokerIssuer {
 					t.Fatalf("hop 1's actor token is not the broker's naming the caller: %v %+v", err, tok)
 				}

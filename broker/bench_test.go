@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/store/memory"
@@ -62,39 +62,6 @@ func benchGrant(tb testing.TB, jti string) string {
 	return g
 }
 
-// benchEndpoint answers hop 1 with grants from a pre-signed pool (signing
-// one costs about 1 ms, more than the broker's whole work) and hop 2 with a
-// fixed access token.
-type benchEndpoint struct {
-	grants []string
-	next   atomic.Uint64
-	// wrapped is called when the pool starts over, before a grant is
-	// reused: the replay guard must forget the pool's jtis.
-	wrapped func()
-}
-
-func (e *benchEndpoint) Token(_ context.Context, req oauth.Request) (*oauth.TokenResponse, error) {
-	if req.Form.Get("grant_type") == oauth.GrantTypeTokenExchange {
-		n := e.next.Add(1) - 1
-		if n > 0 && n%uint64(len(e.grants)) == 0 && e.wrapped != nil {
-			e.wrapped()
-		}
-		return &oauth.TokenResponse{AccessToken: e.grants[n%uint64(len(e.grants))], TokenType: "Bearer",
-			IssuedTokenType: oauth.TokenTypeAccessToken, ExpiresIn: 300}, nil
-	}
-	return &oauth.TokenResponse{AccessToken: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0.c2ln", TokenType: "Bearer",
-		ExpiresIn: 300, Scope: "profile email"}, nil
-}
-
-// swappableReplay is a memory replay guard that the benchmark can empty.
-type swappableReplay struct{ cur atomic.Pointer[memory.Store] }
-
-func (s *swappableReplay) Mark(ctx context.Context, k store.ReplayKey, until time.Time) error {
-	return s.cur.Load().Mark(ctx, k, until)
-}
-
-func (s *swappableReplay) reset() { s.cur.Store(memory.New(memory.Options{})) }
-
 // newBenchBroker is a broker from domain A to domain B, the caller "bench"
 // allowed, memory store, with the given endpoint and replay guard.
 func newBenchBroker(tb testing.TB, ep TokenEndpoint, replay store.ReplayGuard, audit store.AuditLog) *Broker {
@@ -124,7 +91,7 @@ func newBenchBroker(tb testing.TB, ep TokenEndpoint, replay store.ReplayGuard, a
 // RS256 signature with domain A's keys, then the target's claim policy. It
 // is the floor of the broker's per-chain CPU.
 func BenchmarkValidateAssertion(b *testing.B) {
-	br := newBenchBroker(b, &benchEndpoint{}, memory.New(memory.Options{}), memory.New(memory.Options{}))
+	br := newBenchBroker(b, &brokertest.PoolEndpoint{}, memory.New(memory.Options{}), memory.New(memory.Options{}))
 	src, tgt := br.domains["domain-a"], br.domains["domain-b"]
 	grant := benchGrant(b, "jti-validate")
 	ctx := context.Background()
@@ -139,7 +106,7 @@ func BenchmarkValidateAssertion(b *testing.B) {
 
 // BenchmarkCheckClaims is the claim policy alone, on a verified grant.
 func BenchmarkCheckClaims(b *testing.B) {
-	br := newBenchBroker(b, &benchEndpoint{}, memory.New(memory.Options{}), memory.New(memory.Options{}))
+	br := newBenchBroker(b, &brokertest.PoolEndpoint{}, memory.New(memory.Options{}), memory.New(memory.Options{}))
 	src, tgt := br.domains["domain-a"], br.domains["domain-b"]
 	_, v := benchKeys()
 	tok, err := v.Verify(context.Background(), benchGrant(b, "jti-claims"))
@@ -158,7 +125,7 @@ func BenchmarkCheckClaims(b *testing.B) {
 // replay guard, as the broker does before hop 2 (digest included).
 func BenchmarkMarkReplayMemory(b *testing.B) {
 	st := memory.New(memory.Options{})
-	br := newBenchBroker(b, &benchEndpoint{}, st, st)
+	br := newBenchBroker(b, &brokertest.PoolEndpoint{}, st, st)
 	tgt := br.domains["domain-b"]
 	exp := time.Now().Add(300 * time.Second)
 	ctx := context.Background()
@@ -178,7 +145,7 @@ func BenchmarkMarkReplayMemory(b *testing.B) {
 // (finish: outcome, append to the memory audit log, log line).
 func BenchmarkAuditAppendMemory(b *testing.B) {
 	st := memory.New(memory.Options{})
-	br := newBenchBroker(b, &benchEndpoint{}, st, st)
+	br := newBenchBroker(b, &brokertest.PoolEndpoint{}, st, st)
 	ctx := context.Background()
 	hops := []store.Hop{
 		{Domain: "domain-a", Endpoint: benchIssuerA + "/protocol/openid-connect/token", GrantType: oauth.GrantTypeTokenExchange,
@@ -219,9 +186,8 @@ func benchChain(b *testing.B, parallel bool) {
 	for i := range grants {
 		grants[i] = benchGrant(b, fmt.Sprintf("jti-chain-%d", i))
 	}
-	replay := &swappableReplay{}
-	replay.reset()
-	ep := &benchEndpoint{grants: grants, wrapped: replay.reset}
+	replay := brokertest.NewSwappableReplay()
+	ep := &brokertest.PoolEndpoint{Grants: grants, Wrapped: replay.Reset}
 	br := newBenchBroker(b, ep, replay, memory.New(memory.Options{}))
 	subject := benchGrant(b, "subject-token")
 	req := Request{Caller: "bench", SubjectToken: subject, TargetDomain: "domain-b"}

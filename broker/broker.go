@@ -138,6 +138,12 @@ type Config struct {
 	// CacheKeys encrypt them (the first seals, all open).
 	Cache     store.TokenCache
 	CacheKeys []CacheKey
+	// Now is the clock that decides validity (subject token and grant
+	// expiry, issued grants and actor tokens, cache entries, circuit
+	// breaker cooldowns) and stamps audit events; nil: time.Now. Tests
+	// inject a fake clock (brokertest.Clock); durations are measured with
+	// the real one.
+	Now func() time.Time
 }
 
 // Observer is told what chains do, for metrics.
@@ -175,6 +181,7 @@ type Broker struct {
 	tracer   trace.Tracer
 	issuer   *Issuer
 	cache    *tokenCache // nil unless a target caches
+	now      func() time.Time
 	subjects *memo[[sha256.Size]byte, subjectInfo]
 	flight   singleflight.Group
 }
@@ -194,6 +201,10 @@ func New(cfg Config) (*Broker, error) {
 		observer: cfg.Observer,
 		issuer:   cfg.Issuer,
 		subjects: newMemo[[sha256.Size]byte, subjectInfo](subjectMemoSize),
+		now:      cfg.Now,
+	}
+	if b.now == nil {
+		b.now = time.Now
 	}
 	if b.observer == nil {
 		b.observer = nopObserver{}
@@ -247,6 +258,7 @@ func New(cfg Config) (*Broker, error) {
 			if err != nil {
 				errs = append(errs, err)
 			}
+			c.now = b.now
 			b.cache = c
 		}
 		b.breakers[d.Name] = newBreaker(d.Resilience)
@@ -649,10 +661,10 @@ func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token
 	case c.Issuer != src.Issuer:
 		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
 			Message: "subject_token: iss " + quote(c.Issuer) + " is not " + src.Name + "'s issuer"}
-	case c.Expiry.IsZero() || !time.Now().Before(c.Expiry.Add(src.Assertion.ClockSkew)):
+	case c.Expiry.IsZero() || !r.b.now().Before(c.Expiry.Add(src.Assertion.ClockSkew)):
 		return nil, &Error{Reason: ReasonSubjectTokenExpired, Field: "subject_token",
 			Message: "subject_token: expired or without exp"}
-	case !c.NotBefore.IsZero() && c.NotBefore.After(time.Now().Add(src.Assertion.ClockSkew)):
+	case !c.NotBefore.IsZero() && c.NotBefore.After(r.b.now().Add(src.Assertion.ClockSkew)):
 		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
 			Message: "subject_token: not valid yet (nbf)"}
 	}
@@ -672,7 +684,7 @@ func (r *chainRun) verifiedSubject(sub string) {
 
 // finish records the audit event and returns the final answer.
 func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result, error) {
-	r.ev.Time = time.Now()
+	r.ev.Time = r.b.now()
 	if err != nil {
 		e, ok := AsError(err)
 		if !ok {

@@ -54,6 +54,7 @@ type tokenCache struct {
 	sealID string
 	open   map[string]cipher.AEAD
 	local  *memo[string, *cachedToken]
+	now    func() time.Time // the broker's clock
 }
 
 // localCacheSize bounds the entries kept in process (per generation; see
@@ -64,7 +65,7 @@ func newTokenCache(s store.TokenCache, keys []CacheKey) (*tokenCache, error) {
 	if s == nil || len(keys) == 0 {
 		return nil, errors.New("broker: a cached target needs Config.Cache and at least one CacheKey")
 	}
-	c := &tokenCache{store: s, open: map[string]cipher.AEAD{}, local: newMemo[string, *cachedToken](localCacheSize)}
+	c := &tokenCache{store: s, open: map[string]cipher.AEAD{}, local: newMemo[string, *cachedToken](localCacheSize), now: time.Now}
 	for i, k := range keys {
 		if k.ID == "" || strings.Contains(k.ID, ":") || len(k.Secret) != 32 {
 			return nil, fmt.Errorf("broker: cache key %d: needs an id without ':' and a 32-byte secret", i)
@@ -121,7 +122,7 @@ func (c *tokenCache) put(ctx context.Context, key string, t *cachedToken, until 
 // get returns the entry under key; a missing, expired, undecryptable or
 // corrupt entry is a miss (errors only for store failures).
 func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) {
-	if t, ok := c.local.get(key); ok && time.Now().UnixMilli() < t.Until {
+	if t, ok := c.local.get(key); ok && c.now().UnixMilli() < t.Until {
 		return t, nil
 	}
 	v, err := c.store.CacheGet(ctx, key)
@@ -141,7 +142,7 @@ func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) 
 		return nil, nil
 	}
 	var t cachedToken
-	if json.Unmarshal(plain, &t) != nil || t.AccessToken == "" || time.Now().Unix() >= t.ExpiresAt {
+	if json.Unmarshal(plain, &t) != nil || t.AccessToken == "" || c.now().Unix() >= t.ExpiresAt {
 		return nil, nil
 	}
 	if t.Until > 0 && t.Until <= t.ExpiresAt*1000 {
@@ -204,7 +205,7 @@ func (r *chainRun) cached(ctx context.Context, src, tgt *Domain, chain *Chain) (
 			return nil, err
 		}
 		t := &cachedToken{AccessToken: res.AccessToken, IssuedTokenType: res.IssuedTokenType,
-			TokenType: res.TokenType, Scope: res.Scope, ExpiresAt: time.Now().Unix() + res.ExpiresIn, Subject: r.ev.Subject, Actor: r.ev.Actor}
+			TokenType: res.TokenType, Scope: res.Scope, ExpiresAt: r.b.now().Unix() + res.ExpiresIn, Subject: r.ev.Subject, Actor: r.ev.Actor}
 		if until, ok := r.cacheUntil(tgt, res); ok {
 			if err := c.put(ctx, key, t, until); err != nil {
 				r.b.log.WarnContext(ctx, "token cache put failed", "error", err)
@@ -246,11 +247,12 @@ func (r *chainRun) cacheUntil(tgt *Domain, res *Result) (time.Time, bool) {
 	if res.ExpiresIn <= 0 || r.subjectExp.IsZero() {
 		return time.Time{}, false
 	}
-	until := time.Now().Add(time.Duration(res.ExpiresIn)*time.Second - tgt.Cache.Margin)
+	now := r.b.now()
+	until := now.Add(time.Duration(res.ExpiresIn)*time.Second - tgt.Cache.Margin)
 	if r.subjectExp.Before(until) {
 		until = r.subjectExp
 	}
-	return until, time.Until(until) >= time.Second
+	return until, until.Sub(now) >= time.Second
 }
 
 func (r *chainRun) hitResult(t *cachedToken) *Result {
@@ -264,6 +266,6 @@ func (r *chainRun) hitResult(t *cachedToken) *Result {
 		IssuedTokenType: t.IssuedTokenType,
 		TokenType:       t.TokenType,
 		Scope:           t.Scope,
-		ExpiresIn:       max(t.ExpiresAt-time.Now().Unix(), 0),
+		ExpiresIn:       max(t.ExpiresAt-r.b.now().Unix(), 0),
 	}
 }

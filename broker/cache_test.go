@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/store/memory"
 )
 
@@ -83,7 +84,7 @@ func TestCacheUntil(t *testing.T) {
 		{"subject token without exp", 300, time.Time{}, 0},
 		{"about to expire", 30, now.Add(time.Hour), 0},
 	} {
-		r := &chainRun{subjectExp: tt.subjectExp}
+		r := &chainRun{b: &Broker{now: func() time.Time { return now }}, subjectExp: tt.subjectExp}
 		until, ok := r.cacheUntil(tgt, &Result{ExpiresIn: tt.expiresIn})
 		if ok != (tt.want > 0) {
 			t.Errorf("%s: cached=%v", tt.name, ok)
@@ -131,13 +132,15 @@ func TestTokenCacheLocalCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock := brokertest.NewClock(time.Now())
+	c.now = clock.Now
 	exp := time.Now().Add(time.Hour)
 	long := &cachedToken{AccessToken: "long", ExpiresAt: exp.Unix()}
 	short := &cachedToken{AccessToken: "short", ExpiresAt: exp.Unix()}
 	if err := c.put(ctx, "long", long, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.put(ctx, "short", short, time.Now().Add(1100*time.Millisecond)); err != nil {
+	if err := c.put(ctx, "short", short, clock.Now().Add(1100*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -161,7 +164,7 @@ func TestTokenCacheLocalCopy(t *testing.T) {
 		t.Error("an entry read from the store is not kept locally")
 	}
 	// Past its Until, the local copy is not used.
-	time.Sleep(1200 * time.Millisecond)
+	clock.Advance(1200 * time.Millisecond)
 	if got, _ := c.get(ctx, "short"); got == nil || got.AccessToken != "from-store" {
 		t.Fatalf("expired local copy used: %+v", got)
 	}

@@ -8,14 +8,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/url"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/store/memory"
@@ -29,95 +29,45 @@ const (
 	brokerAud    = "https://broker.example/chain" // subject tokens' aud in issue mode
 )
 
-// fixtureKeys are domain A's key and the broker's, made once per test binary.
-var fixtureKeys = sync.OnceValues(func() (*token.Signer, *token.Signer) {
-	a, err := token.GenerateSigner("ES256")
-	if err != nil {
-		panic(err)
-	}
-	br, err := token.GenerateSigner("ES256")
-	if err != nil {
-		panic(err)
-	}
-	return a, br
-})
-
-func verifierFor(t testing.TB, s *token.Signer) *token.Verifier {
-	t.Helper()
-	jwks, err := token.PublicJWKS(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := token.NewStaticVerifier(jwks, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+// fixtureKeys are domain A's key and the broker's (brokertest: made once per
+// test binary).
+func fixtureKeys(t testing.TB) (*token.Signer, *token.Signer) {
+	return brokertest.Key(t, "domain-a", "ES256"), brokertest.Key(t, "broker", "ES256")
 }
-
-type signingKeys struct{ s *token.Signer }
-
-func (k signingKeys) Signer() *token.Signer { return k.s }
 
 // scriptedEndpoint answers hop 1 with a grant for the subject token's sub
 // when the subject token verifies with domain A's key, and with an OAuth
-// error otherwise; hop 2 with an access token. It keeps every hop 1 form.
+// error otherwise; hop 2 with an access token (brokertest.Endpoint and
+// GrantIssuer). It counts hop 1 requests in n.
 type scriptedEndpoint struct {
-	t      testing.TB
-	keysA  *token.Verifier
-	signA  *token.Signer
+	*brokertest.Endpoint
 	n      atomic.Int64
-	mu     sync.Mutex
-	forms  []url.Values
 	refuse func(n int64) string // the error code of the nth refusal; nil: invalid_grant
 }
 
-func (e *scriptedEndpoint) Token(ctx context.Context, req oauth.Request) (*oauth.TokenResponse, error) {
-	if req.Form.Get("grant_type") != oauth.GrantTypeTokenExchange {
-		return &oauth.TokenResponse{AccessToken: "access-token-b", TokenType: "Bearer", ExpiresIn: 300}, nil
-	}
-	n := e.n.Add(1)
-	e.mu.Lock()
-	e.forms = append(e.forms, url.Values(req.Form))
-	e.mu.Unlock()
-	subj, err := e.keysA.Verify(ctx, req.Form.Get("subject_token"))
-	if err != nil {
-		code := "invalid_grant"
-		if e.refuse != nil {
-			code = e.refuse(n)
+func newScriptedEndpoint(signA *token.Signer, keysA *token.Verifier) *scriptedEndpoint {
+	e := &scriptedEndpoint{Endpoint: &brokertest.Endpoint{JWTBearer: brokertest.AccessToken("access-token-b", 300)}}
+	grants := &brokertest.GrantIssuer{Signer: signA, Issuer: issuerA, Audience: issuerB, Keys: keysA}
+	e.Exchange = func(ctx context.Context, _ int, req oauth.Request) (*oauth.TokenResponse, error) {
+		n := e.n.Add(1)
+		resp, err := grants.Exchange(ctx, int(n), req)
+		var oe *oauth.Error
+		if errors.As(err, &oe) && oe.Code == "invalid_grant" && e.refuse != nil {
+			oe.Code = e.refuse(n)
 		}
-		return nil, &oauth.Error{StatusCode: 400, Code: code, Description: "subject token refused"}
+		return resp, err
 	}
-	now := time.Now()
-	claims := map[string]any{
-		"iss": issuerA, "sub": subj.Claims.Subject, "aud": issuerB, "azp": "chainbroker",
-		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "grant-" + strconv.FormatInt(n, 10),
-	}
-	if at := req.Form.Get("actor_token"); at != "" {
-		// As Keycloak and the sandbox do: the actor token's sub becomes act.
-		actor, err := token.ParseUnverified(at)
-		if err != nil {
-			return nil, &oauth.Error{StatusCode: 400, Code: "invalid_request", Description: "actor_token"}
-		}
-		claims["act"] = map[string]string{"sub": actor.Claims.Subject}
-	}
-	grant, err := e.signA.Sign(claims, token.SignOptions{})
-	if err != nil {
-		e.t.Error(err)
-		return nil, err
-	}
-	return &oauth.TokenResponse{AccessToken: grant, TokenType: "Bearer", IssuedTokenType: oauth.TokenTypeAccessToken, ExpiresIn: 60}, nil
+	return e
 }
 
 // lastForm is the form of the last hop 1 request.
 func (e *scriptedEndpoint) lastForm(t testing.TB) url.Values {
 	t.Helper()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.forms) == 0 {
+	reqs := e.Requests(oauth.GrantTypeTokenExchange)
+	if len(reqs) == 0 {
 		t.Fatal("no token exchange request was made")
 	}
-	return e.forms[len(e.forms)-1]
+	return reqs[len(reqs)-1].Form
 }
 
 type fixture struct {
@@ -131,11 +81,11 @@ type fixture struct {
 // caller "agent" may chain A -> B with any scope unless mutate says otherwise.
 func newFixture(t testing.TB, mutate func(*broker.Config)) *fixture {
 	t.Helper()
-	signA, signBroker := fixtureKeys()
-	keysA := verifierFor(t, signA)
+	signA, signBroker := fixtureKeys(t)
+	keysA := brokertest.Verifier(t, signA)
 	st := memory.New(memory.Options{})
 	t.Cleanup(func() { st.Close() })
-	ep := &scriptedEndpoint{t: t, keysA: keysA, signA: signA}
+	ep := newScriptedEndpoint(signA, keysA)
 	cfg := broker.Config{
 		Domains: []broker.Domain{
 			{Name: "domain-a", Issuer: issuerA, TokenEndpoint: issuerA + "/token", Keys: keysA},
@@ -145,7 +95,7 @@ func newFixture(t testing.TB, mutate func(*broker.Config)) *fixture {
 		Endpoint: ep,
 		Replay:   st,
 		Audit:    st,
-		Issuer:   &broker.Issuer{URL: brokerIssuer, Keys: signingKeys{signBroker}},
+		Issuer:   &broker.Issuer{URL: brokerIssuer, Keys: brokertest.SigningKeys{S: signBroker}},
 		Policy: broker.Policy{Callers: []broker.CallerGrant{{Caller: "agent",
 			Chains: []broker.ChainGrant{{Source: "domain-a", Target: "domain-b", Scopes: []string{broker.AnyScope}}}}}},
 	}

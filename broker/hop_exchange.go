@@ -84,7 +84,7 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		endpoint = d.Endpoint
 	}
 	br := r.b.breakers[d.Name]
-	if !br.allow(time.Now()) {
+	if !br.allow(r.b.now()) {
 		return nil, &Error{Reason: ReasonUpstreamCircuitOpen, Hop: hop,
 			Message: d.Name + " is failing; calls to it are suspended for up to " + d.Resilience.BreakerCooldown.String()}
 	}
@@ -153,12 +153,12 @@ func (r *chainRun) recordOutcome(parent context.Context, br *breaker, domain str
 	case parent.Err() != nil, errors.Is(err, oauth.ErrConfig): // no verdict on the domain
 		br.release()
 	case outage && slices.Contains(r.breakerCounted, domain):
-		br.repeatFailure(time.Now())
+		br.repeatFailure(r.b.now())
 	case outage:
 		r.breakerCounted = append(r.breakerCounted, domain)
-		br.record(false, time.Now())
+		br.record(false, r.b.now())
 	default:
-		br.record(true, time.Now())
+		br.record(true, r.b.now())
 	}
 }
 

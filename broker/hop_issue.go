@@ -83,7 +83,7 @@ func (r *chainRun) issue(src, tgt *Domain, chain *Chain) (string, error) {
 			return "", fail(ReasonSubjectUnmapped, "%s %s has no user in %s's mapping", claimName, quote(value), tgt.Name)
 		}
 	}
-	now := time.Now()
+	now := r.b.now()
 	exp := now.Add(min(chain.AssertionLifetime, tgt.Assertion.MaxLifetime))
 	if !subj.Claims.Expiry.IsZero() && subj.Claims.Expiry.Before(exp) {
 		exp = subj.Claims.Expiry
@@ -123,7 +123,7 @@ func (r *chainRun) issue(src, tgt *Domain, chain *Chain) (string, error) {
 // actorToken is the broker-signed RFC 8693 actor_token naming the caller,
 // sent in token exchange mode when the chain transcribes `act`.
 func (r *chainRun) actorToken(src *Domain) (string, error) {
-	now := time.Now()
+	now := r.b.now()
 	return r.b.issuer.Keys.Signer().Sign(map[string]any{
 		"iss": r.b.issuer.URL, "sub": r.req.Caller, "aud": src.Issuer, "jti": newJTI(),
 		"iat": now.Unix(), "exp": now.Add(actorTokenLifetime).Unix(),

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/oauth"
 )
 
@@ -73,10 +74,10 @@ func TestIssueModeRefusesIDTokens(t *testing.T) {
 }
 
 func TestSubjectTokenTypOnlyInIssueMode(t *testing.T) {
-	_, signBroker := fixtureKeys()
+	_, signBroker := fixtureKeys(t)
 	_, err := broker.New(broker.Config{
 		Domains: []broker.Domain{
-			{Name: "domain-a", Issuer: issuerA, TokenEndpoint: issuerA + "/token", Keys: verifierFor(t, signBroker)},
+			{Name: "domain-a", Issuer: issuerA, TokenEndpoint: issuerA + "/token", Keys: brokertest.Verifier(t, signBroker)},
 			{Name: "domain-b", Issuer: issuerB, TokenEndpoint: issuerB + "/token"},
 		},
 		Chains:   []broker.Chain{{Source: "domain-a", Target: "domain-b", SubjectTokenTyp: []string{"at+jwt"}}},

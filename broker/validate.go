@@ -26,7 +26,7 @@ func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion str
 		r.ev.AssertionJTIHash = Hash(c.JTI)
 		r.ev.Hops[len(r.ev.Hops)-1].AssertionJTIHash = r.ev.AssertionJTIHash
 	}
-	if err := checkClaims(tok, src, tgt, time.Now()); err != nil {
+	if err := checkClaims(tok, src, tgt, r.b.now()); err != nil {
 		return nil, err
 	}
 	return tok, nil

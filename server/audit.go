@@ -26,7 +26,7 @@ type auditService struct {
 // authorize admits callers holding the audit role.
 func (s *auditService) authorize(ctx context.Context) error {
 	if caller := CallerFromContext(ctx); !s.broker.HasRole(caller, broker.RoleAudit) {
-		return errorStatus(codes.PermissionDenied, "AUDIT_NOT_ALLOWED",
+		return errorStatus(codes.PermissionDenied, reasonAuditNotAllowed,
 			"caller "+strconv.Quote(caller)+" does not hold the audit role", nil)
 	}
 	return nil

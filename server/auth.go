@@ -48,13 +48,13 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 	caller, err := s.cfg.Auth.Authenticate(ctx, credentialsFrom(ctx))
 	if err != nil {
 		s.log.InfoContext(ctx, "unauthenticated call", "method", info.FullMethod, "error", err)
-		return nil, errorStatus(codes.Unauthenticated, "UNAUTHENTICATED", err.Error(), nil)
+		return nil, errorStatus(codes.Unauthenticated, reasonUnauthenticated, err.Error(), nil)
 	}
 	if s.limiter != nil {
 		if ok, wait := s.limiter.allow(caller.Name, time.Now()); !ok {
 			st := status.New(codes.ResourceExhausted, fmt.Sprintf("rate limit exceeded for caller %q; retry in %s", caller.Name, wait.Round(time.Millisecond)))
 			st, _ = st.WithDetails(
-				&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: ErrorDomain},
+				&errdetails.ErrorInfo{Reason: reasonRateLimited, Domain: ErrorDomain},
 				&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)},
 			)
 			return nil, st.Err()

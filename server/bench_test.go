@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,10 +27,10 @@ import (
 
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/broker/brokertest"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/server"
-	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/store/memory"
 	"github.com/chainbroker/chainbroker/telemetry"
 	"github.com/chainbroker/chainbroker/token"
@@ -42,37 +41,6 @@ const (
 	benchIssuerB = "https://b.example/realms/domain-b"
 	benchGrants  = 512 // pre-signed grants: RS256 signing costs more than a chain
 )
-
-// benchEndpoint answers hop 1 with pre-signed grants (their jti must differ)
-// and hop 2 with a fixed token.
-type benchEndpoint struct {
-	grants  []string
-	next    atomic.Uint64
-	wrapped func() // called when the pool starts over
-}
-
-func (e *benchEndpoint) Token(_ context.Context, req oauth.Request) (*oauth.TokenResponse, error) {
-	if req.Form.Get("grant_type") == oauth.GrantTypeTokenExchange {
-		n := e.next.Add(1) - 1
-		if n > 0 && n%uint64(len(e.grants)) == 0 {
-			e.wrapped()
-		}
-		return &oauth.TokenResponse{AccessToken: e.grants[n%uint64(len(e.grants))], TokenType: "Bearer",
-			IssuedTokenType: oauth.TokenTypeAccessToken, ExpiresIn: 300}, nil
-	}
-	return &oauth.TokenResponse{AccessToken: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiIn0.c2ln", TokenType: "Bearer",
-		ExpiresIn: 300, Scope: "profile email"}, nil
-}
-
-// swappableReplay is a memory replay guard emptied when the grant pool
-// starts over.
-type swappableReplay struct{ cur atomic.Pointer[memory.Store] }
-
-func (s *swappableReplay) Mark(ctx context.Context, k store.ReplayKey, until time.Time) error {
-	return s.cur.Load().Mark(ctx, k, until)
-}
-
-func (s *swappableReplay) reset() { s.cur.Store(memory.New(memory.Options{})) }
 
 var benchFixture = sync.OnceValues(func() (*benchKeys, error) {
 	s, err := token.GenerateSigner("RS256")
@@ -134,8 +102,7 @@ func startBenchServer(b *testing.B) *benchServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	replay := &swappableReplay{}
-	replay.reset()
+	replay := brokertest.NewSwappableReplay()
 	st := memory.New(memory.Options{})
 	metrics := telemetry.NewMetrics()
 	br, err := broker.New(broker.Config{
@@ -146,7 +113,7 @@ func startBenchServer(b *testing.B) *benchServer {
 				Creds: oauth.ClientCredentials{ClientID: "chainbroker", Method: oauth.AuthClientSecretBasic, Secret: "b"}},
 		},
 		Chains:   []broker.Chain{{Source: "domain-a", Target: "domain-b"}},
-		Endpoint: &benchEndpoint{grants: keys.grants, wrapped: replay.reset},
+		Endpoint: &brokertest.PoolEndpoint{Grants: keys.grants, Wrapped: replay.Reset},
 		Replay:   replay,
 		Audit:    st,
 		Observer: metrics,

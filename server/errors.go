@@ -14,7 +14,9 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/chainbroker/chainbroker/apireason"
 	"github.com/chainbroker/chainbroker/broker"
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/store"
 )
 
@@ -72,20 +74,26 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonRequestCancelled:        codes.Canceled,
 }
 
-// Reasons of the transport edge: requests refused before any service saw
-// them (REST routing, body and query checks), and the audit lookups.
-const (
-	reasonNotFound             = "NOT_FOUND"              // no such audit event, or no such REST path (404)
-	reasonMethodNotAllowed     = "METHOD_NOT_ALLOWED"     // the REST path exists with other methods: Allow lists them (405)
-	reasonRequestTooLarge      = "REQUEST_TOO_LARGE"      // a REST body over MaxRequestBytes (413)
-	reasonMediaTypeUnsupported = "MEDIA_TYPE_UNSUPPORTED" // a REST body that is not JSON (415)
-	reasonServerUnavailable    = "SERVER_UNAVAILABLE"     // the server is shutting down (503)
+// Reasons of the server's edge: callers refused before any service saw
+// their request (authentication, rate limit, REST routing, body and query
+// checks), and the audit service's. Their strings come from the API's Reason
+// enum (proto/chainbroker/v1/reason.proto), without its REASON_ prefix.
+var (
+	reasonUnauthenticated      = apireason.String(pb.Reason_REASON_UNAUTHENTICATED)        // no acceptable credentials (401)
+	reasonRateLimited          = apireason.String(pb.Reason_REASON_RATE_LIMITED)           // the caller's rate limit (429)
+	reasonAuditNotAllowed      = apireason.String(pb.Reason_REASON_AUDIT_NOT_ALLOWED)      // the caller lacks the audit role (403)
+	reasonNotFound             = apireason.String(pb.Reason_REASON_NOT_FOUND)              // no such audit event, or no such REST path (404)
+	reasonMethodNotAllowed     = apireason.String(pb.Reason_REASON_METHOD_NOT_ALLOWED)     // the REST path exists with other methods: Allow lists them (405)
+	reasonRequestTooLarge      = apireason.String(pb.Reason_REASON_REQUEST_TOO_LARGE)      // a REST body over MaxRequestBytes (413)
+	reasonMediaTypeUnsupported = apireason.String(pb.Reason_REASON_MEDIA_TYPE_UNSUPPORTED) // a REST body that is not JSON (415)
+	reasonServerUnavailable    = apireason.String(pb.Reason_REASON_SERVER_UNAVAILABLE)     // the server is shutting down (503)
 )
 
-// edgeReasons lists the reasons the transport edge returns besides the
-// broker's, for documentation and exhaustive tests.
+// edgeReasons lists the reasons the server's edge returns besides the
+// broker's, for documentation and exhaustive tests: with broker.Reasons(),
+// every value of the Reason enum (TestReasonEnum).
 func edgeReasons() []string {
-	return []string{"UNAUTHENTICATED", "RATE_LIMITED", "AUDIT_NOT_ALLOWED",
+	return []string{reasonUnauthenticated, reasonRateLimited, reasonAuditNotAllowed,
 		reasonNotFound, reasonMethodNotAllowed, reasonRequestTooLarge, reasonMediaTypeUnsupported, reasonServerUnavailable}
 }
 

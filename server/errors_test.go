@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/apireason"
 	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/oauth"
@@ -213,7 +215,9 @@ func TestOutcomeNumbering(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-// The README's error table names every reason the broker can return.
+// The README's error table names every reason the broker can return, and
+// every value of the API's Reason enum, in its first column; and it names
+// no reason the enum lacks.
 func TestReadmeDocumentsEveryReason(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
@@ -226,6 +230,83 @@ func TestReadmeDocumentsEveryReason(t *testing.T) {
 	for _, r := range reasons {
 		if !strings.Contains(string(readme), "`"+r+"`") {
 			t.Errorf("README.md does not document reason %s", r)
+		}
+	}
+
+	// The table: "| reason | gRPC (HTTP) | meaning |" and its rows.
+	tabled := map[string]bool{}
+	code := regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+	in := false
+	for line := range strings.Lines(string(readme)) {
+		switch {
+		case strings.HasPrefix(line, "| reason |"):
+			in = true
+		case in && !strings.HasPrefix(line, "|"):
+			in = false
+		case in:
+			first := strings.SplitN(line, "|", 3)[1]
+			for _, m := range code.FindAllStringSubmatch(first, -1) {
+				tabled[m[1]] = true
+			}
+		}
+	}
+	if len(tabled) == 0 {
+		t.Fatal("README.md has no \"| reason | gRPC (HTTP) | meaning |\" table")
+	}
+	for _, r := range apireason.All() {
+		if !tabled[r] {
+			t.Errorf("README.md's reason table has no row for %s (enum Reason in proto/chainbroker/v1/reason.proto)", r)
+		}
+	}
+	for r := range tabled {
+		if _, ok := apireason.Parse(r); !ok {
+			t.Errorf("README.md's reason table names %s, which is not a value of enum Reason", r)
+		}
+	}
+}
+
+// The API's Reason enum is exactly the broker's reasons (each with a gRPC
+// code in reasonCodes) and the server's edge reasons, with the wire strings
+// they have always had.
+func TestReasonEnum(t *testing.T) {
+	inEnum := map[string]bool{}
+	for _, r := range apireason.All() {
+		inEnum[r] = true
+	}
+	seen := map[string]string{}
+	for _, r := range broker.Reasons() {
+		if !inEnum[string(r)] {
+			t.Errorf("broker reason %s has no value REASON_%s in enum Reason (proto/chainbroker/v1/reason.proto)", r, r)
+		}
+		if _, ok := reasonCodes[r]; !ok {
+			t.Errorf("broker reason %s is not mapped in server/errors.go reasonCodes", r)
+		}
+		seen[string(r)] = "broker.Reasons()"
+	}
+	for _, r := range edgeReasons() {
+		if r == "" {
+			t.Error("an edge reason is REASON_UNSPECIFIED")
+		}
+		if by, dup := seen[r]; dup {
+			t.Errorf("edge reason %s is also in %s", r, by)
+		}
+		seen[r] = "edgeReasons()"
+	}
+	for _, r := range apireason.All() {
+		if seen[r] == "" {
+			t.Errorf("enum value REASON_%s is neither a broker reason nor in edgeReasons() (server/errors.go)", r)
+		}
+	}
+	// The wire strings scripts match: a few, spelled out.
+	for r, want := range map[pb.Reason]string{
+		pb.Reason_REASON_REQUEST_INVALID:        "REQUEST_INVALID",
+		pb.Reason_REASON_ASSERTION_IAT_MISSING:  "ASSERTION_IAT_MISSING",
+		pb.Reason_REASON_SOURCE_KEYS_REFRESHING: "SOURCE_KEYS_REFRESHING",
+		pb.Reason_REASON_UNAUTHENTICATED:        "UNAUTHENTICATED",
+		pb.Reason_REASON_RATE_LIMITED:           "RATE_LIMITED",
+	} {
+		if got := apireason.String(r); got != want {
+			t.Errorf("%v is %q on the wire, want %q", r, got, want)
 		}
 	}
 }

@@ -10,18 +10,32 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/chainbroker/chainbroker/apireason"
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 )
 
-// Reason codes (google.rpc.ErrorInfo.reason) whose failures mean that the
-// chain itself was refused, whatever their gRPC code: an authorization server
-// said no, or the grant would not pass the target's checks.
-var refusedReasons = []string{"TOKEN_EXCHANGE_REJECTED", "JWT_BEARER_REJECTED"}
+// Reason codes (google.rpc.ErrorInfo.reason, from the API's Reason enum)
+// whose failures mean that the chain itself was refused, whatever their gRPC
+// code: an authorization server said no, or the grant would not pass the
+// target's checks (every ASSERTION_* reason, ASSERTION_REPLAYED included).
+var refusedReasons = func() []string {
+	out := []string{apireason.String(pb.Reason_REASON_TOKEN_EXCHANGE_REJECTED), apireason.String(pb.Reason_REASON_JWT_BEARER_REJECTED)}
+	for _, r := range apireason.All() {
+		if strings.HasPrefix(r, assertionReasonPrefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}()
 
+// assertionReasonPrefix marks the grant checks' reasons; one a newer broker
+// adds is a refusal too.
 const assertionReasonPrefix = "ASSERTION_"
 
 // reasonRateLimited is the broker's per-caller rate limit (RESOURCE_EXHAUSTED
 // with a RetryInfo): retrying later helps, like unavailability.
-const reasonRateLimited = "RATE_LIMITED"
+var reasonRateLimited = apireason.String(pb.Reason_REASON_RATE_LIMITED)
 
 // metadataOrder is the order in which ErrorInfo metadata is printed; other
 // keys follow, sorted.

@@ -15,9 +15,11 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 
 import { AuditService } from "./gen/chainbroker/v1/audit_service_pb.js";
 import { ChainService } from "./gen/chainbroker/v1/chain_service_pb.js";
+import { Reason } from "./gen/chainbroker/v1/reason_pb.js";
 
 export * from "./gen/chainbroker/v1/audit_service_pb.js";
 export * from "./gen/chainbroker/v1/chain_service_pb.js";
+export * from "./gen/chainbroker/v1/reason_pb.js";
 export { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
 /** Options of {@link createChainbrokerClient}. */
@@ -79,9 +81,23 @@ export function createChainbrokerClient(baseUrl: string, options: ChainbrokerCli
   };
 }
 
+/**
+ * The reason string of r as ErrorInfo.reason and audit events carry it ("REQUEST_INVALID" for
+ * Reason.REQUEST_INVALID, whose proto name is REASON_REQUEST_INVALID); "" for Reason.UNSPECIFIED.
+ */
+export function reasonString(r: Reason): string {
+  return r === Reason.UNSPECIFIED ? "" : (Reason[r] ?? "");
+}
+
+/** The Reason of an ErrorInfo.reason string; Reason.UNSPECIFIED for one this client does not know. */
+export function parseReason(s: string): Reason {
+  const v = (Reason as unknown as Record<string, unknown>)[s];
+  return typeof v === "number" ? (v as Reason) : Reason.UNSPECIFIED;
+}
+
 /** google.rpc.ErrorInfo, the detail every chainbroker error carries. */
 export type ErrorInfo = Message<"google.rpc.ErrorInfo"> & {
-  /** Reason code, e.g. "DOMAIN_UNKNOWN" or "ASSERTION_REPLAYED" (see the README's error table). */
+  /** Reason code, e.g. "DOMAIN_UNKNOWN" or "ASSERTION_REPLAYED": a {@link Reason} (see {@link parseReason}) and the README's error table. */
   reason: string;
   /** "chainbroker". */
   domain: string;

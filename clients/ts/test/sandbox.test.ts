@@ -18,8 +18,11 @@ import {
   ConnectError,
   ErrorInfoSchema,
   Outcome,
+  Reason,
   createChainbrokerClient,
   errorInfo,
+  parseReason,
+  reasonString,
   type ChainbrokerClient,
   type Interceptor,
 } from "../src/index.js";
@@ -212,6 +215,8 @@ describe("chainbroker sandbox over gRPC", () => {
       const info = errorInfo(err);
       assert.ok(info, `no google.rpc.ErrorInfo detail in ${JSON.stringify(err.details)}`);
       assert.equal(info.reason, "DOMAIN_UNKNOWN");
+      assert.equal(parseReason(info.reason), Reason.DOMAIN_UNKNOWN);
+      assert.equal(reasonString(Reason.DOMAIN_UNKNOWN), "DOMAIN_UNKNOWN");
       assert.equal(info.domain, "chainbroker");
       assert.equal(info.metadata["field"], "target_domain");
       assert.equal(err.findDetails(ErrorInfoSchema).length, 1);
