@@ -24,12 +24,16 @@ func isHelpArg(a string) bool {
 }
 
 // exitCode maps run's error to the process exit code, printing the error:
-// 0 on success and on help asked for (help, --help, COMMAND -h), 2 otherwise
-// (usage errors and failures alike, as before).
+// 0 on success and on help asked for (help, --help, COMMAND -h), 1 for an
+// invalid file given to "config check", 2 otherwise (usage errors and
+// failures alike, as before).
 func exitCode(args []string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, errHelpShown):
 		return 0
+	case errors.Is(err, errConfigInvalid):
+		fmt.Fprintln(stderr, "chainbroker:", err) // after the problems
+		return 1
 	case errors.Is(err, flag.ErrHelp):
 		// A subcommand (keys) printed its usage: asked for, or for lack
 		// of arguments.

@@ -2,6 +2,7 @@
 //
 //	chainbroker serve --config FILE     run against the configured authorization servers
 //	chainbroker sandbox                 run two local authorization servers and the broker
+//	chainbroker config check FILE       check a configuration file offline
 //	chainbroker version                 print the build's version
 package main
 
@@ -32,6 +33,7 @@ Usage:
   chainbroker serve --config FILE [flags]   serve gRPC and REST with the configured domains
   chainbroker sandbox [flags]               start domain A, domain B and the broker locally (demo)
   chainbroker keys generate|jwks [flags]    make a signing key; print the public JWKS of key files
+  chainbroker config check FILE             check a configuration file offline (exit 0 when valid)
   chainbroker version                       print the version of this build
   chainbroker help [COMMAND]                this help, or a command's
 
@@ -95,6 +97,8 @@ func runIO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errHelpShown
 		}
 		return runKeys(ctx, args[1:], os.Stdout, stderr)
+	case "config":
+		return runConfig(ctx, args[1:], os.LookupEnv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprint(stdout, versionString())
 		return nil
@@ -113,7 +117,7 @@ func runIO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // help prints one command's help ("chainbroker help serve").
 func help(ctx context.Context, command string, stdout, stderr io.Writer) error {
 	switch command {
-	case "serve", "sandbox", "keys":
+	case "serve", "sandbox", "keys", "config":
 		return runIO(ctx, []string{command, "-h"}, stdout, stderr)
 	case "version":
 		fmt.Fprint(stdout, versionHelp)
