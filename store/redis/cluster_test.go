@@ -36,7 +36,7 @@ func TestClusterConformance(t *testing.T) {
 	var n atomic.Int64
 	storetest.RunTests(t, func(t *testing.T) store.Store {
 		return newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1))})
-	})
+	}, storetest.Options{DeleteEvent: xdel})
 }
 
 // TestClusterKeySlots checks the key layout on a cluster: replay markers
