@@ -11,7 +11,13 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.RunTests(t, func(t *testing.T) store.Store { return New(Options{}) })
+	storetest.RunTests(t, func(t *testing.T) store.Store { return New(Options{}) }, storetest.Options{
+		NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
+			s := New(Options{AuditRetention: retention})
+			s.now = now
+			return s
+		},
+	})
 }
 
 func TestRetention(t *testing.T) {

@@ -36,7 +36,11 @@ func TestClusterConformance(t *testing.T) {
 	var n atomic.Int64
 	storetest.RunTests(t, func(t *testing.T) store.Store {
 		return newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1))})
-	}, storetest.Options{DeleteEvent: xdel})
+	}, storetest.Options{DeleteEvent: xdel, NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
+		s := newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention})
+		s.now = now
+		return s
+	}})
 }
 
 // TestClusterKeySlots checks the key layout on a cluster: replay markers

@@ -28,7 +28,14 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("NewFromURL: %v", err)
 		}
 		return s
-	}, storetest.Options{DeleteEvent: xdel})
+	}, storetest.Options{DeleteEvent: xdel, NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
+		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention})
+		if err != nil {
+			t.Fatalf("NewFromURL: %v", err)
+		}
+		s.now = now
+		return s
+	}})
 }
 
 // xdel removes an event from the stream only, as if trimmed: its index

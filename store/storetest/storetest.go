@@ -93,6 +93,12 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Opt
 		{"List/PagingWhileAppending", testListPagingWhileAppending},
 	}
 	for _, o := range opts {
+		if o.NewWithRetention != nil {
+			t.Run("Retention", func(t *testing.T) {
+				t.Parallel()
+				testRetention(t, o.NewWithRetention)
+			})
+		}
 		if o.DeleteEvent != nil {
 			del := o.DeleteEvent
 			tests = append(tests, struct {
@@ -115,6 +121,11 @@ type Options struct {
 	// back (Redis: XDEL), as a trim or a crash between writes would leave
 	// an index entry without its event.
 	DeleteEvent func(t *testing.T, s store.Store, id string)
+	// NewWithRetention, when set, returns a new, empty store whose audit
+	// retention is retention, reading the time from now (the suite moves it
+	// forward; a backend whose ids come from another clock still reads the
+	// retention's cutoff from now). RunTests closes it.
+	NewWithRetention func(t *testing.T, retention time.Duration, now func() time.Time) store.Store
 }
 
 // mustErrIs fails t unless errors.Is(err, want).
@@ -1176,5 +1187,63 @@ func testListDeletedEvent(t *testing.T, s store.Store, del func(t *testing.T, s 
 			_, err := s.Get(t.Context(), id)
 			mustErrIs(t, "Get of a deleted event", err, store.ErrNotFound)
 		}
+	}
+}
+
+// testRetention appends events, moves the clock past their retention, and
+// appends more: the old events are gone from List (filtered or not) and
+// Get, the new ones stay.
+func testRetention(t *testing.T, newStore func(t *testing.T, retention time.Duration, now func() time.Time) store.Store) {
+	const retention = time.Hour
+	var frozen atomic.Pointer[time.Time]
+	now := func() time.Time {
+		if p := frozen.Load(); p != nil {
+			return *p
+		}
+		return time.Now()
+	}
+	s := newStore(t, retention, now)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	ctx := t.Context()
+	var old []string
+	for i := range 5 {
+		old = append(old, appendN(t, s, []store.Event{{Subject: "old", Caller: "c", Outcome: store.OutcomeSuccess, Message: strconv.Itoa(i)}})...)
+	}
+	// The boundary lies in a millisecond after the old events' and before
+	// the new ones'.
+	last := parseID(t, old[len(old)-1])
+	for uint64(time.Now().UnixMilli()) <= last.ms+1 {
+		time.Sleep(time.Millisecond)
+	}
+	boundary := time.Now()
+	for time.Now().UnixMilli() <= boundary.UnixMilli()+1 {
+		time.Sleep(time.Millisecond)
+	}
+	later := boundary.Add(retention)
+	frozen.Store(&later) // the old events are now just past retention
+	kept := appendN(t, s, []store.Event{
+		{Subject: "new", Caller: "c", Outcome: store.OutcomeSuccess, Time: boundary},
+		{Subject: "new", Caller: "c", Outcome: store.OutcomeFailure, Time: boundary},
+	})
+	for _, f := range []store.Filter{{}, {Subject: "old"}, {Caller: "c"}, {Outcome: store.OutcomeSuccess}, {Subject: "new"}} {
+		var want []string
+		for _, id := range reversed(kept) {
+			e, err := s.Get(ctx, id)
+			mustOK(t, "Get of a kept event", err)
+			if f.Match(&e) {
+				want = append(want, id)
+			}
+		}
+		if got := eventIDs(pageAll(t, s, f, 1, 10)); !slices.Equal(got, want) {
+			t.Errorf("List(%+v) after retention = %v, want %v", f, got, want)
+		}
+	}
+	for _, id := range old {
+		_, err := s.Get(ctx, id)
+		mustErrIs(t, "Get of an event past retention", err, store.ErrNotFound)
 	}
 }
