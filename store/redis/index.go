@@ -78,11 +78,14 @@ local member, ms = pad(id)
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
 local floor, floorms
 if first then floor, floorms = pad(first[1]) end
+local regArgs = {}
 for i = 3, #KEYS do
   redis.call('ZADD', KEYS[i], 0, member)
   if floor then redis.call('ZREMRANGEBYLEX', KEYS[i], '-', '(' .. floor) end
-  redis.call('ZADD', reg, ms, KEYS[i])
+  regArgs[#regArgs + 1] = ms
+  regArgs[#regArgs + 1] = KEYS[i]
 end
+if #regArgs > 0 then redis.call('ZADD', reg, unpack(regArgs)) end
 if floorms then
   local stale = redis.call('ZRANGEBYSCORE', reg, '-inf', '(' .. floorms, 'LIMIT', 0, 8) -- staleSweep
   for _, k in ipairs(stale) do

@@ -120,7 +120,10 @@ func BenchmarkListBySubject(b *testing.B) {
 			b.Fatalf("-audit-events: bad size %q", f)
 		}
 		label := strconv.Itoa(n)
-		if n%1000 == 0 {
+		switch {
+		case n%1_000_000 == 0:
+			label = strconv.Itoa(n/1_000_000) + "M"
+		case n%1000 == 0:
 			label = strconv.Itoa(n/1000) + "k"
 		}
 		b.Run("events="+label, func(b *testing.B) {
