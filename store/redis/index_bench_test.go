@@ -166,4 +166,3 @@ func BenchmarkListBySubject(b *testing.B) {
 		})
 	}
 }
-
