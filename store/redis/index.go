@@ -161,14 +161,15 @@ func (s *Store) evalAppend(ctx context.Context, keys []string, args ...any) (str
 		return goredis.NewCmd(ctx, a...)
 	}
 	cmd := run("evalsha", appendScript.Hash())
-	if err := s.write(ctx, "append", s.stream, cmd); err != nil {
-		return "", err
-	}
-	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+	err := s.write(ctx, "append", s.stream, cmd)
+	// Checked before err: with MinReplicasAck, the WAIT after a NOSCRIPT
+	// counts no replica (nothing was written) and write fails too.
+	if cerr := cmd.Err(); cerr != nil && strings.HasPrefix(cerr.Error(), "NOSCRIPT") {
 		cmd = run("eval", appendSrc)
-		if err := s.write(ctx, "append", s.stream, cmd); err != nil {
-			return "", err
-		}
+		err = s.write(ctx, "append", s.stream, cmd)
+	}
+	if err != nil {
+		return "", err
 	}
 	id, err := cmd.Text()
 	if err != nil {

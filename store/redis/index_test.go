@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -150,4 +151,38 @@ func TestIndexCleanup(t *testing.T) {
 			t.Errorf("List(old) = %d events, next %q, %v; want none", len(page), next, err)
 		}
 	})
+}
+
+// TestAppendAfterScriptFlush: a Redis without the append script (restarted,
+// failed over, SCRIPT FLUSH) answers EVALSHA with NOSCRIPT; the store sends
+// the script with EVAL, once: one event per append, with its index entry.
+func TestAppendAfterScriptFlush(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+	for _, minAcks := range []int{0, 1} { // group commit, and the WAIT pipeline
+		t.Run(fmt.Sprint("min_replicas_ack=", minAcks), func(t *testing.T) {
+			s := newStore(t, srv, Options{KeyPrefix: fmt.Sprint("flush", minAcks), MinReplicasAck: minAcks})
+			for i := range 3 {
+				if err := raw.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatalf("SCRIPT FLUSH: %v", err)
+				}
+				_, err := s.Append(ctx, &store.Event{Subject: "alice", Message: fmt.Sprint(i)})
+				if minAcks > 0 {
+					// No replica: WAIT counts 0, the append fails closed, but ran once.
+					if !errors.Is(err, store.ErrUnavailable) {
+						t.Fatalf("Append with min_replicas_ack and no replica: %v, want ErrUnavailable", err)
+					}
+				} else if err != nil {
+					t.Fatalf("Append after SCRIPT FLUSH: %v", err)
+				}
+			}
+			if n := raw.XLen(ctx, s.stream).Val(); n != 3 {
+				t.Fatalf("XLEN = %d after 3 appends, want 3", n)
+			}
+			if n := raw.ZCard(ctx, s.indexKeys(nil, "alice", "", "", "", 0)[0]).Val(); n != 3 {
+				t.Fatalf("subject index holds %d entries, want 3", n)
+			}
+		})
+	}
 }
