@@ -179,3 +179,28 @@ func TestClusterNodeDown(t *testing.T) {
 		t.Fatalf("Ping after recovery: %v", err)
 	}
 }
+
+// TestClusterIndexTrim runs the append script's trimming and stale-key sweep
+// on a cluster: the keys it removes without naming them (the registry's)
+// share the stream's slot, which Redis Cluster requires.
+func TestClusterIndexTrim(t *testing.T) {
+	c := redistest.NewCluster(t)
+	ctx := t.Context()
+	s := newClusterStore(t, c, Options{KeyPrefix: "ctrim", AuditMaxLen: 10})
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := s.Append(ctx, &store.Event{Subject: "once"}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	for i := range 300 {
+		if _, err := s.Append(ctx, &store.Event{Subject: fmt.Sprint("s", i%3)}); err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+	}
+	if n := s.client.Exists(ctx, s.indexKeys(nil, "once", "", "", "", 0)[0]).Val(); n != 0 {
+		t.Errorf("stale index key still exists")
+	}
+	page, _, err := s.List(ctx, store.Filter{Subject: "s1"}, 5, "")
+	if err != nil || len(page) != 5 {
+		t.Fatalf("List = %d events, %v", len(page), err)
+	}
+}
