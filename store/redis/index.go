@@ -162,11 +162,15 @@ func (s *Store) evalAppend(ctx context.Context, keys []string, args ...any) (str
 	}
 	cmd := run("evalsha", appendScript.Hash())
 	err := s.write(ctx, "append", s.stream, cmd)
-	// Checked before err: with MinReplicasAck, the WAIT after a NOSCRIPT
-	// counts no replica (nothing was written) and write fails too.
-	if cerr := cmd.Err(); cerr != nil && strings.HasPrefix(cerr.Error(), "NOSCRIPT") {
-		cmd = run("eval", appendSrc)
-		err = s.write(ctx, "append", s.stream, cmd)
+	// With MinReplicasAck (no batcher: write ran the pipeline itself), the
+	// WAIT after a NOSCRIPT counts no replica and write fails too, so the
+	// reply is read whatever err says. With the batcher, a failed write may
+	// leave cmd still queued: its reply must not be read then.
+	if err == nil || s.batch == nil {
+		if cerr := cmd.Err(); cerr != nil && strings.HasPrefix(cerr.Error(), "NOSCRIPT") {
+			cmd = run("eval", appendSrc)
+			err = s.write(ctx, "append", s.stream, cmd)
+		}
 	}
 	if err != nil {
 		return "", err
