@@ -200,7 +200,10 @@ type Log struct {
 // Store selects the replay and audit backend.
 type Store struct {
 	Backend string `yaml:"backend"` // memory (default) or redis
-	Redis   Redis  `yaml:"redis"`
+	// AuditRetention: audit events appended longer ago are trimmed (both
+	// backends; the count bounds stay). 0 (default): no time bound.
+	AuditRetention Duration `yaml:"audit_retention"`
+	Redis          Redis    `yaml:"redis"`
 }
 
 // Redis configures the Redis backend (go-redis UniversalClient: one address
@@ -627,6 +630,9 @@ func (f *File) validate() Problems {
 	}
 	if !slices.Contains([]string{"json", "text"}, f.Log.Format) {
 		add("log.format", "must be json or text; got %q", f.Log.Format)
+	}
+	if f.Store.AuditRetention < 0 {
+		add("store.audit_retention", "must not be negative")
 	}
 	switch f.Store.Backend {
 	case "memory":

@@ -134,6 +134,7 @@ chains:
 			[]string{"chains[0].subject_token_typ: only in issue mode"}},
 		{"redis needs an address", "store: {backend: redis}\n" + minimal, []string{"store.redis: set exactly one of url and addrs"}},
 		{"redis url scheme", "store: {backend: redis, redis: {url: http://x}}\n" + minimal, []string{"store.redis.url"}},
+		{"negative audit retention", "store: {audit_retention: -1h}\n" + minimal, []string{"store.audit_retention: must not be negative"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -174,6 +174,14 @@ type AuditLog interface {
 	// them (0 means DefaultPageSize; above MaxPageSize is clamped), continuing
 	// after pageToken (empty: from the newest). next is empty when no further
 	// event matches. A malformed pageToken gives ErrInvalidArgument.
+	//
+	// Backends index the filter fields (Subject, Caller, SourceDomain,
+	// TargetDomain, Outcome): a filtered List costs in proportion to the
+	// page, and its pages are full until the answer is exhausted (a backend
+	// bounding the work of one call may return a short page, never past
+	// that bound, with a next token). A token resumes exactly after the
+	// page's last event, whatever is appended meanwhile (new events are
+	// newer than any page token).
 	List(ctx context.Context, f Filter, pageSize int, pageToken string) (events []Event, next string, err error)
 	// Get returns the event with that id, or ErrNotFound.
 	Get(ctx context.Context, id string) (Event, error)

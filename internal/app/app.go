@@ -464,10 +464,10 @@ func clientCredentials(field string, c config.Client, env func(string) (string, 
 
 func buildStore(cfg *config.File, env func(string) (string, bool), allowInsecureKeys bool) (store.Store, error) {
 	if cfg.Store.Backend != "redis" {
-		return memory.New(memory.Options{}), nil
+		return memory.New(memory.Options{AuditRetention: cfg.Store.AuditRetention.D()}), nil
 	}
 	r := cfg.Store.Redis
-	opts := redisstore.Options{KeyPrefix: r.KeyPrefix, AuditMaxLen: r.AuditMaxLen, OpTimeout: r.OpTimeout.D(),
+	opts := redisstore.Options{KeyPrefix: r.KeyPrefix, AuditMaxLen: r.AuditMaxLen, AuditRetention: cfg.Store.AuditRetention.D(), OpTimeout: r.OpTimeout.D(),
 		MinReplicasAck: r.MinReplicasAck, ReplicaAckTimeout: r.ReplicaAckTimeout.D()}
 	var uo *goredis.UniversalOptions
 	tlsOn := r.TLS.Enabled

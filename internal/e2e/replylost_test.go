@@ -166,7 +166,7 @@ func TestRedisReplyLost(t *testing.T) {
 	tests := []struct {
 		name, command string
 	}{
-		{"audit append (XADD) reply lost", "xadd"},
+		{"audit append (the XADD script, EVALSHA) reply lost", "evalsha"},
 		{"replay mark (SET NX) reply lost", "set"},
 	}
 	for _, tt := range tests {

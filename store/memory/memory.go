@@ -8,6 +8,14 @@
 // are assigned with the same algorithm: the millisecond part is
 // max(now, last), so ids keep increasing even if the wall clock steps back.
 // Event times are kept at full (nanosecond) precision, normalised to UTC.
+//
+// Filtered listing uses in-memory indexes: for each filter field (subject,
+// caller, source and target domain, outcome) a map from value to the
+// ascending positions of the events carrying it. A filtered List walks the
+// shortest list among the filter's fields, newest first, and checks the
+// other fields on the events it meets, so its cost follows the answer, not
+// the trail. Trimming drops the oldest events, whose positions are exactly
+// the heads of their lists: the indexes shrink with the events.
 package memory
 
 import (
@@ -34,12 +42,18 @@ type Options struct {
 	// MaxEvents bounds the audit log: once it holds more events, the oldest
 	// are dropped. Zero or negative means DefaultMaxEvents.
 	MaxEvents int
+	// AuditRetention, when positive, drops events appended longer ago than
+	// that (by their id's millisecond, i.e. append time): on every Append,
+	// List and Get, so an expired event is never returned. MaxEvents still
+	// bounds the count.
+	AuditRetention time.Duration
 }
 
 // Store is an in-memory store.Store. The zero value is not usable; use New.
 // A Store is safe for concurrent use.
 type Store struct {
 	maxEvents int
+	retention time.Duration    // 0: no time bound
 	now       func() time.Time // wall clock; replaced only by tests
 
 	mu     sync.Mutex
@@ -63,6 +77,40 @@ type Store struct {
 	events []store.Event
 	ids    []eventID
 	lastID eventID
+	// base is the position of events[0] among every event ever appended:
+	// the event at position p is events[p-base].
+	base uint64
+	// index maps a filter field's value to the ascending positions of the
+	// events carrying it (see the package comment).
+	index map[indexKey][]uint64
+}
+
+// indexKey names one value of one filter field.
+type indexKey struct {
+	field byte // 's'ubject, 'c'aller, 'f'rom (source), 't'arget, 'o'utcome
+	value string
+}
+
+// eventKeys returns the index keys of e (its non-empty filter fields).
+func eventKeys(dst []indexKey, e *store.Event) []indexKey {
+	return appendKeys(dst, e.Subject, e.Caller, e.SourceDomain, e.TargetDomain, e.Outcome)
+}
+
+// filterKeys returns the index keys a filter needs (its non-empty fields).
+func filterKeys(f store.Filter) []indexKey {
+	return appendKeys(nil, f.Subject, f.Caller, f.SourceDomain, f.TargetDomain, f.Outcome)
+}
+
+func appendKeys(dst []indexKey, subject, caller, source, target string, o store.Outcome) []indexKey {
+	for _, k := range []indexKey{{'s', subject}, {'c', caller}, {'f', source}, {'t', target}} {
+		if k.value != "" {
+			dst = append(dst, k)
+		}
+	}
+	if o != store.OutcomeUnspecified {
+		dst = append(dst, indexKey{'o', strconv.Itoa(int(o))})
+	}
+	return dst
 }
 
 var _ store.Store = (*Store)(nil)
@@ -74,6 +122,8 @@ func New(opts Options) *Store {
 	}
 	return &Store{
 		maxEvents: opts.MaxEvents,
+		retention: max(opts.AuditRetention, 0),
+		index:     make(map[indexKey][]uint64),
 		now:       time.Now,
 		replay:    make(map[string]time.Time),
 		nextSweep: minSweep,
@@ -153,16 +203,46 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	s.lastID = id
 	ev.ID = id.String()
 
+	pos := s.base + uint64(len(s.events))
+	var keys [5]indexKey
+	for _, k := range eventKeys(keys[:0], &ev) {
+		s.index[k] = append(s.index[k], pos)
+	}
 	s.events = append(s.events, ev)
 	s.ids = append(s.ids, id)
-	if n := len(s.events) - s.maxEvents; n > 0 {
-		// Clear dropped entries so the garbage collector can reclaim them
-		// before append reallocates the backing arrays.
-		clear(s.events[:n])
-		s.events = s.events[n:]
-		s.ids = s.ids[n:]
-	}
+	s.trimLocked(now)
 	return ev.ID, nil
+}
+
+// trimLocked drops the events beyond MaxEvents and those older than the
+// retention, with their index entries. s.mu must be held.
+func (s *Store) trimLocked(now time.Time) {
+	n := max(len(s.events)-s.maxEvents, 0)
+	if s.retention > 0 {
+		cutoff := uint64(max(now.Add(-s.retention).UnixMilli(), 0))
+		old := sort.Search(len(s.ids), func(j int) bool { return s.ids[j].ms >= cutoff })
+		n = max(n, old)
+	}
+	if n == 0 {
+		return
+	}
+	var keys [5]indexKey
+	for i := range n {
+		// The oldest events' positions head their lists.
+		for _, k := range eventKeys(keys[:0], &s.events[i]) {
+			if l := s.index[k]; len(l) <= 1 {
+				delete(s.index, k)
+			} else {
+				s.index[k] = l[1:]
+			}
+		}
+	}
+	// Clear dropped entries so the garbage collector can reclaim them
+	// before append reallocates the backing arrays.
+	clear(s.events[:n])
+	s.events = s.events[n:]
+	s.ids = s.ids[n:]
+	s.base += uint64(n)
 }
 
 // List implements store.AuditLog. next is empty exactly when no further
@@ -192,21 +272,45 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	if s.closed {
 		return nil, "", errClosed("list")
 	}
+	s.trimLocked(s.now())
 	// Start below the first id >= the token (exclusive continuation).
-	i := len(s.ids) - 1
+	end := len(s.ids)
 	if pageToken != "" {
-		i = sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(after) }) - 1
+		end = sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(after) })
 	}
 	var out []store.Event
-	for ; i >= 0; i-- {
+	// add reports whether the walk is over: a match beyond a full page.
+	add := func(i int) bool {
 		if !f.Match(&s.events[i]) {
-			continue
+			return false
 		}
 		if len(out) == pageSize {
+			return true
+		}
+		out = append(out, cloneEvent(&s.events[i]))
+		return false
+	}
+	if keys := filterKeys(f); len(keys) > 0 {
+		// Walk the shortest index list among the filter's fields.
+		list := s.index[keys[0]]
+		for _, k := range keys[1:] {
+			if l := s.index[k]; len(l) < len(list) {
+				list = l
+			}
+		}
+		bound := s.base + uint64(end)
+		for j := sort.Search(len(list), func(j int) bool { return list[j] >= bound }) - 1; j >= 0; j-- {
+			if add(int(list[j] - s.base)) {
+				return out, out[len(out)-1].ID, nil
+			}
+		}
+		return out, "", nil
+	}
+	for i := end - 1; i >= 0; i-- {
+		if add(i) {
 			// One more match exists beyond this page.
 			return out, out[len(out)-1].ID, nil
 		}
-		out = append(out, cloneEvent(&s.events[i]))
 	}
 	return out, "", nil
 }
@@ -226,6 +330,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.Event, error) {
 	if s.closed {
 		return store.Event{}, errClosed("get")
 	}
+	s.trimLocked(s.now())
 	i := sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(want) })
 	if i == len(s.ids) || s.ids[i] != want {
 		return store.Event{}, fmt.Errorf("store/memory: get: %w", store.ErrNotFound)
@@ -256,6 +361,7 @@ func (s *Store) Close() error {
 	s.replay = nil
 	s.events = nil
 	s.ids = nil
+	s.index = nil
 	return nil
 }
 

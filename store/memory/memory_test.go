@@ -11,7 +11,13 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.RunTests(t, func(t *testing.T) store.Store { return New(Options{}) })
+	storetest.RunTests(t, func(t *testing.T) store.Store { return New(Options{}) }, storetest.Options{
+		NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
+			s := New(Options{AuditRetention: retention})
+			s.now = now
+			return s
+		},
+	})
 }
 
 func TestRetention(t *testing.T) {
@@ -150,5 +156,40 @@ func BenchmarkAppend(b *testing.B) {
 		if _, err := s.Append(ctx, e); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIndexTrimmed checks that the indexes shrink with the trimmed events:
+// each list holds exactly the kept events' positions, a value whose events
+// are all gone has no list, and filtered listing still finds the kept ones.
+func TestIndexTrimmed(t *testing.T) {
+	ctx := t.Context()
+	s := New(Options{MaxEvents: 10})
+	if _, err := s.Append(ctx, &store.Event{Subject: "gone", Caller: "c"}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	for i := range 25 {
+		if _, err := s.Append(ctx, &store.Event{Subject: fmt.Sprint("s", i%2), Caller: "c", Outcome: store.OutcomeSuccess}); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	total := 0
+	for k, l := range s.index {
+		if k.value == "gone" {
+			t.Errorf("index of a trimmed-away value still has %d entries", len(l))
+		}
+		for _, p := range l {
+			if p < s.base || p >= s.base+uint64(len(s.events)) {
+				t.Errorf("index %v holds position %d outside [%d, %d)", k, p, s.base, s.base+uint64(len(s.events)))
+			}
+		}
+		total += len(l)
+	}
+	if total != 3*len(s.events) {
+		t.Errorf("indexes hold %d entries for %d events with 3 indexed fields each", total, len(s.events))
+	}
+	page, next, err := s.List(ctx, store.Filter{Subject: "s0", Caller: "c"}, 100, "")
+	if err != nil || len(page) != 5 || next != "" {
+		t.Fatalf("List = %d events, next %q, %v; want the 5 kept", len(page), next, err)
 	}
 }

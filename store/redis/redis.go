@@ -6,7 +6,10 @@
 //
 //	P:replay:{<digest>}   replay marker, SET NX PXAT <deadline>; the hash tag is
 //	                      the digest so that markers spread over cluster slots
-//	P:{audit}:events      audit stream (XADD MAXLEN ~ Options.AuditMaxLen)
+//	P:{audit}:events      audit stream (XADD MAXLEN ~ Options.AuditMaxLen,
+//	                      XTRIM MINID ~ now - Options.AuditRetention)
+//	P:{audit}:idx:...     secondary indexes of the stream (see index.go)
+//	P:{audit}:idxkeys     the index keys, by last write
 //
 // Only the SHA-256 digest of a replay key is stored, never the jti itself.
 // Audit events are stored as one JSON field "e" per stream entry; their ids
@@ -58,6 +61,11 @@ type Options struct {
 	// AuditMaxLen bounds the audit stream (XADD MAXLEN ~, so the stream may
 	// briefly hold somewhat more). Zero means DefaultAuditMaxLen.
 	AuditMaxLen int64
+	// AuditRetention, when positive, trims events appended longer ago than
+	// that (XTRIM MINID ~ on every append, with their index entries); List
+	// and Get never return them, even before they are trimmed. AuditMaxLen
+	// still bounds the count.
+	AuditRetention time.Duration
 	// OpTimeout bounds each operation, on top of the caller's context. Zero
 	// means DefaultOpTimeout.
 	OpTimeout time.Duration
@@ -86,6 +94,8 @@ type Store struct {
 	prefix     string
 	stream     string
 	maxLen     int64
+	retention  time.Duration    // 0: no time bound
+	now        func() time.Time // wall clock; replaced only by tests
 	opTimeout  time.Duration
 	timeSkew   time.Duration // negative: no narrowing
 	maxScan    int           // entries read per List call; changed only by tests
@@ -114,6 +124,9 @@ func New(opts Options) (*Store, error) {
 	case opts.AuditMaxLen == 0:
 		opts.AuditMaxLen = DefaultAuditMaxLen
 	}
+	if opts.AuditRetention < 0 {
+		return nil, fmt.Errorf("store/redis: Options.AuditRetention is negative: %w", store.ErrInvalidArgument)
+	}
 	switch {
 	case opts.OpTimeout < 0:
 		return nil, fmt.Errorf("store/redis: Options.OpTimeout is negative: %w", store.ErrInvalidArgument)
@@ -133,6 +146,8 @@ func New(opts Options) (*Store, error) {
 		prefix:     opts.KeyPrefix,
 		stream:     opts.KeyPrefix + ":{audit}:events",
 		maxLen:     opts.AuditMaxLen,
+		retention:  opts.AuditRetention,
+		now:        time.Now,
 		opTimeout:  opts.OpTimeout,
 		timeSkew:   opts.TimeSkew,
 		maxScan:    maxScan,
@@ -267,8 +282,9 @@ func (s *Store) replayKey(k store.ReplayKey) string {
 	return s.prefix + ":replay:{" + k.Digest() + "}"
 }
 
-// Append implements store.AuditLog with XADD <stream> MAXLEN ~ N * e <json>.
-// The stored event has Time set to now when zero, in UTC; e is not modified.
+// Append implements store.AuditLog: XADD <stream> MAXLEN ~ N * e <json> and
+// the event's index entries, in one script (see index.go). The stored event
+// has Time set to now when zero, in UTC; e is not modified.
 func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	if e == nil {
 		return "", fmt.Errorf("store/redis: append: nil event: %w", store.ErrInvalidArgument)
@@ -285,15 +301,17 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		return "", err
 	}
 	defer cancel()
-	add := goredis.NewStringCmd(ctx, "xadd", s.stream, "maxlen", "~", s.maxLen, "*", eventField, body)
-	if err := s.write(ctx, "append", s.stream, add); err != nil {
-		return "", err
+	keys := append(make([]string, 0, 7), s.stream, s.prefix+":{audit}:idxkeys")
+	keys = s.indexKeys(keys, ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain, ev.Outcome)
+	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body)
+}
+
+// cutoff is the oldest id within the retention ({0, 0}: no retention).
+func (s *Store) cutoff() streamID {
+	if s.retention <= 0 {
+		return streamID{}
 	}
-	id, err := add.Result()
-	if err != nil {
-		return "", s.translate("append", err)
-	}
-	return id, nil
+	return streamID{ms: floorMillis(s.now().Add(-s.retention))}
 }
 
 // write runs cmd, a write on key: in the next group commit (see batcher),
@@ -348,8 +366,12 @@ func cmpOr(d, def time.Duration) time.Duration {
 // Get implements store.AuditLog with XRANGE id id COUNT 1. A malformed id
 // gives store.ErrInvalidArgument.
 func (s *Store) Get(ctx context.Context, id string) (store.Event, error) {
-	if _, ok := parseStreamID(id); !ok {
+	sid, ok := parseStreamID(id)
+	if !ok {
 		return store.Event{}, fmt.Errorf("store/redis: get: malformed event id: %w", store.ErrInvalidArgument)
+	}
+	if sid.less(s.cutoff()) {
+		return store.Event{}, fmt.Errorf("store/redis: get: %w", store.ErrNotFound) // past retention
 	}
 	ctx, cancel, err := s.opContext(ctx, "get")
 	if err != nil {
@@ -366,12 +388,14 @@ func (s *Store) Get(ctx context.Context, id string) (store.Event, error) {
 	return decodeEvent("get", msgs[0])
 }
 
-// List implements store.AuditLog. It reads the stream newest first with
-// XREVRANGE in batches, filters with f.Match, and reads at most a bounded
-// number of entries per call: when that bound is reached before the page is
-// full, it returns the events found so far (possibly none) and a next token
-// to continue from. next is empty only when no further event matches; a
-// non-empty next may lead to an empty last page.
+// List implements store.AuditLog. A filter on subject, caller, source or
+// target domain or outcome walks the smallest of their indexes (see
+// index.go). Otherwise List reads the stream newest first with XREVRANGE in
+// batches and filters with f.Match (only a time range, narrowed by
+// TimeSkew, can then reject entries). Either way it examines at most a
+// bounded number of entries per call: when that bound is reached before the
+// page is full, it returns the events found so far and a next token to
+// continue from. next is empty only when no further event matches.
 func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) ([]store.Event, string, error) {
 	switch {
 	case pageSize < 0:
@@ -404,6 +428,9 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 			lower = streamID{ms: floorMillis(f.Start.Add(-s.timeSkew))}
 		}
 	}
+	if c := s.cutoff(); lower.less(c) {
+		lower = c // past retention
+	}
 
 	ctx, cancel, err := s.opContext(ctx, "list")
 	if err != nil {
@@ -412,6 +439,9 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	defer cancel()
 	if hasUpper && !lower.less(upper) {
 		return nil, "", nil // empty range
+	}
+	if keys := s.indexKeys(nil, f.Subject, f.Caller, f.SourceDomain, f.TargetDomain, f.Outcome); len(keys) > 0 {
+		return s.listIndexed(ctx, f, keys, pageSize, upper, hasUpper, lower)
 	}
 
 	stop := "-"

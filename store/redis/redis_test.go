@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -26,7 +28,24 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("NewFromURL: %v", err)
 		}
 		return s
-	})
+	}, storetest.Options{DeleteEvent: xdel, NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
+		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention})
+		if err != nil {
+			t.Fatalf("NewFromURL: %v", err)
+		}
+		s.now = now
+		return s
+	}})
+}
+
+// xdel removes an event from the stream only, as if trimmed: its index
+// entries stay behind.
+func xdel(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	rs := s.(*Store)
+	if n, err := rs.client.XDel(t.Context(), rs.stream, id).Result(); err != nil || n != 1 {
+		t.Fatalf("XDEL %s: %d, %v", id, n, err)
+	}
 }
 
 // rawClient is a plain go-redis client for inspecting the server.
@@ -158,7 +177,11 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("SCAN: %v", err)
 	}
 	replayKey := "myapp:replay:{" + k.Digest() + "}"
-	want := map[string]bool{replayKey: true, "myapp:{audit}:events": true}
+	alice := sha256.Sum256([]byte("alice"))
+	want := map[string]bool{
+		replayKey: true, "myapp:{audit}:events": true, "myapp:{audit}:idxkeys": true,
+		"myapp:{audit}:idx:subject:" + hex.EncodeToString(alice[:]): true,
+	}
 	if len(keys) != len(want) {
 		t.Fatalf("keys = %q, want %v", keys, want)
 	}
@@ -166,7 +189,7 @@ func TestKeys(t *testing.T) {
 		if !want[key] {
 			t.Errorf("unexpected key %q", key)
 		}
-		if strings.Contains(key, k.JTI) {
+		if strings.Contains(key, k.JTI) || strings.Contains(key, "alice") {
 			t.Errorf("key %q contains the raw jti", key)
 		}
 	}
@@ -268,22 +291,26 @@ func TestTimeSkew(t *testing.T) {
 	}
 }
 
-// TestListScanBound checks that one List call reads a bounded number of
-// entries and hands back a token to continue from.
+// TestListScanBound checks that one List call examines a bounded number of
+// index entries and hands back a token to continue from: a combined filter
+// whose fields each match many events, together only one.
 func TestListScanBound(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
 	s := newStore(t, srv, Options{})
 	s.maxScan = 50
 	ctx := t.Context()
-	if _, err := s.Append(ctx, &store.Event{Subject: "needle"}); err != nil {
+	if _, err := s.Append(ctx, &store.Event{Subject: "needle", Caller: "c1"}); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 	for i := range 120 {
-		if _, err := s.Append(ctx, &store.Event{Subject: "hay", Message: fmt.Sprint(i)}); err != nil {
-			t.Fatalf("Append: %v", err)
+		for _, e := range []store.Event{{Subject: "needle", Caller: "c2"}, {Subject: "hay", Caller: "c1"}} {
+			e.Message = fmt.Sprint(i)
+			if _, err := s.Append(ctx, &e); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
 		}
 	}
-	f := store.Filter{Subject: "needle"}
+	f := store.Filter{Subject: "needle", Caller: "c1"}
 	var (
 		found []store.Event
 		token string

@@ -13,7 +13,12 @@
 //   - events handed to Append and returned by Get and List share no memory
 //     with the store;
 //   - with an already canceled context, every operation fails with an error
-//     matching context.Canceled or store.ErrUnavailable.
+//     matching context.Canceled or store.ErrUnavailable;
+//   - a filtered List (subject, caller, source or target domain, outcome,
+//     alone or combined, with or without a time range) returns full pages
+//     until the answer is exhausted, never an empty page after the first,
+//     and its token resumes exactly after the page's last event, whatever is
+//     appended meanwhile.
 //
 // Events are appended with Time no more than about ten minutes before the
 // append, so a backend may narrow time-filtered scans by append time as long
@@ -40,7 +45,9 @@ import (
 // newStore must return a new, empty store on every call: the subtests run in
 // parallel, each with its own store, and RunTests closes each store when its
 // subtest ends.
-func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
+//
+// Options add tests that need a backend's help (see Options).
+func RunTests(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Options) {
 	open := func(t *testing.T) store.Store {
 		t.Helper()
 		s := newStore(t)
@@ -81,6 +88,24 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Cache/Expiry", testCacheExpiry},
 		{"Cache/Invalid", testCacheInvalid},
 		{"Cache/LeaseExclusive", testCacheLease},
+		{"List/IndexedFullPages", testListIndexedFullPages},
+		{"List/IndexedCombinedAndTime", testListIndexedCombined},
+		{"List/PagingWhileAppending", testListPagingWhileAppending},
+	}
+	for _, o := range opts {
+		if o.NewWithRetention != nil {
+			t.Run("Retention", func(t *testing.T) {
+				t.Parallel()
+				testRetention(t, o.NewWithRetention)
+			})
+		}
+		if o.DeleteEvent != nil {
+			del := o.DeleteEvent
+			tests = append(tests, struct {
+				name string
+				run  func(t *testing.T, s store.Store)
+			}{"List/DeletedEventSkipped", func(t *testing.T, s store.Store) { testListDeletedEvent(t, s, del) }})
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,6 +113,19 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store) {
 			tt.run(t, open(t))
 		})
 	}
+}
+
+// Options extends RunTests.
+type Options struct {
+	// DeleteEvent, when set, removes the event id from s behind its indexes'
+	// back (Redis: XDEL), as a trim or a crash between writes would leave
+	// an index entry without its event.
+	DeleteEvent func(t *testing.T, s store.Store, id string)
+	// NewWithRetention, when set, returns a new, empty store whose audit
+	// retention is retention, reading the time from now (the suite moves it
+	// forward; a backend whose ids come from another clock still reads the
+	// retention's cutoff from now). RunTests closes it.
+	NewWithRetention func(t *testing.T, retention time.Duration, now func() time.Time) store.Store
 }
 
 // mustErrIs fails t unless errors.Is(err, want).
@@ -921,5 +959,291 @@ func testCacheLease(t *testing.T, s store.Store) {
 			t.Fatal("the lease never expired")
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// pageAll pages through List with f and checks the page shape: every page
+// but the last holds exactly pageSize events, the last is not empty (unless
+// the first is), no event comes twice.
+func pageAll(t *testing.T, s store.Store, f store.Filter, pageSize, total int) []store.Event {
+	t.Helper()
+	var (
+		all   []store.Event
+		token string
+		seen  = map[string]bool{}
+	)
+	for call := 0; ; call++ {
+		if call > total/pageSize+2 {
+			t.Fatalf("List(%+v, pageSize=%d) still returns a next token after %d calls", f, pageSize, call)
+		}
+		page, next, err := s.List(t.Context(), f, pageSize, token)
+		mustOK(t, fmt.Sprintf("List(token=%q)", token), err)
+		switch {
+		case next != "" && len(page) != pageSize:
+			t.Fatalf("List(%+v, pageSize=%d) call %d: %d events and a next token; want full pages", f, pageSize, call, len(page))
+		case next == "" && len(page) == 0 && call > 0:
+			t.Fatalf("List(%+v, pageSize=%d) call %d: an empty last page (the previous next token led nowhere)", f, pageSize, call)
+		}
+		for _, e := range page {
+			if seen[e.ID] {
+				t.Fatalf("List returned event %s twice", e.ID)
+			}
+			seen[e.ID] = true
+			if !f.Match(&e) {
+				t.Fatalf("List(%+v) returned a non-matching event %+v", f, e)
+			}
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all
+		}
+		token = next
+	}
+}
+
+// mixedEvents returns n events one second apart; event i has subject
+// "s<i%7>", caller "c<i%3>", source "d<i%2>", target "t<i%5>" and outcome
+// success, failure or cache hit by i%3 (shifted by i/3 so that caller and
+// outcome vary independently).
+func mixedEvents(n int) []store.Event {
+	base := baseTime()
+	out := make([]store.Event, n)
+	outcomes := []store.Outcome{store.OutcomeSuccess, store.OutcomeFailure, store.OutcomeCacheHit}
+	for i := range out {
+		out[i] = store.Event{
+			Time:         base.Add(time.Duration(i) * time.Second),
+			Subject:      fmt.Sprintf("s%d", i%7),
+			Caller:       fmt.Sprintf("c%d", i%3),
+			SourceDomain: fmt.Sprintf("d%d", i%2),
+			TargetDomain: fmt.Sprintf("t%d", i%5),
+			Outcome:      outcomes[(i+i/3)%3],
+			Message:      fmt.Sprintf("event %d", i),
+		}
+	}
+	return out
+}
+
+// wantIDs returns the ids of the events matching f, newest first.
+func wantIDs(events []store.Event, ids []string, f store.Filter) []string {
+	var out []string
+	for i := len(events) - 1; i >= 0; i-- {
+		if f.Match(&events[i]) {
+			out = append(out, ids[i])
+		}
+	}
+	return out
+}
+
+func testListIndexedFullPages(t *testing.T, s store.Store) {
+	const n = 210
+	events := mixedEvents(n)
+	ids := appendN(t, s, events)
+	for _, f := range []store.Filter{
+		{Subject: "s3"},
+		{Caller: "c1"},
+		{SourceDomain: "d0"},
+		{TargetDomain: "t4"},
+		{Outcome: store.OutcomeFailure},
+	} {
+		want := wantIDs(events, ids, f)
+		for _, size := range []int{1, 4, 5, len(want), len(want) + 1} {
+			t.Run(fmt.Sprintf("%+v/%d", f, size), func(t *testing.T) {
+				if got := eventIDs(pageAll(t, s, f, size, n)); !slices.Equal(got, want) {
+					t.Fatalf("paged List ids =\n%v\nwant\n%v", got, want)
+				}
+			})
+		}
+	}
+}
+
+func testListIndexedCombined(t *testing.T, s store.Store) {
+	const n = 210
+	events := mixedEvents(n)
+	ids := appendN(t, s, events)
+	at := func(i int) time.Time { return events[i].Time }
+	for _, tc := range []struct {
+		name string
+		f    store.Filter
+	}{
+		{"subject and caller", store.Filter{Subject: "s2", Caller: "c0"}},
+		{"caller and outcome", store.Filter{Caller: "c2", Outcome: store.OutcomeSuccess}},
+		{"all fields", store.Filter{Subject: "s1", Caller: "c1", SourceDomain: "d1", TargetDomain: "t1", Outcome: store.OutcomeSuccess}},
+		{"subject and time range", store.Filter{Subject: "s4", Start: at(30), End: at(150)}},
+		{"subject and range between events", store.Filter{Subject: "s4", Start: at(32).Add(time.Nanosecond), End: at(172).Add(-time.Nanosecond)}},
+		{"outcome and start", store.Filter{Outcome: store.OutcomeCacheHit, Start: at(200)}},
+		{"target and end", store.Filter{TargetDomain: "t0", End: at(20)}},
+		{"source, target and range", store.Filter{SourceDomain: "d1", TargetDomain: "t3", Start: at(10), End: at(100)}},
+		{"no match together", store.Filter{Subject: "s0", Caller: "c1", SourceDomain: "d1", TargetDomain: "t2", Outcome: store.OutcomeFailure, Start: at(209)}},
+		{"unknown value", store.Filter{Subject: "nobody", Caller: "c1"}},
+	} {
+		want := wantIDs(events, ids, tc.f)
+		for _, size := range []int{1, 3, 50} {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				if got := eventIDs(pageAll(t, s, tc.f, size, n)); !slices.Equal(got, want) {
+					t.Fatalf("paged List ids =\n%v\nwant\n%v", got, want)
+				}
+			})
+		}
+	}
+}
+
+// testListPagingWhileAppending pages through a subject while other events,
+// of that subject too, are appended: the pages hold exactly the events that
+// existed at the first call, each once, in order.
+func testListPagingWhileAppending(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const n, size = 60, 7
+	events := make([]store.Event, n)
+	for i := range events {
+		events[i] = store.Event{Subject: "paged", Caller: fmt.Sprintf("c%d", i%2), Message: strconv.Itoa(i)}
+		if i%3 == 0 {
+			events[i].Subject = "other"
+		}
+	}
+	ids := appendN(t, s, events)
+	var mu sync.Mutex // guards events and ids, which the appenders extend
+	for _, f := range []store.Filter{{Subject: "paged"}, {Subject: "paged", Caller: "c1"}, {}} {
+		t.Run(fmt.Sprintf("%+v", f), func(t *testing.T) {
+			// Every event so far (those appended by the previous subtest too).
+			want := wantIDs(events, ids, f)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			defer func() { close(stop); wg.Wait() }()
+			var (
+				got   []string
+				token string
+			)
+			for call := 0; ; call++ {
+				if call > n {
+					t.Fatalf("List still returns a token after %d calls", call)
+				}
+				page, next, err := s.List(ctx, f, size, token)
+				mustOK(t, "List", err)
+				if call == 0 {
+					// From now on, appends run while paging.
+					wg.Go(func() {
+						for i := 0; ; i++ {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							e := store.Event{Subject: "paged", Caller: "c1", Message: "late " + strconv.Itoa(i)}
+							id, err := s.Append(ctx, &e)
+							if err != nil {
+								t.Errorf("Append: %v", err)
+								return
+							}
+							mu.Lock()
+							events, ids = append(events, e), append(ids, id)
+							mu.Unlock()
+						}
+					})
+				}
+				got = append(got, eventIDs(page)...)
+				if next != "" && len(page) != size {
+					t.Fatalf("call %d: %d events and a next token", call, len(page))
+				}
+				if next == "" {
+					break
+				}
+				token = next
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("paged List while appending =\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+}
+
+// testListDeletedEvent removes events behind the indexes' back: a filtered
+// List skips them and still fills its pages, Get does not find them, and
+// listing again gives the same answer.
+func testListDeletedEvent(t *testing.T, s store.Store, del func(t *testing.T, s store.Store, id string)) {
+	const n = 70
+	events := mixedEvents(n)
+	ids := appendN(t, s, events)
+	f := store.Filter{Caller: "c1"}
+	deleted := map[string]bool{}
+	for i := range events {
+		if f.Match(&events[i]) && (i%2 == 0 || i > 60) {
+			del(t, s, ids[i])
+			deleted[ids[i]] = true
+		}
+	}
+	var want []string
+	for _, id := range wantIDs(events, ids, f) {
+		if !deleted[id] {
+			want = append(want, id)
+		}
+	}
+	for _, round := range []string{"first", "again"} {
+		for _, size := range []int{1, 3, 4} {
+			if got := eventIDs(pageAll(t, s, f, size, n)); !slices.Equal(got, want) {
+				t.Fatalf("%s, page size %d: paged List ids =\n%v\nwant\n%v", round, size, got, want)
+			}
+		}
+		for id := range deleted {
+			_, err := s.Get(t.Context(), id)
+			mustErrIs(t, "Get of a deleted event", err, store.ErrNotFound)
+		}
+	}
+}
+
+// testRetention appends events, moves the clock past their retention, and
+// appends more: the old events are gone from List (filtered or not) and
+// Get, the new ones stay.
+func testRetention(t *testing.T, newStore func(t *testing.T, retention time.Duration, now func() time.Time) store.Store) {
+	const retention = time.Hour
+	var frozen atomic.Pointer[time.Time]
+	now := func() time.Time {
+		if p := frozen.Load(); p != nil {
+			return *p
+		}
+		return time.Now()
+	}
+	s := newStore(t, retention, now)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	ctx := t.Context()
+	var old []string
+	for i := range 5 {
+		old = append(old, appendN(t, s, []store.Event{{Subject: "old", Caller: "c", Outcome: store.OutcomeSuccess, Message: strconv.Itoa(i)}})...)
+	}
+	// The boundary lies in a millisecond after the old events' and before
+	// the new ones'.
+	last := parseID(t, old[len(old)-1])
+	for uint64(time.Now().UnixMilli()) <= last.ms+1 {
+		time.Sleep(time.Millisecond)
+	}
+	boundary := time.Now()
+	for time.Now().UnixMilli() <= boundary.UnixMilli()+1 {
+		time.Sleep(time.Millisecond)
+	}
+	later := boundary.Add(retention)
+	frozen.Store(&later) // the old events are now just past retention
+	kept := appendN(t, s, []store.Event{
+		{Subject: "new", Caller: "c", Outcome: store.OutcomeSuccess, Time: boundary},
+		{Subject: "new", Caller: "c", Outcome: store.OutcomeFailure, Time: boundary},
+	})
+	for _, f := range []store.Filter{{}, {Subject: "old"}, {Caller: "c"}, {Outcome: store.OutcomeSuccess}, {Subject: "new"}} {
+		var want []string
+		for _, id := range reversed(kept) {
+			e, err := s.Get(ctx, id)
+			mustOK(t, "Get of a kept event", err)
+			if f.Match(&e) {
+				want = append(want, id)
+			}
+		}
+		if got := eventIDs(pageAll(t, s, f, 1, 10)); !slices.Equal(got, want) {
+			t.Errorf("List(%+v) after retention = %v, want %v", f, got, want)
+		}
+	}
+	for _, id := range old {
+		_, err := s.Get(ctx, id)
+		mustErrIs(t, "Get of an event past retention", err, store.ErrNotFound)
 	}
 }

@@ -1,0 +1,188 @@
+package redis
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/store"
+)
+
+// TestIndexedListFullPages: a subject met once in 60 events fills its pages
+// although one List may examine only 50 entries: the index walk reads the
+// subject's events only. (A scan of the stream returns empty pages here.)
+func TestIndexedListFullPages(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	s := newStore(t, srv, Options{})
+	s.maxScan = 50
+	ctx := t.Context()
+	var want []string
+	for i := range 600 {
+		e := store.Event{Subject: "hay", Message: fmt.Sprint(i)}
+		if i%60 == 0 {
+			e.Subject = "needle"
+		}
+		id, err := s.Append(ctx, &e)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		if e.Subject == "needle" {
+			want = append([]string{id}, want...)
+		}
+	}
+	var got []string
+	token := ""
+	for call := 0; ; call++ {
+		page, next, err := s.List(ctx, store.Filter{Subject: "needle"}, 3, token)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		if call > 4 || (next != "" && len(page) != 3) || len(page) == 0 {
+			t.Fatalf("call %d: %d events, next %q; want pages of 3, the last not empty", call, len(page), next)
+		}
+		for _, e := range page {
+			got = append(got, e.ID)
+		}
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ids = %v, want %v", got, want)
+	}
+}
+
+// TestIndexCleanup checks the index upkeep: an entry whose event is gone
+// is removed when a List meets it; entries below the trimmed stream's oldest
+// entry are removed when their key is written; a key not written since the
+// stream's oldest entry is removed by a later append.
+func TestIndexCleanup(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+
+	t.Run("deleted event", func(t *testing.T) {
+		s := newStore(t, srv, Options{KeyPrefix: "xdel"})
+		var ids []string
+		for range 5 {
+			id, err := s.Append(ctx, &store.Event{Subject: "alice"})
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			ids = append(ids, id)
+		}
+		key := s.indexKeys(nil, "alice", "", "", "", 0)[0]
+		xdel(t, s, ids[1])
+		xdel(t, s, ids[3])
+		if n := raw.ZCard(ctx, key).Val(); n != 5 {
+			t.Fatalf("index holds %d entries before List, want 5", n)
+		}
+		page, next, err := s.List(ctx, store.Filter{Subject: "alice"}, 10, "")
+		if err != nil || len(page) != 3 || next != "" {
+			t.Fatalf("List = %d events, next %q, %v; want 3", len(page), next, err)
+		}
+		if n := raw.ZCard(ctx, key).Val(); n != 3 {
+			t.Fatalf("index holds %d entries after List, want 3 (the deleted events' removed)", n)
+		}
+	})
+
+	t.Run("trim", func(t *testing.T) {
+		const maxLen = 10
+		s := newStore(t, srv, Options{KeyPrefix: "trim", AuditMaxLen: maxLen})
+		if _, err := s.Append(ctx, &store.Event{Subject: "once", Caller: "c"}); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		once := s.indexKeys(nil, "once", "", "", "", 0)[0]
+		for i := range 400 {
+			if _, err := s.Append(ctx, &store.Event{Subject: fmt.Sprint("s", i%4), Caller: "c"}); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+		}
+		n := raw.XLen(ctx, s.stream).Val()
+		if n > maxLen+100 {
+			t.Fatalf("XLEN = %d", n)
+		}
+		// Every written key holds only entries of events still in the stream.
+		if c := raw.ZCard(ctx, s.indexKeys(nil, "", "c", "", "", 0)[0]).Val(); c != n {
+			t.Errorf("caller index holds %d entries, stream %d", c, n)
+		}
+		total := int64(0)
+		for i := range 4 {
+			total += raw.ZCard(ctx, s.indexKeys(nil, fmt.Sprint("s", i), "", "", "", 0)[0]).Val()
+		}
+		if total != n {
+			t.Errorf("subject indexes hold %d entries, stream %d", total, n)
+		}
+		// The key written once, long trimmed, is gone with its registry entry.
+		if raw.Exists(ctx, once).Val() != 0 {
+			t.Errorf("stale index key %s still exists", once)
+		}
+		if err := raw.ZScore(ctx, s.prefix+":{audit}:idxkeys", once).Err(); err == nil {
+			t.Errorf("stale index key %s still in the registry", once)
+		}
+		if c := raw.ZCard(ctx, s.prefix+":{audit}:idxkeys").Val(); c != 5 {
+			t.Errorf("registry holds %d keys, want 5 (4 subjects, 1 caller)", c)
+		}
+	})
+
+	t.Run("retention", func(t *testing.T) {
+		s := newStore(t, srv, Options{KeyPrefix: "ret", AuditRetention: time.Hour})
+		for range 250 {
+			if _, err := s.Append(ctx, &store.Event{Subject: "old"}); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+		}
+		later := time.Now().Add(time.Hour + time.Second)
+		s.now = func() time.Time { return later }
+		// The stream is trimmed MINID ~: whole nodes (100 entries) go.
+		if _, err := s.Append(ctx, &store.Event{Subject: "new"}); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		if n := raw.XLen(ctx, s.stream).Val(); n > 100 {
+			t.Errorf("XLEN = %d after the retention passed, want at most one node (100)", n)
+		}
+		// The old subject's index key, not written since, keeps entries
+		// until it goes stale; List reads none of them (past the cutoff).
+		page, next, err := s.List(ctx, store.Filter{Subject: "old"}, 10, "")
+		if err != nil || len(page) != 0 || next != "" {
+			t.Errorf("List(old) = %d events, next %q, %v; want none", len(page), next, err)
+		}
+	})
+}
+
+// TestAppendAfterScriptFlush: a Redis without the append script (restarted,
+// failed over, SCRIPT FLUSH) answers EVALSHA with NOSCRIPT; the store sends
+// the script with EVAL, once: one event per append, with its index entry.
+func TestAppendAfterScriptFlush(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	raw := rawClient(t, srv)
+	ctx := t.Context()
+	for _, minAcks := range []int{0, 1} { // group commit, and the WAIT pipeline
+		t.Run(fmt.Sprint("min_replicas_ack=", minAcks), func(t *testing.T) {
+			s := newStore(t, srv, Options{KeyPrefix: fmt.Sprint("flush", minAcks), MinReplicasAck: minAcks})
+			for i := range 3 {
+				if err := raw.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatalf("SCRIPT FLUSH: %v", err)
+				}
+				_, err := s.Append(ctx, &store.Event{Subject: "alice", Message: fmt.Sprint(i)})
+				if minAcks > 0 {
+					// No replica: WAIT counts 0, the append fails closed, but ran once.
+					if !errors.Is(err, store.ErrUnavailable) {
+						t.Fatalf("Append with min_replicas_ack and no replica: %v, want ErrUnavailable", err)
+					}
+				} else if err != nil {
+					t.Fatalf("Append after SCRIPT FLUSH: %v", err)
+				}
+			}
+			if n := raw.XLen(ctx, s.stream).Val(); n != 3 {
+				t.Fatalf("XLEN = %d after 3 appends, want 3", n)
+			}
+			if n := raw.ZCard(ctx, s.indexKeys(nil, "alice", "", "", "", 0)[0]).Val(); n != 3 {
+				t.Fatalf("subject index holds %d entries, want 3", n)
+			}
+		})
+	}
+}
