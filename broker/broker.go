@@ -83,6 +83,7 @@ type AssertionPolicy struct {
 	MaxLifetime time.Duration // bound on exp - iat; default 300s
 	ClockSkew   time.Duration // default 0
 	AllowReuse  bool          // accept assertions without jti, and skip replay marking
+	AllowedTyp  []string      // JOSE typ values accepted, "" for none (case-insensitive); default DefaultAllowedTyp
 }
 
 // Chain is a permitted (source, target) route.
@@ -259,6 +260,9 @@ func New(cfg Config) (*Broker, error) {
 		}
 		if p.MaxLifetime <= 0 {
 			p.MaxLifetime = 300 * time.Second
+		}
+		if len(p.AllowedTyp) == 0 {
+			p.AllowedTyp = DefaultAllowedTyp
 		}
 		b.domains[d.Name] = &d
 		b.byIssuer[d.Issuer] = &d

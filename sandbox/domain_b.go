@@ -354,7 +354,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 		refuse(DescInvalidSignatureAlg)
 		return
 	}
-	if t.typ != "" && !strings.EqualFold(t.typ, token.TypeJWT) && !idJAG {
+	if t.typ != "" && !strings.EqualFold(t.typ, token.TypeJWT) && !strings.EqualFold(t.typ, TypeAccessTokenJWT) && !idJAG {
 		refuse(DescInvalidTokenType)
 		return
 	}

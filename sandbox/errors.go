@@ -104,8 +104,9 @@ const (
 	// DescLifetimeTooLong (sandbox): exp - iat above the maximum assertion
 	// age (DESIGN §2). Keycloak only bounds the age after iat.
 	DescLifetimeTooLong = "Token lifetime exceeds the maximum allowed assertion expiration"
-	// DescInvalidTokenType (sandbox): a JOSE typ other than JWT or
-	// oauth-id-jag+jwt (DESIGN §2).
+	// DescInvalidTokenType (sandbox): a JOSE typ other than JWT, at+jwt
+	// or oauth-id-jag+jwt (DESIGN §2). Keycloak's default validator takes
+	// any typ.
 	DescInvalidTokenType = "Invalid token type"
 	// DescIssuedAtRequired (sandbox): an ID-JAG without iat.
 	DescIssuedAtRequired = "Token iat claim is required"
@@ -113,6 +114,10 @@ const (
 	// authenticated client.
 	DescClientIDMismatch = "Token client_id claim does not match the client"
 )
+
+// TypeAccessTokenJWT is the JOSE typ of RFC 9068 access tokens (a Keycloak
+// client with "Use at+jwt"): domain B accepts grants with it.
+const TypeAccessTokenJWT = "at+jwt"
 
 // OAuth error codes (RFC 6749 §5.2, RFC 6750).
 const (
