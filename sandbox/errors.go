@@ -70,6 +70,12 @@ const (
 	// draft requires the target to be named; `resource` is ignored, as
 	// Keycloak does.
 	DescAudienceRequired = "Parameter 'audience' required"
+	// DescAudienceNotFound: 400 invalid_client, no client of realm A has
+	// the requested audience as its Client ID.
+	DescAudienceNotFound = "Audience not found"
+	// DescClientDisabled: 400 invalid_client, the audience client is
+	// disabled.
+	DescClientDisabled = "Client disabled"
 	// DescAudienceNotAvailable prefixes the refused audiences (those not
 	// allowed for the client: by default only domain B's issuer).
 	DescAudienceNotAvailable = "Requested audience not available: "
@@ -100,6 +106,11 @@ const (
 	DescInvalidSignature    = "Invalid signature"
 	DescTokenReuse          = "Token reuse detected"
 	DescUserNotFound        = "User not found"
+	DescUserDisabled        = "User is not enabled"
+	DescAccountNotSetUp     = "Account is not fully set up"
+	// DescMultipleIdPs prefixes the aliases of the enabled identity
+	// providers sharing the assertion's issuer, e.g. "[domain-a, copy]".
+	DescMultipleIdPs = "Multiple IDPs match the same issuer: "
 
 	// DescLifetimeTooLong (sandbox): exp - iat above the maximum assertion
 	// age (DESIGN §2). Keycloak only bounds the age after iat.

@@ -1,0 +1,190 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/sandbox"
+)
+
+// keycloakRow is one Keycloak refusal (docs/keycloak.md, "Pitfalls"): the
+// misconfiguration that causes it in the sandbox and what the caller sees.
+type keycloakRow struct {
+	name   string
+	mutate func(*config.File)            // the broker's configuration, before it starts
+	setup  func(*testing.T, *env)        // the realms' misconfiguration
+	status int                           // HTTP status of POST /v1/chain
+	reason string                        // ErrorInfo reason
+	hop    string                        // ErrorInfo metadata hop
+	cause  string                        // metadata upstream_cause ("" = none)
+	oauth  string                        // metadata error: Keycloak's code ("" = the broker refused before the call)
+	text   string                        // metadata error_description: Keycloak's text, exactly
+	subj   func(*testing.T, *env) string // subject token; nil: alice's
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func keycloakRows() []keycloakRow {
+	const elsewhere = "https://elsewhere.example/realms/x"
+	return []keycloakRow{
+		{name: "exchange switch off", setup: func(t *testing.T, e *env) { e.sb.A.SetStandardTokenExchange(false) },
+			status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_client_exchange_disabled",
+			oauth: "invalid_request", text: sandbox.DescExchangeNotEnabled},
+		{name: "audience not available", setup: func(t *testing.T, e *env) {
+			e.sb.A.SetAudienceClient(e.sb.B.Issuer(), sandbox.AudienceNotAvailable)
+		}, status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_audience_not_available",
+			oauth: "invalid_request", text: sandbox.DescAudienceNotAvailable + "{B}"},
+		{name: "audience client missing", setup: func(t *testing.T, e *env) {
+			e.sb.A.SetAudienceClient(e.sb.B.Issuer(), sandbox.AudienceClientMissing)
+		}, status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_audience_client_missing",
+			oauth: "invalid_client", text: sandbox.DescAudienceNotFound},
+		{name: "audience client disabled", setup: func(t *testing.T, e *env) {
+			e.sb.A.SetAudienceClient(e.sb.B.Issuer(), sandbox.AudienceClientDisabled)
+		}, status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_audience_client_disabled",
+			oauth: "invalid_client", text: sandbox.DescClientDisabled},
+		{name: "broker not in the subject token's audience", subj: func(t *testing.T, e *env) string {
+			tok, err := e.sb.A.SubjectTokenWithAudience(ctxT(t), sandbox.Alice, sandbox.AlicePassword, []string{"account"})
+			must(t, err)
+			return tok
+		}, status: 403, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "subject_token_audience",
+			oauth: "access_denied", text: sandbox.DescClientNotInAudience},
+
+		{name: "grant off on the client", setup: func(t *testing.T, e *env) { e.sb.B.SetJWTAuthorizationGrant(false) },
+			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_client_grant_disabled",
+			oauth: "invalid_grant", text: sandbox.DescJWTGrantDisabled},
+		{name: "provider not allowed for the client", setup: func(t *testing.T, e *env) { e.sb.B.SetAllowedIdentityProviders() },
+			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_client_idp_not_allowed",
+			oauth: "invalid_grant", text: sandbox.DescIdPNotAllowed},
+		{name: "provider disabled", setup: func(t *testing.T, e *env) {
+			must(t, e.sb.B.SetIdentityProviderEnabled(sandbox.IdentityProviderAlias, false))
+		}, status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_idp_issuer",
+			oauth: "invalid_grant", text: sandbox.DescUnknownIssuer},
+		{name: "two providers with one issuer", setup: func(t *testing.T, e *env) {
+			must(t, e.sb.B.AddIdentityProviderTwin(sandbox.IdentityProviderAlias, "domain-a-copy"))
+		}, status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_idp_ambiguous",
+			oauth: "invalid_grant", text: sandbox.DescMultipleIdPs + "[domain-a, domain-a-copy]"},
+		{name: "user not linked", setup: func(t *testing.T, e *env) { e.sb.B.Unlink(sandbox.AliceSubA) },
+			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_user_unlinked",
+			oauth: "invalid_grant", text: sandbox.DescUserNotFound},
+		{name: "user disabled", setup: func(t *testing.T, e *env) { must(t, e.sb.B.SetUserEnabled(sandbox.Alice, false)) },
+			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_user_disabled",
+			oauth: "invalid_grant", text: sandbox.DescUserDisabled},
+		{name: "user with a required action", setup: func(t *testing.T, e *env) {
+			must(t, e.sb.B.SetRequiredActions(sandbox.Alice, "UPDATE_PASSWORD"))
+		}, status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_user_required_action",
+			oauth: "invalid_grant", text: sandbox.DescAccountNotSetUp},
+
+		{name: "jti already used at the target", setup: func(t *testing.T, e *env) {
+			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{FixedJTI: "seen-elsewhere"})
+			e.sb.B.RememberJTI(e.sb.A.Issuer(), "seen-elsewhere", time.Now().Add(time.Hour))
+		}, status: 403, reason: "ASSERTION_REPLAYED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescTokenReuse},
+		{name: "audience the target does not take", mutate: func(f *config.File) {
+			f.Domains[1].Assertion.Audience = append(f.Domains[1].Assertion.Audience, elsewhere)
+			f.Chains[0].Audience = elsewhere
+		}, setup: func(t *testing.T, e *env) { e.sb.A.AllowAudience(elsewhere) },
+			status: 400, reason: "ASSERTION_AUDIENCE_INVALID", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescInvalidAudience},
+		{name: "no jti while the target forbids reuse", mutate: func(f *config.File) { f.Domains[1].Assertion.AllowReuse = true },
+			setup:  func(t *testing.T, e *env) { e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{OmitJTI: true}) },
+			status: 400, reason: "ASSERTION_JTI_MISSING", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescJTIRequired},
+		{name: "expired for the target's clock skew", mutate: func(f *config.File) { f.Domains[1].Assertion.ClockSkew = config.Duration(2 * time.Minute) },
+			setup:  func(t *testing.T, e *env) { e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Expired: true}) },
+			status: 400, reason: "ASSERTION_EXPIRED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescNotActive},
+		{name: "issued in the future for the target's clock skew", mutate: func(f *config.File) { f.Domains[1].Assertion.ClockSkew = config.Duration(2 * time.Minute) },
+			setup:  func(t *testing.T, e *env) { e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{IssuedAtFuture: true}) },
+			status: 400, reason: "ASSERTION_NOT_YET_VALID", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescIssuedInFuture},
+		{name: "older than the provider's maximum age", setup: func(t *testing.T, e *env) {
+			e.sb.B.SetTrust(sandbox.Trust{MaxAssertionAge: time.Minute})
+			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{IssuedAtAge: 2 * time.Minute, Lifetime: 5 * time.Minute})
+		}, status: 400, reason: "ASSERTION_EXPIRED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescIssuedTooLongAgo},
+		{name: "far exp without iat", mutate: func(f *config.File) { f.Domains[1].Assertion.MaxLifetime = config.Duration(15 * time.Minute) },
+			setup: func(t *testing.T, e *env) {
+				e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Lifetime: 10 * time.Minute, ExtraClaims: map[string]any{"iat": nil}})
+			}, status: 400, reason: "ASSERTION_LIFETIME_TOO_LONG", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescNoIssuedAtTooLong},
+		{name: "provider's JWKS URL is not realm A's", setup: func(t *testing.T, e *env) {
+			must(t, e.sb.B.TrustIdentityProvider(sandbox.IdentityProviderAlias, e.sb.A.Issuer(), e.sb.B.JWKSURI(), sandbox.DefaultTrust()))
+		}, status: 400, reason: "ASSERTION_SIGNATURE_INVALID", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescInvalidSignature},
+		{name: "provider pins another algorithm", setup: func(t *testing.T, e *env) {
+			e.sb.B.SetTrust(sandbox.Trust{AllowedAlgs: []string{"ES256"}})
+		}, status: 400, reason: "ASSERTION_ALG_NOT_ALLOWED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescInvalidSignatureAlg},
+		{name: "two audiences: the broker refuses before realm B", setup: func(t *testing.T, e *env) {
+			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraAudience: "account"})
+		}, status: 400, reason: "ASSERTION_AUDIENCE_MULTIPLE", hop: "token_exchange"},
+	}
+}
+
+// Each Keycloak refusal of docs/keycloak.md's pitfalls, caused in the
+// sandbox by its misconfiguration: the caller sees its own reason and
+// status, Keycloak's code and text verbatim, and the setting at fault.
+func TestKeycloakRefusals(t *testing.T) {
+	for _, row := range keycloakRows() {
+		t.Run(row.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{mutate: row.mutate})
+			if row.setup != nil {
+				row.setup(t, e)
+			}
+			subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+			if row.subj != nil {
+				subject = row.subj(t, e)
+			}
+			status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
+			var resp struct {
+				Details []struct {
+					Reason   string            `json:"reason"`
+					Metadata map[string]string `json:"metadata"`
+				} `json:"details"`
+			}
+			if err := json.Unmarshal(body, &resp); err != nil || len(resp.Details) == 0 {
+				t.Fatalf("HTTP %d %s: %v", status, body, err)
+			}
+			info := resp.Details[0]
+			text := strings.ReplaceAll(row.text, "{B}", e.sb.B.Issuer())
+			md := info.Metadata
+			if status != row.status || info.Reason != row.reason || md["hop"] != row.hop || md["upstream_cause"] != row.cause ||
+				md["error"] != row.oauth || md["error_description"] != text {
+				t.Errorf("got HTTP %d %s %v\nwant HTTP %d %s hop=%s upstream_cause=%q error=%q error_description=%q",
+					status, info.Reason, md, row.status, row.reason, row.hop, row.cause, row.oauth, text)
+			}
+			if row.oauth == "" && e.sb.B.JWTBearerCount() != 0 {
+				t.Errorf("realm B was called %d times; the broker should have refused first", e.sb.B.JWTBearerCount())
+			}
+		})
+	}
+}
+
+// A realm A client with "Use at+jwt" (RFC 9068) issues grants typed
+// at+jwt, which Keycloak takes: so does the broker. ID-JAG is refused unless
+// the target lists it in assertion.allowed_typ.
+func TestKeycloakGrantTyp(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		typ     string
+		allowed []string
+		reason  string
+	}{
+		{"at+jwt", "at+jwt", nil, ""},
+		{"ID-JAG not by default", "oauth-id-jag+jwt", nil, "ASSERTION_TYPE_INVALID"},
+		{"at+jwt when the target lists JWT only", "at+jwt", []string{"JWT"}, "ASSERTION_TYPE_INVALID"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[1].Assertion.AllowedTyp = tt.allowed }})
+			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Typ: tt.typ})
+			status, body := e.post(t, "/v1/chain", map[string]any{
+				"subject_token": e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), "target_domain": "domain-b"})
+			switch {
+			case tt.reason == "" && status != http.StatusOK:
+				t.Fatalf("HTTP %d %s", status, body)
+			case tt.reason != "" && (status != http.StatusBadRequest || !strings.Contains(string(body), `"`+tt.reason+`"`)):
+				t.Fatalf("HTTP %d %s, want 400 %s", status, body, tt.reason)
+			}
+		})
+	}
+}
