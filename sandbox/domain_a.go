@@ -51,10 +51,10 @@ type DomainA struct {
 	exchangeOff atomic.Bool // SetStandardTokenExchange(false)
 
 	amu       sync.Mutex
-	audiences map[string]bool          // audiences chainbroker may request
+	audiences map[string]bool           // audiences chainbroker may request
 	audState  map[string]AudienceClient // audience clients missing or disabled
-	last      *issued                  // the previous exchange's answer, for ReuseAssertion
-	rogue     map[string]*token.Signer // unpublished signers by alg, for misbehaviour
+	last      *issued                   // the previous exchange's answer, for ReuseAssertion
+	rogue     map[string]*token.Signer  // unpublished signers by alg, for misbehaviour
 }
 
 // issued is one token answer.
