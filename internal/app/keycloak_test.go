@@ -3,11 +3,18 @@ package app
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -186,5 +193,95 @@ func TestKeycloakGrantTyp(t *testing.T) {
 				t.Fatalf("HTTP %d %s, want 400 %s", status, body, tt.reason)
 			}
 		})
+	}
+}
+
+// pitfall is one row of docs/keycloak.md's pitfalls table.
+type pitfall struct {
+	hop, code, text, reason, cause string
+	status                         int
+}
+
+var pitfallRow = regexp.MustCompile("^\\| realm ([AB]) `([a-z_]+)` \"(.+)\" \\| `([A-Z_]+)`(?: `upstream_cause=([a-z_]+)`)? \\| (\\d{3}) \\| .+ \\|$")
+
+func readPitfalls(t *testing.T) []pitfall {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "keycloak.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "## 6. Pitfalls")
+	if i < 0 {
+		t.Fatal("docs/keycloak.md has no section 6. Pitfalls")
+	}
+	sec := doc[i+3:]
+	if j := strings.Index(sec, "\n## "); j >= 0 {
+		sec = sec[:j]
+	}
+	var out []pitfall
+	for line := range strings.SplitSeq(sec, "\n") {
+		if !strings.HasPrefix(line, "| realm ") {
+			continue
+		}
+		m := pitfallRow.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("pitfalls row not in the expected form (| realm X `code` \"text\" | `REASON` [`upstream_cause=...`] | status | fix |): %s", line)
+			continue
+		}
+		hop := broker.HopTokenExchange
+		if m[1] == "B" {
+			hop = broker.HopJWTBearer
+		}
+		status, _ := strconv.Atoi(m[6])
+		out = append(out, pitfall{hop: hop, code: m[2], text: m[3], reason: m[4], cause: m[5], status: status})
+	}
+	if len(out) < 20 {
+		t.Fatalf("docs/keycloak.md lists %d pitfalls, want at least 20", len(out))
+	}
+	return out
+}
+
+// placeholder is a <value> in a documented text (Keycloak appends it).
+var placeholder = regexp.MustCompile(`<[^>]*>`)
+
+// docs/keycloak.md's pitfalls table says what the code does: each text maps
+// to the listed reason and cause through the broker's mapping, each reason
+// exists, and each row is one TestKeycloakRefusals causes with the listed
+// HTTP status (and each refusal that test causes is documented).
+func TestKeycloakPitfallsDocumented(t *testing.T) {
+	rows := keycloakRows()
+	documented := map[string]bool{}
+	for _, p := range readPitfalls(t) {
+		sample := placeholder.ReplaceAllString(p.text, "x")
+		reason, cause := broker.UpstreamReason(p.hop, &oauth.Error{Code: p.code, Description: sample})
+		if string(reason) != p.reason || cause != p.cause {
+			t.Errorf("%q: the broker maps it to %s upstream_cause=%q; the page says %s upstream_cause=%q", p.text, reason, cause, p.reason, p.cause)
+		}
+		if !slices.Contains(broker.Reasons(), broker.Reason(p.reason)) {
+			t.Errorf("%q: %s is not a reason", p.text, p.reason)
+		}
+		re := regexp.MustCompile("^" + placeholder.ReplaceAllString(regexp.QuoteMeta(p.text), ".+") + "$")
+		found := false
+		for _, r := range rows {
+			text := strings.ReplaceAll(r.text, "{B}", "http://127.0.0.1:1/realms/domain-b")
+			local := r.oauth == "" && r.reason == p.reason // the broker refuses before realm B
+			if (r.oauth != "" && re.MatchString(text) && r.oauth == p.code) || local {
+				found = true
+				documented[r.name] = true
+				if r.reason != p.reason || r.status != p.status || r.cause != p.cause {
+					t.Errorf("%q: the page says %s %d upstream_cause=%q; TestKeycloakRefusals sees %s %d upstream_cause=%q",
+						p.text, p.reason, p.status, p.cause, r.reason, r.status, r.cause)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%q: no row of TestKeycloakRefusals causes it", p.text)
+		}
+	}
+	for _, r := range rows {
+		if !documented[r.name] {
+			t.Errorf("TestKeycloakRefusals row %q (%s) is not in docs/keycloak.md's pitfalls", r.name, r.text)
+		}
 	}
 }
