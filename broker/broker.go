@@ -84,6 +84,9 @@ type AssertionPolicy struct {
 	ClockSkew   time.Duration // default 0
 	AllowReuse  bool          // accept assertions without jti, and skip replay marking
 	AllowedTyp  []string      // JOSE typ values accepted, "" for none (case-insensitive); default DefaultAllowedTyp
+	// AgeRule applies Keycloak's rule instead of the stricter default:
+	// only the age (now - iat <= MaxLifetime) is bounded, not exp - iat.
+	AgeRule bool
 }
 
 // Chain is a permitted (source, target) route.

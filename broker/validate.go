@@ -161,7 +161,12 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 	if issued.IsZero() {
 		issued = now
 	}
-	if life := c.Expiry.Sub(issued); life > p.MaxLifetime+skew {
+	if p.AgeRule && !c.IssuedAt.IsZero() {
+		// Keycloak's rule: now > iat + max, whatever exp - iat (no skew).
+		if now.Unix() > c.IssuedAt.Unix()+int64(p.MaxLifetime/time.Second) {
+			return bad(ReasonAssertionExpired, "the grant was issued more than "+tgt.Name+"'s maximum age "+p.MaxLifetime.String()+" ago")
+		}
+	} else if life := c.Expiry.Sub(issued); life > p.MaxLifetime+skew {
 		return bad(ReasonAssertionLifetimeTooLong, "the grant lives "+life.Round(time.Second).String()+", more than "+tgt.Name+"'s maximum "+p.MaxLifetime.String())
 	}
 	if c.JTI == "" && (!p.AllowReuse || idJAG) {

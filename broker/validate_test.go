@@ -79,6 +79,24 @@ func TestCheckClaims(t *testing.T) {
 			tk.Claims.IssuedAt = time.Time{}
 			tk.Claims.Expiry = now.Add(301 * time.Second)
 		}, ReasonAssertionLifetimeTooLong},
+		{"age rule: a long-lived grant used at once", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.Expiry = now.Add(time.Hour)
+			p.AgeRule = true
+		}, ""},
+		{"age rule: issued more than the maximum ago", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.IssuedAt = now.Add(-301 * time.Second)
+			tk.Claims.Expiry = now.Add(time.Hour)
+			p.AgeRule = true
+		}, ReasonAssertionExpired},
+		{"age rule: issued exactly the maximum ago", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.IssuedAt = now.Add(-300 * time.Second)
+			p.AgeRule = true
+		}, ""},
+		{"age rule: no iat, exp too far", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.IssuedAt = time.Time{}
+			tk.Claims.Expiry = now.Add(301 * time.Second)
+			p.AgeRule = true
+		}, ReasonAssertionLifetimeTooLong},
 		{"no jti", func(tk *token.Token, _ *AssertionPolicy) { tk.Claims.JTI = "" }, ReasonAssertionJTIMissing},
 		{"no jti, reuse allowed", func(tk *token.Token, p *AssertionPolicy) {
 			tk.Claims.JTI = ""

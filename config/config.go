@@ -323,6 +323,9 @@ type AssertionPolicy struct {
 	// AllowedTyp: JOSE typ header values accepted in grants ("" for none);
 	// default "", JWT and at+jwt, as Keycloak. oauth-id-jag+jwt only if listed.
 	AllowedTyp []string `yaml:"allowed_typ"`
+	// LifetimeRule: strict (default; exp - iat <= max_lifetime, stricter
+	// than Keycloak) or age (Keycloak's: now - iat <= max_lifetime).
+	LifetimeRule string `yaml:"lifetime_rule"`
 }
 
 // Chain permits a route from a source to a target domain.
@@ -733,6 +736,9 @@ func (f *File) validate() Problems {
 		}
 		if a.MaxLifetime < 0 {
 			add(fp+".assertion.max_lifetime", "must be positive")
+		}
+		if a.LifetimeRule != "" && a.LifetimeRule != "strict" && a.LifetimeRule != "age" {
+			add(fp+".assertion.lifetime_rule", "must be strict or age, not %q", a.LifetimeRule)
 		}
 		if len(a.AllowedTyp) > 16 {
 			add(fp+".assertion.allowed_typ", "at most 16 values")

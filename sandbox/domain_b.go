@@ -28,6 +28,9 @@ type Trust struct {
 	// jtis seen (Keycloak's "Allow assertion reuse"). An ID-JAG still needs
 	// a jti.
 	AllowReuse bool
+	// AgeOnly drops the sandbox's bound on exp - iat: only Keycloak's
+	// checks of the age (now - iat) and, without iat, of exp - now apply.
+	AgeOnly bool
 	// AllowedAlgs are the accepted signature algorithms; nil means
 	// token.DefaultAllowedAlgs (asymmetric only, as Keycloak).
 	AllowedAlgs []string
@@ -420,7 +423,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	policy := timePolicy{
 		skew:        int64(trust.ClockSkew / time.Second),
 		maxExp:      int64(trust.MaxAssertionAge / time.Second),
-		maxLifetime: true,
+		maxLifetime: !trust.AgeOnly,
 	}
 	if d := checkTimes(cl, now.Unix(), policy); d != "" {
 		refuse(d)

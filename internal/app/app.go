@@ -350,6 +350,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 				ClockSkew:   d.Assertion.ClockSkew.D(),
 				AllowReuse:  d.Assertion.AllowReuse,
 				AllowedTyp:  d.Assertion.AllowedTyp,
+				AgeRule:     d.Assertion.LifetimeRule == "age",
 			},
 		})
 	}

@@ -285,3 +285,37 @@ func TestKeycloakPitfallsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// Keycloak bounds a grant's age (now - iat), not exp - iat. By default the
+// broker is stricter and refuses a grant living longer than max_lifetime
+// before realm B sees it; lifetime_rule: age mirrors Keycloak, which takes
+// such a grant presented at once.
+func TestKeycloakLifetimeRule(t *testing.T) {
+	for _, tt := range []struct {
+		rule   string
+		status int
+		reason string
+	}{
+		{"", http.StatusBadRequest, "ASSERTION_LIFETIME_TOO_LONG"},
+		{"strict", http.StatusBadRequest, "ASSERTION_LIFETIME_TOO_LONG"},
+		{"age", http.StatusOK, ""},
+	} {
+		t.Run("rule "+tt.rule, func(t *testing.T) {
+			e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[1].Assertion.LifetimeRule = tt.rule }})
+			e.sb.B.SetTrust(sandbox.Trust{AgeOnly: true}) // Keycloak's checks only
+			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Lifetime: 10 * time.Minute})
+			status, body := e.post(t, "/v1/chain", map[string]any{
+				"subject_token": e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), "target_domain": "domain-b"})
+			if status != tt.status || (tt.reason != "" && !strings.Contains(string(body), `"`+tt.reason+`"`)) {
+				t.Fatalf("HTTP %d %s, want %d %s", status, body, tt.status, tt.reason)
+			}
+			if tt.reason != "" && e.sb.B.JWTBearerCount() != 0 {
+				t.Errorf("realm B was called; the broker should refuse first")
+			}
+		})
+	}
+	f := &config.File{Domains: []config.Domain{{Name: "x", Assertion: config.AssertionPolicy{LifetimeRule: "loose"}}}}
+	if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "assertion.lifetime_rule") {
+		t.Errorf("lifetime_rule loose: %v", err)
+	}
+}
