@@ -40,11 +40,17 @@ func TestKeycloakSwitches(t *testing.T) {
 			func(_ *testing.T, sb *Sandbox) { sb.B.SetJWTAuthorizationGrant(true) },
 			400, errInvalidGrant, func(*Sandbox) string { return DescJWTGrantDisabled }},
 		{"provider disabled", true,
-			func(t *testing.T, sb *Sandbox) { mustNil(t, sb.B.SetIdentityProviderEnabled(IdentityProviderAlias, false)) },
-			func(t *testing.T, sb *Sandbox) { mustNil(t, sb.B.SetIdentityProviderEnabled(IdentityProviderAlias, true)) },
+			func(t *testing.T, sb *Sandbox) {
+				mustNil(t, sb.B.SetIdentityProviderEnabled(IdentityProviderAlias, false))
+			},
+			func(t *testing.T, sb *Sandbox) {
+				mustNil(t, sb.B.SetIdentityProviderEnabled(IdentityProviderAlias, true))
+			},
 			400, errInvalidGrant, func(*Sandbox) string { return DescUnknownIssuer }},
 		{"two providers with one issuer", true,
-			func(t *testing.T, sb *Sandbox) { mustNil(t, sb.B.AddIdentityProviderTwin(IdentityProviderAlias, "twin")) },
+			func(t *testing.T, sb *Sandbox) {
+				mustNil(t, sb.B.AddIdentityProviderTwin(IdentityProviderAlias, "twin"))
+			},
 			nil,
 			400, errInvalidGrant, func(*Sandbox) string { return DescMultipleIdPs + "[domain-a, twin]" }},
 		{"user disabled", true,
