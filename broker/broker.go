@@ -83,6 +83,10 @@ type AssertionPolicy struct {
 	MaxLifetime time.Duration // bound on exp - iat; default 300s
 	ClockSkew   time.Duration // default 0
 	AllowReuse  bool          // accept assertions without jti, and skip replay marking
+	AllowedTyp  []string      // JOSE typ values accepted, "" for none (case-insensitive); default DefaultAllowedTyp
+	// AgeRule applies Keycloak's rule instead of the stricter default:
+	// only the age (now - iat <= MaxLifetime) is bounded, not exp - iat.
+	AgeRule bool
 }
 
 // Chain is a permitted (source, target) route.
@@ -271,6 +275,9 @@ func New(cfg Config) (*Broker, error) {
 		}
 		if p.MaxLifetime <= 0 {
 			p.MaxLifetime = 300 * time.Second
+		}
+		if len(p.AllowedTyp) == 0 {
+			p.AllowedTyp = DefaultAllowedTyp
 		}
 		b.domains[d.Name] = &d
 		b.byIssuer[d.Issuer] = &d

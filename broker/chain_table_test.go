@@ -131,6 +131,13 @@ func grantMutation(mutate func(c map[string]any, o *token.SignOptions)) func(*te
 	return func(_ *testing.T, k *kit) { k.grants.Mutate = mutate }
 }
 
+// acceptIDJAG lets every target take ID-JAG grants (assertion.allowed_typ).
+func acceptIDJAG(c *broker.Config) {
+	for i := range c.Domains {
+		c.Domains[i].Assertion.AllowedTyp = append(append([]string(nil), broker.DefaultAllowedTyp...), token.TypeIDJAG)
+	}
+}
+
 func setClaim(name string, v any) func(*testing.T, *kit) {
 	return grantMutation(func(c map[string]any, _ *token.SignOptions) { c[name] = v })
 }
@@ -305,13 +312,13 @@ func chainCases() []chainCase {
 		}, setup: func(_ *testing.T, k *kit) { k.ep.Exchange = brokertest.BlockUntilDone() },
 			want: broker.ReasonRequestCancelled, check: lastEvent(store.OutcomeFailure)},
 
-		// The grant, checked as the target would (DESIGN §2).
+		// The grant, checked as the target would (docs/design.md §2).
 		{name: "grant not a JWS", setup: func(_ *testing.T, k *kit) {
 			k.ep.Exchange = brokertest.Answer(oauth.TokenResponse{AccessToken: "not-a-jwt", TokenType: "Bearer", IssuedTokenType: oauth.TokenTypeAccessToken})
 		}, want: broker.ReasonAssertionMalformed, check: calls(1, 0)},
 		{name: "grant alg not allowed by the target", config: func(c *broker.Config) { c.Domains[1].Assertion.AllowedAlgs = []string{"RS256"} },
 			want: broker.ReasonAssertionAlgNotAllowed, check: calls(1, 0)},
-		{name: "grant typ at+jwt", setup: grantMutation(func(_ map[string]any, o *token.SignOptions) { o.Typ = "at+jwt" }),
+		{name: "grant typ not accepted by the target", setup: grantMutation(func(_ map[string]any, o *token.SignOptions) { o.Typ = "secevent+jwt" }),
 			want: broker.ReasonAssertionTypeInvalid},
 		{name: "grant signed by an unknown key", setup: func(t *testing.T, k *kit) { k.grants.Signer = brokertest.Key(t, "stranger", "ES256") },
 			want: broker.ReasonAssertionKeyUnknown},
@@ -343,14 +350,20 @@ func chainCases() []chainCase {
 			want: broker.ReasonAssertionLifetimeTooLong},
 		{name: "grant without jti", setup: setClaim("jti", nil), want: broker.ReasonAssertionJTIMissing},
 		{name: "grant without sub", setup: setClaim("sub", nil), want: broker.ReasonAssertionSubjectMissing},
-		{name: "ID-JAG without iat", setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
+		{name: "ID-JAG without iat", config: acceptIDJAG, setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
 			o.Typ, c["iat"], c["client_id"] = token.TypeIDJAG, nil, "chainbroker"
 		}), want: broker.ReasonAssertionIssuedAtMissing},
-		{name: "ID-JAG for another client", setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
+		{name: "ID-JAG for another client", config: acceptIDJAG, setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
 			o.Typ, c["client_id"] = token.TypeIDJAG, "someone-else"
 		}), want: broker.ReasonAssertionClientIDMismatch},
-		{name: "ID-JAG for the broker's client", setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
+		{name: "ID-JAG for the broker's client", config: acceptIDJAG, setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
 			o.Typ, c["client_id"] = token.TypeIDJAG, "chainbroker"
+		}), want: ""},
+		{name: "ID-JAG to a target that does not list it", setup: grantMutation(func(c map[string]any, o *token.SignOptions) {
+			o.Typ, c["client_id"] = token.TypeIDJAG, "chainbroker"
+		}), want: broker.ReasonAssertionTypeInvalid},
+		{name: "at+jwt grant (Keycloak's RFC 9068 access tokens)", setup: grantMutation(func(_ map[string]any, o *token.SignOptions) {
+			o.Typ = "at+jwt"
 		}), want: ""},
 
 		// Replay and the fail-closed store.

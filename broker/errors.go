@@ -87,6 +87,9 @@ type Error struct {
 	Field    string       // request field at fault (ReasonRequestInvalid, ReasonDomainUnknown)
 	Hop      string       // HopTokenExchange or HopJWTBearer when an upstream call was involved
 	Upstream *oauth.Error // the authorization server's OAuth error, if it answered one
+	// UpstreamCause names the target's setting a known upstream refusal
+	// points at (UpstreamReason), e.g. "target_user_disabled"; "" if none.
+	UpstreamCause string
 	// RetryAfter, when > 0, is when a retry may succeed (ReasonKeysRefreshing).
 	RetryAfter time.Duration
 	Err        error

@@ -33,7 +33,7 @@ const maxNumericDate = 1<<53 + 1
 // FuzzCheckClaims runs the target's assertion policy (checkClaims) on
 // tokens built from fuzzed claims and policy knobs. It never panics, and it
 // accepts a token exactly when every rule of docs/design.md §2 holds: alg allowed,
-// typ JWT or ID-JAG (or absent), iss the source's issuer, a single aud the
+// typ one of allowed_typ (absent, JWT, at+jwt, ID-JAG here), iss the source's issuer, a single aud the
 // target accepts, exp present and (within the skew) in the future, nbf and
 // iat not in the future, exp - iat (or exp - now) within MaxLifetime + skew,
 // jti unless reuse is allowed (never for an ID-JAG), sub, and for an ID-JAG
@@ -45,6 +45,7 @@ func FuzzCheckClaims(f *testing.F) {
 		Assertion: AssertionPolicy{
 			Audience:    []string{"http://127.0.0.1:8282/realms/domain-b", "http://127.0.0.1:8282/realms/domain-b/protocol/openid-connect/token"},
 			AllowedAlgs: token.DefaultAllowedAlgs,
+			AllowedTyp:  idJAGTyp,
 		}}
 	all := fuzzHasExp | fuzzHasIat | fuzzHasAud
 	// iss, aud, exp, nbf, iat (offsets from now), flags, jti, sub, typ, alg, client_id, skew s, max lifetime s
@@ -158,7 +159,7 @@ func violations(tok *token.Token, src, tgt *Domain, now time.Time) []Reason {
 	n := now.Unix()
 
 	add(!slices.Contains(p.AllowedAlgs, tok.Header.Alg), ReasonAssertionAlgNotAllowed)
-	add(tok.Header.Typ != "" && !strings.EqualFold(tok.Header.Typ, "JWT") && !idJAG, ReasonAssertionTypeInvalid)
+	add(!slices.ContainsFunc(p.AllowedTyp, func(a string) bool { return strings.EqualFold(a, tok.Header.Typ) }), ReasonAssertionTypeInvalid)
 	add(c.Issuer != src.Issuer, ReasonAssertionIssuerUntrusted)
 	add(len(c.Audience) > 1, ReasonAssertionAudienceMultiple)
 	add(len(c.Audience) == 0 || len(c.Audience) == 1 && !slices.Contains(p.Audience, c.Audience[0]), ReasonAssertionAudienceInvalid)

@@ -111,21 +111,17 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	if parent.Err() != nil && oe == nil { // the caller's deadline or cancellation, not the domain's failure
 		return nil, &Error{Reason: endedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
 	}
-	rejected := ReasonTokenExchangeRejected
-	if hop == HopJWTBearer {
-		rejected = ReasonJWTBearerRejected
-	}
 	switch {
-	case oe != nil && hop == HopJWTBearer && oe.Code == "jti_known":
-		// Ory Hydra's non-standard answer to a reused jti: the target caught a
-		// replay the broker's own guard did not (e.g. another broker fleet).
-		return nil, &Error{Reason: ReasonAssertionReplayed, Hop: hop, Upstream: boundedUpstream(oe),
-			Message: d.Name + " reports the grant's jti as already used", Err: err}
 	case oe != nil:
 		// Whatever the HTTP status: some servers answer a refusal that
-		// depends on the user with 500 and an OAuth error body.
+		// depends on the user with 500 and an OAuth error body. A known
+		// refusal gets its own reason (e.g. a replay the target caught that
+		// the broker's own guard did not: another broker fleet) or names
+		// the setting at fault (UpstreamReason).
 		up := boundedUpstream(oe)
-		return nil, &Error{Reason: rejected, Hop: hop, Upstream: up, Message: d.Name + " refused the " + hop + ": " + upstreamText(up), Err: err}
+		reason, cause := UpstreamReason(hop, up)
+		return nil, &Error{Reason: reason, Hop: hop, Upstream: up, UpstreamCause: cause,
+			Message: d.Name + " refused the " + hop + ": " + upstreamText(up), Err: err}
 	case errors.Is(err, oauth.ErrConfig):
 		return nil, &Error{Reason: ReasonInternal, Hop: hop, Message: "the broker's client for " + d.Name + " is misconfigured", Err: err}
 	case errors.Is(err, oauth.ErrBadResponse):

@@ -39,7 +39,7 @@ func (r *chainRun) jwtBearer(ctx context.Context, tgt *Domain, chain *Chain, ass
 	if n := len(r.ev.Hops); n > 0 && r.ev.Hops[n-1].GrantType == oauth.GrantTypeJWTBearer {
 		r.ev.Hops[n-1].AssertionJTIHash = r.ev.AssertionJTIHash
 	}
-	if e, ok := AsError(err); ok && e.Reason == ReasonJWTBearerRejected && e.Upstream != nil {
+	if e, ok := AsError(err); ok && e.Hop == HopJWTBearer && e.Upstream != nil && e.Reason != ReasonUpstreamUnavailable {
 		// The caller never saw this grant: say whose it is.
 		e.Message = tgt.Name + " refused the grant the broker obtained from " + r.ev.SourceDomain + " (hop 2, jwt_bearer): " + upstreamSummary(e.Upstream)
 	}

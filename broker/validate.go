@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +111,12 @@ func verifyError(src *Domain, err error) *Error {
 	return &Error{Reason: r, Hop: HopTokenExchange, Message: msg, Err: err}
 }
 
+// DefaultAllowedTyp are the JOSE typ values of grants Keycloak's JWT
+// Authorization Grant takes with its default validator: none, JWT, and
+// at+jwt (RFC 9068 access tokens, a realm A client with "Use at+jwt").
+// oauth-id-jag+jwt (ID-JAG) must be listed explicitly.
+var DefaultAllowedTyp = []string{"", token.TypeJWT, "at+jwt"}
+
 // checkClaims applies the target's policy to a verified grant. Each rule has
 // its own reason; the order follows Keycloak's so the first problem reported
 // is the one the target would have reported.
@@ -121,8 +128,12 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 	if !contains(p.AllowedAlgs, tok.Header.Alg) {
 		return bad(ReasonAssertionAlgNotAllowed, "alg "+truncate(tok.Header.Alg)+" is not allowed by "+tgt.Name)
 	}
-	if t := tok.Header.Typ; t != "" && !strings.EqualFold(t, token.TypeJWT) && !idJAG {
-		return bad(ReasonAssertionTypeInvalid, "typ "+truncate(t)+" is neither JWT nor "+token.TypeIDJAG)
+	allowedTyp := p.AllowedTyp
+	if len(allowedTyp) == 0 {
+		allowedTyp = DefaultAllowedTyp
+	}
+	if t := tok.Header.Typ; !slices.ContainsFunc(allowedTyp, func(a string) bool { return strings.EqualFold(a, t) }) {
+		return bad(ReasonAssertionTypeInvalid, "typ "+quote(t)+" is not accepted by "+tgt.Name+" (assertion.allowed_typ)")
 	}
 	if c.Issuer != src.Issuer {
 		return bad(ReasonAssertionIssuerUntrusted, "iss "+quote(c.Issuer)+" is not "+src.Name+"'s issuer "+quote(src.Issuer))
@@ -150,7 +161,12 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 	if issued.IsZero() {
 		issued = now
 	}
-	if life := c.Expiry.Sub(issued); life > p.MaxLifetime+skew {
+	if p.AgeRule && !c.IssuedAt.IsZero() {
+		// Keycloak's rule: now > iat + max, whatever exp - iat (no skew).
+		if now.Unix() > c.IssuedAt.Unix()+int64(p.MaxLifetime/time.Second) {
+			return bad(ReasonAssertionExpired, "the grant was issued more than "+tgt.Name+"'s maximum age "+p.MaxLifetime.String()+" ago")
+		}
+	} else if life := c.Expiry.Sub(issued); life > p.MaxLifetime+skew {
 		return bad(ReasonAssertionLifetimeTooLong, "the grant lives "+life.Round(time.Second).String()+", more than "+tgt.Name+"'s maximum "+p.MaxLifetime.String())
 	}
 	if c.JTI == "" && (!p.AllowReuse || idJAG) {

@@ -10,6 +10,9 @@ import (
 	"github.com/chainbroker/chainbroker/token"
 )
 
+// idJAGTyp accepts the ID-JAG profile's typ besides the defaults.
+var idJAGTyp = append(append([]string(nil), DefaultAllowedTyp...), token.TypeIDJAG)
+
 func TestCheckClaims(t *testing.T) {
 	now := time.Now()
 	src := &Domain{Name: "domain-a", Issuer: "https://a.example/realms/a"}
@@ -41,7 +44,21 @@ func TestCheckClaims(t *testing.T) {
 		}, ""},
 		{"no typ", func(tk *token.Token, _ *AssertionPolicy) { tk.Header.Typ = "" }, ""},
 		{"alg not allowed by target", func(tk *token.Token, p *AssertionPolicy) { p.AllowedAlgs = []string{"ES256"} }, ReasonAssertionAlgNotAllowed},
-		{"typ at+jwt", func(tk *token.Token, _ *AssertionPolicy) { tk.Header.Typ = "at+jwt" }, ReasonAssertionTypeInvalid},
+		{"typ at+jwt (RFC 9068, Keycloak's \"Use at+jwt\")", func(tk *token.Token, _ *AssertionPolicy) { tk.Header.Typ = "at+jwt" }, ""},
+		{"typ AT+JWT, case-insensitive", func(tk *token.Token, _ *AssertionPolicy) { tk.Header.Typ = "AT+JWT" }, ""},
+		{"typ other", func(tk *token.Token, _ *AssertionPolicy) { tk.Header.Typ = "secevent+jwt" }, ReasonAssertionTypeInvalid},
+		{"typ id-jag not accepted by default", func(tk *token.Token, _ *AssertionPolicy) {
+			tk.Header.Typ = token.TypeIDJAG
+			tk.Claims.ClientID = "chainbroker"
+		}, ReasonAssertionTypeInvalid},
+		{"allowed_typ without none refuses a grant without typ", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Header.Typ = ""
+			p.AllowedTyp = []string{"JWT"}
+		}, ReasonAssertionTypeInvalid},
+		{"allowed_typ JWT only refuses at+jwt", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Header.Typ = "at+jwt"
+			p.AllowedTyp = []string{"JWT"}
+		}, ReasonAssertionTypeInvalid},
 		{"wrong issuer", func(tk *token.Token, _ *AssertionPolicy) { tk.Claims.Issuer = "https://evil.example" }, ReasonAssertionIssuerUntrusted},
 		{"issuer with trailing slash", func(tk *token.Token, _ *AssertionPolicy) { tk.Claims.Issuer = src.Issuer + "/" }, ReasonAssertionIssuerUntrusted},
 		{"two audiences", func(tk *token.Token, _ *AssertionPolicy) {
@@ -62,27 +79,49 @@ func TestCheckClaims(t *testing.T) {
 			tk.Claims.IssuedAt = time.Time{}
 			tk.Claims.Expiry = now.Add(301 * time.Second)
 		}, ReasonAssertionLifetimeTooLong},
+		{"age rule: a long-lived grant used at once", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.Expiry = now.Add(time.Hour)
+			p.AgeRule = true
+		}, ""},
+		{"age rule: issued more than the maximum ago", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.IssuedAt = now.Add(-301 * time.Second)
+			tk.Claims.Expiry = now.Add(time.Hour)
+			p.AgeRule = true
+		}, ReasonAssertionExpired},
+		{"age rule: issued exactly the maximum ago", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.IssuedAt = now.Add(-300 * time.Second)
+			p.AgeRule = true
+		}, ""},
+		{"age rule: no iat, exp too far", func(tk *token.Token, p *AssertionPolicy) {
+			tk.Claims.IssuedAt = time.Time{}
+			tk.Claims.Expiry = now.Add(301 * time.Second)
+			p.AgeRule = true
+		}, ReasonAssertionLifetimeTooLong},
 		{"no jti", func(tk *token.Token, _ *AssertionPolicy) { tk.Claims.JTI = "" }, ReasonAssertionJTIMissing},
 		{"no jti, reuse allowed", func(tk *token.Token, p *AssertionPolicy) {
 			tk.Claims.JTI = ""
 			p.AllowReuse = true
 		}, ""},
 		{"no sub", func(tk *token.Token, _ *AssertionPolicy) { tk.Claims.Subject = "" }, ReasonAssertionSubjectMissing},
-		{"id-jag ok", func(tk *token.Token, _ *AssertionPolicy) {
+		{"id-jag ok", func(tk *token.Token, p *AssertionPolicy) {
 			tk.Header.Typ = token.TypeIDJAG
+			p.AllowedTyp = idJAGTyp
 			tk.Claims.ClientID = "chainbroker"
 		}, ""},
-		{"id-jag without iat", func(tk *token.Token, _ *AssertionPolicy) {
+		{"id-jag without iat", func(tk *token.Token, p *AssertionPolicy) {
 			tk.Header.Typ = token.TypeIDJAG
+			p.AllowedTyp = idJAGTyp
 			tk.Claims.ClientID = "chainbroker"
 			tk.Claims.IssuedAt = time.Time{}
 		}, ReasonAssertionIssuedAtMissing},
-		{"id-jag other client", func(tk *token.Token, _ *AssertionPolicy) {
+		{"id-jag other client", func(tk *token.Token, p *AssertionPolicy) {
 			tk.Header.Typ = token.TypeIDJAG
+			p.AllowedTyp = idJAGTyp
 			tk.Claims.ClientID = "someone-else"
 		}, ReasonAssertionClientIDMismatch},
 		{"id-jag needs jti even with reuse", func(tk *token.Token, p *AssertionPolicy) {
 			tk.Header.Typ = token.TypeIDJAG
+			p.AllowedTyp = idJAGTyp
 			tk.Claims.ClientID = "chainbroker"
 			tk.Claims.JTI = ""
 			p.AllowReuse = true

@@ -323,6 +323,12 @@ type AssertionPolicy struct {
 	// AllowReuse accepts assertions without `jti` (Keycloak's "Allow assertion
 	// reuse"). Weakens replay protection; a warning is logged at start-up.
 	AllowReuse bool `yaml:"allow_reuse"`
+	// AllowedTyp: JOSE typ header values accepted in grants ("" for none);
+	// default "", JWT and at+jwt, as Keycloak. oauth-id-jag+jwt only if listed.
+	AllowedTyp []string `yaml:"allowed_typ"`
+	// LifetimeRule: strict (default; exp - iat <= max_lifetime, stricter
+	// than Keycloak) or age (Keycloak's: now - iat <= max_lifetime).
+	LifetimeRule string `yaml:"lifetime_rule"`
 }
 
 // Chain permits a route from a source to a target domain.
@@ -736,6 +742,17 @@ func (f *File) validate() Problems {
 		}
 		if a.MaxLifetime < 0 {
 			add(fp+".assertion.max_lifetime", "must be positive")
+		}
+		if a.LifetimeRule != "" && a.LifetimeRule != "strict" && a.LifetimeRule != "age" {
+			add(fp+".assertion.lifetime_rule", "must be strict or age, not %q", a.LifetimeRule)
+		}
+		if len(a.AllowedTyp) > 16 {
+			add(fp+".assertion.allowed_typ", "at most 16 values")
+		}
+		for j, t := range a.AllowedTyp {
+			if len(t) > 64 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) {
+				add(fmt.Sprintf("%s.assertion.allowed_typ[%d]", fp, j), "a typ is printable ASCII without spaces, at most 64 bytes")
+			}
 		}
 		if a.ClockSkew < 0 || a.ClockSkew.D() > 5*time.Minute {
 			add(fp+".assertion.clock_skew", "must be between 0 and 5m")

@@ -22,6 +22,10 @@ import (
 // user is a realm user.
 type user struct {
 	username, password, sub string
+	// disabled and requiredActions (e.g. "UPDATE_PASSWORD") are domain B's
+	// checks of a linked user (SetUserEnabled, SetRequiredActions).
+	disabled        bool
+	requiredActions []string
 }
 
 // DomainA is realm domain-a: users alice and bob, the public client
@@ -44,10 +48,13 @@ type DomainA struct {
 	exchanges atomic.Int64
 	passwords atomic.Int64
 
+	exchangeOff atomic.Bool // SetStandardTokenExchange(false)
+
 	amu       sync.Mutex
-	audiences map[string]bool          // audiences chainbroker may request
-	last      *issued                  // the previous exchange's answer, for ReuseAssertion
-	rogue     map[string]*token.Signer // unpublished signers by alg, for misbehaviour
+	audiences map[string]bool           // audiences chainbroker may request
+	audState  map[string]AudienceClient // audience clients missing or disabled
+	last      *issued                   // the previous exchange's answer, for ReuseAssertion
+	rogue     map[string]*token.Signer  // unpublished signers by alg, for misbehaviour
 }
 
 // issued is one token answer.
@@ -74,6 +81,7 @@ func newDomainA(ln net.Listener, addr string, lifetime time.Duration, log *slog.
 		},
 		self:      self,
 		audiences: map[string]bool{},
+		audState:  map[string]AudienceClient{},
 		rogue:     map[string]*token.Signer{},
 	}
 	rl.clients[AgentClientID] = &client{id: AgentClientID, public: true, directAccess: true}
@@ -96,10 +104,49 @@ func newDomainA(ln net.Listener, addr string, lifetime time.Duration, log *slog.
 // AllowAudience lets chainbroker request aud as a token exchange audience
 // (domain B's issuer is allowed from the start).
 func (a *DomainA) AllowAudience(aud string) {
-	a.amu.Lock()
-	a.audiences[aud] = true
-	a.amu.Unlock()
+	a.SetAudienceClient(aud, AudienceAvailable)
 }
+
+// AudienceClient is the state of the client of realm A whose Client ID is
+// a token exchange audience (SetAudienceClient).
+type AudienceClient int
+
+// Audience client states, each with Keycloak's answer to an exchange that
+// names it.
+const (
+	// AudienceAvailable: the client exists, is enabled, and its audience
+	// is available to chainbroker (domain B's issuer from the start).
+	AudienceAvailable AudienceClient = iota
+	// AudienceNotAvailable: the client exists but chainbroker's token cannot
+	// carry it (no audience mapper / scope): 400 invalid_request
+	// DescAudienceNotAvailable + the audience. Any audience never set.
+	AudienceNotAvailable
+	// AudienceClientMissing: no client has that Client ID: 400
+	// invalid_client DescAudienceNotFound.
+	AudienceClientMissing
+	// AudienceClientDisabled: the client is disabled: 400 invalid_client
+	// DescClientDisabled.
+	AudienceClientDisabled
+)
+
+// SetAudienceClient sets the state of the audience client aud.
+func (a *DomainA) SetAudienceClient(aud string, st AudienceClient) {
+	a.amu.Lock()
+	defer a.amu.Unlock()
+	delete(a.audState, aud)
+	delete(a.audiences, aud)
+	switch st {
+	case AudienceAvailable:
+		a.audiences[aud] = true
+	case AudienceClientMissing, AudienceClientDisabled:
+		a.audState[aud] = st
+	}
+}
+
+// SetStandardTokenExchange switches "Standard Token Exchange" of the client
+// chainbroker on (the default) or off; off, its exchanges get 400
+// invalid_request DescExchangeNotEnabled.
+func (a *DomainA) SetStandardTokenExchange(enabled bool) { a.exchangeOff.Store(!enabled) }
 
 // SetTokenExchange switches token exchange on (the default) or off. Off,
 // domain A is a source without RFC 8693: a token exchange request is
@@ -251,7 +298,7 @@ func (a *DomainA) passwordGrant(w http.ResponseWriter, r *http.Request, form url
 // Keycloak's order. It issues an access token (a JWT) for the subject with
 // the requested audience, the assertion for domain B.
 func (a *DomainA) tokenExchange(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
-	if !c.exchange {
+	if !c.exchange || (c.id == BrokerClientID && a.exchangeOff.Load()) {
 		a.writeError(w, badRequest(DescExchangeNotEnabled))
 		return
 	}
@@ -277,13 +324,30 @@ func (a *DomainA) tokenExchange(w http.ResponseWriter, r *http.Request, form url
 		a.writeError(w, badRequest(DescInvalidToken))
 		return
 	}
-	if !containsAny(st.claims.Aud, c.id) {
-		a.writeError(w, newError(http.StatusForbidden, errAccessDenied, DescClientNotInAudience))
-		return
-	}
 	audiences := form["audience"]
 	if len(audiences) == 0 {
 		a.writeError(w, badRequest(DescAudienceRequired))
+		return
+	}
+	// Keycloak resolves each audience to a client, checks that the clients
+	// are enabled, then that chainbroker is in the subject token's aud.
+	a.amu.Lock()
+	var notFound, disabled bool
+	for _, aud := range audiences {
+		notFound = notFound || a.audState[aud] == AudienceClientMissing
+		disabled = disabled || a.audState[aud] == AudienceClientDisabled
+	}
+	a.amu.Unlock()
+	if notFound {
+		a.writeError(w, newError(http.StatusBadRequest, errInvalidClient, DescAudienceNotFound))
+		return
+	}
+	if disabled {
+		a.writeError(w, newError(http.StatusBadRequest, errInvalidClient, DescClientDisabled))
+		return
+	}
+	if !containsAny(st.claims.Aud, c.id) {
+		a.writeError(w, newError(http.StatusForbidden, errAccessDenied, DescClientNotInAudience))
 		return
 	}
 	var missing []string

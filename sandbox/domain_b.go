@@ -28,6 +28,9 @@ type Trust struct {
 	// jtis seen (Keycloak's "Allow assertion reuse"). An ID-JAG still needs
 	// a jti.
 	AllowReuse bool
+	// AgeOnly drops the sandbox's bound on exp - iat: only Keycloak's
+	// checks of the age (now - iat) and, without iat, of exp - now apply.
+	AgeOnly bool
 	// AllowedAlgs are the accepted signature algorithms; nil means
 	// token.DefaultAllowedAlgs (asymmetric only, as Keycloak).
 	AllowedAlgs []string
@@ -66,6 +69,11 @@ type provider struct {
 	keys    *token.Verifier
 	trust   Trust
 	links   map[string]string // the provider's sub -> B's username
+	// disabled hides the provider from the lookup by issuer
+	// (SetIdentityProviderEnabled); twins are other providers' aliases
+	// given the same issuer (AddIdentityProviderTwin).
+	disabled bool
+	twins    []string
 }
 
 // DomainB is realm domain-b: it trusts domain A as the identity provider
@@ -80,6 +88,8 @@ type DomainB struct {
 	*Realm
 
 	keyRefresh time.Duration // JWKS refresh rate limit for every provider
+
+	grantOff atomic.Bool // SetJWTAuthorizationGrant(false)
 
 	count    atomic.Int64
 	accepted atomic.Int64
@@ -214,6 +224,76 @@ func (b *DomainB) SetAllowedIdentityProviders(aliases ...string) {
 	b.bmu.Unlock()
 }
 
+// SetJWTAuthorizationGrant switches the client chainbroker's "JWT
+// Authorization Grant" capability (client attribute
+// oauth2.jwt.authorization.grant.enabled) on (the default) or off; off, its
+// grants get DescJWTGrantDisabled.
+func (b *DomainB) SetJWTAuthorizationGrant(enabled bool) { b.grantOff.Store(!enabled) }
+
+// SetIdentityProviderEnabled enables (the default) or disables the identity
+// provider alias. Keycloak looks providers up among the enabled ones only:
+// a disabled provider's assertions get DescUnknownIssuer.
+func (b *DomainB) SetIdentityProviderEnabled(alias string, enabled bool) error {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	p, ok := b.providers[alias]
+	if !ok {
+		return fmt.Errorf("sandbox: %s has no identity provider %q", DomainBName, alias)
+	}
+	p.disabled = !enabled
+	return nil
+}
+
+// AddIdentityProviderTwin adds a second enabled identity provider, twin,
+// with the issuer of the provider alias (Keycloak lets an administrator do
+// so): assertions of that issuer get DescMultipleIdPs + "[alias, twin]".
+func (b *DomainB) AddIdentityProviderTwin(alias, twin string) error {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	p, ok := b.providers[alias]
+	if !ok || twin == "" || b.providers[twin] != nil {
+		return fmt.Errorf("sandbox: %s: no identity provider %q, or %q is taken", DomainBName, alias, twin)
+	}
+	p.twins = append(p.twins, twin)
+	return nil
+}
+
+// SetUserEnabled enables (the default) or disables B's user username: a
+// disabled user's grants get DescUserDisabled (Keycloak 26.5.3 and later:
+// CVE-2026-1609).
+func (b *DomainB) SetUserEnabled(username string, enabled bool) error {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	u, ok := b.users[username]
+	if !ok {
+		return fmt.Errorf("sandbox: %s has no user %q", DomainBName, username)
+	}
+	u.disabled = !enabled
+	return nil
+}
+
+// SetRequiredActions sets B's user username's pending required actions
+// (e.g. "UPDATE_PASSWORD", "VERIFY_EMAIL"); with any, the user's grants get
+// DescAccountNotSetUp. None clears them.
+func (b *DomainB) SetRequiredActions(username string, actions ...string) error {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	u, ok := b.users[username]
+	if !ok {
+		return fmt.Errorf("sandbox: %s has no user %q", DomainBName, username)
+	}
+	u.requiredActions = append([]string(nil), actions...)
+	return nil
+}
+
+// RememberJTI makes B remember the jti of issuer as used until the given
+// time, as if another client had presented it: an assertion carrying it
+// gets DescTokenReuse (with Misbehaviour.FixedJTI, a replay only the target
+// can see).
+func (b *DomainB) RememberJTI(issuer, jti string, until time.Time) {
+	b.jtis.mark(issuer+"\x00"+jti, until, time.Now())
+}
+
 // Link links domain A's subject subA to B's user username (alice or bob):
 // LinkFor(IdentityProviderAlias, subA, username).
 func (b *DomainB) Link(subA, username string) error {
@@ -304,7 +384,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	case c.public:
 		refuse(DescPublicClient)
 		return
-	case !c.jwtGrant:
+	case !c.jwtGrant || b.grantOff.Load():
 		refuse(DescJWTGrantDisabled)
 		return
 	case cl.Iss == "":
@@ -316,14 +396,22 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	}
 	b.bmu.Lock()
 	idp := b.byIssuer[cl.Iss]
+	if idp != nil && idp.disabled {
+		idp = nil
+	}
 	var trust Trust
 	var idpAllowed bool
+	var twins []string
 	if idp != nil {
-		trust, idpAllowed = idp.trust, b.allowedIdP[idp.alias]
+		trust, idpAllowed, twins = idp.trust, b.allowedIdP[idp.alias], idp.twins
 	}
 	b.bmu.Unlock()
 	if idp == nil {
 		refuse(DescUnknownIssuer)
+		return
+	}
+	if len(twins) > 0 {
+		refuse(DescMultipleIdPs + "[" + strings.Join(append([]string{idp.alias}, twins...), ", ") + "]")
 		return
 	}
 	if !idpAllowed {
@@ -335,7 +423,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	policy := timePolicy{
 		skew:        int64(trust.ClockSkew / time.Second),
 		maxExp:      int64(trust.MaxAssertionAge / time.Second),
-		maxLifetime: true,
+		maxLifetime: !trust.AgeOnly,
 	}
 	if d := checkTimes(cl, now.Unix(), policy); d != "" {
 		refuse(d)
@@ -354,7 +442,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 		refuse(DescInvalidSignatureAlg)
 		return
 	}
-	if t.typ != "" && !strings.EqualFold(t.typ, token.TypeJWT) && !idJAG {
+	if t.typ != "" && !strings.EqualFold(t.typ, token.TypeJWT) && !strings.EqualFold(t.typ, TypeAccessTokenJWT) && !idJAG {
 		refuse(DescInvalidTokenType)
 		return
 	}
@@ -392,12 +480,21 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	}
 	b.bmu.Lock()
 	var u *user
+	var disabled, notSetUp bool
 	if name, ok := idp.links[cl.Sub]; ok {
 		u = b.users[name]
+		disabled, notSetUp = u.disabled, len(u.requiredActions) > 0
 	}
 	b.bmu.Unlock()
-	if u == nil {
+	switch {
+	case u == nil:
 		refuse(DescUserNotFound)
+		return
+	case disabled:
+		refuse(DescUserDisabled)
+		return
+	case notSetUp:
+		refuse(DescAccountNotSetUp)
 		return
 	}
 	scope, oerr := grantScope(form.Get("scope"))

@@ -70,6 +70,12 @@ const (
 	// draft requires the target to be named; `resource` is ignored, as
 	// Keycloak does.
 	DescAudienceRequired = "Parameter 'audience' required"
+	// DescAudienceNotFound: 400 invalid_client, no client of realm A has
+	// the requested audience as its Client ID.
+	DescAudienceNotFound = "Audience not found"
+	// DescClientDisabled: 400 invalid_client, the audience client is
+	// disabled.
+	DescClientDisabled = "Client disabled"
 	// DescAudienceNotAvailable prefixes the refused audiences (those not
 	// allowed for the client: by default only domain B's issuer).
 	DescAudienceNotAvailable = "Requested audience not available: "
@@ -100,12 +106,18 @@ const (
 	DescInvalidSignature    = "Invalid signature"
 	DescTokenReuse          = "Token reuse detected"
 	DescUserNotFound        = "User not found"
+	DescUserDisabled        = "User is not enabled"
+	DescAccountNotSetUp     = "Account is not fully set up"
+	// DescMultipleIdPs prefixes the aliases of the enabled identity
+	// providers sharing the assertion's issuer, e.g. "[domain-a, copy]".
+	DescMultipleIdPs = "Multiple IDPs match the same issuer: "
 
 	// DescLifetimeTooLong (sandbox): exp - iat above the maximum assertion
 	// age (docs/design.md §2). Keycloak only bounds the age after iat.
 	DescLifetimeTooLong = "Token lifetime exceeds the maximum allowed assertion expiration"
-	// DescInvalidTokenType (sandbox): a JOSE typ other than JWT or
-	// oauth-id-jag+jwt (docs/design.md §2).
+	// DescInvalidTokenType (sandbox): a JOSE typ other than JWT, at+jwt
+	// or oauth-id-jag+jwt (docs/design.md §2). Keycloak's default validator takes
+	// any typ.
 	DescInvalidTokenType = "Invalid token type"
 	// DescIssuedAtRequired (sandbox): an ID-JAG without iat.
 	DescIssuedAtRequired = "Token iat claim is required"
@@ -113,6 +125,10 @@ const (
 	// authenticated client.
 	DescClientIDMismatch = "Token client_id claim does not match the client"
 )
+
+// TypeAccessTokenJWT is the JOSE typ of RFC 9068 access tokens (a Keycloak
+// client with "Use at+jwt"): domain B accepts grants with it.
+const TypeAccessTokenJWT = "at+jwt"
 
 // OAuth error codes (RFC 6749 §5.2, RFC 6750).
 const (

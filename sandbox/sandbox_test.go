@@ -600,8 +600,13 @@ func TestMisbehaviour(t *testing.T) {
 				t.Errorf("alg %q token shape", j.alg)
 			}
 		}, DescInvalidSignatureAlg},
-		{"typ", Misbehaviour{Typ: "at+jwt"}, func(t *testing.T, _ string, j *jwt) {
+		{"typ at+jwt (Keycloak takes it)", Misbehaviour{Typ: "at+jwt"}, func(t *testing.T, _ string, j *jwt) {
 			if j.typ != "at+jwt" {
+				t.Errorf("typ %q", j.typ)
+			}
+		}, ""},
+		{"typ other", Misbehaviour{Typ: "secevent+jwt"}, func(t *testing.T, _ string, j *jwt) {
+			if j.typ != "secevent+jwt" {
 				t.Errorf("typ %q", j.typ)
 			}
 		}, DescInvalidTokenType},

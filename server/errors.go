@@ -159,6 +159,9 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 			if e.Upstream.Description != "" {
 				meta["error_description"] = broker.BoundText(e.Upstream.Description, MaxDescriptionBytes)
 			}
+			if e.UpstreamCause != "" {
+				meta["upstream_cause"] = e.UpstreamCause
+			}
 			// The upstream error refines the code of a refusal only: an
 			// outage (UPSTREAM_UNAVAILABLE) may carry one too, e.g. a 429
 			// with invalid_grant, and stays UNAVAILABLE.

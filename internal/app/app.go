@@ -349,6 +349,8 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 				MaxLifetime: d.Assertion.MaxLifetime.D(),
 				ClockSkew:   d.Assertion.ClockSkew.D(),
 				AllowReuse:  d.Assertion.AllowReuse,
+				AllowedTyp:  d.Assertion.AllowedTyp,
+				AgeRule:     d.Assertion.LifetimeRule == "age",
 			},
 		})
 	}

@@ -359,7 +359,7 @@ func TestAssertionValidationFailures(t *testing.T) {
 		{"unknown kid", sandbox.Misbehaviour{UnknownKid: true}, "ASSERTION_KEY_UNKNOWN"},
 		{"alg HS256", sandbox.Misbehaviour{Alg: "HS256"}, "ASSERTION_ALG_NOT_ALLOWED"},
 		{"alg none", sandbox.Misbehaviour{Alg: "none"}, "ASSERTION_ALG_NOT_ALLOWED"},
-		{"typ not JWT", sandbox.Misbehaviour{Typ: "at+jwt"}, "ASSERTION_TYPE_INVALID"},
+		{"typ not accepted", sandbox.Misbehaviour{Typ: "secevent+jwt"}, "ASSERTION_TYPE_INVALID"}, // at+jwt is (TestKeycloakGrantTyp)
 	}
 	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
 	for _, tt := range tests {

@@ -75,7 +75,7 @@ const (
 	Reason_REASON_SOURCE_KEYS_REFRESHING Reason = 19
 	// The domain failed repeatedly: calls to it are suspended for a cooldown.
 	Reason_REASON_UPSTREAM_CIRCUIT_OPEN Reason = 20
-	// The grant from hop 1 would be refused by the target (DESIGN §2): it is not sent.
+	// The grant from hop 1 would be refused by the target (docs/design.md §2): it is not sent.
 	Reason_REASON_ASSERTION_MALFORMED          Reason = 21
 	Reason_REASON_ASSERTION_ALG_NOT_ALLOWED    Reason = 22
 	Reason_REASON_ASSERTION_TYPE_INVALID       Reason = 23

@@ -173,7 +173,7 @@ export enum Reason {
   UPSTREAM_CIRCUIT_OPEN = 20,
 
   /**
-   * The grant from hop 1 would be refused by the target (DESIGN §2): it is not sent.
+   * The grant from hop 1 would be refused by the target (docs/design.md §2): it is not sent.
    *
    * @generated from enum value: REASON_ASSERTION_MALFORMED = 21;
    */
