@@ -55,6 +55,11 @@ func buildAuditExport(cfg config.AuditExport, raw store.Store, stdout io.Writer,
 		if sink, err = export.OpenJSONLinesFile(cfg.File); err != nil {
 			return nil, fmt.Errorf("audit_export.file: %w", err)
 		}
+	case "otlp":
+		if sink, err = export.NewOTLP(export.OTLPOptions{Endpoint: cfg.OTLPEndpoint, ServiceInstance: name,
+			Logger: log.With("component", "audit_export")}); err != nil {
+			return nil, fmt.Errorf("audit_export.otlp_endpoint: %w", err)
+		}
 	default:
 		return nil, fmt.Errorf("audit_export.sink: %q is not supported", cfg.Sink)
 	}

@@ -7,12 +7,16 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
@@ -170,4 +174,59 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// With sink: otlp, a chain's audit event reaches a loopback OTLP/HTTP
+// receiver as a log record carrying its id and hashes.
+func TestAuditExportOTLP(t *testing.T) {
+	got := make(chan *collogspb.ExportLogsServiceRequest, 16)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var req collogspb.ExportLogsServiceRequest
+		if err := proto.Unmarshal(b, &req); err != nil {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		got <- &req
+	}))
+	defer recv.Close()
+	e := newEnv(t, envOptions{redis: true, mutate: func(f *config.File) {
+		f.AuditExport = config.AuditExport{Sink: "otlp", OTLPEndpoint: recv.URL + "/v1/logs"}
+		f.SetDefaults()
+	}})
+	stop := e.app.export.start(t.Context())
+	defer stop()
+	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case req := <-got:
+			for _, rl := range req.ResourceLogs {
+				for _, sl := range rl.ScopeLogs {
+					for _, rec := range sl.LogRecords {
+						attrs := map[string]string{}
+						for _, kv := range rec.Attributes {
+							attrs[kv.Key] = kv.Value.GetStringValue()
+						}
+						if attrs["chainbroker.audit.id"] != resp.AuditId {
+							continue
+						}
+						if attrs["chainbroker.audit.subject"] != sandbox.AliceSubA || attrs["chainbroker.audit.subject_token_hash"] == "" {
+							t.Errorf("attributes %v", attrs)
+						}
+						if strings.Contains(rec.Body.GetStringValue(), subject) {
+							t.Error("a raw token in the log record")
+						}
+						return
+					}
+				}
+			}
+		case <-deadline:
+			t.Fatal("the chain's audit event never reached the OTLP receiver")
+		}
+	}
 }
