@@ -429,3 +429,33 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		t.Errorf("empty group: %v", err)
 	}
 }
+
+// Entries trimmed from the stream (retention) while pending for a consumer
+// that died are dropped from the pending list, not retried forever: under
+// the same name (pending re-read) and under another (claim).
+func TestExportPendingEntriesTrimmed(t *testing.T) {
+	for survivor, claimIdle := range map[string]time.Duration{"dead": time.Hour, "other": 300 * time.Millisecond} {
+		t.Run(survivor, func(t *testing.T) {
+			f := newFixture(t)
+			f.appendEvents(t, 5, "old")
+			dead := f.group(t, "dead")
+			if err := dead.CreateGroup(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := dead.ReadNew(t.Context(), 5, time.Second); err != nil || len(got) != 5 {
+				t.Fatalf("ReadNew: %d, %v", len(got), err)
+			}
+			if err := f.raw.XTrimMaxLen(t.Context(), f.stream(), 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			fresh := f.appendEvents(t, 3, "new")
+			rec := &recorder{}
+			run(t, export.Options{Source: f.group(t, survivor), Sink: rec, ClaimIdle: claimIdle})
+			poll(t, "3 events", func() bool { return len(rec.ids()) >= 3 })
+			poll(t, "no pending entry", func() bool { return f.pending(t) == 0 })
+			if got := rec.ids(); !slices.Equal(got, fresh) {
+				t.Fatalf("exported %v, want %v", got, fresh)
+			}
+		})
+	}
+}
