@@ -26,7 +26,7 @@ func TestAuditExport(t *testing.T) {
 		{"otlp without endpoint", redis + "audit_export: {sink: otlp}\n", []string{"audit_export.otlp_endpoint: required"}},
 		{"otlp plain http remote", redis + "audit_export: {sink: otlp, otlp_endpoint: http://collector.example:4318/v1/logs}\n", []string{"audit_export.otlp_endpoint: http:// is refused"}},
 		{"bounds", redis + "audit_export: {sink: stdout, batch_size: 1001, claim_idle: 1s}\n", []string{
-			"audit_export.batch_size: must be between 1 and 1000; got 1001", "audit_export.claim_idle: must be between 10s and 24h"}},
+			"audit_export.batch_size: must be between 1 and 1000; got 1001", "audit_export.claim_idle: must be between 30s and 24h"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,7 +35,7 @@ func TestAuditExport(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if x := cfg.AuditExport; x.Sink != "" && (x.ConsumerGroup != "chainbroker-export" || x.ClaimIdle.D() < 10*time.Second || x.BatchSize < 1) {
+				if x := cfg.AuditExport; x.Sink != "" && (x.ConsumerGroup != "chainbroker-export" || x.ClaimIdle.D() < 30*time.Second || x.BatchSize < 1) {
 					t.Errorf("defaults not set: %+v", x)
 				}
 				return

@@ -883,8 +883,8 @@ func (f *File) validateAuditExport(p *Problems, add func(field, format string, a
 	if len(x.ConsumerGroup) > 200 || len(x.ConsumerName) > 200 {
 		add("audit_export", "consumer_group and consumer_name must be at most 200 bytes")
 	}
-	if x.ClaimIdle < Duration(10*time.Second) || x.ClaimIdle > Duration(24*time.Hour) {
-		add("audit_export.claim_idle", "must be between 10s and 24h (longer than one delivery to the sink may take); got %s", x.ClaimIdle.D())
+	if x.ClaimIdle < Duration(30*time.Second) || x.ClaimIdle > Duration(24*time.Hour) {
+		add("audit_export.claim_idle", "must be between 30s and 24h (longer than one delivery to the sink may take: an OTLP request may take 10s); got %s", x.ClaimIdle.D())
 	}
 }
 

@@ -459,3 +459,33 @@ func TestExportPendingEntriesTrimmed(t *testing.T) {
 		})
 	}
 }
+
+// A replica whose sink is failing keeps its batch: while it retries it
+// refreshes the entries' idle time, so another replica does not claim them
+// (which would export them twice once the first sink recovers).
+func TestExportRetryingBatchNotClaimed(t *testing.T) {
+	f := newFixture(t)
+	ids := f.appendEvents(t, 20, "r")
+	const claimIdle = 4 * time.Second
+	var healthy atomic.Bool
+	slow := &recorder{fail: func(int64) bool { return !healthy.Load() }}
+	run(t, export.Options{Source: f.group(t, "a"), Sink: slow, BatchSize: 5, ClaimIdle: claimIdle, MaxBackoff: 100 * time.Millisecond})
+	poll(t, "a's first refused write", func() bool { return slow.attempts.Load() >= 1 })
+	fast := &recorder{}
+	run(t, export.Options{Source: f.group(t, "b"), Sink: fast, BatchSize: 5, ClaimIdle: claimIdle})
+	poll(t, "b exports the other 15", func() bool { return len(fast.ids()) >= 15 })
+	// Well past claimIdle while a keeps failing: b claims nothing of a's.
+	start := time.Now()
+	poll(t, "twice claimIdle", func() bool { return time.Since(start) > 2*claimIdle })
+	if n := len(fast.ids()); n != 15 {
+		t.Fatalf("b exported %d events, want 15: it claimed a batch a was still retrying", n)
+	}
+	healthy.Store(true)
+	poll(t, "a exports its 5", func() bool { return len(slow.ids()) >= 5 })
+	poll(t, "no pending entry", func() bool { return f.pending(t) == 0 })
+	got := append(slow.ids(), fast.ids()...)
+	slices.Sort(got)
+	if !slices.Equal(got, ids) {
+		t.Fatalf("exported %v, want the 20 appended once each", got)
+	}
+}
