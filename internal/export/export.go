@@ -43,6 +43,9 @@ type Source interface {
 	Touch(ctx context.Context, minIdle time.Duration, ids []string) error
 	// Ack acknowledges ids.
 	Ack(ctx context.Context, ids []string) error
+	// ForgetIdleConsumers deletes other consumers without pending entries
+	// idle for at least idle, and says how many.
+	ForgetIdleConsumers(ctx context.Context, idle time.Duration) (int, error)
 }
 
 // Sink receives batches of events.
@@ -63,6 +66,7 @@ const (
 	DefaultBlock      = 2 * time.Second
 	DefaultMinBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff = 30 * time.Second
+	DefaultForgetIdle = 24 * time.Hour
 )
 
 // Options configures an Exporter.
@@ -87,8 +91,12 @@ type Options struct {
 	// and every delivery attempt: now minus the time of the oldest event
 	// not yet accepted by the sink, or of the newest one exported; 0 when
 	// the group has nothing left to deliver.
-	Lag    func(seconds float64)
-	Logger *slog.Logger
+	Lag func(seconds float64)
+	// ForgetIdle: after each complete claim scan, consumers of the group
+	// with nothing pending and idle this long (replicas gone under names
+	// that do not come back) are deleted; 0 means DefaultForgetIdle.
+	ForgetIdle time.Duration
+	Logger     *slog.Logger
 }
 
 // Exporter moves audit events from a Source to a Sink. Run it once.
@@ -101,6 +109,7 @@ type Exporter struct {
 	minB      time.Duration
 	maxB      time.Duration
 	lag       func(float64)
+	forget    time.Duration
 	log       *slog.Logger
 }
 
@@ -112,7 +121,7 @@ func New(opts Options) (*Exporter, error) {
 	if opts.BatchSize < 0 || opts.BatchSize > MaxBatchSize {
 		return nil, fmt.Errorf("export: BatchSize must be between 1 and %d; got %d", MaxBatchSize, opts.BatchSize)
 	}
-	if opts.ClaimIdle < 0 || opts.Block < 0 || opts.MinBackoff < 0 || opts.MaxBackoff < 0 {
+	if opts.ClaimIdle < 0 || opts.Block < 0 || opts.MinBackoff < 0 || opts.MaxBackoff < 0 || opts.ForgetIdle < 0 {
 		return nil, errors.New("export: durations must not be negative")
 	}
 	e := &Exporter{
@@ -123,6 +132,7 @@ func New(opts Options) (*Exporter, error) {
 		minB:      cmpOr(opts.MinBackoff, DefaultMinBackoff),
 		maxB:      cmpOr(opts.MaxBackoff, DefaultMaxBackoff),
 		lag:       opts.Lag,
+		forget:    cmpOr(opts.ForgetIdle, DefaultForgetIdle),
 		log:       opts.Logger,
 	}
 	e.maxB = max(min(e.maxB, e.claimIdle/4), e.minB)
@@ -183,6 +193,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 				claimCursor = next
 				if next == "0-0" || next == "" {
 					claimCursor, nextClaim = "0-0", time.Now().Add(e.claimIdle/2)
+					e.forgetConsumers(ctx)
 				}
 				if len(events)+len(skipped) > 0 {
 					e.log.Info("audit export: claimed entries left idle by another consumer", "entries", len(events)+len(skipped))
@@ -267,6 +278,17 @@ func (e *Exporter) deliver(ctx context.Context, events []store.Event, skipped []
 	}
 	if !newest.IsZero() {
 		e.lag(max(time.Since(newest).Seconds(), 0))
+	}
+}
+
+// forgetConsumers deletes consumers gone for good (best effort).
+func (e *Exporter) forgetConsumers(ctx context.Context) {
+	n, err := e.src.ForgetIdleConsumers(ctx, e.forget)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		e.log.Warn("audit export: deleting idle consumers failed", "error", err)
+	case n > 0:
+		e.log.Info("audit export: deleted consumers idle with nothing pending", "consumers", n, "idle", e.forget.String())
 	}
 }
 

@@ -489,3 +489,53 @@ func TestExportRetryingBatchNotClaimed(t *testing.T) {
 		t.Fatalf("exported %v, want the 20 appended once each", got)
 	}
 }
+
+// Consumers gone for good (nothing pending, idle for ForgetIdle) are
+// deleted from the group; one with pending entries never is, nor the
+// exporter itself.
+func TestExportForgetsIdleConsumers(t *testing.T) {
+	f := newFixture(t)
+	ids := f.appendEvents(t, 3, "f")
+	holder := f.group(t, "holder") // dies holding one entry
+	if err := holder.CreateGroup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := holder.ReadNew(t.Context(), 1, 10*time.Millisecond); err != nil || len(got) != 1 {
+		t.Fatalf("ReadNew: %d, %v", len(got), err)
+	}
+	for _, name := range []string{"empty", "live"} {
+		if err := f.raw.XGroupCreateConsumer(t.Context(), f.stream(), group, name).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumers := func() []string {
+		cs, err := f.raw.XInfoConsumers(t.Context(), f.stream(), group).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, c := range cs {
+			names = append(names, c.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	n, err := f.group(t, "live").ForgetIdleConsumers(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := consumers(); n != 1 || !slices.Equal(got, []string{"holder", "live"}) {
+		t.Fatalf("consumers %v (%d deleted), want empty deleted, holder (pending) and the caller kept", got, n)
+	}
+
+	// The exporter claims holder's entry, then forgets holder.
+	rec := &recorder{}
+	run(t, export.Options{Source: f.group(t, "live"), Sink: rec, ClaimIdle: time.Second, ForgetIdle: 300 * time.Millisecond})
+	poll(t, "3 events", func() bool { return len(rec.ids()) >= 3 })
+	poll(t, "holder forgotten", func() bool { return slices.Equal(consumers(), []string{"live"}) })
+	got := rec.ids()
+	slices.Sort(got)
+	if !slices.Equal(got, ids) {
+		t.Fatalf("exported %v, want %v", got, ids)
+	}
+}

@@ -197,3 +197,42 @@ func decodeEntries(op string, msgs []goredis.XMessage) ([]store.Event, []string)
 	}
 	return events, skipped
 }
+
+// forgetConsumers deletes, atomically, the consumers of group ARGV[1] that
+// have no pending entry and have been idle for ARGV[2] ms or more, except
+// ARGV[3] (the caller). A consumer with pending entries is never deleted
+// (XGROUP DELCONSUMER would drop its entries from the pending list), and the
+// check and the deletion cannot be separated by a read.
+var forgetConsumers = goredis.NewScript(`
+local gone = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i+1]
+    elseif c[i] == 'pending' then pending = c[i+1]
+    elseif c[i] == 'idle' then idle = c[i+1] end
+  end
+  if name ~= ARGV[3] and pending == 0 and idle ~= nil and idle >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    gone = gone + 1
+  end
+end
+return gone
+`)
+
+// ForgetIdleConsumers deletes the group's consumers other than this one
+// that hold no pending entry and have been idle for at least idle (replicas
+// gone for good, under names that will not come back), and returns how many.
+func (g *AuditGroup) ForgetIdleConsumers(ctx context.Context, idle time.Duration) (int, error) {
+	const op = "forget consumers"
+	ctx, cancel, err := g.s.opContext(ctx, op)
+	if err != nil {
+		return 0, err
+	}
+	defer cancel()
+	n, err := forgetConsumers.Run(ctx, g.s.client, []string{g.s.stream}, g.group, idle.Milliseconds(), g.consumer).Int()
+	if err != nil {
+		return 0, g.s.translate(op, err)
+	}
+	return n, nil
+}
