@@ -41,13 +41,12 @@ func exportedLines(t *testing.T, path string) []map[string]any {
 	} else if err != nil {
 		t.Fatal(err)
 	}
+	b = b[:bytes.LastIndexByte(b, '\n')+1] // a line still being written is left out
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
+	for line := range bytes.Lines(b) {
 		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("not a JSON line: %q", sc.Text())
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
 		}
 		out = append(out, m)
 	}

@@ -1,7 +1,7 @@
 package export_test
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,26 +170,32 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// readLines parses the complete lines of path; a last line still being
+// written (no newline yet) is left out.
 func readLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
 	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	for line := range bytes.Lines(b) {
 		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("line %d is not JSON: %v: %q", len(out)+1, err, sc.Text())
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %q", len(out)+1, err, line)
 		}
 		out = append(out, m)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
 	return out
+}
+
+// sameIDs: got holds each of want exactly once, in any order.
+func sameIDs(got, want []string) bool {
+	got, want = slices.Clone(got), slices.Clone(want)
+	slices.Sort(got)
+	slices.Sort(want)
+	return slices.Equal(got, want)
 }
 
 func lineIDs(lines []map[string]any) []string {
@@ -299,8 +305,7 @@ func TestExportAfterKillMidBatch(t *testing.T) {
 			poll(t, "50 events", func() bool { return len(rec.ids()) >= 50 })
 			poll(t, "no pending entry", func() bool { return f.pending(t) == 0 })
 			got2 := rec.ids()
-			slices.Sort(got2)
-			if !slices.Equal(got2, ids) {
+			if !sameIDs(got2, ids) {
 				t.Fatalf("exported %d events (%v), want the 50 appended once each", len(got2), got2)
 			}
 		})
@@ -325,8 +330,7 @@ func TestExportStoppedWhileSinkDown(t *testing.T) {
 	poll(t, "20 events", func() bool { return len(rec.ids()) >= 20 })
 	poll(t, "no pending entry", func() bool { return f.pending(t) == 0 })
 	got := rec.ids()
-	slices.Sort(got)
-	if !slices.Equal(got, ids) {
+	if !sameIDs(got, ids) {
 		t.Fatalf("exported %v, want the 20 appended once each", got)
 	}
 }
@@ -388,8 +392,7 @@ func TestExportReplicasShare(t *testing.T) {
 	poll(t, "200 events", func() bool { return len(rec.ids()) >= 200 })
 	poll(t, "no pending entry", func() bool { return f.pending(t) == 0 })
 	got := rec.ids()
-	slices.Sort(got)
-	if !slices.Equal(got, ids) {
+	if !sameIDs(got, ids) {
 		t.Fatalf("exported %d events, want the 200 appended once each", len(got))
 	}
 }
@@ -484,8 +487,7 @@ func TestExportRetryingBatchNotClaimed(t *testing.T) {
 	poll(t, "a exports its 5", func() bool { return len(slow.ids()) >= 5 })
 	poll(t, "no pending entry", func() bool { return f.pending(t) == 0 })
 	got := append(slow.ids(), fast.ids()...)
-	slices.Sort(got)
-	if !slices.Equal(got, ids) {
+	if !sameIDs(got, ids) {
 		t.Fatalf("exported %v, want the 20 appended once each", got)
 	}
 }
@@ -534,8 +536,7 @@ func TestExportForgetsIdleConsumers(t *testing.T) {
 	poll(t, "3 events", func() bool { return len(rec.ids()) >= 3 })
 	poll(t, "holder forgotten", func() bool { return slices.Equal(consumers(), []string{"live"}) })
 	got := rec.ids()
-	slices.Sort(got)
-	if !slices.Equal(got, ids) {
+	if !sameIDs(got, ids) {
 		t.Fatalf("exported %v, want %v", got, ids)
 	}
 }
