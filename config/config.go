@@ -32,6 +32,9 @@ type File struct {
 	Policy    []PolicyEntry `yaml:"policy"`
 	Cache     Cache         `yaml:"cache"`
 	Issuer    Issuer        `yaml:"issuer"`
+
+	// AuditExport streams the audit trail to a SIEM (Redis store only).
+	AuditExport AuditExport `yaml:"audit_export"`
 }
 
 // Issuer is the broker's own issuer identity: the `iss` of grants it signs
@@ -234,6 +237,18 @@ type RedisTLS struct {
 	ServerName string `yaml:"server_name"` // default: each address's host
 	CertFile   string `yaml:"cert_file"`   // client certificate (tls-auth-clients)
 	KeyFile    string `yaml:"key_file"`    // its key: mode 0600
+}
+
+// AuditExport follows the Redis audit stream with a consumer group and
+// writes its events to a sink (off by default).
+type AuditExport struct {
+	Sink          string   `yaml:"sink"`           // "" (off), stdout, file or otlp
+	File          string   `yaml:"file"`           // sink file: appended, created 0600
+	OTLPEndpoint  string   `yaml:"otlp_endpoint"`  // sink otlp: OTLP/HTTP logs URL (…/v1/logs)
+	BatchSize     int      `yaml:"batch_size"`     // events per read and per batch; default 100, at most 1000
+	ConsumerGroup string   `yaml:"consumer_group"` // default chainbroker-export
+	ConsumerName  string   `yaml:"consumer_name"`  // default: the host name
+	ClaimIdle     Duration `yaml:"claim_idle"`     // pending this long: claimed by another consumer; default 1m
 }
 
 // Limits bound inputs.
@@ -489,6 +504,13 @@ func (f *File) SetDefaults() {
 	if f.Store.Redis.OpTimeout == 0 {
 		f.Store.Redis.OpTimeout = Duration(2 * time.Second)
 	}
+	if f.AuditExport.Sink != "" {
+		setDefaultInt(&f.AuditExport.BatchSize, 100)
+		setDefault(&f.AuditExport.ConsumerGroup, "chainbroker-export")
+		if f.AuditExport.ClaimIdle == 0 {
+			f.AuditExport.ClaimIdle = Duration(time.Minute)
+		}
+	}
 	if f.Limits.MaxTokenBytes == 0 {
 		f.Limits.MaxTokenBytes = 16 << 10
 	}
@@ -679,6 +701,7 @@ func (f *File) validate() Problems {
 	default:
 		add("store.backend", "must be memory or redis; got %q", f.Store.Backend)
 	}
+	f.validateAuditExport(&p, add)
 	if len(f.Domains) == 0 {
 		add("domains", "at least one domain is required")
 	}
@@ -852,6 +875,40 @@ func (f *File) validate() Problems {
 		}
 	}
 	return p
+}
+
+func (f *File) validateAuditExport(p *Problems, add func(field, format string, args ...any)) {
+	x := f.AuditExport
+	if x.Sink == "" {
+		if x != (AuditExport{}) {
+			add("audit_export.sink", "required with the other audit_export keys: stdout, file or otlp")
+		}
+		return
+	}
+	if !slices.Contains([]string{"stdout", "file", "otlp"}, x.Sink) {
+		add("audit_export.sink", "must be stdout, file or otlp; got %q", x.Sink)
+	}
+	if f.Store.Backend != "redis" {
+		add("audit_export", "needs store.backend: redis (the export follows the Redis audit stream with a consumer group; the memory store keeps no stream to follow)")
+	}
+	if (x.Sink == "file") != (x.File != "") {
+		add("audit_export.file", "required with sink: file, and only then")
+	}
+	if (x.Sink == "otlp") != (x.OTLPEndpoint != "") {
+		add("audit_export.otlp_endpoint", "required with sink: otlp, and only then")
+	}
+	if x.OTLPEndpoint != "" {
+		f.checkURL(p, "audit_export.otlp_endpoint", x.OTLPEndpoint, loopbackURL(x.OTLPEndpoint))
+	}
+	if x.BatchSize < 1 || x.BatchSize > 1000 {
+		add("audit_export.batch_size", "must be between 1 and 1000; got %d", x.BatchSize)
+	}
+	if len(x.ConsumerGroup) > 200 || len(x.ConsumerName) > 200 {
+		add("audit_export", "consumer_group and consumer_name must be at most 200 bytes")
+	}
+	if x.ClaimIdle < Duration(30*time.Second) || x.ClaimIdle > Duration(24*time.Hour) {
+		add("audit_export.claim_idle", "must be between 30s and 24h (longer than one delivery to the sink may take: an OTLP request may take 10s); got %s", x.ClaimIdle.D())
+	}
 }
 
 func (f *File) validateSecurity(p *Problems, add func(field, format string, args ...any)) {

@@ -37,6 +37,7 @@ type Metrics struct {
 	grpcRequests   *prometheus.CounterVec
 	grpcDuration   *prometheus.HistogramVec
 	restRefused    *prometheus.CounterVec
+	auditExportLag prometheus.Gauge
 }
 
 // Buckets from 0.5 ms to ~16 s: loopback hops are sub-millisecond, remote
@@ -106,8 +107,12 @@ func NewMetrics(domains ...string) *Metrics {
 	m.restRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "chainbroker_rest_refused_total", Help: "REST requests the gateway answered itself with an error (malformed, too large, wrong method or path, deadline), by reason.",
 	}, []string{"reason"})
+	m.auditExportLag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "chainbroker_audit_export_lag_seconds",
+		Help: "Audit export: now minus the time of the oldest event not yet accepted by the sink, or of the newest exported; 0 when caught up or when the export is off.",
+	})
 	for _, c := range []prometheus.Collector{m.chains, m.chainDuration, m.hopDuration, m.upstreamErrors, m.replayHits, m.cacheLookups,
-		m.storeDuration, m.storeErrors, m.grpcRequests, m.grpcDuration, m.restRefused,
+		m.storeDuration, m.storeErrors, m.grpcRequests, m.grpcDuration, m.restRefused, m.auditExportLag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -163,6 +168,9 @@ func (m *Metrics) CacheLookup(target string, hit bool) {
 // RESTRefused counts a REST request the gateway refused itself; reason is
 // one of the server's fixed reason codes.
 func (m *Metrics) RESTRefused(reason string) { m.restRefused.WithLabelValues(reason).Inc() }
+
+// AuditExportLag sets chainbroker_audit_export_lag_seconds.
+func (m *Metrics) AuditExportLag(seconds float64) { m.auditExportLag.Set(seconds) }
 
 // UnaryServerInterceptor records gRPC server metrics.
 func (m *Metrics) UnaryServerInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,8 @@ type Options struct {
 	// or others; by default they are refused. The chainbroker command sets
 	// it from CHAINBROKER_ALLOW_INSECURE_KEY_PERMS=1.
 	AllowInsecureKeyPermissions bool
+	// Stdout is where audit_export.sink: stdout writes; nil means os.Stdout.
+	Stdout io.Writer
 }
 
 // App is a built, not yet serving, chainbroker.
@@ -66,6 +69,7 @@ type App struct {
 	log        *slog.Logger
 	// insecureKeys: Options.AllowInsecureKeyPermissions, for key reloads.
 	insecureKeys bool
+	export       *auditExport // nil unless audit_export.sink is set
 }
 
 // Build checks the configuration, resolves secrets, runs discovery for
@@ -193,8 +197,13 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
+	exp, err := buildAuditExport(cfg.AuditExport, rawStore, opts.Stdout, metrics, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log,
-		insecureKeys: opts.AllowInsecureKeyPermissions}, nil
+		insecureKeys: opts.AllowInsecureKeyPermissions, export: exp}, nil
 }
 
 // serverLimits are the transport bounds of listen:.
@@ -269,11 +278,12 @@ func (a *App) Serve(ctx context.Context) error {
 	if a.IssuerKeys != nil {
 		go a.IssuerKeys.Watch(ctx, 5*time.Second) // key files replaced in place
 	}
+	defer a.export.start(ctx)() // stopped once the server has drained
 	return a.Server.ServeListeners(ctx, ls)
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// Close releases the audit export's sink and the store.
+func (a *App) Close() error { return errors.Join(a.export.close(), a.Store.Close()) }
 
 func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool), allowInsecureKeys bool) ([]broker.Domain, error) {
 	var errs []error
