@@ -374,6 +374,7 @@ func (b *Broker) Chains() []Chain {
 type Request struct {
 	RequestID        string // correlates the log line; optional
 	Caller           string // authenticated caller name, recorded in the audit event
+	CallerMethod     string // how the caller authenticated (api_key, mtls, jwt, anonymous), for policy conditions; optional
 	SubjectToken     string
 	SubjectTokenType string
 	SourceDomain     string
@@ -454,14 +455,21 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	grant, err := r.authorize(src, tgt, chain)
+	allowed, err := r.authorize(src, tgt, chain)
 	if err != nil {
 		return nil, err
 	}
-	if src.VerifySubjectToken || chain.Mode == ModeIssue {
+	verify := src.VerifySubjectToken || chain.Mode == ModeIssue
+	if verify {
 		if r.subject, err = r.verifySubject(ctx, src); err != nil {
 			return nil, err
 		}
+	}
+	grant, err := r.applies(ctx, allowed, src, tgt, chain)
+	if err != nil {
+		return nil, err
+	}
+	if verify {
 		if err := checkSubject(grant, r.subject); err != nil {
 			return nil, err
 		}
