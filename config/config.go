@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/chainbroker/chainbroker/broker"
 )
 
 // File is the root of the YAML configuration.
@@ -146,6 +148,9 @@ type PolicyChain struct {
 	// SubjectAZP: the subject token's azp (or client_id) must be one of
 	// these; needs verify_subject_token on the source domain.
 	SubjectAZP []string `yaml:"subject_azp"`
+	// When: a CEL expression that must be true for this grant to apply
+	// (broker/cel.go lists its variables); checked at start-up.
+	When string `yaml:"when"`
 }
 
 // Listen holds the listener addresses.
@@ -900,6 +905,15 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 			if len(pc.SubjectAZP) > 0 {
 				if d := f.Domain(pc.Source); d != nil && !d.VerifySubjectToken {
 					add(cp+".subject_azp", "needs verify_subject_token on domain %q", pc.Source)
+				}
+			}
+			if pc.When != "" {
+				d := f.Domain(pc.Source)
+				subject := d != nil && d.VerifySubjectToken || slices.ContainsFunc(f.Chains, func(ch Chain) bool {
+					return ch.Source == pc.Source && ch.Target == pc.Target && ch.Mode == "issue"
+				})
+				if err := broker.CompileCondition(pc.When, subject); err != nil {
+					add(cp+".when", "%s", err.Error())
 				}
 			}
 		}

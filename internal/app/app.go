@@ -406,7 +406,7 @@ func buildPolicy(entries []config.PolicyEntry) broker.Policy {
 		g := broker.CallerGrant{Caller: e.Caller, Roles: e.Roles}
 		for _, c := range e.Chains {
 			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP,
-				Resources: c.Resources, Audiences: c.Audiences, ActorToken: c.AllowActorToken})
+				Resources: c.Resources, Audiences: c.Audiences, ActorToken: c.AllowActorToken, When: c.When})
 		}
 		p.Callers = append(p.Callers, g)
 	}
