@@ -1,15 +1,23 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/chainbroker/chainbroker/token"
 )
 
 // Policy conditions (ChainGrant.When) are CEL expressions
@@ -112,12 +120,15 @@ func compileCondition(expr string, subjectAvailable bool) (cel.Program, error) {
 		}
 		return nil, errors.New(msg)
 	}
-	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("must be a bool expression, not %s", ast.OutputType())
+	// A dyn result (subject.email_verified) must be a bool when evaluated:
+	// anything else is an evaluation error, so false.
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("must be a bool expression, not %s", t)
 	}
 	prg, err := env.Program(ast,
 		cel.CostLimit(conditionCostLimit),
 		cel.InterruptCheckFrequency(conditionInterruptEvery),
+		cel.EvalOptions(cel.OptOptimize),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("CEL program: %w", err)
@@ -125,9 +136,10 @@ func compileCondition(expr string, subjectAvailable bool) (cel.Program, error) {
 	return prg, nil
 }
 
-// conditionInput is what a condition sees of one chain.
+// conditionInput is what a condition sees of one chain: a CEL activation
+// resolving the variables by name, without building a map per chain.
 type conditionInput struct {
-	subject map[string]any // nil when the subject token is not verified
+	subject *claimsMap // nil when the subject token is not verified
 	req     *Request
 	source  string
 	target  string
@@ -135,35 +147,43 @@ type conditionInput struct {
 	now     time.Time
 }
 
-func (in *conditionInput) activation() map[string]any {
-	a := map[string]any{
-		"caller.name":       in.req.Caller,
-		"caller.method":     in.req.CallerMethod,
-		"request.scopes":    nonNil(in.req.Scopes),
-		"request.resources": nonNil(in.req.Resources),
-		"request.audience":  in.req.Audience,
-		"request.target":    in.target,
-		"request.source":    in.source,
-		"request.profile":   in.profile,
-		"now":               in.now,
+// ResolveName implements interpreter.Activation.
+func (in *conditionInput) ResolveName(name string) (any, bool) {
+	switch name {
+	case "subject":
+		if in.subject == nil {
+			return nil, false
+		}
+		return in.subject, true
+	case "caller.name":
+		return in.req.Caller, true
+	case "caller.method":
+		return in.req.CallerMethod, true
+	case "request.scopes":
+		return types.NewStringList(types.DefaultTypeAdapter, in.req.Scopes), true
+	case "request.resources":
+		return types.NewStringList(types.DefaultTypeAdapter, in.req.Resources), true
+	case "request.audience":
+		return in.req.Audience, true
+	case "request.target":
+		return in.target, true
+	case "request.source":
+		return in.source, true
+	case "request.profile":
+		return in.profile, true
+	case "now":
+		return types.Timestamp{Time: in.now}, true
 	}
-	if in.subject != nil {
-		a["subject"] = in.subject
-	}
-	return a
+	return nil, false
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
+// Parent implements interpreter.Activation.
+func (in *conditionInput) Parent() interpreter.Activation { return nil }
 
 // eval reports whether the condition holds. An evaluation error (a missing
 // claim, a claim of another type, the cost limit) is an error: the caller
 // counts it as false.
-func (c *condition) eval(ctx context.Context, act map[string]any) (bool, error) {
+func (c *condition) eval(ctx context.Context, act interpreter.Activation) (bool, error) {
 	out, _, err := c.program.ContextEval(ctx, act)
 	if err != nil {
 		return false, err
@@ -175,9 +195,134 @@ func (c *condition) eval(ctx context.Context, act map[string]any) (bool, error) 
 	return b, nil
 }
 
-// subjectClaims decodes the claims of a (verified, compact JWS) subject
-// token for conditions. JSON numbers are doubles, as in CEL's JSON mapping.
-func subjectClaims(raw string) (map[string]any, error) {
+// claimsMap is the verified subject token's claims as a CEL map, decoding
+// only the claims a condition reads (subject.tenant decodes tenant alone);
+// what needs them all (iteration, size, equality) decodes the payload once.
+type claimsMap struct {
+	tok  *token.Token
+	raw  string // the compact token, for the whole payload
+	all  traits.Mapper
+	errf error
+}
+
+var _ traits.Mapper = (*claimsMap)(nil)
+
+func (m *claimsMap) full() (traits.Mapper, error) {
+	if m.all == nil && m.errf == nil {
+		claims, err := decodeClaims(m.raw)
+		if err != nil {
+			m.errf = err
+		} else {
+			m.all = types.NewStringInterfaceMap(types.DefaultTypeAdapter, claims)
+		}
+	}
+	return m.all, m.errf
+}
+
+func (m *claimsMap) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(key), false
+	}
+	raw, ok := m.tok.Claim(string(k))
+	if !ok {
+		return nil, false
+	}
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && !bytes.ContainsAny(raw[1:n-1], "\\\"") {
+		return types.String(raw[1 : n-1]), true // a plain JSON string (valid: the token parsed)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return types.NewErr("claim %q: %v", string(k), err), false
+	}
+	return types.DefaultTypeAdapter.NativeToValue(v), true
+}
+
+func (m *claimsMap) Get(key ref.Val) ref.Val {
+	v, found := m.Find(key)
+	switch {
+	case found:
+		return v
+	case v != nil:
+		return v
+	}
+	return types.NewErr("no such key: %v", key)
+}
+
+func (m *claimsMap) Contains(key ref.Val) ref.Val {
+	v, found := m.Find(key)
+	if !found && v != nil {
+		return v
+	}
+	return types.Bool(found)
+}
+
+func (m *claimsMap) Iterator() traits.Iterator {
+	all, err := m.full()
+	if err != nil {
+		return errIterator{types.WrapErr(err)}
+	}
+	return all.Iterator()
+}
+
+func (m *claimsMap) Size() ref.Val {
+	all, err := m.full()
+	if err != nil {
+		return types.WrapErr(err)
+	}
+	return all.Size()
+}
+
+func (m *claimsMap) ConvertToNative(t reflect.Type) (any, error) {
+	all, err := m.full()
+	if err != nil {
+		return nil, err
+	}
+	return all.ConvertToNative(t)
+}
+
+func (m *claimsMap) ConvertToType(t ref.Type) ref.Val {
+	switch t {
+	case types.MapType:
+		return m
+	case types.TypeType:
+		return types.MapType
+	}
+	return types.NewErr("type conversion error from map to '%s'", t)
+}
+
+func (m *claimsMap) Equal(other ref.Val) ref.Val {
+	all, err := m.full()
+	if err != nil {
+		return types.WrapErr(err)
+	}
+	return all.Equal(other)
+}
+
+func (m *claimsMap) Type() ref.Type { return types.MapType }
+
+func (m *claimsMap) Value() any {
+	all, err := m.full()
+	if err != nil {
+		return nil
+	}
+	return all.Value()
+}
+
+// errIterator is an iterator over nothing that reports err.
+type errIterator struct{ err ref.Val }
+
+func (e errIterator) HasNext() ref.Val                          { return e.err }
+func (e errIterator) Next() ref.Val                             { return e.err }
+func (e errIterator) ConvertToNative(reflect.Type) (any, error) { return nil, errors.New("iterator") }
+func (e errIterator) ConvertToType(ref.Type) ref.Val            { return e.err }
+func (e errIterator) Equal(ref.Val) ref.Val                     { return e.err }
+func (e errIterator) Type() ref.Type                            { return types.IteratorType }
+func (e errIterator) Value() any                                { return nil }
+
+// decodeClaims decodes the claims of a (verified, compact JWS) subject
+// token. JSON numbers are doubles, as in CEL's JSON mapping.
+func decodeClaims(raw string) (map[string]any, error) {
 	parts := strings.SplitN(raw, ".", 3)
 	if len(parts) != 3 {
 		return nil, errors.New("not a compact JWS")

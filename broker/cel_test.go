@@ -71,6 +71,14 @@ func TestPolicyConditions(t *testing.T) {
 		{name: "now is the broker's clock", when: `now == timestamp("2030-01-01T00:00:00Z")`},
 		{name: "claim time against now", when: `now < timestamp(int(subject.exp))`},
 
+		{name: "claims iterated", when: `subject.exists(k, k == "tenant") && size(subject) > 5 && subject.all(k, k != "password")`, claims: map[string]any{"tenant": "acme"}},
+		{name: "claims iterated, absent", when: `subject.exists(k, k == "tenant")`, want: broker.ReasonPolicyDenied},
+		{name: "escaped string claim", when: `subject.name == "a \"b\" \u00e9"`, claims: map[string]any{"name": "a \"b\" \u00e9"}},
+		{name: "nested claim", when: `subject.realm_access.roles.exists(r, r == "ops")`, claims: map[string]any{"realm_access": map[string]any{"roles": []string{"ops"}}}},
+		{name: "bool claim", when: `subject.email_verified`, claims: map[string]any{"email_verified": true}},
+		{name: "bool claim false", when: `subject.email_verified`, claims: map[string]any{"email_verified": false}, want: broker.ReasonPolicyDenied},
+		{name: "dyn result not a bool", when: `subject.email_verified`, claims: map[string]any{"email_verified": "yes"}, want: broker.ReasonPolicyDenied},
+		{name: "has on a missing claim", when: `!has(subject.tenant)`},
 		{name: "cost limit exceeded", when: nestedAll, want: broker.ReasonPolicyDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

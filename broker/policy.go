@@ -229,28 +229,23 @@ const maxDeniedNamed = 4
 // grants' positions (policy[i].chains[j].when), never the claims.
 func (r *chainRun) applies(ctx context.Context, allowed []int, src, tgt *Domain, chain *Chain) (*ChainGrant, error) {
 	g, conds := r.b.policy.callers[r.req.Caller], r.b.policy.conds[r.req.Caller]
-	var act map[string]any
+	var in *conditionInput
 	var denied []string
 	for _, j := range allowed {
 		c := conds[j]
 		if c == nil {
 			return &g.Chains[j], nil
 		}
-		if act == nil {
-			in := conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: chain.Mode, now: r.b.now()}
+		if in == nil {
+			in = &conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: chain.Mode, now: r.b.now()}
 			if in.profile == "" {
 				in.profile = ModeTokenExchange
 			}
 			if r.subject != nil {
-				claims, err := subjectClaims(r.req.SubjectToken)
-				if err != nil {
-					return nil, &Error{Reason: ReasonInternal, Message: "the verified subject token's claims could not be read for the policy's conditions", Err: err}
-				}
-				in.subject = claims
+				in.subject = &claimsMap{tok: r.subject, raw: r.req.SubjectToken}
 			}
-			act = in.activation()
 		}
-		ok, err := c.eval(ctx, act)
+		ok, err := c.eval(ctx, in)
 		if err != nil {
 			r.b.log.DebugContext(ctx, "policy condition did not evaluate: counted as false", "request_id", r.req.RequestID, "grant", c.where)
 		}

@@ -23,7 +23,7 @@ func TestPolicyWhen(t *testing.T) {
 		{"payments", when(minimal, `!("payments:write" in request.scopes) || caller.name == "payments-agent"`), nil},
 		{"undeclared variable", when(verified, `subjct.tenant == "acme"`),
 			[]string{"policy[0].chains[0].when: ERROR: <input>:1:1: undeclared reference to 'subjct'"}},
-		{"not bool", when(verified, `subject.tenant`), []string{"policy[0].chains[0].when: must be a bool expression, not dyn"}},
+		{"not bool", when(verified, `size(subject.groups)`), []string{"policy[0].chains[0].when: must be a bool expression, not int"}},
 		{"subject on an unverified source", when(minimal, `subject.tenant == "acme"`),
 			[]string{"policy[0].chains[0].when: ERROR: <input>:1:1: undeclared reference to 'subject'"}},
 		{"with the other problems", strings.Replace(when(verified, `request.scope == []`), "client_secret_env: X", "", 1),
