@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -327,6 +328,18 @@ func New(cfg Config) (*Broker, error) {
 				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: claim %q is set by the broker, not copied", c.Source, c.Target, name))
 			}
 		}
+		if len(c.Transcription.Compute) > 0 && c.Mode != ModeIssue {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: computed claims need issue mode", c.Source, c.Target))
+		}
+		c.Transcription.computed = nil
+		for _, name := range slices.Sorted(maps.Keys(c.Transcription.Compute)) {
+			prg, err := compileComputedClaim(name, c.Transcription.Compute[name])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: computed claim %q: %w", c.Source, c.Target, name, err))
+				continue
+			}
+			c.Transcription.computed = append(c.Transcription.computed, computedClaim{name: name, program: prg})
+		}
 		b.chains[[2]string{c.Source, c.Target}] = &c
 		b.chainSeq = append(b.chainSeq, &c)
 		if tgt.Assertion.AllowReuse {
@@ -519,7 +532,7 @@ func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*
 func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
 	if chain.Mode == ModeIssue {
 		// A fresh random jti from the broker itself: nothing to replay-check.
-		return r.issue(src, tgt, chain)
+		return r.issue(ctx, src, tgt, chain)
 	}
 	assertion, err := r.exchange(ctx, src, chain)
 	if err != nil {

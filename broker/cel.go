@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/chainbroker/chainbroker/token"
 )
@@ -23,8 +26,8 @@ import (
 // Policy conditions (ChainGrant.When) are CEL expressions
 // (https://cel.dev), compiled and type-checked once when the broker starts
 // and evaluated per chain with a cost limit. The environment is CEL's
-// standard library only: no function reaches the network, the file system
-// or the clock; `now` is the broker's clock, read once per evaluation.
+// standard library and its string extension (ext.Strings) only: no function
+// reaches the network, the file system or the clock; `now` is the broker's clock, read once per evaluation.
 //
 // Variables:
 //
@@ -72,6 +75,7 @@ func conditionEnv(subjectAvailable bool) (*cel.Env, error) {
 		cel.CrossTypeNumericComparisons(true),
 		cel.ParserRecursionLimit(64),
 		cel.ParserExpressionSizeLimit(MaxConditionLength),
+		ext.Strings(), // split, substring, lowerAscii, join, ...: pure functions
 	}, celVarsRequest...)
 	if subjectAvailable {
 		opts = append(opts, celVarSubject)
@@ -107,14 +111,7 @@ func compileCondition(expr string, subjectAvailable bool) (cel.Program, error) {
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		// One line per error, without the source snippet CEL adds.
-		var lines []string
-		for _, l := range strings.Split(iss.Err().Error(), "\n") {
-			if strings.HasPrefix(l, "ERROR: ") {
-				lines = append(lines, strings.ReplaceAll(l, " (in container '')", ""))
-			}
-		}
-		msg := strings.Join(lines, "; ")
+		msg := celErrors(iss.Err())
 		if !subjectAvailable && strings.Contains(msg, "undeclared reference to 'subject'") {
 			msg += " (subject is only available where the source domain verifies subject tokens, or in issue mode)"
 		}
@@ -134,6 +131,18 @@ func compileCondition(expr string, subjectAvailable bool) (cel.Program, error) {
 		return nil, fmt.Errorf("CEL program: %w", err)
 	}
 	return prg, nil
+}
+
+// celErrors is CEL's compile errors, one line each, without the source
+// snippets CEL adds.
+func celErrors(err error) string {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if strings.HasPrefix(l, "ERROR: ") {
+			lines = append(lines, strings.ReplaceAll(l, " (in container '')", ""))
+		}
+	}
+	return strings.Join(lines, "; ")
 }
 
 // conditionInput is what a condition sees of one chain: a CEL activation
@@ -339,4 +348,86 @@ func decodeClaims(raw string) (map[string]any, error) {
 		claims = map[string]any{}
 	}
 	return claims, nil
+}
+
+// MaxComputedClaimBytes bounds a computed claim's JSON encoding.
+const MaxComputedClaimBytes = 4096
+
+// computedClaim is a compiled Transcription.Compute entry.
+type computedClaim struct {
+	name    string
+	program cel.Program
+}
+
+// CompileComputedClaim checks a computed claim (Transcription.Compute) as
+// the broker would at start-up: name not one the broker sets, expression
+// over the condition variables (subject always: issue mode verifies it) of a
+// JSON type (bool, int, uint, double, string, list, map with string keys,
+// null, or dyn checked when evaluated).
+func CompileComputedClaim(name, expr string) error {
+	_, err := compileComputedClaim(name, expr)
+	return err
+}
+
+func compileComputedClaim(name, expr string) (cel.Program, error) {
+	if name == "" {
+		return nil, errors.New("claim name required")
+	}
+	if slices.Contains(ReservedClaims, name) {
+		return nil, fmt.Errorf("%q is set by the broker, not computed", name)
+	}
+	if strings.TrimSpace(expr) == "" {
+		return nil, errors.New("empty expression")
+	}
+	if len(expr) > MaxConditionLength {
+		return nil, fmt.Errorf("longer than %d bytes", MaxConditionLength)
+	}
+	env, err := conditionEnv(true)
+	if err != nil {
+		return nil, fmt.Errorf("CEL environment: %w", err)
+	}
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, errors.New(celErrors(iss.Err()))
+	}
+	if !jsonType(ast.OutputType()) {
+		return nil, fmt.Errorf("must have a JSON type (bool, int, uint, double, string, list, map with string keys), not %s", ast.OutputType())
+	}
+	return env.Program(ast, cel.CostLimit(conditionCostLimit), cel.InterruptCheckFrequency(conditionInterruptEvery),
+		cel.EvalOptions(cel.OptOptimize))
+}
+
+// jsonType reports whether values of t are JSON values (dyn: checked when
+// evaluated).
+func jsonType(t *cel.Type) bool {
+	switch t.Kind() {
+	case types.BoolKind, types.IntKind, types.UintKind, types.DoubleKind, types.StringKind, types.NullTypeKind, types.DynKind:
+		return true
+	case types.ListKind:
+		return jsonType(t.Parameters()[0])
+	case types.MapKind:
+		k := t.Parameters()[0].Kind()
+		return (k == types.StringKind || k == types.DynKind) && jsonType(t.Parameters()[1])
+	}
+	return false
+}
+
+// evalComputed evaluates a computed claim to its JSON encoding, bounded.
+func (c *computedClaim) eval(ctx context.Context, act interpreter.Activation) (json.RawMessage, error) {
+	out, _, err := c.program.ContextEval(ctx, act)
+	if err != nil {
+		return nil, err
+	}
+	v, err := out.ConvertToNative(reflect.TypeFor[*structpb.Value]())
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON value: %w", err)
+	}
+	raw, err := json.Marshal(v.(*structpb.Value).AsInterface())
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxComputedClaimBytes {
+		return nil, fmt.Errorf("%d bytes of JSON, over %d", len(raw), MaxComputedClaimBytes)
+	}
+	return raw, nil
 }
