@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -60,6 +61,8 @@ type Transcription struct {
 	SubjectMap   map[string]string `yaml:"subject_map"`   // value -> target sub; unmapped values are refused
 	Claims       []string          `yaml:"claims"`        // copied when present
 	Act          bool              `yaml:"act"`           // add act naming the caller
+	// Compute: claim name -> CEL expression (issue mode); checked at start-up.
+	Compute map[string]string `yaml:"compute"`
 }
 
 // Cache holds the keys that encrypt cached tokens (AES-256-GCM). The first
@@ -780,6 +783,14 @@ func (f *File) validate() Problems {
 		for j, name := range c.Transcription.Claims {
 			if slices.Contains([]string{"iss", "sub", "aud", "jti", "iat", "exp", "nbf", "act", "scope", "cnf", "client_id", "may_act"}, name) {
 				add(fmt.Sprintf("%s.transcription.claims[%d]", fp, j), "%q is set by the broker, not copied", name)
+			}
+		}
+		if len(c.Transcription.Compute) > 0 && c.Mode != "issue" {
+			add(fp+".transcription.compute", "only in issue mode (the broker signs the grant)")
+		}
+		for _, name := range slices.Sorted(maps.Keys(c.Transcription.Compute)) {
+			if err := broker.CompileComputedClaim(name, c.Transcription.Compute[name]); err != nil {
+				add(fmt.Sprintf("%s.transcription.compute.%s", fp, name), "%s", err.Error())
 			}
 		}
 		if routes[[2]string{c.Source, c.Target}] {

@@ -49,3 +49,43 @@ func TestPolicyWhen(t *testing.T) {
 		})
 	}
 }
+
+// chains[].transcription.compute: checked at validation, by YAML path.
+func TestTranscriptionCompute(t *testing.T) {
+	issue := `
+callers:
+  api_keys: [{name: agent, sha256: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae}]
+policy:
+  - {caller: agent, chains: [{source: a, target: b}]}
+issuer: {url: https://broker.example, keys: [{id: k1, file: /k, state: active}]}
+domains:
+  - {name: a, issuer: https://a.example/realms/a, token_endpoint: https://a.example/t, jwks_uri: https://a.example/k, client: {client_id: c, client_secret_env: X}}
+  - {name: b, issuer: https://b.example/realms/b, token_endpoint: https://b.example/t, client: {client_id: c, client_secret_file: /s}}
+chains: [{source: a, target: b, mode: issue, subject_audience: [chainbroker], transcription: {compute: COMPUTE}}]
+`
+	for _, tc := range []struct {
+		name, compute string
+		want          []string
+	}{
+		{"valid", `{tenant: 'subject.email.split("@")[1]', roles: '["a"]'}`, nil},
+		{"reserved", `{sub: '"x"'}`, []string{`chains[0].transcription.compute.sub: "sub" is set by the broker, not computed`}},
+		{"not JSON", `{t: 'now'}`, []string{"chains[0].transcription.compute.t: must have a JSON type"}},
+		{"undeclared", `{t: 'subjct.a'}`, []string{"chains[0].transcription.compute.t: ERROR: <input>:1:1: undeclared reference to 'subjct'"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(strings.Replace(issue, "COMPUTE", tc.compute, 1)))
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("no %q in:\n%v", w, err)
+				}
+			}
+			if len(tc.want) == 0 && err != nil && strings.Contains(err.Error(), "compute") {
+				t.Errorf("compute problems in:\n%v", err)
+			}
+		})
+	}
+	doc := strings.Replace(minimal, "chains: [{source: a, target: b}]", `chains: [{source: a, target: b, transcription: {compute: {t: '"x"'}}}]`, 1)
+	if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), "chains[0].transcription.compute: only in issue mode") {
+		t.Errorf("token exchange mode: %v", err)
+	}
+}

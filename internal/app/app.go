@@ -121,7 +121,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			SubjectTokenTyp: c.SubjectTokenTyp,
 			Transcription: broker.Transcription{
 				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
-				Claims: c.Transcription.Claims, Act: c.Transcription.Act,
+				Claims: c.Transcription.Claims, Act: c.Transcription.Act, Compute: c.Transcription.Compute,
 			},
 		})
 	}

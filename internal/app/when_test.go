@@ -1,6 +1,8 @@
 package app
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,56 @@ func TestPolicyWhenEndToEnd(t *testing.T) {
 				t.Errorf("audit event reason %q message %q, want %q with %q", got.Reason, got.Message, tc.reason, tc.message)
 			}
 		})
+	}
+}
+
+// chains[].transcription.compute and a `when` reading subject, end to end in
+// issue mode: the grant domain B accepts carries the computed claims.
+func TestComputedClaimsEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	k1, _ := writeKey(t, dir, "k1.pem")
+	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+		f.Issuer = config.Issuer{URL: "http://" + f.Listen.HTTP, Keys: []config.IssuerKey{{File: k1, State: "active"}}}
+		c := &f.Chains[0]
+		c.Mode = "issue"
+		c.SubjectAudience = []string{"chainbroker"}
+		c.Transcription = config.Transcription{
+			SubjectClaim: "preferred_username",
+			SubjectMap:   map[string]string{"alice": "alice@example.com"},
+			Compute: map[string]string{
+				"user_upper": `subject.preferred_username.upperAscii()`,
+				"agent":      `{"name": caller.name, "scopes": request.scopes}`,
+			},
+		}
+		for i := range f.Policy {
+			for j := range f.Policy[i].Chains {
+				f.Policy[i].Chains[j].When = `subject.preferred_username == "alice"`
+			}
+		}
+	}})
+	e.sb.A.SetTokenExchange(false)
+	issuer := e.app.Config.Issuer.URL
+	if err := e.sb.B.TrustIdentityProvider("chainbroker", issuer, issuer+"/.well-known/jwks.json", sandbox.DefaultTrust()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sb.B.LinkFor("chainbroker", "alice@example.com", sandbox.Alice); err != nil {
+		t.Fatal(err)
+	}
+	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := e.sb.B.LastAccepted()
+	agent, _ := got["agent"].(map[string]any)
+	if got["user_upper"] != "ALICE" || agent["name"] != "anonymous" || fmt.Sprint(agent["scopes"]) != "[profile]" {
+		t.Errorf("assertion B accepted: %v", got)
+	}
+	ev, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := ev.Event; !slices.Equal(x.TranscribedClaims, []string{"agent", "user_upper"}) {
+		t.Errorf("audit transcribed claims %v", x.TranscribedClaims)
 	}
 }
