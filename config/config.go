@@ -781,7 +781,7 @@ func (f *File) validate() Problems {
 			add(fp, "issue mode and transcription.act need issuer.url and issuer.keys")
 		}
 		for j, name := range c.Transcription.Claims {
-			if slices.Contains([]string{"iss", "sub", "aud", "jti", "iat", "exp", "nbf", "act", "scope", "cnf", "client_id", "may_act"}, name) {
+			if slices.Contains(broker.ReservedClaims, name) {
 				add(fmt.Sprintf("%s.transcription.claims[%d]", fp, j), "%q is set by the broker, not copied", name)
 			}
 		}
