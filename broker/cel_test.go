@@ -262,3 +262,15 @@ func TestNewReportsConditionErrors(t *testing.T) {
 		}
 	}
 }
+
+// A call that ends while a condition is evaluated is answered as ended, not
+// as a policy denial.
+func TestPolicyConditionCallEnded(t *testing.T) {
+	k := newKit(t, withWhen(nestedAll))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := k.chain(ctx, k.request(t))
+	if got := reasonOf(t, err); got != broker.ReasonRequestCancelled {
+		t.Fatalf("reason %q, want %s (%v)", got, broker.ReasonRequestCancelled, err)
+	}
+}
