@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,6 +335,18 @@ func New(cfg Config) (*Broker, error) {
 				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: claim %q is set by the broker, not copied", c.Source, c.Target, name))
 			}
 		}
+		if len(c.Transcription.Compute) > 0 && c.Mode != ModeIssue {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: computed claims need issue mode", c.Source, c.Target))
+		}
+		c.Transcription.computed = nil
+		for _, name := range slices.Sorted(maps.Keys(c.Transcription.Compute)) {
+			prg, err := compileComputedClaim(name, c.Transcription.Compute[name])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: computed claim %q: %w", c.Source, c.Target, name, err))
+				continue
+			}
+			c.Transcription.computed = append(c.Transcription.computed, computedClaim{name: name, program: prg})
+		}
 		b.chains[[2]string{c.Source, c.Target}] = &c
 		b.chainSeq = append(b.chainSeq, &c)
 		if tgt.Assertion.AllowReuse {
@@ -381,6 +394,7 @@ func (b *Broker) Chains() []Chain {
 type Request struct {
 	RequestID        string // correlates the log line; optional
 	Caller           string // authenticated caller name, recorded in the audit event
+	CallerMethod     string // how the caller authenticated (api_key, mtls, jwt, anonymous), for policy conditions; optional
 	SubjectToken     string
 	SubjectTokenType string
 	SourceDomain     string
@@ -461,14 +475,21 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	grant, err := r.authorize(src, tgt, chain)
+	allowed, err := r.authorize(src, tgt, chain)
 	if err != nil {
 		return nil, err
 	}
-	if src.VerifySubjectToken || chain.Mode == ModeIssue {
+	verify := src.VerifySubjectToken || chain.Mode == ModeIssue
+	if verify {
 		if r.subject, err = r.verifySubject(ctx, src); err != nil {
 			return nil, err
 		}
+	}
+	grant, err := r.applies(ctx, allowed, src, tgt, chain)
+	if err != nil {
+		return nil, err
+	}
+	if verify {
 		if err := checkSubject(grant, r.subject); err != nil {
 			return nil, err
 		}
@@ -518,7 +539,7 @@ func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*
 func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
 	if chain.Mode == ModeIssue {
 		// A fresh random jti from the broker itself: nothing to replay-check.
-		return r.issue(src, tgt, chain)
+		return r.issue(ctx, src, tgt, chain)
 	}
 	assertion, err := r.exchange(ctx, src, chain)
 	if err != nil {

@@ -259,6 +259,10 @@ func chainCases() []chainCase {
 			verifySubject(c)
 			c.Policy.Callers[0].Chains[0].SubjectAZP = []string{"other-app"}
 		}, want: broker.ReasonSubjectNotAllowed, check: calls(0, 0)},
+		{name: "when condition false", config: func(c *broker.Config) {
+			verifySubject(c)
+			c.Policy.Callers[0].Chains[0].When = `subject.tenant == "acme"`
+		}, want: broker.ReasonPolicyDenied, check: both(calls(0, 0), lastEvent(store.OutcomeFailure))},
 
 		// The subject token, checked before hop 1.
 		{name: "forged subject token", config: verifySubject, req: func(_ *testing.T, _ *kit, r *broker.Request) {

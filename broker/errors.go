@@ -18,6 +18,7 @@ const (
 	ReasonDomainUnknown      Reason = "DOMAIN_UNKNOWN"      // source_domain or target_domain is not configured
 	ReasonSourceUndetermined Reason = "SOURCE_UNDETERMINED" // no source_domain given and the token's iss names none (or several)
 	ReasonChainNotAllowed    Reason = "CHAIN_NOT_ALLOWED"   // no such chain, or the caller may not use it
+	ReasonPolicyDenied       Reason = "POLICY_DENIED"       // the caller's grants of the chain have `when` conditions and none holds
 	ReasonScopeNotAllowed    Reason = "SCOPE_NOT_ALLOWED"   // the caller may not request a scope in the target
 	// The caller may not name that resource or audience in hop 1, or send its
 	// own actor token where the broker names the caller.
@@ -123,7 +124,7 @@ func invalid(field, format string, args ...any) *Error {
 // Reasons lists every reason code, for documentation and exhaustive tests.
 func Reasons() []Reason {
 	return []Reason{
-		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonScopeNotAllowed,
+		ReasonRequestInvalid, ReasonDomainUnknown, ReasonSourceUndetermined, ReasonChainNotAllowed, ReasonPolicyDenied, ReasonScopeNotAllowed,
 		ReasonResourceNotAllowed, ReasonAudienceNotAllowed, ReasonActorTokenNotAllowed,
 		ReasonSubjectNotAllowed, ReasonSubjectTokenInvalid, ReasonSubjectTokenExpired, ReasonSubjectTokenAudience, ReasonSubjectUnmapped,
 		ReasonTokenExchangeRejected, ReasonJWTBearerRejected, ReasonUpstreamUnavailable, ReasonUpstreamBadResponse, ReasonKeysUnavailable, ReasonKeysRefreshing, ReasonUpstreamCircuitOpen,

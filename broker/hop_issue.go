@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"slices"
@@ -35,6 +36,13 @@ type Transcription struct {
 	// Act adds an `act` claim naming the calling agent (RFC 8693 §4.1); in
 	// token exchange mode the broker sends a signed actor_token instead.
 	Act bool
+	// Compute (issue mode) adds claims computed by CEL expressions over
+	// the condition variables (cel.go), by claim name; never a claim the
+	// broker sets (ReservedClaims). A value that fails to evaluate, is not
+	// JSON or is over MaxComputedClaimBytes is left out.
+	Compute map[string]string
+
+	computed []computedClaim // Compute, compiled by New, in name order
 }
 
 // ReservedClaims are set by the broker and never copied by transcription.
@@ -67,7 +75,7 @@ func newJTI() string {
 // by the chain's transcription, a single aud (what the target expects), a
 // fresh jti, and a lifetime bounded by the chain's, the target's maximum and
 // the subject token's own exp.
-func (r *chainRun) issue(src, tgt *Domain, chain *Chain) (string, error) {
+func (r *chainRun) issue(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
 	subj, tr := r.subject, &chain.Transcription
 	claimName := tr.SubjectClaim
 	if claimName == "" {
@@ -102,6 +110,20 @@ func (r *chainRun) issue(src, tgt *Domain, chain *Chain) (string, error) {
 	}
 	if sc := scopes(r.req.Scopes, chain.DefaultScopes); len(sc) > 0 {
 		claims["scope"] = strings.Join(sc, " ")
+	}
+	if len(tr.computed) > 0 {
+		in := &conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: ModeIssue, now: now,
+			subject: &claimsMap{tok: subj, raw: r.req.SubjectToken}}
+		for i := range tr.computed {
+			c := &tr.computed[i]
+			v, err := c.eval(ctx, in)
+			if err != nil {
+				r.b.log.DebugContext(ctx, "computed claim did not evaluate: left out", "request_id", r.req.RequestID, "claim", c.name)
+				continue
+			}
+			claims[c.name] = v
+			copied = append(copied, c.name)
+		}
 	}
 	if tr.Act {
 		claims["act"] = map[string]string{"sub": r.req.Caller}

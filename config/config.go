@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/chainbroker/chainbroker/broker"
 )
 
 // File is the root of the YAML configuration.
@@ -61,6 +64,8 @@ type Transcription struct {
 	SubjectMap   map[string]string `yaml:"subject_map"`   // value -> target sub; unmapped values are refused
 	Claims       []string          `yaml:"claims"`        // copied when present
 	Act          bool              `yaml:"act"`           // add act naming the caller
+	// Compute: claim name -> CEL expression (issue mode); checked at start-up.
+	Compute map[string]string `yaml:"compute"`
 }
 
 // Cache holds the keys that encrypt cached tokens (AES-256-GCM). The first
@@ -149,6 +154,9 @@ type PolicyChain struct {
 	// SubjectAZP: the subject token's azp (or client_id) must be one of
 	// these; needs verify_subject_token on the source domain.
 	SubjectAZP []string `yaml:"subject_azp"`
+	// When: a CEL expression that must be true for this grant to apply
+	// (broker/cel.go lists its variables); checked at start-up.
+	When string `yaml:"when"`
 }
 
 // Listen holds the listener addresses.
@@ -819,8 +827,16 @@ func (f *File) validate() Problems {
 			add(fp, "issue mode and transcription.act need issuer.url and issuer.keys")
 		}
 		for j, name := range c.Transcription.Claims {
-			if slices.Contains([]string{"iss", "sub", "aud", "jti", "iat", "exp", "nbf", "act", "scope", "cnf", "client_id", "may_act"}, name) {
+			if slices.Contains(broker.ReservedClaims, name) {
 				add(fmt.Sprintf("%s.transcription.claims[%d]", fp, j), "%q is set by the broker, not copied", name)
+			}
+		}
+		if len(c.Transcription.Compute) > 0 && c.Mode != "issue" {
+			add(fp+".transcription.compute", "only in issue mode (the broker signs the grant)")
+		}
+		for _, name := range slices.Sorted(maps.Keys(c.Transcription.Compute)) {
+			if err := broker.CompileComputedClaim(name, c.Transcription.Compute[name]); err != nil {
+				add(fmt.Sprintf("%s.transcription.compute.%s", fp, name), "%s", err.Error())
 			}
 		}
 		if routes[[2]string{c.Source, c.Target}] {
@@ -980,6 +996,15 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 			if len(pc.SubjectAZP) > 0 {
 				if d := f.Domain(pc.Source); d != nil && !d.VerifySubjectToken {
 					add(cp+".subject_azp", "needs verify_subject_token on domain %q", pc.Source)
+				}
+			}
+			if pc.When != "" {
+				d := f.Domain(pc.Source)
+				subject := d != nil && d.VerifySubjectToken || slices.ContainsFunc(f.Chains, func(ch Chain) bool {
+					return ch.Source == pc.Source && ch.Target == pc.Target && ch.Mode == "issue"
+				})
+				if err := broker.CompileCondition(pc.When, subject); err != nil {
+					add(cp+".when", "%s", err.Error())
 				}
 			}
 		}

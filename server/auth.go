@@ -60,7 +60,17 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 			return nil, st.Err()
 		}
 	}
+	ctx = context.WithValue(ctx, callerMethodKey{}, string(caller.Method))
 	return h(context.WithValue(ctx, callerKey{}, caller.Name), req)
+}
+
+// callerMethodKey holds how the caller authenticated (auth.Method), for
+// the broker's policy conditions (caller.method).
+type callerMethodKey struct{}
+
+func callerMethodFromContext(ctx context.Context) string {
+	m, _ := ctx.Value(callerMethodKey{}).(string)
+	return m
 }
 
 // credentialsFrom collects what the call carries. A client certificate comes

@@ -25,6 +25,7 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 	res, err := s.broker.Chain(ctx, broker.Request{
 		RequestID:        RequestIDFromContext(ctx),
 		Caller:           CallerFromContext(ctx),
+		CallerMethod:     callerMethodFromContext(ctx),
 		SubjectToken:     in.GetSubjectToken(),
 		SubjectTokenType: in.GetSubjectTokenType(),
 		SourceDomain:     in.GetSourceDomain(),

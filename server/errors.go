@@ -30,6 +30,7 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonDomainUnknown:        codes.InvalidArgument,
 	broker.ReasonSourceUndetermined:   codes.InvalidArgument,
 	broker.ReasonChainNotAllowed:      codes.PermissionDenied,
+	broker.ReasonPolicyDenied:         codes.PermissionDenied,
 	broker.ReasonScopeNotAllowed:      codes.PermissionDenied,
 	broker.ReasonResourceNotAllowed:   codes.PermissionDenied,
 	broker.ReasonAudienceNotAllowed:   codes.PermissionDenied,

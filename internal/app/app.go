@@ -125,7 +125,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			SubjectTokenTyp: c.SubjectTokenTyp,
 			Transcription: broker.Transcription{
 				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
-				Claims: c.Transcription.Claims, Act: c.Transcription.Act,
+				Claims: c.Transcription.Claims, Act: c.Transcription.Act, Compute: c.Transcription.Compute,
 			},
 		})
 	}
@@ -418,7 +418,7 @@ func buildPolicy(entries []config.PolicyEntry) broker.Policy {
 		g := broker.CallerGrant{Caller: e.Caller, Roles: e.Roles}
 		for _, c := range e.Chains {
 			g.Chains = append(g.Chains, broker.ChainGrant{Source: c.Source, Target: c.Target, Scopes: c.Scopes, SubjectAZP: c.SubjectAZP,
-				Resources: c.Resources, Audiences: c.Audiences, ActorToken: c.AllowActorToken})
+				Resources: c.Resources, Audiences: c.Audiences, ActorToken: c.AllowActorToken, When: c.When})
 		}
 		p.Callers = append(p.Callers, g)
 	}

@@ -118,6 +118,10 @@ const (
 	Reason_REASON_MEDIA_TYPE_UNSUPPORTED Reason = 48
 	// The server is shutting down; retry.
 	Reason_REASON_SERVER_UNAVAILABLE Reason = 49
+	// A broker reason added after the edge's: the caller's grants of the chain
+	// have `when` conditions (CEL) and none holds; the message names them by
+	// position (policy[i].chains[j].when).
+	Reason_REASON_POLICY_DENIED Reason = 50
 )
 
 // Enum value maps for Reason.
@@ -173,6 +177,7 @@ var (
 		47: "REASON_REQUEST_TOO_LARGE",
 		48: "REASON_MEDIA_TYPE_UNSUPPORTED",
 		49: "REASON_SERVER_UNAVAILABLE",
+		50: "REASON_POLICY_DENIED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                    0,
@@ -225,6 +230,7 @@ var (
 		"REASON_REQUEST_TOO_LARGE":              47,
 		"REASON_MEDIA_TYPE_UNSUPPORTED":         48,
 		"REASON_SERVER_UNAVAILABLE":             49,
+		"REASON_POLICY_DENIED":                  50,
 	}
 )
 
@@ -259,7 +265,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\x82\r\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\x9c\r\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -311,7 +317,8 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x19REASON_METHOD_NOT_ALLOWED\x10.\x12\x1c\n" +
 	"\x18REASON_REQUEST_TOO_LARGE\x10/\x12!\n" +
 	"\x1dREASON_MEDIA_TYPE_UNSUPPORTED\x100\x12\x1d\n" +
-	"\x19REASON_SERVER_UNAVAILABLE\x101B\xbf\x01\n" +
+	"\x19REASON_SERVER_UNAVAILABLE\x101\x12\x18\n" +
+	"\x14REASON_POLICY_DENIED\x102B\xbf\x01\n" +
 	"\x12com.chainbroker.v1B\vReasonProtoP\x01ZCgithub.com/chainbroker/chainbroker/gen/chainbroker/v1;chainbrokerv1\xa2\x02\x03CXX\xaa\x02\x0eChainbroker.V1\xca\x02\x0eChainbroker\\V1\xe2\x02\x1aChainbroker\\V1\\GPBMetadata\xea\x02\x0fChainbroker::V1b\x06proto3"
 
 var (
