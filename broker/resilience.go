@@ -162,10 +162,16 @@ func backoff(ctx context.Context, n int, cause error) bool {
 	if ra := oauth.RetryAfter(cause); ra > wait {
 		wait = ra
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+minAttemptBudget {
+	return sleepWithin(ctx, wait)
+}
+
+// sleepWithin waits d unless the caller's deadline would leave less than
+// minAttemptBudget after it, or ctx ends first; it reports whether it waited.
+func sleepWithin(ctx context.Context, d time.Duration) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttemptBudget {
 		return false
 	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

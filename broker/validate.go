@@ -71,20 +71,7 @@ const maxKeysWait = 2 * time.Second
 // waitForKeys waits d if d <= maxKeysWait and the caller's deadline leaves
 // minAttemptBudget after it; it reports whether it waited.
 func waitForKeys(ctx context.Context, d time.Duration) bool {
-	if d > maxKeysWait {
-		return false
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d+minAttemptBudget {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return d <= maxKeysWait && sleepWithin(ctx, d)
 }
 
 func verifyError(src *Domain, err error) *Error {
