@@ -39,7 +39,7 @@ var reasonRateLimited = apireason.String(pb.Reason_REASON_RATE_LIMITED)
 
 // metadataOrder is the order in which ErrorInfo metadata is printed; other
 // keys follow, sorted.
-var metadataOrder = []string{"field", "hop", "error", "error_description"}
+var metadataOrder = []string{"field", "hop", "error", "error_description", "upstream_cause"}
 
 // report prints err to stderr (redacted) and returns the exit code.
 func (c *cli) report(err error) int {
