@@ -223,9 +223,9 @@ func New(cfg Config) (*Broker, error) {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	setInt(&b.limits.MaxTokenBytes, token.MaxTokenBytes)
-	setInt(&b.limits.MaxScopes, 32)
-	setInt(&b.limits.MaxResources, 16)
-	setInt(&b.limits.MaxFieldLength, 1024)
+	setInt(&b.limits.MaxScopes, DefaultMaxScopes)
+	setInt(&b.limits.MaxResources, DefaultMaxResources)
+	setInt(&b.limits.MaxFieldLength, DefaultMaxFieldLength)
 
 	var errs []error
 	if cfg.Endpoint == nil || cfg.Replay == nil || cfg.Audit == nil {
@@ -246,7 +246,7 @@ func New(cfg Config) (*Broker, error) {
 			continue
 		}
 		if d.Timeout <= 0 {
-			d.Timeout = 10 * time.Second
+			d.Timeout = DefaultDomainTimeout
 		}
 		if d.SubjectTokenType == "" {
 			d.SubjectTokenType = oauth.TokenTypeAccessToken
@@ -256,7 +256,7 @@ func New(cfg Config) (*Broker, error) {
 		}
 		d.Resilience.setDefaults()
 		if d.Cache.Margin <= 0 {
-			d.Cache.Margin = defaultCacheMargin
+			d.Cache.Margin = DefaultCacheMargin
 		}
 		if d.Cache.Enabled && b.cache == nil {
 			c, err := newTokenCache(cfg.Cache, cfg.CacheKeys)
@@ -275,7 +275,7 @@ func New(cfg Config) (*Broker, error) {
 			p.AllowedAlgs = token.DefaultAllowedAlgs
 		}
 		if p.MaxLifetime <= 0 {
-			p.MaxLifetime = 300 * time.Second
+			p.MaxLifetime = DefaultMaxLifetime
 		}
 		if len(p.AllowedTyp) == 0 {
 			p.AllowedTyp = DefaultAllowedTyp
@@ -309,7 +309,7 @@ func New(cfg Config) (*Broker, error) {
 			c.Mode = ModeTokenExchange
 		}
 		if c.AssertionLifetime <= 0 {
-			c.AssertionLifetime = defaultAssertionLifetime
+			c.AssertionLifetime = DefaultAssertionLifetime
 		}
 		switch c.Mode {
 		case ModeTokenExchange:

@@ -36,7 +36,6 @@ type CacheKey struct {
 }
 
 const (
-	defaultCacheMargin = 30 * time.Second
 	// cacheLease bounds how long other replicas wait for the one filling
 	// an entry; cacheWaitStep is how often they look.
 	cacheLease    = 3 * time.Second

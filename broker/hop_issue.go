@@ -60,8 +60,7 @@ type SigningKeys interface {
 }
 
 const (
-	defaultAssertionLifetime = 60 * time.Second
-	actorTokenLifetime       = 60 * time.Second
+	actorTokenLifetime = 60 * time.Second
 )
 
 // newJTI is 144 random bits, base64url.

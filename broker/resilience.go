@@ -41,13 +41,13 @@ const (
 
 func (r *Resilience) setDefaults() {
 	if r.MaxAttempts <= 0 {
-		r.MaxAttempts = 3
+		r.MaxAttempts = DefaultMaxAttempts
 	}
 	if r.BreakerFailures == 0 {
-		r.BreakerFailures = 5
+		r.BreakerFailures = DefaultBreakerFailures
 	}
 	if r.BreakerCooldown <= 0 {
-		r.BreakerCooldown = 10 * time.Second
+		r.BreakerCooldown = DefaultBreakerCooldown
 	}
 }
 

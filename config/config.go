@@ -19,6 +19,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/internal/export"
+	"github.com/chainbroker/chainbroker/oauth"
+	"github.com/chainbroker/chainbroker/server"
+	redisstore "github.com/chainbroker/chainbroker/store/redis"
+	"github.com/chainbroker/chainbroker/token"
 )
 
 // File is the root of the YAML configuration.
@@ -462,15 +467,19 @@ func parse(b []byte, lookupEnv func(string) (string, bool), overrides ...func(*F
 	return f, nil
 }
 
-// Defaults.
+// Defaults. config owns only the process-level ones (listen addresses, log,
+// store backend, the export consumer group, client auth method); every other
+// default is the exported constant of the package that applies it (broker,
+// server, token, oauth, store/redis, internal/export), named here, not
+// repeated.
 const (
 	DefaultGRPCAddr        = "127.0.0.1:9090"
 	DefaultHTTPAddr        = "127.0.0.1:8080"
-	DefaultMaxLifetime     = 300 * time.Second
-	DefaultDomainTimeout   = 10 * time.Second
-	DefaultJWKSMinRefresh  = 30 * time.Second
-	DefaultShutdownTimeout = 15 * time.Second
-	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+	DefaultMaxLifetime     = broker.DefaultMaxLifetime
+	DefaultDomainTimeout   = broker.DefaultDomainTimeout
+	DefaultJWKSMinRefresh  = token.DefaultMinRefreshInterval
+	DefaultShutdownTimeout = server.DefaultShutdownTimeout
+	TokenTypeAccessToken   = oauth.TokenTypeAccessToken
 )
 
 // SetDefaults fills unset fields.
@@ -481,22 +490,22 @@ func (f *File) SetDefaults() {
 		f.Listen.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
 	if f.Listen.ReadinessInterval == 0 {
-		f.Listen.ReadinessInterval = Duration(5 * time.Second)
+		f.Listen.ReadinessInterval = Duration(server.DefaultReadyInterval)
 	}
-	setDefaultInt(&f.Listen.MaxConnections, 1024)
-	setDefaultInt(&f.Listen.MaxHeaderBytes, 32<<10)
-	setDefaultInt(&f.Listen.MaxConcurrentStreams, 100)
+	setDefaultInt(&f.Listen.MaxConnections, server.DefaultMaxConnections)
+	setDefaultInt(&f.Listen.MaxHeaderBytes, server.DefaultMaxHeaderBytes)
+	setDefaultInt(&f.Listen.MaxConcurrentStreams, server.DefaultMaxConcurrentStreams)
 	for _, d := range []struct {
 		p *Duration
 		v time.Duration
 	}{
-		{&f.Listen.HandshakeTimeout, 10 * time.Second},
-		{&f.Listen.Keepalive.MinTime, 20 * time.Second},
-		{&f.Listen.Keepalive.Time, time.Minute},
-		{&f.Listen.Keepalive.Timeout, 20 * time.Second},
-		{&f.Listen.Keepalive.MaxConnectionIdle, 5 * time.Minute},
-		{&f.Listen.Keepalive.MaxConnectionAge, 30 * time.Minute},
-		{&f.Listen.Keepalive.MaxConnectionAgeGrace, 30 * time.Second},
+		{&f.Listen.HandshakeTimeout, server.DefaultHandshakeTimeout},
+		{&f.Listen.Keepalive.MinTime, server.DefaultKeepaliveMinTime},
+		{&f.Listen.Keepalive.Time, server.DefaultKeepaliveTime},
+		{&f.Listen.Keepalive.Timeout, server.DefaultKeepaliveTimeout},
+		{&f.Listen.Keepalive.MaxConnectionIdle, server.DefaultMaxConnectionIdle},
+		{&f.Listen.Keepalive.MaxConnectionAge, server.DefaultMaxConnectionAge},
+		{&f.Listen.Keepalive.MaxConnectionAgeGrace, server.DefaultMaxConnectionAgeGrace},
 	} {
 		if *d.p == 0 {
 			*d.p = Duration(d.v)
@@ -505,28 +514,28 @@ func (f *File) SetDefaults() {
 	setDefault(&f.Log.Level, "info")
 	setDefault(&f.Log.Format, "json")
 	setDefault(&f.Store.Backend, "memory")
-	setDefault(&f.Store.Redis.KeyPrefix, "chainbroker")
+	setDefault(&f.Store.Redis.KeyPrefix, redisstore.DefaultKeyPrefix)
 	if f.Store.Redis.AuditMaxLen == 0 {
-		f.Store.Redis.AuditMaxLen = 1_000_000
+		f.Store.Redis.AuditMaxLen = redisstore.DefaultAuditMaxLen
 	}
 	if f.Store.Redis.OpTimeout == 0 {
-		f.Store.Redis.OpTimeout = Duration(2 * time.Second)
+		f.Store.Redis.OpTimeout = Duration(redisstore.DefaultOpTimeout)
 	}
 	if f.AuditExport.Sink != "" {
-		setDefaultInt(&f.AuditExport.BatchSize, 100)
+		setDefaultInt(&f.AuditExport.BatchSize, export.DefaultBatchSize)
 		setDefault(&f.AuditExport.ConsumerGroup, "chainbroker-export")
 		if f.AuditExport.ClaimIdle == 0 {
-			f.AuditExport.ClaimIdle = Duration(time.Minute)
+			f.AuditExport.ClaimIdle = Duration(export.DefaultClaimIdle)
 		}
 	}
 	if f.Limits.MaxTokenBytes == 0 {
-		f.Limits.MaxTokenBytes = 16 << 10
+		f.Limits.MaxTokenBytes = token.MaxTokenBytes
 	}
 	if f.Limits.MaxScopes == 0 {
-		f.Limits.MaxScopes = 32
+		f.Limits.MaxScopes = broker.DefaultMaxScopes
 	}
 	if f.Limits.MaxResources == 0 {
-		f.Limits.MaxResources = 16
+		f.Limits.MaxResources = broker.DefaultMaxResources
 	}
 	for i := range f.Domains {
 		d := &f.Domains[i]
@@ -592,7 +601,8 @@ func (p Problems) Error() string {
 
 var (
 	authMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
-	verifyAlgs  = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+	// verifyAlgs is the verifier's allow-list: token owns it.
+	verifyAlgs = token.DefaultAllowedAlgs
 )
 
 // Validate reports every problem at once (as Problems), naming each field by
@@ -809,8 +819,8 @@ func (f *File) validate() Problems {
 			add(fp, "source and target must differ")
 		}
 		switch c.Mode {
-		case "", "token_exchange":
-		case "issue":
+		case "", broker.ModeTokenExchange:
+		case broker.ModeIssue:
 			if len(c.SubjectAudience) == 0 {
 				add(fp+".subject_audience", "required in issue mode: the aud the broker expects in subject tokens")
 			}
@@ -820,10 +830,10 @@ func (f *File) validate() Problems {
 		default:
 			add(fp+".mode", "must be token_exchange or issue; got %q", c.Mode)
 		}
-		if len(c.SubjectTokenTyp) > 0 && c.Mode != "issue" {
+		if len(c.SubjectTokenTyp) > 0 && c.Mode != broker.ModeIssue {
 			add(fp+".subject_token_typ", "only in issue mode: in token exchange mode the source checks the subject token's type")
 		}
-		if (c.Mode == "issue" || c.Transcription.Act) && f.Issuer.URL == "" {
+		if (c.Mode == broker.ModeIssue || c.Transcription.Act) && f.Issuer.URL == "" {
 			add(fp, "issue mode and transcription.act need issuer.url and issuer.keys")
 		}
 		for j, name := range c.Transcription.Claims {
@@ -831,7 +841,7 @@ func (f *File) validate() Problems {
 				add(fmt.Sprintf("%s.transcription.claims[%d]", fp, j), "%q is set by the broker, not copied", name)
 			}
 		}
-		if len(c.Transcription.Compute) > 0 && c.Mode != "issue" {
+		if len(c.Transcription.Compute) > 0 && c.Mode != broker.ModeIssue {
 			add(fp+".transcription.compute", "only in issue mode (the broker signs the grant)")
 		}
 		for _, name := range slices.Sorted(maps.Keys(c.Transcription.Compute)) {
@@ -1001,7 +1011,7 @@ func (f *File) validateSecurity(p *Problems, add func(field, format string, args
 			if pc.When != "" {
 				d := f.Domain(pc.Source)
 				subject := d != nil && d.VerifySubjectToken || slices.ContainsFunc(f.Chains, func(ch Chain) bool {
-					return ch.Source == pc.Source && ch.Target == pc.Target && ch.Mode == "issue"
+					return ch.Source == pc.Source && ch.Target == pc.Target && ch.Mode == broker.ModeIssue
 				})
 				if err := broker.CompileCondition(pc.When, subject); err != nil {
 					add(cp+".when", "%s", err.Error())

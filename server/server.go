@@ -46,6 +46,9 @@ var propagator = propagation.TraceContext{}
 // Bounds of the transport.
 const (
 	MaxRequestBytes = 64 << 10 // gRPC message and REST body
+	// DefaultShutdownTimeout and DefaultReadyInterval are Config's defaults.
+	DefaultShutdownTimeout = 15 * time.Second
+	DefaultReadyInterval   = 5 * time.Second
 )
 
 // Check is one readiness condition (store reachable, a domain's keys
@@ -112,10 +115,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Broker, Audit and Auth are required")
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 15 * time.Second
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.ReadyInterval <= 0 {
-		cfg.ReadyInterval = 5 * time.Second
+		cfg.ReadyInterval = DefaultReadyInterval
 	}
 	log := cfg.Logger
 	if log == nil {
