@@ -55,7 +55,9 @@ func (m *memoryTrail) group(t *testing.T, consumer string) *memory.AuditGroup {
 	return g
 }
 
-func (m *memoryTrail) source(t *testing.T, consumer string) export.Source { return m.group(t, consumer) }
+func (m *memoryTrail) source(t *testing.T, consumer string) export.Source {
+	return m.group(t, consumer)
+}
 
 func (m *memoryTrail) pending(t *testing.T) int64 {
 	t.Helper()
