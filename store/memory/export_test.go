@@ -71,6 +71,17 @@ func TestExportGroupReadNewWakesOnAppend(t *testing.T) {
 		ev, _, err := g.ReadNew(t.Context(), 10, time.Hour)
 		done <- result{ev, err}
 	}()
+	// Append only once ReadNew waits (it has made the wake channel).
+	deadline := time.Now().Add(60 * time.Second)
+	for waiting := false; !waiting; {
+		s.mu.Lock()
+		waiting = s.wake != nil
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("ReadNew never waited")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	ids := appendExportEvents(t, s, 1)
 	select {
 	case r := <-done:
