@@ -41,7 +41,7 @@ type File struct {
 	Cache     Cache         `yaml:"cache"`
 	Issuer    Issuer        `yaml:"issuer"`
 
-	// AuditExport streams the audit trail to a SIEM (Redis store only).
+	// AuditExport streams the audit trail to a SIEM.
 	AuditExport AuditExport `yaml:"audit_export"`
 }
 
@@ -252,8 +252,9 @@ type RedisTLS struct {
 	KeyFile    string `yaml:"key_file"`    // its key: mode 0600
 }
 
-// AuditExport follows the Redis audit stream with a consumer group and
-// writes its events to a sink (off by default).
+// AuditExport follows the audit trail (the Redis stream, or the memory
+// store's trail) with a consumer group and writes its events to a sink (off
+// by default).
 type AuditExport struct {
 	Sink          string   `yaml:"sink"`           // "" (off), stdout, file or otlp
 	File          string   `yaml:"file"`           // sink file: appended, created 0600
@@ -913,9 +914,6 @@ func (f *File) validateAuditExport(p *Problems, add func(field, format string, a
 	}
 	if !slices.Contains([]string{"stdout", "file", "otlp"}, x.Sink) {
 		add("audit_export.sink", "must be stdout, file or otlp; got %q", x.Sink)
-	}
-	if f.Store.Backend != "redis" {
-		add("audit_export", "needs store.backend: redis (the export follows the Redis audit stream with a consumer group; the memory store keeps no stream to follow)")
 	}
 	if (x.Sink == "file") != (x.File != "") {
 		add("audit_export.file", "required with sink: file, and only then")

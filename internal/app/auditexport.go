@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/export"
 	"github.com/chainbroker/chainbroker/store"
+	"github.com/chainbroker/chainbroker/store/memory"
 	redisstore "github.com/chainbroker/chainbroker/store/redis"
 	"github.com/chainbroker/chainbroker/telemetry"
 )
@@ -21,16 +21,12 @@ type auditExport struct {
 	sink     export.Sink
 }
 
-// buildAuditExport builds the exporter of cfg.AuditExport over the Redis
-// store raw (nil, nil when the export is off). stdout is the stdout sink's
+// buildAuditExport builds the exporter of cfg.AuditExport over the store
+// raw (Redis or memory) (nil, nil when the export is off). stdout is the stdout sink's
 // writer (nil: os.Stdout).
 func buildAuditExport(cfg config.AuditExport, raw store.Store, stdout io.Writer, metrics *telemetry.Metrics, log *slog.Logger) (*auditExport, error) {
 	if cfg.Sink == "" {
 		return nil, nil
-	}
-	rs, ok := raw.(*redisstore.Store)
-	if !ok {
-		return nil, errors.New("audit_export: needs store.backend: redis")
 	}
 	name := cfg.ConsumerName
 	if name == "" {
@@ -40,7 +36,19 @@ func buildAuditExport(cfg config.AuditExport, raw store.Store, stdout io.Writer,
 		}
 		name = h
 	}
-	group, err := rs.AuditGroup(cfg.ConsumerGroup, name)
+	var (
+		group export.Source
+		err   error
+	)
+	switch st := raw.(type) {
+	case *redisstore.Store:
+		group, err = st.AuditGroup(cfg.ConsumerGroup, name)
+	case *memory.Store:
+		// The group lives in this process, like the trail it follows.
+		group, err = st.AuditGroup(cfg.ConsumerGroup, name)
+	default:
+		return nil, fmt.Errorf("audit_export: the store %T keeps no audit stream to follow", raw)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit_export: %w", err)
 	}

@@ -68,10 +68,20 @@ func pollLines(t *testing.T, path string, n int) []map[string]any {
 }
 
 // A real chain's audit event reaches the file sink, with hashes and no raw
-// token; the lag metric is exposed.
+// token; the lag metric is exposed: with the Redis store and with the
+// memory store.
 func TestAuditExportOfAChain(t *testing.T) {
+	for _, backend := range []string{"redis", "memory"} {
+		t.Run(backend, func(t *testing.T) { testAuditExportOfAChain(t, backend == "redis") })
+	}
+}
+
+func testAuditExportOfAChain(t *testing.T, redis bool) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	e := newEnv(t, envOptions{redis: true, mutate: fileExport(path)})
+	e := newEnv(t, envOptions{redis: redis, mutate: fileExport(path)})
+	if got := e.app.Config.Store.Backend; redis != (got == "redis") {
+		t.Fatalf("store.backend %q", got)
+	}
 	if e.app.export == nil {
 		t.Fatal("audit_export configured, no exporter built")
 	}

@@ -24,7 +24,8 @@ import (
 	"github.com/chainbroker/chainbroker/store"
 )
 
-// Source is a consumer of the audit stream's group (store/redis.AuditGroup).
+// Source is a consumer of the audit trail's group (store/redis.AuditGroup,
+// store/memory.AuditGroup).
 type Source interface {
 	// CreateGroup creates the consumer group if it does not exist.
 	CreateGroup(ctx context.Context) error

@@ -83,6 +83,10 @@ type Store struct {
 	// index maps a filter field's value to the ascending positions of the
 	// events carrying it (see the package comment).
 	index map[indexKey][]uint64
+
+	// groups and wake serve the audit export (export.go).
+	groups map[string]*exportGroup
+	wake   chan struct{} // closed by Append, for ReadNew waiting
 }
 
 // indexKey names one value of one filter field.
@@ -211,6 +215,10 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	s.events = append(s.events, ev)
 	s.ids = append(s.ids, id)
 	s.trimLocked(now)
+	if s.wake != nil {
+		close(s.wake)
+		s.wake = nil
+	}
 	return ev.ID, nil
 }
 
@@ -362,6 +370,7 @@ func (s *Store) Close() error {
 	s.events = nil
 	s.ids = nil
 	s.index = nil
+	s.groups = nil
 	return nil
 }
 
