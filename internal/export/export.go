@@ -1,5 +1,6 @@
-// Package export follows the audit stream through a Redis consumer group and
-// hands its events, in bounded batches, to a sink (JSON lines on stdout or in
+// Package export follows the audit trail through a consumer group (a Redis
+// stream's, or the memory store's equivalent within the process) and hands
+// its events, in bounded batches, to a sink (JSON lines on stdout or in
 // a file, OpenTelemetry log records over OTLP/HTTP), for a SIEM.
 //
 // Delivery is at least once: a batch is acknowledged (XACK) only after the
