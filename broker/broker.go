@@ -728,7 +728,7 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 		r.ev.Message = e.Message
 		if e.Upstream != nil {
 			r.ev.UpstreamError = truncate(e.Upstream.Code)
-			r.ev.UpstreamErrorDescription = truncateTo(e.Upstream.Description, maxUpstreamDescription)
+			r.ev.UpstreamErrorDescription = BoundText(e.Upstream.Description, MaxUpstreamDescriptionBytes)
 		}
 		// The audit context must survive the caller's cancellation: the
 		// failure is recorded even when the caller gave up.
@@ -826,14 +826,7 @@ func absoluteURI(s string) bool {
 // truncate bounds untrusted text echoed in messages and audit events (128
 // bytes), on a character boundary and as valid UTF-8 (protobuf strings must
 // be).
-func truncate(s string) string { return truncateTo(s, 128) }
-
-// truncateTo is truncate with a bound of max bytes. Upstream error
-// descriptions get 512: some servers (Hydra) say what is wrong only after a
-// generic sentence.
-func truncateTo(s string, max int) string { return BoundText(s, max) }
-
-const maxUpstreamDescription = 512
+func truncate(s string) string { return BoundText(s, 128) }
 
 // boundedList is at most n of list, each truncated: how a list from a
 // request that may not have passed its checks is recorded.

@@ -160,10 +160,10 @@ func (r *chainRun) recordOutcome(parent context.Context, br *breaker, domain str
 
 // boundedUpstream is the server's OAuth error as the caller and the audit
 // see it: code and URI bounded like any echoed text (128 bytes), the
-// description to maxUpstreamDescription (512 bytes), all valid UTF-8.
+// description to MaxUpstreamDescriptionBytes (512 bytes), all valid UTF-8.
 func boundedUpstream(oe *oauth.Error) *oauth.Error {
 	return &oauth.Error{StatusCode: oe.StatusCode, Code: truncate(oe.Code),
-		Description: truncateTo(oe.Description, maxUpstreamDescription), URI: truncate(oe.URI)}
+		Description: BoundText(oe.Description, MaxUpstreamDescriptionBytes), URI: truncate(oe.URI)}
 }
 
 func upstreamText(oe *oauth.Error) string {
