@@ -14,6 +14,11 @@ import (
 // ErrorInfo metadata), ellipsis included.
 const MaxUpstreamDescriptionBytes = 512
 
+// MaxUpstreamCodeBytes bounds an authorization server's "error" code in
+// messages and ErrorInfo metadata (codes are short words; a long one is
+// noise).
+const MaxUpstreamCodeBytes = 64
+
 // BoundText cuts untrusted text to at most max bytes (max >= 4), ellipsis
 // included, on a character boundary, as valid UTF-8.
 func BoundText(s string, max int) string {
@@ -32,9 +37,9 @@ func BoundText(s string, max int) string {
 // show it, bounded: "code: description".
 func upstreamSummary(oe *oauth.Error) string {
 	if oe.Description == "" {
-		return BoundText(oe.Code, 64)
+		return BoundText(oe.Code, MaxUpstreamCodeBytes)
 	}
-	return BoundText(oe.Code, 64) + ": " + BoundText(oe.Description, MaxUpstreamDescriptionBytes)
+	return BoundText(oe.Code, MaxUpstreamCodeBytes) + ": " + BoundText(oe.Description, MaxUpstreamDescriptionBytes)
 }
 
 // endedReason is the reason of a call whose context ended with ctxErr.

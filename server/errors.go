@@ -156,7 +156,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 			meta["hop"] = e.Hop
 		}
 		if e.Upstream != nil {
-			meta["error"] = broker.BoundText(e.Upstream.Code, maxUpstreamCodeBytes)
+			meta["error"] = broker.BoundText(e.Upstream.Code, broker.MaxUpstreamCodeBytes)
 			if e.Upstream.Description != "" {
 				meta["error_description"] = broker.BoundText(e.Upstream.Description, MaxDescriptionBytes)
 			}
@@ -207,10 +207,6 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	}
 	return st.Err()
 }
-
-// maxUpstreamCodeBytes bounds an authorization server's "error" code in
-// ErrorInfo metadata (codes are short words; a long one is noise).
-const maxUpstreamCodeBytes = 64
 
 // callEnded reports whether err is the consequence of the call's own context
 // ending (the caller's deadline or cancellation), and the reason to give.
