@@ -42,8 +42,8 @@ func upstreamSummary(oe *oauth.Error) string {
 	return BoundText(oe.Code, MaxUpstreamCodeBytes) + ": " + BoundText(oe.Description, MaxUpstreamDescriptionBytes)
 }
 
-// endedReason is the reason of a call whose context ended with ctxErr.
-func endedReason(ctxErr error) Reason {
+// EndedReason is the reason of a call whose context ended with ctxErr.
+func EndedReason(ctxErr error) Reason {
 	if errors.Is(ctxErr, context.DeadlineExceeded) {
 		return ReasonRequestDeadlineExceeded
 	}

@@ -109,7 +109,7 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	}
 	span.SetStatus(codes.Error, "token endpoint call failed")
 	if parent.Err() != nil && oe == nil { // the caller's deadline or cancellation, not the domain's failure
-		return nil, &Error{Reason: endedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
+		return nil, &Error{Reason: EndedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
 	}
 	switch {
 	case oe != nil:

@@ -248,7 +248,7 @@ func (r *chainRun) applies(ctx context.Context, allowed []int, src, tgt *Domain,
 		ok, err := c.eval(ctx, in)
 		if err != nil && ctx.Err() != nil {
 			// The call ended, not the condition: say so rather than deny.
-			return nil, &Error{Reason: endedReason(ctx.Err()), Message: "the call ended while " + c.where + " was evaluated", Err: err}
+			return nil, &Error{Reason: EndedReason(ctx.Err()), Message: "the call ended while " + c.where + " was evaluated", Err: err}
 		}
 		if err != nil {
 			r.b.log.DebugContext(ctx, "policy condition did not evaluate: counted as false", "request_id", r.req.RequestID, "grant", c.where)

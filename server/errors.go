@@ -219,10 +219,8 @@ func callEnded(ctx context.Context, err error) (broker.Reason, bool) {
 		return "", false
 	case !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
 		return "", false // a failure of its own that happened as the deadline expired
-	case errors.Is(cerr, context.DeadlineExceeded):
-		return broker.ReasonRequestDeadlineExceeded, true
 	default:
-		return broker.ReasonRequestCancelled, true
+		return broker.EndedReason(cerr), true
 	}
 }
 
