@@ -203,7 +203,9 @@ func checkTokenResult(t *testing.T, status int, body []byte, resp *TokenResponse
 	}
 	for name, v := range members {
 		s, ok := v.(string)
-		if !ok || len(s) < 8 || name == "error" || !strings.Contains(msg, s) {
+		// encoding/json matches member names without regard to case, so
+		// "erroR" is the error code the message may quote, as "error" is.
+		if !ok || len(s) < 8 || strings.EqualFold(name, "error") || !strings.Contains(msg, s) {
 			continue
 		}
 		// The message contains the value: is it the value, or a template
