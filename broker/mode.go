@@ -1,9 +1,11 @@
 package broker
 
+import "slices"
+
 // The kinds of chain and target the broker knows. Each is a named string
 // type whose zero value means its default, so that a Chain or Domain built
 // without it keeps today's behaviour; New fills in the default and refuses
-// an unknown value. A new value is a constant here, a case in its Valid
+// an unknown value. A new value is a constant here, listed in its Valid
 // method, and the code that runs it (docs/design.md §6).
 
 // Mode is how hop 1 obtains the JWT authorization grant (Chain.Mode).
@@ -20,21 +22,10 @@ const (
 )
 
 // Valid reports whether m is a known mode or the zero value (the default).
-func (m Mode) Valid() bool {
-	switch m {
-	case "", ModeTokenExchange, ModeIssue:
-		return true
-	}
-	return false
-}
+func (m Mode) Valid() bool { return known(m, ModeTokenExchange, ModeIssue) }
 
 // String is m's name; the zero value's is the default's, token_exchange.
-func (m Mode) String() string {
-	if m == "" {
-		return string(ModeTokenExchange)
-	}
-	return string(m)
-}
+func (m Mode) String() string { return orDefault(m, ModeTokenExchange) }
 
 // Profile is the shape of the grant a chain obtains and presents to its
 // target (Chain.Profile).
@@ -48,21 +39,10 @@ const (
 
 // Valid reports whether p is a known profile or the zero value (the
 // default).
-func (p Profile) Valid() bool {
-	switch p {
-	case "", ProfileJWTGrant:
-		return true
-	}
-	return false
-}
+func (p Profile) Valid() bool { return known(p, ProfileJWTGrant) }
 
 // String is p's name; the zero value's is the default's, jwt_grant.
-func (p Profile) String() string {
-	if p == "" {
-		return string(ProfileJWTGrant)
-	}
-	return string(p)
-}
+func (p Profile) String() string { return orDefault(p, ProfileJWTGrant) }
 
 // TargetKind is what a domain is as a chain's target: what hop 2 asks it
 // and what it answers (Domain.Kind).
@@ -76,18 +56,18 @@ const (
 
 // Valid reports whether k is a known target kind or the zero value (the
 // default).
-func (k TargetKind) Valid() bool {
-	switch k {
-	case "", KindOAuth:
-		return true
-	}
-	return false
-}
+func (k TargetKind) Valid() bool { return known(k, KindOAuth) }
 
 // String is k's name; the zero value's is the default's, oauth.
-func (k TargetKind) String() string {
-	if k == "" {
-		return string(KindOAuth)
+func (k TargetKind) String() string { return orDefault(k, KindOAuth) }
+
+// known reports whether v is the zero value (the default) or one of values.
+func known[T ~string](v T, values ...T) bool { return v == "" || slices.Contains(values, v) }
+
+// orDefault is v's name, def's for the zero value.
+func orDefault[T ~string](v, def T) string {
+	if v == "" {
+		return string(def)
 	}
-	return string(k)
+	return string(v)
 }
