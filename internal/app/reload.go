@@ -373,6 +373,7 @@ func problems(err error) []string {
 // domainChanges names the domains a reload added, removed, rebuilt (their
 // configuration changed) and kept (with their keys and circuit state).
 func domainChanges(prev, next *generation) (added, removed, rebuilt, kept []string) {
+	added, removed, rebuilt, kept = []string{}, []string{}, []string{}, []string{} // [] rather than null in the log
 	for _, d := range next.cfg.Domains {
 		switch {
 		case prev.cfg.Domain(d.Name) == nil:

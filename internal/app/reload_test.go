@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -738,4 +740,42 @@ func TestReloadRaceWithChainsInFlight(t *testing.T) {
 		t.Errorf("agent2 under the final configuration: %s", got)
 	}
 	t.Logf("%d chains during 31 reloads: %v", chains.Load(), outcomes)
+}
+
+// Rate limits and the token cache (its keys and a target's cache) reload
+// too: turned on by a reload, they apply to the next call.
+func TestReloadRateLimitAndCache(t *testing.T) {
+	t.Setenv(cacheKeyEnv, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
+	e := newReloadEnv(t, nil)
+	subject := e.subject(t)
+	for i := range 3 {
+		if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" {
+			t.Fatalf("chain %d before the reload: %s", i, got)
+		}
+	}
+	e.edit(t, func(f *reloadFile) {
+		f.domainB = "cache: {enabled: true}"
+		f.extra = fmt.Sprintf("cache: {keys: [{id: k1, secret_env: %s}]}\nrate_limit: {requests_per_second: 0.001, burst: 2}\n", cacheKeyEnv)
+	})
+	if err := e.reload(t); err != nil {
+		t.Fatal(err)
+	}
+	bearer := e.sb.B.JWTBearerCount()
+	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" {
+		t.Fatalf("first chain after the reload: %s", got)
+	}
+	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" || e.sb.B.JWTBearerCount() != bearer+1 {
+		t.Errorf("second chain after the reload: %s, %d grants presented to B (want 1: a cache hit)", got, e.sb.B.JWTBearerCount()-bearer)
+	}
+	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "RATE_LIMITED" {
+		t.Errorf("third chain after the reload: %s, want RATE_LIMITED (burst 2)", got)
+	}
+	// The rate limit removed: the next call passes.
+	e.edit(t, func(f *reloadFile) { f.extra = fmt.Sprintf("cache: {keys: [{id: k1, secret_env: %s}]}\n", cacheKeyEnv) })
+	if err := e.reload(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" {
+		t.Errorf("after the rate limit was removed: %s", got)
+	}
 }
