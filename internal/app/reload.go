@@ -283,7 +283,7 @@ func (a *App) Reload(ctx context.Context, trigger string) error {
 	defer a.live.mu.Unlock()
 	b, err := config.ReadFile(a.live.src.Path)
 	if err != nil {
-		a.refused(a.log.With("trigger", trigger), []string{err.Error()})
+		a.refused(a.log.With("trigger", trigger), []string{err.Error()}, 0)
 		return err
 	}
 	return a.apply(ctx, trigger, b)
@@ -298,7 +298,7 @@ func (a *App) apply(ctx context.Context, trigger string, b []byte) error {
 	cfg, err := config.ParseAndCheck(b, r.deps.env, r.src.Overrides...)
 	if err != nil {
 		p := problems(err)
-		a.refused(log, p)
+		a.refused(log, p, 0)
 		return &ReloadError{Problems: p}
 	}
 	cur := r.cur.Load()
@@ -306,18 +306,18 @@ func (a *App) apply(ctx context.Context, trigger string, b []byte) error {
 		for _, k := range keys {
 			log.Error("configuration reload refused: this key changed and needs a restart", "key", k)
 		}
-		a.refused(log, nil)
+		a.refused(log, nil, len(keys))
 		return &ReloadError{RestartKeys: keys}
 	}
 	next, err := buildGeneration(ctx, cfg, r.deps, cur)
 	if err != nil {
-		a.refused(log, problems(err))
+		a.refused(log, problems(err), 0)
 		return err
 	}
 	if a.IssuerKeys != nil {
 		if err := a.IssuerKeys.Replace(keyConfigs(cfg.Issuer, a.insecureKeys)); err != nil {
 			err = fmt.Errorf("issuer.keys: %w", err)
-			a.refused(log, []string{err.Error()})
+			a.refused(log, []string{err.Error()}, 0)
 			return err
 		}
 	}
@@ -327,7 +327,7 @@ func (a *App) apply(ctx context.Context, trigger string, b []byte) error {
 	}
 	r.deps.metrics.AddDomains(names...) // before the first chain of a new domain
 	if err := a.Server.SetRuntime(next.runtime()); err != nil {
-		a.refused(log, []string{err.Error()})
+		a.refused(log, []string{err.Error()}, 0)
 		return err
 	}
 	r.cur.Store(next)
@@ -344,12 +344,14 @@ func (a *App) apply(ctx context.Context, trigger string, b []byte) error {
 	return nil
 }
 
-// refused logs a refused reload's problems, one line each, and counts it.
-func (a *App) refused(log *slog.Logger, problems []string) {
+// refused logs a refused reload's problems, one line each, then a summary
+// (restartKeys: how many restart-only keys changed, logged by the caller),
+// and counts it.
+func (a *App) refused(log *slog.Logger, problems []string, restartKeys int) {
 	for _, p := range problems {
 		log.Error("configuration reload refused", "problem", p)
 	}
-	log.Error("configuration reload refused; the running configuration stays", "problems", len(problems))
+	log.Error("configuration reload refused; the running configuration stays", "problems", len(problems), "restart_keys", restartKeys)
 	a.live.deps.metrics.ConfigReloaded(false)
 }
 
