@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/store"
@@ -122,7 +123,7 @@ func TestRedisTLS(t *testing.T) {
 				OpTimeout: config.Duration(3 * time.Second)}}}
 			cfg.SetDefaults()
 			cfg.Store.Redis.OpTimeout = config.Duration(3 * time.Second)
-			st, err := buildStore(cfg, os.LookupEnv, false)
+			st, err := app.BuildStore(cfg, os.LookupEnv, false)
 			if err != nil {
 				t.Fatalf("buildStore: %v", err)
 			}
@@ -145,7 +146,7 @@ func TestRedisTLS(t *testing.T) {
 	}
 	cfg := &config.File{Store: config.Store{Backend: "redis", Redis: config.Redis{Addrs: []string{tlsAddr}, TLS: good}}}
 	cfg.SetDefaults()
-	if _, err := buildStore(cfg, os.LookupEnv, false); !errors.Is(err, keyset.ErrInsecurePermissions) ||
+	if _, err := app.BuildStore(cfg, os.LookupEnv, false); !errors.Is(err, keyset.ErrInsecurePermissions) ||
 		!strings.Contains(err.Error(), "store.redis.tls.key_file") {
 		t.Errorf("0640 client key: %v", err)
 	}
