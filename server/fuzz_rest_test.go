@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -150,7 +149,8 @@ func startFuzzServer(f *testing.F) *fuzzServer {
 	}
 	a, b, c := domain("domain-a"), domain("domain-b"), domain("domain-c")
 	c.VerifySubjectToken = true
-	br, err := broker.New(broker.Config{
+	logBuf := &syncBuffer{}
+	srv := newServer(f, broker.Config{
 		Domains:  []broker.Domain{a, b, c},
 		Chains:   []broker.Chain{{Source: "domain-a", Target: "domain-b"}, {Source: "domain-c", Target: "domain-b"}},
 		Endpoint: oauth.NewClient(oauth.ClientOptions{Timeout: 5 * time.Second}),
@@ -164,59 +164,16 @@ func startFuzzServer(f *testing.F) *fuzzServer {
 				{Source: "domain-c", Target: "domain-b", Scopes: []string{"profile"}, SubjectAZP: []string{"agent"}},
 			},
 		}}},
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	logBuf := &syncBuffer{}
-	srv, err := server.New(server.Config{
-		Broker: br, Audit: st, Auth: authn,
-		ShutdownTimeout: 5 * time.Second,
-		Logger:          slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-	f.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			f.Errorf("Serve: %v", err)
-		}
-	})
-
+	}, server.Config{Audit: st, Logger: slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelError}))})
+	served := serve(f, srv)
 	fx := &fuzzServer{
-		base:    "http://" + httpLis.Addr().String(),
+		base:    served.base,
 		client:  &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
 		subject: subject,
 		logBuf:  logBuf,
 	}
 	f.Cleanup(fx.client.CloseIdleConnections)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, _, err := fx.get("/v1/domains")
-		if err == nil && status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			f.Fatalf("server not up: HTTP %d, %v", status, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	served.waitREST(f)
 	return fx
 }
 
