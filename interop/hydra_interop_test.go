@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
@@ -234,10 +235,10 @@ func TestAssertionAudience(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := w.config(w.opaque)
 			cfg.Chains[0].Audience = tc.aud
-			cfg.domain(t, domainHydra).Assertion.Audience = tc.policy
+			hydraDomain(t, cfg).Assertion.Audience = tc.policy
 			if tc.defaults {
 				cfg.Chains[0].Audience = ""
-				cfg.domain(t, domainHydra).Assertion.Audience = nil
+				hydraDomain(t, cfg).Assertion.Audience = nil
 			}
 			b := w.startBroker(t, cfg)
 			w.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraAudience: tc.extra})
@@ -321,12 +322,12 @@ func TestRefusals(t *testing.T) {
 
 	strict := w.config(w.opaque)
 	strict.Domains = append(strict.Domains, sourceDomain("domain-x", untrusted), sourceDomain("domain-p", pinned))
-	w.allow(&strict, "domain-x")
-	w.allow(&strict, "domain-p")
+	w.allow(strict, "domain-x")
+	w.allow(strict, "domain-p")
 	// lenient tolerates 2 minutes of clock skew: an assertion that expired a
 	// minute ago passes the broker, and Hydra (no skew) refuses it.
 	lenient := w.config(w.opaque)
-	lenient.domain(t, domainHydra).Assertion.ClockSkew = "2m"
+	hydraDomain(t, lenient).Assertion.ClockSkew = config.Duration(2 * time.Minute)
 	brokers := map[string]*brokerProc{"strict": w.startBroker(t, strict), "lenient": w.startBroker(t, lenient)}
 
 	bad := func(desc string) *want {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -129,70 +130,70 @@ func publicJWK(t *testing.T, a *sandbox.DomainA) json.RawMessage {
 // as source; Hydra as target, found by discovery, with client c, and the
 // assertion audience Hydra accepts (its token endpoint) both as the chain's
 // token exchange audience and as the target's assertion policy.
-func (w *world) config(c hydraClient) brokerConfig {
+func (w *world) config(c hydraClient) *config.File {
 	secret := envSecretHydra
 	if c == w.jwt {
 		secret = envSecretHydraJWT
 	}
 	sum := sha256.Sum256([]byte(w.apiKey))
-	return brokerConfig{
-		Listen: listenConfig{ShutdownTimeout: "5s"},
+	return &config.File{
+		Listen: config.Listen{ShutdownTimeout: config.Duration(5 * time.Second)},
 		// One caller, authenticated by API key, allowed the chain into
 		// Hydra with any scope and the audit trail.
-		Callers: callersConfig{APIKeys: []apiKeyConfig{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
-		Log:     logConfig{Level: "debug", Format: "text"},
-		Store:   storeConfig{Backend: "memory"},
-		Domains: []domainConfig{
+		Callers: config.Callers{APIKeys: []config.APIKey{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
+		Log:     config.Log{Level: "debug", Format: "text"},
+		Store:   config.Store{Backend: "memory"},
+		Domains: []config.Domain{
 			sourceDomain(domainA, w.sb),
 			{
 				Name:              domainHydra,
 				Issuer:            w.hydra.issuer,
 				Discovery:         true, // token_endpoint from Hydra's discovery document
-				Timeout:           "5s",
+				Timeout:           config.Duration(5 * time.Second),
 				AllowInsecureHTTP: true, // loopback only
-				Client:            clientConfig{ClientID: c.ID, AuthMethod: c.AuthMethod, SecretEnv: secret},
-				Assertion: assertionConfig{
+				Client:            config.Client{ClientID: c.ID, AuthMethod: c.AuthMethod, SecretEnv: secret},
+				Assertion: config.AssertionPolicy{
 					Audience:    []string{w.hydra.tokenEndpoint}, // Hydra accepts nothing else
-					MaxLifetime: "300s",
-					ClockSkew:   "0s", // Hydra tolerates none
+					MaxLifetime: config.Duration(300 * time.Second),
+					ClockSkew:   0, // Hydra tolerates none (the default)
 				},
 			},
 		},
-		Chains: []chainConfig{{
+		Chains: []config.Chain{{
 			Source:        domainA,
 			Target:        domainHydra,
 			Audience:      w.hydra.tokenEndpoint,
 			DefaultScopes: strings.Fields(defaultChainScope),
 		}},
-		Policy: []policyEntry{{
+		Policy: []config.PolicyEntry{{
 			Caller: interopCaller,
 			Roles:  []string{"audit"},
-			Chains: []policyChain{{Source: domainA, Target: domainHydra, Scopes: []string{"*"}}},
+			Chains: []config.PolicyChain{{Source: domainA, Target: domainHydra, Scopes: []string{"*"}}},
 		}},
 	}
 }
 
 // allow adds a chain from source to Hydra to cfg and grants it to the caller.
-func (w *world) allow(cfg *brokerConfig, source string) {
-	cfg.Chains = append(cfg.Chains, chainConfig{Source: source, Target: domainHydra, Audience: w.hydra.tokenEndpoint})
-	cfg.Policy[0].Chains = append(cfg.Policy[0].Chains, policyChain{Source: source, Target: domainHydra, Scopes: []string{"*"}})
+func (w *world) allow(cfg *config.File, source string) {
+	cfg.Chains = append(cfg.Chains, config.Chain{Source: source, Target: domainHydra, Audience: w.hydra.tokenEndpoint})
+	cfg.Policy[0].Chains = append(cfg.Policy[0].Chains, config.PolicyChain{Source: source, Target: domainHydra, Scopes: []string{"*"}})
 }
 
 // sourceDomain configures a sandbox's domain A as a chain source.
-func sourceDomain(name string, sb *sandbox.Sandbox) domainConfig {
-	return domainConfig{
+func sourceDomain(name string, sb *sandbox.Sandbox) config.Domain {
+	return config.Domain{
 		Name:              name,
 		Issuer:            sb.A.Issuer(),
 		TokenEndpoint:     sb.A.TokenEndpoint(),
 		JWKSURI:           sb.A.JWKSURI(),
-		Timeout:           "5s",
+		Timeout:           config.Duration(5 * time.Second),
 		AllowInsecureHTTP: true, // loopback only
-		Client:            clientConfig{ClientID: sandbox.BrokerClientID, AuthMethod: "client_secret_basic", SecretEnv: envSecretA},
+		Client:            config.Client{ClientID: sandbox.BrokerClientID, AuthMethod: "client_secret_basic", SecretEnv: envSecretA},
 	}
 }
 
 // startBroker runs `chainbroker serve` with cfg and the clients' secrets.
-func (w *world) startBroker(t *testing.T, cfg brokerConfig) *brokerProc {
+func (w *world) startBroker(t *testing.T, cfg *config.File) *brokerProc {
 	t.Helper()
 	return startBroker(t, cfg, []string{
 		envSecretA + "=" + sandbox.BrokerSecretA,
