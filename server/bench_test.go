@@ -41,15 +41,7 @@ const (
 )
 
 var benchFixture = sync.OnceValues(func() (*benchKeys, error) {
-	s, err := token.GenerateSigner("RS256")
-	if err != nil {
-		return nil, err
-	}
-	jwks, err := token.PublicJWKS(s)
-	if err != nil {
-		return nil, err
-	}
-	v, err := token.NewStaticVerifier(jwks, nil)
+	s, v, err := domainKeys("RS256")
 	if err != nil {
 		return nil, err
 	}

@@ -109,15 +109,7 @@ type fuzzServer struct {
 
 func startFuzzServer(f *testing.F) *fuzzServer {
 	f.Helper()
-	signer, err := token.GenerateSigner("ES256")
-	if err != nil {
-		f.Fatal(err)
-	}
-	jwks, err := token.PublicJWKS(signer)
-	if err != nil {
-		f.Fatal(err)
-	}
-	keys, err := token.NewStaticVerifier(jwks, nil)
+	signer, keys, err := domainKeys("ES256")
 	if err != nil {
 		f.Fatal(err)
 	}

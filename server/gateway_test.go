@@ -108,15 +108,7 @@ type edgeServer struct {
 // with the audit role, memory store, metrics, JSON logs) on loopback.
 func startEdgeServer(t *testing.T) *edgeServer {
 	t.Helper()
-	signer, err := token.GenerateSigner("ES256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := token.PublicJWKS(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := token.NewStaticVerifier(jwks, nil)
+	signer, keys, err := domainKeys("ES256")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,26 @@ import (
 	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/server"
+	"github.com/chainbroker/chainbroker/token"
 )
+
+// domainKeys is a fresh signing key of the given algorithm and a verifier
+// of its public JWKS: a source domain's keys.
+func domainKeys(alg string) (*token.Signer, *token.Verifier, error) {
+	signer, err := token.GenerateSigner(alg)
+	if err != nil {
+		return nil, nil, err
+	}
+	jwks, err := token.PublicJWKS(signer)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := token.NewStaticVerifier(jwks, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return signer, keys, nil
+}
 
 // newServer builds a broker from bc and a Server for it from sc, with
 // anonymous callers (auth.Anonymous) and a 5 s drain unless sc sets them.
