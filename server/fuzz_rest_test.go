@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/server"
 	"github.com/chainbroker/chainbroker/store/memory"
@@ -122,12 +122,7 @@ func startFuzzServer(f *testing.F) *fuzzServer {
 	}
 
 	// A port nobody listens on: every token request is refused at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	down := "http://" + l.Addr().String()
-	l.Close()
+	down := "http://" + testutil.FreeAddr(f)
 
 	st := memory.New(memory.Options{MaxEvents: 10_000})
 	domain := func(name string) broker.Domain {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -111,7 +112,7 @@ func TestRefusedChain(t *testing.T) {
 
 func TestBrokerNotListening(t *testing.T) {
 	t.Parallel()
-	addr := closedAddr(t)
+	addr := testutil.FreeAddr(t) // nothing listens there
 	for _, args := range [][]string{
 		{"chain", "--target", "domain-b", "--subject-token", "header.payload.signature"},
 		{"domains"},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -270,12 +269,7 @@ func TestTargetRefuses(t *testing.T) {
 }
 
 func TestUpstreamUnavailable(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadURL := "http://" + closed.Addr().String() + "/token"
-	closed.Close()
+	deadURL := "http://" + testutil.FreeAddr(t) + "/token"
 
 	t.Run("domain A unreachable", func(t *testing.T) {
 		e := apptest.Start(t, func(f *config.File) { f.Domains[0].TokenEndpoint = deadURL })

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -79,28 +79,18 @@ func newRedisPKI(t *testing.T) *redisPKI {
 	return p
 }
 
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestRedisTLS (#14.14): store.redis.addrs with store.redis.tls reaches a
 // real redis-server that only speaks TLS on that port and requires client
 // certificates; the certificate is verified (CA, name), never skipped.
 func TestRedisTLS(t *testing.T) {
 	pki := newRedisPKI(t)
-	tlsPort := freeLoopbackPort(t)
+	tlsAddr := testutil.FreeAddr(t)
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	redistest.New(t, redistest.Options{Args: []string{
-		"--tls-port", strconv.Itoa(tlsPort),
+		"--tls-port", tlsPort,
 		"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
 		"--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "yes",
 	}})
-	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
 	good := config.RedisTLS{Enabled: true, CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}
 	tests := []struct {
 		name    string

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/chainbroker/chainbroker/internal/testutil"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -163,7 +162,7 @@ func startBroker(t *testing.T, name string, cfg *config.File) *broker {
 	bin := binary(t)
 	var lastErr error
 	for range startAttempts {
-		b := &broker{t: t, name: name, grpcAddr: freeAddr(t), httpAddr: freeAddr(t)}
+		b := &broker{t: t, name: name, grpcAddr: testutil.FreeAddr(t), httpAddr: testutil.FreeAddr(t)}
 		cfg.Listen.GRPC, cfg.Listen.HTTP = b.grpcAddr, b.httpAddr
 		text, err := yaml.Marshal(cfg)
 		if err != nil {
@@ -357,16 +356,6 @@ func outcome(err error) string {
 }
 
 func isUnavailable(err error) bool { return status.Code(err) == codes.Unavailable }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func tailString(s string, n int) string {
 	if len(s) > n {
