@@ -15,6 +15,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
@@ -39,7 +40,7 @@ func TestChainSuccess(t *testing.T) {
 			b := w.startBroker(t, w.config(tc.client))
 			t.Run("gRPC", func(t *testing.T) {
 				resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{
-					SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
+					SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
 				})
 				if err != nil {
 					t.Fatalf("Chain: %v", err)
@@ -50,7 +51,7 @@ func TestChainSuccess(t *testing.T) {
 			})
 			t.Run("REST", func(t *testing.T) {
 				status, body := b.chainREST(t, map[string]any{
-					"subject_token": subjectToken(t, w.sb, sandbox.Alice), "target_domain": domainHydra,
+					"subject_token": apptest.SubjectToken(t, w.sb, sandbox.Alice), "target_domain": domainHydra,
 				})
 				if status != http.StatusOK {
 					t.Fatalf("POST /v1/chain: HTTP %d: %s", status, body)
@@ -245,7 +246,7 @@ func TestAssertionAudience(t *testing.T) {
 			t.Cleanup(w.sb.A.ResetMisbehaviour)
 
 			resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{
-				SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
+				SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
 			})
 			if tc.want == nil {
 				if err != nil {
@@ -276,7 +277,7 @@ func TestReplay(t *testing.T) {
 	// Domain A issues one assertion, then answers every exchange with it.
 	w.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ReuseAssertion: true})
 	t.Cleanup(w.sb.A.ResetMisbehaviour)
-	req := &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
+	req := &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
 
 	first, err := b1.chain.Chain(ctxT(t), req)
 	if err != nil {
@@ -314,10 +315,10 @@ func TestRefusals(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	// domain-x: an issuer Hydra has no trust relationship for.
-	untrusted := startSandbox(t)
+	untrusted := apptest.StartSandbox(t, sandbox.Options{})
 	untrusted.A.AllowAudience(w.hydra.tokenEndpoint)
 	// domain-p: trusted for bob's subject only (no allow_any_subject).
-	pinned := startSandbox(t)
+	pinned := apptest.StartSandbox(t, sandbox.Options{})
 	w.trustSource(t, pinned, sandbox.BobSubA)
 
 	strict := w.config(w.opaque)
@@ -373,7 +374,7 @@ func TestRefusals(t *testing.T) {
 			b := brokers[tc.broker]
 			tc.sb.A.SetMisbehaviour(tc.misb)
 			t.Cleanup(tc.sb.A.ResetMisbehaviour)
-			subject := subjectToken(t, tc.sb, tc.user)
+			subject := apptest.SubjectToken(t, tc.sb, tc.user)
 
 			resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{
 				SubjectToken: subject, SourceDomain: tc.source, TargetDomain: domainHydra, Scope: tc.scope,
@@ -405,7 +406,7 @@ func TestHydraDown(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	b := w.startBroker(t, w.config(w.opaque))
-	req := &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
+	req := &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
 	if _, err := b.chain.Chain(ctxT(t), req); err != nil {
 		t.Fatalf("Chain with Hydra up: %v", err)
 	}

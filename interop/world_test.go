@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -63,30 +63,11 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	requireBinaries(t)
-	w := &world{sb: startSandbox(t), hydra: startHydra(t), apiKey: randomHex(t, 32)}
+	w := &world{sb: apptest.StartSandbox(t, sandbox.Options{}), hydra: startHydra(t), apiKey: randomHex(t, 32)}
 	w.trustSource(t, w.sb, "")
 	w.opaque = w.hydra.createClient(t, "chainbroker", "client_secret_basic", "opaque")
 	w.jwt = w.hydra.createClient(t, "chainbroker-jwt", "client_secret_post", "jwt")
 	return w
-}
-
-// startSandbox starts the sandbox in-process on free loopback ports; only
-// its domain A takes part (trustSource lets it issue Hydra's audience).
-func startSandbox(t *testing.T) *sandbox.Sandbox {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := sb.Close(); err != nil {
-			t.Errorf("sandbox close: %v", err)
-		}
-	})
-	return sb
 }
 
 // trustSource lets sb's domain A issue assertions for Hydra's token endpoint
@@ -202,24 +183,13 @@ func (w *world) startBroker(t *testing.T, cfg *config.File) *brokerProc {
 	}, w.apiKey)
 }
 
-// subjectToken logs a sandbox user in at domain A (the caller's token).
-func subjectToken(t *testing.T, sb *sandbox.Sandbox, user string) string {
-	t.Helper()
-	passwords := map[string]string{sandbox.Alice: sandbox.AlicePassword, sandbox.Bob: sandbox.BobPassword}
-	tok, err := sb.A.SubjectToken(ctxT(t), user, passwords[user], "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // assertionFromA runs hop 1 by hand (the broker's client at A, RFC 8693) and
 // returns the JWT authorization grant A issues for audience.
 func assertionFromA(t *testing.T, sb *sandbox.Sandbox, user, audience string) string {
 	t.Helper()
 	form := url.Values{
 		"grant_type":         {grantTypeExchange},
-		"subject_token":      {subjectToken(t, sb, user)},
+		"subject_token":      {apptest.SubjectToken(t, sb, user)},
 		"subject_token_type": {tokenTypeAccess},
 		"audience":           {audience},
 	}
