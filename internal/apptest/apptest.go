@@ -7,7 +7,8 @@
 // faults.
 //
 // Tests that run `chainbroker serve` in a process of their own write the
-// same configuration: yaml.Marshal(app.SandboxConfig(...)).
+// same configuration to its file: yaml.Marshal of app.SandboxFile, changed
+// as a Mutate would (internal/e2e).
 package apptest
 
 import (
@@ -130,12 +131,6 @@ func StartWith(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.App = a
-	ctx, stop := context.WithCancel(context.Background())
-	e.stop = stop
-	go func() {
-		e.serveErr = a.ServeOn(ctx, ls)
-		close(e.served)
-	}()
 	e.HTTPURL = "http://" + e.HTTPAddr
 	if cfg.TLS.CertFile != "" {
 		e.HTTPURL = "https://" + e.HTTPAddr
@@ -149,9 +144,17 @@ func StartWith(t testing.TB, o Options) *Env {
 		creds = insecure.NewCredentials()
 	}
 	if e.Conn, err = grpc.NewClient(e.GRPCAddr, grpc.WithTransportCredentials(creds)); err != nil {
+		closeListeners(ls)
+		a.Close()
 		t.Fatal(err)
 	}
 	e.Chain, e.Audit, e.Health = pb.NewChainServiceClient(e.Conn), pb.NewAuditServiceClient(e.Conn), healthpb.NewHealthClient(e.Conn)
+	ctx, stop := context.WithCancel(context.Background())
+	e.stop = stop
+	go func() {
+		e.serveErr = a.ServeOn(ctx, ls)
+		close(e.served)
+	}()
 	t.Cleanup(func() { _ = e.Close() })
 	return e
 }
