@@ -235,6 +235,14 @@ func (a *App) Serve(ctx context.Context) error {
 			return fmt.Errorf("listen.admin: %w", err)
 		}
 	}
+	return a.ServeOn(ctx, ls)
+}
+
+// ServeOn is Serve on listeners the caller opened (tests listen on port 0
+// first, so that the configuration knows its own addresses): it serves until
+// ctx ends, with the issuer key watch and the audit export running, and
+// closes the listeners.
+func (a *App) ServeOn(ctx context.Context, ls server.Listeners) error {
 	if a.IssuerKeys != nil {
 		go a.IssuerKeys.Watch(ctx, 5*time.Second) // key files replaced in place
 	}
