@@ -1,18 +1,13 @@
-package app
+package app_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,206 +19,122 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/auth"
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
-// reloadFile is the configuration file of the reload tests, written as an
-// operator would: API key callers (key: NAME-key), the policy, domains A and
-// B of the sandbox, and the chain A -> B.
-type reloadFile struct {
-	grpc, http string
-	sb         *sandbox.Sandbox
-	callers    []string // API key callers
-	grants     []string // callers granted A -> B
-	noChain    bool     // leave the chain (and every grant) out
-	noDomainB  bool     // leave domain B out (and the chain)
-	domainA    string   // more keys of domain A, one per line, YAML flow or block at 4 spaces
-	domainB    string   // idem for domain B
-	bToken     string   // domain B's token endpoint; default the sandbox's
-	extra      string   // top-level YAML appended
-	extraDoms  string   // more domains, as YAML list items at 2 spaces
-	extraChain string   // more chains, idem
-}
+// The reload tests' broker reads its configuration from a file, as
+// `chainbroker serve` does (apptest.Options.ConfigFile): yaml.Marshal of
+// app.SandboxFile with API key callers (key NAME-key) instead of anonymous
+// ones, and each change to it is a Go value written with WriteConfig.
 
-func (f reloadFile) yaml() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "listen: {grpc: %q, http: %q, shutdown_timeout: 5s}\n", f.grpc, f.http)
-	b.WriteString("callers:\n  api_keys:\n")
-	for _, c := range f.callers {
-		fmt.Fprintf(&b, "    - {name: %s, sha256: %s}\n", c, auth.HashAPIKey(c+"-key"))
-	}
-	b.WriteString("policy:\n")
-	for _, c := range f.callers {
-		if slices.Contains(f.grants, c) && !f.noChain && !f.noDomainB {
-			fmt.Fprintf(&b, "  - {caller: %s, roles: [audit], chains: [{source: domain-a, target: domain-b, scopes: [\"*\"]}]}\n", c)
-		} else {
-			fmt.Fprintf(&b, "  - {caller: %s}\n", c)
-		}
-	}
-	fmt.Fprintf(&b, `domains:
-  - name: domain-a
-    issuer: %q
-    token_endpoint: %q
-    jwks_uri: %q
-    verify_subject_token: true
-    allow_insecure_http: true
-    client: {client_id: %s, client_secret_env: %s}
-%s`, f.sb.A.Issuer(), f.sb.A.TokenEndpoint(), f.sb.A.JWKSURI(), sandbox.BrokerClientID, SandboxSecretAEnv, indent(f.domainA))
-	if !f.noDomainB {
-		bToken := f.bToken
-		if bToken == "" {
-			bToken = f.sb.B.TokenEndpoint()
-		}
-		fmt.Fprintf(&b, `  - name: domain-b
-    issuer: %q
-    token_endpoint: %q
-    jwks_uri: %q
-    allow_insecure_http: true
-    client: {client_id: %s, client_secret_env: %s}
-%s`, f.sb.B.Issuer(), bToken, f.sb.B.JWKSURI(), sandbox.BrokerClientID, SandboxSecretBEnv, indent(f.domainB))
-	}
-	b.WriteString(f.extraDoms)
-	if chainAB := !f.noChain && !f.noDomainB; chainAB || f.extraChain != "" {
-		b.WriteString("chains:\n")
-		if chainAB {
-			b.WriteString("  - {source: domain-a, target: domain-b}\n")
-		}
-		b.WriteString(f.extraChain)
-	}
-	b.WriteString(f.extra)
-	return b.String()
-}
-
-func indent(s string) string {
-	if s == "" {
-		return ""
-	}
-	var b strings.Builder
-	for l := range strings.SplitSeq(strings.TrimRight(s, "\n"), "\n") {
-		b.WriteString("    " + l + "\n")
-	}
-	return b.String()
-}
-
-// reloadEnv is a broker started from a file, as `chainbroker serve` starts
-// it, serving on loopback, with the sandbox's domains.
-type reloadEnv struct {
-	sb       *sandbox.Sandbox
-	app      *App
-	file     reloadFile
-	path     string
-	logs     *testutil.Buffer
-	level    *slog.LevelVar
-	conn     *grpc.ClientConn
-	chainSvc pb.ChainServiceClient
-	httpURL  string
-	ctx      context.Context // the serving context
-}
-
-// newReloadEnv writes the file that edit makes of the base (callers agent
-// and viewer, agent granted A -> B), loads it with LoadConfig and serves.
-// path, when not "", is where the file goes (a symlink layout).
-func newReloadEnv(t *testing.T, edit func(*reloadFile)) *reloadEnv {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &reloadEnv{sb: sb, logs: &testutil.Buffer{}, level: new(slog.LevelVar), ctx: ctx,
-		path: filepath.Join(t.TempDir(), "chainbroker.yaml"), httpURL: "http://" + httpLis.Addr().String()}
-	e.file = reloadFile{grpc: grpcLis.Addr().String(), http: httpLis.Addr().String(), sb: sb,
-		callers: []string{"agent", "viewer"}, grants: []string{"agent"}}
-	if edit != nil {
-		edit(&e.file)
-	}
-	e.write(t, e.file)
-	cfg, src, err := LoadConfig(e.path, testLookupEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: e.level}))
-	a, err := Build(ctx, cfg, Options{LookupEnv: testLookupEnv, Logger: log, Source: src, LogLevel: e.level})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.app = a
-	served := make(chan error, 1)
-	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
-	if e.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		t.Fatal(err)
-	}
-	e.chainSvc = pb.NewChainServiceClient(e.conn)
-	t.Cleanup(func() {
-		e.conn.Close()
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
+// callers makes the API key callers of names (key NAME-key) the only
+// callers, each with a policy entry; those of granted may chain A -> B (any
+// scope) and read the audit trail.
+func callers(names []string, granted ...string) func(*config.File) {
+	return func(f *config.File) {
+		f.Callers, f.Policy = config.Callers{}, nil
+		for _, n := range names {
+			f.Callers.APIKeys = append(f.Callers.APIKeys, config.APIKey{Name: n, SHA256: auth.HashAPIKey(n + "-key")})
+			p := config.PolicyEntry{Caller: n}
+			if slices.Contains(granted, n) {
+				p.Roles = []string{"audit"}
+				p.Chains = []config.PolicyChain{{Source: "domain-a", Target: "domain-b", Scopes: []string{"*"}}}
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("Serve did not return after cancel")
+			f.Policy = append(f.Policy, p)
 		}
-		a.Close()
-		sb.Close()
+	}
+}
+
+// baseFile is the file every reload test starts from: callers agent and
+// viewer, agent granted A -> B.
+func baseFile(f *config.File) {
+	f.Listen.ShutdownTimeout = config.Duration(5 * time.Second)
+	callers([]string{"agent", "viewer"}, "agent")(f)
+}
+
+// rawYAML is y with changes no config.File can hold (an invalid value, an
+// unknown key), made on its YAML tree.
+func rawYAML(t *testing.T, y []byte, edit func(map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := yaml.Unmarshal(y, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// reloadEnv is a broker started from a configuration file, serving on
+// loopback, with the sandbox's domains.
+type reloadEnv struct {
+	*apptest.Env
+	logs  *testutil.Buffer
+	level *slog.LevelVar
+	cur   []func(*config.File) // the changes to baseFile the file was last written with
+}
+
+// newReloadEnv starts a broker from the file baseFile, changed by initial,
+// makes. path, when not "", is where the file goes (a symlink layout).
+func newReloadEnv(t *testing.T, path string, initial ...func(*config.File)) *reloadEnv {
+	t.Helper()
+	e := &reloadEnv{logs: &testutil.Buffer{}, level: new(slog.LevelVar)}
+	e.Env = apptest.StartWith(t, apptest.Options{
+		ConfigFile: true,
+		ConfigPath: path,
+		Mutate: func(f *config.File) {
+			baseFile(f)
+			for _, m := range initial {
+				m(f)
+			}
+		},
+		Logger:   slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: e.level})),
+		LogLevel: e.level,
 	})
 	return e
 }
 
-// write writes f to the configuration file (in place).
-func (e *reloadEnv) write(t *testing.T, f reloadFile) {
+// write writes the file the changes make (in place).
+func (e *reloadEnv) write(t *testing.T, changes ...func(*config.File)) {
 	t.Helper()
-	e.file = f
-	if err := os.WriteFile(e.path, []byte(f.yaml()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e.cur = changes
+	e.WriteConfig(t, changes...)
 }
 
 // edit writes the current file changed by change.
-func (e *reloadEnv) edit(t *testing.T, change func(*reloadFile)) {
+func (e *reloadEnv) edit(t *testing.T, change func(*config.File)) {
 	t.Helper()
-	f := e.file
-	f.callers, f.grants = slices.Clone(f.callers), slices.Clone(f.grants)
-	change(&f)
-	e.write(t, f)
+	e.write(t, append(slices.Clone(e.cur), change)...)
 }
 
 // reload is what SIGHUP does (cmd/chainbroker calls Reload on it).
 func (e *reloadEnv) reload(t *testing.T) error {
 	t.Helper()
-	return e.app.Reload(ctxT(t), "SIGHUP")
+	return e.App.Reload(ctxT(t), "SIGHUP")
 }
 
 func (e *reloadEnv) subject(t *testing.T) string {
 	t.Helper()
-	s, err := e.sb.A.SubjectToken(ctxT(t), sandbox.Alice, sandbox.AlicePassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return e.SubjectToken(t, sandbox.Alice)
 }
 
 // chainAs chains subject A -> B as caller (API key NAME-key).
 func (e *reloadEnv) chainAs(ctx context.Context, caller, subject string) error {
 	ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", caller+"-key")
-	_, err := e.chainSvc.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	_, err := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 	return err
 }
 
@@ -241,12 +152,10 @@ func outcome(err error) string {
 // metric reads one sample of the running broker's /metrics.
 func (e *reloadEnv) metric(t *testing.T, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get(e.httpURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	code, body := e.Get(t, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(body)
 	if m == nil {
 		t.Fatalf("/metrics has no %s", sample)
@@ -268,7 +177,7 @@ const (
 // change to a restart-only key are refused as a whole, keeping the running
 // configuration, each problem logged by YAML path and counted.
 func TestReloadAppliesAndRefuses(t *testing.T) {
-	e := newReloadEnv(t, nil)
+	e := newReloadEnv(t, "")
 	subject := e.subject(t)
 	want := func(step string, want map[string]string) {
 		t.Helper()
@@ -291,11 +200,10 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	hash0 := e.metric(t, "chainbroker_config_hash")
 
 	// A caller added and granted, the grant of another removed, log level.
-	e.edit(t, func(f *reloadFile) {
-		f.callers = append(f.callers, "agent2")
-		f.grants = []string{"agent2"}
-		f.extra = "log: {level: debug}\n"
-	})
+	three := []string{"agent", "viewer", "agent2"}
+	debug := func(f *config.File) { f.Log.Level = "debug" }
+	good := []func(*config.File){callers(three, "agent2"), debug}
+	e.write(t, good...)
 	if err := e.reload(t); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -311,14 +219,16 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	}
 
 	// An invalid file: every problem by YAML path; nothing changes.
-	good := e.file
-	e.edit(t, func(f *reloadFile) {
-		f.grants = []string{"agent", "agent2"}
-		f.domainB = "timeout: soon"
-		f.extra = "log: {level: debug}\nrate_limit: {requests_per_secnd: 3}\n"
+	bothGranted := callers(three, "agent", "agent2")
+	invalid := rawYAML(t, e.ConfigYAML(t, append(slices.Clone(good), bothGranted)...), func(m map[string]any) {
+		m["domains"].([]any)[1].(map[string]any)["timeout"] = "soon"
+		m["rate_limit"] = map[string]any{"requests_per_secnd": 3}
 	})
+	if err := os.WriteFile(e.ConfigPath, invalid, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	err := e.reload(t)
-	var re *ReloadError
+	var re *app.ReloadError
 	if !errors.As(err, &re) || len(re.Problems) != 2 {
 		t.Fatalf("invalid file: %v, want a ReloadError with 2 problems", err)
 	}
@@ -333,10 +243,11 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	}
 
 	// A restart-only key changed along with the policy: refused as a whole.
-	e.write(t, good)
-	e.edit(t, func(f *reloadFile) {
-		f.grants = []string{"agent", "agent2"}
-		f.extra = "log: {level: debug, format: text}\nstore: {audit_retention: 1h}\n"
+	e.write(t, good...)
+	e.edit(t, func(f *config.File) {
+		bothGranted(f)
+		f.Log = config.Log{Level: "debug", Format: "text"}
+		f.Store.AuditRetention = config.Duration(time.Hour)
 	})
 	err = e.reload(t)
 	if !errors.As(err, &re) || !slices.Equal(re.RestartKeys, []string{"store.audit_retention", "log.format"}) {
@@ -355,10 +266,11 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	// A new domain whose discovery fails: refused, by its YAML path.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	e.write(t, good)
-	e.edit(t, func(f *reloadFile) {
-		f.grants = []string{"agent", "agent2"}
-		f.extraDoms = fmt.Sprintf("  - {name: domain-c, issuer: %q, discovery: true, allow_insecure_http: true, timeout: 2s, client: {client_id: c, auth_method: none}}\n", dead.URL)
+	e.write(t, good...)
+	e.edit(t, func(f *config.File) {
+		bothGranted(f)
+		f.Domains = append(f.Domains, config.Domain{Name: "domain-c", Issuer: dead.URL, Discovery: true, AllowInsecureHTTP: true,
+			Timeout: config.Duration(2 * time.Second), Client: config.Client{ClientID: "c", AuthMethod: "none"}})
 	})
 	if err := e.reload(t); err == nil || !strings.Contains(err.Error(), "domains[2]: discovery of") {
 		t.Fatalf("failed discovery: %v", err)
@@ -367,30 +279,34 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 
 	// Domain B removed (with the chain): refused at once; added back: works.
 	// (A configuration needs a chain: A -> C, which no caller may use.)
-	withC := func(f *reloadFile) {
-		f.extraDoms = "  - {name: domain-c, issuer: https://c.example, token_endpoint: https://c.example/token, client: {client_id: c, auth_method: none}}\n"
-		f.extraChain = "  - {source: domain-a, target: domain-c}\n"
+	withC := func(f *config.File) {
+		callers(three)(f) // nobody granted A -> B
+		f.Domains = append(f.Domains, config.Domain{Name: "domain-c", Issuer: "https://c.example", TokenEndpoint: "https://c.example/token",
+			Client: config.Client{ClientID: "c", AuthMethod: "none"}})
+		f.Chains = []config.Chain{{Source: "domain-a", Target: "domain-c"}}
 	}
-	e.write(t, good)
-	e.edit(t, func(f *reloadFile) { withC(f); f.noDomainB = true })
+	e.write(t, good...)
+	e.edit(t, func(f *config.File) {
+		withC(f)
+		f.Domains = slices.DeleteFunc(f.Domains, func(d config.Domain) bool { return d.Name == "domain-b" })
+	})
 	if err := e.reload(t); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	want("domain B removed", map[string]string{"agent2": "DOMAIN_UNKNOWN"})
-	e.write(t, good)
+	e.write(t, good...)
 	if err := e.reload(t); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	want("domain B back", map[string]string{"agent": "CHAIN_NOT_ALLOWED", "agent2": "OK"})
 	// The chain alone removed.
-	e.edit(t, func(f *reloadFile) { withC(f); f.noChain = true })
+	e.edit(t, withC)
 	if err := e.reload(t); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	want("chain removed", map[string]string{"agent2": "CHAIN_NOT_ALLOWED"})
 	// The caller removed.
-	e.write(t, good)
-	e.edit(t, func(f *reloadFile) { f.callers, f.grants = []string{"agent", "viewer"}, []string{"agent"} })
+	e.write(t, debug)
 	if err := e.reload(t); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -411,19 +327,18 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 // by swapping the symlink of its directory; an invalid content is counted
 // once and not retried until the file changes again.
 func TestReloadOnFileChange(t *testing.T) {
-	e := newReloadEnv(t, nil)
 	// The ConfigMap layout: chainbroker.yaml -> ..data/chainbroker.yaml,
 	// ..data -> ..v1, and an update swaps ..data to ..v2 with a rename.
 	dir := t.TempDir()
 	version := 0
-	publish := func(content string) {
+	publish := func(content []byte) {
 		t.Helper()
 		version++
-		v := filepath.Join(dir, fmt.Sprintf("..v%d", version))
+		v := filepath.Join(dir, "..v"+strconv.Itoa(version))
 		if err := os.Mkdir(v, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(v, "chainbroker.yaml"), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(v, "chainbroker.yaml"), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		tmp := filepath.Join(dir, "..data_tmp")
@@ -434,15 +349,15 @@ func TestReloadOnFileChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publish(e.file.yaml())
+	publish(nil) // the broker's first file is written through the link
 	link := filepath.Join(dir, "chainbroker.yaml")
 	if err := os.Symlink(filepath.Join("..data", "chainbroker.yaml"), link); err != nil {
 		t.Fatal(err)
 	}
-	e.app.live.src.Path = link // before the watch starts: the same file, through the layout
-	ctx, stop := context.WithCancel(e.ctx)
+	e := newReloadEnv(t, link)
+	ctx, stop := context.WithCancel(context.Background())
 	watched := make(chan struct{})
-	go func() { e.app.WatchConfig(ctx, 20*time.Millisecond); close(watched) }()
+	go func() { e.App.WatchConfig(ctx, 20*time.Millisecond); close(watched) }()
 	t.Cleanup(func() { stop(); <-watched })
 
 	subject := e.subject(t)
@@ -453,9 +368,8 @@ func TestReloadOnFileChange(t *testing.T) {
 	waitOutcome("start", "agent", "OK")
 
 	// Symlink swap: viewer granted, agent not.
-	f := e.file
-	f.grants = []string{"viewer"}
-	publish(f.yaml())
+	viewerGranted := callers([]string{"agent", "viewer"}, "viewer")
+	publish(e.ConfigYAML(t, viewerGranted))
 	waitOutcome("the swapped file applied", "viewer", "OK")
 	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "CHAIN_NOT_ALLOWED" {
 		t.Errorf("agent after the swap: %s", got)
@@ -466,7 +380,8 @@ func TestReloadOnFileChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(target, []byte(f.yaml()+"bogus: 1\n"), 0o600); err != nil {
+	invalid := rawYAML(t, e.ConfigYAML(t, viewerGranted), func(m map[string]any) { m["bogus"] = 1 })
+	if err := os.WriteFile(target, invalid, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 20*time.Second, "the invalid file counted", func() bool { return e.metric(t, reloadsError) == 1 })
@@ -474,8 +389,7 @@ func TestReloadOnFileChange(t *testing.T) {
 		t.Errorf("viewer after the invalid file: %s", got)
 	}
 	// Then a valid content in place: agent granted again.
-	f.grants = []string{"agent"}
-	if err := os.WriteFile(target, []byte(f.yaml()), 0o600); err != nil {
+	if err := os.WriteFile(target, e.ConfigYAML(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	waitOutcome("the rewritten file applied", "agent", "OK")
@@ -494,11 +408,12 @@ func TestReloadOnFileChange(t *testing.T) {
 // JWKS verifier (key cache) of an unchanged domain, and the caller JWT
 // verifier; a changed domain starts afresh.
 func TestReloadKeepsUnchangedDomains(t *testing.T) {
-	e := newReloadEnv(t, func(f *reloadFile) {
-		f.domainA = "max_attempts: 1\ncircuit_breaker: {failures: 2, cooldown: 1h}"
+	e := newReloadEnv(t, "", func(f *config.File) {
+		f.Domains[0].MaxAttempts = 1
+		f.Domains[0].CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Hour)}
 	})
 	subject := e.subject(t)
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Status: http.StatusServiceUnavailable})
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Status: http.StatusServiceUnavailable})
 	for i := range 2 {
 		if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "UPSTREAM_UNAVAILABLE" {
 			t.Fatalf("failure %d: %s", i, got)
@@ -507,25 +422,22 @@ func TestReloadKeepsUnchangedDomains(t *testing.T) {
 	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "UPSTREAM_CIRCUIT_OPEN" {
 		t.Fatalf("after 2 failures: %s", got)
 	}
-	_, b0 := e.app.Current()
+	_, b0 := e.App.Current()
 	keys0 := b0.Domains()
-	exchanges := e.sb.A.ExchangeCount()
+	exchanges := e.Sandbox.A.ExchangeCount()
 
 	// Policy and callers change; the domains do not.
-	e.edit(t, func(f *reloadFile) {
-		f.callers = append(f.callers, "agent2")
-		f.grants = append(f.grants, "agent2")
-	})
+	e.edit(t, callers([]string{"agent", "viewer", "agent2"}, "agent", "agent2"))
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}
 	if got := outcome(e.chainAs(ctxT(t), "agent2", subject)); got != "UPSTREAM_CIRCUIT_OPEN" {
 		t.Errorf("an unchanged domain's open circuit after the reload: %s, want UPSTREAM_CIRCUIT_OPEN", got)
 	}
-	if e.sb.A.ExchangeCount() != exchanges {
+	if e.Sandbox.A.ExchangeCount() != exchanges {
 		t.Error("the open circuit was reset: domain A was called")
 	}
-	_, b1 := e.app.Current()
+	_, b1 := e.App.Current()
 	if b1 == b0 {
 		t.Fatal("the reload did not build a new broker")
 	}
@@ -536,14 +448,12 @@ func TestReloadKeepsUnchangedDomains(t *testing.T) {
 	}
 
 	// Domain A changed: a new verifier and a closed circuit; B kept.
-	e.sb.A.ResetMisbehaviour()
-	e.edit(t, func(f *reloadFile) {
-		f.domainA = "max_attempts: 1\ncircuit_breaker: {failures: 2, cooldown: 1h}\ntimeout: 9s"
-	})
+	e.Sandbox.A.ResetMisbehaviour()
+	e.edit(t, func(f *config.File) { f.Domains[0].Timeout = config.Duration(9 * time.Second) })
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}
-	_, b2 := e.app.Current()
+	_, b2 := e.App.Current()
 	if d := b2.Domains(); d[0].Keys == keys0[0].Keys || d[1].Keys != keys0[1].Keys {
 		t.Error("want a new verifier for domain A (changed), the same for domain B")
 	}
@@ -559,21 +469,15 @@ func TestReloadKeepsUnchangedDomains(t *testing.T) {
 // not change it, and gets a new one when it changes.
 func TestReloadKeepsCallerJWTKeys(t *testing.T) {
 	ci := newCallerIssuer(t)
-	jwt := func(aud string) string {
-		return fmt.Sprintf("  jwt: {issuer: %q, jwks_uri: %q, audience: %s, allow_insecure_http: true}\n", callerIssuerName, ci.url, aud)
-	}
-	e := newReloadEnv(t, nil)
-	// The callers block is generated; put callers.jwt in by rewriting it.
-	write := func(aud string, grants ...string) {
+	e := newReloadEnv(t, "")
+	// callers.jwt with audience aud, svc-1 (a JWT caller) granted A -> B,
+	// and the API key callers agent and viewer, those of granted granted.
+	write := func(aud string, granted ...string) {
 		t.Helper()
-		f := e.file
-		f.grants = grants
-		y := strings.Replace(f.yaml(), "callers:\n", "callers:\n"+jwt(aud), 1)
-		y = strings.Replace(y, "policy:\n", "policy:\n  - {caller: svc-1, chains: [{source: domain-a, target: domain-b}]}\n", 1)
-		if err := os.WriteFile(e.path, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		e.file = f
+		e.write(t, callers([]string{"agent", "viewer"}, granted...), func(f *config.File) {
+			f.Callers.JWT = &config.CallerJWT{Issuer: callerIssuerName, JWKSURI: ci.url, Audience: aud, AllowInsecureHTTP: true}
+			f.Policy = append([]config.PolicyEntry{{Caller: "svc-1", Chains: []config.PolicyChain{{Source: "domain-a", Target: "domain-b"}}}}, f.Policy...)
+		})
 		if err := e.reload(t); err != nil {
 			t.Fatal(err)
 		}
@@ -582,23 +486,23 @@ func TestReloadKeepsCallerJWTKeys(t *testing.T) {
 	subject := e.subject(t)
 	svc := func() string {
 		ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+ci.token(t, "svc-1", "chainbroker", time.Minute))
-		_, err := e.chainSvc.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		_, err := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 		return outcome(err)
 	}
 	if got := svc(); got != "OK" {
 		t.Fatalf("svc-1: %s", got)
 	}
 	hits := ci.hits.Load()
-	keys := e.app.live.cur.Load().jwtKeys
+	keys := app.CallerJWTKeys(e.App)
 	write("chainbroker", "viewer") // callers.jwt unchanged
 	if got := svc(); got != "OK" {
 		t.Fatalf("svc-1 after the reload: %s", got)
 	}
-	if e.app.live.cur.Load().jwtKeys != keys || ci.hits.Load() != hits {
+	if app.CallerJWTKeys(e.App) != keys || ci.hits.Load() != hits {
 		t.Error("an unchanged callers.jwt lost its verifier: the JWKS was fetched again")
 	}
 	write("other-audience", "viewer")
-	if e.app.live.cur.Load().jwtKeys == keys {
+	if app.CallerJWTKeys(e.App) == keys {
 		t.Error("a changed callers.jwt kept its verifier")
 	}
 	if got := svc(); got != "UNAUTHENTICATED" {
@@ -606,70 +510,35 @@ func TestReloadKeepsCallerJWTKeys(t *testing.T) {
 	}
 }
 
-// tokenGate sits in front of a token endpoint and holds each request until
-// released, telling when one arrived.
-type tokenGate struct {
-	srv     *httptest.Server
-	arrived chan struct{}
-	release chan struct{}
-	once    sync.Once
-}
-
-func newTokenGate(t *testing.T, target string) *tokenGate {
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &tokenGate{arrived: make(chan struct{}, 16), release: make(chan struct{})}
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
-	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.arrived <- struct{}{}
-		<-g.release
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(g.srv.Close)
-	t.Cleanup(g.open)
-	return g
-}
-
-func (g *tokenGate) open() { g.once.Do(func() { close(g.release) }) }
-
 // A chain in flight during a reload finishes under the configuration it
 // started with; the next one uses the new configuration.
 func TestReloadChainInFlightKeepsItsConfiguration(t *testing.T) {
-	e := newReloadEnv(t, nil)
-	gate := newTokenGate(t, e.sb.B.TokenEndpoint())
-	e.edit(t, func(f *reloadFile) { f.bToken = gate.srv.URL + mustPath(t, e.sb.B.TokenEndpoint()) })
+	e := newReloadEnv(t, "")
+	gate := apptest.NewProxy(t, "")
+	e.edit(t, gate.Front(1, nil)) // domain B's token endpoint behind the proxy
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}
 	subject := e.subject(t)
+	arrived := gate.Hold()
 	done := make(chan error, 1)
 	go func() { done <- e.chainAs(ctxT(t), "agent", subject) }()
 	select {
-	case <-gate.arrived: // hop 2 under way
+	case <-arrived: // hop 2 under way
 	case err := <-done:
 		t.Fatalf("the chain ended before hop 2: %v", err)
 	}
-	e.edit(t, func(f *reloadFile) { f.grants = nil })
+	e.edit(t, callers([]string{"agent", "viewer"})) // nobody granted
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}
 	if got := outcome(e.chainAs(ctxT(t), "agent", e.subject(t))); got != "CHAIN_NOT_ALLOWED" {
 		t.Errorf("a chain after the reload: %s, want CHAIN_NOT_ALLOWED", got)
 	}
-	gate.open()
+	gate.Release()
 	if err := <-done; err != nil {
 		t.Errorf("the chain in flight during the reload: %v, want it to finish under its configuration", err)
 	}
-}
-
-func mustPath(t *testing.T, raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Path
 }
 
 // Chains run without pause while the configuration is reloaded, by SIGHUP's
@@ -677,14 +546,11 @@ func mustPath(t *testing.T, raw string) string {
 // configuration (agent granted and agent2 unknown, or the reverse), never
 // a mix nor an error of its own (run with -race).
 func TestReloadRaceWithChainsInFlight(t *testing.T) {
-	e := newReloadEnv(t, nil)
-	v1 := e.file
-	v2 := e.file
-	v2.callers = []string{"agent2", "viewer"}
-	v2.grants = []string{"agent2"}
-	ctx, stop := context.WithCancel(e.ctx)
+	e := newReloadEnv(t, "")
+	v2 := callers([]string{"agent2", "viewer"}, "agent2") // v1: the base file
+	ctx, stop := context.WithCancel(context.Background())
 	watched := make(chan struct{})
-	go func() { e.app.WatchConfig(ctx, 5*time.Millisecond); close(watched) }()
+	go func() { e.App.WatchConfig(ctx, 5*time.Millisecond); close(watched) }()
 	defer func() { stop(); <-watched }()
 
 	subject := e.subject(t)
@@ -709,16 +575,16 @@ func TestReloadRaceWithChainsInFlight(t *testing.T) {
 		})
 	}
 	for i := range 30 {
-		f := v1
 		if i%2 == 0 {
-			f = v2
+			e.write(t, v2)
+		} else {
+			e.write(t)
 		}
-		e.write(t, f)
 		if err := e.reload(t); err != nil {
 			t.Errorf("reload %d: %v", i, err)
 		}
 	}
-	e.write(t, v1)
+	e.write(t)
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}
@@ -746,32 +612,33 @@ func TestReloadRaceWithChainsInFlight(t *testing.T) {
 // too: turned on by a reload, they apply to the next call.
 func TestReloadRateLimitAndCache(t *testing.T) {
 	t.Setenv(cacheKeyEnv, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
-	e := newReloadEnv(t, nil)
+	e := newReloadEnv(t, "")
 	subject := e.subject(t)
 	for i := range 3 {
 		if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" {
 			t.Fatalf("chain %d before the reload: %s", i, got)
 		}
 	}
-	e.edit(t, func(f *reloadFile) {
-		f.domainB = "cache: {enabled: true}"
-		f.extra = fmt.Sprintf("cache: {keys: [{id: k1, secret_env: %s}]}\nrate_limit: {requests_per_second: 0.001, burst: 2}\n", cacheKeyEnv)
+	e.edit(t, func(f *config.File) {
+		f.Domains[1].Cache = config.DomainCache{Enabled: true}
+		f.Cache = config.Cache{Keys: []config.CacheKey{{ID: "k1", SecretEnv: cacheKeyEnv}}}
+		f.RateLimit = config.RateLimit{RequestsPerSecond: 0.001, Burst: 2}
 	})
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}
-	bearer := e.sb.B.JWTBearerCount()
+	bearer := e.Sandbox.B.JWTBearerCount()
 	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" {
 		t.Fatalf("first chain after the reload: %s", got)
 	}
-	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" || e.sb.B.JWTBearerCount() != bearer+1 {
-		t.Errorf("second chain after the reload: %s, %d grants presented to B (want 1: a cache hit)", got, e.sb.B.JWTBearerCount()-bearer)
+	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" || e.Sandbox.B.JWTBearerCount() != bearer+1 {
+		t.Errorf("second chain after the reload: %s, %d grants presented to B (want 1: a cache hit)", got, e.Sandbox.B.JWTBearerCount()-bearer)
 	}
 	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "RATE_LIMITED" {
 		t.Errorf("third chain after the reload: %s, want RATE_LIMITED (burst 2)", got)
 	}
 	// The rate limit removed: the next call passes.
-	e.edit(t, func(f *reloadFile) { f.extra = fmt.Sprintf("cache: {keys: [{id: k1, secret_env: %s}]}\n", cacheKeyEnv) })
+	e.edit(t, func(f *config.File) { f.RateLimit = config.RateLimit{} })
 	if err := e.reload(t); err != nil {
 		t.Fatal(err)
 	}

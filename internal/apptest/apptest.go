@@ -6,9 +6,12 @@
 // of a domain's token endpoint to record what the broker sends and to inject
 // faults.
 //
-// Tests that run `chainbroker serve` in a process of their own write the
-// same configuration to its file: yaml.Marshal of app.SandboxFile, changed
-// as a Mutate would (internal/e2e).
+// With Options.ConfigFile the broker is started as `chainbroker serve` starts
+// it, from a file: yaml.Marshal of app.SandboxFile, changed by Mutate, read
+// back by app.LoadConfig; a test changes the file with WriteConfig and
+// reloads it (App.Reload, App.WatchConfig). Tests that run `chainbroker
+// serve` in a process of their own write the same configuration to its file
+// (internal/e2e).
 package apptest
 
 import (
@@ -20,11 +23,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -57,8 +62,20 @@ type Options struct {
 	SandboxOptions sandbox.Options // AAddr and BAddr default to free loopback ports
 	// Admin serves an admin listener too (listen.admin, Env.AdminAddr).
 	Admin bool
-	// Logger receives the broker's log; nil discards it.
-	Logger *slog.Logger
+	// ConfigFile starts the broker from a configuration file, as
+	// `chainbroker serve` does: StartWith writes yaml.Marshal of
+	// app.SandboxFile (the file before defaults, as an operator writes it),
+	// changed by Mutate, to Env.ConfigPath and builds the broker from
+	// app.LoadConfig of it, with its Source: App.Reload (what SIGHUP does)
+	// and App.WatchConfig read the file again. Env.WriteConfig changes it.
+	ConfigFile bool
+	// ConfigPath is where ConfigFile writes (through a symlink, when it is
+	// one); "" is a file of t.TempDir().
+	ConfigPath string
+	// Logger receives the broker's log; nil discards it. LogLevel, when
+	// set, is its handler's level, which a reload sets (app.Options).
+	Logger   *slog.Logger
+	LogLevel *slog.LevelVar
 	// Tracer, Stdout: app.Options.
 	Tracer trace.TracerProvider
 	Stdout io.Writer
@@ -75,6 +92,7 @@ type Env struct {
 
 	GRPCAddr, HTTPAddr string
 	AdminAddr          string // "" without Options.Admin
+	ConfigPath         string // the configuration file; "" without Options.ConfigFile
 	HTTPURL            string // http:// (or https:// with tls:) and HTTPAddr
 	HTTP               *http.Client
 
@@ -84,7 +102,8 @@ type Env struct {
 	Health healthpb.HealthClient
 
 	t          testing.TB
-	ownSandbox bool // started by StartWith: closed by Close
+	file       func() *config.File // Options.ConfigFile: the file's configuration, built afresh
+	ownSandbox bool                // started by StartWith: closed by Close
 	stop       context.CancelFunc
 	served     chan struct{}
 	serveErr   error // set before served is closed
@@ -120,12 +139,42 @@ func StartWith(t testing.TB, o Options) *Env {
 		e.AdminAddr = ls.Admin.Addr().String()
 	}
 	e.GRPCAddr, e.HTTPAddr = ls.GRPC.Addr().String(), ls.HTTP.Addr().String()
-	cfg := app.SandboxConfig(e.Sandbox, e.GRPCAddr, e.HTTPAddr, redisURL)
-	cfg.Listen.Admin = e.AdminAddr
-	if o.Mutate != nil {
-		o.Mutate(cfg)
+	var (
+		cfg *config.File
+		src *app.Source
+		err error
+	)
+	if o.ConfigFile {
+		e.ConfigPath = o.ConfigPath
+		if e.ConfigPath == "" {
+			e.ConfigPath = filepath.Join(t.TempDir(), "chainbroker.yaml")
+		}
+		e.file = func() *config.File {
+			a, b := app.SandboxDomains(e.Sandbox)
+			f := app.SandboxFile(a, b, e.GRPCAddr, e.HTTPAddr, redisURL)
+			f.Listen.Admin = e.AdminAddr
+			if o.Mutate != nil {
+				o.Mutate(f)
+			}
+			return f
+		}
+		err = writeFile(e.ConfigPath, e.file())
+		if err == nil {
+			cfg, src, err = app.LoadConfig(e.ConfigPath, LookupEnv)
+		}
+		if err != nil {
+			closeListeners(ls)
+			t.Fatal(err)
+		}
+	} else {
+		cfg = app.SandboxConfig(e.Sandbox, e.GRPCAddr, e.HTTPAddr, redisURL)
+		cfg.Listen.Admin = e.AdminAddr
+		if o.Mutate != nil {
+			o.Mutate(cfg)
+		}
 	}
-	a, err := app.Build(context.Background(), cfg, app.Options{LookupEnv: LookupEnv, Logger: o.Logger, Tracer: o.Tracer, Stdout: o.Stdout})
+	a, err := app.Build(context.Background(), cfg, app.Options{LookupEnv: LookupEnv, Logger: o.Logger, Tracer: o.Tracer, Stdout: o.Stdout,
+		Source: src, LogLevel: o.LogLevel})
 	if err != nil {
 		closeListeners(ls)
 		t.Fatal(err)
@@ -157,6 +206,42 @@ func StartWith(t testing.TB, o Options) *Env {
 	}()
 	t.Cleanup(func() { _ = e.Close() })
 	return e
+}
+
+// ConfigYAML is the configuration file of a broker started with
+// Options.ConfigFile as StartWith wrote it (app.SandboxFile changed by
+// Options.Mutate, built afresh), changed by each of mutate in turn.
+func (e *Env) ConfigYAML(t testing.TB, mutate ...func(*config.File)) []byte {
+	t.Helper()
+	if e.file == nil {
+		t.Fatal("apptest: ConfigYAML without Options.ConfigFile")
+	}
+	f := e.file()
+	for _, m := range mutate {
+		m(f)
+	}
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// WriteConfig writes ConfigYAML(mutate...) to ConfigPath, in place (through
+// a symlink): the broker reads it at its next Reload or WatchConfig tick.
+func (e *Env) WriteConfig(t testing.TB, mutate ...func(*config.File)) {
+	t.Helper()
+	if err := os.WriteFile(e.ConfigPath, e.ConfigYAML(t, mutate...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(path string, f *config.File) error {
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o600)
 }
 
 // LookupEnv resolves the sandbox's client secrets, then the process

@@ -80,3 +80,40 @@ func hostOf(t *testing.T, u string) string {
 	}
 	return req.URL.Host
 }
+
+// With ConfigFile the broker reads app.SandboxFile, changed by Mutate
+// before defaults, from its file, and reloads what WriteConfig writes.
+func TestStartFromConfigFile(t *testing.T) {
+	var defaulted bool
+	e := StartWith(t, Options{ConfigFile: true, Mutate: func(f *config.File) {
+		defaulted = f.Listen.ShutdownTimeout != 0
+		f.Log.Level = "warn"
+	}})
+	if defaulted {
+		t.Error("Mutate saw the configuration after defaults, not the file")
+	}
+	if e.ConfigPath == "" || e.App.Config.Log.Level != "warn" || e.App.Config.Listen.GRPC != e.GRPCAddr {
+		t.Errorf("the broker did not start from the file %q: %+v", e.ConfigPath, e.App.Config.Log)
+	}
+	chain := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: sandbox.DomainBName})
+		return err
+	}
+	if err := chain(); err != nil {
+		t.Fatal(err)
+	}
+	e.WriteConfig(t, func(f *config.File) { f.Policy[0].Chains = nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.App.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _ := e.App.Current(); cfg.Log.Level != "warn" || len(cfg.Policy[0].Chains) != 0 {
+		t.Errorf("after the reload: log %+v, policy %+v", cfg.Log, cfg.Policy)
+	}
+	if err := chain(); err == nil {
+		t.Error("a chain the reloaded policy no longer grants succeeded")
+	}
+}

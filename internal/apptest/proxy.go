@@ -48,6 +48,8 @@ type Request struct {
 //   - answers the next requests, or all of them, with a Fault (FailNext,
 //     Answer) or those of one subject token (Refuse);
 //   - delays a fraction of the requests (Slow);
+//   - holds every request until released (Hold, Release): a call caught
+//     in flight;
 //   - stops listening, connections refused, and listens again on the same
 //     address (Close, Open);
 //   - records the successful answers (RecordAnswers) and hands them out
@@ -70,6 +72,8 @@ type Proxy struct {
 	refuse    map[string]Fault // by subject_token
 	slowFrac  float64
 	slowDelay time.Duration
+	gate      chan struct{} // Hold: closed by Release; nil: not holding
+	arrived   chan struct{} // Hold: one value per held request
 	dropReqs  bool
 	requests  []Request
 	recording bool
@@ -104,6 +108,7 @@ func NewProxy(t testing.TB, upstream string) *Proxy {
 	p.addr = ln.Addr().String()
 	p.serve(ln)
 	t.Cleanup(func() {
+		p.Release()
 		p.Close()
 		tr.CloseIdleConnections()
 	})
@@ -223,6 +228,30 @@ func (p *Proxy) Slow(frac float64, delay time.Duration) {
 	p.slowFrac, p.slowDelay = frac, delay
 }
 
+// Hold holds every request that arrives from now on, before anything else
+// is done with it, until Release (or until its client gives up). The
+// channel it returns receives a value as each held request arrives (up to
+// 64 unread). Hold while holding returns the same channel.
+func (p *Proxy) Hold() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate == nil {
+		p.gate, p.arrived = make(chan struct{}), make(chan struct{}, 64)
+	}
+	return p.arrived
+}
+
+// Release lets the held requests go on (answered as the proxy then would)
+// and ends Hold. It runs when the test ends.
+func (p *Proxy) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate != nil {
+		close(p.gate)
+		p.gate = nil
+	}
+}
+
 // KeepRequests turns the recording of requests (Requests) on (the default)
 // or off: a long load test keeps its memory flat.
 func (p *Proxy) KeepRequests(on bool) {
@@ -295,6 +324,21 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	form, _ := url.ParseQuery(string(body))
 	subject := form.Get("subject_token")
+
+	p.mu.Lock()
+	gate, arrived := p.gate, p.arrived
+	p.mu.Unlock()
+	if gate != nil {
+		select {
+		case arrived <- struct{}{}:
+		default: // nobody reads: the request is held all the same
+		}
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
 
 	p.mu.Lock()
 	frac, delay := p.slowFrac, p.slowDelay

@@ -158,3 +158,29 @@ func TestProxyAssertions(t *testing.T) {
 		t.Errorf("Endpoint %q for upstream without a path", p.Endpoint())
 	}
 }
+
+func TestProxyHold(t *testing.T) {
+	p := NewProxy(t, upstream(t).URL)
+	arrived := p.Hold()
+	done := make(chan answer, 1)
+	go func() {
+		got, _ := post(t, p, subject("a"))
+		done <- got
+	}()
+	<-arrived
+	select {
+	case got := <-done:
+		t.Fatalf("a held request was answered: %+v", got)
+	default:
+	}
+	if n := len(p.Requests()); n != 0 {
+		t.Errorf("%d requests recorded while held, want 0: held before anything else", n)
+	}
+	p.Release()
+	if got := <-done; got.status != 200 || got.body != `{"access_token":"for-a"}` {
+		t.Errorf("released request: %+v", got)
+	}
+	if got, err := post(t, p, subject("b")); err != nil || got.status != 200 {
+		t.Errorf("after Release: %+v %v", got, err)
+	}
+}
