@@ -47,13 +47,17 @@ var (
 	ErrDPoPType      = fmt.Errorf("%w: typ is not %s", ErrDPoPInvalid, TypeDPoP)
 	ErrDPoPAlg       = fmt.Errorf("%w: signing algorithm not allowed", ErrDPoPInvalid)
 	ErrDPoPKey       = fmt.Errorf("%w: jwk header is not a usable public key for alg", ErrDPoPInvalid)
-	ErrDPoPSignature = fmt.Errorf("%w: signature does not verify with the jwk header", ErrDPoPInvalid)
-	ErrDPoPClaims    = fmt.Errorf("%w: mandatory claims (jti, htm, htu, iat) missing or malformed", ErrDPoPInvalid)
-	ErrDPoPMethod    = fmt.Errorf("%w: htm does not match the request method", ErrDPoPInvalid)
-	ErrDPoPURL       = fmt.Errorf("%w: htu does not match the request URL", ErrDPoPInvalid)
-	ErrDPoPNotActive = fmt.Errorf("%w: iat outside the accepted window", ErrDPoPInvalid)
-	ErrDPoPNonce     = fmt.Errorf("%w: nonce missing or not the one required", ErrDPoPInvalid)
-	ErrDPoPATH       = fmt.Errorf("%w: ath missing or not the hash of the access token", ErrDPoPInvalid)
+	// ErrDPoPNoKey (no jwk header) and ErrDPoPPrivateKey (a private or
+	// symmetric key in it) are the ErrDPoPKey cases a server names apart.
+	ErrDPoPNoKey      = fmt.Errorf("%w: no jwk", ErrDPoPKey)
+	ErrDPoPPrivateKey = fmt.Errorf("%w: private key material", ErrDPoPKey)
+	ErrDPoPSignature  = fmt.Errorf("%w: signature does not verify with the jwk header", ErrDPoPInvalid)
+	ErrDPoPClaims     = fmt.Errorf("%w: mandatory claims (jti, htm, htu, iat) missing or malformed", ErrDPoPInvalid)
+	ErrDPoPMethod     = fmt.Errorf("%w: htm does not match the request method", ErrDPoPInvalid)
+	ErrDPoPURL        = fmt.Errorf("%w: htu does not match the request URL", ErrDPoPInvalid)
+	ErrDPoPNotActive  = fmt.Errorf("%w: iat outside the accepted window", ErrDPoPInvalid)
+	ErrDPoPNonce      = fmt.Errorf("%w: nonce missing or not the one required", ErrDPoPInvalid)
+	ErrDPoPATH        = fmt.Errorf("%w: ath missing or not the hash of the access token", ErrDPoPInvalid)
 )
 
 // DPoPCheck is what a proof must match.
@@ -236,7 +240,7 @@ type dpopPublicKey struct {
 // member), of the type and curve alg needs, RSA keys of at least 2048 bits.
 func dpopKey(raw json.RawMessage, alg string) (*dpopPublicKey, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return nil, fmt.Errorf("%w: no jwk", ErrDPoPKey)
+		return nil, ErrDPoPNoKey
 	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &members); err != nil {
@@ -244,7 +248,7 @@ func dpopKey(raw json.RawMessage, alg string) (*dpopPublicKey, error) {
 	}
 	for _, m := range privateJWKMembers {
 		if _, ok := members[m]; ok {
-			return nil, fmt.Errorf("%w: jwk holds private member %q", ErrDPoPKey, m)
+			return nil, fmt.Errorf("%w: member %q", ErrDPoPPrivateKey, m)
 		}
 	}
 	k, err := jwk.ParseKey(raw)

@@ -149,12 +149,12 @@ func TestDPoPRefusals(t *testing.T) {
 		{"alg HS256", enc(hdr(es, func(h map[string]any) { h["alg"] = "HS256" })) + "." + parts[1] + "." + parts[2], nil, ErrDPoPAlg},
 		{"alg missing", enc(hdr(es, func(h map[string]any) { delete(h, "alg") })) + "." + parts[1] + "." + parts[2], nil, ErrDPoPAlg},
 		{"alg not in the allow-list", valid, func(c *DPoPCheck) { c.AllowedAlgs = []string{"RS256"} }, ErrDPoPAlg},
-		{"no jwk", handSign(t, es, hdr(es, func(h map[string]any) { delete(h, "jwk") }), claims(nil)), nil, ErrDPoPKey},
+		{"no jwk", handSign(t, es, hdr(es, func(h map[string]any) { delete(h, "jwk") }), claims(nil)), nil, ErrDPoPNoKey},
 		{"jwk not an object", handSign(t, es, hdr(es, func(h map[string]any) { h["jwk"] = "key" }), claims(nil)), nil, ErrDPoPKey},
-		{"private jwk", handSign(t, privSigner, hdr(privSigner, func(h map[string]any) { h["jwk"] = privJWK }), claims(nil)), nil, ErrDPoPKey},
+		{"private jwk", handSign(t, privSigner, hdr(privSigner, func(h map[string]any) { h["jwk"] = privJWK }), claims(nil)), nil, ErrDPoPPrivateKey},
 		{"symmetric jwk", handSign(t, es, hdr(es, func(h map[string]any) {
 			h["jwk"] = map[string]any{"kty": "oct", "k": "c2VjcmV0"}
-		}), claims(nil)), nil, ErrDPoPKey},
+		}), claims(nil)), nil, ErrDPoPPrivateKey},
 		{"jwk of another type than alg", handSign(t, es, hdr(es, func(h map[string]any) { h["jwk"] = rawJWK(t, rs) }), claims(nil)), nil, ErrDPoPKey},
 		{"RSA key below 2048 bits", smallRSAProof(t), nil, ErrDPoPKey},
 		{"jwk of another key", handSign(t, es, hdr(es, func(h map[string]any) { h["jwk"] = rawJWK(t, other) }), claims(nil)), nil, ErrDPoPSignature},
