@@ -341,7 +341,9 @@ func TestDomainCRefusals(t *testing.T) {
 			status: 400, code: errInvalidGrant, desc: DescJTIRequired},
 		{name: "alg HS256", m: Misbehaviour{Alg: "HS256"}, status: 400, code: errInvalidGrant, desc: DescInvalidSignatureAlg},
 		{name: "alg not allowed by the provider", m: Misbehaviour{},
-			set:    func(t *testing.T) { mustNil(t, sb.C.SetTrust(IdentityProviderAlias, Trust{AllowedAlgs: []string{"ES256"}})) },
+			set: func(t *testing.T) {
+				mustNil(t, sb.C.SetTrust(IdentityProviderAlias, Trust{AllowedAlgs: []string{"ES256"}}))
+			},
 			status: 400, code: errInvalidGrant, desc: DescInvalidSignatureAlg},
 		{name: "two audiences", m: Misbehaviour{ExtraAudience: "https://other.example"}, status: 400, code: errInvalidGrant, desc: DescMultipleAudiences},
 		{name: "another audience", m: Misbehaviour{ExtraClaims: map[string]any{"aud": sb.B.Issuer()}}, status: 400,
