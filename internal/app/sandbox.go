@@ -1,7 +1,13 @@
 package app
 
 import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -66,4 +72,30 @@ func SandboxEnv(name string) (string, bool) {
 		return sandbox.BrokerSecretB, true
 	}
 	return "", false
+}
+
+// SandboxIssuer makes the sandbox's broker an issuer (docs/id-jag.md):
+// issuer.url is http://<REST address> (cfg.Listen.HTTP, a fixed port), with
+// a fresh ES256 key written to dir (mode 0600; the caller removes dir), and
+// domain C trusts that issuer (its keys at <issuer.url>/.well-known/jwks.json)
+// for A's alice and bob, so that issue-mode ID-JAG chains to domain C work.
+func SandboxIssuer(sb *sandbox.Sandbox, cfg *config.File, dir string) error {
+	host, port, err := net.SplitHostPort(cfg.Listen.HTTP)
+	if err != nil || port == "0" {
+		return fmt.Errorf("sandbox issuer: the REST address %q needs a fixed port", cfg.Listen.HTTP)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	pemKey, _, err := keyset.Generate("ES256")
+	if err != nil {
+		return fmt.Errorf("sandbox issuer: %w", err)
+	}
+	file := filepath.Join(dir, "sandbox-issuer-key.pem")
+	if err := os.WriteFile(file, pemKey, 0o600); err != nil {
+		return fmt.Errorf("sandbox issuer: %w", err)
+	}
+	cfg.Issuer = config.Issuer{URL: "http://" + net.JoinHostPort(host, port),
+		Keys: []config.IssuerKey{{File: file, State: "active"}}}
+	return sb.C.TrustBroker(cfg.Issuer.URL)
 }
