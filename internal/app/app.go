@@ -121,7 +121,7 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		chains = append(chains, broker.Chain{
 			Source: c.Source, Target: c.Target, Audience: c.Audience, Resource: c.Resource,
 			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
-			Mode: c.Mode, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
+			Mode: c.Mode, Profile: c.Profile, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
 			SubjectTokenTyp: c.SubjectTokenTyp,
 			Transcription: broker.Transcription{
 				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
@@ -361,6 +361,8 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 				AllowReuse:  d.Assertion.AllowReuse,
 				AllowedTyp:  d.Assertion.AllowedTyp,
 				AgeRule:     d.Assertion.LifetimeRule == "age",
+				// verify_signature: false (default true)
+				SkipSignature: d.Assertion.VerifySignature != nil && !*d.Assertion.VerifySignature,
 			},
 		})
 	}
