@@ -117,7 +117,9 @@ func dpopInvalid(field string, d *Domain, err error) *Error {
 // the grant.
 func (r *chainRun) checkGrantBinding(tok *token.Token, src *Domain) *Error {
 	jkt := cnfJKT(tok)
-	bad := func(msg string) *Error { return &Error{Reason: ReasonAssertionCnfMismatch, Hop: HopTokenExchange, Message: msg} }
+	bad := func(msg string) *Error {
+		return &Error{Reason: ReasonAssertionCnfMismatch, Hop: HopTokenExchange, Message: msg}
+	}
 	switch {
 	case jkt != "" && r.dpop == nil:
 		return bad("the grant from " + src.Name + " is bound to a key (cnf.jkt), and the request has no dpop_proof to present with it")
@@ -152,7 +154,9 @@ func (r *chainRun) checkBinding(tgt *Domain, resp *oauth.TokenResponse) *Error {
 	if r.dpop == nil {
 		return nil
 	}
-	bad := func(msg string) *Error { return &Error{Reason: ReasonDPoPBindingMissing, Hop: HopJWTBearer, Message: msg} }
+	bad := func(msg string) *Error {
+		return &Error{Reason: ReasonDPoPBindingMissing, Hop: HopJWTBearer, Message: msg}
+	}
 	if !strings.EqualFold(resp.TokenType, "DPoP") {
 		return bad(tgt.Name + " answered token_type " + quote(resp.TokenType) + ", not DPoP: it ignored dpop_proof; the unbound token is not handed out")
 	}

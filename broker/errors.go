@@ -109,7 +109,7 @@ type Error struct {
 	// DPoPNonce is the nonce the target asked for (ReasonDPoPNonceRequired):
 	// the caller makes a new proof carrying it.
 	DPoPNonce string
-	Err        error
+	Err       error
 }
 
 func (e *Error) Error() string {

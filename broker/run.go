@@ -54,12 +54,12 @@ type chainRun struct {
 	start time.Time
 	ev    store.Event
 
-	subjectExp   time.Time         // the subject token's exp, when it is a JWT
-	subject      *token.Token      // the verified subject token, when verified
-	chain        *Chain            // the chain run, once parsed
-	dpop         *token.DPoPProof  // the caller's verified DPoP proof for the target (dpop.go)
-	hit          bool         // answered from the token cache
-	leaderResult *Result      // the result of the chain this call ran for the cache
+	subjectExp   time.Time        // the subject token's exp, when it is a JWT
+	subject      *token.Token     // the verified subject token, when verified
+	chain        *Chain           // the chain run, once parsed
+	dpop         *token.DPoPProof // the caller's verified DPoP proof for the target (dpop.go)
+	hit          bool             // answered from the token cache
+	leaderResult *Result          // the result of the chain this call ran for the cache
 
 	breakerCounted []string // domains whose breaker already counted this chain's failure (resilience.go)
 }
