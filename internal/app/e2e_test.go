@@ -669,7 +669,7 @@ func TestServiceSurface(t *testing.T) {
 		t.Errorf("health = %v, %v", h, err)
 	}
 	d, err := e.chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
-	if err != nil || len(d.Domains) != 2 || len(d.Chains) != 1 || d.Chains[0].Audience != e.sb.B.Issuer() {
+	if err != nil || len(d.Domains) != 3 || len(d.Chains) != 2 || d.Chains[0].Audience != e.sb.B.Issuer() {
 		t.Fatalf("ListDomains = %v, %v", d, err)
 	}
 	status, body := e.get(t, "/v1/domains")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/sandbox"
@@ -16,12 +17,14 @@ import (
 const (
 	SandboxSecretAEnv = "CHAINBROKER_SANDBOX_SECRET_A"
 	SandboxSecretBEnv = "CHAINBROKER_SANDBOX_SECRET_B"
+	SandboxSecretCEnv = "CHAINBROKER_SANDBOX_SECRET_C"
 )
 
 // SandboxConfig returns the configuration of a broker wired to a running
-// sandbox: domain A as source, domain B as target with Keycloak's default
-// assertion policy, one chain A -> B, and the memory store (or Redis when
-// redisURL is set). It is the same configuration a user would write for
+// sandbox: domain A as source, domains B and C as targets with Keycloak's
+// default assertion policy, the chains A -> B and A -> C (profile id_jag:
+// alice's ID token for an ID-JAG, docs/id-jag.md), and the memory store (or
+// Redis when redisURL is set). It is the same configuration a user would write for
 // `serve` (examples/sandbox.yaml), so the demo exercises the production path.
 func SandboxConfig(sb *sandbox.Sandbox, grpcAddr, httpAddr, redisURL string) *config.File {
 	domain := func(name, issuer, tokenEndpoint, jwksURI, secretEnv string) config.Domain {
@@ -46,13 +49,20 @@ func SandboxConfig(sb *sandbox.Sandbox, grpcAddr, httpAddr, redisURL string) *co
 		Policy: []config.PolicyEntry{{
 			Caller: "anonymous",
 			Roles:  []string{"audit"},
-			Chains: []config.PolicyChain{{Source: sb.A.Name(), Target: sb.B.Name(), Scopes: []string{"*"}}},
+			Chains: []config.PolicyChain{
+				{Source: sb.A.Name(), Target: sb.B.Name(), Scopes: []string{"*"}},
+				{Source: sb.A.Name(), Target: sb.C.Name(), Scopes: []string{"*"}},
+			},
 		}},
 		Domains: []config.Domain{
 			domain(sb.A.Name(), sb.A.Issuer(), sb.A.TokenEndpoint(), sb.A.JWKSURI(), SandboxSecretAEnv),
 			domain(sb.B.Name(), sb.B.Issuer(), sb.B.TokenEndpoint(), sb.B.JWKSURI(), SandboxSecretBEnv),
+			domain(sb.C.Name(), sb.C.Issuer(), sb.C.TokenEndpoint(), sb.C.JWKSURI(), SandboxSecretCEnv),
 		},
-		Chains: []config.Chain{{Source: sb.A.Name(), Target: sb.B.Name()}},
+		Chains: []config.Chain{
+			{Source: sb.A.Name(), Target: sb.B.Name()},
+			{Source: sb.A.Name(), Target: sb.C.Name(), Profile: broker.ProfileIDJAG},
+		},
 	}
 	// Domain A issues JWT access tokens: check them before hop 1.
 	f.Domains[0].VerifySubjectToken = true
@@ -70,6 +80,8 @@ func SandboxEnv(name string) (string, bool) {
 		return sandbox.BrokerSecretA, true
 	case SandboxSecretBEnv:
 		return sandbox.BrokerSecretB, true
+	case SandboxSecretCEnv:
+		return sandbox.BrokerSecretC, true
 	}
 	return "", false
 }
