@@ -30,7 +30,9 @@ func TestBrokerConfigIsValid(t *testing.T) {
 					AIssuer: "http://127.0.0.1:1/realms/domain-a", ATokenEndpoint: "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/token",
 					AJWKS:   "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/certs",
 					BIssuer: "http://127.0.0.1:2/realms/domain-b", BTokenEndpoint: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/token",
-					BJWKS: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/certs",
+					BJWKS:   "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/certs",
+					CIssuer: "http://127.0.0.1:5/realms/domain-c", CTokenEndpoint: "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/token",
+					CJWKS: "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/certs",
 				}}
 			text := b.brokerConfig(brokerAddrs{grpc: "127.0.0.1:3", http: "127.0.0.1:4"}, tt.cache)
 			f, err := config.Parse([]byte(text))
@@ -42,6 +44,9 @@ func TestBrokerConfigIsValid(t *testing.T) {
 			}
 			if got := f.Domain("domain-b").Cache.Enabled; got != tt.cache {
 				t.Errorf("domain-b cache enabled = %v", got)
+			}
+			if c := f.Chains[1]; c.Target != "domain-c" || c.Profile != "id_jag" {
+				t.Errorf("chains[1] = %+v, want the ID-JAG chain to domain-c", c)
 			}
 			if got := f.Store.Backend; got != tt.o.store {
 				t.Errorf("store = %q", got)

@@ -30,9 +30,10 @@ const (
 type domainsInfo struct {
 	AIssuer, ATokenEndpoint, AJWKS string
 	BIssuer, BTokenEndpoint, BJWKS string
+	CIssuer, CTokenEndpoint, CJWKS string // domain C, the ID-JAG receiver
 }
 
-// runDomains starts the sandbox domains A and B and serves until told to stop.
+// runDomains starts the sandbox domains A, B and C and serves until told to stop.
 func runDomains(args []string) error {
 	fs := flag.NewFlagSet(modeDomains, flag.ContinueOnError)
 	aAddr := fs.String("a-addr", "127.0.0.1:0", "listen address of domain A")
@@ -52,6 +53,7 @@ func runDomains(args []string) error {
 	info := domainsInfo{
 		AIssuer: sb.A.Issuer(), ATokenEndpoint: sb.A.TokenEndpoint(), AJWKS: sb.A.JWKSURI(),
 		BIssuer: sb.B.Issuer(), BTokenEndpoint: sb.B.TokenEndpoint(), BJWKS: sb.B.JWKSURI(),
+		CIssuer: sb.C.Issuer(), CTokenEndpoint: sb.C.TokenEndpoint(), CJWKS: sb.C.JWKSURI(),
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
