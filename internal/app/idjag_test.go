@@ -141,6 +141,28 @@ func TestIDJAGChain(t *testing.T) {
 		}
 	})
 
+	t.Run("grpc with DPoP, the ID-JAG bound too", func(t *testing.T) {
+		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice),
+			SubjectTokenType: tokenTypeIDToken, TargetDomain: sandbox.DomainCName,
+			DpopProof:       proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{}),
+			SourceDpopProof: proof(t, key, http.MethodPost, e.sb.A.TokenEndpoint(), token.DPoPOptions{})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cnf, _ := e.sb.C.LastAccepted()["cnf"].(map[string]any)
+		if resp.TokenType != "DPoP" || cnf["jkt"] != thumb {
+			t.Errorf("token_type %q, the ID-JAG's cnf %v", resp.TokenType, cnf)
+		}
+		// A source proof of another key is refused before any call.
+		_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice),
+			SubjectTokenType: tokenTypeIDToken, TargetDomain: sandbox.DomainCName,
+			DpopProof:       proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{}),
+			SourceDpopProof: proof(t, dpopKey(t), http.MethodPost, e.sb.A.TokenEndpoint(), token.DPoPOptions{})})
+		if code, info := errorInfo(t, err); code != codes.InvalidArgument || info.Reason != "DPOP_PROOF_INVALID" || info.Metadata["field"] != "source_dpop_proof" {
+			t.Errorf("%v %v", code, info)
+		}
+	})
+
 	t.Run("rest with DPoP", func(t *testing.T) {
 		status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": e.idToken(t, sandbox.Bob),
 			"subject_token_type": tokenTypeIDToken, "target_domain": "domain-c",
