@@ -158,6 +158,11 @@ type Config struct {
 	// inject a fake clock (brokertest.Clock); durations are measured with
 	// the real one.
 	Now func() time.Time
+	// Previous, on a configuration reload, is the broker being replaced;
+	// the domains named in Unchanged (their configuration as before) keep
+	// its circuit breakers, so that an open circuit stays open.
+	Previous  *Broker
+	Unchanged []string
 }
 
 // Observer is told what chains do, for metrics.
@@ -282,6 +287,9 @@ func New(cfg Config) (*Broker, error) {
 			b.cache = c
 		}
 		b.breakers[d.Name] = newBreaker(d.Resilience)
+		if prev := cfg.Previous; prev != nil && slices.Contains(cfg.Unchanged, d.Name) && prev.breakers[d.Name] != nil {
+			b.breakers[d.Name] = prev.breakers[d.Name]
+		}
 		p := &d.Assertion
 		if len(p.Audience) == 0 {
 			p.Audience = []string{d.Issuer}

@@ -416,9 +416,9 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Load reads and parses path, applies defaults and validates.
 func Load(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	return Parse(b)
 }
@@ -438,9 +438,9 @@ func Parse(b []byte) (*File, error) {
 // Overrides (command-line flags) are applied to the decoded file before
 // defaults and validation, so their problems are reported with the rest.
 func LoadAndCheck(path string, lookupEnv func(string) (string, bool), overrides ...func(*File)) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	return ParseAndCheck(b, lookupEnv, overrides...)
 }

@@ -15,14 +15,16 @@ import (
 // chainService implements pb.ChainServiceServer over a broker.
 type chainService struct {
 	pb.UnimplementedChainServiceServer
-	broker *broker.Broker
-	log    *slog.Logger
+	brokers interface {
+		brokerFor(context.Context) *broker.Broker
+	} // the call's broker (*Server: the configuration it started with)
+	log *slog.Logger
 }
 
 func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
 	ctx, cancel := answerBefore(ctx)
 	defer cancel()
-	res, err := s.broker.Chain(ctx, broker.Request{
+	res, err := s.brokers.brokerFor(ctx).Chain(ctx, broker.Request{
 		RequestID:        RequestIDFromContext(ctx),
 		Caller:           CallerFromContext(ctx),
 		CallerMethod:     callerMethodFromContext(ctx),
@@ -59,8 +61,8 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 
 func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
 	out := &pb.ListDomainsResponse{}
-	caller := CallerFromContext(ctx)
-	for _, d := range s.broker.DomainsFor(caller) {
+	caller, b := CallerFromContext(ctx), s.brokers.brokerFor(ctx)
+	for _, d := range b.DomainsFor(caller) {
 		out.Domains = append(out.Domains, &pb.Domain{
 			Name:             d.Name,
 			Issuer:           d.Issuer,
@@ -70,7 +72,7 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 			ClientAuthMethod: string(d.Creds.Method),
 		})
 	}
-	for _, c := range s.broker.ChainsFor(caller) {
+	for _, c := range b.ChainsFor(caller) {
 		out.Chains = append(out.Chains, &pb.Chain{
 			SourceDomain:  c.Source,
 			TargetDomain:  c.Target,

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"encoding/json"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
@@ -24,9 +26,9 @@ import (
 const tokenTypeIDToken = "urn:ietf:params:oauth:token-type:id_token"
 
 // idToken is alice's (or bob's) ID token from domain A.
-func (e *env) idToken(t *testing.T, user string) string {
+func idToken(t *testing.T, e *apptest.Env, user string) string {
 	t.Helper()
-	tok, err := e.sb.A.IDToken(ctxT(t), user, user)
+	tok, err := e.Sandbox.A.IDToken(ctxT(t), user, user)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,14 +36,14 @@ func (e *env) idToken(t *testing.T, user string) string {
 }
 
 // checkCToken verifies an access token with domain C's JWKS.
-func (e *env) checkCToken(t *testing.T, access string) *token.Token {
+func checkCToken(t *testing.T, e *apptest.Env, access string) *token.Token {
 	t.Helper()
-	tok, err := token.NewRemoteVerifier(token.RemoteKeys{URL: e.sb.C.JWKSURI()}, nil).Verify(ctxT(t), access)
+	tok, err := token.NewRemoteVerifier(token.RemoteKeys{URL: e.Sandbox.C.JWKSURI()}, nil).Verify(ctxT(t), access)
 	if err != nil {
 		t.Fatalf("C's access token does not verify with C's JWKS: %v", err)
 	}
-	if tok.Claims.Issuer != e.sb.C.Issuer() {
-		t.Errorf("access token iss = %q, want domain C %q", tok.Claims.Issuer, e.sb.C.Issuer())
+	if tok.Claims.Issuer != e.Sandbox.C.Issuer() {
+		t.Errorf("access token iss = %q, want domain C %q", tok.Claims.Issuer, e.Sandbox.C.Issuer())
 	}
 	return tok
 }
@@ -66,9 +68,9 @@ func proof(t *testing.T, key *token.Signer, method, u string, opts token.DPoPOpt
 
 // userinfo calls domain C's userinfo endpoint with a DPoP-bound token and a
 // proof of key.
-func (e *env) userinfo(t *testing.T, access string, key *token.Signer) (int, map[string]any) {
+func userinfo(t *testing.T, e *apptest.Env, access string, key *token.Signer) (int, map[string]any) {
 	t.Helper()
-	u := e.sb.C.UserinfoEndpoint()
+	u := e.Sandbox.C.UserinfoEndpoint()
 	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, u, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +91,7 @@ func (e *env) userinfo(t *testing.T, access string, key *token.Signer) (int, map
 // gRPC and REST, plain and DPoP-bound; the bound token works at C's
 // userinfo with the caller's key and not with another.
 func TestIDJAGChain(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := apptest.Start(t, nil)
 	key := dpopKey(t)
 	thumb, err := key.Thumbprint()
 	if err != nil {
@@ -97,76 +99,76 @@ func TestIDJAGChain(t *testing.T) {
 	}
 
 	t.Run("grpc", func(t *testing.T) {
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice),
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice),
 			SubjectTokenType: tokenTypeIDToken, TargetDomain: sandbox.DomainCName})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := e.checkCToken(t, resp.AccessToken).Claims; c.Subject != sandbox.AliceSubC {
+		if c := checkCToken(t, e, resp.AccessToken).Claims; c.Subject != sandbox.AliceSubC {
 			t.Errorf("sub %q, want alice's user in C %q", c.Subject, sandbox.AliceSubC)
 		}
 		if resp.Profile != "id_jag" || !strings.EqualFold(resp.TokenType, "Bearer") || len(resp.Hops) != 2 ||
 			resp.Hops[1].Domain != sandbox.DomainCName || resp.Hops[0].AssertionJtiHash == "" {
 			t.Errorf("response %v", resp)
 		}
-		jag := e.sb.C.LastAccepted()
-		if jag["client_id"] != sandbox.BrokerClientID || jag["aud"] != e.sb.C.Issuer() || jag["iss"] != e.sb.A.Issuer() || jag["sub"] != sandbox.AliceSubA {
+		jag := e.Sandbox.C.LastAccepted()
+		if jag["client_id"] != sandbox.BrokerClientID || jag["aud"] != e.Sandbox.C.Issuer() || jag["iss"] != e.Sandbox.A.Issuer() || jag["sub"] != sandbox.AliceSubA {
 			t.Errorf("the ID-JAG C accepted: %v", jag)
 		}
-		ev := e.lastEvent(t)
+		ev := e.LastEvent(t)
 		if ev.Profile != "id_jag" || ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || ev.TargetDomain != sandbox.DomainCName || ev.DpopJkt != "" {
 			t.Errorf("audit event %v", ev)
 		}
 	})
 
 	t.Run("grpc with DPoP", func(t *testing.T) {
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice),
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice),
 			SubjectTokenType: tokenTypeIDToken, TargetDomain: sandbox.DomainCName,
-			DpopProof: proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{})})
+			DpopProof: proof(t, key, http.MethodPost, e.Sandbox.C.TokenEndpoint(), token.DPoPOptions{})})
 		if err != nil {
 			t.Fatal(err)
 		}
-		at := e.checkCToken(t, resp.AccessToken)
+		at := checkCToken(t, e, resp.AccessToken)
 		if cnf, _ := at.Claim("cnf"); resp.TokenType != "DPoP" || string(cnf) != `{"jkt":"`+thumb+`"}` {
 			t.Fatalf("token_type %q, cnf %s; want DPoP bound to %s", resp.TokenType, cnf, thumb)
 		}
-		if ev := e.lastEvent(t); ev.DpopJkt != thumb {
+		if ev := e.LastEvent(t); ev.DpopJkt != thumb {
 			t.Errorf("audit dpop_jkt %q", ev.DpopJkt)
 		}
-		if status, body := e.userinfo(t, resp.AccessToken, key); status != 200 || body["sub"] != sandbox.AliceSubC {
+		if status, body := userinfo(t, e, resp.AccessToken, key); status != 200 || body["sub"] != sandbox.AliceSubC {
 			t.Errorf("userinfo with the key: %d %v", status, body)
 		}
-		if status, body := e.userinfo(t, resp.AccessToken, dpopKey(t)); status != 401 || body["error_description"] != sandbox.DescDPoPBinding {
+		if status, body := userinfo(t, e, resp.AccessToken, dpopKey(t)); status != 401 || body["error_description"] != sandbox.DescDPoPBinding {
 			t.Errorf("userinfo with another key: %d %v", status, body)
 		}
 	})
 
 	t.Run("grpc with DPoP, the ID-JAG bound too", func(t *testing.T) {
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice),
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice),
 			SubjectTokenType: tokenTypeIDToken, TargetDomain: sandbox.DomainCName,
-			DpopProof:       proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{}),
-			SourceDpopProof: proof(t, key, http.MethodPost, e.sb.A.TokenEndpoint(), token.DPoPOptions{})})
+			DpopProof:       proof(t, key, http.MethodPost, e.Sandbox.C.TokenEndpoint(), token.DPoPOptions{}),
+			SourceDpopProof: proof(t, key, http.MethodPost, e.Sandbox.A.TokenEndpoint(), token.DPoPOptions{})})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cnf, _ := e.sb.C.LastAccepted()["cnf"].(map[string]any)
+		cnf, _ := e.Sandbox.C.LastAccepted()["cnf"].(map[string]any)
 		if resp.TokenType != "DPoP" || cnf["jkt"] != thumb {
 			t.Errorf("token_type %q, the ID-JAG's cnf %v", resp.TokenType, cnf)
 		}
 		// A source proof of another key is refused before any call.
-		_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice),
+		_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice),
 			SubjectTokenType: tokenTypeIDToken, TargetDomain: sandbox.DomainCName,
-			DpopProof:       proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{}),
-			SourceDpopProof: proof(t, dpopKey(t), http.MethodPost, e.sb.A.TokenEndpoint(), token.DPoPOptions{})})
+			DpopProof:       proof(t, key, http.MethodPost, e.Sandbox.C.TokenEndpoint(), token.DPoPOptions{}),
+			SourceDpopProof: proof(t, dpopKey(t), http.MethodPost, e.Sandbox.A.TokenEndpoint(), token.DPoPOptions{})})
 		if code, info := errorInfo(t, err); code != codes.InvalidArgument || info.Reason != "DPOP_PROOF_INVALID" || info.Metadata["field"] != "source_dpop_proof" {
 			t.Errorf("%v %v", code, info)
 		}
 	})
 
 	t.Run("rest with DPoP", func(t *testing.T) {
-		status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": e.idToken(t, sandbox.Bob),
+		status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": idToken(t, e, sandbox.Bob),
 			"subject_token_type": tokenTypeIDToken, "target_domain": "domain-c",
-			"dpop_proof": proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{})})
+			"dpop_proof": proof(t, key, http.MethodPost, e.Sandbox.C.TokenEndpoint(), token.DPoPOptions{})})
 		if status != http.StatusOK {
 			t.Fatalf("status %d: %s", status, body)
 		}
@@ -178,16 +180,16 @@ func TestIDJAGChain(t *testing.T) {
 		if err := json.Unmarshal(body, &resp); err != nil {
 			t.Fatal(err)
 		}
-		if resp.TokenType != "DPoP" || resp.Profile != "id_jag" || e.checkCToken(t, resp.AccessToken).Claims.Subject != sandbox.BobSubC {
+		if resp.TokenType != "DPoP" || resp.Profile != "id_jag" || checkCToken(t, e, resp.AccessToken).Claims.Subject != sandbox.BobSubC {
 			t.Errorf("response %s", body)
 		}
-		if status, info := e.userinfo(t, resp.AccessToken, key); status != 200 || info["sub"] != sandbox.BobSubC {
+		if status, info := userinfo(t, e, resp.AccessToken, key); status != 200 || info["sub"] != sandbox.BobSubC {
 			t.Errorf("userinfo: %d %v", status, info)
 		}
 	})
 
 	t.Run("ListDomains", func(t *testing.T) {
-		resp, err := e.chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
+		resp, err := e.Chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +208,7 @@ func TestIDJAGChain(t *testing.T) {
 			t.Errorf("no id_jag chain to domain-c: %v", resp.Chains)
 		}
 		for _, d := range resp.Domains {
-			if d.Name == sandbox.DomainCName && d.TokenEndpoint != e.sb.C.TokenEndpoint() {
+			if d.Name == sandbox.DomainCName && d.TokenEndpoint != e.Sandbox.C.TokenEndpoint() {
 				t.Errorf("domain-c token endpoint %q (a proof's htu)", d.TokenEndpoint)
 			}
 		}
@@ -216,9 +218,9 @@ func TestIDJAGChain(t *testing.T) {
 // Each check of the ID-JAG and of the caller's DPoP proof has its reason;
 // refused grants never reach domain C.
 func TestIDJAGRefusals(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := apptest.Start(t, nil)
 	key := dpopKey(t)
-	te := func() string { return e.sb.C.TokenEndpoint() }
+	te := func() string { return e.Sandbox.C.TokenEndpoint() }
 	okProof := func(t *testing.T) string { return proof(t, key, http.MethodPost, te(), token.DPoPOptions{}) }
 	replayed := ""
 	tests := []struct {
@@ -242,7 +244,7 @@ func TestIDJAGRefusals(t *testing.T) {
 		{name: "scope wider than asked", a: sandbox.Misbehaviour{ExtraClaims: map[string]any{"scope": "admin"}},
 			code: codes.FailedPrecondition, reason: "ASSERTION_SCOPE_WIDER"},
 		{name: "replayed jti", a: sandbox.Misbehaviour{FixedJTI: "always-the-same"}, req: func(t *testing.T, _ *pb.ChainRequest) {
-			if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice), TargetDomain: "domain-c"}); err != nil {
+			if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice), TargetDomain: "domain-c"}); err != nil {
 				t.Fatalf("first use: %v", err)
 			}
 		}, code: codes.PermissionDenied, reason: "ASSERTION_REPLAYED"},
@@ -250,7 +252,7 @@ func TestIDJAGRefusals(t *testing.T) {
 			r.DpopProof = proof(t, key, http.MethodPost, te(), token.DPoPOptions{IssuedAt: time.Now().Add(-time.Minute)})
 		}, code: codes.InvalidArgument, reason: "DPOP_PROOF_INVALID"},
 		{name: "proof for another endpoint (htu)", req: func(t *testing.T, r *pb.ChainRequest) {
-			r.DpopProof = proof(t, key, http.MethodPost, e.sb.B.TokenEndpoint(), token.DPoPOptions{})
+			r.DpopProof = proof(t, key, http.MethodPost, e.Sandbox.B.TokenEndpoint(), token.DPoPOptions{})
 		}, code: codes.InvalidArgument, reason: "DPOP_PROOF_INVALID"},
 		{name: "proof for GET (htm)", req: func(t *testing.T, r *pb.ChainRequest) {
 			r.DpopProof = proof(t, key, http.MethodGet, te(), token.DPoPOptions{})
@@ -259,8 +261,8 @@ func TestIDJAGRefusals(t *testing.T) {
 			code: codes.InvalidArgument, reason: "DPOP_PROOF_INVALID"},
 		{name: "replayed proof", req: func(t *testing.T, r *pb.ChainRequest) {
 			replayed = okProof(t)
-			first := &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice), TargetDomain: "domain-c", DpopProof: replayed}
-			if _, err := e.chain.Chain(ctxT(t), first); err != nil {
+			first := &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice), TargetDomain: "domain-c", DpopProof: replayed}
+			if _, err := e.Chain.Chain(ctxT(t), first); err != nil {
 				t.Fatalf("first use: %v", err)
 			}
 			r.DpopProof = replayed
@@ -275,51 +277,51 @@ func TestIDJAGRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Cleanup(func() {
-				e.sb.A.ResetMisbehaviour()
-				e.sb.C.ResetMisbehaviour()
+				e.Sandbox.A.ResetMisbehaviour()
+				e.Sandbox.C.ResetMisbehaviour()
 			})
-			e.sb.A.SetMisbehaviour(tt.a)
-			e.sb.C.SetMisbehaviour(tt.c)
-			r := &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice), SubjectTokenType: tokenTypeIDToken, TargetDomain: "domain-c"}
+			e.Sandbox.A.SetMisbehaviour(tt.a)
+			e.Sandbox.C.SetMisbehaviour(tt.c)
+			r := &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice), SubjectTokenType: tokenTypeIDToken, TargetDomain: "domain-c"}
 			if tt.req != nil {
 				tt.req(t, r)
 			}
-			before := e.sb.C.JWTBearerCount()
-			_, err := e.chain.Chain(ctxT(t), r)
+			before := e.Sandbox.C.JWTBearerCount()
+			_, err := e.Chain.Chain(ctxT(t), r)
 			code, info := errorInfo(t, err)
 			if code != tt.code || info.Reason != tt.reason {
 				t.Fatalf("%v %s, want %v %s (%v)", code, info.Reason, tt.code, tt.reason, err)
 			}
-			if sent := e.sb.C.JWTBearerCount() > before; sent != tt.sentC {
+			if sent := e.Sandbox.C.JWTBearerCount() > before; sent != tt.sentC {
 				t.Errorf("grant sent to C: %v", sent)
 			}
-			if ev := e.lastEvent(t); ev.Reason != tt.reason || ev.Profile != "id_jag" {
+			if ev := e.LastEvent(t); ev.Reason != tt.reason || ev.Profile != "id_jag" {
 				t.Errorf("audit event reason %q, profile %q", ev.Reason, ev.Profile)
 			}
 		})
 	}
 
 	t.Run("nonce challenge", func(t *testing.T) {
-		e.sb.C.SetDPoPNonceRequired(true)
-		t.Cleanup(func() { e.sb.C.SetDPoPNonceRequired(false) })
-		r := &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice), TargetDomain: "domain-c", DpopProof: okProof(t)}
-		_, err := e.chain.Chain(ctxT(t), r)
+		e.Sandbox.C.SetDPoPNonceRequired(true)
+		t.Cleanup(func() { e.Sandbox.C.SetDPoPNonceRequired(false) })
+		r := &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice), TargetDomain: "domain-c", DpopProof: okProof(t)}
+		_, err := e.Chain.Chain(ctxT(t), r)
 		code, info := errorInfo(t, err)
-		if code != codes.FailedPrecondition || info.Reason != "DPOP_NONCE_REQUIRED" || info.Metadata["dpop_nonce"] != e.sb.C.DPoPNonce() ||
+		if code != codes.FailedPrecondition || info.Reason != "DPOP_NONCE_REQUIRED" || info.Metadata["dpop_nonce"] != e.Sandbox.C.DPoPNonce() ||
 			info.Metadata["error"] != "use_dpop_nonce" {
 			t.Fatalf("%v %v", code, info)
 		}
 		r.DpopProof = proof(t, key, http.MethodPost, te(), token.DPoPOptions{Nonce: info.Metadata["dpop_nonce"]})
-		r.SubjectToken = e.idToken(t, sandbox.Alice)
-		resp, err := e.chain.Chain(ctxT(t), r)
+		r.SubjectToken = idToken(t, e, sandbox.Alice)
+		resp, err := e.Chain.Chain(ctxT(t), r)
 		if err != nil || resp.TokenType != "DPoP" {
 			t.Fatalf("with the nonce: %v %v", resp, err)
 		}
 	})
 
 	t.Run("rest: a bad proof", func(t *testing.T) {
-		status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": e.idToken(t, sandbox.Alice), "target_domain": "domain-c",
-			"dpop_proof": proof(t, key, http.MethodPost, e.sb.B.TokenEndpoint(), token.DPoPOptions{})})
+		status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": idToken(t, e, sandbox.Alice), "target_domain": "domain-c",
+			"dpop_proof": proof(t, key, http.MethodPost, e.Sandbox.B.TokenEndpoint(), token.DPoPOptions{})})
 		if status != http.StatusBadRequest || !strings.Contains(string(body), "DPOP_PROOF_INVALID") || !strings.Contains(string(body), `"field":"dpop_proof"`) {
 			t.Errorf("%d %s", status, body)
 		}
@@ -331,30 +333,30 @@ func TestIDJAGRefusals(t *testing.T) {
 func TestIDJAGIssueMode(t *testing.T) {
 	dir := t.TempDir()
 	k, _ := writeKey(t, dir, "k.pem")
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		f.Issuer = config.Issuer{URL: "http://" + f.Listen.HTTP, Keys: []config.IssuerKey{{File: k, State: "active"}}}
 		c := &f.Chains[1]
 		c.Mode, c.SubjectAudience, c.Resource = "issue", []string{sandbox.BrokerClientID}, []string{"https://mcp.example/api"}
 	}})
-	if err := e.sb.C.TrustBroker(e.app.Config.Issuer.URL); err != nil {
+	if err := e.Sandbox.C.TrustBroker(e.App.Config.Issuer.URL); err != nil {
 		t.Fatal(err)
 	}
 	key := dpopKey(t)
 	thumb, _ := key.Thumbprint()
-	exchanges := e.sb.A.ExchangeCount()
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword),
+	exchanges := e.Sandbox.A.ExchangeCount()
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice),
 		TargetDomain: "domain-c", Scope: []string{"read"},
-		DpopProof: proof(t, key, http.MethodPost, e.sb.C.TokenEndpoint(), token.DPoPOptions{})})
+		DpopProof: proof(t, key, http.MethodPost, e.Sandbox.C.TokenEndpoint(), token.DPoPOptions{})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.sb.A.ExchangeCount() != exchanges || e.checkCToken(t, resp.AccessToken).Claims.Subject != sandbox.AliceSubC || resp.TokenType != "DPoP" {
-		t.Errorf("response %v (exchanges at A +%d)", resp, e.sb.A.ExchangeCount()-exchanges)
+	if e.Sandbox.A.ExchangeCount() != exchanges || checkCToken(t, e, resp.AccessToken).Claims.Subject != sandbox.AliceSubC || resp.TokenType != "DPoP" {
+		t.Errorf("response %v (exchanges at A +%d)", resp, e.Sandbox.A.ExchangeCount()-exchanges)
 	}
-	jag := e.sb.C.LastAccepted()
+	jag := e.Sandbox.C.LastAccepted()
 	act, _ := jag["act"].(map[string]any)
 	cnf, _ := jag["cnf"].(map[string]any)
-	if jag["iss"] != e.app.Config.Issuer.URL || jag["sub"] != sandbox.AliceSubA || jag["aud"] != e.sb.C.Issuer() ||
+	if jag["iss"] != e.App.Config.Issuer.URL || jag["sub"] != sandbox.AliceSubA || jag["aud"] != e.Sandbox.C.Issuer() ||
 		jag["client_id"] != sandbox.BrokerClientID || jag["scope"] != "read" || jag["resource"] != "https://mcp.example/api" ||
 		act["sub"] != "anonymous" || cnf["jkt"] != thumb {
 		t.Errorf("the ID-JAG the broker signed: %v", jag)
@@ -365,22 +367,22 @@ func TestIDJAGIssueMode(t *testing.T) {
 // broker does not have the keys the source signs ID-JAGs with, and the
 // chain still works; the claims are still checked.
 func TestIDJAGWithoutSignatureCheck(t *testing.T) {
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		off := false
 		f.Domains[2].Assertion.VerifySignature = &off
 		f.Domains[0].VerifySubjectToken = false
 		f.Domains[0].JWKSURI = f.Domains[1].JWKSURI // not A's keys
 	}})
-	r := &pb.ChainRequest{SubjectToken: e.idToken(t, sandbox.Alice), TargetDomain: "domain-c"}
-	if _, err := e.chain.Chain(ctxT(t), r); err != nil {
+	r := &pb.ChainRequest{SubjectToken: idToken(t, e, sandbox.Alice), TargetDomain: "domain-c"}
+	if _, err := e.Chain.Chain(ctxT(t), r); err != nil {
 		t.Fatal(err)
 	}
-	if ev := e.lastEvent(t); ev.SubjectVerified || ev.UnverifiedSubject != sandbox.AliceSubA {
+	if ev := e.LastEvent(t); ev.SubjectVerified || ev.UnverifiedSubject != sandbox.AliceSubA {
 		t.Errorf("audit event %v", ev)
 	}
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"client_id": "someone-else"}})
-	r.SubjectToken = e.idToken(t, sandbox.Alice)
-	if _, info := errorInfo(t, func() error { _, err := e.chain.Chain(ctxT(t), r); return err }()); info.Reason != "ASSERTION_CLIENT_ID_MISMATCH" {
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"client_id": "someone-else"}})
+	r.SubjectToken = idToken(t, e, sandbox.Alice)
+	if _, info := errorInfo(t, func() error { _, err := e.Chain.Chain(ctxT(t), r); return err }()); info.Reason != "ASSERTION_CLIENT_ID_MISMATCH" {
 		t.Errorf("reason %s", info.Reason)
 	}
 }
@@ -394,12 +396,12 @@ func TestSandboxIssuer(t *testing.T) {
 	}
 	defer sb.Close()
 	dir := t.TempDir()
-	cfg := SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", "")
-	if err := SandboxIssuer(sb, cfg, dir); err == nil {
+	cfg := app.SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", "")
+	if err := app.SandboxIssuer(sb, cfg, dir); err == nil {
 		t.Error("an issuer on port 0")
 	}
-	cfg = SandboxConfig(sb, "127.0.0.1:19091", "127.0.0.1:18091", "")
-	if err := SandboxIssuer(sb, cfg, dir); err != nil {
+	cfg = app.SandboxConfig(sb, "127.0.0.1:19091", "127.0.0.1:18091", "")
+	if err := app.SandboxIssuer(sb, cfg, dir); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(dir, "sandbox-issuer-key.pem"))
