@@ -85,6 +85,14 @@ type AssertionPolicy struct {
 	// AgeRule applies Keycloak's rule instead of the stricter default:
 	// only the age (now - iat <= MaxLifetime) is bounded, not exp - iat.
 	AgeRule bool
+	// SkipSignature checks a grant's claims without its signature, for
+	// sources that sign grants with keys they do not publish to clients
+	// (Keycloak's "Validate Signatures" off). Only grants the broker
+	// receives itself over its authenticated call to the source (token
+	// exchange mode, a confidential client) are spared; New refuses a chain
+	// into such a target from a source where the broker's client is public,
+	// and warns at start-up. The zero value checks signatures.
+	SkipSignature bool
 }
 
 // Chain is a permitted (source, target) route.
@@ -329,6 +337,12 @@ func New(cfg Config) (*Broker, error) {
 		if c.Profile == "" {
 			c.Profile = ProfileJWTGrant
 		}
+		if c.Profile == ProfileIDJAG && tgt.Creds.Method == oauth.AuthNone {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: profile id_jag presents the grant with client authentication: the broker's client at %q must be confidential", c.Source, c.Target, c.Target))
+		}
+		if tgt.Assertion.SkipSignature && c.Mode == ModeTokenExchange && src.Creds.Method == oauth.AuthNone {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: %q skips grant signatures, which is safe only for grants received over an authenticated call: the broker's client at %q is public", c.Source, c.Target, c.Target, c.Source))
+		}
 		if c.AssertionLifetime <= 0 {
 			c.AssertionLifetime = DefaultAssertionLifetime
 		}
@@ -373,6 +387,10 @@ func New(cfg Config) (*Broker, error) {
 		if tgt.Assertion.AllowReuse {
 			b.log.Warn("assertion reuse allowed: assertions without jti are accepted and replay markers are not written",
 				"target_domain", tgt.Name)
+		}
+		if tgt.Assertion.SkipSignature {
+			b.log.Warn("grant signatures not verified (verify_signature: false): the grants of token exchange chains into this target are trusted because the broker received them itself from the source over its authenticated call; a compromised source channel goes unnoticed",
+				"source_domain", src.Name, "target_domain", tgt.Name)
 		}
 	}
 	policy, perrs := compilePolicy(cfg.Policy, b)

@@ -138,5 +138,7 @@ func eventToProto(e *store.Event) *pb.AuditEvent {
 		UnverifiedSubject:        e.UnverifiedSubject,
 		Actor:                    e.Actor,
 		ActorTokenHash:           e.ActorTokenHash,
+		Profile:                  e.Profile,
+		DpopJkt:                  e.DPoPJKT,
 	}
 }

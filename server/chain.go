@@ -37,6 +37,8 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 		Audience:         in.GetAudience(),
 		ActorToken:       in.GetActorToken(),
 		ActorTokenType:   in.GetActorTokenType(),
+		DPoPProof:        in.GetDpopProof(),
+		SourceDPoPProof:  in.GetSourceDpopProof(),
 	})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -53,6 +55,7 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 		Scope:           res.Scope,
 		AuditId:         res.AuditID,
 		Hops:            hopsToProto(res.Hops),
+		Profile:         res.Profile.String(),
 	}, nil
 }
 
@@ -76,6 +79,7 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 			Audience:      c.Audience,
 			DefaultScopes: c.DefaultScopes,
 			Mode:          string(c.Mode),
+			Profile:       c.Profile.String(),
 		})
 	}
 	return out, nil

@@ -106,9 +106,9 @@ Flags:
 
 const sandboxHelp = `Usage: chainbroker sandbox [flags]
 
-Start two local authorization servers (domain A and domain B, with demo users
-alice and bob) and the broker wired to them, anonymous on loopback: a demo for
-laptops, never for production.
+Start three local authorization servers (domains A, B and C, with demo users
+alice and bob; C receives ID-JAGs) and the broker wired to them, anonymous on
+loopback: a demo for laptops, never for production.
 
 Examples:
   chainbroker sandbox

@@ -275,31 +275,41 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	common.register(fs)
 	aAddr := fs.String("domain-a-addr", sandboxpkg.DefaultAAddr, "listen address of sandbox domain A")
 	bAddr := fs.String("domain-b-addr", sandboxpkg.DefaultBAddr, "listen address of sandbox domain B")
+	cAddr := fs.String("domain-c-addr", sandboxpkg.DefaultCAddr, "listen address of sandbox domain C (ID-JAG receiver)")
 	redisURL := fs.String("redis-url", "", "use Redis (redis://host:port/db) instead of the memory store")
 	if err := parseFlags(fs, args, sandboxHelp, stdout, stderr); err != nil {
 		return err
 	}
 	common.logFormat = cmp.Or(common.logFormat, "text")
 	log := newLogger(stderr, config.Log{Level: cmp.Or(common.logLevel, "info"), Format: common.logFormat}, nil)
-	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, Logger: log.With("component", "sandbox")})
+	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, CAddr: *cAddr, Logger: log.With("component", "sandbox")})
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
 	cfg := app.SandboxConfig(sb, config.DefaultGRPCAddr, config.DefaultHTTPAddr, *redisURL)
 	common.apply(cfg)
+	keyDir, err := os.MkdirTemp("", "chainbroker-sandbox-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(keyDir)
+	if err := app.SandboxIssuer(sb, cfg, keyDir); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, sandboxBanner, sb.A.Issuer(), sb.B.Issuer(), cfg.Listen.HTTP, cfg.Listen.GRPC, cfg.Store.Backend,
-		sb.A.TokenEndpoint(), cfg.Listen.HTTP)
+	fmt.Fprintf(stderr, sandboxBanner, sb.A.Issuer(), sb.B.Issuer(), sb.C.Issuer(), cfg.Listen.HTTP, cfg.Listen.GRPC, cfg.Store.Backend,
+		cfg.Issuer.URL, sb.A.TokenEndpoint(), cfg.Listen.HTTP)
 	return runApp(ctx, cfg, app.Options{LookupEnv: app.SandboxEnv}, stderr)
 }
 
 const sandboxBanner = `chainbroker sandbox
   domain A  %s   (users alice/alice, bob/bob; public client sandbox-agent)
   domain B  %s
-  broker    REST http://%s   gRPC %s   store %s
+  domain C  %s   (ID-JAG receiver, DPoP)
+  broker    REST http://%s   gRPC %s   store %s   issuer %s
 
 Try it:
   TOKEN=$(curl -s %s -d grant_type=password -d client_id=sandbox-agent \

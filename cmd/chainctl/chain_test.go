@@ -189,8 +189,8 @@ func TestDomains(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}
-	if len(resp.Domains) != 2 || resp.Domains[0].Name != "domain-a" || resp.Domains[1].JWKSURI != b.Sandbox.B.JWKSURI() ||
-		len(resp.Chains) != 1 || resp.Chains[0].Source != "domain-a" || resp.Chains[0].Target != "domain-b" {
+	if len(resp.Domains) != 3 || resp.Domains[0].Name != "domain-a" || resp.Domains[1].JWKSURI != b.Sandbox.B.JWKSURI() ||
+		len(resp.Chains) != 2 || resp.Chains[0].Source != "domain-a" || resp.Chains[0].Target != "domain-b" {
 		t.Errorf("domains = %+v", resp)
 	}
 }

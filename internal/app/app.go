@@ -347,6 +347,8 @@ func buildDomainsKeeping(ctx context.Context, cfg *config.File, client *oauth.Cl
 				AllowReuse:  d.Assertion.AllowReuse,
 				AllowedTyp:  d.Assertion.AllowedTyp,
 				AgeRule:     d.Assertion.LifetimeRule == "age",
+				// verify_signature: false (default true)
+				SkipSignature: d.Assertion.VerifySignature != nil && !*d.Assertion.VerifySignature,
 			},
 		})
 	}

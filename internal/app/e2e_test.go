@@ -457,7 +457,7 @@ func TestServiceSurface(t *testing.T) {
 		t.Errorf("health = %v, %v", h, err)
 	}
 	d, err := e.Chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
-	if err != nil || len(d.Domains) != 2 || len(d.Chains) != 1 || d.Chains[0].Audience != e.Sandbox.B.Issuer() {
+	if err != nil || len(d.Domains) != 3 || len(d.Chains) != 2 || d.Chains[0].Audience != e.Sandbox.B.Issuer() {
 		t.Fatalf("ListDomains = %v, %v", d, err)
 	}
 	status, body := e.Get(t, "/v1/domains")

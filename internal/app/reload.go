@@ -127,7 +127,7 @@ func buildGeneration(ctx context.Context, cfg *config.File, sh *shared, prev *ge
 		chains = append(chains, broker.Chain{
 			Source: c.Source, Target: c.Target, Audience: c.Audience, Resource: c.Resource,
 			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
-			Mode: c.Mode, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
+			Mode: c.Mode, Profile: c.Profile, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
 			SubjectTokenTyp: c.SubjectTokenTyp,
 			Transcription: broker.Transcription{
 				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,

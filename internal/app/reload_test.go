@@ -269,21 +269,21 @@ func TestReloadAppliesAndRefuses(t *testing.T) {
 	e.write(t, good...)
 	e.edit(t, func(f *config.File) {
 		bothGranted(f)
-		f.Domains = append(f.Domains, config.Domain{Name: "domain-c", Issuer: dead.URL, Discovery: true, AllowInsecureHTTP: true,
+		f.Domains = append(f.Domains, config.Domain{Name: "domain-x", Issuer: dead.URL, Discovery: true, AllowInsecureHTTP: true,
 			Timeout: config.Duration(2 * time.Second), Client: config.Client{ClientID: "c", AuthMethod: "none"}})
 	})
-	if err := e.reload(t); err == nil || !strings.Contains(err.Error(), "domains[2]: discovery of") {
+	if err := e.reload(t); err == nil || !strings.Contains(err.Error(), "domains[3]: discovery of") {
 		t.Fatalf("failed discovery: %v", err)
 	}
 	want("failed discovery refused", map[string]string{"agent": "CHAIN_NOT_ALLOWED", "agent2": "OK"})
 
 	// Domain B removed (with the chain): refused at once; added back: works.
-	// (A configuration needs a chain: A -> C, which no caller may use.)
+	// (A configuration needs a chain: A -> X, which no caller may use.)
 	withC := func(f *config.File) {
 		callers(three)(f) // nobody granted A -> B
-		f.Domains = append(f.Domains, config.Domain{Name: "domain-c", Issuer: "https://c.example", TokenEndpoint: "https://c.example/token",
+		f.Domains = append(f.Domains, config.Domain{Name: "domain-x", Issuer: "https://x.example", TokenEndpoint: "https://x.example/token",
 			Client: config.Client{ClientID: "c", AuthMethod: "none"}})
-		f.Chains = []config.Chain{{Source: "domain-a", Target: "domain-c"}}
+		f.Chains = []config.Chain{{Source: "domain-a", Target: "domain-x"}}
 	}
 	e.write(t, good...)
 	e.edit(t, func(f *config.File) {
@@ -460,7 +460,7 @@ func TestReloadKeepsUnchangedDomains(t *testing.T) {
 	if got := outcome(e.chainAs(ctxT(t), "agent", subject)); got != "OK" {
 		t.Errorf("a changed domain keeps no circuit state: %s, want OK", got)
 	}
-	if !strings.Contains(e.logs.String(), `"domains_rebuilt":["domain-a"],"domains_kept":["domain-b"]`) {
+	if !strings.Contains(e.logs.String(), `"domains_rebuilt":["domain-a"],"domains_kept":["domain-b","domain-c"]`) {
 		t.Errorf("the reload's log line does not say which domains were kept:\n%s", e.logs.String())
 	}
 }

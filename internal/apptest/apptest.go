@@ -150,8 +150,8 @@ func StartWith(t testing.TB, o Options) *Env {
 			e.ConfigPath = filepath.Join(t.TempDir(), "chainbroker.yaml")
 		}
 		e.file = func() *config.File {
-			a, b := app.SandboxDomains(e.Sandbox)
-			f := app.SandboxFile(a, b, e.GRPCAddr, e.HTTPAddr, redisURL)
+			a, b, c := app.SandboxDomains(e.Sandbox)
+			f := app.SandboxFile(a, b, c, e.GRPCAddr, e.HTTPAddr, redisURL)
 			f.Listen.Admin = e.AdminAddr
 			if o.Mutate != nil {
 				o.Mutate(f)

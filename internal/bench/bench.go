@@ -81,6 +81,7 @@ type options struct {
 	pacedLevels        []int   // callers of the open-loop cache runs; none when pacedRate is 0
 	grpcConns          int     // gRPC connections of the load generator
 	skeleton           bool    // also measure the skeleton broker (the design's floor)
+	idjag              bool    // also measure ID-JAG chains (domain A -> domain C) over gRPC
 	write              bool
 	out, svg           string
 	keep               bool
@@ -120,6 +121,7 @@ func parseFlags(args []string) (*options, error) {
 		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis), and, with --cache, "+
 		"its cache hits (an in-memory lookup and one audit write) at c=1 and in the open-loop runs")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
+	fs.BoolVar(&o.idjag, "idjag", true, "also measure ID-JAG chains over gRPC (alice's and bob's ID tokens, domain A -> domain C, profile id_jag) beside the plain ones")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
 	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
 	fs.BoolVar(&o.write, "write", true, "write --out and --svg")
@@ -237,6 +239,9 @@ func (o *options) command() string {
 
 func (o *options) estimate() time.Duration {
 	runs := len(o.transports)
+	if o.idjag {
+		runs++
+	}
 	if o.baseline {
 		runs++
 	}
@@ -348,8 +353,9 @@ type bench struct {
 	cacheYAML  string // as used for the cache runs
 	cacheKey   string // base64
 
-	subjects  []string
-	fetchedAt time.Time
+	subjects   []string
+	idSubjects []string // ID tokens, for the ID-JAG runs
+	fetchedAt  time.Time
 
 	results    []load.Result
 	cache      []load.Result // closed loop, one per level
@@ -394,7 +400,7 @@ func (b *bench) run(ctx context.Context) error {
 		for out.Scan() {
 		}
 	}()
-	logf("  domain A %s, domain B %s (pid %d)", b.info.A.Issuer, b.info.B.Issuer, p.PID())
+	logf("  domain A %s, domain B %s, domain C %s (pid %d)", b.info.A.Issuer, b.info.B.Issuer, b.info.C.Issuer, p.PID())
 
 	if o.store == "redis" {
 		if b.redis, b.redisAddr, err = b.procs.StartRedis(ctx); err != nil {
@@ -447,12 +453,20 @@ func (b *bench) run(ctx context.Context) error {
 				APIKey: b.apiKey, Domain: sandbox.DomainBName}
 		}
 	}
+	if o.idjag {
+		g, err := load.NewGRPC(addrs.grpc, b.apiKey, sandbox.DomainCName, b.o.grpcConns)
+		if err != nil {
+			return err
+		}
+		g.SubjectTokenType = sandbox.TokenTypeIDToken
+		targets[targetIDJAG] = g
+	}
 	defer func() {
 		for _, t := range targets {
 			t.Close()
 		}
 	}()
-	order := []string{"baseline", "grpc", "rest"}
+	order := []string{"baseline", "grpc", targetIDJAG, "rest"}
 	for _, c := range o.levels {
 		for _, name := range order {
 			t, ok := targets[name]
@@ -597,6 +611,7 @@ func (b *bench) startBroker(ctx context.Context, name string, inProcess, cache b
 	env := []string{
 		app.SandboxSecretAEnv + "=" + sandbox.BrokerSecretA,
 		app.SandboxSecretBEnv + "=" + sandbox.BrokerSecretB,
+		app.SandboxSecretCEnv + "=" + sandbox.BrokerSecretC,
 		cacheKeyEnv + "=" + b.cacheKey,
 	}
 	env = append(env, b.o.brokerEnv...)
@@ -637,7 +652,7 @@ func (b *bench) brokerConfig(addrs brokerAddrs, cache bool) string {
 	if o.store == "redis" {
 		redisURL = "redis://" + b.redisAddr + "/0"
 	}
-	f := app.SandboxFile(b.info.A, b.info.B, addrs.grpc, addrs.http, redisURL)
+	f := app.SandboxFile(b.info.A, b.info.B, b.info.C, addrs.grpc, addrs.http, redisURL) // C: the ID-JAG runs
 	f.Listen.ShutdownTimeout = config.Duration(5 * time.Second)
 	// The load generator multiplexes up to 256 callers over --grpc-conns
 	// connections (default 1): above the default stream bound (100) they
@@ -670,30 +685,46 @@ func (b *bench) brokerConfig(addrs brokerAddrs, cache bool) string {
 // refreshSubjects makes sure every subject token outlives the next run.
 func (b *bench) refreshSubjects(ctx context.Context, need time.Duration) error {
 	const lifetime = sandbox.DefaultTokenLifetime
-	if len(b.subjects) == b.o.subjects && time.Since(b.fetchedAt)+need+30*time.Second < lifetime {
+	if len(b.subjects) == b.o.subjects && (!b.o.idjag || len(b.idSubjects) == b.o.subjects) &&
+		time.Since(b.fetchedAt)+need+30*time.Second < lifetime {
 		return nil
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	fetched := time.Now()
 	subjects := make([]string, 0, b.o.subjects)
+	var idSubjects []string
 	for i := range b.o.subjects {
 		user, pass := sandbox.Alice, sandbox.AlicePassword
 		if i%2 == 1 {
 			user, pass = sandbox.Bob, sandbox.BobPassword
 		}
-		tok, err := passwordGrant(ctx, client, b.info.A.TokenEndpoint, user, pass)
+		tok, err := passwordGrant(ctx, client, b.info.A.TokenEndpoint, user, pass, false)
 		if err != nil {
 			return fmt.Errorf("subject token for %s: %w", user, err)
 		}
 		subjects = append(subjects, tok)
+		if b.o.idjag {
+			if tok, err = passwordGrant(ctx, client, b.info.A.TokenEndpoint, user, pass, true); err != nil {
+				return fmt.Errorf("ID token for %s: %w", user, err)
+			}
+			idSubjects = append(idSubjects, tok)
+		}
 	}
-	b.subjects, b.fetchedAt = subjects, fetched
+	b.subjects, b.idSubjects, b.fetchedAt = subjects, idSubjects, fetched
 	return nil
 }
 
-func passwordGrant(ctx context.Context, client *http.Client, endpoint, user, pass string) (string, error) {
+// targetIDJAG names the ID-JAG runs (gRPC, domain A -> domain C).
+const targetIDJAG = "grpc-idjag"
+
+// passwordGrant is a user's access token from domain A, or with idToken the
+// ID token (scope openid).
+func passwordGrant(ctx context.Context, client *http.Client, endpoint, user, pass string, idToken bool) (string, error) {
 	form := url.Values{"grant_type": {"password"}, "client_id": {sandbox.AgentClientID}, "username": {user}, "password": {pass}}
+	if idToken {
+		form.Set("scope", "openid")
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
@@ -708,8 +739,11 @@ func passwordGrant(ctx context.Context, client *http.Client, endpoint, user, pas
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil {
 		return "", err
 	}
-	if resp.StatusCode != http.StatusOK || ans.AccessToken == "" {
+	if resp.StatusCode != http.StatusOK || ans.AccessToken == "" || (idToken && ans.IDToken == "") {
 		return "", fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, ans.Error, ans.Description)
+	}
+	if idToken {
+		return ans.IDToken, nil
 	}
 	return ans.AccessToken, nil
 }
@@ -854,11 +888,15 @@ func (b *bench) measure(ctx context.Context, name string, t load.Target, conc in
 		measure.ResetPeakRSS(broker.PID())
 	}
 	time.Sleep(300 * time.Millisecond) // let the previous run's connections settle
+	subjects := b.subjects
+	if name == targetIDJAG {
+		subjects = b.idSubjects
+	}
 	var d load.Driven
 	if rate > 0 {
-		d = load.RunPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, b.subjects, probe)
+		d = load.RunPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, subjects, probe)
 	} else {
-		d = load.RunClosed(ctx, t, conc, b.o.warmup, b.o.duration, b.subjects, probe)
+		d = load.RunClosed(ctx, t, conc, b.o.warmup, b.o.duration, subjects, probe)
 	}
 	if ctx.Err() != nil {
 		return load.Result{}, ctx.Err()

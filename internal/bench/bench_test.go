@@ -34,6 +34,9 @@ func TestBrokerConfigIsValid(t *testing.T) {
 					B: app.SandboxDomain{Name: "domain-b", Issuer: "http://127.0.0.1:2/realms/domain-b",
 						TokenEndpoint: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/token",
 						JWKSURI:       "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/certs"},
+					C: app.SandboxDomain{Name: "domain-c", Issuer: "http://127.0.0.1:5/realms/domain-c",
+						TokenEndpoint: "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/token",
+						JWKSURI:       "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/certs"},
 				}}
 			text := b.brokerConfig(brokerAddrs{grpc: "127.0.0.1:3", http: "127.0.0.1:4"}, tt.cache)
 			f, err := config.Parse([]byte(text))
@@ -45,6 +48,9 @@ func TestBrokerConfigIsValid(t *testing.T) {
 			}
 			if got := f.Domain("domain-b").Cache.Enabled; got != tt.cache {
 				t.Errorf("domain-b cache enabled = %v", got)
+			}
+			if c := f.Chains[1]; c.Target != "domain-c" || c.Profile != "id_jag" {
+				t.Errorf("chains[1] = %+v, want the ID-JAG chain to domain-c", c)
 			}
 			if got := f.Store.Backend; got != tt.o.store {
 				t.Errorf("store = %q", got)

@@ -29,10 +29,10 @@ const (
 // domainsInfo is what the domains child prints on its first stdout line:
 // where domains A and B answer.
 type domainsInfo struct {
-	A, B app.SandboxDomain
+	A, B, C app.SandboxDomain // C: the ID-JAG receiver
 }
 
-// runDomains starts the sandbox domains A and B and serves until told to stop.
+// runDomains starts the sandbox domains A, B and C and serves until told to stop.
 func runDomains(args []string) error {
 	fs := flag.NewFlagSet(modeDomains, flag.ContinueOnError)
 	aAddr := fs.String("a-addr", "127.0.0.1:0", "listen address of domain A")
@@ -50,7 +50,7 @@ func runDomains(args []string) error {
 	}
 	defer sb.Close()
 	var info domainsInfo
-	info.A, info.B = app.SandboxDomains(sb)
+	info.A, info.B, info.C = app.SandboxDomains(sb)
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
 	}

@@ -112,10 +112,10 @@ type cfgOptions struct {
 // domain-a -> domain-b with domain B's Keycloak defaults, an API key caller
 // with the audit role, and the store of o. startBroker fills in listen.
 func brokerConfig(sb *sandbox.Sandbox, o cfgOptions) *config.File {
-	a, b := app.SandboxDomains(sb)
+	a, b, _ := app.SandboxDomains(sb) // not domain C: these tests chain into B
 	a.TokenEndpoint = cmp.Or(o.tokenEndpointA, a.TokenEndpoint)
 	b.TokenEndpoint = cmp.Or(o.tokenEndpointB, b.TokenEndpoint)
-	f := app.SandboxFile(a, b, "", "", "")
+	f := app.SandboxFile(a, b, app.SandboxDomain{}, "", "", "")
 	f.Listen.ShutdownTimeout = config.Duration(cmp.Or(o.shutdownTimeout, 10*time.Second))
 	f.Listen.ReadinessInterval = config.Duration(time.Second)
 	f.Log = config.Log{Level: "info", Format: "json"}

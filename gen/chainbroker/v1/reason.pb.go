@@ -122,6 +122,22 @@ const (
 	// have `when` conditions (CEL) and none holds; the message names them by
 	// position (policy[i].chains[j].when).
 	Reason_REASON_POLICY_DENIED Reason = 50
+	// Hop 1 answered an issued_token_type other than ...:token-type:id-jag.
+	Reason_REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID Reason = 51
+	// The grant's scope holds a scope hop 1 did not ask for.
+	Reason_REASON_ASSERTION_SCOPE_WIDER Reason = 52
+	// The grant's resource names a resource hop 1 did not ask for.
+	Reason_REASON_ASSERTION_RESOURCE_WIDER Reason = 53
+	// The grant's cnf.jkt is not the key of the caller's DPoP proof.
+	Reason_REASON_ASSERTION_CNF_MISMATCH Reason = 54
+	// dpop_proof or source_dpop_proof fails a check; metadata field names it.
+	Reason_REASON_DPOP_PROOF_INVALID Reason = 55
+	// The proof's jti was presented before.
+	Reason_REASON_DPOP_PROOF_REPLAYED Reason = 56
+	// The target wants a server nonce in the proof: metadata dpop_nonce.
+	Reason_REASON_DPOP_NONCE_REQUIRED Reason = 57
+	// The target answered a token not bound to the proof's key.
+	Reason_REASON_DPOP_BINDING_MISSING Reason = 58
 )
 
 // Enum value maps for Reason.
@@ -178,59 +194,75 @@ var (
 		48: "REASON_MEDIA_TYPE_UNSUPPORTED",
 		49: "REASON_SERVER_UNAVAILABLE",
 		50: "REASON_POLICY_DENIED",
+		51: "REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID",
+		52: "REASON_ASSERTION_SCOPE_WIDER",
+		53: "REASON_ASSERTION_RESOURCE_WIDER",
+		54: "REASON_ASSERTION_CNF_MISMATCH",
+		55: "REASON_DPOP_PROOF_INVALID",
+		56: "REASON_DPOP_PROOF_REPLAYED",
+		57: "REASON_DPOP_NONCE_REQUIRED",
+		58: "REASON_DPOP_BINDING_MISSING",
 	}
 	Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":                    0,
-		"REASON_REQUEST_INVALID":                1,
-		"REASON_DOMAIN_UNKNOWN":                 2,
-		"REASON_SOURCE_UNDETERMINED":            3,
-		"REASON_CHAIN_NOT_ALLOWED":              4,
-		"REASON_SCOPE_NOT_ALLOWED":              5,
-		"REASON_RESOURCE_NOT_ALLOWED":           6,
-		"REASON_AUDIENCE_NOT_ALLOWED":           7,
-		"REASON_ACTOR_TOKEN_NOT_ALLOWED":        8,
-		"REASON_SUBJECT_NOT_ALLOWED":            9,
-		"REASON_SUBJECT_TOKEN_INVALID":          10,
-		"REASON_SUBJECT_TOKEN_EXPIRED":          11,
-		"REASON_SUBJECT_TOKEN_AUDIENCE_INVALID": 12,
-		"REASON_SUBJECT_UNMAPPED":               13,
-		"REASON_TOKEN_EXCHANGE_REJECTED":        14,
-		"REASON_JWT_BEARER_REJECTED":            15,
-		"REASON_UPSTREAM_UNAVAILABLE":           16,
-		"REASON_UPSTREAM_BAD_RESPONSE":          17,
-		"REASON_SOURCE_KEYS_UNAVAILABLE":        18,
-		"REASON_SOURCE_KEYS_REFRESHING":         19,
-		"REASON_UPSTREAM_CIRCUIT_OPEN":          20,
-		"REASON_ASSERTION_MALFORMED":            21,
-		"REASON_ASSERTION_ALG_NOT_ALLOWED":      22,
-		"REASON_ASSERTION_TYPE_INVALID":         23,
-		"REASON_ASSERTION_KEY_UNKNOWN":          24,
-		"REASON_ASSERTION_SIGNATURE_INVALID":    25,
-		"REASON_ASSERTION_ISSUER_UNTRUSTED":     26,
-		"REASON_ASSERTION_AUDIENCE_MULTIPLE":    27,
-		"REASON_ASSERTION_AUDIENCE_INVALID":     28,
-		"REASON_ASSERTION_EXPIRATION_MISSING":   29,
-		"REASON_ASSERTION_EXPIRED":              30,
-		"REASON_ASSERTION_NOT_YET_VALID":        31,
-		"REASON_ASSERTION_LIFETIME_TOO_LONG":    32,
-		"REASON_ASSERTION_JTI_MISSING":          33,
-		"REASON_ASSERTION_SUBJECT_MISSING":      34,
-		"REASON_ASSERTION_IAT_MISSING":          35,
-		"REASON_ASSERTION_CLIENT_ID_MISMATCH":   36,
-		"REASON_ASSERTION_REPLAYED":             37,
-		"REASON_STORE_UNAVAILABLE":              38,
-		"REASON_INTERNAL":                       39,
-		"REASON_REQUEST_DEADLINE_EXCEEDED":      40,
-		"REASON_REQUEST_CANCELLED":              41,
-		"REASON_UNAUTHENTICATED":                42,
-		"REASON_RATE_LIMITED":                   43,
-		"REASON_AUDIT_NOT_ALLOWED":              44,
-		"REASON_NOT_FOUND":                      45,
-		"REASON_METHOD_NOT_ALLOWED":             46,
-		"REASON_REQUEST_TOO_LARGE":              47,
-		"REASON_MEDIA_TYPE_UNSUPPORTED":         48,
-		"REASON_SERVER_UNAVAILABLE":             49,
-		"REASON_POLICY_DENIED":                  50,
+		"REASON_UNSPECIFIED":                         0,
+		"REASON_REQUEST_INVALID":                     1,
+		"REASON_DOMAIN_UNKNOWN":                      2,
+		"REASON_SOURCE_UNDETERMINED":                 3,
+		"REASON_CHAIN_NOT_ALLOWED":                   4,
+		"REASON_SCOPE_NOT_ALLOWED":                   5,
+		"REASON_RESOURCE_NOT_ALLOWED":                6,
+		"REASON_AUDIENCE_NOT_ALLOWED":                7,
+		"REASON_ACTOR_TOKEN_NOT_ALLOWED":             8,
+		"REASON_SUBJECT_NOT_ALLOWED":                 9,
+		"REASON_SUBJECT_TOKEN_INVALID":               10,
+		"REASON_SUBJECT_TOKEN_EXPIRED":               11,
+		"REASON_SUBJECT_TOKEN_AUDIENCE_INVALID":      12,
+		"REASON_SUBJECT_UNMAPPED":                    13,
+		"REASON_TOKEN_EXCHANGE_REJECTED":             14,
+		"REASON_JWT_BEARER_REJECTED":                 15,
+		"REASON_UPSTREAM_UNAVAILABLE":                16,
+		"REASON_UPSTREAM_BAD_RESPONSE":               17,
+		"REASON_SOURCE_KEYS_UNAVAILABLE":             18,
+		"REASON_SOURCE_KEYS_REFRESHING":              19,
+		"REASON_UPSTREAM_CIRCUIT_OPEN":               20,
+		"REASON_ASSERTION_MALFORMED":                 21,
+		"REASON_ASSERTION_ALG_NOT_ALLOWED":           22,
+		"REASON_ASSERTION_TYPE_INVALID":              23,
+		"REASON_ASSERTION_KEY_UNKNOWN":               24,
+		"REASON_ASSERTION_SIGNATURE_INVALID":         25,
+		"REASON_ASSERTION_ISSUER_UNTRUSTED":          26,
+		"REASON_ASSERTION_AUDIENCE_MULTIPLE":         27,
+		"REASON_ASSERTION_AUDIENCE_INVALID":          28,
+		"REASON_ASSERTION_EXPIRATION_MISSING":        29,
+		"REASON_ASSERTION_EXPIRED":                   30,
+		"REASON_ASSERTION_NOT_YET_VALID":             31,
+		"REASON_ASSERTION_LIFETIME_TOO_LONG":         32,
+		"REASON_ASSERTION_JTI_MISSING":               33,
+		"REASON_ASSERTION_SUBJECT_MISSING":           34,
+		"REASON_ASSERTION_IAT_MISSING":               35,
+		"REASON_ASSERTION_CLIENT_ID_MISMATCH":        36,
+		"REASON_ASSERTION_REPLAYED":                  37,
+		"REASON_STORE_UNAVAILABLE":                   38,
+		"REASON_INTERNAL":                            39,
+		"REASON_REQUEST_DEADLINE_EXCEEDED":           40,
+		"REASON_REQUEST_CANCELLED":                   41,
+		"REASON_UNAUTHENTICATED":                     42,
+		"REASON_RATE_LIMITED":                        43,
+		"REASON_AUDIT_NOT_ALLOWED":                   44,
+		"REASON_NOT_FOUND":                           45,
+		"REASON_METHOD_NOT_ALLOWED":                  46,
+		"REASON_REQUEST_TOO_LARGE":                   47,
+		"REASON_MEDIA_TYPE_UNSUPPORTED":              48,
+		"REASON_SERVER_UNAVAILABLE":                  49,
+		"REASON_POLICY_DENIED":                       50,
+		"REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID": 51,
+		"REASON_ASSERTION_SCOPE_WIDER":               52,
+		"REASON_ASSERTION_RESOURCE_WIDER":            53,
+		"REASON_ASSERTION_CNF_MISMATCH":              54,
+		"REASON_DPOP_PROOF_INVALID":                  55,
+		"REASON_DPOP_PROOF_REPLAYED":                 56,
+		"REASON_DPOP_NONCE_REQUIRED":                 57,
+		"REASON_DPOP_BINDING_MISSING":                58,
 	}
 )
 
@@ -265,7 +297,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\x9c\r\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xb6\x0f\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -318,7 +350,15 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x18REASON_REQUEST_TOO_LARGE\x10/\x12!\n" +
 	"\x1dREASON_MEDIA_TYPE_UNSUPPORTED\x100\x12\x1d\n" +
 	"\x19REASON_SERVER_UNAVAILABLE\x101\x12\x18\n" +
-	"\x14REASON_POLICY_DENIED\x102B\xbf\x01\n" +
+	"\x14REASON_POLICY_DENIED\x102\x12.\n" +
+	"*REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID\x103\x12 \n" +
+	"\x1cREASON_ASSERTION_SCOPE_WIDER\x104\x12#\n" +
+	"\x1fREASON_ASSERTION_RESOURCE_WIDER\x105\x12!\n" +
+	"\x1dREASON_ASSERTION_CNF_MISMATCH\x106\x12\x1d\n" +
+	"\x19REASON_DPOP_PROOF_INVALID\x107\x12\x1e\n" +
+	"\x1aREASON_DPOP_PROOF_REPLAYED\x108\x12\x1e\n" +
+	"\x1aREASON_DPOP_NONCE_REQUIRED\x109\x12\x1f\n" +
+	"\x1bREASON_DPOP_BINDING_MISSING\x10:B\xbf\x01\n" +
 	"\x12com.chainbroker.v1B\vReasonProtoP\x01ZCgithub.com/chainbroker/chainbroker/gen/chainbroker/v1;chainbrokerv1\xa2\x02\x03CXX\xaa\x02\x0eChainbroker.V1\xca\x02\x0eChainbroker\\V1\xe2\x02\x1aChainbroker\\V1\\GPBMetadata\xea\x02\x0fChainbroker::V1b\x06proto3"
 
 var (

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chainbroker/v1/chain_service.proto.
  */
 export const file_chainbroker_v1_chain_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSLRAQoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJIqwBCg1DaGFpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIZChFpc3N1ZWRfdG9rZW5fdHlwZRgCIAEoCRISCgp0b2tlbl90eXBlGAMgASgJEhIKCmV4cGlyZXNfaW4YBCABKAUSDQoFc2NvcGUYBSABKAkSEAoIYXVkaXRfaWQYBiABKAkSIQoEaG9wcxgHIAMoCzITLmNoYWluYnJva2VyLnYxLkhvcCKEAQoDSG9wEg4KBmRvbWFpbhgBIAEoCRIQCghlbmRwb2ludBgCIAEoCRISCgpncmFudF90eXBlGAMgASgJEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhoKEmFzc2VydGlvbl9qdGlfaGFzaBgFIAEoCSIUChJMaXN0RG9tYWluc1JlcXVlc3QiZQoTTGlzdERvbWFpbnNSZXNwb25zZRInCgdkb21haW5zGAEgAygLMhYuY2hhaW5icm9rZXIudjEuRG9tYWluEiUKBmNoYWlucxgCIAMoCzIVLmNoYWluYnJva2VyLnYxLkNoYWluIn8KBkRvbWFpbhIMCgRuYW1lGAEgASgJEg4KBmlzc3VlchgCIAEoCRIWCg50b2tlbl9lbmRwb2ludBgDIAEoCRIQCghqd2tzX3VyaRgEIAEoCRIRCgljbGllbnRfaWQYBSABKAkSGgoSY2xpZW50X2F1dGhfbWV0aG9kGAYgASgJIm0KBUNoYWluEhUKDXNvdXJjZV9kb21haW4YASABKAkSFQoNdGFyZ2V0X2RvbWFpbhgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRIWCg5kZWZhdWx0X3Njb3BlcxgEIAMoCRIMCgRtb2RlGAUgASgJMqwBCgxDaGFpblNlcnZpY2USRAoFQ2hhaW4SHC5jaGFpbmJyb2tlci52MS5DaGFpblJlcXVlc3QaHS5jaGFpbmJyb2tlci52MS5DaGFpblJlc3BvbnNlElYKC0xpc3REb21haW5zEiIuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXF1ZXN0GiMuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSKAAgoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJEhIKCmRwb3BfcHJvb2YYCiABKAkSGQoRc291cmNlX2Rwb3BfcHJvb2YYCyABKAkivQEKDUNoYWluUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhkKEWlzc3VlZF90b2tlbl90eXBlGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSEgoKZXhwaXJlc19pbhgEIAEoBRINCgVzY29wZRgFIAEoCRIQCghhdWRpdF9pZBgGIAEoCRIhCgRob3BzGAcgAygLMhMuY2hhaW5icm9rZXIudjEuSG9wEg8KB3Byb2ZpbGUYCCABKAkihAEKA0hvcBIOCgZkb21haW4YASABKAkSEAoIZW5kcG9pbnQYAiABKAkSEgoKZ3JhbnRfdHlwZRgDIAEoCRIrCghkdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIaChJhc3NlcnRpb25fanRpX2hhc2gYBSABKAkiFAoSTGlzdERvbWFpbnNSZXF1ZXN0ImUKE0xpc3REb21haW5zUmVzcG9uc2USJwoHZG9tYWlucxgBIAMoCzIWLmNoYWluYnJva2VyLnYxLkRvbWFpbhIlCgZjaGFpbnMYAiADKAsyFS5jaGFpbmJyb2tlci52MS5DaGFpbiJ/CgZEb21haW4SDAoEbmFtZRgBIAEoCRIOCgZpc3N1ZXIYAiABKAkSFgoOdG9rZW5fZW5kcG9pbnQYAyABKAkSEAoIandrc191cmkYBCABKAkSEQoJY2xpZW50X2lkGAUgASgJEhoKEmNsaWVudF9hdXRoX21ldGhvZBgGIAEoCSJ+CgVDaGFpbhIVCg1zb3VyY2VfZG9tYWluGAEgASgJEhUKDXRhcmdldF9kb21haW4YAiABKAkSEAoIYXVkaWVuY2UYAyABKAkSFgoOZGVmYXVsdF9zY29wZXMYBCADKAkSDAoEbW9kZRgFIAEoCRIPCgdwcm9maWxlGAYgASgJMqwBCgxDaGFpblNlcnZpY2USRAoFQ2hhaW4SHC5jaGFpbmJyb2tlci52MS5DaGFpblJlcXVlc3QaHS5jaGFpbmJyb2tlci52MS5DaGFpblJlc3BvbnNlElYKC0xpc3REb21haW5zEiIuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXF1ZXN0GiMuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
 
 /**
  * ChainRequest asks for an access token in target_domain for the subject of
@@ -94,6 +94,28 @@ export type ChainRequest = Message<"chainbroker.v1.ChainRequest"> & {
    * @generated from field: string actor_token_type = 9;
    */
   actorTokenType: string;
+
+  /**
+   * A DPoP proof (RFC 9449) the caller made with its own key for the target
+   * domain's token endpoint: htm POST, htu the token_endpoint ListDomains
+   * shows, a fresh jti and iat. Checked before hop 1 (else
+   * DPOP_PROOF_INVALID, DPOP_PROOF_REPLAYED), sent as the DPoP header of hop
+   * 2; the answer is then a DPoP-bound token (token_type "DPoP", a JWT's
+   * cnf.jkt the key's RFC 7638 thumbprint) or an error (DPOP_BINDING_MISSING,
+   * DPOP_NONCE_REQUIRED with metadata dpop_nonce). At most 8 KiB.
+   *
+   * @generated from field: string dpop_proof = 10;
+   */
+  dpopProof: string;
+
+  /**
+   * Optional with dpop_proof: a proof of the same key for the source
+   * domain's token endpoint, sent with hop 1 so that the grant itself is
+   * bound to the key (cnf.jkt; else ASSERTION_CNF_MISMATCH). At most 8 KiB.
+   *
+   * @generated from field: string source_dpop_proof = 11;
+   */
+  sourceDpopProof: string;
 };
 
 /**
@@ -160,6 +182,14 @@ export type ChainResponse = Message<"chainbroker.v1.ChainResponse"> & {
    * @generated from field: repeated chainbroker.v1.Hop hops = 7;
    */
   hops: Hop[];
+
+  /**
+   * The chain's grant profile: "jwt_grant" (an RFC 7523 JWT authorization
+   * grant) or "id_jag" (an Identity Assertion JWT Authorization Grant).
+   *
+   * @generated from field: string profile = 8;
+   */
+  profile: string;
 };
 
 /**
@@ -361,6 +391,13 @@ export type Chain = Message<"chainbroker.v1.Chain"> & {
    * @generated from field: string mode = 5;
    */
   mode: string;
+
+  /**
+   * The grant's profile: "jwt_grant" or "id_jag".
+   *
+   * @generated from field: string profile = 6;
+   */
+  profile: string;
 };
 
 /**
