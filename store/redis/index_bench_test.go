@@ -66,14 +66,15 @@ func loadTrail(b *testing.B, s *Store, n int) {
 				pipe := s.client.Pipeline()
 				for i := lo; i < min(lo+chunk, n); i++ {
 					e := benchEvent(i, base)
+					e.Time = time.Now() // in step, as the broker's events
 					buf = e.AppendJSON(buf[:0])
-					keys := append(make([]string, 0, 7), s.stream, s.prefix+":{audit}:idxkeys")
+					keys := append(make([]string, 0, 8), s.stream, s.prefix+":{audit}:idxkeys", s.skewKey())
 					keys = s.indexKeys(keys, e.Subject, e.Caller, e.SourceDomain, e.TargetDomain, e.Outcome)
 					args := []any{"evalsha", appendScript.Hash(), len(keys)}
 					for _, k := range keys {
 						args = append(args, k)
 					}
-					args = append(args, s.maxLen, 0, string(buf))
+					args = append(args, s.maxLen, 0, string(buf), nanos(e.Time), floorMillis(e.Time))
 					pipe.Do(ctx, args...)
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
