@@ -35,6 +35,8 @@ func TestConformance(t *testing.T) {
 		}
 		s.now = now
 		return s
+	}, SetListBudget: func(s store.Store, budget, slice int) {
+		s.(*Store).listBudget, s.(*Store).listSlice = budget, slice
 	}})
 }
 
