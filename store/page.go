@@ -18,7 +18,7 @@ const (
 	// ListSlice bounds the entries one step of a walk examines (one Redis
 	// script call, or one hold of the memory store's lock), so that a long
 	// walk never blocks the backend's other clients for long.
-	ListSlice = 2 * MaxPageSize
+	ListSlice = MaxPageSize
 )
 
 // PageStep is one bounded step of a backend's List walk. It continues where

@@ -65,7 +65,7 @@ func commandStats(b *testing.B, c goredis.UniversalClient, name string) (usec, c
 
 // BenchmarkAppendRedisCPU measures what one audit append costs Redis's
 // single thread (INFO commandstats, usec per call), with the events of
-// BenchmarkListBySubject appended from 8 goroutines through the group
+// BenchmarkAuditList appended from 8 goroutines through the group
 // commit: the store's append script (stream, indexes, trims) against a
 // plain XADD of the same JSON, the write it replaced. The reported
 // redis-µs/op is Redis's time, not the benchmark's.

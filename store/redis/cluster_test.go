@@ -187,6 +187,7 @@ func TestClusterIndexTrim(t *testing.T) {
 	c := redistest.NewCluster(t)
 	ctx := t.Context()
 	s := newClusterStore(t, c, Options{KeyPrefix: "ctrim", AuditMaxLen: 10})
+	s.upkeepEvery = 1 // trim and sweep on every append
 	t.Cleanup(func() { _ = s.Close() })
 	if _, err := s.Append(ctx, &store.Event{Subject: "once"}); err != nil {
 		t.Fatalf("Append: %v", err)

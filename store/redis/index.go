@@ -80,14 +80,25 @@ import (
 // in step (see the top of this file). Part of the storage format.
 const inStepMillis = 1000
 
-// staleSweep (8, written in appendSrc) bounds the stale index keys one
-// append examines.
+// Upkeep of the indexes, on one append in upkeepEvery (those whose id's
+// millisecond is a multiple of it): trimming the indexes written below the
+// stream's oldest entry, and examining up to staleSweep stale keys. An
+// append creates at most 6 index keys, so the sweep keeps up.
+const (
+	upkeepEvery = 8
+	staleSweep  = 64
+)
 
 // appendSrc: KEYS[1] stream, KEYS[2] index key registry, KEYS[3] skew
 // index, KEYS[4..] the event's field indexes; ARGV[1] MAXLEN, ARGV[2] MINID
 // ("0": no retention), ARGV[3] the JSON event, ARGV[4] its Time in Unix ns
-// (or ""), ARGV[5] its Time in Unix ms, rounded down. Returns the new id.
-var appendSrc = strings.ReplaceAll(`
+// (or ""), ARGV[5] its Time in Unix ms, rounded down, ARGV[6] upkeepEvery
+// (1 in tests that need the upkeep on every append). Returns the new id.
+//
+// An index is written with NOMKSTREAM, so that the key is registered only
+// when the append creates it: a typical append is the stream's XADD and
+// one XADD per index.
+var appendSrc = strings.NewReplacer("IN_STEP", strconv.Itoa(inStepMillis), "STALE_SWEEP", strconv.Itoa(staleSweep)).Replace(`
 local stream, reg, skew = KEYS[1], KEYS[2], KEYS[3]
 local t = ARGV[4]
 local function msOf(id) return string.sub(id, 1, string.find(id, '-', 1, true) - 1) end
@@ -101,21 +112,35 @@ if ARGV[2] ~= '0' then
 end
 local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 't', t, 'e', ARGV[3])
 local ms = msOf(id)
-local floor = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
-local regArgs = {}
+local floor
+if tonumber(ms) % tonumber(ARGV[6]) == 0 then
+  floor = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
+end
+local created = {}
 local function index(k)
-  local r = redis.pcall('XADD', k, 'MINID', '~', floor, id, 't', t)
-  if type(r) == 'table' and r.err then
-    redis.call('UNLINK', k)
-    redis.call('XADD', k, id, 't', t)
+  local r
+  if floor then
+    r = redis.pcall('XADD', k, 'NOMKSTREAM', 'MINID', '~', floor, id, 't', t)
+  else
+    r = redis.pcall('XADD', k, 'NOMKSTREAM', id, 't', t)
   end
-  regArgs[#regArgs + 1] = ms
-  regArgs[#regArgs + 1] = k
+  if type(r) == 'table' and r.err then
+    -- Not a stream, or one holding ids at or above the new one (they name
+    -- no event: the stream's ids only grow): replaced.
+    redis.call('UNLINK', k)
+    r = false
+  end
+  if not r then
+    redis.call('XADD', k, id, 't', t)
+    created[#created + 1] = ms
+    created[#created + 1] = k
+  end
 end
 for i = 4, #KEYS do index(KEYS[i]) end
 if math.abs(tonumber(ARGV[5]) - tonumber(ms)) > IN_STEP then index(skew) end
-if #regArgs > 0 then redis.call('ZADD', reg, 'NX', unpack(regArgs)) end
-local stale = redis.call('ZRANGEBYSCORE', reg, '-inf', '(' .. msOf(floor), 'LIMIT', 0, 8) -- staleSweep
+if #created > 0 then redis.call('ZADD', reg, unpack(created)) end
+if not floor then return id end
+local stale = redis.call('ZRANGEBYSCORE', reg, '-inf', '(' .. msOf(floor), 'LIMIT', 0, STALE_SWEEP)
 for _, k in ipairs(stale) do
   local newest = redis.pcall('XREVRANGE', k, '+', '-', 'COUNT', 1)
   if type(newest) == 'table' and newest[1] and not idLess(newest[1][1], floor) then
@@ -126,7 +151,7 @@ for _, k in ipairs(stale) do
   end
 end
 return id
-`, "IN_STEP", strconv.Itoa(inStepMillis))
+`)
 
 var appendScript = goredis.NewScript(appendSrc)
 
@@ -180,7 +205,8 @@ for s = 5, #ARGV, 3 do
       local id = entry[1]
       examined = examined + 1
       last = id
-      local t = field(entry[2], 't') or ''
+      local f = entry[2]
+      local t = (f[1] == 't' and f[2]) or field(f, 't') or ''
       local ok = t == '' or ((tlo == '' or not before(t, tlo)) and (thi == '' or before(t, thi)))
       for k = first, #KEYS do
         if not ok then break end

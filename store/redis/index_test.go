@@ -94,6 +94,7 @@ func TestIndexCleanup(t *testing.T) {
 	t.Run("trim", func(t *testing.T) {
 		const maxLen = 10
 		s := newStore(t, srv, Options{KeyPrefix: "trim", AuditMaxLen: maxLen})
+		s.upkeepEvery = 1 // trim and sweep on every append
 		if _, err := s.Append(ctx, &store.Event{Subject: "once", Caller: "c"}); err != nil {
 			t.Fatalf("Append: %v", err)
 		}

@@ -88,6 +88,7 @@ type Store struct {
 	// listBudget and listSlice bound List's work (store.CollectPage);
 	// changed only by tests.
 	listBudget, listSlice int
+	upkeepEvery           int // see index.go; changed only by tests
 	minAcks               int
 	ackTimeout            time.Duration
 	batch                 *batcher // group commit of marks and events; nil when minAcks > 0
@@ -137,8 +138,10 @@ func New(opts Options) (*Store, error) {
 		opTimeout:  opts.OpTimeout,
 		listBudget: store.ListBudget,
 		listSlice:  store.ListSlice,
-		minAcks:    opts.MinReplicasAck,
-		ackTimeout: opts.ReplicaAckTimeout,
+
+		upkeepEvery: upkeepEvery,
+		minAcks:     opts.MinReplicasAck,
+		ackTimeout:  opts.ReplicaAckTimeout,
 	}
 	if s.minAcks <= 0 {
 		s.batch = newBatcher(s.client, s.opTimeout)
@@ -289,7 +292,7 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	defer cancel()
 	keys := append(make([]string, 0, 8), s.stream, s.prefix+":{audit}:idxkeys", s.skewKey())
 	keys = s.indexKeys(keys, ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain, ev.Outcome)
-	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time))
+	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery)
 }
 
 // cutoff is the oldest id within the retention ({0, 0}: no retention).
