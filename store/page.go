@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Work bounds of one List call, shared by the backends.
@@ -38,8 +39,9 @@ var errNoProgress = errors.New("store: list walk made no progress")
 // (1..MaxPageSize) events, with this guarantee:
 //
 //   - the page holds pageSize events, unless the walk is exhausted (the
-//     page holds the rest, and next is empty) or it examined more than
-//     budget candidates first;
+//     page holds the rest, and next is empty), or it examined more than
+//     budget candidates first, or ctx's deadline came closer than twice
+//     the longest step so far (the budget is spent either way);
 //   - past the budget, the call stops as soon as it holds two matches: it
 //     returns all but the last, so a page that is not full still holds at
 //     least one event;
@@ -57,18 +59,25 @@ func CollectPage(ctx context.Context, pageSize, budget, slice int, step PageStep
 	var (
 		found    []Event
 		examined int
+		slowest  time.Duration
 	)
+	deadline, hasDeadline := ctx.Deadline()
+	spent := func() bool {
+		return examined >= budget || (hasDeadline && time.Until(deadline) < 2*slowest)
+	}
 	for {
 		want, limit := pageSize+1, slice
-		if examined >= budget {
+		if spent() {
 			want = 2
 		} else {
-			limit = min(slice, budget-examined)
+			limit = min(slice, max(budget-examined, 1))
 		}
+		start := time.Now()
 		got, n, exhausted, err := step(ctx, want-len(found), limit)
 		if err != nil {
 			return nil, "", err
 		}
+		slowest = max(slowest, time.Since(start))
 		found = append(found, got...)
 		examined += n
 		switch {
@@ -76,7 +85,7 @@ func CollectPage(ctx context.Context, pageSize, budget, slice int, step PageStep
 			return found[:pageSize], tokenBefore(found[pageSize-1].ID, found[pageSize].ID), nil
 		case exhausted:
 			return found, "", nil
-		case examined >= budget && len(found) >= 2:
+		case spent() && len(found) >= 2:
 			k := len(found) - 1
 			return found[:k], tokenBefore(found[k-1].ID, found[k].ID), nil
 		case n == 0:

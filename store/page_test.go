@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // fakeWalk walks candidates newest first (ids "100-<n-i>"), matching those
@@ -99,6 +100,27 @@ func ids(events []Event) []string {
 		out = append(out, e.ID)
 	}
 	return out
+}
+
+// TestCollectPageDeadline: a walk whose steps would outlast ctx's deadline
+// returns a short page once it holds two matches, instead of failing.
+func TestCollectPageDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	w := &fakeWalk{n: 1000, match: func(i int) bool { return i%5 == 0 }}
+	slow := func(ctx context.Context, need, limit int) ([]Event, int, bool, error) {
+		time.Sleep(30 * time.Millisecond) // two of these outlast the deadline
+		return w.step(ctx, need, limit)
+	}
+	page, next, err := CollectPage(ctx, 50, 1000, 10, slow)
+	if err != nil {
+		t.Fatalf("CollectPage: %v", err)
+	}
+	// The first step (10 candidates) found 0 and 5; the deadline is then
+	// closer than two steps: the page is 0, the lookahead 5.
+	if got := ids(page); !slices.Equal(got, []string{w.id(0)}) || next != "100-"+strconv.Itoa(1000-5+1) {
+		t.Fatalf("page = %v, next %q; want [%s] and the token at 5", got, next, w.id(0))
+	}
 }
 
 func TestCollectPageErrors(t *testing.T) {

@@ -296,7 +296,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	case pageSize > store.MaxPageSize:
 		pageSize = store.MaxPageSize
 	}
-	w := &walk{s: s, f: f, keys: filterKeys(f), timed: !f.Start.IsZero() || !f.End.IsZero()}
+	w := s.newWalk(f)
 	if pageToken != "" {
 		var ok bool
 		if w.upper, ok = parseEventID(pageToken); !ok {
@@ -304,6 +304,12 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		}
 		w.hasUpper = true
 	}
+	return store.CollectPage(ctx, pageSize, s.listBudget, s.listSlice, w.step)
+}
+
+// newWalk returns the walk of f from the newest event.
+func (s *Store) newWalk(f store.Filter) *walk {
+	w := &walk{s: s, f: f, keys: filterKeys(f), timed: !f.Start.IsZero() || !f.End.IsZero()}
 	if !f.End.IsZero() {
 		// In step: Time < End gives id ms <= Time ms + tolerance < ceil(End) + tolerance.
 		w.stepHi = eventID{ms: uint64(max(ceilMillis(f.End)+inStep.Milliseconds(), 0))}
@@ -313,7 +319,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		// In step: Time >= Start gives id ms >= floor(Start) - tolerance.
 		w.stepLo = eventID{ms: uint64(max(floorMillis(f.Start)-inStep.Milliseconds(), 0))}
 	}
-	return store.CollectPage(ctx, pageSize, s.listBudget, s.listSlice, w.step)
+	return w
 }
 
 // walk is the position of one List call's walk (see the package comment).

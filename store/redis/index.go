@@ -29,38 +29,42 @@ package redis
 //
 // Writes: one Lua script (appendScript) trims the stream (MINID ~ for the
 // retention), XADDs the event (MAXLEN ~), and XADDs its id to each of its
-// index streams (MINID ~ the stream's oldest id, so that an index shrinks
-// with the stream at no extra call); Redis runs a script atomically, and
-// replicates it and writes it to the AOF as one MULTI/EXEC, so after a
-// crash or failover an event is never missing from its indexes. Every key
-// carries the {audit} hash tag, so the script touches one slot, on a
-// Cluster too. An index XADD that fails (a key that is not a stream of
-// ours, or one holding ids at or above the new one, which name no event
-// since the stream's ids only grow) replaces the key with a fresh index,
-// so the script never stops between the event and its indexes.
+// index streams; Redis runs a script atomically, and replicates it and
+// writes it to the AOF as one MULTI/EXEC, so after a crash or failover an
+// event is never missing from its indexes. Every key carries the {audit}
+// hash tag, so the script touches one slot, on a Cluster too. An index
+// XADD that fails (a key that is not a stream of ours, or one holding ids
+// at or above the new one, which name no event since the stream's ids only
+// grow) replaces the key with a fresh index, so the script never stops
+// between the event and its indexes.
 //
-// Stale keys: the registry P:{audit}:idxkeys scores each index key by a
-// millisecond at or before its last write (set when the key is first seen,
-// raised when the sweep finds it still in use). Each append examines up to
-// 8 (staleSweep) keys scored below the stream's oldest entry: a key whose
-// newest entry is older than the stream's oldest holds only trimmed events
-// and is unlinked; the others get their newest entry's millisecond.
+// Upkeep, on one append in 8 (upkeepEvery, by the id's millisecond): the
+// index XADDs trim below the stream's oldest entry (MINID ~, whole nodes of
+// up to 100 entries), and up to 64 (staleSweep) stale keys are examined.
+// The registry P:{audit}:idxkeys scores each index key by a millisecond at
+// or before its last write (set when an append creates the key, raised
+// when the sweep finds it still in use); a key scored below the stream's
+// oldest entry whose newest entry is older than that holds only trimmed
+// events and is unlinked. So an index holds, beyond its live events, at
+// most a node and the entries written since the last upkeep; a listing
+// never reads below the stream's oldest entry.
 //
-// An index entry whose event is gone (trimmed, or removed by XDEL) is
-// skipped by a listing, which removes it (XDEL), so the answer never holds
-// a missing event.
+// An index entry whose event is gone (removed by XDEL, or trimmed after the
+// listing read the stream's oldest entry) is skipped by a listing, which
+// removes it (XDEL), so the answer never holds a missing event.
 //
 // Listing (listScript, called by List in steps, see store.CollectPage):
 // the walk reads, newest first, the smallest of the filter's index streams
 // (XLEN; the audit stream when no field is filtered) and tests each entry:
 // its "t" against the time range, its id in the filter's other index
-// streams, and fetches the events that pass. With a time range it walks
-// the skew index (tested against every field) above the in-step ids, the
-// in-step ids, and the skew index below them. A step examines at most a
-// given number of entries and returns where it stopped, so Redis is never
-// blocked for long, and the cost of a page follows the page: the entries
-// that fail the other fields, plus the events appended within a second of
-// the range's ends, plus the skewed events, never the whole trail.
+// streams (XRANGE id id), and fetches the events that pass. With a time
+// range it walks the skew index (tested against every field) above the
+// in-step ids, the in-step ids, and the skew index below them. A step
+// reads at most store.ListSlice entries and returns where it stopped, so
+// Redis is never blocked for long, and the cost of a page follows the
+// page: the entries that fail the other fields, plus the events appended
+// within a second of the range's ends, plus the skewed events outside the
+// in-step ids, never the whole trail.
 
 import (
 	"context"
