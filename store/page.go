@@ -40,8 +40,9 @@ var errNoProgress = errors.New("store: list walk made no progress")
 //
 //   - the page holds pageSize events, unless the walk is exhausted (the
 //     page holds the rest, and next is empty), or it examined more than
-//     budget candidates first, or ctx's deadline came closer than twice
-//     the longest step so far (the budget is spent either way);
+//     budget candidates first, or ctx's deadline came close (the budget is
+//     spent either way): closer than twice the longest step so far, or
+//     than a quarter of the time the call had;
 //   - past the budget, the call stops as soon as it holds two matches: it
 //     returns all but the last, so a page that is not full still holds at
 //     least one event;
@@ -54,7 +55,9 @@ var errNoProgress = errors.New("store: list walk made no progress")
 //     larger ids, so they never enter a walk that started.
 //
 // Past the budget with fewer than two matches, the call keeps walking until
-// ctx ends (then it fails with ctx's error, wrapped by step).
+// ctx ends: then it fails with step's error. A step that fails once ctx has
+// ended (it overran the deadline) while the call holds two matches gives
+// the short page instead.
 func CollectPage(ctx context.Context, pageSize, budget, slice int, step PageStep) ([]Event, string, error) {
 	var (
 		found    []Event
@@ -62,8 +65,13 @@ func CollectPage(ctx context.Context, pageSize, budget, slice int, step PageStep
 		slowest  time.Duration
 	)
 	deadline, hasDeadline := ctx.Deadline()
+	reserve := time.Until(deadline) / 4
 	spent := func() bool {
-		return examined >= budget || (hasDeadline && time.Until(deadline) < 2*slowest)
+		return examined >= budget || (hasDeadline && time.Until(deadline) < max(2*slowest, reserve))
+	}
+	short := func() ([]Event, string, error) {
+		k := len(found) - 1
+		return found[:k], tokenBefore(found[k-1].ID, found[k].ID), nil
 	}
 	for {
 		want, limit := pageSize+1, slice
@@ -75,6 +83,9 @@ func CollectPage(ctx context.Context, pageSize, budget, slice int, step PageStep
 		start := time.Now()
 		got, n, exhausted, err := step(ctx, want-len(found), limit)
 		if err != nil {
+			if ctx.Err() != nil && len(found) >= 2 {
+				return short()
+			}
 			return nil, "", err
 		}
 		slowest = max(slowest, time.Since(start))
@@ -86,8 +97,7 @@ func CollectPage(ctx context.Context, pageSize, budget, slice int, step PageStep
 		case exhausted:
 			return found, "", nil
 		case spent() && len(found) >= 2:
-			k := len(found) - 1
-			return found[:k], tokenBefore(found[k-1].ID, found[k].ID), nil
+			return short()
 		case n == 0:
 			return nil, "", errNoProgress
 		}

@@ -123,6 +123,40 @@ func TestCollectPageDeadline(t *testing.T) {
 	}
 }
 
+// TestCollectPageOverrun: a step that fails because it overran the
+// deadline gives the short page when the call holds two matches, and the
+// step's error otherwise.
+func TestCollectPageOverrun(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		match    func(int) bool
+		wantPage int // events; -1: the error
+	}{
+		{"two matches", func(i int) bool { return i%5 == 0 }, 1},
+		{"one match", func(i int) bool { return i == 3 }, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			w := &fakeWalk{n: 1000, match: tc.match}
+			overrun := func(ctx context.Context, need, limit int) ([]Event, int, bool, error) {
+				if w.steps == 1 {
+					cancel() // the second step overruns
+					return nil, 0, false, ctx.Err()
+				}
+				return w.step(ctx, need, limit)
+			}
+			page, next, err := CollectPage(ctx, 50, 1000, 10, overrun)
+			switch {
+			case tc.wantPage < 0 && !errors.Is(err, context.Canceled):
+				t.Fatalf("CollectPage = %d events, %v; want the step's error", len(page), err)
+			case tc.wantPage >= 0 && (err != nil || len(page) != tc.wantPage || next == ""):
+				t.Fatalf("CollectPage = %d events, next %q, %v; want %d and a token", len(page), next, err, tc.wantPage)
+			}
+		})
+	}
+}
+
 func TestCollectPageErrors(t *testing.T) {
 	boom := errors.New("boom")
 	_, _, err := CollectPage(t.Context(), 10, 100, 10, func(context.Context, int, int) ([]Event, int, bool, error) {
