@@ -97,15 +97,30 @@ const (
 // index, KEYS[4..] the event's field indexes; ARGV[1] MAXLEN, ARGV[2] MINID
 // ("0": no retention), ARGV[3] the JSON event, ARGV[4] its Time in Unix ns
 // (or ""), ARGV[5] its Time in Unix ms, rounded down, ARGV[6] upkeepEvery
-// (1 in tests that need the upkeep on every append). Returns the new id.
+// (1 in tests that need the upkeep on every append), ARGV[7] the kinds of
+// KEYS[4..], one letter each ("z" sorted set, "x" stream). Returns the new
+// id.
 //
-// An index is written with NOMKSTREAM, so that the key is registered only
-// when the append creates it: a typical append is the stream's XADD and
-// one XADD per index.
+// A stream index is written with NOMKSTREAM, so that it is registered only
+// when the append creates it; sorted-set indexes are registered with NX.
+// A typical append is the stream's XADD, one write per index and one ZADD
+// to the registry.
 var appendSrc = strings.NewReplacer("IN_STEP", strconv.Itoa(inStepMillis), "STALE_SWEEP", strconv.Itoa(staleSweep)).Replace(`
 local stream, reg, skew = KEYS[1], KEYS[2], KEYS[3]
-local t = ARGV[4]
+local t, kinds = ARGV[4], ARGV[7]
 local function msOf(id) return string.sub(id, 1, string.find(id, '-', 1, true) - 1) end
+local function pad(id)
+  local d = string.find(id, '-', 1, true)
+  local ms, seq = string.sub(id, 1, d - 1), string.sub(id, d + 1)
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+local function unpad(m)
+  local ms, seq = string.match(m, '^0*(%d-)%-0*(%d-)$')
+  if not ms then return nil end
+  if ms == '' then ms = '0' end
+  if seq == '' then seq = '0' end
+  return ms .. '-' .. seq
+end
 local function idLess(a, b)
   local am, bm = tonumber(msOf(a)), tonumber(msOf(b))
   if am ~= bm then return am < bm end
@@ -116,12 +131,25 @@ if ARGV[2] ~= '0' then
 end
 local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 't', t, 'e', ARGV[3])
 local ms = msOf(id)
+local member = pad(id)
 local floor
 if tonumber(ms) % tonumber(ARGV[6]) == 0 then
   floor = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
 end
-local created = {}
-local function index(k)
+local register = {}
+local function index(k, kind)
+  if kind == 'z' then
+    local r = redis.pcall('ZADD', k, 0, member)
+    if type(r) == 'table' and r.err then
+      redis.call('UNLINK', k)
+      redis.call('ZADD', k, 0, member)
+    elseif floor then
+      redis.call('ZREMRANGEBYLEX', k, '-', '(' .. pad(floor))
+    end
+    register[#register + 1] = ms
+    register[#register + 1] = k
+    return
+  end
   local r
   if floor then
     r = redis.pcall('XADD', k, 'NOMKSTREAM', 'MINID', '~', floor, id, 't', t)
@@ -136,19 +164,27 @@ local function index(k)
   end
   if not r then
     redis.call('XADD', k, id, 't', t)
-    created[#created + 1] = ms
-    created[#created + 1] = k
+    register[#register + 1] = ms
+    register[#register + 1] = k
   end
 end
-for i = 4, #KEYS do index(KEYS[i]) end
-if math.abs(tonumber(ARGV[5]) - tonumber(ms)) > IN_STEP then index(skew) end
-if #created > 0 then redis.call('ZADD', reg, unpack(created)) end
+for i = 4, #KEYS do index(KEYS[i], string.sub(kinds, i - 3, i - 3)) end
+if math.abs(tonumber(ARGV[5]) - tonumber(ms)) > IN_STEP then index(skew, 'x') end
+if #register > 0 then redis.call('ZADD', reg, 'NX', unpack(register)) end
 if not floor then return id end
 local stale = redis.call('ZRANGEBYSCORE', reg, '-inf', '(' .. msOf(floor), 'LIMIT', 0, STALE_SWEEP)
 for _, k in ipairs(stale) do
-  local newest = redis.pcall('XREVRANGE', k, '+', '-', 'COUNT', 1)
-  if type(newest) == 'table' and newest[1] and not idLess(newest[1][1], floor) then
-    redis.call('ZADD', reg, 'XX', msOf(newest[1][1]), k)
+  local kind = redis.call('TYPE', k).ok
+  local newest
+  if kind == 'stream' then
+    local e = redis.call('XREVRANGE', k, '+', '-', 'COUNT', 1)[1]
+    if e then newest = e[1] end
+  elseif kind == 'zset' then
+    local m = redis.call('ZRANGE', k, -1, -1)[1]
+    if m then newest = unpad(m) end
+  end
+  if newest and not idLess(newest, floor) then
+    redis.call('ZADD', reg, 'XX', msOf(newest), k)
   else
     redis.call('UNLINK', k)
     redis.call('ZREM', reg, k)
@@ -164,26 +200,43 @@ var appendScript = goredis.NewScript(appendSrc)
 // indexes (no KEYS[3..] when no field is filtered). ARGV[1] need: stop at
 // that many events; ARGV[2] limit: examine at most that many entries;
 // ARGV[3], ARGV[4]: the time range [lo, hi) in Unix ns ("": unbounded);
-// ARGV[5..]: the segments to walk, newest first, three values each: the
-// source ("s" the stream, "i" KEYS[3], "w" the skew index), the upper
-// bound (exclusive, "(<id>", or "+") and the lower bound (inclusive, an id
-// or "-").
+// ARGV[5]: the kinds of KEYS[3..], one letter each ("z" sorted set, "x"
+// stream); ARGV[6..]: the segments to walk, newest first, three values
+// each: the source ("s" the stream, "i" KEYS[3], "w" the skew index), the
+// upper bound (exclusive, "(<id>", or "+") and the lower bound (inclusive,
+// an id or "-").
 //
-// An entry passes when its "t" lies in the range (or is empty: the caller
-// decides), and its id is in KEYS[4..] (KEYS[3..] for the skew index).
-// Returns {last id examined or "", 1 if every segment was walked to its
-// end, entries examined, {id, JSON, ...} of the events that passed,
+// An entry passes when its id is in KEYS[4..] (KEYS[3..] for the skew
+// index; ZSCORE or XRANGE id id) and its time ("t" of the stream index
+// entry, or of the event) lies in the range (or is empty: the caller
+// decides). Returns {last id examined or "", 1 if every segment was walked
+// to its end, entries examined, {id, JSON, ...} of the events that passed,
 // {source, id, ...} of index entries whose event is gone}.
 const listSrc = `
 local stream, skew = KEYS[1], KEYS[2]
 local need, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tlo, thi = ARGV[3], ARGV[4]
+local tlo, thi, kinds = ARGV[3], ARGV[4], ARGV[5]
 local function before(a, b)
   if #a ~= #b then return #a < #b end
   return a < b
 end
+local function inRange(t)
+  return t == '' or ((tlo == '' or not before(t, tlo)) and (thi == '' or before(t, thi)))
+end
 local function field(f, name)
   for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end
+end
+local function pad(id)
+  local d = string.find(id, '-', 1, true)
+  local ms, seq = string.sub(id, 1, d - 1), string.sub(id, d + 1)
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+local function unpad(m)
+  local ms, seq = string.match(m, '^0*(%d-)%-0*(%d-)$')
+  if not ms then return nil end
+  if ms == '' then ms = '0' end
+  if seq == '' then seq = '0' end
+  return ms .. '-' .. seq
 end
 local function idLess(a, b)
   local ad, bd = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
@@ -191,55 +244,79 @@ local function idLess(a, b)
   if am ~= bm then return am < bm end
   return tonumber(string.sub(a, ad + 1)) < tonumber(string.sub(b, bd + 1))
 end
+local function member(k, id)
+  if string.sub(kinds, k - 2, k - 2) == 'z' then
+    return redis.call('ZSCORE', KEYS[k], pad(id)) ~= false
+  end
+  return #redis.call('XRANGE', KEYS[k], id, id) > 0
+end
 local out, gone = {}, {}
 local examined, found, last = 0, 0, ''
 -- Index entries below the stream's oldest entry are of trimmed events.
 local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
 if not oldest then return {last, 1, examined, out, gone} end
-for s = 5, #ARGV, 3 do
+for s = 6, #ARGV, 3 do
   local src, hi, lo = ARGV[s], ARGV[s + 1], ARGV[s + 2]
   if lo == '-' or idLess(lo, oldest[1]) then lo = oldest[1] end
-  local key, first = stream, #KEYS + 1
-  if src == 'i' then key, first = KEYS[3], 4 elseif src == 'w' then key, first = skew, 3 end
+  local key, first, zset = stream, #KEYS + 1, false
+  if src == 'i' then
+    key, first, zset = KEYS[3], 4, string.sub(kinds, 1, 1) == 'z'
+  elseif src == 'w' then
+    key, first = skew, 3
+  end
+  local zhi, zlo = '+', '[' .. pad(lo)
+  if hi ~= '+' then zhi = '(' .. pad(string.sub(hi, 2)) end
   local chunk = math.min(math.max(need, 16), 256)
   while true do
     local n = math.min(chunk, limit - examined)
-    local batch = redis.call('XREVRANGE', key, hi, lo, 'COUNT', n)
+    local batch
+    if zset then
+      batch = redis.call('ZRANGE', key, zhi, zlo, 'BYLEX', 'REV', 'LIMIT', 0, n)
+    else
+      batch = redis.call('XREVRANGE', key, hi, lo, 'COUNT', n)
+    end
     for _, entry in ipairs(batch) do
-      local id = entry[1]
-      examined = examined + 1
-      last = id
-      local f = entry[2]
-      local t = (f[1] == 't' and f[2]) or field(f, 't') or ''
-      local ok = t == '' or ((tlo == '' or not before(t, tlo)) and (thi == '' or before(t, thi)))
-      for k = first, #KEYS do
-        if not ok then break end
-        ok = #redis.call('XRANGE', KEYS[k], id, id) > 0
+      local id, t
+      if zset then
+        id, t = unpad(entry), ''
+      else
+        local f = entry[2]
+        id, t = entry[1], (f[1] == 't' and f[2]) or field(f, 't') or ''
       end
-      if ok then
-        local e
-        if src == 's' then
-          e = field(entry[2], 'e') or ''
-        else
-          local m = redis.call('XRANGE', stream, id, id)[1]
-          if m then
-            e = field(m[2], 'e') or ''
-          else
-            gone[#gone + 1] = src
-            gone[#gone + 1] = id
-          end
+      examined = examined + 1
+      if id then
+        last = id
+        local ok = inRange(t)
+        for k = first, #KEYS do
+          if not ok then break end
+          ok = member(k, id)
         end
-        if e then
-          out[#out + 1] = id
-          out[#out + 1] = e
-          found = found + 1
-          if found == need then return {last, 0, examined, out, gone} end
+        if ok then
+          local e
+          if src == 's' then
+            e = field(entry[2], 'e') or ''
+          else
+            local m = redis.call('XRANGE', stream, id, id)[1]
+            if m then
+              e = field(m[2], 'e') or ''
+              if zset and not inRange(field(m[2], 't') or '') then e = nil end
+            else
+              gone[#gone + 1] = src
+              gone[#gone + 1] = id
+            end
+          end
+          if e then
+            out[#out + 1] = id
+            out[#out + 1] = e
+            found = found + 1
+            if found == need then return {last, 0, examined, out, gone} end
+          end
         end
       end
       if examined == limit then return {last, 0, examined, out, gone} end
     end
     if #batch < n then break end
-    hi = '(' .. last
+    if zset then zhi = '(' .. batch[#batch] else hi = '(' .. last end
     chunk = math.min(2 * chunk, 1024)
   end
 end
@@ -250,6 +327,19 @@ var listScript = goredis.NewScript(listSrc)
 
 // indexPrefix starts every index key of the stream.
 func (s *Store) indexPrefix() string { return s.prefix + ":{audit}:idx:" }
+
+// kinds returns the kind of each index key, one letter each: "z" for the
+// sorted sets (subject, caller), "x" for the streams.
+func (s *Store) kinds(keys []string) string {
+	b := make([]byte, len(keys))
+	for i, k := range keys {
+		b[i] = 'x'
+		if rest, ok := strings.CutPrefix(k, s.indexPrefix()); ok && (strings.HasPrefix(rest, "subject:") || strings.HasPrefix(rest, "caller:")) {
+			b[i] = 'z'
+		}
+	}
+	return string(b)
+}
 
 // skewKey is the index of the skewed events.
 func (s *Store) skewKey() string { return s.indexPrefix() + "skew" }
@@ -276,6 +366,14 @@ var (
 	minNanos = time.Unix(0, 0)
 	maxNanos = time.Unix(0, 1<<63-1)
 )
+
+// padID is the sorted-set index member of id: both parts zero-padded to
+// 20 digits, so that lexicographic order is id order.
+func padID(id streamID) string {
+	ms := strconv.FormatUint(id.ms, 10)
+	seq := strconv.FormatUint(id.seq, 10)
+	return strings.Repeat("0", 20-len(ms)) + ms + "-" + strings.Repeat("0", 20-len(seq)) + seq
+}
 
 // nanos is t's "t" field: Unix ns in decimal, or "" outside [1970, 2262].
 func nanos(t time.Time) string {
@@ -349,7 +447,11 @@ func (s *Store) newWalk(ctx context.Context, f store.Filter, upper streamID, has
 		pipe := s.client.Pipeline()
 		lens := make([]*goredis.IntCmd, len(w.keys))
 		for i, k := range w.keys {
-			lens[i] = pipe.XLen(ctx, k)
+			if s.kinds(w.keys[i:i+1]) == "z" {
+				lens[i] = pipe.ZCard(ctx, k)
+			} else {
+				lens[i] = pipe.XLen(ctx, k)
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, s.translate("list", err)
@@ -439,7 +541,7 @@ func (w *walk) step(ctx context.Context, need, limit int) ([]store.Event, int, b
 		return nil, 0, true, nil
 	}
 	keys := append([]string{s.stream, s.skewKey()}, w.keys...)
-	args := append([]any{need, limit, w.tlo, w.thi}, segs...)
+	args := append([]any{need, limit, w.tlo, w.thi, s.kinds(w.keys)}, segs...)
 	reply, err := listScript.Run(ctx, s.client, keys, args...).Slice()
 	if err != nil {
 		return nil, 0, false, s.translate("list", err)
@@ -513,12 +615,21 @@ func (w *walk) clean(ctx context.Context, gone []string) {
 		return
 	}
 	ids := make([]string, 0, len(gone)/2)
+	members := make([]any, 0, len(gone)/2)
 	for i := 1; i < len(gone); i += 2 {
 		ids = append(ids, gone[i])
+		if id, ok := parseStreamID(gone[i]); ok {
+			members = append(members, padID(id))
+		}
 	}
 	pipe := w.s.client.Pipeline()
-	for _, k := range append([]string{w.s.skewKey()}, w.keys...) {
-		pipe.XDel(ctx, k, ids...)
+	pipe.XDel(ctx, w.s.skewKey(), ids...)
+	for i, k := range w.keys {
+		if w.s.kinds(w.keys[i:i+1]) == "z" {
+			pipe.ZRem(ctx, k, members...)
+		} else {
+			pipe.XDel(ctx, k, ids...)
+		}
 	}
 	_, _ = pipe.Exec(ctx)
 }

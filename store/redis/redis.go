@@ -292,7 +292,7 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	defer cancel()
 	keys := append(make([]string, 0, 8), s.stream, s.prefix+":{audit}:idxkeys", s.skewKey())
 	keys = s.indexKeys(keys, ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain, ev.Outcome)
-	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery)
+	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, s.kinds(keys[3:]))
 }
 
 // cutoff is the oldest id within the retention ({0, 0}: no retention).
