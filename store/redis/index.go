@@ -5,19 +5,29 @@ package redis
 // Every stream entry holds two fields: "t", the event's Time in Unix
 // nanoseconds (decimal; empty when before 1970 or after 2262), and "e", the
 // JSON event. For each filter field value (subject, caller, source domain,
-// target domain, outcome) an index stream holds one entry per event
-// carrying it, under the event's own id, with the same "t":
+// target domain, outcome) an index holds the ids of the events carrying it:
 //
 //	P:{audit}:idx:<field>:<hex sha256(value)>   (outcome: P:{audit}:idx:o:<n>)
 //	P:{audit}:idx:skew                          the skewed events (below)
 //	P:{audit}:idxkeys                           the index keys (sweep, below)
 //
-// An index is a stream rather than a sorted set because a stream appends at
-// its tail (XADD with the event's id, which only grows), walks newest first
-// from any id (XREVRANGE, exclusive bounds) like the audit stream itself,
-// and stores an entry in about 20 bytes instead of a sorted set's 120; a
-// membership test is XRANGE id id. Values are hashed so that key names are
-// bounded whatever the value.
+// Values are hashed so that key names are bounded whatever the value. An
+// index is of one of two kinds, by field:
+//
+//   - source and target domain, outcome (few values, each on a large part
+//     of the trail) and the skew index: a stream, one entry per event under
+//     the event's own id, with the same "t". It appends at its tail (the
+//     ids only grow), walks newest first from any id (XREVRANGE, exclusive
+//     bounds) like the audit stream, and stores an entry in about 26 bytes;
+//     membership is XRANGE id id. But a stream key preallocates its newest
+//     node (4 KiB, stream-node-max-bytes), so a stream per distinct value
+//     would cost kilobytes for each subject seen a few times;
+//   - subject and caller (many values, most on few events): a sorted set,
+//     every member of score 0 and the event's id with both parts
+//     zero-padded to 20 digits, so lexicographic order is id order
+//     (ZRANGE BYLEX REV walks it newest first and resumes exactly after a
+//     page token); membership is ZSCORE. A small set costs about a hundred
+//     bytes; a member of a large one about a hundred.
 //
 // Skewed events: an event whose Time lies more than inStepMillis (1 s)
 // from its append time (its id's millisecond) is also indexed in
@@ -28,43 +38,45 @@ package redis
 // storage format: events appended with one value are listed with it.
 //
 // Writes: one Lua script (appendScript) trims the stream (MINID ~ for the
-// retention), XADDs the event (MAXLEN ~), and XADDs its id to each of its
-// index streams; Redis runs a script atomically, and replicates it and
-// writes it to the AOF as one MULTI/EXEC, so after a crash or failover an
-// event is never missing from its indexes. Every key carries the {audit}
-// hash tag, so the script touches one slot, on a Cluster too. An index
-// XADD that fails (a key that is not a stream of ours, or one holding ids
-// at or above the new one, which name no event since the stream's ids only
-// grow) replaces the key with a fresh index, so the script never stops
-// between the event and its indexes.
+// retention), XADDs the event (MAXLEN ~), and adds its id to each of its
+// indexes (ZADD, or XADD with the event's id); Redis runs a script
+// atomically, and replicates it and writes it to the AOF as one
+// MULTI/EXEC, so after a crash or failover an event is never missing from
+// its indexes. Every key carries the {audit} hash tag, so the script
+// touches one slot, on a Cluster too. An index write that fails (a key of
+// another type, or a stream holding ids at or above the new one, which name
+// no event since the stream's ids only grow) replaces the key with a fresh
+// index, so the script never stops between the event and its indexes.
 //
 // Upkeep, on one append in 8 (upkeepEvery, by the id's millisecond): the
-// index XADDs trim below the stream's oldest entry (MINID ~, whole nodes of
-// up to 100 entries), and up to 64 (staleSweep) stale keys are examined.
-// The registry P:{audit}:idxkeys scores each index key by a millisecond at
-// or before its last write (set when an append creates the key, raised
-// when the sweep finds it still in use); a key scored below the stream's
-// oldest entry whose newest entry is older than that holds only trimmed
-// events and is unlinked. So an index holds, beyond its live events, at
-// most a node and the entries written since the last upkeep; a listing
-// never reads below the stream's oldest entry.
+// indexes written drop their entries below the stream's oldest entry
+// (ZREMRANGEBYLEX; XADD MINID ~, whole nodes of up to 100 entries), and up
+// to 64 (staleSweep) stale keys are examined. The registry
+// P:{audit}:idxkeys scores each index key by a millisecond at or before its
+// last write (set when an append first writes the key, raised when the
+// sweep finds it still in use); a key scored below the stream's oldest
+// entry whose newest entry is older than that holds only trimmed events and
+// is unlinked. So an index holds, beyond its live events, the entries
+// trimmed since its last write on an upkeep append (and a stream, part of
+// a node); a listing never reads below the stream's oldest entry.
 //
 // An index entry whose event is gone (removed by XDEL, or trimmed after the
 // listing read the stream's oldest entry) is skipped by a listing, which
-// removes it (XDEL), so the answer never holds a missing event.
+// removes it (ZREM, XDEL), so the answer never holds a missing event.
 //
 // Listing (listScript, called by List in steps, see store.CollectPage):
-// the walk reads, newest first, the smallest of the filter's index streams
-// (XLEN; the audit stream when no field is filtered) and tests each entry:
-// its "t" against the time range, its id in the filter's other index
-// streams (XRANGE id id), and fetches the events that pass. With a time
-// range it walks the skew index (tested against every field) above the
-// in-step ids, the in-step ids, and the skew index below them. A step
-// reads at most store.ListSlice entries and returns where it stopped, so
-// Redis is never blocked for long, and the cost of a page follows the
-// page: the entries that fail the other fields, plus the events appended
-// within a second of the range's ends, plus the skewed events outside the
-// in-step ids, never the whole trail.
+// the walk reads, newest first, the smallest of the filter's indexes
+// (ZCARD, XLEN; the audit stream when no field is filtered) and tests each
+// entry: its id in the filter's other indexes, its time against the range
+// ("t" of a stream entry; an event found through a sorted set is checked
+// once fetched), and fetches the events that pass. With a time range it
+// walks the skew index (tested against every field) above the in-step ids,
+// the in-step ids, and the skew index below them. A step reads at most
+// store.ListSlice entries and returns where it stopped, so Redis is never
+// blocked for long, and the cost of a page follows the page: the entries
+// that fail the other fields, plus the events appended within a second of
+// the range's ends, plus the skewed events outside the in-step ids, never
+// the whole trail.
 
 import (
 	"context"
