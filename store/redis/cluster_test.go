@@ -35,11 +35,13 @@ func TestClusterConformance(t *testing.T) {
 	c := redistest.NewCluster(t)
 	var n atomic.Int64
 	storetest.RunTests(t, func(t *testing.T) store.Store {
-		return newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1))})
+		return newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), OpTimeout: conformanceOpTimeout})
 	}, storetest.Options{DeleteEvent: xdel, NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
-		s := newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention})
+		s := newClusterStore(t, c, Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention, OpTimeout: conformanceOpTimeout})
 		s.now = now
 		return s
+	}, SetListBudget: func(s store.Store, budget, slice int) {
+		s.(*Store).listBudget, s.(*Store).listSlice = budget, slice
 	}})
 }
 

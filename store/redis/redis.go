@@ -8,13 +8,14 @@
 //	                      the digest so that markers spread over cluster slots
 //	P:{audit}:events      audit stream (XADD MAXLEN ~ Options.AuditMaxLen,
 //	                      XTRIM MINID ~ now - Options.AuditRetention)
-//	P:{audit}:idx:...     secondary indexes of the stream, streams too (see index.go)
+//	P:{audit}:idx:...     secondary indexes of the stream: sorted sets and streams (index.go)
 //	P:{audit}:idxkeys     the index keys, for the sweep of stale ones
 //
 // Only the SHA-256 digest of a replay key is stored, never the jti itself.
 // Audit events are stored as one JSON field "e" per stream entry (with the
-// event's time in a field "t", see index.go); their ids are the Redis stream ids ("<ms>-<seq>", assigned by the server) and serve
-// as page tokens. Event times are kept at nanosecond precision, in UTC.
+// event's time in a field "t", see index.go); their ids are the Redis
+// stream ids ("<ms>-<seq>", assigned by the server), and page tokens are
+// ids too. Event times are kept at nanosecond precision, in UTC.
 //
 // Every failure to reach Redis or to get an answer in time (including
 // LOADING, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY, ...) is reported as

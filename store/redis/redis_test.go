@@ -18,18 +18,26 @@ import (
 	"github.com/chainbroker/chainbroker/store/storetest"
 )
 
+// conformanceOpTimeout is the conformance stores' OpTimeout. The suite's
+// parallel subtests share one redis-server while some append and list
+// trails of over 10,000 events: with the default 2 s, a busy machine can
+// bring a List within its deadline budget (store.CollectPage), which cuts
+// the pages that the suite requires full. TestCollectPageDeadline tests
+// that cut.
+const conformanceOpTimeout = 30 * time.Second
+
 func TestConformance(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
 	var n atomic.Int64
 	storetest.RunTests(t, func(t *testing.T) store.Store {
 		// One server, a fresh key prefix per store.
-		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1))})
+		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), OpTimeout: conformanceOpTimeout})
 		if err != nil {
 			t.Fatalf("NewFromURL: %v", err)
 		}
 		return s
 	}, storetest.Options{DeleteEvent: xdel, NewWithRetention: func(t *testing.T, retention time.Duration, now func() time.Time) store.Store {
-		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention})
+		s, err := NewFromURL(srv.URL(), Options{KeyPrefix: fmt.Sprintf("conformance%d", n.Add(1)), AuditRetention: retention, OpTimeout: conformanceOpTimeout})
 		if err != nil {
 			t.Fatalf("NewFromURL: %v", err)
 		}
