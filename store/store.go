@@ -176,17 +176,25 @@ type AuditLog interface {
 	// returns its id. Ids are ordered by time of append, and e.ID is ignored.
 	Append(ctx context.Context, e *Event) (id string, err error)
 	// List returns the events matching f, newest first, at most pageSize of
-	// them (0 means DefaultPageSize; above MaxPageSize is clamped), continuing
-	// after pageToken (empty: from the newest). next is empty when no further
-	// event matches. A malformed pageToken gives ErrInvalidArgument.
+	// them (0 means DefaultPageSize; above MaxPageSize is clamped), with ids
+	// below pageToken (empty: from the newest; any "<ms>-<seq>" id is a
+	// token, for any filter). A malformed pageToken gives
+	// ErrInvalidArgument.
+	//
+	// Page guarantee (store.CollectPage): the page holds pageSize events
+	// unless no further event matches (then next is empty), or the call
+	// examined more than ListBudget index entries first; such a short page
+	// still holds at least one event. next is set only when one more
+	// matching event is known, so following it never gives an empty page.
+	// next resumes exactly after the page's last event, whatever is
+	// appended meanwhile (new events are newer than any page token); it is
+	// an id bound, not necessarily an event's id.
 	//
 	// Backends index the filter fields (Subject, Caller, SourceDomain,
-	// TargetDomain, Outcome): a filtered List costs in proportion to the
-	// page, and its pages are full until the answer is exhausted (a backend
-	// bounding the work of one call may return a short page, never past
-	// that bound, with a next token). A token resumes exactly after the
-	// page's last event, whatever is appended meanwhile (new events are
-	// newer than any page token).
+	// TargetDomain, Outcome) and find a time range's events by id range, so
+	// that the cost follows the page (see each backend), never the trail. A
+	// time range finds every event whose Time lies in it, however far from
+	// its append time.
 	List(ctx context.Context, f Filter, pageSize int, pageToken string) (events []Event, next string, err error)
 	// Get returns the event with that id, or ErrNotFound.
 	Get(ctx context.Context, id string) (Event, error)

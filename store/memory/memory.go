@@ -11,11 +11,22 @@
 //
 // Filtered listing uses in-memory indexes: for each filter field (subject,
 // caller, source and target domain, outcome) a map from value to the
-// ascending positions of the events carrying it. A filtered List walks the
-// shortest list among the filter's fields, newest first, and checks the
-// other fields on the events it meets, so its cost follows the answer, not
-// the trail. Trimming drops the oldest events, whose positions are exactly
-// the heads of their lists: the indexes shrink with the events.
+// ascending positions of the events carrying it, and the positions of the
+// skewed events: those whose Time lies more than a second (inStep) from
+// their append time (the millisecond of their id). Trimming drops the
+// oldest events, whose positions are exactly the heads of their lists: the
+// indexes shrink with the events.
+//
+// List walks candidates newest first and checks the whole filter on each:
+// the shortest index list among the filter's fields (every event when no
+// field is set). A time range [Start, End) narrows the walk to the ids of
+// the events in step with it, [floor(Start) - 1s, ceil(End) + 1s) (found
+// by binary search), plus the skewed events outside those ids, walked
+// before and after them. So a page costs in proportion to the page, plus
+// the candidates that do not match the other fields, plus the events
+// appended within a second of the range's ends; store.CollectPage bounds
+// the work of one call and states the page guarantee. This is the same
+// walk as the Redis backend's.
 package memory
 
 import (
@@ -36,6 +47,11 @@ const DefaultMaxEvents = 100_000
 
 // minSweep is the replay map size below which expired markers are not swept.
 const minSweep = 1024
+
+// inStep is how far an event's Time may lie from its append time for the
+// event to be found by the id range of a time-bounded List; events further
+// off are listed apart (see the package comment).
+const inStep = time.Second
 
 // Options configures a Store.
 type Options struct {
@@ -83,6 +99,11 @@ type Store struct {
 	// index maps a filter field's value to the ascending positions of the
 	// events carrying it (see the package comment).
 	index map[indexKey][]uint64
+	// skew holds the ascending positions of the skewed events.
+	skew []uint64
+	// listBudget and listSlice bound List's work (store.CollectPage);
+	// changed only by tests.
+	listBudget, listSlice int
 
 	// groups and wake serve the audit export (export.go).
 	groups map[string]*exportGroup
@@ -135,6 +156,8 @@ func New(opts Options) *Store {
 		leases:    make(map[string]time.Time),
 
 		nextCacheSweep: minSweep,
+		listBudget:     store.ListBudget,
+		listSlice:      store.ListSlice,
 	}
 }
 
@@ -212,6 +235,9 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 	for _, k := range eventKeys(keys[:0], &ev) {
 		s.index[k] = append(s.index[k], pos)
 	}
+	if skewed(ev.Time, id) {
+		s.skew = append(s.skew, pos)
+	}
 	s.events = append(s.events, ev)
 	s.ids = append(s.ids, id)
 	s.trimLocked(now)
@@ -245,6 +271,8 @@ func (s *Store) trimLocked(now time.Time) {
 			}
 		}
 	}
+	k := sort.Search(len(s.skew), func(j int) bool { return s.skew[j] >= s.base+uint64(n) })
+	s.skew = s.skew[k:]
 	// Clear dropped entries so the garbage collector can reclaim them
 	// before append reallocates the backing arrays.
 	clear(s.events[:n])
@@ -253,8 +281,9 @@ func (s *Store) trimLocked(now time.Time) {
 	s.base += uint64(n)
 }
 
-// List implements store.AuditLog. next is empty exactly when no further
-// event matches f.
+// List implements store.AuditLog with store.CollectPage over a walk of the
+// events, newest first, in steps of at most store.ListSlice candidates
+// (one hold of the lock each; see the package comment for the walk).
 func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) ([]store.Event, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", fmt.Errorf("store/memory: list: %w", err)
@@ -267,60 +296,174 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	case pageSize > store.MaxPageSize:
 		pageSize = store.MaxPageSize
 	}
-	var after eventID
+	w := s.newWalk(f)
 	if pageToken != "" {
 		var ok bool
-		if after, ok = parseEventID(pageToken); !ok {
+		if w.upper, ok = parseEventID(pageToken); !ok {
 			return nil, "", fmt.Errorf("store/memory: list: malformed page token: %w", store.ErrInvalidArgument)
 		}
+		w.hasUpper = true
 	}
+	return store.CollectPage(ctx, pageSize, s.listBudget, s.listSlice, w.step)
+}
 
+// newWalk returns the walk of f from the newest event.
+func (s *Store) newWalk(f store.Filter) *walk {
+	w := &walk{s: s, f: f, keys: filterKeys(f), timed: !f.Start.IsZero() || !f.End.IsZero()}
+	if !f.End.IsZero() {
+		// In step: Time < End gives id ms <= Time ms + tolerance < ceil(End) + tolerance.
+		w.stepHi = eventID{ms: uint64(max(ceilMillis(f.End)+inStep.Milliseconds(), 0))}
+		w.hasStepHi = true
+	}
+	if !f.Start.IsZero() {
+		// In step: Time >= Start gives id ms >= floor(Start) - tolerance.
+		w.stepLo = eventID{ms: uint64(max(floorMillis(f.Start)-inStep.Milliseconds(), 0))}
+	}
+	return w
+}
+
+// walk is the position of one List call's walk (see the package comment).
+type walk struct {
+	s     *Store
+	f     store.Filter
+	keys  []indexKey
+	timed bool // f has a time range
+	// upper: the walk continues strictly below this id (when hasUpper).
+	upper    eventID
+	hasUpper bool
+	// [stepLo, stepHi) holds the ids of the in-step events of the time
+	// range (stepHi unbounded unless hasStepHi).
+	stepLo, stepHi eventID
+	hasStepHi      bool
+}
+
+// segment is a part of the walk: the candidates of one source (a list of
+// positions, or every position when all) between two positions.
+type segment struct {
+	list     []uint64
+	all      bool
+	from, to uint64 // positions [from, to)
+}
+
+// step implements store.PageStep under the lock.
+func (w *walk) step(ctx context.Context, need, limit int) ([]store.Event, int, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, false, fmt.Errorf("store/memory: list: %w", err)
+	}
+	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, "", errClosed("list")
+		return nil, 0, false, errClosed("list")
 	}
 	s.trimLocked(s.now())
-	// Start below the first id >= the token (exclusive continuation).
-	end := len(s.ids)
-	if pageToken != "" {
-		end = sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(after) })
+	// pos(id) is the position of the first event with an id >= id.
+	pos := func(id eventID) uint64 {
+		return s.base + uint64(sort.Search(len(s.ids), func(j int) bool { return !s.ids[j].less(id) }))
 	}
-	var out []store.Event
-	// add reports whether the walk is over: a match beyond a full page.
-	add := func(i int) bool {
-		if !f.Match(&s.events[i]) {
-			return false
+	end := s.base + uint64(len(s.ids))
+	if w.hasUpper {
+		end = pos(w.upper)
+	}
+	// The source of the in-step candidates: the shortest index list among
+	// the filter's fields, or every event.
+	var drive []uint64
+	all := len(w.keys) == 0
+	for i, k := range w.keys {
+		if l := s.index[k]; i == 0 || len(l) < len(drive) {
+			drive = l
 		}
-		if len(out) == pageSize {
+	}
+	var segs [3]segment
+	n := 0
+	if !w.timed {
+		segs[0] = segment{list: drive, all: all, from: s.base, to: end}
+		n = 1
+	} else {
+		lo := pos(w.stepLo)
+		hi := end
+		if w.hasStepHi {
+			hi = min(pos(w.stepHi), end)
+		}
+		lo = min(lo, hi)
+		// Newest first: skewed events above the in-step range, the in-step
+		// range, skewed events below it. Skewed events inside the range are
+		// walked with it (they are in the index lists too).
+		segs[0] = segment{list: s.skew, from: hi, to: end}
+		segs[1] = segment{list: drive, all: all, from: lo, to: hi}
+		segs[2] = segment{list: s.skew, from: s.base, to: lo}
+		n = 3
+	}
+	var (
+		found    []store.Event
+		examined int
+		last     eventID
+	)
+	visit := func(p uint64) bool { // reports whether the step is over
+		if examined == limit {
 			return true
 		}
-		out = append(out, cloneEvent(&s.events[i]))
-		return false
+		examined++
+		e := &s.events[p-s.base]
+		last = s.ids[p-s.base]
+		if w.f.Match(e) {
+			found = append(found, cloneEvent(e))
+		}
+		return len(found) == need
 	}
-	if keys := filterKeys(f); len(keys) > 0 {
-		// Walk the shortest index list among the filter's fields.
-		list := s.index[keys[0]]
-		for _, k := range keys[1:] {
-			if l := s.index[k]; len(l) < len(list) {
-				list = l
+	for _, sg := range segs[:n] {
+		if sg.from >= sg.to {
+			continue
+		}
+		if sg.all {
+			for p := sg.to; p > sg.from; p-- {
+				if visit(p - 1) {
+					return w.stopped(found, examined, last)
+				}
+			}
+			continue
+		}
+		l := sg.list
+		for j := sort.Search(len(l), func(j int) bool { return l[j] >= sg.to }) - 1; j >= 0 && l[j] >= sg.from; j-- {
+			if visit(l[j]) {
+				return w.stopped(found, examined, last)
 			}
 		}
-		bound := s.base + uint64(end)
-		for j := sort.Search(len(list), func(j int) bool { return list[j] >= bound }) - 1; j >= 0; j-- {
-			if add(int(list[j] - s.base)) {
-				return out, out[len(out)-1].ID, nil
-			}
-		}
-		return out, "", nil
 	}
-	for i := end - 1; i >= 0; i-- {
-		if add(i) {
-			// One more match exists beyond this page.
-			return out, out[len(out)-1].ID, nil
-		}
+	return found, examined, true, nil
+}
+
+// stopped records where a step stopped before the end of the walk.
+func (w *walk) stopped(found []store.Event, examined int, last eventID) ([]store.Event, int, bool, error) {
+	if examined > 0 {
+		w.upper, w.hasUpper = last, true
 	}
-	return out, "", nil
+	return found, examined, false, nil
+}
+
+// skewed reports whether an event's Time lies further than inStep from its
+// append time (the millisecond of its id).
+func skewed(t time.Time, id eventID) bool {
+	d := floorMillis(t) - int64(id.ms)
+	return d > inStep.Milliseconds() || d < -inStep.Milliseconds()
+}
+
+// floorMillis is t in Unix milliseconds rounded down.
+func floorMillis(t time.Time) int64 {
+	ms := t.UnixMilli() // truncates toward zero
+	if time.UnixMilli(ms).After(t) {
+		ms--
+	}
+	return ms
+}
+
+// ceilMillis is t in Unix milliseconds rounded up.
+func ceilMillis(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
 }
 
 // Get implements store.AuditLog. A malformed id gives store.ErrInvalidArgument.
@@ -370,6 +513,7 @@ func (s *Store) Close() error {
 	s.events = nil
 	s.ids = nil
 	s.index = nil
+	s.skew = nil
 	s.groups = nil
 	return nil
 }

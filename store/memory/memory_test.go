@@ -17,6 +17,9 @@ func TestConformance(t *testing.T) {
 			s.now = now
 			return s
 		},
+		SetListBudget: func(s store.Store, budget, slice int) {
+			s.(*Store).listBudget, s.(*Store).listSlice = budget, slice
+		},
 	})
 }
 
@@ -168,10 +171,25 @@ func TestIndexTrimmed(t *testing.T) {
 	if _, err := s.Append(ctx, &store.Event{Subject: "gone", Caller: "c"}); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
+	old := time.Now().Add(-time.Hour) // skewed: an hour before the append
 	for i := range 25 {
-		if _, err := s.Append(ctx, &store.Event{Subject: fmt.Sprint("s", i%2), Caller: "c", Outcome: store.OutcomeSuccess}); err != nil {
+		e := store.Event{Subject: fmt.Sprint("s", i%2), Caller: "c", Outcome: store.OutcomeSuccess}
+		if i%3 == 0 {
+			e.Time = old
+		}
+		if _, err := s.Append(ctx, &e); err != nil {
 			t.Fatalf("Append: %v", err)
 		}
+	}
+	// The skew list holds the kept skewed events, exactly.
+	var want []uint64
+	for i := range s.events {
+		if s.events[i].Time.Equal(old) {
+			want = append(want, s.base+uint64(i))
+		}
+	}
+	if fmt.Sprint(s.skew) != fmt.Sprint(want) || len(want) == 0 {
+		t.Errorf("skew list = %v, want %v", s.skew, want)
 	}
 	total := 0
 	for k, l := range s.index {
@@ -191,5 +209,9 @@ func TestIndexTrimmed(t *testing.T) {
 	page, next, err := s.List(ctx, store.Filter{Subject: "s0", Caller: "c"}, 100, "")
 	if err != nil || len(page) != 5 || next != "" {
 		t.Fatalf("List = %d events, next %q, %v; want the 5 kept", len(page), next, err)
+	}
+	page, next, err = s.List(ctx, store.Filter{End: old.Add(time.Second)}, 100, "")
+	if err != nil || len(page) != len(want) || next != "" {
+		t.Fatalf("List(skewed) = %d events, next %q, %v; want the %d kept", len(page), next, err, len(want))
 	}
 }

@@ -6,17 +6,20 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/store"
 )
 
 // TestIndexedListFullPages: a subject met once in 60 events fills its pages
-// although one List may examine only 50 entries: the index walk reads the
-// subject's events only. (A scan of the stream returns empty pages here.)
+// although one List may examine only 50 entries before it may return a
+// short page: the index walk reads the subject's events only. (A scan of
+// the stream returns short pages here.)
 func TestIndexedListFullPages(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
 	s := newStore(t, srv, Options{})
-	s.maxScan = 50
+	s.listBudget, s.listSlice = 50, 10
 	ctx := t.Context()
 	var want []string
 	for i := range 600 {
@@ -55,10 +58,21 @@ func TestIndexedListFullPages(t *testing.T) {
 	}
 }
 
+// indexLen is the number of entries of an index key, either kind.
+func indexLen(t *testing.T, raw *goredis.Client, s *Store, key string) int64 {
+	t.Helper()
+	if s.kinds([]string{key}) == "z" {
+		return raw.ZCard(t.Context(), key).Val()
+	}
+	return raw.XLen(t.Context(), key).Val()
+}
+
 // TestIndexCleanup checks the index upkeep: an entry whose event is gone
-// is removed when a List meets it; entries below the trimmed stream's oldest
-// entry are removed when their key is written; a key not written since the
-// stream's oldest entry is removed by a later append.
+// is removed when a List meets it (sorted-set and stream indexes); an index
+// key written on an upkeep append loses its entries below the trimmed
+// stream's oldest entry (a stream index whole nodes of 100 entries: MINID
+// ~); a key not written since the stream's oldest entry is removed by a
+// later append.
 func TestIndexCleanup(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
 	raw := rawClient(t, srv)
@@ -68,36 +82,39 @@ func TestIndexCleanup(t *testing.T) {
 		s := newStore(t, srv, Options{KeyPrefix: "xdel"})
 		var ids []string
 		for range 5 {
-			id, err := s.Append(ctx, &store.Event{Subject: "alice"})
+			id, err := s.Append(ctx, &store.Event{Subject: "alice", TargetDomain: "partner"})
 			if err != nil {
 				t.Fatalf("Append: %v", err)
 			}
 			ids = append(ids, id)
 		}
-		key := s.indexKeys(nil, "alice", "", "", "", 0)[0]
 		xdel(t, s, ids[1])
 		xdel(t, s, ids[3])
-		if n := raw.ZCard(ctx, key).Val(); n != 5 {
-			t.Fatalf("index holds %d entries before List, want 5", n)
-		}
-		page, next, err := s.List(ctx, store.Filter{Subject: "alice"}, 10, "")
-		if err != nil || len(page) != 3 || next != "" {
-			t.Fatalf("List = %d events, next %q, %v; want 3", len(page), next, err)
-		}
-		if n := raw.ZCard(ctx, key).Val(); n != 3 {
-			t.Fatalf("index holds %d entries after List, want 3 (the deleted events' removed)", n)
+		for _, f := range []store.Filter{{Subject: "alice"}, {TargetDomain: "partner"}} {
+			key := s.indexKeys(nil, f.Subject, "", "", f.TargetDomain, 0)[0]
+			if n := indexLen(t, raw, s, key); n != 5 {
+				t.Fatalf("index %s holds %d entries before List, want 5", key, n)
+			}
+			page, next, err := s.List(ctx, f, 10, "")
+			if err != nil || len(page) != 3 || next != "" {
+				t.Fatalf("List(%+v) = %d events, next %q, %v; want 3", f, len(page), next, err)
+			}
+			if n := indexLen(t, raw, s, key); n != 3 {
+				t.Fatalf("index %s holds %d entries after List, want 3 (the deleted events' removed)", key, n)
+			}
 		}
 	})
 
 	t.Run("trim", func(t *testing.T) {
 		const maxLen = 10
 		s := newStore(t, srv, Options{KeyPrefix: "trim", AuditMaxLen: maxLen})
-		if _, err := s.Append(ctx, &store.Event{Subject: "once", Caller: "c"}); err != nil {
+		s.upkeepEvery = 1 // trim and sweep on every append
+		if _, err := s.Append(ctx, &store.Event{Subject: "once", Caller: "c", SourceDomain: "once", TargetDomain: "t"}); err != nil {
 			t.Fatalf("Append: %v", err)
 		}
-		once := s.indexKeys(nil, "once", "", "", "", 0)[0]
+		onceKeys := s.indexKeys(nil, "once", "", "once", "", 0) // a sorted set and a stream
 		for i := range 400 {
-			if _, err := s.Append(ctx, &store.Event{Subject: fmt.Sprint("s", i%4), Caller: "c"}); err != nil {
+			if _, err := s.Append(ctx, &store.Event{Subject: fmt.Sprint("s", i%4), Caller: "c", TargetDomain: "t"}); err != nil {
 				t.Fatalf("Append: %v", err)
 			}
 		}
@@ -105,26 +122,84 @@ func TestIndexCleanup(t *testing.T) {
 		if n > maxLen+100 {
 			t.Fatalf("XLEN = %d", n)
 		}
-		// Every written key holds only entries of events still in the stream.
-		if c := raw.ZCard(ctx, s.indexKeys(nil, "", "c", "", "", 0)[0]).Val(); c != n {
+		// Every written key holds the entries of the events still in the
+		// stream: a sorted set only those, a stream at most a node (100
+		// entries) more.
+		if c := indexLen(t, raw, s, s.indexKeys(nil, "", "c", "", "", 0)[0]); c != n {
 			t.Errorf("caller index holds %d entries, stream %d", c, n)
 		}
-		total := int64(0)
+		if c := indexLen(t, raw, s, s.indexKeys(nil, "", "", "", "t", 0)[0]); c < n || c > n+100 {
+			t.Errorf("target index holds %d entries, stream %d", c, n)
+		}
+		all, err := raw.XRange(ctx, s.stream, "-", "+").Result()
+		if err != nil {
+			t.Fatalf("XRANGE: %v", err)
+		}
 		for i := range 4 {
-			total += raw.ZCard(ctx, s.indexKeys(nil, fmt.Sprint("s", i), "", "", "", 0)[0]).Val()
+			f := store.Filter{Subject: fmt.Sprint("s", i)}
+			c := indexLen(t, raw, s, s.indexKeys(nil, f.Subject, "", "", "", 0)[0])
+			var want []string
+			for j := len(all) - 1; j >= 0; j-- {
+				if ev, err := decodeEvent("test", all[j]); err == nil && f.Match(&ev) {
+					want = append(want, ev.ID)
+				}
+			}
+			if c != int64(len(want)) {
+				t.Errorf("index of %s holds %d entries, the stream %d of its events", f.Subject, c, len(want))
+			}
+			// The listing reads none of the trimmed ones.
+			for _, g := range []store.Filter{f, {Subject: f.Subject, TargetDomain: "t"}} {
+				page, next, err := s.List(ctx, g, store.MaxPageSize, "")
+				var got []string
+				for _, e := range page {
+					got = append(got, e.ID)
+				}
+				if err != nil || next != "" || fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("List(%+v) = %v, next %q, %v; want %v", g, got, next, err, want)
+				}
+			}
 		}
-		if total != n {
-			t.Errorf("subject indexes hold %d entries, stream %d", total, n)
+		// The keys written once, long trimmed, are gone with their registry
+		// entries.
+		for _, once := range onceKeys {
+			if raw.Exists(ctx, once).Val() != 0 {
+				t.Errorf("stale index key %s still exists", once)
+			}
+			if err := raw.ZScore(ctx, s.prefix+":{audit}:idxkeys", once).Err(); err == nil {
+				t.Errorf("stale index key %s still in the registry", once)
+			}
 		}
-		// The key written once, long trimmed, is gone with its registry entry.
-		if raw.Exists(ctx, once).Val() != 0 {
-			t.Errorf("stale index key %s still exists", once)
+		if c := raw.ZCard(ctx, s.prefix+":{audit}:idxkeys").Val(); c != 6 {
+			t.Errorf("registry holds %d keys, want 6 (4 subjects, 1 caller, 1 target)", c)
 		}
-		if err := raw.ZScore(ctx, s.prefix+":{audit}:idxkeys", once).Err(); err == nil {
-			t.Errorf("stale index key %s still in the registry", once)
+	})
+
+	// An index key that is not an index of this store (another type, or a
+	// stream holding ids above the new event's) is replaced by the append,
+	// which never fails between the event and its indexes.
+	t.Run("foreign key", func(t *testing.T) {
+		s := newStore(t, srv, Options{KeyPrefix: "foreign"})
+		subject := s.indexKeys(nil, "alice", "", "", "", 0)[0]
+		target := s.indexKeys(nil, "", "", "", "partner", 0)[0]
+		source := s.indexKeys(nil, "", "", "corp", "", 0)[0]
+		if err := raw.Set(ctx, subject, "not an index", 0).Err(); err != nil {
+			t.Fatalf("SET: %v", err)
 		}
-		if c := raw.ZCard(ctx, s.prefix+":{audit}:idxkeys").Val(); c != 5 {
-			t.Errorf("registry holds %d keys, want 5 (4 subjects, 1 caller)", c)
+		if err := raw.HSet(ctx, target, "f", "v").Err(); err != nil {
+			t.Fatalf("HSET: %v", err)
+		}
+		if err := raw.XAdd(ctx, &goredis.XAddArgs{Stream: source, ID: "99999999999999-0", Values: []any{"t", ""}}).Err(); err != nil {
+			t.Fatalf("XADD: %v", err)
+		}
+		id, err := s.Append(ctx, &store.Event{Subject: "alice", SourceDomain: "corp", TargetDomain: "partner"})
+		if err != nil {
+			t.Fatalf("Append over foreign keys: %v", err)
+		}
+		for _, f := range []store.Filter{{Subject: "alice"}, {TargetDomain: "partner"}, {SourceDomain: "corp"}, {Subject: "alice", SourceDomain: "corp", TargetDomain: "partner"}} {
+			page, next, err := s.List(ctx, f, 10, "")
+			if err != nil || len(page) != 1 || page[0].ID != id || next != "" {
+				t.Fatalf("List(%+v) = %d events, next %q, %v; want the event", f, len(page), next, err)
+			}
 		}
 	})
 
@@ -180,7 +255,7 @@ func TestAppendAfterScriptFlush(t *testing.T) {
 			if n := raw.XLen(ctx, s.stream).Val(); n != 3 {
 				t.Fatalf("XLEN = %d after 3 appends, want 3", n)
 			}
-			if n := raw.ZCard(ctx, s.indexKeys(nil, "alice", "", "", "", 0)[0]).Val(); n != 3 {
+			if n := indexLen(t, raw, s, s.indexKeys(nil, "alice", "", "", "", 0)[0]); n != 3 {
 				t.Fatalf("subject index holds %d entries, want 3", n)
 			}
 		})

@@ -8,13 +8,14 @@
 //	                      the digest so that markers spread over cluster slots
 //	P:{audit}:events      audit stream (XADD MAXLEN ~ Options.AuditMaxLen,
 //	                      XTRIM MINID ~ now - Options.AuditRetention)
-//	P:{audit}:idx:...     secondary indexes of the stream (see index.go)
-//	P:{audit}:idxkeys     the index keys, by last write
+//	P:{audit}:idx:...     secondary indexes of the stream: sorted sets and streams (index.go)
+//	P:{audit}:idxkeys     the index keys, for the sweep of stale ones
 //
 // Only the SHA-256 digest of a replay key is stored, never the jti itself.
-// Audit events are stored as one JSON field "e" per stream entry; their ids
-// are the Redis stream ids ("<ms>-<seq>", assigned by the server) and serve
-// as page tokens. Event times are kept at nanosecond precision, in UTC.
+// Audit events are stored as one JSON field "e" per stream entry (with the
+// event's time in a field "t", see index.go); their ids are the Redis
+// stream ids ("<ms>-<seq>", assigned by the server), and page tokens are
+// ids too. Event times are kept at nanosecond precision, in UTC.
 //
 // Every failure to reach Redis or to get an answer in time (including
 // LOADING, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY, ...) is reported as
@@ -40,11 +41,7 @@ const (
 	DefaultKeyPrefix   = "chainbroker"
 	DefaultAuditMaxLen = 1_000_000
 	DefaultOpTimeout   = 2 * time.Second
-	DefaultTimeSkew    = 15 * time.Minute
 )
-
-// maxScan bounds how many stream entries one List call reads.
-const maxScan = 10 * store.MaxPageSize
 
 // eventField is the stream entry field holding the JSON event.
 const eventField = "e"
@@ -69,14 +66,6 @@ type Options struct {
 	// OpTimeout bounds each operation, on top of the caller's context. Zero
 	// means DefaultOpTimeout.
 	OpTimeout time.Duration
-	// TimeSkew is how far an event's Time may lie from the moment Redis
-	// appended it (caller clock skew plus the delay between setting Time and
-	// calling Append). List uses Filter.Start and Filter.End, widened by
-	// TimeSkew, to skip stream entries that cannot match; events whose Time
-	// is further than TimeSkew from their append time may then be missed by
-	// a time-bounded List. Zero means DefaultTimeSkew; negative disables the
-	// narrowing (a time-bounded List then scans from the newest entry).
-	TimeSkew time.Duration
 	// MinReplicasAck, when positive, makes every replay marker and audit
 	// event wait (WAIT, on the key's master) until this many replicas hold
 	// it, or ReplicaAckTimeout passes; fewer acknowledgements is
@@ -97,11 +86,13 @@ type Store struct {
 	retention  time.Duration    // 0: no time bound
 	now        func() time.Time // wall clock; replaced only by tests
 	opTimeout  time.Duration
-	timeSkew   time.Duration // negative: no narrowing
-	maxScan    int           // entries read per List call; changed only by tests
-	minAcks    int
-	ackTimeout time.Duration
-	batch      *batcher // group commit of marks and events; nil when minAcks > 0
+	// listBudget and listSlice bound List's work (store.CollectPage);
+	// changed only by tests.
+	listBudget, listSlice int
+	upkeepEvery           int // see index.go; changed only by tests
+	minAcks               int
+	ackTimeout            time.Duration
+	batch                 *batcher // group commit of marks and events; nil when minAcks > 0
 }
 
 var _ store.Store = (*Store)(nil)
@@ -133,9 +124,6 @@ func New(opts Options) (*Store, error) {
 	case opts.OpTimeout == 0:
 		opts.OpTimeout = DefaultOpTimeout
 	}
-	if opts.TimeSkew == 0 {
-		opts.TimeSkew = DefaultTimeSkew
-	}
 	opts.ReplicaAckTimeout = cmpOr(opts.ReplicaAckTimeout, 500*time.Millisecond)
 	if opts.ReplicaAckTimeout > opts.OpTimeout/2 {
 		// The wait must end (with its count) before the operation's deadline.
@@ -149,10 +137,12 @@ func New(opts Options) (*Store, error) {
 		retention:  opts.AuditRetention,
 		now:        time.Now,
 		opTimeout:  opts.OpTimeout,
-		timeSkew:   opts.TimeSkew,
-		maxScan:    maxScan,
-		minAcks:    opts.MinReplicasAck,
-		ackTimeout: opts.ReplicaAckTimeout,
+		listBudget: store.ListBudget,
+		listSlice:  store.ListSlice,
+
+		upkeepEvery: upkeepEvery,
+		minAcks:     opts.MinReplicasAck,
+		ackTimeout:  opts.ReplicaAckTimeout,
 	}
 	if s.minAcks <= 0 {
 		s.batch = newBatcher(s.client, s.opTimeout)
@@ -301,9 +291,9 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		return "", err
 	}
 	defer cancel()
-	keys := append(make([]string, 0, 7), s.stream, s.prefix+":{audit}:idxkeys")
+	keys := append(make([]string, 0, 8), s.stream, s.prefix+":{audit}:idxkeys", s.skewKey())
 	keys = s.indexKeys(keys, ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain, ev.Outcome)
-	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body)
+	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, s.kinds(keys[3:]))
 }
 
 // cutoff is the oldest id within the retention ({0, 0}: no retention).
@@ -311,7 +301,7 @@ func (s *Store) cutoff() streamID {
 	if s.retention <= 0 {
 		return streamID{}
 	}
-	return streamID{ms: floorMillis(s.now().Add(-s.retention))}
+	return streamID{ms: uint64(max(floorMillis(s.now().Add(-s.retention)), 0))}
 }
 
 // write runs cmd, a write on key: in the next group commit (see batcher),
@@ -388,14 +378,9 @@ func (s *Store) Get(ctx context.Context, id string) (store.Event, error) {
 	return decodeEvent("get", msgs[0])
 }
 
-// List implements store.AuditLog. A filter on subject, caller, source or
-// target domain or outcome walks the smallest of their indexes (see
-// index.go). Otherwise List reads the stream newest first with XREVRANGE in
-// batches and filters with f.Match (only a time range, narrowed by
-// TimeSkew, can then reject entries). Either way it examines at most a
-// bounded number of entries per call: when that bound is reached before the
-// page is full, it returns the events found so far and a next token to
-// continue from. next is empty only when no further event matches.
+// List implements store.AuditLog with store.CollectPage over a walk of the
+// filter's smallest index (the stream when no field is filtered), in
+// script calls of at most store.ListSlice entries each (see index.go).
 func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToken string) ([]store.Event, string, error) {
 	switch {
 	case pageSize < 0:
@@ -405,7 +390,6 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	case pageSize > store.MaxPageSize:
 		pageSize = store.MaxPageSize
 	}
-	// Bounds of the id range to read: [lower, upper) in stream id order.
 	upper, hasUpper := streamID{}, false
 	if pageToken != "" {
 		id, ok := parseStreamID(pageToken)
@@ -414,82 +398,16 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 		}
 		upper, hasUpper = id, true
 	}
-	lower := streamID{}
-	if s.timeSkew >= 0 {
-		if !f.End.IsZero() {
-			// Time < End and append time <= Time + skew: id ms < End + skew.
-			ms := ceilMillis(f.End.Add(s.timeSkew))
-			if end := (streamID{ms: ms}); !hasUpper || end.less(upper) {
-				upper, hasUpper = end, true
-			}
-		}
-		if !f.Start.IsZero() {
-			// Time >= Start and append time >= Time - skew.
-			lower = streamID{ms: floorMillis(f.Start.Add(-s.timeSkew))}
-		}
-	}
-	if c := s.cutoff(); lower.less(c) {
-		lower = c // past retention
-	}
-
 	ctx, cancel, err := s.opContext(ctx, "list")
 	if err != nil {
 		return nil, "", err
 	}
 	defer cancel()
-	if hasUpper && !lower.less(upper) {
-		return nil, "", nil // empty range
+	w, err := s.newWalk(ctx, f, upper, hasUpper)
+	if err != nil || w == nil {
+		return nil, "", err
 	}
-	if keys := s.indexKeys(nil, f.Subject, f.Caller, f.SourceDomain, f.TargetDomain, f.Outcome); len(keys) > 0 {
-		return s.listIndexed(ctx, f, keys, pageSize, upper, hasUpper, lower)
-	}
-
-	stop := "-"
-	if lower != (streamID{}) {
-		stop = lower.String()
-	}
-	start := "+"
-	if hasUpper {
-		start = "(" + upper.String()
-	}
-	batch := min(max(2*pageSize, 100), s.maxScan)
-	var (
-		out     []store.Event
-		scanned int
-	)
-	for {
-		count := min(batch, s.maxScan-scanned)
-		msgs, err := s.client.XRevRangeN(ctx, s.stream, start, stop, int64(count)).Result()
-		if err != nil {
-			return nil, "", s.translate("list", err)
-		}
-		scanned += len(msgs)
-		exhausted := len(msgs) < count
-		for i := range msgs {
-			ev, err := decodeEvent("list", msgs[i])
-			if err != nil {
-				return nil, "", err
-			}
-			if !f.Match(&ev) {
-				continue
-			}
-			if len(out) == pageSize {
-				// Another match follows the full page.
-				return out, out[len(out)-1].ID, nil
-			}
-			out = append(out, ev)
-		}
-		if exhausted {
-			return out, "", nil
-		}
-		last := msgs[len(msgs)-1].ID
-		if len(out) == pageSize || scanned >= s.maxScan {
-			// Everything up to last has been examined; resume below it.
-			return out, last, nil
-		}
-		start = "(" + last
-		batch = min(2*batch, 2*store.MaxPageSize)
-	}
+	return store.CollectPage(ctx, pageSize, s.listBudget, s.listSlice, w.step)
 }
 
 // opContext checks ctx and bounds it by the operation timeout.
@@ -581,22 +499,22 @@ func parseStreamID(s string) (streamID, bool) {
 	return streamID{ms: ms, seq: seq}, true
 }
 
-// floorMillis is t in Unix milliseconds rounded down, at least 0.
-func floorMillis(t time.Time) uint64 {
+// floorMillis is t in Unix milliseconds rounded down.
+func floorMillis(t time.Time) int64 {
 	ms := t.UnixMilli() // truncates toward zero
 	if time.UnixMilli(ms).After(t) {
 		ms--
 	}
-	return uint64(max(ms, 0))
+	return ms
 }
 
-// ceilMillis is t in Unix milliseconds rounded up, at least 0.
-func ceilMillis(t time.Time) uint64 {
+// ceilMillis is t in Unix milliseconds rounded up.
+func ceilMillis(t time.Time) int64 {
 	ms := t.UnixMilli()
 	if time.UnixMilli(ms).Before(t) {
 		ms++
 	}
-	return uint64(max(ms, 0))
+	return ms
 }
 
 // cacheKeys returns the Redis keys of a cache entry and of its lease, hash

@@ -16,13 +16,16 @@
 //     matching context.Canceled or store.ErrUnavailable;
 //   - a filtered List (subject, caller, source or target domain, outcome,
 //     alone or combined, with or without a time range) returns full pages
-//     until the answer is exhausted, never an empty page after the first,
-//     and its token resumes exactly after the page's last event, whatever is
-//     appended meanwhile.
-//
-// Events are appended with Time no more than about ten minutes before the
-// append, so a backend may narrow time-filtered scans by append time as long
-// as it allows for that much skew (store/redis allows 15 minutes).
+//     until the answer is exhausted, however rare the matches (the suite
+//     uses trails where they are rarer than one in 10,000 entries of every
+//     index, and busy trails where a time range's end has over 10,000 newer
+//     events), never an empty page after the first, and its token resumes
+//     exactly after the page's last event, whatever is appended meanwhile;
+//   - with the backend's work budget lowered (Options.SetListBudget), a page
+//     may be short, but never empty while more events match, and its token
+//     always leads to one more event (see store.CollectPage);
+//   - a time range finds every event whose Time lies in it, however far
+//     that Time lies from the moment of the append.
 package storetest
 
 import (
@@ -91,6 +94,9 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Opt
 		{"List/IndexedFullPages", testListIndexedFullPages},
 		{"List/IndexedCombinedAndTime", testListIndexedCombined},
 		{"List/PagingWhileAppending", testListPagingWhileAppending},
+		{"List/SparseCombined", testListSparseCombined},
+		{"List/BusyTimeRange", testListBusyTimeRange},
+		{"List/TokensAcrossFilters", testListTokensAcrossFilters},
 	}
 	for _, o := range opts {
 		if o.NewWithRetention != nil {
@@ -98,6 +104,13 @@ func RunTests(t *testing.T, newStore func(t *testing.T) store.Store, opts ...Opt
 				t.Parallel()
 				testRetention(t, o.NewWithRetention)
 			})
+		}
+		if o.SetListBudget != nil {
+			set := o.SetListBudget
+			tests = append(tests, struct {
+				name string
+				run  func(t *testing.T, s store.Store)
+			}{"List/WorkBudget", func(t *testing.T, s store.Store) { testListWorkBudget(t, s, set) }})
 		}
 		if o.DeleteEvent != nil {
 			del := o.DeleteEvent
@@ -126,6 +139,9 @@ type Options struct {
 	// forward; a backend whose ids come from another clock still reads the
 	// retention's cutoff from now). RunTests closes it.
 	NewWithRetention func(t *testing.T, retention time.Duration, now func() time.Time) store.Store
+	// SetListBudget, when set, lowers s's List work budget to budget
+	// entries per call and slice entries per step (store.CollectPage).
+	SetListBudget func(s store.Store, budget, slice int)
 }
 
 // mustErrIs fails t unless errors.Is(err, want).
@@ -1058,11 +1074,31 @@ func testListIndexedFullPages(t *testing.T, s store.Store) {
 	}
 }
 
+// testListIndexedCombined lists combined fields and time ranges over two
+// trails of the same events: one with times minutes before the append (as
+// events a backend receives late, or from a skewed clock), one with the
+// time of the append; the ranges are bounded by either trail's times.
 func testListIndexedCombined(t *testing.T, s store.Store) {
 	const n = 210
-	events := mixedEvents(n)
-	ids := appendN(t, s, events)
-	at := func(i int) time.Time { return events[i].Time }
+	skewed := mixedEvents(n)
+	ids := appendN(t, s, skewed)
+	inStep := mixedEvents(n)
+	for i := range inStep {
+		inStep[i].Time = time.Now()
+		ids = append(ids, appendN(t, s, inStep[i:i+1])...)
+	}
+	events := append(slices.Clone(skewed), inStep...)
+	for _, trail := range []struct {
+		name   string
+		events []store.Event
+	}{{"skewed", skewed}, {"in step", inStep}} {
+		at := func(i int) time.Time { return trail.events[i].Time }
+		testListCombinedTable(t, s, trail.name, events, ids, at)
+	}
+}
+
+func testListCombinedTable(t *testing.T, s store.Store, trail string, events []store.Event, ids []string, at func(int) time.Time) {
+	const n = 210
 	for _, tc := range []struct {
 		name string
 		f    store.Filter
@@ -1080,8 +1116,8 @@ func testListIndexedCombined(t *testing.T, s store.Store) {
 	} {
 		want := wantIDs(events, ids, tc.f)
 		for _, size := range []int{1, 3, 50} {
-			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
-				if got := eventIDs(pageAll(t, s, tc.f, size, n)); !slices.Equal(got, want) {
+			t.Run(fmt.Sprintf("%s/%s/%d", trail, tc.name, size), func(t *testing.T) {
+				if got := eventIDs(pageAll(t, s, tc.f, size, 2*n)); !slices.Equal(got, want) {
 					t.Fatalf("paged List ids =\n%v\nwant\n%v", got, want)
 				}
 			})
@@ -1089,22 +1125,32 @@ func testListIndexedCombined(t *testing.T, s store.Store) {
 	}
 }
 
-// testListPagingWhileAppending pages through a subject while other events,
-// of that subject too, are appended: the pages hold exactly the events that
-// existed at the first call, each once, in order.
+// testListPagingWhileAppending pages through a subject (alone, with another
+// field, with a time range) while other events, matching too, are
+// appended: the pages hold exactly the events that existed at the first
+// call, each once, in order.
 func testListPagingWhileAppending(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	const n, size = 60, 7
+	start := time.Now()
 	events := make([]store.Event, n)
 	for i := range events {
-		events[i] = store.Event{Subject: "paged", Caller: fmt.Sprintf("c%d", i%2), Message: strconv.Itoa(i)}
+		events[i] = store.Event{Time: time.Now(), Subject: "paged", Caller: fmt.Sprintf("c%d", i%2), Message: strconv.Itoa(i)}
 		if i%3 == 0 {
 			events[i].Subject = "other"
 		}
 	}
 	ids := appendN(t, s, events)
 	var mu sync.Mutex // guards events and ids, which the appenders extend
-	for _, f := range []store.Filter{{Subject: "paged"}, {Subject: "paged", Caller: "c1"}, {}} {
+	later := start.Add(time.Hour)
+	for _, f := range []store.Filter{
+		{Subject: "paged"},
+		{Subject: "paged", Caller: "c1"},
+		{},
+		{Start: start},
+		{Subject: "paged", Start: start, End: later},
+		{Subject: "paged", Caller: "c1", End: later},
+	} {
 		t.Run(fmt.Sprintf("%+v", f), func(t *testing.T) {
 			// Every event so far (those appended by the previous subtest too).
 			want := wantIDs(events, ids, f)
@@ -1130,7 +1176,7 @@ func testListPagingWhileAppending(t *testing.T, s store.Store) {
 								return
 							default:
 							}
-							e := store.Event{Subject: "paged", Caller: "c1", Message: "late " + strconv.Itoa(i)}
+							e := store.Event{Time: time.Now(), Subject: "paged", Caller: "c1", Message: "late " + strconv.Itoa(i)}
 							id, err := s.Append(ctx, &e)
 							if err != nil {
 								t.Errorf("Append: %v", err)
@@ -1247,5 +1293,326 @@ func testRetention(t *testing.T, newStore func(t *testing.T, retention time.Dura
 	for _, id := range old {
 		_, err := s.Get(ctx, id)
 		mustErrIs(t, "Get of an event past retention", err, store.ErrNotFound)
+	}
+}
+
+// appendParallel appends events from 16 goroutines (a large trail in
+// reasonable time on a networked backend) and returns their ids, in the
+// order of events (not the order of the ids).
+func appendParallel(t *testing.T, s store.Store, events []store.Event) []string {
+	t.Helper()
+	ids := make([]string, len(events))
+	const workers = 16
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(events); i += workers {
+				id, err := s.Append(t.Context(), &events[i])
+				if err != nil {
+					t.Errorf("Append #%d: %v", i, err)
+					return
+				}
+				ids[i] = id
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return ids
+}
+
+// matching returns the ids of the events matching f (with their stored
+// Time, times[i]) and below the id bound before ("" none), newest first.
+func matching(events []store.Event, ids []string, times []time.Time, f store.Filter, before string) []string {
+	type idx struct {
+		id eventID
+		s  string
+	}
+	var out []idx
+	for i := range events {
+		e := events[i]
+		if times != nil {
+			e.Time = times[i]
+		}
+		if !f.Match(&e) {
+			continue
+		}
+		var id eventID
+		if _, err := fmt.Sscanf(ids[i], "%d-%d", &id.ms, &id.seq); err != nil {
+			panic(err)
+		}
+		if before != "" {
+			var b eventID
+			if _, err := fmt.Sscanf(before, "%d-%d", &b.ms, &b.seq); err != nil {
+				panic(err)
+			}
+			if !id.less(b) {
+				continue
+			}
+		}
+		out = append(out, idx{id, ids[i]})
+	}
+	slices.SortFunc(out, func(a, b idx) int {
+		switch {
+		case b.id.less(a.id):
+			return -1
+		case a.id.less(b.id):
+			return 1
+		}
+		return 0
+	})
+	res := make([]string, len(out))
+	for i := range out {
+		res[i] = out[i].s
+	}
+	return res
+}
+
+// storedTimes reads back the Time of each event (set by Append when zero),
+// listing the whole trail (which must hold only these events).
+func storedTimes(t *testing.T, s store.Store, ids []string) []time.Time {
+	t.Helper()
+	byID := map[string]time.Time{}
+	for _, e := range listAll(t, s, store.Filter{}, store.MaxPageSize, len(ids)+store.MaxPageSize) {
+		byID[e.ID] = e.Time
+	}
+	out := make([]time.Time, len(ids))
+	for i, id := range ids {
+		tm, ok := byID[id]
+		if !ok {
+			t.Fatalf("event %s is not listed", id)
+		}
+		out[i] = tm
+	}
+	return out
+}
+
+// testListSparseCombined: two fields that each match about half of a trail
+// of 24,000 events match together only three, all among the oldest: every
+// index walk meets over 10,000 entries before the first match. Pages are
+// full anyway (a backend that returns after examining 10,000 entries with
+// what it found fails here), with and without a time range.
+func testListSparseCombined(t *testing.T, s store.Store) {
+	const n = 24_000
+	events := make([]store.Event, n)
+	for i := range events {
+		// Subject "a" on even events, caller "x" on odd ones: never both,
+		// but for the needles.
+		events[i] = store.Event{Subject: "b", Caller: "x", TargetDomain: "t", Message: strconv.Itoa(i)}
+		if i%2 == 0 {
+			events[i].Subject, events[i].Caller = "a", "y"
+		}
+	}
+	for _, i := range []int{7, 11, 13} {
+		events[i].Subject, events[i].Caller = "a", "x"
+	}
+	ids := appendParallel(t, s, events)
+	times := storedTimes(t, s, ids)
+	first, last := times[0], times[0]
+	for _, tm := range times {
+		if tm.Before(first) {
+			first = tm
+		}
+		if tm.After(last) {
+			last = tm
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    store.Filter
+	}{
+		{"two fields", store.Filter{Subject: "a", Caller: "x"}},
+		{"three fields", store.Filter{Subject: "a", Caller: "x", TargetDomain: "t"}},
+		{"two fields and start", store.Filter{Subject: "a", Caller: "x", Start: first}},
+		{"two fields and range", store.Filter{Subject: "a", Caller: "x", Start: first, End: last.Add(time.Nanosecond)}},
+		{"two fields and end", store.Filter{Subject: "a", Caller: "x", End: last.Add(time.Hour)}},
+		{"no match", store.Filter{Subject: "a", Caller: "x", Outcome: store.OutcomeFailure}},
+	} {
+		want := matching(events, ids, times, tc.f, "")
+		for _, size := range []int{1, 2, 3, 50} {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				if got := eventIDs(pageAll(t, s, tc.f, size, n)); !slices.Equal(got, want) {
+					t.Fatalf("paged List(%+v) ids = %v, want %v", tc.f, got, want)
+				}
+			})
+		}
+	}
+}
+
+// testListBusyTimeRange: 40 events, then over 10,000 more, all with the
+// time of their append: a range ending between the two groups answers the
+// first 40 in full pages, although every newer event lies past its end
+// (alone, with a busy field, with a rare one, and with a start).
+func testListBusyTimeRange(t *testing.T, s store.Store) {
+	const early, late = 40, 10_200
+	events := make([]store.Event, early+late)
+	for i := range events {
+		events[i] = store.Event{Subject: "u" + strconv.Itoa(i%4), Outcome: store.OutcomeSuccess, Message: strconv.Itoa(i)}
+	}
+	ids := appendN(t, s, events[:early])
+	times := storedTimes(t, s, ids)
+	mid := times[early-1].Add(time.Nanosecond)
+	// The later events are appended after mid (their Time is set by Append).
+	for !time.Now().After(mid) {
+		time.Sleep(time.Millisecond)
+	}
+	ids = append(ids, appendParallel(t, s, events[early:])...)
+	times = storedTimes(t, s, ids)
+	for i := early; i < len(times); i++ {
+		if times[i].Before(mid) {
+			t.Fatalf("event %d has Time %v, before %v", i, times[i], mid)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		f    store.Filter
+	}{
+		{"end", store.Filter{End: mid}},
+		{"end and busy field", store.Filter{End: mid, Outcome: store.OutcomeSuccess}},
+		{"end and field", store.Filter{End: mid, Subject: "u1"}},
+		{"end and two fields", store.Filter{End: mid, Subject: "u1", Outcome: store.OutcomeSuccess}},
+		{"range", store.Filter{Start: times[5], End: mid}},
+		{"range and field", store.Filter{Start: times[5], End: mid, Subject: "u2"}},
+		{"the last early event", store.Filter{Start: times[early-1], End: mid}},
+		{"start after the early events", store.Filter{Start: mid, Subject: "u3"}},
+	} {
+		want := matching(events, ids, times, tc.f, "")
+		for _, size := range []int{1, 7, 50} {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				if got := eventIDs(pageAll(t, s, tc.f, size, len(events))); !slices.Equal(got, want) {
+					t.Fatalf("paged List(%+v) ids = %v, want %v", tc.f, got, want)
+				}
+			})
+		}
+	}
+}
+
+// testListTokensAcrossFilters: any id is a page token for any filter: the
+// listing continues with the matching events below it. Tokens from one
+// filter's pages, from another's, event ids and ids between events, with
+// combined fields and time ranges, on skewed and in-step events.
+func testListTokensAcrossFilters(t *testing.T, s store.Store) {
+	const n = 120
+	events := mixedEvents(n) // Time ten minutes before the append
+	for i := range events {
+		if i%2 == 1 {
+			events[i].Time = time.Time{} // the append's time
+		}
+	}
+	ids := appendN(t, s, events)
+	times := storedTimes(t, s, ids)
+	mid := times[n/2]
+	filters := []store.Filter{
+		{},
+		{Subject: "s2"},
+		{Caller: "c1", Outcome: store.OutcomeSuccess},
+		{Start: times[0], End: mid},
+		{Start: mid},
+		{Caller: "c2", End: mid},
+		{SourceDomain: "d1", Start: times[10], End: times[n-1]},
+	}
+	tokens := []string{ids[n-1], ids[n/2], ids[3]}
+	for _, f := range filters {
+		page, _, err := s.List(t.Context(), f, 5, "")
+		mustOK(t, "List", err)
+		for _, e := range page {
+			tokens = append(tokens, e.ID)
+		}
+		if _, next, err := s.List(t.Context(), f, 3, ""); err == nil && next != "" {
+			tokens = append(tokens, next)
+		}
+	}
+	for _, f := range filters {
+		for _, tok := range tokens {
+			want := matching(events, ids, times, f, tok)
+			var all []string
+			token := tok
+			for call := 0; ; call++ {
+				if call > n {
+					t.Fatalf("List(%+v) from %s: no end", f, tok)
+				}
+				page, next, err := s.List(t.Context(), f, 4, token)
+				mustOK(t, "List", err)
+				if next != "" && len(page) != 4 {
+					t.Fatalf("List(%+v, token %s) = %d events and a next token", f, token, len(page))
+				}
+				all = append(all, eventIDs(page)...)
+				if next == "" {
+					break
+				}
+				token = next
+			}
+			if !slices.Equal(all, want) {
+				t.Fatalf("List(%+v) from token %s = %v, want %v", f, tok, all, want)
+			}
+		}
+	}
+}
+
+// testListWorkBudget lowers the work budget to 40 entries a call (steps of
+// 16): matches 50 index entries apart make short pages, each of at least
+// one event, each next token leading to more; every match is found once,
+// in order. Dense matches still fill their pages.
+func testListWorkBudget(t *testing.T, s store.Store, set func(s store.Store, budget, slice int)) {
+	const n = 1000
+	events := make([]store.Event, n)
+	for i := range events {
+		// Subject "a" and caller "y" on even events, "b" and "x" on odd
+		// ones; ten needles (even) have "a" and "x".
+		events[i] = store.Event{Subject: "b", Caller: "x", Message: strconv.Itoa(i)}
+		if i%2 == 0 {
+			events[i].Subject, events[i].Caller = "a", "y"
+		}
+		if i%100 == 50 {
+			events[i].Caller = "x"
+		}
+	}
+	ids := appendN(t, s, events)
+	times := storedTimes(t, s, ids)
+	set(s, 40, 16)
+	for _, tc := range []struct {
+		name  string
+		f     store.Filter
+		dense bool
+	}{
+		{"sparse combined", store.Filter{Subject: "a", Caller: "x"}, false},
+		{"sparse with time range", store.Filter{Subject: "a", Caller: "x", Start: time.Unix(0, 0)}, false},
+		{"dense", store.Filter{Caller: "y"}, true},
+		{"dense time range", store.Filter{Start: time.Unix(0, 0)}, true},
+	} {
+		want := matching(events, ids, times, tc.f, "")
+		for _, size := range []int{1, 3, 20} {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				var (
+					got   []string
+					token string
+				)
+				for call := 0; ; call++ {
+					if call > len(want)+1 {
+						t.Fatalf("still a next token after %d calls", call)
+					}
+					page, next, err := s.List(t.Context(), tc.f, size, token)
+					mustOK(t, "List", err)
+					switch {
+					case len(page) == 0 && (next != "" || call > 0):
+						t.Fatalf("call %d: an empty page (next %q)", call, next)
+					case len(page) > size:
+						t.Fatalf("call %d: %d events", call, len(page))
+					case tc.dense && next != "" && len(page) != size:
+						t.Fatalf("call %d: %d events and a next token; want a full page", call, len(page))
+					}
+					got = append(got, eventIDs(page)...)
+					if next == "" {
+						break
+					}
+					token = next
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("ids = %v, want %v", got, want)
+				}
+			})
+		}
 	}
 }

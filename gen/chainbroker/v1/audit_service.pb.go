@@ -480,9 +480,15 @@ func (x *ListAuditEventsRequest) GetPageToken() string {
 // ListAuditEventsResponse is one page of events, newest first.
 type ListAuditEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The events of this page, newest first.
+	// The events of this page, newest first: page_size of them, unless this is
+	// the last page, or the broker spent its work budget for one call (100,000
+	// index entries examined, or most of the request's deadline) before the page
+	// was full; such a page still holds at least one event.
 	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// Token for the next page; empty when there are no more events.
+	// Token for the next page; empty when there are no more events. When set,
+	// the next page holds at least one event (the broker found it), so no page
+	// after the first is empty. Events appended after the first page are newer
+	// than every token: later pages do not list them.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -305,14 +305,20 @@ export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = 
  */
 export type ListAuditEventsResponse = Message<"chainbroker.v1.ListAuditEventsResponse"> & {
   /**
-   * The events of this page, newest first.
+   * The events of this page, newest first: page_size of them, unless this is
+   * the last page, or the broker spent its work budget for one call (100,000
+   * index entries examined, or most of the request's deadline) before the page
+   * was full; such a page still holds at least one event.
    *
    * @generated from field: repeated chainbroker.v1.AuditEvent events = 1;
    */
   events: AuditEvent[];
 
   /**
-   * Token for the next page; empty when there are no more events.
+   * Token for the next page; empty when there are no more events. When set,
+   * the next page holds at least one event (the broker found it), so no page
+   * after the first is empty. Events appended after the first page are newer
+   * than every token: later pages do not list them.
    *
    * @generated from field: string next_page_token = 2;
    */
