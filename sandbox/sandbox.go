@@ -105,6 +105,11 @@ type Options struct {
 	// does not know (Keycloak's minTimeBetweenRequests); 0 means
 	// DefaultKeyRefreshInterval (10 s). Tests of key rotation set it low.
 	KeyRefreshInterval time.Duration
+	// CloudAddr is the listen address of the cloud imitations (Cloud);
+	// unlike the domains' addresses, "" means none are started, so that
+	// tests that do not use them leave DefaultCloudAddr free. The demo
+	// passes DefaultCloudAddr.
+	CloudAddr string
 }
 
 // Sandbox is a running pair of authorization servers.
@@ -113,6 +118,9 @@ type Sandbox struct {
 	A *DomainA
 	// B is domain B: the JWT authorization grant.
 	B *DomainB
+	// Cloud is the cloud imitations (AWS, Google, Entra), trusting domain
+	// A; nil unless Options.CloudAddr is set.
+	Cloud *Cloud
 
 	closeOnce sync.Once
 	closeErr  error
@@ -167,6 +175,13 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	a.AllowAudience(b.Issuer())
 
 	s := &Sandbox{A: a, B: b}
+	if opts.CloudAddr != "" {
+		if s.Cloud, err = startCloud(opts.CloudAddr, log.With("realm", "cloud"), a); err != nil {
+			lnA.Close()
+			lnB.Close()
+			return nil, err
+		}
+	}
 	a.serve(lnA)
 	b.serve(lnB)
 	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() })
@@ -182,6 +197,9 @@ func (s *Sandbox) Close() error {
 			s.stop()
 		}
 		s.closeErr = errors.Join(s.A.shutdown(), s.B.shutdown())
+		if s.Cloud != nil {
+			s.closeErr = errors.Join(s.closeErr, s.Cloud.shutdown())
+		}
 	})
 	return s.closeErr
 }
