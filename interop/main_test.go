@@ -26,17 +26,22 @@ const (
 	// envBrokerBin is a prebuilt chainbroker binary; unset, TestMain builds
 	// ../cmd/chainbroker from the main module into a temporary directory.
 	envBrokerBin = "CHAINBROKER_BIN"
-	// envCI set (to anything) turns a missing Hydra into a failure instead
-	// of a skip: CI must never pass without running these tests.
+	// envMinIOBin is the MinIO binary; default interop/.bin/minio, where
+	// `make interop` builds it.
+	envMinIOBin = "MINIO_BIN"
+	// envCI set (to anything) turns a missing Hydra or MinIO into a failure
+	// instead of a skip: CI must never pass without running these tests.
 	envCI = "CI"
 )
 
 // bins are the binaries under test, resolved once by TestMain.
 var bins struct {
-	hydra, broker string
+	hydra, broker, minio string
 	// missing explains why Hydra is not available; tests skip with it
 	// (outside CI only: in CI TestMain fails instead).
 	missing string
+	// minioMissing is the same for MinIO (the MinIO tests only).
+	minioMissing string
 }
 
 func TestMain(m *testing.M) {
@@ -55,6 +60,14 @@ func testMain(m *testing.M) int {
 		return m.Run() // every test skips with msg
 	}
 	bins.hydra = hydra
+	if bins.minio, err = findMinIO(); err != nil {
+		msg := fmt.Sprintf("interop: %v\n  build it with `make interop` (cached in interop/.bin) or set %s", err, envMinIOBin)
+		if os.Getenv(envCI) != "" {
+			fmt.Fprintf(os.Stderr, "FAIL: %s\n  CI requires the interop suite to run: it must not skip\n", msg)
+			return 1
+		}
+		bins.minioMissing = msg
+	}
 
 	broker, cleanup, err := brokerBinary()
 	if err != nil {

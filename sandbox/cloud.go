@@ -372,3 +372,11 @@ func (c *Cloud) ConfigureForDomainA(a *DomainA) error {
 	a.AllowAudience(AzureAudience)
 	return nil
 }
+
+// clip bounds s to n bytes for an error message.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

@@ -359,7 +359,7 @@ func (a *CloudAWS) assume(ctx context.Context, form map[string][]string) (*AWSCr
 	prov := a.providers[cl.Issuer]
 	a.mu.Unlock()
 	if prov == nil {
-		return nil, nil, awsErr(http.StatusBadRequest, AWSInvalidIdentityToken, AWSMsgNoProvider+truncate(cl.Issuer))
+		return nil, nil, awsErr(http.StatusBadRequest, AWSInvalidIdentityToken, AWSMsgNoProvider+clip(cl.Issuer, 512))
 	}
 	aud := ""
 	for _, v := range append(append([]string(nil), cl.Audience...), cl.AZP) {

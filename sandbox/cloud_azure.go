@@ -223,7 +223,7 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 	z.mu.Unlock()
 	if tenant == nil {
 		return nil, azErr(http.StatusBadRequest, "invalid_request", AzureCodeTenantNotFound,
-			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", truncate(tenantID)))
+			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", clip(tenantID, azureMaxField)))
 	}
 	grant := get("grant_type")
 	switch {
@@ -231,7 +231,7 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 		return nil, azMissing("grant_type")
 	case grant != "client_credentials":
 		return nil, azErr(http.StatusBadRequest, "unsupported_grant_type", AzureCodeUnsupportedGrant,
-			fmt.Sprintf("The app requested an unsupported grant type '%s'.", truncate(grant)))
+			fmt.Sprintf("The app requested an unsupported grant type '%s'.", clip(grant, azureMaxField)))
 	}
 	clientID := get("client_id")
 	if clientID == "" {
@@ -242,7 +242,7 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 	z.mu.Unlock()
 	if !known {
 		return nil, azErr(http.StatusBadRequest, "unauthorized_client", AzureCodeAppNotFound,
-			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", truncate(clientID), tenantID))
+			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clip(clientID, azureMaxField), tenantID))
 	}
 	scope := get("scope")
 	if scope == "" {
@@ -251,14 +251,14 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 	resource, ok := strings.CutSuffix(scope, "/.default")
 	if !ok || strings.Contains(scope, " ") {
 		return nil, azErr(http.StatusBadRequest, "invalid_scope", AzureCodeScopeNotDefault,
-			fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", truncate(scope)))
+			fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", clip(scope, azureMaxField)))
 	}
 	z.mu.Lock()
 	resOK := z.resources[resource]
 	z.mu.Unlock()
 	if !resOK {
 		return nil, azErr(http.StatusBadRequest, "invalid_resource", AzureCodeResourceNotFound,
-			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", truncate(resource), tenantID))
+			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", clip(resource, azureMaxField), tenantID))
 	}
 	assertion := get("client_assertion")
 	if assertion == "" || get("client_assertion_type") != azureClientAssertionType {
@@ -278,7 +278,7 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 	}
 	if len(byIssuer) == 0 {
 		return nil, azErr(http.StatusBadRequest, "invalid_request", AzureCodeIssuerNoMatch,
-			fmt.Sprintf("No matching federated identity record found for presented assertion issuer '%s'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", truncate(cl.Issuer)))
+			fmt.Sprintf("No matching federated identity record found for presented assertion issuer '%s'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", clip(cl.Issuer, azureMaxField)))
 	}
 	aud := strings.Join(cl.Audience, ",")
 	var byAud []AzureFederatedCredential
@@ -289,7 +289,7 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 	}
 	if len(byAud) == 0 {
 		return nil, azErr(http.StatusBadRequest, "invalid_request", AzureCodeAudienceNoMatch,
-			fmt.Sprintf("No matching federated identity record found for presented assertion audience '%s'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", truncate(aud)))
+			fmt.Sprintf("No matching federated identity record found for presented assertion audience '%s'. Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.", clip(aud, azureMaxField)))
 	}
 	var match *AzureFederatedCredential
 	for i := range byAud {
@@ -300,7 +300,7 @@ func (z *CloudAzure) clientCredentials(ctx context.Context, tenantID string, for
 	}
 	if match == nil {
 		return nil, azErr(http.StatusBadRequest, "invalid_request", AzureCodeSubjectNoMatch,
-			fmt.Sprintf("No matching federated identity record found for presented assertion. Assertion Issuer: '%s'. Assertion Subject: '%s'. Assertion Audience: '%s'.", truncate(cl.Issuer), truncate(cl.Subject), truncate(aud)))
+			fmt.Sprintf("No matching federated identity record found for presented assertion. Assertion Issuer: '%s'. Assertion Subject: '%s'. Assertion Audience: '%s'.", clip(cl.Issuer, azureMaxField), clip(cl.Subject, azureMaxField), clip(aud, azureMaxField)))
 	}
 	switch problem, _ := z.keysFor(match).verify(ctx, assertion); problem {
 	case keyUnreachable:

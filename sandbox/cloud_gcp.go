@@ -401,7 +401,7 @@ func (g *CloudGCP) exchange(ctx context.Context, p map[string]string) (string, i
 	}
 	cl := parsed.Claims
 	if cl.Issuer != prov.Issuer {
-		return "", 0, gcpGrantErr(fmt.Sprintf(GCPMsgIssuer, truncate(cl.Issuer), prov.Issuer))
+		return "", 0, gcpGrantErr(fmt.Sprintf(GCPMsgIssuer, clip(cl.Issuer, 512), prov.Issuer))
 	}
 	allowed := prov.AllowedAudiences
 	if len(allowed) == 0 {
@@ -416,7 +416,7 @@ func (g *CloudGCP) exchange(ctx context.Context, p map[string]string) (string, i
 		}
 	}
 	if !audOK {
-		return "", 0, gcpGrantErr(fmt.Sprintf(GCPMsgAudience, truncate(strings.Join(cl.Audience, ","))))
+		return "", 0, gcpGrantErr(fmt.Sprintf(GCPMsgAudience, clip(strings.Join(cl.Audience, ","), 512)))
 	}
 	now := time.Now()
 	switch {

@@ -268,13 +268,14 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	common.register(fs)
 	aAddr := fs.String("domain-a-addr", sandboxpkg.DefaultAAddr, "listen address of sandbox domain A")
 	bAddr := fs.String("domain-b-addr", sandboxpkg.DefaultBAddr, "listen address of sandbox domain B")
+	cloudAddr := fs.String("cloud-addr", sandboxpkg.DefaultCloudAddr, "listen address of the cloud imitations (AWS STS, Google STS, Entra)")
 	redisURL := fs.String("redis-url", "", "use Redis (redis://host:port/db) instead of the memory store")
 	if err := parseFlags(fs, args, sandboxHelp, stdout, stderr); err != nil {
 		return err
 	}
 	common.logFormat = cmp.Or(common.logFormat, "text")
 	log := newLogger(stderr, config.Log{Level: cmp.Or(common.logLevel, "info"), Format: common.logFormat})
-	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, Logger: log.With("component", "sandbox")})
+	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, CloudAddr: *cloudAddr, Logger: log.With("component", "sandbox")})
 	if err != nil {
 		return err
 	}
