@@ -49,3 +49,23 @@ func EndedReason(ctxErr error) Reason {
 	}
 	return ReasonRequestCancelled
 }
+
+// truncate bounds untrusted text echoed in messages and audit events (128
+// bytes), on a character boundary and as valid UTF-8 (protobuf strings must
+// be).
+func truncate(s string) string { return BoundText(s, 128) }
+
+func quote(s string) string { return `"` + truncate(s) + `"` }
+
+// boundedList is at most n of list, each truncated: how a list from a
+// request that may not have passed its checks is recorded.
+func boundedList(list []string, n int) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	out := make([]string, 0, min(len(list), n))
+	for _, s := range list[:min(len(list), n)] {
+		out = append(out, truncate(s))
+	}
+	return out
+}

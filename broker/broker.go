@@ -14,18 +14,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/singleflight"
@@ -48,8 +43,10 @@ type Verifier interface {
 // Domain is one trust domain as the broker uses it. Every URL comes from
 // configuration or from discovery of the configured issuer, never from a token.
 type Domain struct {
-	Name          string
-	Issuer        string
+	Name   string
+	Issuer string
+	// Kind is what the domain is as a target (hop 2); zero: KindOAuth.
+	Kind          TargetKind
 	TokenEndpoint string
 	JWKSURI       string // informational (ListDomains); Keys does the work
 	Creds         oauth.ClientCredentials
@@ -94,8 +91,12 @@ type AssertionPolicy struct {
 type Chain struct {
 	Source string
 	Target string
-	// Mode is ModeTokenExchange (default) or ModeIssue.
-	Mode string
+	// Mode is how hop 1 obtains the grant: ModeTokenExchange (the zero
+	// value's default) or ModeIssue.
+	Mode Mode
+	// Profile is the grant's shape: ProfileJWTGrant (the zero value's
+	// default).
+	Profile Profile
 	// AssertionLifetime bounds grants the broker issues (ModeIssue);
 	// default 60s, never above the target's MaxLifetime.
 	AssertionLifetime time.Duration
@@ -245,6 +246,12 @@ func New(cfg Config) (*Broker, error) {
 			errs = append(errs, fmt.Errorf("broker: domains %q and %q share issuer %q", other.Name, d.Name, d.Issuer))
 			continue
 		}
+		if !d.Kind.Valid() {
+			errs = append(errs, fmt.Errorf("broker: domain %q: unknown kind %q", d.Name, d.Kind))
+		}
+		if d.Kind == "" {
+			d.Kind = KindOAuth
+		}
 		if d.Timeout <= 0 {
 			d.Timeout = DefaultDomainTimeout
 		}
@@ -307,6 +314,12 @@ func New(cfg Config) (*Broker, error) {
 		}
 		if c.Mode == "" {
 			c.Mode = ModeTokenExchange
+		}
+		if !c.Profile.Valid() {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: unknown profile %q", c.Source, c.Target, c.Profile))
+		}
+		if c.Profile == "" {
+			c.Profile = ProfileJWTGrant
 		}
 		if c.AssertionLifetime <= 0 {
 			c.AssertionLifetime = DefaultAssertionLifetime
@@ -390,460 +403,9 @@ func (b *Broker) Chains() []Chain {
 	return out
 }
 
-// Request is one chain request.
-type Request struct {
-	RequestID        string // correlates the log line; optional
-	Caller           string // authenticated caller name, recorded in the audit event
-	CallerMethod     string // how the caller authenticated (api_key, mtls, jwt, anonymous), for policy conditions; optional
-	SubjectToken     string
-	SubjectTokenType string
-	SourceDomain     string
-	TargetDomain     string
-	Scopes           []string
-	Resources        []string
-	Audience         string
-	ActorToken       string
-	ActorTokenType   string
-}
-
-// Result is a successful chain.
-type Result struct {
-	AccessToken     string
-	IssuedTokenType string
-	TokenType       string
-	ExpiresIn       int64
-	Scope           string
-	AuditID         string
-	Hops            []store.Hop
-}
-
 // Hash returns the hex SHA-256 of s: how tokens and jtis appear in audit
 // events and responses.
 func Hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-// Chain runs both hops. On failure it returns an *Error; either way an audit
-// event is written (when the audit log is reachable), and no token is ever
-// returned unless its event was recorded.
-func (b *Broker) Chain(ctx context.Context, req Request) (*Result, error) {
-	ctx, span := b.tracer.Start(ctx, "chainbroker.Chain")
-	defer span.End()
-	run := &chainRun{b: b, req: req, start: time.Now()}
-	// Request fields reach the event (and, through it, logs, spans and
-	// metrics) bounded: a domain name is replaced by the configured one once
-	// it resolves, and until then is truncated.
-	run.ev = store.Event{
-		Caller:       req.Caller,
-		TargetDomain: truncate(req.TargetDomain),
-		SourceDomain: truncate(req.SourceDomain),
-	}
-	res, err := run.do(ctx)
-	res, err = run.finish(ctx, res, err)
-	span.SetAttributes(
-		attribute.String("chainbroker.caller", run.ev.Caller),
-		attribute.String("chainbroker.source_domain", run.ev.SourceDomain),
-		attribute.String("chainbroker.target_domain", run.ev.TargetDomain),
-		attribute.String("chainbroker.outcome", run.ev.Outcome.String()),
-	)
-	if run.ev.Reason != "" {
-		span.SetAttributes(attribute.String("chainbroker.reason", run.ev.Reason))
-		span.SetStatus(codes.Error, run.ev.Reason)
-	}
-	b.observer.ChainFinished(&run.ev, time.Since(run.start))
-	return res, err
-}
-
-// chainRun is the state of one Chain call.
-type chainRun struct {
-	b     *Broker
-	req   Request
-	start time.Time
-	ev    store.Event
-
-	subjectExp   time.Time    // the subject token's exp, when it is a JWT
-	subject      *token.Token // the verified subject token, when verified
-	hit          bool         // answered from the token cache
-	leaderResult *Result      // the result of the chain this call ran for the cache
-
-	breakerCounted []string // domains whose breaker already counted this chain's failure (resilience.go)
-}
-
-func (r *chainRun) do(ctx context.Context) (*Result, error) {
-	src, tgt, chain, err := r.parse()
-	if err != nil {
-		return nil, err
-	}
-	allowed, err := r.authorize(src, tgt, chain)
-	if err != nil {
-		return nil, err
-	}
-	verify := src.VerifySubjectToken || chain.Mode == ModeIssue
-	if verify {
-		if r.subject, err = r.verifySubject(ctx, src); err != nil {
-			return nil, err
-		}
-	}
-	grant, err := r.applies(ctx, allowed, src, tgt, chain)
-	if err != nil {
-		return nil, err
-	}
-	if verify {
-		if err := checkSubject(grant, r.subject); err != nil {
-			return nil, err
-		}
-		if chain.Mode == ModeIssue {
-			if err := checkSubjectAudience(r.subject, chain); err != nil {
-				return nil, err
-			}
-			if err := checkSubjectType(r.subject, src, chain); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if tgt.Cache.Enabled && r.b.cache != nil {
-		return r.cached(ctx, src, tgt, chain)
-	}
-	return r.chain(ctx, src, tgt, chain)
-}
-
-// chain runs both hops. A chain whose hop 2 could not reach the target
-// retries hop 2 with the same assertion when the request was never sent
-// (connection refused: the target cannot have seen it; the broker's replay
-// guard is not asked again, it marked this jti for this chain), and starts
-// again from hop 1 otherwise: an assertion the target may have seen is
-// never sent twice.
-func (r *chainRun) chain(ctx context.Context, src, tgt *Domain, chain *Chain) (*Result, error) {
-	var assertion string
-	for attempt := 1; ; attempt++ {
-		if assertion == "" {
-			var err error
-			if assertion, err = r.grant(ctx, src, tgt, chain); err != nil {
-				return nil, err
-			}
-		}
-		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
-		if err == nil || !retryable(err) || attempt >= tgt.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
-			return res, err
-		}
-		if !errors.Is(err, oauth.ErrNotSent) {
-			assertion = "" // the target may have seen it
-		}
-	}
-}
-
-// grant obtains a JWT authorization grant for the target (hop 1): issued by
-// the broker itself, or exchanged at the source, validated as the target
-// would and marked against replay.
-func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (string, error) {
-	if chain.Mode == ModeIssue {
-		// A fresh random jti from the broker itself: nothing to replay-check.
-		return r.issue(ctx, src, tgt, chain)
-	}
-	assertion, err := r.exchange(ctx, src, chain)
-	if err != nil {
-		return "", err
-	}
-	tok, err := r.validate(ctx, src, tgt, assertion)
-	if err != nil {
-		return "", err
-	}
-	r.recordActor(tok)
-	if err := r.markReplay(ctx, tgt, tok); err != nil {
-		return "", err
-	}
-	return assertion, nil
-}
-
-// recordActor records the actor the verified grant names in its act claim
-// (RFC 8693 §4.1), when it names one: what the target will see.
-func (r *chainRun) recordActor(grant *token.Token) {
-	raw, ok := grant.Claim("act")
-	if !ok {
-		return
-	}
-	var act struct {
-		Sub string `json:"sub"`
-	}
-	if json.Unmarshal(raw, &act) == nil && act.Sub != "" {
-		r.ev.Actor = truncate(act.Sub)
-	}
-}
-
-// parse checks the request and resolves its domains and chain.
-func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
-	req, lim := &r.req, r.b.limits
-	var subjectSum [sha256.Size]byte
-	if req.SubjectToken != "" {
-		subjectSum = sha256.Sum256([]byte(req.SubjectToken))
-		r.ev.SubjectTokenHash = hex.EncodeToString(subjectSum[:])
-	}
-	switch {
-	case req.SubjectToken == "":
-		return nil, nil, nil, invalid("subject_token", "required")
-	case len(req.SubjectToken) > lim.MaxTokenBytes:
-		return nil, nil, nil, invalid("subject_token", "longer than %d bytes", lim.MaxTokenBytes)
-	case req.TargetDomain == "":
-		return nil, nil, nil, invalid("target_domain", "required")
-	case len(req.ActorToken) > lim.MaxTokenBytes:
-		return nil, nil, nil, invalid("actor_token", "longer than %d bytes", lim.MaxTokenBytes)
-	case req.ActorToken != "" && req.ActorTokenType == "":
-		return nil, nil, nil, invalid("actor_token_type", "required with actor_token")
-	case req.ActorToken == "" && req.ActorTokenType != "":
-		return nil, nil, nil, invalid("actor_token", "required with actor_token_type")
-	case len(req.Scopes) > lim.MaxScopes:
-		return nil, nil, nil, invalid("scope", "more than %d scopes", lim.MaxScopes)
-	case len(req.Resources) > lim.MaxResources:
-		return nil, nil, nil, invalid("resource", "more than %d resources", lim.MaxResources)
-	}
-	for name, v := range map[string]string{
-		"subject_token_type": req.SubjectTokenType, "source_domain": req.SourceDomain,
-		"target_domain": req.TargetDomain, "audience": req.Audience, "actor_token_type": req.ActorTokenType,
-	} {
-		if len(v) > lim.MaxFieldLength {
-			return nil, nil, nil, invalid(name, "longer than %d bytes", lim.MaxFieldLength)
-		}
-	}
-	for _, s := range req.Scopes {
-		if s == "" || len(s) > lim.MaxFieldLength || !validScopeToken(s) {
-			return nil, nil, nil, invalid("scope", "%q is not a valid scope token (RFC 6749 §3.3)", truncate(s))
-		}
-	}
-	for _, res := range req.Resources {
-		if !absoluteURI(res) || len(res) > lim.MaxFieldLength {
-			return nil, nil, nil, invalid("resource", "%q is not an absolute URI without fragment (RFC 8707)", truncate(res))
-		}
-	}
-
-	r.ev.Scopes = req.Scopes // checked: at most MaxScopes of at most MaxFieldLength (else see finish)
-	if req.ActorToken != "" {
-		r.ev.ActorTokenHash = Hash(req.ActorToken) // the caller's own: audited whatever becomes of it
-	}
-
-	// Unverified: used only to pick a configured source domain and to name the
-	// subject, as unverified, in audit events of chains that fail before a
-	// token naming it verifies.
-	unverified, ok := r.b.subjects.get(subjectSum)
-	if !ok {
-		unverified = parseSubject(req.SubjectToken)
-		r.b.subjects.put(subjectSum, unverified)
-	}
-	if unverified.jwt {
-		r.ev.UnverifiedSubject = truncate(unverified.subject)
-		r.subjectExp = unverified.expiry
-	}
-
-	tgt = r.b.domains[req.TargetDomain]
-	if tgt == nil {
-		return nil, nil, nil, &Error{Reason: ReasonDomainUnknown, Field: "target_domain",
-			Message: fmt.Sprintf("target_domain: unknown domain %q", truncate(req.TargetDomain))}
-	}
-	r.ev.TargetDomain = tgt.Name
-	if req.SourceDomain != "" {
-		src = r.b.domains[req.SourceDomain]
-		if src == nil {
-			return nil, nil, nil, &Error{Reason: ReasonDomainUnknown, Field: "source_domain",
-				Message: fmt.Sprintf("source_domain: unknown domain %q", truncate(req.SourceDomain))}
-		}
-	} else {
-		if !unverified.jwt {
-			return nil, nil, nil, &Error{Reason: ReasonSourceUndetermined, Field: "source_domain",
-				Message: "source_domain: required: the subject token is not a JWT, so its issuer cannot name the source"}
-		}
-		src = r.b.byIssuer[unverified.issuer]
-		if src == nil {
-			return nil, nil, nil, &Error{Reason: ReasonSourceUndetermined, Field: "source_domain",
-				Message: fmt.Sprintf("source_domain: required: no configured domain has the subject token's issuer %q", truncate(unverified.issuer))}
-		}
-	}
-	r.ev.SourceDomain = src.Name
-	chain = r.b.chains[[2]string{src.Name, tgt.Name}]
-	if chain == nil {
-		return nil, nil, nil, fail(ReasonChainNotAllowed, "no chain is configured from %q to %q", src.Name, tgt.Name)
-	}
-	if len(req.Scopes) == 0 {
-		r.ev.Scopes = chain.DefaultScopes
-	}
-	r.ev.Mode = chain.Mode
-	return src, tgt, chain, nil
-}
-
-// verifySubject checks the subject token before hop 1 with the source's
-// configured keys: signature, issuer and expiry. No URL is taken from the
-// token: an unknown kid only refreshes the configured JWKS.
-func (r *chainRun) verifySubject(ctx context.Context, src *Domain) (*token.Token, error) {
-	tok, err := verifyKeys(ctx, src, r.req.SubjectToken) // waits for a close JWKS refetch (validate.go)
-	if err != nil {
-		if e := keysRefreshing(src, "subject_token", "", err); e != nil { // a key rotation at the source
-			return nil, e
-		}
-		if errors.Is(err, token.ErrKeysUnavailable) {
-			return nil, &Error{Reason: ReasonKeysUnavailable, Message: "the keys of " + src.Name + " could not be fetched", Err: err}
-		}
-		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
-			Message: "subject_token: does not verify with " + src.Name + "'s keys", Err: err}
-	}
-	c := &tok.Claims
-	switch {
-	case c.Issuer != src.Issuer:
-		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
-			Message: "subject_token: iss " + quote(c.Issuer) + " is not " + src.Name + "'s issuer"}
-	case c.Expiry.IsZero() || !r.b.now().Before(c.Expiry.Add(src.Assertion.ClockSkew)):
-		return nil, &Error{Reason: ReasonSubjectTokenExpired, Field: "subject_token",
-			Message: "subject_token: expired or without exp"}
-	case !c.NotBefore.IsZero() && c.NotBefore.After(r.b.now().Add(src.Assertion.ClockSkew)):
-		return nil, &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
-			Message: "subject_token: not valid yet (nbf)"}
-	}
-	r.verifiedSubject(c.Subject)
-	return tok, nil
-}
-
-// verifiedSubject records sub, read from a token whose signature verified,
-// as the event's subject. Only such a subject is in Event.Subject, the field
-// audit filters match: a forged token names its subject in
-// Event.UnverifiedSubject only.
-func (r *chainRun) verifiedSubject(sub string) {
-	r.ev.Subject = sub
-	r.ev.SubjectVerified = sub != ""
-	r.ev.UnverifiedSubject = ""
-}
-
-// finish records the audit event and returns the final answer.
-func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result, error) {
-	r.ev.Time = r.b.now()
-	if err != nil {
-		e, ok := AsError(err)
-		if !ok {
-			e = &Error{Reason: ReasonInternal, Message: "internal error", Err: err}
-		}
-		if r.ev.Scopes == nil && len(r.req.Scopes) > 0 {
-			// Refused before the scopes passed parse's checks: recorded
-			// bounded in count and length.
-			r.ev.Scopes = boundedList(r.req.Scopes, r.b.limits.MaxScopes)
-		}
-		r.ev.Outcome = store.OutcomeFailure
-		r.ev.Reason = string(e.Reason)
-		r.ev.Message = e.Message
-		if e.Upstream != nil {
-			r.ev.UpstreamError = truncate(e.Upstream.Code)
-			r.ev.UpstreamErrorDescription = BoundText(e.Upstream.Description, MaxUpstreamDescriptionBytes)
-		}
-		// The audit context must survive the caller's cancellation: the
-		// failure is recorded even when the caller gave up.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, aerr := r.b.audit.Append(actx, &r.ev); aerr != nil {
-			r.b.log.ErrorContext(ctx, "audit append failed", "reason", e.Reason, "error", aerr)
-		}
-		r.log(ctx, e)
-		return nil, e
-	}
-	r.ev.Outcome = store.OutcomeSuccess
-	if r.hit {
-		r.ev.Outcome = store.OutcomeCacheHit
-	}
-	id, aerr := r.b.audit.Append(ctx, &r.ev)
-	if aerr != nil {
-		e := &Error{Reason: ReasonStoreUnavailable, Message: "the audit trail is unavailable; no token is issued without its audit event", Err: aerr}
-		r.log(ctx, e)
-		return nil, e
-	}
-	res.AuditID = id
-	res.Hops = r.ev.Hops
-	r.log(ctx, nil)
-	return res, nil
-}
-
-func (r *chainRun) log(ctx context.Context, e *Error) {
-	level := slog.LevelInfo
-	if e != nil {
-		level = slog.LevelWarn
-	}
-	if !r.b.log.Enabled(ctx, level) {
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("request_id", r.req.RequestID),
-		slog.String("caller", r.ev.Caller),
-		slog.String("source_domain", r.ev.SourceDomain),
-		slog.String("target_domain", r.ev.TargetDomain),
-		slog.String("subject", r.ev.Subject),
-		slog.String("unverified_subject", r.ev.UnverifiedSubject),
-		slog.Duration("duration", time.Since(r.start)),
-	}
-	seen := map[string]int{}
-	for _, h := range r.ev.Hops {
-		name := hopName(h.GrantType) + "_duration"
-		if seen[name]++; seen[name] > 1 { // a retried hop: token_exchange_duration_2, ...
-			name += "_" + strconv.Itoa(seen[name])
-		}
-		attrs = append(attrs, slog.Duration(name, h.Duration))
-	}
-	if e == nil {
-		r.b.log.LogAttrs(ctx, level, "chain", append(attrs, slog.String("outcome", r.ev.Outcome.String()))...)
-		return
-	}
-	attrs = append(attrs, slog.String("outcome", "failure"), slog.String("reason", string(e.Reason)), slog.String("message", e.Message))
-	if e.Err != nil {
-		attrs = append(attrs, slog.String("cause", BoundText(e.Err.Error(), 2*MaxUpstreamDescriptionBytes))) // an upstream description can be huge
-	}
-	r.b.log.LogAttrs(ctx, level, "chain", attrs...)
-}
-
-func hopName(grantType string) string {
-	if grantType == oauth.GrantTypeJWTBearer {
-		return HopJWTBearer
-	}
-	return HopTokenExchange
-}
-
-// validScopeToken reports whether s is a scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
-func validScopeToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
-			return false
-		}
-	}
-	return true
-}
-
-func absoluteURI(s string) bool {
-	i := strings.Index(s, ":")
-	if i <= 0 || strings.ContainsAny(s, "# \t\r\n") {
-		return false
-	}
-	for j, c := range s[:i] {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || j > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
-			return false
-		}
-	}
-	return true
-}
-
-// truncate bounds untrusted text echoed in messages and audit events (128
-// bytes), on a character boundary and as valid UTF-8 (protobuf strings must
-// be).
-func truncate(s string) string { return BoundText(s, 128) }
-
-// boundedList is at most n of list, each truncated: how a list from a
-// request that may not have passed its checks is recorded.
-func boundedList(list []string, n int) []string {
-	if len(list) == 0 {
-		return nil
-	}
-	out := make([]string, 0, min(len(list), n))
-	for _, s := range list[:min(len(list), n)] {
-		out = append(out, truncate(s))
-	}
-	return out
-}
-
-func scopes(req []string, def []string) []string {
-	if len(req) > 0 {
-		return req
-	}
-	return slices.Clone(def)
 }

@@ -199,7 +199,7 @@ func (r *chainRun) cached(ctx context.Context, src, tgt *Domain, chain *Chain) (
 				return t, nil
 			}
 		}
-		res, err := r.chain(ctx, src, tgt, chain)
+		res, err := r.twoHops(ctx, src, tgt, chain)
 		if err != nil {
 			return nil, err
 		}

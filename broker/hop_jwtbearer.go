@@ -2,35 +2,9 @@ package broker
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/chainbroker/chainbroker/oauth"
-	"github.com/chainbroker/chainbroker/store"
-	"github.com/chainbroker/chainbroker/token"
 )
-
-// markReplay records the grant's jti for the target until the grant expires,
-// after its signature and claims have verified (so a forged grant cannot burn
-// a genuine jti). A jti already marked means the grant was presented before:
-// it is never sent again. The replay store being unavailable fails the chain.
-func (r *chainRun) markReplay(ctx context.Context, tgt *Domain, tok *token.Token) error {
-	c := &tok.Claims
-	if tgt.Assertion.AllowReuse && c.JTI == "" {
-		return nil
-	}
-	key := store.ReplayKey{Target: tgt.Name, Issuer: c.Issuer, JTI: c.JTI}
-	err := r.b.replay.Mark(ctx, key, c.Expiry.Add(tgt.Assertion.ClockSkew+time.Second))
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrReplayed):
-		return &Error{Reason: ReasonAssertionReplayed, Hop: HopTokenExchange,
-			Message: "the grant's jti was already presented to " + tgt.Name + "; it is not sent again"}
-	default:
-		return &Error{Reason: ReasonStoreUnavailable, Message: "the replay store is unavailable; chains fail closed", Err: err}
-	}
-}
 
 // jwtBearer performs hop 2: the RFC 7523 JWT bearer grant at the target.
 func (r *chainRun) jwtBearer(ctx context.Context, tgt *Domain, chain *Chain, assertion string) (*Result, error) {

@@ -237,10 +237,7 @@ func (r *chainRun) applies(ctx context.Context, allowed []int, src, tgt *Domain,
 			return &g.Chains[j], nil
 		}
 		if in == nil {
-			in = &conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: chain.Mode, now: r.b.now()}
-			if in.profile == "" {
-				in.profile = ModeTokenExchange
-			}
+			in = &conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: chain.Mode.String(), now: r.b.now()}
 			if r.subject != nil {
 				in.subject = &claimsMap{tok: r.subject, raw: r.req.SubjectToken}
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chainbroker/chainbroker/store"
 	"github.com/chainbroker/chainbroker/token"
 )
 
@@ -173,11 +174,40 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 	return nil
 }
 
-func quote(s string) string { return `"` + truncate(s) + `"` }
-
 func itoa(n int) string {
 	if n < 10 {
 		return string(rune('0' + n))
 	}
 	return "many"
+}
+
+// markReplay records the grant's jti for the target until the grant expires,
+// after its signature and claims have verified (so a forged grant cannot burn
+// a genuine jti). A jti already marked means the grant was presented before:
+// it is never sent again. The replay store being unavailable fails the chain.
+func (r *chainRun) markReplay(ctx context.Context, tgt *Domain, tok *token.Token) error {
+	c := &tok.Claims
+	if tgt.Assertion.AllowReuse && c.JTI == "" {
+		return nil
+	}
+	key := store.ReplayKey{Target: tgt.Name, Issuer: c.Issuer, JTI: c.JTI}
+	err := r.b.replay.Mark(ctx, key, c.Expiry.Add(tgt.Assertion.ClockSkew+time.Second))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrReplayed):
+		return &Error{Reason: ReasonAssertionReplayed, Hop: HopTokenExchange,
+			Message: "the grant's jti was already presented to " + tgt.Name + "; it is not sent again"}
+	default:
+		return &Error{Reason: ReasonStoreUnavailable, Message: "the replay store is unavailable; chains fail closed", Err: err}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }

@@ -373,7 +373,7 @@ type Chain struct {
 	// DefaultScopes are requested in the target when the caller names none.
 	DefaultScopes []string `yaml:"default_scopes"`
 	// Mode: token_exchange (default) or issue (the broker signs the grant).
-	Mode string `yaml:"mode"`
+	Mode broker.Mode `yaml:"mode"`
 	// AssertionLifetime of grants the broker issues; default 60s.
 	AssertionLifetime Duration `yaml:"assertion_lifetime"`
 	// SubjectAudience: issue mode: the subject token's aud must include one.

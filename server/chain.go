@@ -73,7 +73,7 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 			TargetDomain:  c.Target,
 			Audience:      c.Audience,
 			DefaultScopes: c.DefaultScopes,
-			Mode:          c.Mode,
+			Mode:          string(c.Mode),
 		})
 	}
 	return out, nil

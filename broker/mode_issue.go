@@ -4,22 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/token"
-)
-
-// Chain modes: how hop 1 obtains the JWT authorization grant.
-const (
-	// ModeTokenExchange asks the source domain (RFC 8693).
-	ModeTokenExchange = "token_exchange"
-	// ModeIssue has the broker sign the grant itself, after verifying the
-	// subject token with the source's keys: for sources without token
-	// exchange (Auth0, custom identity providers).
-	ModeIssue = "issue"
 )
 
 // Transcription says what of the subject token reaches the grant
@@ -111,7 +99,7 @@ func (r *chainRun) issue(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 		claims["scope"] = strings.Join(sc, " ")
 	}
 	if len(tr.computed) > 0 {
-		in := &conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: ModeIssue, now: now,
+		in := &conditionInput{req: &r.req, source: src.Name, target: tgt.Name, profile: string(ModeIssue), now: now,
 			subject: &claimsMap{tok: subj, raw: r.req.SubjectToken}}
 		for i := range tr.computed {
 			c := &tr.computed[i]
@@ -149,65 +137,4 @@ func (r *chainRun) actorToken(src *Domain) (string, error) {
 		"iss": r.b.issuer.URL, "sub": r.req.Caller, "aud": src.Issuer, "jti": newJTI(),
 		"iat": now.Unix(), "exp": now.Add(actorTokenLifetime).Unix(),
 	}, token.SignOptions{Typ: token.TypeJWT})
-}
-
-// DefaultSubjectTokenTyp are the JOSE typ header values an issue mode chain
-// accepts in subject tokens unless it names its own (Chain.SubjectTokenTyp):
-// RFC 9068's at+jwt, and JWT or none, which Keycloak, Auth0 and most others
-// put in access tokens. Compared case-insensitively, without "application/".
-var DefaultSubjectTokenTyp = []string{"at+jwt", "jwt", ""}
-
-// idTokenClaims are claims only OpenID Connect ID tokens carry (Core §2,
-// §3.1.3.6, §3.3.2.11).
-var idTokenClaims = []string{"nonce", "at_hash", "c_hash"}
-
-// normTyp is a JOSE typ as compared (RFC 7515 §4.1.9: case-insensitive,
-// "application/" may be omitted).
-func normTyp(typ string) string {
-	typ = strings.ToLower(typ)
-	return strings.TrimPrefix(typ, "application/")
-}
-
-// checkSubjectType: in issue mode the subject token is the caller's
-// credential for a grant the broker signs, so it must be an access token of
-// the source, not another token the source signed (explicit typing, RFC 8725
-// §3.11): its typ header is one the chain accepts and, unless the source's
-// subject tokens are declared ID tokens, it is not recognisably an ID token
-// (Keycloak's typ claim "ID", or an OpenID Connect ID token claim).
-func checkSubjectType(tok *token.Token, src *Domain, chain *Chain) error {
-	allowed := chain.SubjectTokenTyp
-	if len(allowed) == 0 {
-		allowed = DefaultSubjectTokenTyp
-	}
-	if typ := normTyp(tok.Header.Typ); !slices.Contains(allowed, typ) {
-		return &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
-			Message: "subject_token: JOSE typ " + quote(tok.Header.Typ) + " is not a type this chain accepts (" + strings.Join(allowed, ", ") + ")"}
-	}
-	if src.SubjectTokenType == oauth.TokenTypeIDToken {
-		return nil
-	}
-	if typ, ok := tok.StringClaim("typ"); ok && strings.EqualFold(typ, "ID") {
-		return &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
-			Message: "subject_token: is an ID token (typ claim \"ID\"), not an access token of " + src.Name}
-	}
-	for _, name := range idTokenClaims {
-		if _, ok := tok.Claim(name); ok {
-			return &Error{Reason: ReasonSubjectTokenInvalid, Field: "subject_token",
-				Message: "subject_token: is an ID token (it has " + name + "), not an access token of " + src.Name}
-		}
-	}
-	return nil
-}
-
-// checkSubjectAudience: in issue mode the subject token must be meant for
-// the broker: one of its audiences is one the chain expects (a token with
-// several, as Auth0 issues, is fine).
-func checkSubjectAudience(tok *token.Token, chain *Chain) error {
-	for _, a := range tok.Claims.Audience {
-		if slices.Contains(chain.SubjectAudience, a) {
-			return nil
-		}
-	}
-	return &Error{Reason: ReasonSubjectTokenAudience, Field: "subject_token",
-		Message: "subject_token: aud is none of " + strings.Join(chain.SubjectAudience, ", ")}
 }
