@@ -71,6 +71,8 @@ type Domain struct {
 	Resilience Resilience
 	// Cache: as a target, reuse its access tokens (opt-in).
 	Cache CachePolicy
+	// AWS configures a KindAWS target (required for that kind only).
+	AWS *AWSTarget
 }
 
 // AssertionPolicy mirrors the target authorization server's checks of a JWT
@@ -252,6 +254,17 @@ func New(cfg Config) (*Broker, error) {
 		if d.Kind == "" {
 			d.Kind = KindOAuth
 		}
+		if d.Kind == KindAWS {
+			if d.AWS == nil {
+				errs = append(errs, fmt.Errorf("broker: domain %q: kind aws needs its aws settings", d.Name))
+				continue
+			}
+			a := *d.AWS // a copy: the broker owns its configuration
+			d.AWS = &a
+			for _, err := range a.setup(&d) {
+				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
+			}
+		}
 		if d.Timeout <= 0 {
 			d.Timeout = DefaultDomainTimeout
 		}
@@ -275,6 +288,9 @@ func New(cfg Config) (*Broker, error) {
 		}
 		b.breakers[d.Name] = newBreaker(d.Resilience)
 		p := &d.Assertion
+		if len(p.Audience) == 0 && d.Kind.isCloud() {
+			p.Audience = d.defaultCloudAudience()
+		}
 		if len(p.Audience) == 0 {
 			p.Audience = []string{d.Issuer}
 		}
@@ -303,6 +319,9 @@ func New(cfg Config) (*Broker, error) {
 			continue
 		case src.Keys == nil:
 			errs = append(errs, fmt.Errorf("broker: chain %d: source domain %q has no verification keys (jwks_uri)", i, c.Source))
+			continue
+		case src.Kind.isCloud():
+			errs = append(errs, fmt.Errorf("broker: chain %d: domain %q of kind %s cannot be a source", i, c.Source, src.Kind))
 			continue
 		}
 		if _, dup := b.chains[[2]string{c.Source, c.Target}]; dup {

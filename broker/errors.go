@@ -134,5 +134,6 @@ func Reasons() []Reason {
 		ReasonAssertionJTIMissing, ReasonAssertionSubjectMissing, ReasonAssertionIssuedAtMissing, ReasonAssertionClientIDMismatch,
 		ReasonAssertionReplayed, ReasonStoreUnavailable, ReasonInternal,
 		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
+		ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
 	}
 }

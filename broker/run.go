@@ -115,7 +115,7 @@ func (r *chainRun) twoHops(ctx context.Context, src, tgt *Domain, chain *Chain) 
 				return nil, err
 			}
 		}
-		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
+		res, err := r.present(ctx, tgt, chain, assertion)
 		if err == nil || !retryable(err) || attempt >= tgt.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
 			return res, err
 		}
@@ -123,6 +123,15 @@ func (r *chainRun) twoHops(ctx context.Context, src, tgt *Domain, chain *Chain) 
 			assertion = "" // the target may have seen it
 		}
 	}
+}
+
+// present performs hop 2 for the target's kind.
+func (r *chainRun) present(ctx context.Context, tgt *Domain, chain *Chain, assertion string) (*Result, error) {
+	switch tgt.Kind {
+	case KindAWS:
+		return r.assumeRole(ctx, tgt, assertion)
+	}
+	return r.jwtBearer(ctx, tgt, chain, assertion)
 }
 
 // grant obtains a JWT authorization grant for the target (hop 1): issued by
@@ -246,8 +255,11 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 }
 
 func hopName(grantType string) string {
-	if grantType == oauth.GrantTypeJWTBearer {
+	switch grantType {
+	case oauth.GrantTypeJWTBearer:
 		return HopJWTBearer
+	case grantAWS:
+		return HopAWSSTS
 	}
 	return HopTokenExchange
 }
