@@ -261,7 +261,7 @@ func New(cfg Config) (*Broker, error) {
 			}
 			a := *d.AWS // a copy: the broker owns its configuration
 			d.AWS = &a
-			for _, err := range a.setup(&d) {
+			for _, err := range a.setup() {
 				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/oauth"
@@ -200,6 +202,28 @@ func assertions(k *kit) []string {
 		out = append(out, r.Form.Get("assertion"))
 	}
 	return out
+}
+
+// awsTarget makes domain-b an aws target answered by a brokertest.AWSSTS
+// (credentials for an hour) unless edit sets another client.
+func awsTarget(edit func(*broker.AWSTarget)) func(*broker.Config) {
+	return func(c *broker.Config) {
+		a := &broker.AWSTarget{RoleARN: "arn:aws:iam::111122223333:role/test", Client: &brokertest.AWSSTS{}}
+		if edit != nil {
+			edit(a)
+		}
+		c.Domains[1].Kind, c.Domains[1].AWS = broker.KindAWS, a
+	}
+}
+
+// awsGrants makes hop 1 issue grants for AWS's audience, adjusted by edit.
+func awsGrants(edit func(c map[string]any)) func(*testing.T, *kit) {
+	return func(_ *testing.T, k *kit) {
+		k.grants.Audience = broker.DefaultAWSAudience
+		if edit != nil {
+			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { edit(c) }
+		}
+	}
 }
 
 // serverOnlyReasons are reasons of broker.Reasons() that only the server
@@ -500,6 +524,36 @@ func chainCases() []chainCase {
 			},
 			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
 			want: "", check: both(calls(2, 2), lastEvent(store.OutcomeSuccess))},
+		{name: "aws target: credentials", config: awsTarget(nil), setup: awsGrants(nil),
+			want: "", check: func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				if res.AWSCredentials == nil || res.AWSCredentials.AccessKeyID != "ASIATEST1" || res.AccessToken != "" {
+					t.Fatalf("result %+v", res)
+				}
+			}},
+		{name: "aws target: iss is not the provider URL", config: awsTarget(func(a *broker.AWSTarget) { a.ProviderURL = "https://other.example" }),
+			setup: awsGrants(nil), want: broker.ReasonAWSProviderMismatch},
+		{name: "aws target: aud not in the client ids", config: awsTarget(nil),
+			setup: awsGrants(func(c map[string]any) { c["aud"] = issuerB; c["azp"] = nil }), want: broker.ReasonAWSAudienceInvalid},
+		{name: "aws target: no sub", config: awsTarget(nil),
+			setup: awsGrants(func(c map[string]any) { c["sub"] = nil }), want: broker.ReasonAWSSubjectMissing},
+		{name: "aws target: STS refuses", config: awsTarget(func(a *broker.AWSTarget) {
+			a.Client = &brokertest.AWSSTS{Handler: brokertest.AWSRefuse("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")}
+		}), setup: awsGrants(nil), want: broker.ReasonAWSRejected, check: func(t *testing.T, _ *kit, _ *broker.Result, err error) {
+			if e, _ := broker.AsError(err); e.Upstream == nil || e.Upstream.Code != "AccessDenied" || e.Hop != broker.HopAWSSTS {
+				t.Fatalf("error %+v", e)
+			}
+		}},
+		{name: "aws target: throttled, retried", config: awsTarget(func(a *broker.AWSTarget) {
+			a.Client = &brokertest.AWSSTS{Handler: func(ctx context.Context, n int, in *sts.AssumeRoleWithWebIdentityInput) (*sts.AssumeRoleWithWebIdentityOutput, error) {
+				if n == 1 {
+					return brokertest.AWSRefuse("Throttling", "Rate exceeded")(ctx, n, in)
+				}
+				return brokertest.AWSCredentials(time.Hour)(ctx, n, in)
+			}}
+		}), setup: awsGrants(nil), want: "", check: calls(2, 0)},
+		{name: "aws target: throttled throughout", config: awsTarget(func(a *broker.AWSTarget) {
+			a.Client = &brokertest.AWSSTS{Handler: brokertest.AWSRefuse("Throttling", "Rate exceeded")}
+		}), setup: awsGrants(nil), want: broker.ReasonUpstreamUnavailable, check: calls(3, 0)},
 		{name: "cache store unavailable: chained without it", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(_ *testing.T, k *kit) {
 				k.st.Fail(brokertest.OpCacheGet, nil)

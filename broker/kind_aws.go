@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -49,9 +48,6 @@ const (
 type AWSTarget struct {
 	// RoleARN is the role to assume (arn:aws:iam::ACCOUNT:role/NAME).
 	RoleARN string
-	// Region is the signing region the SDK is told (the request is
-	// unsigned; the endpoint is Domain.TokenEndpoint, from configuration).
-	Region string
 	// Duration is DurationSeconds: MinAWSDuration..MaxAWSDuration, and at
 	// most the role's maximum session; 0: DefaultAWSDuration.
 	Duration time.Duration
@@ -62,11 +58,32 @@ type AWSTarget struct {
 	// ClientIDs is the provider's client-id list: the grant's aud (or azp)
 	// must hold one; default [DefaultAWSAudience].
 	ClientIDs []string
-	// HTTPClient sends the STS requests; nil: a client that follows no
-	// redirect (Domain.Timeout bounds each call).
-	HTTPClient *http.Client
+	// Client calls STS: an *sts.Client whose BaseEndpoint is
+	// Domain.TokenEndpoint, with anonymous credentials (the call is
+	// unsigned) and no retries of its own (NewAWSSTSOptions). Required.
+	Client AWSSTS
+}
 
-	client *sts.Client
+// AWSSTS is the STS operation an aws target calls (*sts.Client).
+type AWSSTS interface {
+	AssumeRoleWithWebIdentity(ctx context.Context, in *sts.AssumeRoleWithWebIdentityInput, opts ...func(*sts.Options)) (*sts.AssumeRoleWithWebIdentityOutput, error)
+}
+
+// AWSSTSOptions are the options of the STS client of an aws target whose
+// endpoint is endpoint (from configuration only) and region region: no
+// credentials (AssumeRoleWithWebIdentity is unsigned) and no retries of
+// the SDK's own. The caller adds the HTTP client.
+func AWSSTSOptions(endpoint, region string) sts.Options {
+	if region == "" {
+		region = "us-east-1"
+	}
+	return sts.Options{
+		Region:           region,
+		BaseEndpoint:     aws.String(endpoint),
+		Credentials:      aws.AnonymousCredentials{},
+		RetryMaxAttempts: 1,
+		Retryer:          aws.NopRetryer{},
+	}
 }
 
 // AWSCredentials are temporary credentials from STS. They are secrets:
@@ -80,7 +97,7 @@ type AWSCredentials struct {
 
 // setup fills AWSTarget's defaults and builds its STS client; problems are
 // returned for New to report.
-func (a *AWSTarget) setup(d *Domain) []error {
+func (a *AWSTarget) setup() []error {
 	var errs []error
 	if !strings.HasPrefix(a.RoleARN, "arn:") || len(a.RoleARN) < 20 || len(a.RoleARN) > 2048 {
 		errs = append(errs, errors.New("aws.role_arn must be an ARN of 20 to 2048 characters"))
@@ -95,17 +112,9 @@ func (a *AWSTarget) setup(d *Domain) []error {
 		a.ClientIDs = []string{DefaultAWSAudience}
 	}
 	a.ClientIDs = append([]string(nil), a.ClientIDs...)
-	if a.Region == "" {
-		a.Region = "us-east-1"
+	if a.Client == nil {
+		errs = append(errs, errors.New("kind aws needs an STS client (AWSTarget.Client)"))
 	}
-	a.client = sts.New(sts.Options{
-		Region:           a.Region,
-		BaseEndpoint:     aws.String(d.TokenEndpoint),
-		HTTPClient:       cloudHTTPClient(a.HTTPClient),
-		Credentials:      aws.AnonymousCredentials{},
-		RetryMaxAttempts: 1,
-		Retryer:          aws.NopRetryer{},
-	})
 	return errs
 }
 
@@ -156,7 +165,7 @@ func (r *chainRun) assumeRole(ctx context.Context, tgt *Domain, grant string) (*
 	var out *sts.AssumeRoleWithWebIdentityOutput
 	err := r.cloudCall(ctx, tgt, HopAWSSTS, grantAWS, func(ctx context.Context) *Error {
 		var err error
-		out, err = a.client.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
+		out, err = a.Client.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
 			RoleArn:          aws.String(a.RoleARN),
 			RoleSessionName:  aws.String(awsSessionName(sub)),
 			WebIdentityToken: aws.String(grant),
@@ -216,7 +225,7 @@ func awsError(tgt *Domain, err error) *Error {
 	switch {
 	case errors.As(err, &de) && !errors.As(err, &ne):
 		return &Error{Reason: ReasonUpstreamBadResponse, Message: tgt.Name + " answered AssumeRoleWithWebIdentity with an invalid response", Err: err}
-	case status >= 500 || status == http.StatusTooManyRequests || status == 0:
+	case status >= 500 || status == 429 || status == 0:
 		return cloudUnavailable(tgt, HopAWSSTS, nil, err)
 	default:
 		return &Error{Reason: ReasonUpstreamBadResponse, Message: tgt.Name + " answered AssumeRoleWithWebIdentity with HTTP " + strconv.Itoa(status), Err: err}

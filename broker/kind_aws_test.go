@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/sandbox"
@@ -110,7 +112,7 @@ func TestAWSTarget(t *testing.T) {
 		if err := sb.Cloud.AWS.AddRole(sandbox.AWSRole{ARN: awsRole, Provider: issuerA}); err != nil {
 			t.Fatal(err)
 		}
-		a := &broker.AWSTarget{RoleARN: awsRole}
+		a := &broker.AWSTarget{RoleARN: awsRole, Client: sts.New(broker.AWSSTSOptions(sb.Cloud.AWS.Endpoint(), ""))}
 		if edit != nil {
 			edit(a)
 		}
@@ -211,6 +213,7 @@ func TestAWSTargetConfig(t *testing.T) {
 	}{
 		{"no settings", broker.Domain{Kind: broker.KindAWS}, "kind aws needs its aws settings"},
 		{"role ARN", broker.Domain{Kind: broker.KindAWS, AWS: &broker.AWSTarget{RoleARN: "role"}}, "aws.role_arn"},
+		{"no client", broker.Domain{Kind: broker.KindAWS, AWS: &broker.AWSTarget{RoleARN: awsRole}}, "needs an STS client"},
 		{"duration below 15m", broker.Domain{Kind: broker.KindAWS, AWS: &broker.AWSTarget{RoleARN: awsRole, Duration: time.Minute}}, "aws.duration"},
 		{"duration above 12h", broker.Domain{Kind: broker.KindAWS, AWS: &broker.AWSTarget{RoleARN: awsRole, Duration: 13 * time.Hour}}, "aws.duration"},
 		{"unknown kind", broker.Domain{Kind: "gcloud"}, `unknown kind "gcloud"`},

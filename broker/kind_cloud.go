@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -122,14 +121,4 @@ func cloudUnavailable(d *Domain, hop string, up *oauth.Error, cause error) *Erro
 		msg += ": " + upstreamText(up)
 	}
 	return &Error{Reason: ReasonUpstreamUnavailable, Upstream: up, Message: msg, Err: errors.Join(oauth.ErrUnavailable, cause)}
-}
-
-// cloudHTTPClient is the client of a cloud kind's calls: the configured
-// one, or one that follows no redirect (endpoints come from configuration
-// only).
-func cloudHTTPClient(c *http.Client) *http.Client {
-	if c != nil {
-		return c
-	}
-	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

@@ -73,6 +73,11 @@ var reasonCodes = map[broker.Reason]codes.Code{
 
 	broker.ReasonRequestDeadlineExceeded: codes.DeadlineExceeded,
 	broker.ReasonRequestCancelled:        codes.Canceled,
+
+	broker.ReasonAWSProviderMismatch: codes.FailedPrecondition,
+	broker.ReasonAWSAudienceInvalid:  codes.FailedPrecondition,
+	broker.ReasonAWSSubjectMissing:   codes.FailedPrecondition,
+	broker.ReasonAWSRejected:         codes.PermissionDenied,
 }
 
 // Reasons of the server's edge: callers refused before any service saw

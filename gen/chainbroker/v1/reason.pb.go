@@ -122,6 +122,17 @@ const (
 	// have `when` conditions (CEL) and none holds; the message names them by
 	// position (policy[i].chains[j].when).
 	Reason_REASON_POLICY_DENIED Reason = 50
+	// aws target: the grant's iss is not the URL of the IAM OIDC provider
+	// (domains[].aws.provider_url).
+	Reason_REASON_AWS_PROVIDER_MISMATCH Reason = 70
+	// aws target: neither the grant's aud nor its azp is in the provider's
+	// client-id list (domains[].aws.client_ids).
+	Reason_REASON_AWS_AUDIENCE_INVALID Reason = 71
+	// aws target: the grant has no sub.
+	Reason_REASON_AWS_SUBJECT_MISSING Reason = 72
+	// aws target: AWS STS refused AssumeRoleWithWebIdentity; its error code
+	// and message are in ErrorInfo (upstream_error...).
+	Reason_REASON_AWS_STS_REJECTED Reason = 73
 )
 
 // Enum value maps for Reason.
@@ -178,6 +189,10 @@ var (
 		48: "REASON_MEDIA_TYPE_UNSUPPORTED",
 		49: "REASON_SERVER_UNAVAILABLE",
 		50: "REASON_POLICY_DENIED",
+		70: "REASON_AWS_PROVIDER_MISMATCH",
+		71: "REASON_AWS_AUDIENCE_INVALID",
+		72: "REASON_AWS_SUBJECT_MISSING",
+		73: "REASON_AWS_STS_REJECTED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                    0,
@@ -231,6 +246,10 @@ var (
 		"REASON_MEDIA_TYPE_UNSUPPORTED":         48,
 		"REASON_SERVER_UNAVAILABLE":             49,
 		"REASON_POLICY_DENIED":                  50,
+		"REASON_AWS_PROVIDER_MISMATCH":          70,
+		"REASON_AWS_AUDIENCE_INVALID":           71,
+		"REASON_AWS_SUBJECT_MISSING":            72,
+		"REASON_AWS_STS_REJECTED":               73,
 	}
 )
 
@@ -265,7 +284,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\x9c\r\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\x9c\x0e\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -318,7 +337,11 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x18REASON_REQUEST_TOO_LARGE\x10/\x12!\n" +
 	"\x1dREASON_MEDIA_TYPE_UNSUPPORTED\x100\x12\x1d\n" +
 	"\x19REASON_SERVER_UNAVAILABLE\x101\x12\x18\n" +
-	"\x14REASON_POLICY_DENIED\x102B\xbf\x01\n" +
+	"\x14REASON_POLICY_DENIED\x102\x12 \n" +
+	"\x1cREASON_AWS_PROVIDER_MISMATCH\x10F\x12\x1f\n" +
+	"\x1bREASON_AWS_AUDIENCE_INVALID\x10G\x12\x1e\n" +
+	"\x1aREASON_AWS_SUBJECT_MISSING\x10H\x12\x1b\n" +
+	"\x17REASON_AWS_STS_REJECTED\x10IB\xbf\x01\n" +
 	"\x12com.chainbroker.v1B\vReasonProtoP\x01ZCgithub.com/chainbroker/chainbroker/gen/chainbroker/v1;chainbrokerv1\xa2\x02\x03CXX\xaa\x02\x0eChainbroker.V1\xca\x02\x0eChainbroker\\V1\xe2\x02\x1aChainbroker\\V1\\GPBMetadata\xea\x02\x0fChainbroker::V1b\x06proto3"
 
 var (
