@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file chainbroker/v1/chain_service.proto.
  */
 export const file_chainbroker_v1_chain_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSLRAQoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJIqwBCg1DaGFpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIZChFpc3N1ZWRfdG9rZW5fdHlwZRgCIAEoCRISCgp0b2tlbl90eXBlGAMgASgJEhIKCmV4cGlyZXNfaW4YBCABKAUSDQoFc2NvcGUYBSABKAkSEAoIYXVkaXRfaWQYBiABKAkSIQoEaG9wcxgHIAMoCzITLmNoYWluYnJva2VyLnYxLkhvcCKEAQoDSG9wEg4KBmRvbWFpbhgBIAEoCRIQCghlbmRwb2ludBgCIAEoCRISCgpncmFudF90eXBlGAMgASgJEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhoKEmFzc2VydGlvbl9qdGlfaGFzaBgFIAEoCSIUChJMaXN0RG9tYWluc1JlcXVlc3QiZQoTTGlzdERvbWFpbnNSZXNwb25zZRInCgdkb21haW5zGAEgAygLMhYuY2hhaW5icm9rZXIudjEuRG9tYWluEiUKBmNoYWlucxgCIAMoCzIVLmNoYWluYnJva2VyLnYxLkNoYWluIn8KBkRvbWFpbhIMCgRuYW1lGAEgASgJEg4KBmlzc3VlchgCIAEoCRIWCg50b2tlbl9lbmRwb2ludBgDIAEoCRIQCghqd2tzX3VyaRgEIAEoCRIRCgljbGllbnRfaWQYBSABKAkSGgoSY2xpZW50X2F1dGhfbWV0aG9kGAYgASgJIm0KBUNoYWluEhUKDXNvdXJjZV9kb21haW4YASABKAkSFQoNdGFyZ2V0X2RvbWFpbhgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRIWCg5kZWZhdWx0X3Njb3BlcxgEIAMoCRIMCgRtb2RlGAUgASgJMqwBCgxDaGFpblNlcnZpY2USRAoFQ2hhaW4SHC5jaGFpbmJyb2tlci52MS5DaGFpblJlcXVlc3QaHS5jaGFpbmJyb2tlci52MS5DaGFpblJlc3BvbnNlElYKC0xpc3REb21haW5zEiIuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXF1ZXN0GiMuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSLRAQoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJIuUBCg1DaGFpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIZChFpc3N1ZWRfdG9rZW5fdHlwZRgCIAEoCRISCgp0b2tlbl90eXBlGAMgASgJEhIKCmV4cGlyZXNfaW4YBCABKAUSDQoFc2NvcGUYBSABKAkSEAoIYXVkaXRfaWQYBiABKAkSIQoEaG9wcxgHIAMoCzITLmNoYWluYnJva2VyLnYxLkhvcBI3Cg9hd3NfY3JlZGVudGlhbHMYCSABKAsyHi5jaGFpbmJyb2tlci52MS5Bd3NDcmVkZW50aWFscyKJAQoOQXdzQ3JlZGVudGlhbHMSFQoNYWNjZXNzX2tleV9pZBgBIAEoCRIZChFzZWNyZXRfYWNjZXNzX2tleRgCIAEoCRIVCg1zZXNzaW9uX3Rva2VuGAMgASgJEi4KCmV4cGlyYXRpb24YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQBCgNIb3ASDgoGZG9tYWluGAEgASgJEhAKCGVuZHBvaW50GAIgASgJEhIKCmdyYW50X3R5cGUYAyABKAkSKwoIZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYXNzZXJ0aW9uX2p0aV9oYXNoGAUgASgJIhQKEkxpc3REb21haW5zUmVxdWVzdCJlChNMaXN0RG9tYWluc1Jlc3BvbnNlEicKB2RvbWFpbnMYASADKAsyFi5jaGFpbmJyb2tlci52MS5Eb21haW4SJQoGY2hhaW5zGAIgAygLMhUuY2hhaW5icm9rZXIudjEuQ2hhaW4ijQEKBkRvbWFpbhIMCgRuYW1lGAEgASgJEg4KBmlzc3VlchgCIAEoCRIWCg50b2tlbl9lbmRwb2ludBgDIAEoCRIQCghqd2tzX3VyaRgEIAEoCRIRCgljbGllbnRfaWQYBSABKAkSGgoSY2xpZW50X2F1dGhfbWV0aG9kGAYgASgJEgwKBGtpbmQYByABKAkibQoFQ2hhaW4SFQoNc291cmNlX2RvbWFpbhgBIAEoCRIVCg10YXJnZXRfZG9tYWluGAIgASgJEhAKCGF1ZGllbmNlGAMgASgJEhYKDmRlZmF1bHRfc2NvcGVzGAQgAygJEgwKBG1vZGUYBSABKAkyrAEKDENoYWluU2VydmljZRJECgVDaGFpbhIcLmNoYWluYnJva2VyLnYxLkNoYWluUmVxdWVzdBodLmNoYWluYnJva2VyLnYxLkNoYWluUmVzcG9uc2USVgoLTGlzdERvbWFpbnMSIi5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1JlcXVlc3QaIy5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ChainRequest asks for an access token in target_domain for the subject of
@@ -160,6 +160,16 @@ export type ChainResponse = Message<"chainbroker.v1.ChainResponse"> & {
    * @generated from field: repeated chainbroker.v1.Hop hops = 7;
    */
   hops: Hop[];
+
+  /**
+   * Temporary AWS credentials, when the target is of kind aws (STS
+   * AssumeRoleWithWebIdentity); access_token is then empty and expires_in
+   * counts down to their expiration. Secrets: the broker never logs or
+   * audits them.
+   *
+   * @generated from field: chainbroker.v1.AwsCredentials aws_credentials = 9;
+   */
+  awsCredentials?: AwsCredentials | undefined;
 };
 
 /**
@@ -168,6 +178,42 @@ export type ChainResponse = Message<"chainbroker.v1.ChainResponse"> & {
  */
 export const ChainResponseSchema: GenMessage<ChainResponse> = /*@__PURE__*/
   messageDesc(file_chainbroker_v1_chain_service, 1);
+
+/**
+ * AwsCredentials are temporary credentials from AWS STS.
+ *
+ * @generated from message chainbroker.v1.AwsCredentials
+ */
+export type AwsCredentials = Message<"chainbroker.v1.AwsCredentials"> & {
+  /**
+   * @generated from field: string access_key_id = 1;
+   */
+  accessKeyId: string;
+
+  /**
+   * @generated from field: string secret_access_key = 2;
+   */
+  secretAccessKey: string;
+
+  /**
+   * @generated from field: string session_token = 3;
+   */
+  sessionToken: string;
+
+  /**
+   * When the credentials expire.
+   *
+   * @generated from field: google.protobuf.Timestamp expiration = 4;
+   */
+  expiration?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chainbroker.v1.AwsCredentials.
+ * Use `create(AwsCredentialsSchema)` to create a new message.
+ */
+export const AwsCredentialsSchema: GenMessage<AwsCredentials> = /*@__PURE__*/
+  messageDesc(file_chainbroker_v1_chain_service, 2);
 
 /**
  * Hop describes one call to an authorization server's token endpoint.
@@ -218,7 +264,7 @@ export type Hop = Message<"chainbroker.v1.Hop"> & {
  * Use `create(HopSchema)` to create a new message.
  */
 export const HopSchema: GenMessage<Hop> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 2);
+  messageDesc(file_chainbroker_v1_chain_service, 3);
 
 /**
  * ListDomainsRequest takes no parameters: the answer depends on the caller.
@@ -233,7 +279,7 @@ export type ListDomainsRequest = Message<"chainbroker.v1.ListDomainsRequest"> & 
  * Use `create(ListDomainsRequestSchema)` to create a new message.
  */
 export const ListDomainsRequestSchema: GenMessage<ListDomainsRequest> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 3);
+  messageDesc(file_chainbroker_v1_chain_service, 4);
 
 /**
  * ListDomainsResponse lists domains and chains without any secret.
@@ -261,7 +307,7 @@ export type ListDomainsResponse = Message<"chainbroker.v1.ListDomainsResponse"> 
  * Use `create(ListDomainsResponseSchema)` to create a new message.
  */
 export const ListDomainsResponseSchema: GenMessage<ListDomainsResponse> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 4);
+  messageDesc(file_chainbroker_v1_chain_service, 5);
 
 /**
  * Domain is a trust domain guarded by one authorization server.
@@ -312,6 +358,14 @@ export type Domain = Message<"chainbroker.v1.Domain"> & {
    * @generated from field: string client_auth_method = 6;
    */
   clientAuthMethod: string;
+
+  /**
+   * What the domain is as a target: oauth (an RFC 7523 token endpoint, the
+   * default), aws.
+   *
+   * @generated from field: string kind = 7;
+   */
+  kind: string;
 };
 
 /**
@@ -319,7 +373,7 @@ export type Domain = Message<"chainbroker.v1.Domain"> & {
  * Use `create(DomainSchema)` to create a new message.
  */
 export const DomainSchema: GenMessage<Domain> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 5);
+  messageDesc(file_chainbroker_v1_chain_service, 6);
 
 /**
  * Chain is a permitted route from a source domain to a target domain.
@@ -368,7 +422,7 @@ export type Chain = Message<"chainbroker.v1.Chain"> & {
  * Use `create(ChainSchema)` to create a new message.
  */
 export const ChainSchema: GenMessage<Chain> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 6);
+  messageDesc(file_chainbroker_v1_chain_service, 7);
 
 /**
  * ChainService carries a user's identity from one trust domain to another
