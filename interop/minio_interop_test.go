@@ -124,9 +124,11 @@ func TestMinIOWebIdentity(t *testing.T) {
 	}{
 		// MinIO's audience check: aud (or azp) must hold the provider's
 		// client ID.
-		{"audience of another client", sandbox.Misbehaviour{}, minioClaimClientID, "InvalidParameterValue", ""},
-		{"expired", sandbox.Misbehaviour{Expired: true}, minioRoleClientID, "ExpiredToken", ""},
-		{"bad signature", sandbox.Misbehaviour{BadSignature: true}, minioRoleClientID, "InvalidParameterValue", ""},
+		{"audience of another client", sandbox.Misbehaviour{}, minioClaimClientID, "InvalidParameterValue", "must match configured OpenID Client ID"},
+		// MinIO answers an expired token with InvalidParameterValue, not
+		// AWS's ExpiredTokenException.
+		{"expired", sandbox.Misbehaviour{Expired: true}, minioRoleClientID, "InvalidParameterValue", "Token is expired"},
+		{"bad signature", sandbox.Misbehaviour{BadSignature: true}, minioRoleClientID, "InvalidParameterValue", "verification error"},
 	} {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			sb.A.SetMisbehaviour(tc.mis)

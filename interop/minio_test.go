@@ -75,7 +75,6 @@ func findMinIO() (string, error) {
 // has already failed the run in CI).
 func requireMinIO(t *testing.T) {
 	t.Helper()
-	requireBinaries(t)
 	if bins.minioMissing != "" {
 		t.Skip(bins.minioMissing)
 	}
@@ -126,7 +125,28 @@ func startMinIO(t *testing.T, configURL string) *minio {
 		if err != nil {
 			t.Fatal(err)
 		}
+		m.waitIAM(t)
 		return m
+	}
+}
+
+// waitIAM waits until MinIO's IAM subsystem knows the role ARN: the health
+// check answers before it has loaded ("RoleARN ... is not defined", "IAM
+// not initialized"). It asks STS with a token that is not one, until the
+// answer is about the token.
+func (m *minio) waitIAM(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		r := assumeRoleWithWebIdentity(t, m.endpoint, minioRoleARN(minioRoleClientID), "probe", "not-a-token", 0)
+		if !strings.Contains(r.message, "is not defined") && !strings.Contains(strings.ToLower(r.message), "not initialized") &&
+			r.code != "XMinioIAMNotInitialized" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("MinIO's IAM did not load within %s: %s %s", startTimeout, r.code, r.message)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
