@@ -180,6 +180,9 @@ func (r *chainRun) assumeRole(ctx context.Context, tgt *Domain, grant string) (*
 		}
 		return nil
 	})
+	if n := len(r.ev.Hops); n > 0 && r.ev.Hops[n-1].GrantType == grantAWS {
+		r.ev.Hops[n-1].AssertionJTIHash = r.ev.AssertionJTIHash // the grant presented
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -231,3 +234,7 @@ func awsError(tgt *Domain, err error) *Error {
 		return &Error{Reason: ReasonUpstreamBadResponse, Message: tgt.Name + " answered AssumeRoleWithWebIdentity with HTTP " + strconv.Itoa(status), Err: err}
 	}
 }
+
+// AWSRegionalEndpoint is the STS endpoint of region, the default endpoint
+// of an aws target that names a region and no endpoint.
+func AWSRegionalEndpoint(region string) string { return "https://sts." + region + ".amazonaws.com/" }

@@ -304,10 +304,77 @@ type Domain struct {
 	CAFile string `yaml:"ca_file"`
 	// VerifySubjectToken checks subject tokens of this (source) domain
 	// before hop 1: signature by its JWKS, iss, exp. Off for opaque tokens.
-	VerifySubjectToken bool            `yaml:"verify_subject_token"`
-	Client             Client          `yaml:"client"`
-	TokenExchange      TokenExchange   `yaml:"token_exchange"`
-	Assertion          AssertionPolicy `yaml:"assertion"`
+	VerifySubjectToken bool `yaml:"verify_subject_token"`
+	// Kind is what the domain is as a target: oauth (the default: an RFC
+	// 7523 token endpoint) or aws (AWS STS AssumeRoleWithWebIdentity, with
+	// the settings in aws). A cloud target is never a source; it needs no
+	// client, and its issuer defaults to urn:chainbroker:<kind>:<name>.
+	Kind string `yaml:"kind"`
+	// AWS configures a kind aws target (docs/cloud-aws.md).
+	AWS           AWSTarget       `yaml:"aws"`
+	Client        Client          `yaml:"client"`
+	TokenExchange TokenExchange   `yaml:"token_exchange"`
+	Assertion     AssertionPolicy `yaml:"assertion"`
+}
+
+// cloud reports whether the domain is a cloud target (kind other than oauth).
+func (d *Domain) cloud() bool { return d.Kind != "" && d.Kind != string(broker.KindOAuth) }
+
+// validateClient checks a domain's client block.
+func (f *File) validateClient(add func(field, format string, args ...any), fp string, c Client) {
+	if !slices.Contains(authMethods, c.AuthMethod) {
+		add(fp+".client.auth_method", "must be one of %s; got %q", strings.Join(authMethods, ", "), c.AuthMethod)
+	}
+	if c.ClientID == "" {
+		add(fp+".client.client_id", "required")
+	}
+	switch c.AuthMethod {
+	case "client_secret_basic", "client_secret_post":
+		if (c.SecretEnv == "") == (c.SecretFile == "") {
+			add(fp+".client", "set exactly one of client_secret_env and client_secret_file for %s", c.AuthMethod)
+		}
+	case "private_key_jwt":
+		if c.PrivateKeyFile == "" {
+			add(fp+".client.private_key_file", "required for private_key_jwt")
+		}
+	}
+}
+
+// validateAWS checks a kind aws domain's settings.
+func (f *File) validateAWS(p *Problems, add func(field, format string, args ...any), fp string, d Domain) {
+	a := d.AWS
+	if !strings.HasPrefix(a.RoleARN, "arn:") || len(a.RoleARN) < 20 || len(a.RoleARN) > 2048 {
+		add(fp+".aws.role_arn", "required: the ARN of the role to assume (20 to 2048 characters)")
+	}
+	if a.Duration != 0 && (a.Duration.D() < broker.MinAWSDuration || a.Duration.D() > broker.MaxAWSDuration || a.Duration.D()%time.Second != 0) {
+		add(fp+".aws.duration", "must be whole seconds from 15m to 12h")
+	}
+	if a.ProviderURL != "" {
+		f.checkURL(p, fp+".aws.provider_url", a.ProviderURL, d.AllowInsecureHTTP)
+	}
+	for j, id := range a.ClientIDs {
+		if id == "" || len(id) > 255 {
+			add(fmt.Sprintf("%s.aws.client_ids[%d]", fp, j), "a client ID is 1 to 255 characters")
+		}
+	}
+}
+
+// AWSTarget configures a kind aws domain: AWS STS
+// AssumeRoleWithWebIdentity at token_endpoint (default
+// https://sts.<region>.amazonaws.com/: endpoints come from configuration
+// only).
+type AWSTarget struct {
+	RoleARN string `yaml:"role_arn"` // the role to assume; required
+	Region  string `yaml:"region"`   // picks the regional endpoint when token_endpoint is not set
+	// Duration is DurationSeconds, 15m to 12h, at most the role's maximum
+	// session; default 1h.
+	Duration Duration `yaml:"duration"`
+	// ProviderURL is the IAM OIDC provider's URL, which the grant's iss
+	// must equal; default: not checked beyond the chain's own issuer check.
+	ProviderURL string `yaml:"provider_url"`
+	// ClientIDs is the provider's client-id list (the grant's aud or azp
+	// must hold one); default [sts.amazonaws.com].
+	ClientIDs []string `yaml:"client_ids"`
 }
 
 // CircuitBreaker opens when, within 10 s, at least Failures chains failed
@@ -549,7 +616,15 @@ func (f *File) SetDefaults() {
 		setDefault(&d.Client.AuthMethod, "client_secret_basic")
 		setDefault(&d.TokenExchange.SubjectTokenType, TokenTypeAccessToken)
 		setDefault(&d.TokenExchange.RequestedTokenType, TokenTypeAccessToken)
-		if len(d.Assertion.Audience) == 0 && d.Issuer != "" {
+		if d.cloud() {
+			if d.Issuer == "" && d.Name != "" {
+				d.Issuer = broker.CloudIssuer(broker.TargetKind(d.Kind), d.Name)
+			}
+			if d.Kind == string(broker.KindAWS) && d.TokenEndpoint == "" && d.AWS.Region != "" {
+				d.TokenEndpoint = broker.AWSRegionalEndpoint(d.AWS.Region)
+			}
+		}
+		if len(d.Assertion.Audience) == 0 && d.Issuer != "" && !d.cloud() {
 			d.Assertion.Audience = []string{d.Issuer}
 		}
 		if d.Assertion.MaxLifetime == 0 {
@@ -729,6 +804,12 @@ func (f *File) validate() Problems {
 	for i, d := range f.Domains {
 		fp := fmt.Sprintf("domains[%d]", i)
 		domainNames.check(add, fp+".name", "domain ", d.Name)
+		if !broker.TargetKind(d.Kind).Valid() {
+			add(fp+".kind", "must be oauth or aws; got %q", d.Kind)
+		}
+		if d.Kind == string(broker.KindAWS) {
+			f.validateAWS(&p, add, fp, d)
+		}
 		if d.Issuer == "" {
 			add(fp+".issuer", "required")
 		} else {
@@ -736,10 +817,16 @@ func (f *File) validate() Problems {
 				add(fp+".issuer", "same issuer as domain %q", other)
 			}
 			issuers[d.Issuer] = d.Name
-			f.checkURL(&p, fp+".issuer", d.Issuer, d.AllowInsecureHTTP)
+			if !d.cloud() || !strings.HasPrefix(d.Issuer, "urn:") {
+				f.checkURL(&p, fp+".issuer", d.Issuer, d.AllowInsecureHTTP)
+			}
 		}
 		if d.TokenEndpoint == "" && !d.Discovery {
-			add(fp+".token_endpoint", "required unless discovery is true")
+			if d.cloud() {
+				add(fp+".token_endpoint", "required (for kind aws: or aws.region)")
+			} else {
+				add(fp+".token_endpoint", "required unless discovery is true")
+			}
 		}
 		if d.TokenEndpoint != "" {
 			f.checkURL(&p, fp+".token_endpoint", d.TokenEndpoint, d.AllowInsecureHTTP)
@@ -759,22 +846,8 @@ func (f *File) validate() Problems {
 		if d.CircuitBreaker.Cooldown < 0 {
 			add(fp+".circuit_breaker.cooldown", "must be positive")
 		}
-		c := d.Client
-		if !slices.Contains(authMethods, c.AuthMethod) {
-			add(fp+".client.auth_method", "must be one of %s; got %q", strings.Join(authMethods, ", "), c.AuthMethod)
-		}
-		if c.ClientID == "" {
-			add(fp+".client.client_id", "required")
-		}
-		switch c.AuthMethod {
-		case "client_secret_basic", "client_secret_post":
-			if (c.SecretEnv == "") == (c.SecretFile == "") {
-				add(fp+".client", "set exactly one of client_secret_env and client_secret_file for %s", c.AuthMethod)
-			}
-		case "private_key_jwt":
-			if c.PrivateKeyFile == "" {
-				add(fp+".client.private_key_file", "required for private_key_jwt")
-			}
+		if !d.cloud() { // a cloud target authenticates with the grant alone: no client
+			f.validateClient(add, fp, d.Client)
 		}
 		a := d.Assertion
 		for j, alg := range a.AllowedAlgs {
@@ -818,6 +891,9 @@ func (f *File) validate() Problems {
 		}
 		if c.Source != "" && c.Source == c.Target {
 			add(fp, "source and target must differ")
+		}
+		if d := f.Domain(c.Source); d != nil && d.cloud() {
+			add(fp+".source", "domain %q of kind %s is a target only", c.Source, d.Kind)
 		}
 		switch c.Mode {
 		case "", broker.ModeTokenExchange:

@@ -48,6 +48,7 @@ type env struct {
 
 type envOptions struct {
 	redis  bool
+	cloud  bool // run the sandbox's cloud imitations (and its cloud targets)
 	mutate func(*config.File) // applied to the sandbox configuration before Build
 	// grpcCreds and httpClient reach a TLS broker; nil: plaintext.
 	grpcCreds  credentials.TransportCredentials
@@ -59,7 +60,11 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
+	sbOpts := sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"}
+	if o.cloud {
+		sbOpts.CloudAddr = "127.0.0.1:0"
+	}
+	sb, err := sandbox.Start(ctx, sbOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ func SandboxConfig(sb *sandbox.Sandbox, grpcAddr, httpAddr, redisURL string) *co
 	}
 	// Domain A issues JWT access tokens: check them before hop 1.
 	f.Domains[0].VerifySubjectToken = true
+	addSandboxClouds(f, sb) // sandbox_cloud.go
 	if redisURL != "" {
 		f.Store = config.Store{Backend: "redis", Redis: config.Redis{URL: redisURL}}
 	}

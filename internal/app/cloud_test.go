@@ -1,0 +1,113 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/sandbox"
+)
+
+// TestAWSChain chains alice's domain A token into the sandbox's aws target
+// (its AWS STS imitation) over gRPC and REST: the answer is AWS credentials
+// that the imitation issued, and never an access token; refusals of STS
+// and throttling reach the caller with their reasons.
+func TestAWSChain(t *testing.T) {
+	e := newEnv(t, envOptions{cloud: true})
+	aws := e.sb.Cloud.AWS
+
+	t.Run("grpc", func(t *testing.T) {
+		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAWSTarget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := resp.AwsCredentials
+		if c == nil || resp.AccessToken != "" || resp.ExpiresIn < 3500 || resp.ExpiresIn > 3600 {
+			t.Fatalf("response %v", resp)
+		}
+		issued, ok := aws.Credentials(c.AccessKeyId)
+		if !ok || issued.SecretAccessKey != c.SecretAccessKey || issued.SessionToken != c.SessionToken ||
+			!issued.Expiration.Equal(c.Expiration.AsTime()) || issued.Subject != sandbox.AliceSubA || issued.RoleARN != sandbox.AWSRoleARN {
+			t.Fatalf("credentials %v, issued %+v", c, issued)
+		}
+		if len(resp.Hops) != 2 || resp.Hops[1].Domain != SandboxAWSTarget || resp.Hops[1].GrantType != "aws:AssumeRoleWithWebIdentity" ||
+			resp.Hops[1].AssertionJtiHash == "" || resp.Hops[1].AssertionJtiHash != resp.Hops[0].AssertionJtiHash {
+			t.Fatalf("hops %v", resp.Hops)
+		}
+		ev := e.lastEvent(t)
+		raw, _ := json.Marshal(ev)
+		for _, secret := range []string{c.SecretAccessKey, c.SessionToken, c.AccessKeyId} {
+			if strings.Contains(string(raw), secret) {
+				t.Fatal("the audit event holds a credential")
+			}
+		}
+		if ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || ev.TargetDomain != SandboxAWSTarget || ev.Subject != sandbox.AliceSubA {
+			t.Fatalf("audit event %v", ev)
+		}
+	})
+
+	t.Run("rest", func(t *testing.T) {
+		subject := e.subjectToken(t, sandbox.Bob, sandbox.BobPassword)
+		st, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": SandboxAWSTarget})
+		var out struct {
+			AccessToken    string `json:"access_token"`
+			AWSCredentials struct {
+				AccessKeyID     string    `json:"access_key_id"`
+				SecretAccessKey string    `json:"secret_access_key"`
+				SessionToken    string    `json:"session_token"`
+				Expiration      time.Time `json:"expiration"`
+			} `json:"aws_credentials"`
+		}
+		if err := json.Unmarshal(body, &out); err != nil || st != http.StatusOK {
+			t.Fatalf("HTTP %d %s", st, body)
+		}
+		if issued, ok := aws.Credentials(out.AWSCredentials.AccessKeyID); !ok || issued.SecretAccessKey != out.AWSCredentials.SecretAccessKey ||
+			issued.Subject != sandbox.BobSubA || out.AccessToken != "" || !issued.Expiration.Equal(out.AWSCredentials.Expiration) {
+			t.Fatalf("answer %s", body)
+		}
+	})
+
+	t.Run("throttled once, retried", func(t *testing.T) {
+		before := aws.Requests()
+		aws.SetThrottle(1)
+		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAWSTarget}); err != nil {
+			t.Fatal(err)
+		}
+		if n := aws.Requests() - before; n != 2 {
+			t.Fatalf("%d STS requests, want 2", n)
+		}
+	})
+
+	t.Run("refused by STS", func(t *testing.T) {
+		aws.RevokeSubject(sandbox.BobSubA)
+		subject := e.subjectToken(t, sandbox.Bob, sandbox.BobPassword)
+		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAWSTarget})
+		st := status.Convert(err)
+		var info *errdetails.ErrorInfo
+		for _, d := range st.Details() {
+			if i, ok := d.(*errdetails.ErrorInfo); ok {
+				info = i
+			}
+		}
+		if st.Code() != codes.PermissionDenied || info == nil || info.Reason != "AWS_STS_REJECTED" || info.Metadata["error"] != "IDPRejectedClaim" || info.Metadata["hop"] != "aws_sts" {
+			t.Fatalf("error %v %v", st, info)
+		}
+	})
+
+	t.Run("domain B chains unchanged", func(t *testing.T) {
+		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+		if err != nil || resp.AccessToken == "" || resp.AwsCredentials != nil {
+			t.Fatalf("%v %v", resp, err)
+		}
+	})
+}
