@@ -126,4 +126,6 @@ func cloudUnavailable(d *Domain, hop string, up *oauth.Error, cause error) *Erro
 // CloudIssuer is the issuer identifier of a cloud target named name whose
 // configuration gives none: it names the target in audit events and
 // replay keys, and matches no token.
-func CloudIssuer(k TargetKind, name string) string { return "urn:chainbroker:" + string(k) + ":" + name }
+func CloudIssuer(k TargetKind, name string) string {
+	return "urn:chainbroker:" + string(k) + ":" + name
+}

@@ -48,7 +48,7 @@ type env struct {
 
 type envOptions struct {
 	redis  bool
-	cloud  bool // run the sandbox's cloud imitations (and its cloud targets)
+	cloud  bool               // run the sandbox's cloud imitations (and its cloud targets)
 	mutate func(*config.File) // applied to the sandbox configuration before Build
 	// grpcCreds and httpClient reach a TLS broker; nil: plaintext.
 	grpcCreds  credentials.TransportCredentials
