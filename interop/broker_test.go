@@ -77,6 +77,17 @@ type domainConfig struct {
 	AllowInsecureHTTP bool            `yaml:"allow_insecure_http"`
 	Client            clientConfig    `yaml:"client"`
 	Assertion         assertionConfig `yaml:"assertion,omitempty"`
+	Kind              string          `yaml:"kind,omitempty"`
+	AWS               *awsConfig      `yaml:"aws,omitempty"`
+}
+
+// awsConfig is domains[].aws of a kind aws target.
+type awsConfig struct {
+	RoleARN     string   `yaml:"role_arn"`
+	Region      string   `yaml:"region,omitempty"`
+	Duration    string   `yaml:"duration,omitempty"`
+	ProviderURL string   `yaml:"provider_url,omitempty"`
+	ClientIDs   []string `yaml:"client_ids,omitempty"`
 }
 
 type clientConfig struct {

@@ -147,6 +147,15 @@ func brokerBinary() (path string, cleanup func(), err error) {
 	return path, cleanup, nil
 }
 
+// requireBroker skips the test when no broker binary was built (outside
+// CI, when neither Hydra nor MinIO is there).
+func requireBroker(t *testing.T) {
+	t.Helper()
+	if bins.broker == "" {
+		t.Skip("interop: no chainbroker binary (neither Hydra nor MinIO is available)")
+	}
+}
+
 // requireBinaries skips the test when Hydra is missing outside CI (TestMain
 // has already failed the run in CI).
 func requireBinaries(t *testing.T) {

@@ -2,15 +2,21 @@ package interop
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -159,6 +165,147 @@ func TestMinIOWebIdentity(t *testing.T) {
 			if r := assumeRoleWithWebIdentity(t, w.minio.endpoint, roleARN, "alice-session", tok, 900); r.status != http.StatusOK {
 				t.Fatalf("presentation %d: HTTP %d %s %q", i+1, r.status, r.code, r.message)
 			}
+		}
+	})
+}
+
+// Names of the MinIO targets in the broker's configuration.
+const (
+	domainMinIO       = "minio"        // the role-policy provider: the aws target that works
+	domainMinIOClaims = "minio-claims" // the claim-based provider: tokens without a policy claim are refused
+)
+
+// minioBrokerConfig is a broker from domain A to MinIO's STS as two aws
+// targets (docs/cloud-aws.md): token exchange at A for MinIO's client ID,
+// AssumeRoleWithWebIdentity at MinIO.
+func (w *minioWorld) minioBrokerConfig(apiKey string) brokerConfig {
+	sum := sha256.Sum256([]byte(apiKey))
+	target := func(name, clientID, roleARN string) domainConfig {
+		return domainConfig{
+			Name:              name,
+			Kind:              "aws",
+			TokenEndpoint:     w.minio.endpoint,
+			Timeout:           "5s",
+			AllowInsecureHTTP: true, // loopback only
+			AWS: &awsConfig{
+				RoleARN:     roleARN,
+				Region:      minioRegion,
+				Duration:    "15m",
+				ProviderURL: w.sb.A.Issuer(),
+				ClientIDs:   []string{clientID},
+			},
+		}
+	}
+	return brokerConfig{
+		Listen:  listenConfig{ShutdownTimeout: "5s"},
+		Callers: callersConfig{APIKeys: []apiKeyConfig{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
+		Log:     logConfig{Level: "debug", Format: "text"},
+		Store:   storeConfig{Backend: "memory"},
+		Domains: []domainConfig{
+			sourceDomain(domainA, w.sb),
+			target(domainMinIO, minioRoleClientID, minioRoleARN(minioRoleClientID)),
+			target(domainMinIOClaims, minioClaimClientID, "arn:aws:iam::123456789012:role/ignored-by-minio"),
+		},
+		Chains: []chainConfig{
+			{Source: domainA, Target: domainMinIO, Audience: minioRoleClientID},
+			{Source: domainA, Target: domainMinIOClaims, Audience: minioClaimClientID},
+		},
+		Policy: []policyEntry{{
+			Caller: interopCaller,
+			Roles:  []string{"audit"},
+			Chains: []policyChain{{Source: domainA, Target: domainMinIO}, {Source: domainA, Target: domainMinIOClaims}},
+		}},
+	}
+}
+
+// TestMinIOThroughBroker chains domain A tokens into MinIO through the
+// broker (an aws target) and uses the credentials; MinIO checks less than
+// AWS (it ignores iss and jti), so the refusals asserted here are the
+// broker's own, each before MinIO is called.
+func TestMinIOThroughBroker(t *testing.T) {
+	requireMinIO(t)
+	requireBroker(t)
+	w := newMinIOWorld(t)
+	apiKey := randomHex(t, 32)
+	b := startBroker(t, w.minioBrokerConfig(apiKey), []string{envSecretA + "=" + sandbox.BrokerSecretA}, apiKey)
+
+	t.Run("grpc: credentials that work", func(t *testing.T) {
+		resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := resp.GetAwsCredentials()
+		if c == nil || resp.AccessToken != "" || resp.ExpiresIn <= 0 || resp.ExpiresIn > 900 {
+			t.Fatalf("response %v", resp)
+		}
+		w.useCredentials(t, stsCredentials{AccessKeyID: c.AccessKeyId, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}, "alice-broker")
+		ev := b.lastEvent(t)
+		raw, _ := json.Marshal(ev)
+		if ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || ev.TargetDomain != domainMinIO ||
+			strings.Contains(string(raw), c.SecretAccessKey) || strings.Contains(string(raw), c.SessionToken) {
+			t.Fatalf("audit event %s", raw)
+		}
+	})
+
+	t.Run("rest: credentials that work", func(t *testing.T) {
+		status, body := b.chainREST(t, map[string]any{"subject_token": subjectToken(t, w.sb, sandbox.Bob), "target_domain": domainMinIO})
+		var out struct {
+			AWS struct {
+				AccessKeyID     string `json:"access_key_id"`
+				SecretAccessKey string `json:"secret_access_key"`
+				SessionToken    string `json:"session_token"`
+			} `json:"aws_credentials"`
+		}
+		if err := json.Unmarshal(body, &out); err != nil || status != http.StatusOK {
+			t.Fatalf("HTTP %d %s", status, body)
+		}
+		w.useCredentials(t, stsCredentials{AccessKeyID: out.AWS.AccessKeyID, SecretAccessKey: out.AWS.SecretAccessKey, SessionToken: out.AWS.SessionToken}, "bob-broker")
+	})
+
+	t.Run("refused by MinIO: no policy claim", func(t *testing.T) {
+		_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIOClaims})
+		code, info := statusInfo(t, err)
+		if code != codes.PermissionDenied || info.GetReason() != "AWS_STS_REJECTED" || info.GetMetadata()["error"] != "InvalidParameterValue" ||
+			!strings.Contains(info.GetMetadata()["error_description"], "policy claim missing") || info.GetMetadata()["hop"] != "aws_sts" {
+			t.Fatalf("%v %v", code, info)
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		mis    sandbox.Misbehaviour
+		reason string
+	}{
+		// MinIO would accept these two (TestMinIOWebIdentity): the
+		// broker refuses them as AWS would.
+		{"foreign iss", sandbox.Misbehaviour{Issuer: "https://not-domain-a.example"}, "AWS_PROVIDER_MISMATCH"},
+		{"audience not MinIO's", sandbox.Misbehaviour{ExtraClaims: map[string]any{"aud": "someone-else", "azp": nil}}, "AWS_AUDIENCE_INVALID"},
+		{"no sub", sandbox.Misbehaviour{OmitSub: true}, "AWS_SUBJECT_MISSING"},
+	} {
+		t.Run("refused by the broker: "+tc.name, func(t *testing.T) {
+			w.sb.A.SetMisbehaviour(tc.mis)
+			defer w.sb.A.ResetMisbehaviour()
+			_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
+			code, info := statusInfo(t, err)
+			if code != codes.FailedPrecondition || info.GetReason() != tc.reason {
+				t.Fatalf("%v %v, want %s", code, info, tc.reason)
+			}
+			if ev := b.lastEvent(t); len(ev.Hops) != 1 {
+				t.Fatalf("MinIO was called: %v", ev.Hops)
+			}
+		})
+	}
+
+	t.Run("refused by the broker: replayed grant", func(t *testing.T) {
+		if _, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO}); err != nil {
+			t.Fatal(err)
+		}
+		// Domain A answers the next exchange with the grant it just issued.
+		w.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ReuseAssertion: true})
+		defer w.sb.A.ResetMisbehaviour()
+		_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
+		if code, info := statusInfo(t, err); code != codes.PermissionDenied || info.GetReason() != "ASSERTION_REPLAYED" {
+			t.Fatalf("%v %v", code, info)
 		}
 	})
 }
