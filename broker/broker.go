@@ -73,6 +73,8 @@ type Domain struct {
 	Cache CachePolicy
 	// AWS configures a KindAWS target (required for that kind only).
 	AWS *AWSTarget
+	// Azure configures a KindAzure target (required for that kind only).
+	Azure *AzureTarget
 }
 
 // AssertionPolicy mirrors the target authorization server's checks of a JWT
@@ -262,6 +264,17 @@ func New(cfg Config) (*Broker, error) {
 			a := *d.AWS // a copy: the broker owns its configuration
 			d.AWS = &a
 			for _, err := range a.setup() {
+				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
+			}
+		}
+		if d.Kind == KindAzure {
+			if d.Azure == nil {
+				errs = append(errs, fmt.Errorf("broker: domain %q: kind azure needs its azure settings", d.Name))
+				continue
+			}
+			z := *d.Azure
+			d.Azure = &z
+			for _, err := range z.setup() {
 				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
 			}
 		}

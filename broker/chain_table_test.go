@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,6 +221,31 @@ func awsTarget(edit func(*broker.AWSTarget)) func(*broker.Config) {
 func awsGrants(edit func(c map[string]any)) func(*testing.T, *kit) {
 	return func(_ *testing.T, k *kit) {
 		k.grants.Audience = broker.DefaultAWSAudience
+		if edit != nil {
+			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { edit(c) }
+		}
+	}
+}
+
+// azureTarget makes domain-b an azure target (app-1 in tenant-1) whose
+// federated credential is domain A's issuer and alice.
+func azureTarget(edit func(*broker.AzureTarget)) func(*broker.Config) {
+	return func(c *broker.Config) {
+		a := &broker.AzureTarget{Tenant: "tenant-1", ClientID: "app-1", Scope: "https://management.azure.com/.default",
+			FederatedCredentials: []broker.AzureFederatedCredential{{Issuer: issuerA, Subject: "alice"}}}
+		if edit != nil {
+			edit(a)
+		}
+		c.Domains[1].Kind, c.Domains[1].Azure = broker.KindAzure, a
+	}
+}
+
+// azureGrants makes hop 1 issue grants for Entra's audience, adjusted by
+// edit, and the target answer an access token.
+func azureGrants(edit func(c map[string]any)) func(*testing.T, *kit) {
+	return func(_ *testing.T, k *kit) {
+		k.grants.Audience = broker.DefaultAzureAudience
+		k.ep.ClientCredentials = brokertest.AccessToken("entra-token", 3599)
 		if edit != nil {
 			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { edit(c) }
 		}
@@ -554,6 +580,35 @@ func chainCases() []chainCase {
 		{name: "aws target: throttled throughout", config: awsTarget(func(a *broker.AWSTarget) {
 			a.Client = &brokertest.AWSSTS{Handler: brokertest.AWSRefuse("Throttling", "Rate exceeded")}
 		}), setup: awsGrants(nil), want: broker.ReasonUpstreamUnavailable, check: calls(3, 0)},
+		{name: "azure target: token", config: azureTarget(nil), setup: azureGrants(nil),
+			want: "", check: func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				reqs := k.ep.Requests("client_credentials")
+				if res.AccessToken != "entra-token" || len(reqs) != 1 || reqs[0].Creds.ClientID != "app-1" || reqs[0].Creds.Method != oauth.AuthNone ||
+					reqs[0].Form.Get("scope") != "https://management.azure.com/.default" || reqs[0].Form.Get("client_assertion") == "" ||
+					reqs[0].Form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+					t.Fatalf("result %+v, requests %+v", res, reqs)
+				}
+			}},
+		{name: "azure target: no federated credential for iss", config: azureTarget(func(a *broker.AzureTarget) { a.FederatedCredentials[0].Issuer = issuerB }),
+			setup: azureGrants(nil), want: broker.ReasonAzureIssuerMismatch},
+		{name: "azure target: subject mismatch", config: azureTarget(nil),
+			setup: azureGrants(func(c map[string]any) { c["sub"] = "ALICE" }), want: broker.ReasonAzureSubjectMismatch},
+		{name: "azure target: audience", config: azureTarget(nil),
+			setup: azureGrants(func(c map[string]any) { c["aud"] = []string{broker.DefaultAzureAudience, "x"} }), want: broker.ReasonAzureAudienceInvalid},
+		{name: "azure target: subject above 600 characters", config: azureTarget(nil),
+			setup: azureGrants(func(c map[string]any) { c["sub"] = strings.Repeat("s", 601) }), want: broker.ReasonAzureClaimTooLong},
+		{name: "azure target: Entra refuses", config: azureTarget(nil), setup: func(t *testing.T, k *kit) {
+			azureGrants(nil)(t, k)
+			k.ep.ClientCredentials = brokertest.Refuse("invalid_request", "AADSTS70021: No matching federated identity record found for presented assertion.")
+		}, want: broker.ReasonAzureRejected, check: func(t *testing.T, _ *kit, _ *broker.Result, err error) {
+			if e, _ := broker.AsError(err); e.Hop != broker.HopAzure || e.Upstream == nil || !strings.HasPrefix(e.Upstream.Description, "AADSTS70021") {
+				t.Fatalf("error %+v", e)
+			}
+		}},
+		{name: "azure target: throttled, retried", config: azureTarget(nil), setup: func(t *testing.T, k *kit) {
+			azureGrants(nil)(t, k)
+			k.ep.ClientCredentials = brokertest.Sequence(brokertest.Unavailable(false), brokertest.AccessToken("entra-token", 3599))
+		}, want: "", check: calls(2, 0)},
 		{name: "cache store unavailable: chained without it", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(_ *testing.T, k *kit) {
 				k.st.Fail(brokertest.OpCacheGet, nil)

@@ -135,5 +135,6 @@ func Reasons() []Reason {
 		ReasonAssertionReplayed, ReasonStoreUnavailable, ReasonInternal,
 		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
 		ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
+		ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,
 	}
 }

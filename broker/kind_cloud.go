@@ -39,6 +39,7 @@ const (
 // cloudReasons are the reasons of cloud targets, for Reasons.
 var cloudReasons = []Reason{
 	ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
+	ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,
 }
 
 // Hop names of cloud targets (hop 2), as reported in errors, logs and audit
@@ -50,7 +51,7 @@ const (
 )
 
 // isCloud reports whether k is one of the cloud kinds.
-func (k TargetKind) isCloud() bool { return k == KindAWS }
+func (k TargetKind) isCloud() bool { return k == KindAWS || k == KindAzure }
 
 // kindChecks applies the target kind's own checks to a verified grant,
 // before the generic ones (checkClaims); nil for KindOAuth.
@@ -58,6 +59,8 @@ func kindChecks(tok *token.Token, src, tgt *Domain) *Error {
 	switch tgt.Kind {
 	case KindAWS:
 		return awsChecks(tok, src, tgt)
+	case KindAzure:
+		return azureChecks(tok, src, tgt)
 	}
 	return nil
 }
@@ -68,6 +71,8 @@ func (d *Domain) defaultCloudAudience() []string {
 	switch d.Kind {
 	case KindAWS:
 		return d.AWS.ClientIDs
+	case KindAzure:
+		return []string{d.Azure.Audience}
 	}
 	return nil
 }

@@ -130,6 +130,8 @@ func (r *chainRun) present(ctx context.Context, tgt *Domain, chain *Chain, asser
 	switch tgt.Kind {
 	case KindAWS:
 		return r.assumeRole(ctx, tgt, assertion)
+	case KindAzure:
+		return r.entraToken(ctx, tgt, assertion)
 	}
 	return r.jwtBearer(ctx, tgt, chain, assertion)
 }
@@ -260,6 +262,8 @@ func hopName(grantType string) string {
 		return HopJWTBearer
 	case grantAWS:
 		return HopAWSSTS
+	case grantAzure:
+		return HopAzure
 	}
 	return HopTokenExchange
 }

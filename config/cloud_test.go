@@ -30,9 +30,9 @@ func TestAWSTargetConfig(t *testing.T) {
 		t.Fatalf("aws domain defaults: %+v", d)
 	}
 	for _, tc := range []struct{ name, from, to, want string }{
-		{"unknown kind", "kind: aws", "kind: gcloud", `domains[1].kind: must be oauth or aws; got "gcloud"`},
+		{"unknown kind", "kind: aws", "kind: gcloud", `domains[1].kind: must be oauth, aws or azure; got "gcloud"`},
 		{"no role", `role_arn: "arn:aws:iam::111122223333:role/app", `, "", "domains[1].aws.role_arn"},
-		{"no endpoint", "region: eu-west-1", "duration: 1h", "domains[1].token_endpoint: required (for kind aws: or aws.region)"},
+		{"no endpoint", "region: eu-west-1", "duration: 1h", "domains[1].token_endpoint: required (for kind aws: or aws.region; for kind azure: or azure.tenant)"},
 		{"duration", "region: eu-west-1", "region: eu-west-1, duration: 13h", "domains[1].aws.duration"},
 		{"provider URL", "region: eu-west-1", "region: eu-west-1, provider_url: http://idp.example", "domains[1].aws.provider_url"},
 		{"aws as a source", "chains: [{source: a, target: aws, audience: sts.amazonaws.com}]",

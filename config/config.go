@@ -311,7 +311,9 @@ type Domain struct {
 	// client, and its issuer defaults to urn:chainbroker:<kind>:<name>.
 	Kind string `yaml:"kind"`
 	// AWS configures a kind aws target (docs/cloud-aws.md).
-	AWS           AWSTarget       `yaml:"aws"`
+	AWS AWSTarget `yaml:"aws"`
+	// Azure configures a kind azure target (docs/cloud-azure.md).
+	Azure         AzureTarget     `yaml:"azure"`
 	Client        Client          `yaml:"client"`
 	TokenExchange TokenExchange   `yaml:"token_exchange"`
 	Assertion     AssertionPolicy `yaml:"assertion"`
@@ -359,6 +361,24 @@ func (f *File) validateAWS(p *Problems, add func(field, format string, args ...a
 	}
 }
 
+// validateAzure checks a kind azure domain's settings.
+func validateAzure(add func(field, format string, args ...any), fp string, a AzureTarget) {
+	if a.Tenant == "" || len(a.Tenant) > 128 || strings.ContainsAny(a.Tenant, "/?#% ") {
+		add(fp+".azure.tenant", "required: the directory (tenant) ID")
+	}
+	if a.ClientID == "" || len(a.ClientID) > 128 {
+		add(fp+".azure.client_id", "required: the application (client) ID")
+	}
+	if !strings.HasSuffix(a.Scope, "/.default") || strings.ContainsAny(a.Scope, " \t") {
+		add(fp+".azure.scope", "must be one <resource>/.default (client credentials take no other)")
+	}
+	for j, c := range a.FederatedCredentials {
+		if c.Issuer == "" || c.Subject == "" || len(c.Issuer) > broker.MaxAzureField || len(c.Subject) > broker.MaxAzureField || len(c.Audience) > broker.MaxAzureField {
+			add(fmt.Sprintf("%s.azure.federated_credentials[%d]", fp, j), "issuer and subject are required, each field at most %d characters", broker.MaxAzureField)
+		}
+	}
+}
+
 // AWSTarget configures a kind aws domain: AWS STS
 // AssumeRoleWithWebIdentity at token_endpoint (default
 // https://sts.<region>.amazonaws.com/: endpoints come from configuration
@@ -375,6 +395,28 @@ type AWSTarget struct {
 	// ClientIDs is the provider's client-id list (the grant's aud or azp
 	// must hold one); default [sts.amazonaws.com].
 	ClientIDs []string `yaml:"client_ids"`
+}
+
+// AzureTarget configures a kind azure domain: Microsoft Entra client
+// credentials with the grant as federated client assertion, at
+// token_endpoint (default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token).
+type AzureTarget struct {
+	Tenant   string `yaml:"tenant"`    // directory (tenant) ID; required
+	ClientID string `yaml:"client_id"` // application (client) ID; required
+	Scope    string `yaml:"scope"`     // <resource>/.default; required
+	// Audience is the aud Entra expects when no federated credential is
+	// listed; default api://AzureADTokenExchange.
+	Audience string `yaml:"audience"`
+	// FederatedCredentials mirror the application's: the grant's iss, sub
+	// and aud must match one exactly.
+	FederatedCredentials []AzureFederatedCredential `yaml:"federated_credentials"`
+}
+
+// AzureFederatedCredential is one federated identity credential.
+type AzureFederatedCredential struct {
+	Issuer   string `yaml:"issuer"`
+	Subject  string `yaml:"subject"`
+	Audience string `yaml:"audience"` // default api://AzureADTokenExchange
 }
 
 // CircuitBreaker opens when, within 10 s, at least Failures chains failed
@@ -623,6 +665,9 @@ func (f *File) SetDefaults() {
 			if d.Kind == string(broker.KindAWS) && d.TokenEndpoint == "" && d.AWS.Region != "" {
 				d.TokenEndpoint = broker.AWSRegionalEndpoint(d.AWS.Region)
 			}
+			if d.Kind == string(broker.KindAzure) && d.TokenEndpoint == "" && d.Azure.Tenant != "" {
+				d.TokenEndpoint = broker.EntraTokenEndpoint(d.Azure.Tenant)
+			}
 		}
 		if len(d.Assertion.Audience) == 0 && d.Issuer != "" && !d.cloud() {
 			d.Assertion.Audience = []string{d.Issuer}
@@ -805,10 +850,13 @@ func (f *File) validate() Problems {
 		fp := fmt.Sprintf("domains[%d]", i)
 		domainNames.check(add, fp+".name", "domain ", d.Name)
 		if !broker.TargetKind(d.Kind).Valid() {
-			add(fp+".kind", "must be oauth or aws; got %q", d.Kind)
+			add(fp+".kind", "must be oauth, aws or azure; got %q", d.Kind)
 		}
 		if d.Kind == string(broker.KindAWS) {
 			f.validateAWS(&p, add, fp, d)
+		}
+		if d.Kind == string(broker.KindAzure) {
+			validateAzure(add, fp, d.Azure)
 		}
 		if d.Issuer == "" {
 			add(fp+".issuer", "required")
@@ -823,7 +871,7 @@ func (f *File) validate() Problems {
 		}
 		if d.TokenEndpoint == "" && !d.Discovery {
 			if d.cloud() {
-				add(fp+".token_endpoint", "required (for kind aws: or aws.region)")
+				add(fp+".token_endpoint", "required (for kind aws: or aws.region; for kind azure: or azure.tenant)")
 			} else {
 				add(fp+".token_endpoint", "required unless discovery is true")
 			}

@@ -155,6 +155,16 @@ func (z *CloudAzure) AddApp(tenant, clientID string, creds ...AzureFederatedCred
 	return nil
 }
 
+// RemoveApp deletes an application from tenant: its requests are then
+// answered AADSTS700016.
+func (z *CloudAzure) RemoveApp(tenant, clientID string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if t := z.tenants[tenant]; t != nil {
+		delete(t.apps, clientID)
+	}
+}
+
 // SetThrottle answers the next n requests with HTTP 429 and Retry-After.
 func (z *CloudAzure) SetThrottle(n int) { z.throttle.set(n) }
 

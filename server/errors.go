@@ -78,6 +78,12 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonAWSAudienceInvalid:  codes.FailedPrecondition,
 	broker.ReasonAWSSubjectMissing:   codes.FailedPrecondition,
 	broker.ReasonAWSRejected:         codes.PermissionDenied,
+
+	broker.ReasonAzureIssuerMismatch:  codes.FailedPrecondition,
+	broker.ReasonAzureSubjectMismatch: codes.FailedPrecondition,
+	broker.ReasonAzureAudienceInvalid: codes.FailedPrecondition,
+	broker.ReasonAzureClaimTooLong:    codes.FailedPrecondition,
+	broker.ReasonAzureRejected:        codes.PermissionDenied,
 }
 
 // Reasons of the server's edge: callers refused before any service saw

@@ -342,6 +342,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 			Name:               d.Name,
 			Kind:               broker.TargetKind(d.Kind),
 			AWS:                awsTarget(d, tokenEndpoint, httpClient, wrap),
+			Azure:              azureTarget(d),
 			Issuer:             d.Issuer,
 			TokenEndpoint:      tokenEndpoint,
 			JWKSURI:            jwksURI,
@@ -585,4 +586,16 @@ func awsTarget(d config.Domain, endpoint string, base *http.Client, wrap func(ht
 		ClientIDs:   d.AWS.ClientIDs,
 		Client:      sts.New(opts),
 	}
+}
+
+// azureTarget is a kind azure domain's settings (nil for other kinds).
+func azureTarget(d config.Domain) *broker.AzureTarget {
+	if d.Kind != string(broker.KindAzure) {
+		return nil
+	}
+	a := &broker.AzureTarget{Tenant: d.Azure.Tenant, ClientID: d.Azure.ClientID, Scope: d.Azure.Scope, Audience: d.Azure.Audience}
+	for _, c := range d.Azure.FederatedCredentials {
+		a.FederatedCredentials = append(a.FederatedCredentials, broker.AzureFederatedCredential{Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience})
+	}
+	return a
 }

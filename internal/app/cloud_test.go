@@ -111,3 +111,65 @@ func TestAWSChain(t *testing.T) {
 		}
 	})
 }
+
+// TestAzureChain chains alice's domain A token into the sandbox's azure
+// target (its Entra imitation): an Entra access token for the application;
+// a user without a federated credential is refused by the broker before
+// Entra is called, and Entra's own refusal reaches the caller.
+func TestAzureChain(t *testing.T) {
+	e := newEnv(t, envOptions{cloud: true})
+	az := e.sb.Cloud.Azure
+	v, err := az.Verifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAzureTarget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := v.Verify(ctxT(t), resp.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if appid, _ := at.StringClaim("appid"); appid != sandbox.AzureClientID || resp.ExpiresIn != 3599 || resp.AwsCredentials != nil ||
+		len(resp.Hops) != 2 || resp.Hops[1].GrantType != "azure:client_credentials" {
+		t.Fatalf("response %v, claims %+v", resp, at.Claims)
+	}
+
+	st, body := e.post(t, "/v1/chain", map[string]any{"subject_token": e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), "target_domain": SandboxAzureTarget})
+	if st != http.StatusOK || !strings.Contains(string(body), `"access_token":"ey`) {
+		t.Fatalf("REST: HTTP %d %s", st, body)
+	}
+
+	reasonOf := func(err error) (codes.Code, *errdetails.ErrorInfo) {
+		s := status.Convert(err)
+		for _, d := range s.Details() {
+			if i, ok := d.(*errdetails.ErrorInfo); ok {
+				return s.Code(), i
+			}
+		}
+		return s.Code(), nil
+	}
+	// A subject without a federated credential: the broker's check.
+	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"sub": "someone-else"}})
+	before := az.Requests()
+	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxAzureTarget})
+	e.sb.A.ResetMisbehaviour()
+	if code, info := reasonOf(err); code != codes.FailedPrecondition || info.GetReason() != "AZURE_SUBJECT_MISMATCH" || az.Requests() != before {
+		t.Fatalf("%v %v (Entra requests %d -> %d)", code, info, before, az.Requests())
+	}
+	// Entra throttles once: retried.
+	az.SetThrottle(1)
+	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxAzureTarget}); err != nil {
+		t.Fatalf("after a 429: %v", err)
+	}
+	// Entra's own refusal: the application no longer exists.
+	e.sb.Cloud.Azure.RemoveApp(sandbox.AzureTenantID, sandbox.AzureClientID)
+	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxAzureTarget})
+	if code, info := reasonOf(err); code != codes.PermissionDenied || info.GetReason() != "AZURE_TOKEN_REJECTED" ||
+		!strings.HasPrefix(info.GetMetadata()["error_description"], "AADSTS700016") {
+		t.Fatalf("%v %v", code, info)
+	}
+}

@@ -6,14 +6,19 @@ import (
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
-// Names of the sandbox's cloud targets (docs/design.md §8 of the contract:
-// one per cloud, each with a chain from domain-a).
-const SandboxAWSTarget = "aws"
+// Names of the sandbox's cloud targets: one per cloud, each with a chain
+// from domain-a.
+const (
+	SandboxAWSTarget   = "aws"
+	SandboxAzureTarget = "azure"
+)
 
 // addSandboxClouds adds the sandbox's cloud targets to f when the sandbox
 // runs the cloud imitations: aws (STS at the imitation, the role
-// sandbox.AWSRoleARN), with a chain from domain A whose token exchange asks
-// for AWS's audience, allowed to every caller of the demo.
+// sandbox.AWSRoleARN) and azure (the Entra imitation, the application
+// sandbox.AzureClientID with a federated credential per demo user), each
+// with a chain from domain A whose token exchange asks for the cloud's
+// audience, allowed to every caller of the demo.
 func addSandboxClouds(f *config.File, sb *sandbox.Sandbox) {
 	if sb.Cloud == nil {
 		return
@@ -29,8 +34,25 @@ func addSandboxClouds(f *config.File, sb *sandbox.Sandbox) {
 			ClientIDs:   []string{sandbox.AWSAudience},
 		},
 	})
-	f.Chains = append(f.Chains, config.Chain{Source: sb.A.Name(), Target: SandboxAWSTarget, Audience: sandbox.AWSAudience})
-	for i := range f.Policy {
-		f.Policy[i].Chains = append(f.Policy[i].Chains, config.PolicyChain{Source: sb.A.Name(), Target: SandboxAWSTarget, Scopes: []string{"*"}})
+	f.Domains = append(f.Domains, config.Domain{
+		Name:              SandboxAzureTarget,
+		Kind:              string(broker.KindAzure),
+		TokenEndpoint:     sb.Cloud.Azure.TokenEndpoint(sandbox.AzureTenantID),
+		AllowInsecureHTTP: true, // loopback only
+		Azure: config.AzureTarget{
+			Tenant:   sandbox.AzureTenantID,
+			ClientID: sandbox.AzureClientID,
+			Scope:    sandbox.AzureResource + "/.default",
+			FederatedCredentials: []config.AzureFederatedCredential{
+				{Issuer: sb.A.Issuer(), Subject: sandbox.AliceSubA}, {Issuer: sb.A.Issuer(), Subject: sandbox.BobSubA},
+			},
+		},
+	})
+	for _, c := range [][2]string{{SandboxAWSTarget, sandbox.AWSAudience}, {SandboxAzureTarget, sandbox.AzureAudience}} {
+		target, aud := c[0], c[1]
+		f.Chains = append(f.Chains, config.Chain{Source: sb.A.Name(), Target: target, Audience: aud})
+		for i := range f.Policy {
+			f.Policy[i].Chains = append(f.Policy[i].Chains, config.PolicyChain{Source: sb.A.Name(), Target: target, Scopes: []string{"*"}})
+		}
 	}
 }

@@ -133,6 +133,20 @@ const (
 	// aws target: AWS STS refused AssumeRoleWithWebIdentity; its error code
 	// and message are in ErrorInfo (upstream_error...).
 	Reason_REASON_AWS_STS_REJECTED Reason = 73
+	// azure target: no federated credential (domains[].azure.federated_credentials)
+	// has the grant's iss.
+	Reason_REASON_AZURE_ISSUER_MISMATCH Reason = 74
+	// azure target: none with the grant's iss has its sub (or it has none).
+	Reason_REASON_AZURE_SUBJECT_MISMATCH Reason = 75
+	// azure target: the grant's aud is not the single value the federated
+	// credential expects (api://AzureADTokenExchange by default).
+	Reason_REASON_AZURE_AUDIENCE_INVALID Reason = 76
+	// azure target: the grant's iss, sub or aud is longer than Entra's 600
+	// characters.
+	Reason_REASON_AZURE_CLAIM_TOO_LONG Reason = 77
+	// azure target: Entra refused the token request; its AADSTS code is in
+	// ErrorInfo's error_description.
+	Reason_REASON_AZURE_TOKEN_REJECTED Reason = 78
 )
 
 // Enum value maps for Reason.
@@ -193,6 +207,11 @@ var (
 		71: "REASON_AWS_AUDIENCE_INVALID",
 		72: "REASON_AWS_SUBJECT_MISSING",
 		73: "REASON_AWS_STS_REJECTED",
+		74: "REASON_AZURE_ISSUER_MISMATCH",
+		75: "REASON_AZURE_SUBJECT_MISMATCH",
+		76: "REASON_AZURE_AUDIENCE_INVALID",
+		77: "REASON_AZURE_CLAIM_TOO_LONG",
+		78: "REASON_AZURE_TOKEN_REJECTED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                    0,
@@ -250,6 +269,11 @@ var (
 		"REASON_AWS_AUDIENCE_INVALID":           71,
 		"REASON_AWS_SUBJECT_MISSING":            72,
 		"REASON_AWS_STS_REJECTED":               73,
+		"REASON_AZURE_ISSUER_MISMATCH":          74,
+		"REASON_AZURE_SUBJECT_MISMATCH":         75,
+		"REASON_AZURE_AUDIENCE_INVALID":         76,
+		"REASON_AZURE_CLAIM_TOO_LONG":           77,
+		"REASON_AZURE_TOKEN_REJECTED":           78,
 	}
 )
 
@@ -284,7 +308,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\x9c\x0e\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xc6\x0f\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -341,7 +365,12 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x1cREASON_AWS_PROVIDER_MISMATCH\x10F\x12\x1f\n" +
 	"\x1bREASON_AWS_AUDIENCE_INVALID\x10G\x12\x1e\n" +
 	"\x1aREASON_AWS_SUBJECT_MISSING\x10H\x12\x1b\n" +
-	"\x17REASON_AWS_STS_REJECTED\x10IB\xbf\x01\n" +
+	"\x17REASON_AWS_STS_REJECTED\x10I\x12 \n" +
+	"\x1cREASON_AZURE_ISSUER_MISMATCH\x10J\x12!\n" +
+	"\x1dREASON_AZURE_SUBJECT_MISMATCH\x10K\x12!\n" +
+	"\x1dREASON_AZURE_AUDIENCE_INVALID\x10L\x12\x1f\n" +
+	"\x1bREASON_AZURE_CLAIM_TOO_LONG\x10M\x12\x1f\n" +
+	"\x1bREASON_AZURE_TOKEN_REJECTED\x10NB\xbf\x01\n" +
 	"\x12com.chainbroker.v1B\vReasonProtoP\x01ZCgithub.com/chainbroker/chainbroker/gen/chainbroker/v1;chainbrokerv1\xa2\x02\x03CXX\xaa\x02\x0eChainbroker.V1\xca\x02\x0eChainbroker\\V1\xe2\x02\x1aChainbroker\\V1\\GPBMetadata\xea\x02\x0fChainbroker::V1b\x06proto3"
 
 var (
