@@ -75,6 +75,8 @@ type Domain struct {
 	AWS *AWSTarget
 	// Azure configures a KindAzure target (required for that kind only).
 	Azure *AzureTarget
+	// GCP configures a KindGCP target (required for that kind only).
+	GCP *GCPTarget
 }
 
 // AssertionPolicy mirrors the target authorization server's checks of a JWT
@@ -264,6 +266,17 @@ func New(cfg Config) (*Broker, error) {
 			a := *d.AWS // a copy: the broker owns its configuration
 			d.AWS = &a
 			for _, err := range a.setup() {
+				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
+			}
+		}
+		if d.Kind == KindGCP {
+			if d.GCP == nil {
+				errs = append(errs, fmt.Errorf("broker: domain %q: kind gcp needs its gcp settings", d.Name))
+				continue
+			}
+			g := *d.GCP
+			d.GCP = &g
+			for _, err := range g.setup() {
 				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
 			}
 		}

@@ -7,6 +7,12 @@ package broker_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -248,6 +254,108 @@ func azureGrants(edit func(c map[string]any)) func(*testing.T, *kit) {
 		k.ep.ClientCredentials = brokertest.AccessToken("entra-token", 3599)
 		if edit != nil {
 			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { edit(c) }
+		}
+	}
+}
+
+// Keys for the gcp cases: an ES384 key, and an RS256 key whose tokens
+// carry no kid (the only RS256 key of domain A, so that they verify).
+var (
+	gcpES384  = mustSigner(token.GenerateSigner("ES384"))
+	gcpRSAKey = func() *rsa.PrivateKey {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		return k
+	}()
+	gcpRS256 = mustSigner(token.NewSigner(gcpRSAKey, "RS256", "rsa-1"))
+)
+
+func mustSigner(s *token.Signer, err error) *token.Signer {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// gcpExtraKeys adds gcpES384 and gcpRS256 to domain A's keys.
+func gcpExtraKeys(c *broker.Config) {
+	jwks, err := token.PublicJWKS(gcpES384, gcpRS256)
+	if err != nil {
+		panic(err)
+	}
+	extra, err := token.NewStaticVerifier(jwks, nil)
+	if err != nil {
+		panic(err)
+	}
+	c.Domains[0].Keys = anyOf{c.Domains[0].Keys, extra}
+}
+
+// anyOf verifies with the first verifier that accepts the token.
+type anyOf []broker.Verifier
+
+func (v anyOf) Verify(ctx context.Context, compact string) (*token.Token, error) {
+	var first error
+	for _, one := range v {
+		tok, err := one.Verify(ctx, compact)
+		if err == nil {
+			return tok, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+// both2 applies two configuration changes.
+func both2(a, b func(*broker.Config)) func(*broker.Config) {
+	return func(c *broker.Config) { a(c); b(c) }
+}
+
+// kidlessRS256 signs claims with gcpRSAKey under a header without kid.
+func kidlessRS256(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc(payload)
+	sum := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, gcpRSAKey, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + enc(sig)
+}
+
+const gcpAudience = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1"
+
+// gcpTarget makes domain-b a gcp target answered by a brokertest.GCP.
+func gcpTarget(edit func(*broker.GCPTarget)) func(*broker.Config) {
+	return func(c *broker.Config) {
+		g := &broker.GCPTarget{Audience: gcpAudience, Client: &brokertest.GCP{}}
+		if edit != nil {
+			edit(g)
+		}
+		c.Domains[1].Kind, c.Domains[1].GCP = broker.KindGCP, g
+	}
+}
+
+// gcpGrants makes hop 1 issue grants for the provider's audience, adjusted
+// by edit and header.
+func gcpGrants(edit func(c map[string]any), header func(*token.SignOptions)) func(*testing.T, *kit) {
+	return func(t *testing.T, k *kit) {
+		k.grants.Audience = gcpAudience
+		k.grants.Mutate = func(c map[string]any, o *token.SignOptions) {
+			if edit != nil {
+				edit(c)
+			}
+			if header != nil {
+				header(o)
+			}
 		}
 	}
 }
@@ -609,6 +717,57 @@ func chainCases() []chainCase {
 			azureGrants(nil)(t, k)
 			k.ep.ClientCredentials = brokertest.Sequence(brokertest.Unavailable(false), brokertest.AccessToken("entra-token", 3599))
 		}, want: "", check: calls(2, 0)},
+		{name: "gcp target: federated token", config: gcpTarget(nil), setup: gcpGrants(nil, nil),
+			want: "", check: func(t *testing.T, _ *kit, res *broker.Result, _ error) {
+				if res.AccessToken != "federated-1" || res.ExpiresIn != 3600 {
+					t.Fatalf("result %+v", res)
+				}
+			}},
+		{name: "gcp target: service account token", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.ServiceAccount, g.IAMCredentialsEndpoint, g.Lifetime = "sa@p.iam.gserviceaccount.com", "https://iamcredentials.example", 30*time.Minute
+		}), setup: gcpGrants(nil, nil), want: "", check: func(t *testing.T, _ *kit, res *broker.Result, _ error) {
+			if res.AccessToken != "sa-token-1" || len(res.Hops) != 3 || res.Hops[2].GrantType != "gcp:generateAccessToken" {
+				t.Fatalf("result %+v", res)
+			}
+		}},
+		{name: "gcp target: aud with https:", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) { c["aud"] = "https:" + gcpAudience }, nil), want: ""},
+		{name: "gcp target: no kid", config: both2(gcpTarget(nil), gcpExtraKeys), setup: func(t *testing.T, k *kit) {
+			k.ep.Exchange = func(_ context.Context, _ int, req oauth.Request) (*oauth.TokenResponse, error) {
+				sub, _ := token.ParseUnverified(req.Form.Get("subject_token"))
+				now := k.clock.Now()
+				return &oauth.TokenResponse{AccessToken: kidlessRS256(t, map[string]any{"iss": issuerA, "sub": sub.Claims.Subject, "aud": gcpAudience,
+					"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "kidless"}), TokenType: "N_A", IssuedTokenType: oauth.TokenTypeJWT}, nil
+			}
+		}, want: broker.ReasonGCPKeyIDMissing},
+		{name: "gcp target: alg", config: both2(gcpTarget(nil), gcpExtraKeys), setup: func(t *testing.T, k *kit) {
+			gcpGrants(nil, nil)(t, k)
+			k.grants.Signer = gcpES384
+		}, want: broker.ReasonGCPAlgNotAllowed},
+		{name: "gcp target: lifetime 48h", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) {
+			c["exp"] = c["iat"].(int64) + int64(48*3600)
+		}, nil), want: broker.ReasonGCPLifetimeTooLong},
+		{name: "gcp target: audience", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) { c["aud"] = issuerB }, nil), want: broker.ReasonGCPAudienceInvalid},
+		{name: "gcp target: subject above 127 bytes", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) { c["sub"] = strings.Repeat("s", 128) }, nil),
+			want: broker.ReasonGCPSubjectInvalid},
+		{name: "gcp target: STS refuses", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.Client = &brokertest.GCP{Exchange: func(context.Context, int, string, string, string) (string, int64, error) {
+				return "", 0, &broker.GCPError{StatusCode: 400, Code: "invalid_grant", Message: "The audience in ID Token [x] does not match the expected audience."}
+			}}
+		}), setup: gcpGrants(nil, nil), want: broker.ReasonGCPRejected},
+		{name: "gcp target: impersonation refused", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.ServiceAccount, g.IAMCredentialsEndpoint = "sa@p.iam.gserviceaccount.com", "https://iamcredentials.example"
+			g.Client = &brokertest.GCP{Impersonate: func(context.Context, int, string, string, time.Duration) (string, time.Time, error) {
+				return "", time.Time{}, &broker.GCPError{StatusCode: 403, Code: "PERMISSION_DENIED", Message: "Permission 'iam.serviceAccounts.getAccessToken' denied"}
+			}}
+		}), setup: gcpGrants(nil, nil), want: broker.ReasonGCPImpersonationRefused},
+		{name: "gcp target: STS throttles, retried", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.Client = &brokertest.GCP{Exchange: func(_ context.Context, n int, _, _, _ string) (string, int64, error) {
+				if n == 1 {
+					return "", 0, &broker.GCPError{StatusCode: 429, Code: "rate_limit_exceeded"}
+				}
+				return "federated", 3600, nil
+			}}
+		}), setup: gcpGrants(nil, nil), want: "", check: calls(2, 0)},
 		{name: "cache store unavailable: chained without it", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(_ *testing.T, k *kit) {
 				k.st.Fail(brokertest.OpCacheGet, nil)

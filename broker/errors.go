@@ -136,5 +136,7 @@ func Reasons() []Reason {
 		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
 		ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
 		ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,
+		ReasonGCPKeyIDMissing, ReasonGCPAlgNotAllowed, ReasonGCPLifetimeTooLong, ReasonGCPAudienceInvalid, ReasonGCPSubjectInvalid,
+		ReasonGCPRejected, ReasonGCPImpersonationRefused,
 	}
 }

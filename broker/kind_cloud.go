@@ -40,6 +40,8 @@ const (
 var cloudReasons = []Reason{
 	ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
 	ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,
+	ReasonGCPKeyIDMissing, ReasonGCPAlgNotAllowed, ReasonGCPLifetimeTooLong, ReasonGCPAudienceInvalid, ReasonGCPSubjectInvalid,
+	ReasonGCPRejected, ReasonGCPImpersonationRefused,
 }
 
 // Hop names of cloud targets (hop 2), as reported in errors, logs and audit
@@ -51,7 +53,7 @@ const (
 )
 
 // isCloud reports whether k is one of the cloud kinds.
-func (k TargetKind) isCloud() bool { return k == KindAWS || k == KindAzure }
+func (k TargetKind) isCloud() bool { return k == KindAWS || k == KindAzure || k == KindGCP }
 
 // kindChecks applies the target kind's own checks to a verified grant,
 // before the generic ones (checkClaims); nil for KindOAuth.
@@ -61,6 +63,8 @@ func kindChecks(tok *token.Token, src, tgt *Domain) *Error {
 		return awsChecks(tok, src, tgt)
 	case KindAzure:
 		return azureChecks(tok, src, tgt)
+	case KindGCP:
+		return gcpChecks(tok, src, tgt)
 	}
 	return nil
 }
@@ -73,6 +77,8 @@ func (d *Domain) defaultCloudAudience() []string {
 		return d.AWS.ClientIDs
 	case KindAzure:
 		return []string{d.Azure.Audience}
+	case KindGCP:
+		return d.GCP.AllowedAudiences
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ const (
 
 // Valid reports whether k is a known target kind or the zero value (the
 // default).
-func (k TargetKind) Valid() bool { return known(k, KindOAuth, KindAWS, KindAzure) }
+func (k TargetKind) Valid() bool { return known(k, KindOAuth, KindAWS, KindAzure, KindGCP) }
 
 // String is k's name; the zero value's is the default's, oauth.
 func (k TargetKind) String() string { return orDefault(k, KindOAuth) }

@@ -132,6 +132,8 @@ func (r *chainRun) present(ctx context.Context, tgt *Domain, chain *Chain, asser
 		return r.assumeRole(ctx, tgt, assertion)
 	case KindAzure:
 		return r.entraToken(ctx, tgt, assertion)
+	case KindGCP:
+		return r.googleToken(ctx, tgt, assertion)
 	}
 	return r.jwtBearer(ctx, tgt, chain, assertion)
 }
@@ -264,6 +266,10 @@ func hopName(grantType string) string {
 		return HopAWSSTS
 	case grantAzure:
 		return HopAzure
+	case grantGCPSTS:
+		return HopGCPSTS
+	case grantGCPIAM:
+		return HopGCPImpersonation
 	}
 	return HopTokenExchange
 }

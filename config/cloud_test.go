@@ -30,7 +30,7 @@ func TestAWSTargetConfig(t *testing.T) {
 		t.Fatalf("aws domain defaults: %+v", d)
 	}
 	for _, tc := range []struct{ name, from, to, want string }{
-		{"unknown kind", "kind: aws", "kind: gcloud", `domains[1].kind: must be oauth, aws or azure; got "gcloud"`},
+		{"unknown kind", "kind: aws", "kind: gcloud", `domains[1].kind: must be oauth, aws, azure or gcp; got "gcloud"`},
 		{"no role", `role_arn: "arn:aws:iam::111122223333:role/app", `, "", "domains[1].aws.role_arn"},
 		{"no endpoint", "region: eu-west-1", "duration: 1h", "domains[1].token_endpoint: required (for kind aws: or aws.region; for kind azure: or azure.tenant)"},
 		{"duration", "region: eu-west-1", "region: eu-west-1, duration: 13h", "domains[1].aws.duration"},

@@ -313,7 +313,9 @@ type Domain struct {
 	// AWS configures a kind aws target (docs/cloud-aws.md).
 	AWS AWSTarget `yaml:"aws"`
 	// Azure configures a kind azure target (docs/cloud-azure.md).
-	Azure         AzureTarget     `yaml:"azure"`
+	Azure AzureTarget `yaml:"azure"`
+	// GCP configures a kind gcp target (docs/cloud-gcp.md).
+	GCP           GCPTarget       `yaml:"gcp"`
 	Client        Client          `yaml:"client"`
 	TokenExchange TokenExchange   `yaml:"token_exchange"`
 	Assertion     AssertionPolicy `yaml:"assertion"`
@@ -361,6 +363,27 @@ func (f *File) validateAWS(p *Problems, add func(field, format string, args ...a
 	}
 }
 
+// validateGCP checks a kind gcp domain's settings.
+func (f *File) validateGCP(p *Problems, add func(field, format string, args ...any), fp string, d Domain) {
+	g := d.GCP
+	if !broker.ValidGCPAudience(g.Audience) {
+		add(fp+".gcp.audience", "must be //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X")
+	}
+	limit := broker.MaxGCPLifetime
+	if g.ExtendedLifetime {
+		limit = broker.MaxGCPExtendedLifetime
+	}
+	if g.Lifetime != 0 && (g.Lifetime.D() < time.Second || g.Lifetime.D() > limit || g.Lifetime.D()%time.Second != 0) {
+		add(fp+".gcp.lifetime", "must be whole seconds up to %s", limit)
+	}
+	if g.ServiceAccount != "" && !strings.HasSuffix(g.ServiceAccount, ".gserviceaccount.com") {
+		add(fp+".gcp.service_account", "must be a service account email (...gserviceaccount.com)")
+	}
+	if g.IAMCredentialsEndpoint != "" {
+		f.checkURL(p, fp+".gcp.iam_credentials_endpoint", g.IAMCredentialsEndpoint, d.AllowInsecureHTTP)
+	}
+}
+
 // validateAzure checks a kind azure domain's settings.
 func validateAzure(add func(field, format string, args ...any), fp string, a AzureTarget) {
 	if a.Tenant == "" || len(a.Tenant) > 128 || strings.ContainsAny(a.Tenant, "/?#% ") {
@@ -395,6 +418,29 @@ type AWSTarget struct {
 	// ClientIDs is the provider's client-id list (the grant's aud or azp
 	// must hold one); default [sts.amazonaws.com].
 	ClientIDs []string `yaml:"client_ids"`
+}
+
+// GCPTarget configures a kind gcp domain: Google STS at token_endpoint
+// (default https://sts.googleapis.com/v1/token), then optionally service
+// account impersonation at iam_credentials_endpoint.
+type GCPTarget struct {
+	// Audience is the workload identity pool provider,
+	// //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X.
+	Audience string `yaml:"audience"`
+	// AllowedAudiences mirror the provider's allowed audiences; default
+	// the provider's resource name, with or without https:.
+	AllowedAudiences []string `yaml:"allowed_audiences"`
+	// ServiceAccount, when set, is impersonated (generateAccessToken).
+	ServiceAccount string `yaml:"service_account"`
+	// IAMCredentialsEndpoint is IAM Credentials' base URL; default
+	// https://iamcredentials.googleapis.com.
+	IAMCredentialsEndpoint string `yaml:"iam_credentials_endpoint"`
+	// Lifetime of the service account token; default 1h, at most 1h or,
+	// with ExtendedLifetime, 12h.
+	Lifetime         Duration `yaml:"lifetime"`
+	ExtendedLifetime bool     `yaml:"extended_lifetime"`
+	// Scopes of the tokens; default [https://www.googleapis.com/auth/cloud-platform].
+	Scopes []string `yaml:"scopes"`
 }
 
 // AzureTarget configures a kind azure domain: Microsoft Entra client
@@ -665,6 +711,12 @@ func (f *File) SetDefaults() {
 			if d.Kind == string(broker.KindAWS) && d.TokenEndpoint == "" && d.AWS.Region != "" {
 				d.TokenEndpoint = broker.AWSRegionalEndpoint(d.AWS.Region)
 			}
+			if d.Kind == string(broker.KindGCP) {
+				setDefault(&d.TokenEndpoint, broker.DefaultGCPSTSEndpoint)
+				if d.GCP.ServiceAccount != "" {
+					setDefault(&d.GCP.IAMCredentialsEndpoint, broker.DefaultGCPIAMCredentialsEndpoint)
+				}
+			}
 			if d.Kind == string(broker.KindAzure) && d.TokenEndpoint == "" && d.Azure.Tenant != "" {
 				d.TokenEndpoint = broker.EntraTokenEndpoint(d.Azure.Tenant)
 			}
@@ -850,7 +902,10 @@ func (f *File) validate() Problems {
 		fp := fmt.Sprintf("domains[%d]", i)
 		domainNames.check(add, fp+".name", "domain ", d.Name)
 		if !broker.TargetKind(d.Kind).Valid() {
-			add(fp+".kind", "must be oauth, aws or azure; got %q", d.Kind)
+			add(fp+".kind", "must be oauth, aws, azure or gcp; got %q", d.Kind)
+		}
+		if d.Kind == string(broker.KindGCP) {
+			f.validateGCP(&p, add, fp, d)
 		}
 		if d.Kind == string(broker.KindAWS) {
 			f.validateAWS(&p, add, fp, d)

@@ -84,6 +84,14 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonAzureAudienceInvalid: codes.FailedPrecondition,
 	broker.ReasonAzureClaimTooLong:    codes.FailedPrecondition,
 	broker.ReasonAzureRejected:        codes.PermissionDenied,
+
+	broker.ReasonGCPKeyIDMissing:         codes.FailedPrecondition,
+	broker.ReasonGCPAlgNotAllowed:        codes.FailedPrecondition,
+	broker.ReasonGCPLifetimeTooLong:      codes.FailedPrecondition,
+	broker.ReasonGCPAudienceInvalid:      codes.FailedPrecondition,
+	broker.ReasonGCPSubjectInvalid:       codes.FailedPrecondition,
+	broker.ReasonGCPRejected:             codes.PermissionDenied,
+	broker.ReasonGCPImpersonationRefused: codes.PermissionDenied,
 }
 
 // Reasons of the server's edge: callers refused before any service saw

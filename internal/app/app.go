@@ -343,6 +343,7 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 			Kind:               broker.TargetKind(d.Kind),
 			AWS:                awsTarget(d, tokenEndpoint, httpClient, wrap),
 			Azure:              azureTarget(d),
+			GCP:                gcpTarget(d, httpClient, wrap),
 			Issuer:             d.Issuer,
 			TokenEndpoint:      tokenEndpoint,
 			JWKSURI:            jwksURI,

@@ -173,3 +173,65 @@ func TestAzureChain(t *testing.T) {
 		t.Fatalf("%v %v", code, info)
 	}
 }
+
+// TestGCPChain chains alice's domain A token into the sandbox's gcp target:
+// Google STS (its imitation), then the service account's token from IAM
+// Credentials; the refusals of either reach the caller with their reasons.
+func TestGCPChain(t *testing.T) {
+	e := newEnv(t, envOptions{cloud: true})
+	gcp := e.sb.Cloud.GCP
+	code := func(err error) (codes.Code, *errdetails.ErrorInfo) {
+		s := status.Convert(err)
+		for _, d := range s.Details() {
+			if i, ok := d.(*errdetails.ErrorInfo); ok {
+				return s.Code(), i
+			}
+		}
+		return s.Code(), nil
+	}
+
+	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxGCPTarget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, ok := gcp.AccessToken(resp.AccessToken)
+	if !ok || at.ServiceAccount != sandbox.GCPServiceAccount || at.Subject != sandbox.AliceSubA || resp.ExpiresIn < 3500 ||
+		len(resp.Hops) != 3 || resp.Hops[1].GrantType != "gcp:token-exchange" || resp.Hops[2].GrantType != "gcp:generateAccessToken" {
+		t.Fatalf("response %v, token %+v", resp, at)
+	}
+
+	// STS throttles once: retried from hop 1.
+	gcp.SetThrottle(1)
+	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), TargetDomain: SandboxGCPTarget}); err != nil {
+		t.Fatalf("after a 429: %v", err)
+	}
+
+	// The provider's attribute condition refuses bob: Google STS's refusal.
+	if err := gcp.AddProvider(sandbox.GCPProvider{ProjectNumber: sandbox.GCPProjectNumber, Pool: sandbox.GCPPool, Provider: sandbox.GCPProviderID,
+		Issuer: e.sb.A.Issuer(), AllowedSubjects: []string{sandbox.AliceSubA}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), TargetDomain: SandboxGCPTarget})
+	if c, info := code(err); c != codes.PermissionDenied || info.GetReason() != "GCP_STS_REJECTED" || info.GetMetadata()["error"] != "unauthorized_client" {
+		t.Fatalf("%v %v", c, info)
+	}
+
+	// The service account is granted to bob only: IAM Credentials refuses alice.
+	if err := gcp.AddServiceAccount(sandbox.GCPServiceAccountConfig{Email: sandbox.GCPServiceAccount,
+		Pool: "projects/" + sandbox.GCPProjectNumber + "/locations/global/workloadIdentityPools/" + sandbox.GCPPool, Subjects: []string{sandbox.BobSubA}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxGCPTarget})
+	if c, info := code(err); c != codes.PermissionDenied || info.GetReason() != "GCP_IMPERSONATION_REJECTED" || info.GetMetadata()["error"] != "PERMISSION_DENIED" {
+		t.Fatalf("%v %v", c, info)
+	}
+
+	// A grant for another audience: the broker's check, before Google.
+	before := gcp.STSRequests()
+	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"aud": "https://elsewhere.example"}})
+	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxGCPTarget})
+	e.sb.A.ResetMisbehaviour()
+	if c, info := code(err); c != codes.FailedPrecondition || info.GetReason() != "GCP_AUDIENCE_INVALID" || gcp.STSRequests() != before {
+		t.Fatalf("%v %v", c, info)
+	}
+}

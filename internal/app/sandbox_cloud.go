@@ -11,12 +11,14 @@ import (
 const (
 	SandboxAWSTarget   = "aws"
 	SandboxAzureTarget = "azure"
+	SandboxGCPTarget   = "gcp"
 )
 
 // addSandboxClouds adds the sandbox's cloud targets to f when the sandbox
 // runs the cloud imitations: aws (STS at the imitation, the role
 // sandbox.AWSRoleARN) and azure (the Entra imitation, the application
-// sandbox.AzureClientID with a federated credential per demo user), each
+// sandbox.AzureClientID with a federated credential per demo user) and gcp
+// (Google STS, then the service account sandbox.GCPServiceAccount), each
 // with a chain from domain A whose token exchange asks for the cloud's
 // audience, allowed to every caller of the demo.
 func addSandboxClouds(f *config.File, sb *sandbox.Sandbox) {
@@ -48,7 +50,19 @@ func addSandboxClouds(f *config.File, sb *sandbox.Sandbox) {
 			},
 		},
 	})
-	for _, c := range [][2]string{{SandboxAWSTarget, sandbox.AWSAudience}, {SandboxAzureTarget, sandbox.AzureAudience}} {
+	gcpAudience := sandbox.GCPAudience(sandbox.GCPProjectNumber, sandbox.GCPPool, sandbox.GCPProviderID)
+	f.Domains = append(f.Domains, config.Domain{
+		Name:              SandboxGCPTarget,
+		Kind:              string(broker.KindGCP),
+		TokenEndpoint:     sb.Cloud.GCP.STSEndpoint(),
+		AllowInsecureHTTP: true, // loopback only
+		GCP: config.GCPTarget{
+			Audience:               gcpAudience,
+			ServiceAccount:         sandbox.GCPServiceAccount,
+			IAMCredentialsEndpoint: sb.Cloud.GCP.IAMCredentialsEndpoint(),
+		},
+	})
+	for _, c := range [][2]string{{SandboxAWSTarget, sandbox.AWSAudience}, {SandboxAzureTarget, sandbox.AzureAudience}, {SandboxGCPTarget, gcpAudience}} {
 		target, aud := c[0], c[1]
 		f.Chains = append(f.Chains, config.Chain{Source: sb.A.Name(), Target: target, Audience: aud})
 		for i := range f.Policy {

@@ -532,7 +532,7 @@ type Domain struct {
 	// client_secret_post, private_key_jwt or none.
 	ClientAuthMethod string `protobuf:"bytes,6,opt,name=client_auth_method,json=clientAuthMethod,proto3" json:"client_auth_method,omitempty"`
 	// What the domain is as a target: oauth (an RFC 7523 token endpoint, the
-	// default), aws, azure.
+	// default), aws, azure, gcp.
 	Kind          string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -147,6 +147,22 @@ const (
 	// azure target: Entra refused the token request; its AADSTS code is in
 	// ErrorInfo's error_description.
 	Reason_REASON_AZURE_TOKEN_REJECTED Reason = 78
+	// gcp target: the grant's header has no kid.
+	Reason_REASON_GCP_KEY_ID_MISSING Reason = 79
+	// gcp target: the grant is signed with neither RS256 nor ES256.
+	Reason_REASON_GCP_ALG_NOT_ALLOWED Reason = 80
+	// gcp target: the grant has no iat, or exp - iat is 48 hours or more.
+	Reason_REASON_GCP_LIFETIME_TOO_LONG Reason = 81
+	// gcp target: no aud of the grant is the provider's resource name (with
+	// or without https:) or one of its allowed audiences.
+	Reason_REASON_GCP_AUDIENCE_INVALID Reason = 82
+	// gcp target: the grant's sub (google.subject) is missing or above 127
+	// bytes.
+	Reason_REASON_GCP_SUBJECT_INVALID Reason = 83
+	// gcp target: Google STS refused the token exchange.
+	Reason_REASON_GCP_STS_REJECTED Reason = 84
+	// gcp target: IAM Credentials refused the service account impersonation.
+	Reason_REASON_GCP_IMPERSONATION_REJECTED Reason = 85
 )
 
 // Enum value maps for Reason.
@@ -212,6 +228,13 @@ var (
 		76: "REASON_AZURE_AUDIENCE_INVALID",
 		77: "REASON_AZURE_CLAIM_TOO_LONG",
 		78: "REASON_AZURE_TOKEN_REJECTED",
+		79: "REASON_GCP_KEY_ID_MISSING",
+		80: "REASON_GCP_ALG_NOT_ALLOWED",
+		81: "REASON_GCP_LIFETIME_TOO_LONG",
+		82: "REASON_GCP_AUDIENCE_INVALID",
+		83: "REASON_GCP_SUBJECT_INVALID",
+		84: "REASON_GCP_STS_REJECTED",
+		85: "REASON_GCP_IMPERSONATION_REJECTED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                    0,
@@ -274,6 +297,13 @@ var (
 		"REASON_AZURE_AUDIENCE_INVALID":         76,
 		"REASON_AZURE_CLAIM_TOO_LONG":           77,
 		"REASON_AZURE_TOKEN_REJECTED":           78,
+		"REASON_GCP_KEY_ID_MISSING":             79,
+		"REASON_GCP_ALG_NOT_ALLOWED":            80,
+		"REASON_GCP_LIFETIME_TOO_LONG":          81,
+		"REASON_GCP_AUDIENCE_INVALID":           82,
+		"REASON_GCP_SUBJECT_INVALID":            83,
+		"REASON_GCP_STS_REJECTED":               84,
+		"REASON_GCP_IMPERSONATION_REJECTED":     85,
 	}
 )
 
@@ -308,7 +338,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xc6\x0f\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xac\x11\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -370,7 +400,14 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x1dREASON_AZURE_SUBJECT_MISMATCH\x10K\x12!\n" +
 	"\x1dREASON_AZURE_AUDIENCE_INVALID\x10L\x12\x1f\n" +
 	"\x1bREASON_AZURE_CLAIM_TOO_LONG\x10M\x12\x1f\n" +
-	"\x1bREASON_AZURE_TOKEN_REJECTED\x10NB\xbf\x01\n" +
+	"\x1bREASON_AZURE_TOKEN_REJECTED\x10N\x12\x1d\n" +
+	"\x19REASON_GCP_KEY_ID_MISSING\x10O\x12\x1e\n" +
+	"\x1aREASON_GCP_ALG_NOT_ALLOWED\x10P\x12 \n" +
+	"\x1cREASON_GCP_LIFETIME_TOO_LONG\x10Q\x12\x1f\n" +
+	"\x1bREASON_GCP_AUDIENCE_INVALID\x10R\x12\x1e\n" +
+	"\x1aREASON_GCP_SUBJECT_INVALID\x10S\x12\x1b\n" +
+	"\x17REASON_GCP_STS_REJECTED\x10T\x12%\n" +
+	"!REASON_GCP_IMPERSONATION_REJECTED\x10UB\xbf\x01\n" +
 	"\x12com.chainbroker.v1B\vReasonProtoP\x01ZCgithub.com/chainbroker/chainbroker/gen/chainbroker/v1;chainbrokerv1\xa2\x02\x03CXX\xaa\x02\x0eChainbroker.V1\xca\x02\x0eChainbroker\\V1\xe2\x02\x1aChainbroker\\V1\\GPBMetadata\xea\x02\x0fChainbroker::V1b\x06proto3"
 
 var (

@@ -361,7 +361,7 @@ export type Domain = Message<"chainbroker.v1.Domain"> & {
 
   /**
    * What the domain is as a target: oauth (an RFC 7523 token endpoint, the
-   * default), aws, azure.
+   * default), aws, azure, gcp.
    *
    * @generated from field: string kind = 7;
    */
