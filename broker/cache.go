@@ -151,7 +151,8 @@ func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) 
 		return nil, nil
 	}
 	var t cachedToken
-	if json.Unmarshal(plain, &t) != nil || (t.AccessToken == "" && (t.AWS == nil || t.AWS.AccessKeyID == "")) || c.now().Unix() >= t.ExpiresAt {
+	if json.Unmarshal(plain, &t) != nil || (t.AccessToken == "" && (t.AWS == nil || t.AWS.AccessKeyID == "")) || c.now().Unix() >= t.ExpiresAt ||
+		(t.Until > 0 && c.now().UnixMilli() >= t.Until) { // past the entry's end on the broker's clock (e.g. the subject token's exp)
 		return nil, nil
 	}
 	if t.Until > 0 && t.Until <= t.ExpiresAt*1000 {

@@ -768,6 +768,30 @@ func chainCases() []chainCase {
 				return "federated", 3600, nil
 			}}
 		}), setup: gcpGrants(nil, nil), want: "", check: calls(2, 0)},
+		{name: "aws target: credentials cached", config: both2(awsTarget(nil), func(c *broker.Config) { c.Domains[1].Cache.Enabled = true }),
+			setup: func(t *testing.T, k *kit) {
+				awsGrants(nil)(t, k)
+				if _, err := k.chain(context.Background(), k.request(t)); err != nil {
+					t.Fatal(err)
+				}
+				k.clock.Advance(time.Minute)
+			},
+			req: func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
+			want: "", check: both(calls(1, 0), lastEvent(store.OutcomeCacheHit), func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				if res.AWSCredentials == nil || res.AWSCredentials.AccessKeyID != "ASIATEST1" || res.AWSCredentials.SessionToken != "session-1" {
+					t.Fatalf("cached result %+v", res)
+				}
+			})},
+		{name: "aws target: cached never past the subject token's exp", config: both2(awsTarget(nil), func(c *broker.Config) { c.Domains[1].Cache.Enabled = true }),
+			setup: func(t *testing.T, k *kit) {
+				awsGrants(nil)(t, k)
+				if _, err := k.chain(context.Background(), k.request(t)); err != nil {
+					t.Fatal(err)
+				}
+				k.clock.Advance(5 * time.Minute) // the subject token's lifetime; the credentials' is an hour
+			},
+			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
+			want: "", check: both(calls(2, 0), lastEvent(store.OutcomeSuccess))},
 		{name: "cache store unavailable: chained without it", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(_ *testing.T, k *kit) {
 				k.st.Fail(brokertest.OpCacheGet, nil)
