@@ -776,7 +776,7 @@ func chainCases() []chainCase {
 				}
 				k.clock.Advance(time.Minute)
 			},
-			req: func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
+			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
 			want: "", check: both(calls(1, 0), lastEvent(store.OutcomeCacheHit), func(t *testing.T, k *kit, res *broker.Result, _ error) {
 				if res.AWSCredentials == nil || res.AWSCredentials.AccessKeyID != "ASIATEST1" || res.AWSCredentials.SessionToken != "session-1" {
 					t.Fatalf("cached result %+v", res)
