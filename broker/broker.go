@@ -382,6 +382,10 @@ func New(cfg Config) (*Broker, error) {
 			for i, t := range c.SubjectTokenTyp {
 				c.SubjectTokenTyp[i] = normTyp(t)
 			}
+		case ModeSubjectToken:
+			if !tgt.Kind.isCloud() {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: mode subject_token needs a cloud target (kind aws, azure or gcp)", c.Source, c.Target))
+			}
 		default:
 			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: unknown mode %q", c.Source, c.Target, c.Mode))
 		}

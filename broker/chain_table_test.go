@@ -768,6 +768,21 @@ func chainCases() []chainCase {
 				return "federated", 3600, nil
 			}}
 		}), setup: gcpGrants(nil, nil), want: "", check: calls(2, 0)},
+		{name: "aws target: the subject token itself as the grant", config: both2(awsTarget(nil), func(c *broker.Config) { c.Chains[0].Mode = broker.ModeSubjectToken }),
+			req: func(t *testing.T, k *kit, r *broker.Request) {
+				r.SubjectToken = k.subject(t, issuerA, "alice", map[string]any{"aud": broker.DefaultAWSAudience})
+			},
+			want: "", check: both(calls(0, 0), lastEvent(store.OutcomeSuccess), func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				if res.AWSCredentials == nil || len(res.Hops) != 1 || res.Hops[0].GrantType != "aws:AssumeRoleWithWebIdentity" {
+					t.Fatalf("result %+v", res)
+				}
+				// Presented once: a second chain with the same token is a replay.
+				if _, err := k.chain(context.Background(), k.last); reasonOf(t, err) != broker.ReasonAssertionReplayed {
+					t.Fatalf("second presentation: %v", err)
+				}
+			})},
+		{name: "aws target: the subject token itself, not for AWS", config: both2(awsTarget(nil), func(c *broker.Config) { c.Chains[0].Mode = broker.ModeSubjectToken }),
+			want: broker.ReasonAWSAudienceInvalid, check: calls(0, 0)},
 		{name: "aws target: credentials cached", config: both2(awsTarget(nil), func(c *broker.Config) { c.Domains[1].Cache.Enabled = true }),
 			setup: func(t *testing.T, k *kit) {
 				awsGrants(nil)(t, k)

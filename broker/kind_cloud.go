@@ -140,3 +140,19 @@ func cloudUnavailable(d *Domain, hop string, up *oauth.Error, cause error) *Erro
 func CloudIssuer(k TargetKind, name string) string {
 	return "urn:chainbroker:" + string(k) + ":" + name
 }
+
+// subjectAsGrant is the grant of a ModeSubjectToken chain: the subject
+// token itself, validated as a grant from the source would be (signature
+// with the source's keys, then the cloud's checks and the generic ones)
+// and marked against replay. There is no hop 1.
+func (r *chainRun) subjectAsGrant(ctx context.Context, src, tgt *Domain) (string, error) {
+	tok, err := r.validate(ctx, src, tgt, r.req.SubjectToken)
+	if err != nil {
+		return "", err
+	}
+	r.recordActor(tok)
+	if err := r.markReplay(ctx, tgt, tok); err != nil {
+		return "", err
+	}
+	return r.req.SubjectToken, nil
+}

@@ -146,6 +146,9 @@ func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 		// A fresh random jti from the broker itself: nothing to replay-check.
 		return r.issue(ctx, src, tgt, chain)
 	}
+	if chain.Mode == ModeSubjectToken {
+		return r.subjectAsGrant(ctx, src, tgt)
+	}
 	assertion, err := r.exchange(ctx, src, chain)
 	if err != nil {
 		return "", err

@@ -26,7 +26,9 @@ func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion str
 	r.ev.AssertionAudience = c.Audience
 	if c.JTI != "" {
 		r.ev.AssertionJTIHash = Hash(c.JTI)
-		r.ev.Hops[len(r.ev.Hops)-1].AssertionJTIHash = r.ev.AssertionJTIHash
+		if n := len(r.ev.Hops); n > 0 { // none when the grant is the subject token (ModeSubjectToken)
+			r.ev.Hops[n-1].AssertionJTIHash = r.ev.AssertionJTIHash
+		}
 	}
 	if err := checkClaims(tok, src, tgt, r.b.now()); err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ func TestAWSTargetConfig(t *testing.T) {
 		{"no endpoint", "region: eu-west-1", "duration: 1h", "domains[1].token_endpoint: required (for kind aws: or aws.region; for kind azure: or azure.tenant)"},
 		{"duration", "region: eu-west-1", "region: eu-west-1, duration: 13h", "domains[1].aws.duration"},
 		{"provider URL", "region: eu-west-1", "region: eu-west-1, provider_url: http://idp.example", "domains[1].aws.provider_url"},
+		{"subject_token mode into an oauth target", "chains: [{source: a, target: aws, audience: sts.amazonaws.com}]",
+			"chains: [{source: a, target: aws, audience: sts.amazonaws.com}, {source: aws, target: a, mode: subject_token}]",
+			"chains[1].mode: subject_token needs a cloud target"},
 		{"aws as a source", "chains: [{source: a, target: aws, audience: sts.amazonaws.com}]",
 			"chains: [{source: a, target: aws}, {source: aws, target: a}]", `chains[1].source: domain "aws" of kind aws is a target only`},
 	} {

@@ -1000,6 +1000,13 @@ func (f *File) validate() Problems {
 		}
 		switch c.Mode {
 		case "", broker.ModeTokenExchange:
+		case broker.ModeSubjectToken:
+			if d := f.Domain(c.Target); d != nil && !d.cloud() {
+				add(fp+".mode", "subject_token needs a cloud target (kind aws, azure or gcp)")
+			}
+			if d := f.Domain(c.Source); d != nil && d.JWKSURI == "" && !d.Discovery {
+				add(fp+".source", "mode subject_token verifies subject tokens: domain %q needs jwks_uri or discovery", c.Source)
+			}
 		case broker.ModeIssue:
 			if len(c.SubjectAudience) == 0 {
 				add(fp+".subject_audience", "required in issue mode: the aud the broker expects in subject tokens")
@@ -1008,7 +1015,7 @@ func (f *File) validate() Problems {
 				add(fp+".source", "issue mode verifies subject tokens: domain %q needs jwks_uri or discovery", c.Source)
 			}
 		default:
-			add(fp+".mode", "must be token_exchange or issue; got %q", c.Mode)
+			add(fp+".mode", "must be token_exchange, issue or subject_token; got %q", c.Mode)
 		}
 		if len(c.SubjectTokenTyp) > 0 && c.Mode != broker.ModeIssue {
 			add(fp+".subject_token_typ", "only in issue mode: in token exchange mode the source checks the subject token's type")
