@@ -36,14 +36,6 @@ const (
 	ReasonAWSRejected Reason = "AWS_STS_REJECTED"
 )
 
-// cloudReasons are the reasons of cloud targets, for Reasons.
-var cloudReasons = []Reason{
-	ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
-	ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,
-	ReasonGCPKeyIDMissing, ReasonGCPAlgNotAllowed, ReasonGCPLifetimeTooLong, ReasonGCPAudienceInvalid, ReasonGCPSubjectInvalid,
-	ReasonGCPRejected, ReasonGCPImpersonationRefused,
-}
-
 // Hop names of cloud targets (hop 2), as reported in errors, logs and audit
 // events; the audit event's grant type is the hop's operation.
 const (

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -161,13 +160,4 @@ func TestCloudListenerClosed(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("cloud listener still serves after Close")
 	}
-}
-
-// formOf builds url.Values from pairs.
-func formOf(kv ...string) url.Values {
-	v := url.Values{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		v.Set(kv[i], kv[i+1])
-	}
-	return v
 }

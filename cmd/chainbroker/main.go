@@ -287,6 +287,10 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stderr, sandboxBanner, sb.A.Issuer(), sb.B.Issuer(), cfg.Listen.HTTP, cfg.Listen.GRPC, cfg.Store.Backend,
 		sb.A.TokenEndpoint(), cfg.Listen.HTTP)
+	if sb.Cloud != nil {
+		fmt.Fprintf(stderr, "  clouds    %s  (AWS STS /aws/, Google STS /gcp/v1/token, Entra /azure/{tenant}/oauth2/v2.0/token):\n"+
+			"            target_domain aws, gcp or azure chains alice's token into them\n\n", sb.Cloud.URL())
+	}
 	return runApp(ctx, cfg, app.Options{LookupEnv: app.SandboxEnv}, stderr)
 }
 
