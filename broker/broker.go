@@ -91,6 +91,14 @@ type AssertionPolicy struct {
 	// AgeRule applies Keycloak's rule instead of the stricter default:
 	// only the age (now - iat <= MaxLifetime) is bounded, not exp - iat.
 	AgeRule bool
+	// SkipSignature checks a grant's claims without its signature, for
+	// sources that sign grants with keys they do not publish to clients
+	// (Keycloak's "Validate Signatures" off). Only grants the broker
+	// receives itself over its authenticated call to the source (token
+	// exchange mode, a confidential client) are spared; New refuses a chain
+	// into such a target from a source where the broker's client is public,
+	// and warns at start-up. The zero value checks signatures.
+	SkipSignature bool
 }
 
 // Chain is a permitted (source, target) route.
@@ -156,6 +164,11 @@ type Config struct {
 	// inject a fake clock (brokertest.Clock); durations are measured with
 	// the real one.
 	Now func() time.Time
+	// Previous, on a configuration reload, is the broker being replaced;
+	// the domains named in Unchanged (their configuration as before) keep
+	// its circuit breakers, so that an open circuit stays open.
+	Previous  *Broker
+	Unchanged []string
 }
 
 // Observer is told what chains do, for metrics.
@@ -313,6 +326,9 @@ func New(cfg Config) (*Broker, error) {
 			b.cache = c
 		}
 		b.breakers[d.Name] = newBreaker(d.Resilience)
+		if prev := cfg.Previous; prev != nil && slices.Contains(cfg.Unchanged, d.Name) && prev.breakers[d.Name] != nil {
+			b.breakers[d.Name] = prev.breakers[d.Name]
+		}
 		p := &d.Assertion
 		if len(p.Audience) == 0 && d.Kind.isCloud() {
 			p.Audience = d.defaultCloudAudience()
@@ -366,6 +382,12 @@ func New(cfg Config) (*Broker, error) {
 		if c.Profile == "" {
 			c.Profile = ProfileJWTGrant
 		}
+		if c.Profile == ProfileIDJAG && tgt.Creds.Method == oauth.AuthNone {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: profile id_jag presents the grant with client authentication: the broker's client at %q must be confidential", c.Source, c.Target, c.Target))
+		}
+		if tgt.Assertion.SkipSignature && c.Mode == ModeTokenExchange && src.Creds.Method == oauth.AuthNone {
+			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: %q skips grant signatures, which is safe only for grants received over an authenticated call: the broker's client at %q is public", c.Source, c.Target, c.Target, c.Source))
+		}
 		if c.AssertionLifetime <= 0 {
 			c.AssertionLifetime = DefaultAssertionLifetime
 		}
@@ -414,6 +436,10 @@ func New(cfg Config) (*Broker, error) {
 		if tgt.Assertion.AllowReuse {
 			b.log.Warn("assertion reuse allowed: assertions without jti are accepted and replay markers are not written",
 				"target_domain", tgt.Name)
+		}
+		if tgt.Assertion.SkipSignature {
+			b.log.Warn("grant signatures not verified (verify_signature: false): the grants of token exchange chains into this target are trusted because the broker received them itself from the source over its authenticated call; a compromised source channel goes unnoticed",
+				"source_domain", src.Name, "target_domain", tgt.Name)
 		}
 	}
 	policy, perrs := compilePolicy(cfg.Policy, b)

@@ -181,7 +181,8 @@ func (r *chainRun) cacheKey(tgt *Domain, chain *Chain) string {
 	// Each part length-prefixed, so that no two requests share a key.
 	b := make([]byte, 0, 512)
 	for _, p := range [...]string{req.Caller, r.ev.SubjectTokenHash, req.SubjectTokenType, tgt.Name, chain.Source,
-		strings.Join(scopes, " "), strings.Join(resources, " "), audience, actor, req.ActorTokenType} {
+		strings.Join(scopes, " "), strings.Join(resources, " "), audience, actor, req.ActorTokenType,
+		r.ev.DPoPJKT} { // a DPoP-bound token only for its key
 		b = append(strconv.AppendInt(b, int64(len(p)), 10), ':')
 		b = append(b, p...)
 	}

@@ -16,7 +16,7 @@ import (
 
 // call posts one token request to d and records the hop, mapping the
 // outcome to an *Error on failure.
-func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string) (*oauth.TokenResponse, error) {
+func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string, header map[string][]string) (*oauth.TokenResponse, error) {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
@@ -33,7 +33,7 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		return nil, &Error{Reason: ReasonUpstreamCircuitOpen, Hop: hop,
 			Message: d.Name + " is failing; calls to it are suspended for up to " + d.Resilience.BreakerCooldown.String()}
 	}
-	resp, err := endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form})
+	resp, err := endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form, Header: header})
 	elapsed := time.Since(start)
 	r.ev.Hops = append(r.ev.Hops, store.Hop{
 		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: elapsed,
@@ -57,6 +57,8 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		return nil, &Error{Reason: EndedReason(parent.Err()), Hop: hop, Message: "the call ended during the " + hop + " at " + d.Name, Err: err}
 	}
 	switch {
+	case oe != nil && oe.Code == oauth.ErrorUseDPoPNonce:
+		return nil, dpopNonceError(d, hop, oe, err)
 	case oe != nil:
 		// Whatever the HTTP status: some servers answer a refusal that
 		// depends on the user with 500 and an OAuth error body. A known

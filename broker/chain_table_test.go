@@ -368,7 +368,7 @@ func chainCases() []chainCase {
 	unavailable := func(notSent bool) func(*testing.T, *kit) {
 		return func(_ *testing.T, k *kit) { k.ep.Exchange = brokertest.Unavailable(notSent) }
 	}
-	return []chainCase{
+	return append([]chainCase{
 		{name: "success", want: "", check: both(calls(1, 1), lastEvent(store.OutcomeSuccess),
 			func(t *testing.T, k *kit, res *broker.Result, _ error) {
 				if res.AccessToken != "access-token-b" || res.AuditID == "" || len(res.Hops) != 2 {
@@ -813,7 +813,7 @@ func chainCases() []chainCase {
 				k.st.Fail(brokertest.OpCacheLease, nil)
 				k.st.Fail(brokertest.OpCachePut, nil)
 			}, want: "", check: both(calls(1, 1), lastEvent(store.OutcomeSuccess))},
-	}
+	}, idJAGCases()...) // profile_idjag_test.go
 }
 
 // TestChainTable runs every case on a fresh kit.

@@ -66,6 +66,19 @@ const (
 	ReasonAssertionIssuedAtMissing   Reason = "ASSERTION_IAT_MISSING"
 	ReasonAssertionClientIDMismatch  Reason = "ASSERTION_CLIENT_ID_MISMATCH"
 	ReasonAssertionReplayed          Reason = "ASSERTION_REPLAYED"
+	// ID-JAG (profile id_jag) and sender-constrained grants.
+	ReasonAssertionIssuedTokenType Reason = "ASSERTION_ISSUED_TOKEN_TYPE_INVALID" // hop 1 answered another issued_token_type than id-jag
+	ReasonAssertionScopeWider      Reason = "ASSERTION_SCOPE_WIDER"               // the grant's scope holds a scope not asked for
+	ReasonAssertionResourceWider   Reason = "ASSERTION_RESOURCE_WIDER"            // the grant's resource names a resource not asked for
+	ReasonAssertionCnfMismatch     Reason = "ASSERTION_CNF_MISMATCH"              // the grant's cnf.jkt is not the key of the caller's DPoP proof
+)
+
+// DPoP (RFC 9449): the caller's proof and the target's binding.
+const (
+	ReasonDPoPProofInvalid   Reason = "DPOP_PROOF_INVALID"   // dpop_proof (or source_dpop_proof) fails a check; Error.Field names it
+	ReasonDPoPProofReplayed  Reason = "DPOP_PROOF_REPLAYED"  // the proof's jti was seen before
+	ReasonDPoPNonceRequired  Reason = "DPOP_NONCE_REQUIRED"  // the target wants a server nonce in the proof: Error.DPoPNonce
+	ReasonDPoPBindingMissing Reason = "DPOP_BINDING_MISSING" // the target answered a token not bound to the proof's key
 )
 
 // Broker-side failures.
@@ -93,7 +106,10 @@ type Error struct {
 	UpstreamCause string
 	// RetryAfter, when > 0, is when a retry may succeed (ReasonKeysRefreshing).
 	RetryAfter time.Duration
-	Err        error
+	// DPoPNonce is the nonce the target asked for (ReasonDPoPNonceRequired):
+	// the caller makes a new proof carrying it.
+	DPoPNonce string
+	Err       error
 }
 
 func (e *Error) Error() string {
@@ -132,7 +148,9 @@ func Reasons() []Reason {
 		ReasonAssertionSignatureInvalid, ReasonAssertionIssuerUntrusted, ReasonAssertionAudienceMultiple, ReasonAssertionAudienceInvalid,
 		ReasonAssertionExpirationMissing, ReasonAssertionExpired, ReasonAssertionNotYetValid, ReasonAssertionLifetimeTooLong,
 		ReasonAssertionJTIMissing, ReasonAssertionSubjectMissing, ReasonAssertionIssuedAtMissing, ReasonAssertionClientIDMismatch,
-		ReasonAssertionReplayed, ReasonStoreUnavailable, ReasonInternal,
+		ReasonAssertionReplayed, ReasonAssertionIssuedTokenType, ReasonAssertionScopeWider, ReasonAssertionResourceWider, ReasonAssertionCnfMismatch,
+		ReasonDPoPProofInvalid, ReasonDPoPProofReplayed, ReasonDPoPNonceRequired, ReasonDPoPBindingMissing,
+		ReasonStoreUnavailable, ReasonInternal,
 		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
 		ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
 		ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,

@@ -41,19 +41,26 @@ func (r *chainRun) exchange(ctx context.Context, src *Domain, chain *Chain) (str
 	if req.Audience != "" {
 		te.Audience = []string{req.Audience}
 	}
+	if chain.Profile == ProfileIDJAG {
+		idJAGExchange(&te, req, src, chain)
+	}
 	form := te.Form()
 	var resp *oauth.TokenResponse
 	var err error
 	// Token exchange is safe to retry: a lost answer only costs domain A a
 	// token it issued for nobody.
 	for attempt := 1; ; attempt++ {
-		resp, err = r.call(ctx, src, HopTokenExchange, oauth.GrantTypeTokenExchange, form)
+		resp, err = r.call(ctx, src, HopTokenExchange, oauth.GrantTypeTokenExchange, form, dpopHeader(req.SourceDPoPProof))
 		if err == nil || !retryable(err) || attempt >= src.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
 			break
 		}
 	}
 	if err != nil {
 		return "", err
+	}
+	if chain.Profile == ProfileIDJAG && resp.IssuedTokenType != oauth.TokenTypeIDJAG {
+		return "", &Error{Reason: ReasonAssertionIssuedTokenType, Hop: HopTokenExchange,
+			Message: "token exchange at " + src.Name + " issued " + quote(resp.IssuedTokenType) + ", not an ID-JAG (" + oauth.TokenTypeIDJAG + ")"}
 	}
 	if !contains(assertionTokenTypes, resp.IssuedTokenType) {
 		return "", &Error{Reason: ReasonUpstreamBadResponse, Hop: HopTokenExchange,

@@ -165,7 +165,7 @@ func (r *chainRun) entraToken(ctx context.Context, tgt *Domain, grant string) (*
 	}
 	d := *tgt // client_id through "none" client authentication
 	d.Creds = oauth.ClientCredentials{ClientID: a.ClientID, Method: oauth.AuthNone}
-	resp, err := r.call(ctx, &d, HopAzure, grantAzure, form)
+	resp, err := r.call(ctx, &d, HopAzure, grantAzure, form, nil)
 	if n := len(r.ev.Hops); n > 0 && r.ev.Hops[n-1].GrantType == grantAzure {
 		r.ev.Hops[n-1].AssertionJTIHash = r.ev.AssertionJTIHash
 	}

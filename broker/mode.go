@@ -41,11 +41,16 @@ const (
 	// ProfileJWTGrant: an RFC 7523 JWT authorization grant, checked by
 	// validate.go and presented by hop_jwtbearer.go. The default.
 	ProfileJWTGrant Profile = "jwt_grant"
+	// ProfileIDJAG: an Identity Assertion JWT Authorization Grant
+	// (draft-ietf-oauth-identity-assertion-authz-grant), typ
+	// oauth-id-jag+jwt, asked for with requested_token_type id-jag and
+	// checked by profile_idjag.go.
+	ProfileIDJAG Profile = "id_jag"
 )
 
 // Valid reports whether p is a known profile or the zero value (the
 // default).
-func (p Profile) Valid() bool { return known(p, ProfileJWTGrant) }
+func (p Profile) Valid() bool { return known(p, ProfileJWTGrant, ProfileIDJAG) }
 
 // String is p's name; the zero value's is the default's, jwt_grant.
 func (p Profile) String() string { return orDefault(p, ProfileJWTGrant) }

@@ -117,7 +117,12 @@ func (r *chainRun) issue(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 		copied = append(copied, "act")
 		r.ev.Actor = truncate(r.req.Caller)
 	}
-	assertion, err := r.b.issuer.Keys.Signer().Sign(claims, token.SignOptions{Typ: token.TypeJWT})
+	typ := token.TypeJWT
+	if chain.Profile == ProfileIDJAG {
+		copied = append(copied, r.idJAGClaims(claims, tgt, chain)...)
+		aud, typ = tgt.Issuer, token.TypeIDJAG
+	}
+	assertion, err := r.b.issuer.Keys.Signer().Sign(claims, token.SignOptions{Typ: typ})
 	if err != nil {
 		return "", &Error{Reason: ReasonInternal, Message: "signing the grant failed", Err: err}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chainbroker/chainbroker/store"
+	"github.com/chainbroker/chainbroker/token"
 )
 
 // Request is one chain request.
@@ -24,6 +25,14 @@ type Request struct {
 	Audience         string
 	ActorToken       string
 	ActorTokenType   string
+	// DPoPProof is a DPoP proof (RFC 9449) the caller made with its own key
+	// for the target's token endpoint (POST): checked before hop 1,
+	// forwarded with hop 2, and the target's token must be bound to its key.
+	DPoPProof string
+	// SourceDPoPProof, optional with DPoPProof, is a proof of the same key
+	// for the source's token endpoint, forwarded with hop 1, so that the
+	// grant itself is bound to the key (cnf.jkt).
+	SourceDPoPProof string
 }
 
 // Result is a successful chain.
@@ -40,6 +49,8 @@ type Result struct {
 	// AWSCredentials: an aws target's answer (KindAWS); ExpiresIn is then
 	// the seconds until their Expiration.
 	AWSCredentials *AWSCredentials
+	// Profile is the chain's profile (jwt_grant or id_jag).
+	Profile Profile
 }
 
 // parse checks the request and resolves its domains and chain.
@@ -67,6 +78,12 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 		return nil, nil, nil, invalid("scope", "more than %d scopes", lim.MaxScopes)
 	case len(req.Resources) > lim.MaxResources:
 		return nil, nil, nil, invalid("resource", "more than %d resources", lim.MaxResources)
+	case len(req.DPoPProof) > token.MaxDPoPProofBytes:
+		return nil, nil, nil, invalid("dpop_proof", "longer than %d bytes", token.MaxDPoPProofBytes)
+	case len(req.SourceDPoPProof) > token.MaxDPoPProofBytes:
+		return nil, nil, nil, invalid("source_dpop_proof", "longer than %d bytes", token.MaxDPoPProofBytes)
+	case req.SourceDPoPProof != "" && req.DPoPProof == "":
+		return nil, nil, nil, invalid("source_dpop_proof", "only with dpop_proof: the grant is bound to the key the target's token will be bound to")
 	}
 	for name, v := range map[string]string{
 		"subject_token_type": req.SubjectTokenType, "source_domain": req.SourceDomain,
@@ -137,6 +154,7 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 		r.ev.Scopes = chain.DefaultScopes
 	}
 	r.ev.Mode = string(chain.Mode)
+	r.ev.Profile = chain.Profile.String()
 	return src, tgt, chain, nil
 }
 

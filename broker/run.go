@@ -54,10 +54,12 @@ type chainRun struct {
 	start time.Time
 	ev    store.Event
 
-	subjectExp   time.Time    // the subject token's exp, when it is a JWT
-	subject      *token.Token // the verified subject token, when verified
-	hit          bool         // answered from the token cache
-	leaderResult *Result      // the result of the chain this call ran for the cache
+	subjectExp   time.Time        // the subject token's exp, when it is a JWT
+	subject      *token.Token     // the verified subject token, when verified
+	chain        *Chain           // the chain run, once parsed
+	dpop         *token.DPoPProof // the caller's verified DPoP proof for the target (dpop.go)
+	hit          bool             // answered from the token cache
+	leaderResult *Result          // the result of the chain this call ran for the cache
 
 	breakerCounted []string // domains whose breaker already counted this chain's failure (resilience.go)
 }
@@ -67,6 +69,7 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.chain = chain
 	allowed, err := r.authorize(src, tgt, chain)
 	if err != nil {
 		return nil, err
@@ -94,6 +97,9 @@ func (r *chainRun) do(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
+	if err := r.checkDPoP(ctx, src, tgt, chain); err != nil {
+		return nil, err
+	}
 	if tgt.Cache.Enabled && r.b.cache != nil {
 		return r.cached(ctx, src, tgt, chain)
 	}
@@ -120,6 +126,11 @@ func (r *chainRun) twoHops(ctx context.Context, src, tgt *Domain, chain *Chain) 
 			return res, err
 		}
 		if !errors.Is(err, oauth.ErrNotSent) {
+			if r.dpop != nil {
+				// The target may have seen the caller's one DPoP proof too,
+				// and the broker cannot make another.
+				return res, err
+			}
 			assertion = "" // the target may have seen it
 		}
 	}
@@ -155,6 +166,9 @@ func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 	}
 	tok, err := r.validate(ctx, src, tgt, assertion)
 	if err != nil {
+		return "", err
+	}
+	if err := r.checkGrantBinding(tok, src); err != nil {
 		return "", err
 	}
 	r.recordActor(tok)

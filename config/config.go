@@ -513,6 +513,11 @@ type AssertionPolicy struct {
 	// LifetimeRule: strict (default; exp - iat <= max_lifetime, stricter
 	// than Keycloak) or age (Keycloak's: now - iat <= max_lifetime).
 	LifetimeRule string `yaml:"lifetime_rule"`
+	// VerifySignature: check grants' signatures with the source's keys
+	// (default true). false (Keycloak's "Validate Signatures" off) checks the
+	// claims only, for grants the broker receives over its authenticated
+	// call to the source; a warning is logged at start-up.
+	VerifySignature *bool `yaml:"verify_signature"`
 }
 
 // Chain permits a route from a source to a target domain.
@@ -529,6 +534,9 @@ type Chain struct {
 	DefaultScopes []string `yaml:"default_scopes"`
 	// Mode: token_exchange (default) or issue (the broker signs the grant).
 	Mode broker.Mode `yaml:"mode"`
+	// Profile: jwt_grant (default; an RFC 7523 JWT authorization grant) or
+	// id_jag (an Identity Assertion JWT Authorization Grant, docs/id-jag.md).
+	Profile broker.Profile `yaml:"profile"`
 	// AssertionLifetime of grants the broker issues; default 60s.
 	AssertionLifetime Duration `yaml:"assertion_lifetime"`
 	// SubjectAudience: issue mode: the subject token's aud must include one.
@@ -563,9 +571,9 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Load reads and parses path, applies defaults and validates.
 func Load(path string) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	return Parse(b)
 }
@@ -585,9 +593,9 @@ func Parse(b []byte) (*File, error) {
 // Overrides (command-line flags) are applied to the decoded file before
 // defaults and validation, so their problems are reported with the rest.
 func LoadAndCheck(path string, lookupEnv func(string) (string, bool), overrides ...func(*File)) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	return ParseAndCheck(b, lookupEnv, overrides...)
 }
@@ -1016,6 +1024,16 @@ func (f *File) validate() Problems {
 			}
 		default:
 			add(fp+".mode", "must be token_exchange, issue or subject_token; got %q", c.Mode)
+		}
+		if !c.Profile.Valid() {
+			add(fp+".profile", "must be jwt_grant or id_jag; got %q", c.Profile)
+		}
+		if t := f.Domain(c.Target); c.Profile == broker.ProfileIDJAG && t != nil && t.Client.AuthMethod == "none" {
+			add(fp+".profile", "id_jag presents the grant with client authentication: domain %q needs a confidential client (auth_method other than none)", c.Target)
+		}
+		if t, s := f.Domain(c.Target), f.Domain(c.Source); t != nil && s != nil && t.Assertion.VerifySignature != nil &&
+			!*t.Assertion.VerifySignature && c.Mode != broker.ModeIssue && s.Client.AuthMethod == "none" {
+			add(fp, "domain %q has assertion.verify_signature: false, which needs grants received over an authenticated call: the client at %q is public", c.Target, c.Source)
 		}
 		if len(c.SubjectTokenTyp) > 0 && c.Mode != broker.ModeIssue {
 			add(fp+".subject_token_typ", "only in issue mode: in token exchange mode the source checks the subject token's type")

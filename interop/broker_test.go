@@ -15,110 +15,18 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 )
 
-// brokerConfig is the YAML configuration of `chainbroker serve`
-// (config.File), limited to the fields these tests set. It is written out
-// with every value explicit so that docs/interop.md can show it as is.
-type brokerConfig struct {
-	Listen  listenConfig   `yaml:"listen"`
-	Callers callersConfig  `yaml:"callers"`
-	Log     logConfig      `yaml:"log"`
-	Store   storeConfig    `yaml:"store"`
-	Domains []domainConfig `yaml:"domains"`
-	Chains  []chainConfig  `yaml:"chains"`
-	Policy  []policyEntry  `yaml:"policy"`
-}
-
-type callersConfig struct {
-	APIKeys []apiKeyConfig `yaml:"api_keys"`
-}
-
-type apiKeyConfig struct {
-	Name   string `yaml:"name"`
-	SHA256 string `yaml:"sha256"`
-}
-
-type policyEntry struct {
-	Caller string        `yaml:"caller"`
-	Roles  []string      `yaml:"roles,omitempty"`
-	Chains []policyChain `yaml:"chains"`
-}
-
-type policyChain struct {
-	Source string   `yaml:"source"`
-	Target string   `yaml:"target"`
-	Scopes []string `yaml:"scopes,omitempty"`
-}
-
-type listenConfig struct {
-	GRPC            string `yaml:"grpc"`
-	HTTP            string `yaml:"http"`
-	ShutdownTimeout string `yaml:"shutdown_timeout"`
-}
-
-type logConfig struct {
-	Level  string `yaml:"level"`
-	Format string `yaml:"format"`
-}
-
-type storeConfig struct {
-	Backend string `yaml:"backend"`
-}
-
-type domainConfig struct {
-	Name              string          `yaml:"name"`
-	Issuer            string          `yaml:"issuer"`
-	Discovery         bool            `yaml:"discovery,omitempty"`
-	TokenEndpoint     string          `yaml:"token_endpoint,omitempty"`
-	JWKSURI           string          `yaml:"jwks_uri,omitempty"`
-	Timeout           string          `yaml:"timeout"`
-	AllowInsecureHTTP bool            `yaml:"allow_insecure_http"`
-	Client            clientConfig    `yaml:"client"`
-	Assertion         assertionConfig `yaml:"assertion,omitempty"`
-	Kind              string          `yaml:"kind,omitempty"`
-	AWS               *awsConfig      `yaml:"aws,omitempty"`
-}
-
-// awsConfig is domains[].aws of a kind aws target.
-type awsConfig struct {
-	RoleARN     string   `yaml:"role_arn"`
-	Region      string   `yaml:"region,omitempty"`
-	Duration    string   `yaml:"duration,omitempty"`
-	ProviderURL string   `yaml:"provider_url,omitempty"`
-	ClientIDs   []string `yaml:"client_ids,omitempty"`
-}
-
-type clientConfig struct {
-	ClientID   string `yaml:"client_id"`
-	AuthMethod string `yaml:"auth_method"`
-	SecretEnv  string `yaml:"client_secret_env"`
-}
-
-type assertionConfig struct {
-	Audience    []string `yaml:"audience,omitempty"`
-	MaxLifetime string   `yaml:"max_lifetime,omitempty"`
-	ClockSkew   string   `yaml:"clock_skew,omitempty"`
-}
-
-type chainConfig struct {
-	Source        string   `yaml:"source"`
-	Target        string   `yaml:"target"`
-	Audience      string   `yaml:"audience,omitempty"`
-	DefaultScopes []string `yaml:"default_scopes,omitempty"`
-}
-
-// domain returns the domain named name; the test fails if there is none.
-func (c *brokerConfig) domain(t *testing.T, name string) *domainConfig {
+// hydraDomain returns cfg's Hydra domain; the test fails if there is none.
+func hydraDomain(t *testing.T, cfg *config.File) *config.Domain {
 	t.Helper()
-	for i := range c.Domains {
-		if c.Domains[i].Name == name {
-			return &c.Domains[i]
-		}
+	d := cfg.Domain(domainHydra)
+	if d == nil {
+		t.Fatalf("no domain %q in the broker configuration", domainHydra)
 	}
-	t.Fatalf("no domain %q in the broker configuration", name)
-	return nil
+	return d
 }
 
 // brokerProc is a running `chainbroker serve` and its clients.
@@ -134,12 +42,13 @@ type brokerProc struct {
 // runs `chainbroker serve --config FILE` with env (the client secrets), waits
 // for /readyz and connects a gRPC client that authenticates every call with
 // apiKey (one of cfg.Callers.APIKeys).
-func startBroker(t *testing.T, cfg brokerConfig, env []string, apiKey string) *brokerProc {
+func startBroker(t *testing.T, file *config.File, env []string, apiKey string) *brokerProc {
 	t.Helper()
+	cfg := *file // the listen addresses are this broker's
 	for attempt := 1; ; attempt++ {
 		dir := t.TempDir()
 		cfg.Listen.GRPC, cfg.Listen.HTTP = loopback(freePort(t)), loopback(freePort(t))
-		b, err := yaml.Marshal(cfg)
+		b, err := yaml.Marshal(&cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

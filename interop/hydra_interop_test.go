@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
@@ -38,7 +40,7 @@ func TestChainSuccess(t *testing.T) {
 			b := w.startBroker(t, w.config(tc.client))
 			t.Run("gRPC", func(t *testing.T) {
 				resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{
-					SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
+					SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
 				})
 				if err != nil {
 					t.Fatalf("Chain: %v", err)
@@ -49,7 +51,7 @@ func TestChainSuccess(t *testing.T) {
 			})
 			t.Run("REST", func(t *testing.T) {
 				status, body := b.chainREST(t, map[string]any{
-					"subject_token": subjectToken(t, w.sb, sandbox.Alice), "target_domain": domainHydra,
+					"subject_token": apptest.SubjectToken(t, w.sb, sandbox.Alice), "target_domain": domainHydra,
 				})
 				if status != http.StatusOK {
 					t.Fatalf("POST /v1/chain: HTTP %d: %s", status, body)
@@ -234,17 +236,17 @@ func TestAssertionAudience(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := w.config(w.opaque)
 			cfg.Chains[0].Audience = tc.aud
-			cfg.domain(t, domainHydra).Assertion.Audience = tc.policy
+			hydraDomain(t, cfg).Assertion.Audience = tc.policy
 			if tc.defaults {
 				cfg.Chains[0].Audience = ""
-				cfg.domain(t, domainHydra).Assertion.Audience = nil
+				hydraDomain(t, cfg).Assertion.Audience = nil
 			}
 			b := w.startBroker(t, cfg)
 			w.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraAudience: tc.extra})
 			t.Cleanup(w.sb.A.ResetMisbehaviour)
 
 			resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{
-				SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
+				SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra,
 			})
 			if tc.want == nil {
 				if err != nil {
@@ -275,7 +277,7 @@ func TestReplay(t *testing.T) {
 	// Domain A issues one assertion, then answers every exchange with it.
 	w.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ReuseAssertion: true})
 	t.Cleanup(w.sb.A.ResetMisbehaviour)
-	req := &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
+	req := &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
 
 	first, err := b1.chain.Chain(ctxT(t), req)
 	if err != nil {
@@ -313,20 +315,20 @@ func TestRefusals(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	// domain-x: an issuer Hydra has no trust relationship for.
-	untrusted := startSandbox(t)
+	untrusted := apptest.StartSandbox(t, sandbox.Options{})
 	untrusted.A.AllowAudience(w.hydra.tokenEndpoint)
 	// domain-p: trusted for bob's subject only (no allow_any_subject).
-	pinned := startSandbox(t)
+	pinned := apptest.StartSandbox(t, sandbox.Options{})
 	w.trustSource(t, pinned, sandbox.BobSubA)
 
 	strict := w.config(w.opaque)
 	strict.Domains = append(strict.Domains, sourceDomain("domain-x", untrusted), sourceDomain("domain-p", pinned))
-	w.allow(&strict, "domain-x")
-	w.allow(&strict, "domain-p")
+	w.allow(strict, "domain-x")
+	w.allow(strict, "domain-p")
 	// lenient tolerates 2 minutes of clock skew: an assertion that expired a
 	// minute ago passes the broker, and Hydra (no skew) refuses it.
 	lenient := w.config(w.opaque)
-	lenient.domain(t, domainHydra).Assertion.ClockSkew = "2m"
+	hydraDomain(t, lenient).Assertion.ClockSkew = config.Duration(2 * time.Minute)
 	brokers := map[string]*brokerProc{"strict": w.startBroker(t, strict), "lenient": w.startBroker(t, lenient)}
 
 	bad := func(desc string) *want {
@@ -372,7 +374,7 @@ func TestRefusals(t *testing.T) {
 			b := brokers[tc.broker]
 			tc.sb.A.SetMisbehaviour(tc.misb)
 			t.Cleanup(tc.sb.A.ResetMisbehaviour)
-			subject := subjectToken(t, tc.sb, tc.user)
+			subject := apptest.SubjectToken(t, tc.sb, tc.user)
 
 			resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{
 				SubjectToken: subject, SourceDomain: tc.source, TargetDomain: domainHydra, Scope: tc.scope,
@@ -404,7 +406,7 @@ func TestHydraDown(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	b := w.startBroker(t, w.config(w.opaque))
-	req := &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
+	req := &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainHydra}
 	if _, err := b.chain.Chain(ctxT(t), req); err != nil {
 		t.Fatalf("Chain with Hydra up: %v", err)
 	}

@@ -16,7 +16,9 @@ import (
 	miniogo "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -30,7 +32,7 @@ type minioWorld struct {
 func newMinIOWorld(t *testing.T) *minioWorld {
 	t.Helper()
 	requireMinIO(t)
-	sb := startSandbox(t)
+	sb := apptest.StartSandbox(t, sandbox.Options{})
 	// Domain A's token exchange may issue tokens for MinIO's client IDs,
 	// as a Keycloak audience mapper would.
 	sb.A.AllowAudience(minioRoleClientID)
@@ -178,42 +180,42 @@ const (
 // minioBrokerConfig is a broker from domain A to MinIO's STS as two aws
 // targets (docs/cloud-aws.md): token exchange at A for MinIO's client ID,
 // AssumeRoleWithWebIdentity at MinIO.
-func (w *minioWorld) minioBrokerConfig(apiKey string) brokerConfig {
+func (w *minioWorld) minioBrokerConfig(apiKey string) *config.File {
 	sum := sha256.Sum256([]byte(apiKey))
-	target := func(name, clientID, roleARN string) domainConfig {
-		return domainConfig{
+	target := func(name, clientID, roleARN string) config.Domain {
+		return config.Domain{
 			Name:              name,
 			Kind:              "aws",
 			TokenEndpoint:     w.minio.endpoint,
-			Timeout:           "5s",
+			Timeout:           config.Duration(5 * time.Second),
 			AllowInsecureHTTP: true, // loopback only
-			AWS: &awsConfig{
+			AWS: config.AWSTarget{
 				RoleARN:     roleARN,
 				Region:      minioRegion,
-				Duration:    "15m",
+				Duration:    config.Duration(15 * time.Minute),
 				ProviderURL: w.sb.A.Issuer(),
 				ClientIDs:   []string{clientID},
 			},
 		}
 	}
-	return brokerConfig{
-		Listen:  listenConfig{ShutdownTimeout: "5s"},
-		Callers: callersConfig{APIKeys: []apiKeyConfig{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
-		Log:     logConfig{Level: "debug", Format: "text"},
-		Store:   storeConfig{Backend: "memory"},
-		Domains: []domainConfig{
+	return &config.File{
+		Listen:  config.Listen{ShutdownTimeout: config.Duration(5 * time.Second)},
+		Callers: config.Callers{APIKeys: []config.APIKey{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
+		Log:     config.Log{Level: "debug", Format: "text"},
+		Store:   config.Store{Backend: "memory"},
+		Domains: []config.Domain{
 			sourceDomain(domainA, w.sb),
 			target(domainMinIO, minioRoleClientID, minioRoleARN(minioRoleClientID)),
 			target(domainMinIOClaims, minioClaimClientID, "arn:aws:iam::123456789012:role/ignored-by-minio"),
 		},
-		Chains: []chainConfig{
+		Chains: []config.Chain{
 			{Source: domainA, Target: domainMinIO, Audience: minioRoleClientID},
 			{Source: domainA, Target: domainMinIOClaims, Audience: minioClaimClientID},
 		},
-		Policy: []policyEntry{{
+		Policy: []config.PolicyEntry{{
 			Caller: interopCaller,
 			Roles:  []string{"audit"},
-			Chains: []policyChain{{Source: domainA, Target: domainMinIO}, {Source: domainA, Target: domainMinIOClaims}},
+			Chains: []config.PolicyChain{{Source: domainA, Target: domainMinIO}, {Source: domainA, Target: domainMinIOClaims}},
 		}},
 	}
 }
@@ -230,7 +232,7 @@ func TestMinIOThroughBroker(t *testing.T) {
 	b := startBroker(t, w.minioBrokerConfig(apiKey), []string{envSecretA + "=" + sandbox.BrokerSecretA}, apiKey)
 
 	t.Run("grpc: credentials that work", func(t *testing.T) {
-		resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
+		resp, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +250,7 @@ func TestMinIOThroughBroker(t *testing.T) {
 	})
 
 	t.Run("rest: credentials that work", func(t *testing.T) {
-		status, body := b.chainREST(t, map[string]any{"subject_token": subjectToken(t, w.sb, sandbox.Bob), "target_domain": domainMinIO})
+		status, body := b.chainREST(t, map[string]any{"subject_token": apptest.SubjectToken(t, w.sb, sandbox.Bob), "target_domain": domainMinIO})
 		var out struct {
 			AWS struct {
 				AccessKeyID     string `json:"access_key_id"`
@@ -263,7 +265,7 @@ func TestMinIOThroughBroker(t *testing.T) {
 	})
 
 	t.Run("refused by MinIO: no policy claim", func(t *testing.T) {
-		_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIOClaims})
+		_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIOClaims})
 		code, info := statusInfo(t, err)
 		if code != codes.PermissionDenied || info.GetReason() != "AWS_STS_REJECTED" || info.GetMetadata()["error"] != "InvalidParameterValue" ||
 			!strings.Contains(info.GetMetadata()["error_description"], "policy claim missing") || info.GetMetadata()["hop"] != "aws_sts" {
@@ -285,7 +287,7 @@ func TestMinIOThroughBroker(t *testing.T) {
 		t.Run("refused by the broker: "+tc.name, func(t *testing.T) {
 			w.sb.A.SetMisbehaviour(tc.mis)
 			defer w.sb.A.ResetMisbehaviour()
-			_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
+			_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
 			code, info := statusInfo(t, err)
 			if code != codes.FailedPrecondition || info.GetReason() != tc.reason {
 				t.Fatalf("%v %v, want %s", code, info, tc.reason)
@@ -297,13 +299,13 @@ func TestMinIOThroughBroker(t *testing.T) {
 	}
 
 	t.Run("refused by the broker: replayed grant", func(t *testing.T) {
-		if _, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO}); err != nil {
+		if _, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO}); err != nil {
 			t.Fatal(err)
 		}
 		// Domain A answers the next exchange with the grant it just issued.
 		w.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ReuseAssertion: true})
 		defer w.sb.A.ResetMisbehaviour()
-		_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
+		_, err := b.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: apptest.SubjectToken(t, w.sb, sandbox.Alice), TargetDomain: domainMinIO})
 		if code, info := statusInfo(t, err); code != codes.PermissionDenied || info.GetReason() != "ASSERTION_REPLAYED" {
 			t.Fatalf("%v %v", code, info)
 		}

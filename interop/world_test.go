@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -62,30 +63,11 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	requireBinaries(t)
-	w := &world{sb: startSandbox(t), hydra: startHydra(t), apiKey: randomHex(t, 32)}
+	w := &world{sb: apptest.StartSandbox(t, sandbox.Options{}), hydra: startHydra(t), apiKey: randomHex(t, 32)}
 	w.trustSource(t, w.sb, "")
 	w.opaque = w.hydra.createClient(t, "chainbroker", "client_secret_basic", "opaque")
 	w.jwt = w.hydra.createClient(t, "chainbroker-jwt", "client_secret_post", "jwt")
 	return w
-}
-
-// startSandbox starts the sandbox in-process on free loopback ports; only
-// its domain A takes part (trustSource lets it issue Hydra's audience).
-func startSandbox(t *testing.T) *sandbox.Sandbox {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := sb.Close(); err != nil {
-			t.Errorf("sandbox close: %v", err)
-		}
-	})
-	return sb
 }
 
 // trustSource lets sb's domain A issue assertions for Hydra's token endpoint
@@ -129,70 +111,70 @@ func publicJWK(t *testing.T, a *sandbox.DomainA) json.RawMessage {
 // as source; Hydra as target, found by discovery, with client c, and the
 // assertion audience Hydra accepts (its token endpoint) both as the chain's
 // token exchange audience and as the target's assertion policy.
-func (w *world) config(c hydraClient) brokerConfig {
+func (w *world) config(c hydraClient) *config.File {
 	secret := envSecretHydra
 	if c == w.jwt {
 		secret = envSecretHydraJWT
 	}
 	sum := sha256.Sum256([]byte(w.apiKey))
-	return brokerConfig{
-		Listen: listenConfig{ShutdownTimeout: "5s"},
+	return &config.File{
+		Listen: config.Listen{ShutdownTimeout: config.Duration(5 * time.Second)},
 		// One caller, authenticated by API key, allowed the chain into
 		// Hydra with any scope and the audit trail.
-		Callers: callersConfig{APIKeys: []apiKeyConfig{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
-		Log:     logConfig{Level: "debug", Format: "text"},
-		Store:   storeConfig{Backend: "memory"},
-		Domains: []domainConfig{
+		Callers: config.Callers{APIKeys: []config.APIKey{{Name: interopCaller, SHA256: hex.EncodeToString(sum[:])}}},
+		Log:     config.Log{Level: "debug", Format: "text"},
+		Store:   config.Store{Backend: "memory"},
+		Domains: []config.Domain{
 			sourceDomain(domainA, w.sb),
 			{
 				Name:              domainHydra,
 				Issuer:            w.hydra.issuer,
 				Discovery:         true, // token_endpoint from Hydra's discovery document
-				Timeout:           "5s",
+				Timeout:           config.Duration(5 * time.Second),
 				AllowInsecureHTTP: true, // loopback only
-				Client:            clientConfig{ClientID: c.ID, AuthMethod: c.AuthMethod, SecretEnv: secret},
-				Assertion: assertionConfig{
+				Client:            config.Client{ClientID: c.ID, AuthMethod: c.AuthMethod, SecretEnv: secret},
+				Assertion: config.AssertionPolicy{
 					Audience:    []string{w.hydra.tokenEndpoint}, // Hydra accepts nothing else
-					MaxLifetime: "300s",
-					ClockSkew:   "0s", // Hydra tolerates none
+					MaxLifetime: config.Duration(300 * time.Second),
+					ClockSkew:   0, // Hydra tolerates none (the default)
 				},
 			},
 		},
-		Chains: []chainConfig{{
+		Chains: []config.Chain{{
 			Source:        domainA,
 			Target:        domainHydra,
 			Audience:      w.hydra.tokenEndpoint,
 			DefaultScopes: strings.Fields(defaultChainScope),
 		}},
-		Policy: []policyEntry{{
+		Policy: []config.PolicyEntry{{
 			Caller: interopCaller,
 			Roles:  []string{"audit"},
-			Chains: []policyChain{{Source: domainA, Target: domainHydra, Scopes: []string{"*"}}},
+			Chains: []config.PolicyChain{{Source: domainA, Target: domainHydra, Scopes: []string{"*"}}},
 		}},
 	}
 }
 
 // allow adds a chain from source to Hydra to cfg and grants it to the caller.
-func (w *world) allow(cfg *brokerConfig, source string) {
-	cfg.Chains = append(cfg.Chains, chainConfig{Source: source, Target: domainHydra, Audience: w.hydra.tokenEndpoint})
-	cfg.Policy[0].Chains = append(cfg.Policy[0].Chains, policyChain{Source: source, Target: domainHydra, Scopes: []string{"*"}})
+func (w *world) allow(cfg *config.File, source string) {
+	cfg.Chains = append(cfg.Chains, config.Chain{Source: source, Target: domainHydra, Audience: w.hydra.tokenEndpoint})
+	cfg.Policy[0].Chains = append(cfg.Policy[0].Chains, config.PolicyChain{Source: source, Target: domainHydra, Scopes: []string{"*"}})
 }
 
 // sourceDomain configures a sandbox's domain A as a chain source.
-func sourceDomain(name string, sb *sandbox.Sandbox) domainConfig {
-	return domainConfig{
+func sourceDomain(name string, sb *sandbox.Sandbox) config.Domain {
+	return config.Domain{
 		Name:              name,
 		Issuer:            sb.A.Issuer(),
 		TokenEndpoint:     sb.A.TokenEndpoint(),
 		JWKSURI:           sb.A.JWKSURI(),
-		Timeout:           "5s",
+		Timeout:           config.Duration(5 * time.Second),
 		AllowInsecureHTTP: true, // loopback only
-		Client:            clientConfig{ClientID: sandbox.BrokerClientID, AuthMethod: "client_secret_basic", SecretEnv: envSecretA},
+		Client:            config.Client{ClientID: sandbox.BrokerClientID, AuthMethod: "client_secret_basic", SecretEnv: envSecretA},
 	}
 }
 
 // startBroker runs `chainbroker serve` with cfg and the clients' secrets.
-func (w *world) startBroker(t *testing.T, cfg brokerConfig) *brokerProc {
+func (w *world) startBroker(t *testing.T, cfg *config.File) *brokerProc {
 	t.Helper()
 	return startBroker(t, cfg, []string{
 		envSecretA + "=" + sandbox.BrokerSecretA,
@@ -201,24 +183,13 @@ func (w *world) startBroker(t *testing.T, cfg brokerConfig) *brokerProc {
 	}, w.apiKey)
 }
 
-// subjectToken logs a sandbox user in at domain A (the caller's token).
-func subjectToken(t *testing.T, sb *sandbox.Sandbox, user string) string {
-	t.Helper()
-	passwords := map[string]string{sandbox.Alice: sandbox.AlicePassword, sandbox.Bob: sandbox.BobPassword}
-	tok, err := sb.A.SubjectToken(ctxT(t), user, passwords[user], "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // assertionFromA runs hop 1 by hand (the broker's client at A, RFC 8693) and
 // returns the JWT authorization grant A issues for audience.
 func assertionFromA(t *testing.T, sb *sandbox.Sandbox, user, audience string) string {
 	t.Helper()
 	form := url.Values{
 		"grant_type":         {grantTypeExchange},
-		"subject_token":      {subjectToken(t, sb, user)},
+		"subject_token":      {apptest.SubjectToken(t, sb, user)},
 		"subject_token_type": {tokenTypeAccess},
 		"audience":           {audience},
 	}

@@ -129,6 +129,9 @@ type TokenResponse struct {
 	ExpiresIn       int64 // seconds; 0 when absent
 	Scope           string
 	RefreshToken    string
+	// DPoPNonce is the server's DPoP-Nonce header (RFC 9449 §8.2: a nonce
+	// for the next proof), "" when absent or malformed.
+	DPoPNonce string
 }
 
 // IsBearer reports whether TokenType is "Bearer", compared
@@ -141,7 +144,18 @@ type Request struct {
 	Endpoint string            // token endpoint URL, from configuration only
 	Creds    ClientCredentials // how to authenticate
 	Form     url.Values        // grant parameters (grant_type, ...), without client auth
+	// Header holds extra request headers, such as the DPoP proof (RFC
+	// 9449, header DPoP); the headers the client sets itself
+	// (Authorization, Content-Type, Accept, User-Agent, Host,
+	// Content-Length) are refused with ErrConfig.
+	Header http.Header
 }
+
+// reservedHeaders are set by Token itself.
+var reservedHeaders = []string{"Authorization", "Content-Type", "Accept", "User-Agent", "Host", "Content-Length"}
+
+// MaxDPoPNonceBytes bounds a DPoP-Nonce header the client keeps.
+const MaxDPoPNonceBytes = 512
 
 // Token performs the request: POST application/x-www-form-urlencoded with
 // client authentication added per Creds.Method (basic: RFC 6749 §2.3.1
@@ -177,8 +191,17 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	if err := checkGrant(req.Form); err != nil {
 		return nil, err
 	}
-	form := cloneValues(req.Form)
 	header := make(http.Header)
+	for k, v := range req.Header {
+		k = http.CanonicalHeaderKey(k)
+		for _, r := range reservedHeaders {
+			if k == r {
+				return nil, fmt.Errorf("%w: header %s is set by the client", ErrConfig, k)
+			}
+		}
+		header[k] = append([]string(nil), v...)
+	}
+	form := cloneValues(req.Form)
 	if err := c.authenticate(req.Creds, req.Endpoint, form, header); err != nil {
 		return nil, err
 	}
@@ -205,7 +228,30 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	if errors.As(err, &ue) {
 		ue.RetryAfter = parseRetryAfter(header.Get("Retry-After"), c.now())
 	}
+	nonce := dpopNonce(header)
+	var oe *Error
+	switch {
+	case resp != nil:
+		resp.DPoPNonce = nonce
+	case errors.As(err, &oe):
+		oe.DPoPNonce = nonce
+	}
 	return resp, err
+}
+
+// dpopNonce returns the DPoP-Nonce header when it is one bounded token of
+// printable ASCII (RFC 9449 §8.1: NQCHAR), else "".
+func dpopNonce(h http.Header) string {
+	vals := h.Values("DPoP-Nonce")
+	if len(vals) != 1 || vals[0] == "" || len(vals[0]) > MaxDPoPNonceBytes {
+		return ""
+	}
+	for i := 0; i < len(vals[0]); i++ {
+		if c := vals[0][i]; c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+			return ""
+		}
+	}
+	return vals[0]
 }
 
 // do sends the request and reads a bounded body. A transport failure before

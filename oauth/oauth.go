@@ -41,7 +41,14 @@ type Error struct {
 	Code        string // "error", e.g. invalid_grant
 	Description string // "error_description", may be empty
 	URI         string // "error_uri", may be empty
+	// DPoPNonce is the server's DPoP-Nonce header, with the error
+	// use_dpop_nonce (RFC 9449 §8): the nonce the next proof must carry.
+	DPoPNonce string
 }
+
+// ErrorUseDPoPNonce is the OAuth error code of a DPoP nonce challenge
+// (RFC 9449 §8).
+const ErrorUseDPoPNonce = "use_dpop_nonce"
 
 func (e *Error) Error() string {
 	if e.Description == "" {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,8 @@ type DomainA struct {
 	audState  map[string]AudienceClient // audience clients missing or disabled
 	last      *issued                   // the previous exchange's answer, for ReuseAssertion
 	rogue     map[string]*token.Signer  // unpublished signers by alg, for misbehaviour
+
+	jag idJAGIssuer // ID-JAG issuance (domain_a_idjag.go)
 }
 
 // issued is one token answer.
@@ -88,6 +91,10 @@ func newDomainA(ln net.Listener, addr string, lifetime time.Duration, log *slog.
 	rl.clients[BrokerClientID] = &client{id: BrokerClientID, secret: BrokerSecretA, exchange: true}
 	rl.grants[grantPassword] = a.passwordGrant
 	rl.grants[grantTokenExchange] = a.tokenExchange
+	a.initIDJAG()
+	if err := rl.serveUserinfo(a.userBySub); err != nil {
+		return nil, err
+	}
 	rl.discoGrants = []string{grantPassword, grantTokenExchange}
 	rl.faultGrant = grantTokenExchange
 	rl.countGrant = func(gt string) {
@@ -289,15 +296,24 @@ func (a *DomainA) passwordGrant(w http.ResponseWriter, r *http.Request, form url
 		a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
 		return
 	}
-	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: tok, ExpiresIn: exp.Unix() - now.Unix(), TokenType: "Bearer", Scope: scope,
-	})
+	resp := tokenResponse{AccessToken: tok, ExpiresIn: exp.Unix() - now.Unix(), TokenType: "Bearer", Scope: scope}
+	if slices.Contains(strings.Fields(scope), "openid") {
+		if resp.IDToken, err = a.mintIDToken(u, c, now, exp); err != nil {
+			a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // tokenExchange is Keycloak's standard token exchange (RFC 8693), checks in
 // Keycloak's order. It issues an access token (a JWT) for the subject with
 // the requested audience, the assertion for domain B.
 func (a *DomainA) tokenExchange(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
+	if form.Get("requested_token_type") == TokenTypeIDJAG {
+		a.idJAGExchange(w, r, form, c) // Keycloak's ID-JAG provider takes these
+		return
+	}
 	if !c.exchange || (c.id == BrokerClientID && a.exchangeOff.Load()) {
 		a.writeError(w, badRequest(DescExchangeNotEnabled))
 		return

@@ -129,6 +129,9 @@ func newDomainB(ln net.Listener, addr string, lifetime, keyRefresh time.Duration
 	b.providers[IdentityProviderAlias].links = map[string]string{AliceSubA: Alice, BobSubA: Bob}
 	rl.clients[BrokerClientID] = &client{id: BrokerClientID, secret: BrokerSecretB, jwtGrant: true}
 	rl.grants[grantJWTBearer] = b.jwtBearer
+	if err := rl.serveUserinfo(b.userBySub); err != nil {
+		return nil, err
+	}
 	rl.discoGrants = []string{grantJWTBearer}
 	rl.faultGrant = grantJWTBearer
 	rl.countGrant = func(gt string) {
@@ -503,7 +506,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 		return
 	}
 	exp := now.Add(b.lifetime)
-	tok, err := b.signer.Sign(map[string]any{
+	claims := map[string]any{
 		"iss":                b.issuer,
 		"sub":                u.sub,
 		"aud":                "account",
@@ -514,7 +517,9 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 		"jti":                newUUID(),
 		"scope":              scope,
 		"preferred_username": u.username,
-	}, token.SignOptions{Typ: token.TypeJWT})
+	}
+	tokenType := b.bindDPoP(r, claims) // DPoP (RFC 9449), as Keycloak
+	tok, err := b.signer.Sign(claims, token.SignOptions{Typ: token.TypeJWT})
 	if err != nil {
 		b.log.Error("jwt bearer: signing failed", "err", err)
 		b.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
@@ -522,7 +527,7 @@ func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Val
 	}
 	b.recordAccepted(raw)
 	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: tok, ExpiresIn: exp.Unix() - now.Unix(), TokenType: "Bearer", Scope: scope,
+		AccessToken: tok, ExpiresIn: exp.Unix() - now.Unix(), TokenType: tokenType, Scope: scope,
 	})
 }
 

@@ -9,7 +9,7 @@ import "time"
 // to domain A's token exchange requests and to domain B's JWT bearer
 // requests, before client authentication; the request is still counted.
 // Token-level fields apply only to the tokens domain A issues by token
-// exchange (the assertions for B), not to subject tokens.
+// exchange (the assertions for B, and ID-JAGs), not to subject tokens.
 type Misbehaviour struct {
 	// Delay waits before answering (cut short when the client gives up or
 	// the sandbox closes).
@@ -61,6 +61,17 @@ type Misbehaviour struct {
 	// at all, or an asymmetric alg ("ES256", "PS256"...) with a fresh
 	// unpublished key.
 	Alg string
-	// Typ sets the JOSE typ header (default "JWT").
+	// Typ sets the JOSE typ header (default "JWT"; oauth-id-jag+jwt for
+	// ID-JAGs).
 	Typ string
+
+	// IssuedTokenType overrides the issued_token_type of domain A's ID-JAG
+	// answers (token exchange with requested_token_type id-jag).
+	IssuedTokenType string
+
+	// IgnoreDPoP and DPoPWithoutBinding apply to the access tokens domains
+	// B and C issue with a valid DPoP proof: IgnoreDPoP issues an unbound
+	// Bearer token, DPoPWithoutBinding answers token_type DPoP with a token
+	// that has no cnf.jkt (a target that ignores the binding).
+	IgnoreDPoP, DPoPWithoutBinding bool
 }

@@ -54,6 +54,10 @@ type Realm struct {
 
 	clientJTIs replayMemory // client assertion replay memory
 
+	dpop       dpopState      // DPoP (RFC 9449): proof replay memory and nonce (dpop.go)
+	mux        *http.ServeMux // routes; domains add theirs before serving
+	discoExtra map[string]any // more discovery metadata (e.g. userinfo_endpoint)
+
 	http      *http.Server
 	transport *http.Transport // for the realm's own outgoing calls
 	done      chan struct{}   // closed at shutdown: cuts delays short
@@ -99,6 +103,7 @@ func newRealm(name string, ln net.Listener, addr string, lifetime time.Duration,
 	}
 	prefix := "/realms/" + name
 	mux := http.NewServeMux()
+	rl.mux = mux
 	mux.HandleFunc("GET "+prefix+"/.well-known/openid-configuration", rl.handleDiscovery)
 	mux.HandleFunc("GET "+prefix+"/protocol/openid-connect/certs", rl.handleJWKS)
 	mux.HandleFunc("POST "+prefix+"/protocol/openid-connect/token", rl.handleToken)
@@ -238,7 +243,7 @@ func (rl *Realm) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 			grants = append(grants, g)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(w, http.StatusOK, merge(map[string]any{
 		"issuer":                                rl.issuer,
 		"token_endpoint":                        rl.TokenEndpoint(),
 		"jwks_uri":                              rl.JWKSURI(),
@@ -250,7 +255,8 @@ func (rl *Realm) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"response_types_supported":                         []string{"none"},
 		"scopes_supported":                                 []string{"openid", "profile", "email"},
 		"claims_supported":                                 []string{"iss", "sub", "aud", "exp", "iat", "jti", "azp", "scope", "preferred_username"},
-	})
+		"dpop_signing_alg_values_supported":                token.DefaultAllowedAlgs,
+	}, rl.discoExtra))
 }
 
 // handleJWKS serves the realm's public keys.
@@ -304,6 +310,9 @@ func (rl *Realm) handleToken(w http.ResponseWriter, r *http.Request) {
 	grant, ok := rl.grants[grantType]
 	if !ok || !rl.grantEnabled(grantType) {
 		rl.writeError(w, newError(http.StatusBadRequest, errUnsupportedGrantType, DescUnsupportedGrantType))
+		return
+	}
+	if r, ok = rl.acceptDPoP(w, r); !ok {
 		return
 	}
 	grant(w, r, form, c)
@@ -507,6 +516,7 @@ type tokenResponse struct {
 	NotBeforePolicy  int64  `json:"not-before-policy"`
 	Scope            string `json:"scope,omitempty"`
 	IssuedTokenType  string `json:"issued_token_type,omitempty"`
+	IDToken          string `json:"id_token,omitempty"`
 }
 
 // statusRecorder remembers what was answered, for the request log.

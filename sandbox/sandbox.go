@@ -1,10 +1,15 @@
-// Package sandbox runs two small OAuth 2.0 authorization servers that imitate
-// Keycloak 26.5 closely enough for identity chaining
-// (draft-ietf-oauth-identity-chaining): domain A issues subject tokens
-// (password grant) and answers token exchange (RFC 8693) with a JWT whose aud
-// is domain B; domain B trusts A as an identity provider and answers the JWT
-// authorization grant (RFC 7523) with Keycloak's checks and its own replay
-// memory. Both are real net/http servers on loopback, with Keycloak's URL
+// Package sandbox runs three small OAuth 2.0 authorization servers that
+// imitate Keycloak closely enough for identity chaining
+// (draft-ietf-oauth-identity-chaining): domain A issues subject tokens and ID
+// tokens (password grant) and answers token exchange (RFC 8693) with a JWT
+// whose aud is domain B, or with an ID-JAG
+// (draft-ietf-oauth-identity-assertion-authz-grant) for domain C; domain B
+// trusts A as an identity provider and answers the JWT authorization grant
+// (RFC 7523) with Keycloak 26.5's checks and its own replay memory; domain C
+// is a Keycloak 26.7 realm that takes ID-JAGs only (domain_c.go). Every
+// realm accepts DPoP (RFC 9449) at its token endpoint and binds the tokens it
+// issues to the proof's key; userinfo wants a proof of that key (dpop.go,
+// userinfo.go). Both are real net/http servers on loopback, with Keycloak's URL
 // layout (/realms/<name>/protocol/openid-connect/...), so that the one-command
 // demo, the end-to-end tests and the benchmarks exercise the full HTTP path,
 // and a real Keycloak is a configuration change away.
@@ -93,6 +98,10 @@ type Options struct {
 	// issuer URL uses the host given here (an empty or unspecified host
 	// becomes 127.0.0.1) and the port actually bound.
 	AAddr, BAddr string
+	// CAddr is the listen address of domain C; "" means DefaultCAddr,
+	// except when AAddr asks for any free port (port 0): then C takes any
+	// free port on AAddr's host too, so that tests need not name it.
+	CAddr string
 	// Logger receives one debug line per request (method, path, grant type,
 	// status, OAuth error) and nothing secret; nil discards.
 	Logger *slog.Logger
@@ -118,6 +127,8 @@ type Sandbox struct {
 	A *DomainA
 	// B is domain B: the JWT authorization grant.
 	B *DomainB
+	// C is domain C: the ID-JAG receiver (Keycloak 26.7).
+	C *DomainC
 	// Cloud is the cloud imitations (AWS, Google, Entra), trusting domain
 	// A; nil unless Options.CloudAddr is set.
 	Cloud *Cloud
@@ -139,6 +150,12 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	if opts.BAddr == "" {
 		opts.BAddr = DefaultBAddr
 	}
+	if opts.CAddr == "" {
+		opts.CAddr = DefaultCAddr
+		if host, port, err := net.SplitHostPort(opts.AAddr); err == nil && port == "0" {
+			opts.CAddr = net.JoinHostPort(host, "0")
+		}
+	}
 	if opts.TokenLifetime == 0 {
 		opts.TokenLifetime = DefaultTokenLifetime
 	}
@@ -159,44 +176,62 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 		lnA.Close()
 		return nil, fmt.Errorf("sandbox: domain B: %w", err)
 	}
-	a, err := newDomainA(lnA, opts.AAddr, opts.TokenLifetime, log.With("realm", DomainAName))
+	lnC, err := listen(opts.CAddr)
 	if err != nil {
 		lnA.Close()
 		lnB.Close()
+		return nil, fmt.Errorf("sandbox: domain C: %w", err)
+	}
+	closeAll := func() {
+		lnA.Close()
+		lnB.Close()
+		lnC.Close()
+	}
+	a, err := newDomainA(lnA, opts.AAddr, opts.TokenLifetime, log.With("realm", DomainAName))
+	if err != nil {
+		closeAll()
 		return nil, err
 	}
 	b, err := newDomainB(lnB, opts.BAddr, opts.TokenLifetime, opts.KeyRefreshInterval, log.With("realm", DomainBName), a)
 	if err != nil {
-		lnA.Close()
-		lnB.Close()
+		closeAll()
 		return nil, err
 	}
-	// B is the default audience A may issue for the broker.
+	c, err := newDomainC(lnC, opts.CAddr, opts.TokenLifetime, opts.KeyRefreshInterval, log.With("realm", DomainCName), a)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	// B is the default audience A may issue for the broker; C the default
+	// audience of its ID-JAGs.
 	a.AllowAudience(b.Issuer())
+	a.AllowIDJAGAudience(c.Issuer(), BrokerClientID)
 
-	s := &Sandbox{A: a, B: b}
+	s := &Sandbox{A: a, B: b, C: c}
 	if opts.CloudAddr != "" {
 		if s.Cloud, err = startCloud(opts.CloudAddr, log.With("realm", "cloud"), a); err != nil {
 			lnA.Close()
 			lnB.Close()
+			lnC.Close()
 			return nil, err
 		}
 	}
 	a.serve(lnA)
 	b.serve(lnB)
+	c.serve(lnC)
 	s.stop = context.AfterFunc(ctx, func() { _ = s.Close() })
-	log.Info("sandbox started", "domain_a", a.Issuer(), "domain_b", b.Issuer())
+	log.Info("sandbox started", "domain_a", a.Issuer(), "domain_b", b.Issuer(), "domain_c", c.Issuer())
 	return s, nil
 }
 
-// Close shuts both servers down, cutting short any misbehaviour delay, and
+// Close shuts the servers down, cutting short any misbehaviour delay, and
 // waits for their goroutines. It is safe to call more than once.
 func (s *Sandbox) Close() error {
 	s.closeOnce.Do(func() {
 		if s.stop != nil {
 			s.stop()
 		}
-		s.closeErr = errors.Join(s.A.shutdown(), s.B.shutdown())
+		s.closeErr = errors.Join(s.A.shutdown(), s.B.shutdown(), s.C.shutdown())
 		if s.Cloud != nil {
 			s.closeErr = errors.Join(s.closeErr, s.Cloud.shutdown())
 		}

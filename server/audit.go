@@ -18,14 +18,16 @@ import (
 // auditService implements pb.AuditServiceServer over an audit log.
 type auditService struct {
 	pb.UnimplementedAuditServiceServer
-	audit  store.AuditLog
-	broker *broker.Broker // policy: who holds the audit role
-	log    *slog.Logger
+	audit   store.AuditLog
+	brokers interface {
+		brokerFor(context.Context) *broker.Broker
+	} // policy: who holds the audit role
+	log *slog.Logger
 }
 
 // authorize admits callers holding the audit role.
 func (s *auditService) authorize(ctx context.Context) error {
-	if caller := CallerFromContext(ctx); !s.broker.HasRole(caller, broker.RoleAudit) {
+	if caller := CallerFromContext(ctx); !s.brokers.brokerFor(ctx).HasRole(caller, broker.RoleAudit) {
 		return errorStatus(codes.PermissionDenied, reasonAuditNotAllowed,
 			"caller "+strconv.Quote(caller)+" does not hold the audit role", nil)
 	}
@@ -136,5 +138,7 @@ func eventToProto(e *store.Event) *pb.AuditEvent {
 		UnverifiedSubject:        e.UnverifiedSubject,
 		Actor:                    e.Actor,
 		ActorTokenHash:           e.ActorTokenHash,
+		Profile:                  e.Profile,
+		DpopJkt:                  e.DPoPJKT,
 	}
 }

@@ -45,13 +45,14 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 	if unauthenticatedMethod(info.FullMethod) {
 		return h(ctx, req)
 	}
-	caller, err := s.cfg.Auth.Authenticate(ctx, credentialsFrom(ctx))
+	rt := s.rt.Load() // the call's configuration, from authentication to its end
+	caller, err := rt.auth.Authenticate(ctx, credentialsFrom(ctx))
 	if err != nil {
 		s.log.InfoContext(ctx, "unauthenticated call", "method", info.FullMethod, "error", err)
 		return nil, errorStatus(codes.Unauthenticated, reasonUnauthenticated, err.Error(), nil)
 	}
-	if s.limiter != nil {
-		if ok, wait := s.limiter.allow(caller.Name, time.Now()); !ok {
+	if rt.limiter != nil {
+		if ok, wait := rt.limiter.allow(caller.Name, time.Now()); !ok {
 			st := status.New(codes.ResourceExhausted, fmt.Sprintf("rate limit exceeded for caller %q; retry in %s", caller.Name, wait.Round(time.Millisecond)))
 			st, _ = st.WithDetails(
 				&errdetails.ErrorInfo{Reason: reasonRateLimited, Domain: ErrorDomain},
@@ -60,6 +61,7 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 			return nil, st.Err()
 		}
 	}
+	ctx = context.WithValue(ctx, runtimeKey{}, rt)
 	ctx = context.WithValue(ctx, callerMethodKey{}, string(caller.Method))
 	return h(context.WithValue(ctx, callerKey{}, caller.Name), req)
 }

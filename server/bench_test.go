@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -22,7 +21,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/auth"
@@ -43,15 +41,7 @@ const (
 )
 
 var benchFixture = sync.OnceValues(func() (*benchKeys, error) {
-	s, err := token.GenerateSigner("RS256")
-	if err != nil {
-		return nil, err
-	}
-	jwks, err := token.PublicJWKS(s)
-	if err != nil {
-		return nil, err
-	}
-	v, err := token.NewStaticVerifier(jwks, nil)
+	s, v, err := domainKeys("RS256")
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +95,7 @@ func startBenchServer(b *testing.B) *benchServer {
 	replay := brokertest.NewSwappableReplay()
 	st := memory.New(memory.Options{})
 	metrics := telemetry.NewMetrics()
-	br, err := broker.New(broker.Config{
+	srv := newServer(b, broker.Config{
 		Domains: []broker.Domain{
 			{Name: "domain-a", Issuer: benchIssuerA, TokenEndpoint: benchIssuerA + "/protocol/openid-connect/token", Keys: keys.verifier,
 				Creds: oauth.ClientCredentials{ClientID: "chainbroker", Method: oauth.AuthClientSecretBasic, Secret: "a"}},
@@ -119,47 +109,15 @@ func startBenchServer(b *testing.B) *benchServer {
 		Observer: metrics,
 		Policy: broker.Policy{Callers: []broker.CallerGrant{{Caller: auth.Anonymous,
 			Chains: []broker.ChainGrant{{Source: "domain-a", Target: "domain-b", Scopes: []string{broker.AnyScope}}}}}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Broker: br, Audit: st, Auth: authn, Metrics: metrics, ShutdownTimeout: 5 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	}, server.Config{Audit: st, Metrics: metrics})
+	served := serve(b, srv)
 	s := &benchServer{
-		grpc: pb.NewChainServiceClient(conn), conn: conn,
-		restURL: "http://" + httpLis.Addr().String() + "/v1/chain",
+		grpc: served.chain, conn: served.conn,
+		restURL: served.base + "/v1/chain",
 		http:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		subject: keys.subject,
 	}
-	b.Cleanup(func() {
-		conn.Close()
-		s.http.CloseIdleConnections()
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("Serve: %v", err)
-		}
-	})
+	b.Cleanup(s.http.CloseIdleConnections)
 	// Wait for the REST listener and warm both paths.
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -16,14 +16,16 @@ import (
 // chainService implements pb.ChainServiceServer over a broker.
 type chainService struct {
 	pb.UnimplementedChainServiceServer
-	broker *broker.Broker
-	log    *slog.Logger
+	brokers interface {
+		brokerFor(context.Context) *broker.Broker
+	} // the call's broker (*Server: the configuration it started with)
+	log *slog.Logger
 }
 
 func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
 	ctx, cancel := answerBefore(ctx)
 	defer cancel()
-	res, err := s.broker.Chain(ctx, broker.Request{
+	res, err := s.brokers.brokerFor(ctx).Chain(ctx, broker.Request{
 		RequestID:        RequestIDFromContext(ctx),
 		Caller:           CallerFromContext(ctx),
 		CallerMethod:     callerMethodFromContext(ctx),
@@ -36,6 +38,8 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 		Audience:         in.GetAudience(),
 		ActorToken:       in.GetActorToken(),
 		ActorTokenType:   in.GetActorTokenType(),
+		DPoPProof:        in.GetDpopProof(),
+		SourceDPoPProof:  in.GetSourceDpopProof(),
 	})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
@@ -52,6 +56,7 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 		Scope:           res.Scope,
 		AuditId:         res.AuditID,
 		Hops:            hopsToProto(res.Hops),
+		Profile:         res.Profile.String(),
 	}
 	if a := res.AWSCredentials; a != nil {
 		out.AwsCredentials = &pb.AwsCredentials{AccessKeyId: a.AccessKeyID, SecretAccessKey: a.SecretAccessKey,
@@ -62,8 +67,8 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 
 func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
 	out := &pb.ListDomainsResponse{}
-	caller := CallerFromContext(ctx)
-	for _, d := range s.broker.DomainsFor(caller) {
+	caller, b := CallerFromContext(ctx), s.brokers.brokerFor(ctx)
+	for _, d := range b.DomainsFor(caller) {
 		out.Domains = append(out.Domains, &pb.Domain{
 			Name:             d.Name,
 			Issuer:           d.Issuer,
@@ -74,13 +79,14 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 			Kind:             d.Kind.String(),
 		})
 	}
-	for _, c := range s.broker.ChainsFor(caller) {
+	for _, c := range b.ChainsFor(caller) {
 		out.Chains = append(out.Chains, &pb.Chain{
 			SourceDomain:  c.Source,
 			TargetDomain:  c.Target,
 			Audience:      c.Audience,
 			DefaultScopes: c.DefaultScopes,
 			Mode:          string(c.Mode),
+			Profile:       c.Profile.String(),
 		})
 	}
 	return out, nil

@@ -67,6 +67,15 @@ var reasonCodes = map[broker.Reason]codes.Code{
 	broker.ReasonAssertionIssuedAtMissing:   codes.FailedPrecondition,
 	broker.ReasonAssertionClientIDMismatch:  codes.FailedPrecondition,
 	broker.ReasonAssertionReplayed:          codes.PermissionDenied,
+	broker.ReasonAssertionIssuedTokenType:   codes.FailedPrecondition,
+	broker.ReasonAssertionScopeWider:        codes.FailedPrecondition,
+	broker.ReasonAssertionResourceWider:     codes.FailedPrecondition,
+	broker.ReasonAssertionCnfMismatch:       codes.FailedPrecondition,
+
+	broker.ReasonDPoPProofInvalid:   codes.InvalidArgument,
+	broker.ReasonDPoPProofReplayed:  codes.InvalidArgument,
+	broker.ReasonDPoPNonceRequired:  codes.FailedPrecondition, // metadata dpop_nonce: make a new proof with it
+	broker.ReasonDPoPBindingMissing: codes.FailedPrecondition,
 
 	broker.ReasonStoreUnavailable: codes.Unavailable,
 	broker.ReasonInternal:         codes.Internal,
@@ -173,6 +182,9 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		}
 		if e.Hop != "" {
 			meta["hop"] = e.Hop
+		}
+		if e.DPoPNonce != "" {
+			meta["dpop_nonce"] = e.DPoPNonce // bounded by the broker
 		}
 		if e.Upstream != nil {
 			meta["error"] = broker.BoundText(e.Upstream.Code, broker.MaxUpstreamCodeBytes)

@@ -2,12 +2,10 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/server"
 	"github.com/chainbroker/chainbroker/store/memory"
@@ -110,15 +109,7 @@ type fuzzServer struct {
 
 func startFuzzServer(f *testing.F) *fuzzServer {
 	f.Helper()
-	signer, err := token.GenerateSigner("ES256")
-	if err != nil {
-		f.Fatal(err)
-	}
-	jwks, err := token.PublicJWKS(signer)
-	if err != nil {
-		f.Fatal(err)
-	}
-	keys, err := token.NewStaticVerifier(jwks, nil)
+	signer, keys, err := domainKeys("ES256")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -131,12 +122,7 @@ func startFuzzServer(f *testing.F) *fuzzServer {
 	}
 
 	// A port nobody listens on: every token request is refused at once.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	down := "http://" + l.Addr().String()
-	l.Close()
+	down := "http://" + testutil.FreeAddr(f)
 
 	st := memory.New(memory.Options{MaxEvents: 10_000})
 	domain := func(name string) broker.Domain {
@@ -150,7 +136,8 @@ func startFuzzServer(f *testing.F) *fuzzServer {
 	}
 	a, b, c := domain("domain-a"), domain("domain-b"), domain("domain-c")
 	c.VerifySubjectToken = true
-	br, err := broker.New(broker.Config{
+	logBuf := &syncBuffer{}
+	srv := newServer(f, broker.Config{
 		Domains:  []broker.Domain{a, b, c},
 		Chains:   []broker.Chain{{Source: "domain-a", Target: "domain-b"}, {Source: "domain-c", Target: "domain-b"}},
 		Endpoint: oauth.NewClient(oauth.ClientOptions{Timeout: 5 * time.Second}),
@@ -164,59 +151,16 @@ func startFuzzServer(f *testing.F) *fuzzServer {
 				{Source: "domain-c", Target: "domain-b", Scopes: []string{"profile"}, SubjectAZP: []string{"agent"}},
 			},
 		}}},
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	logBuf := &syncBuffer{}
-	srv, err := server.New(server.Config{
-		Broker: br, Audit: st, Auth: authn,
-		ShutdownTimeout: 5 * time.Second,
-		Logger:          slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelError})),
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-	f.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			f.Errorf("Serve: %v", err)
-		}
-	})
-
+	}, server.Config{Audit: st, Logger: slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelError}))})
+	served := serve(f, srv)
 	fx := &fuzzServer{
-		base:    "http://" + httpLis.Addr().String(),
+		base:    served.base,
 		client:  &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
 		subject: subject,
 		logBuf:  logBuf,
 	}
 	f.Cleanup(fx.client.CloseIdleConnections)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, _, err := fx.get("/v1/domains")
-		if err == nil && status == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			f.Fatalf("server not up: HTTP %d, %v", status, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	served.waitREST(f)
 	return fx
 }
 

@@ -24,9 +24,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/auth"
@@ -110,15 +108,7 @@ type edgeServer struct {
 // with the audit role, memory store, metrics, JSON logs) on loopback.
 func startEdgeServer(t *testing.T) *edgeServer {
 	t.Helper()
-	signer, err := token.GenerateSigner("ES256")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := token.PublicJWKS(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := token.NewStaticVerifier(jwks, nil)
+	signer, keys, err := domainKeys("ES256")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +119,8 @@ func startEdgeServer(t *testing.T) *edgeServer {
 	st := memory.New(memory.Options{})
 	metrics := telemetry.NewMetrics()
 	creds := oauth.ClientCredentials{ClientID: "chainbroker", Method: oauth.AuthClientSecretBasic, Secret: "edge-secret"}
-	br, err := broker.New(broker.Config{
+	logs := &syncBuffer{}
+	srv := newServer(t, broker.Config{
 		Domains: []broker.Domain{
 			{Name: "domain-a", Issuer: edgeIssuerA, TokenEndpoint: asSrv.URL + "/a/token", Keys: keys, Creds: creds, Timeout: time.Minute},
 			{Name: "domain-b", Issuer: edgeIssuerB, TokenEndpoint: asSrv.URL + "/b/token", Creds: creds, Timeout: time.Minute},
@@ -141,61 +132,15 @@ func startEdgeServer(t *testing.T) *edgeServer {
 		Observer: metrics,
 		Policy: broker.Policy{Callers: []broker.CallerGrant{{Caller: auth.Anonymous, Roles: []string{broker.RoleAudit},
 			Chains: []broker.ChainGrant{{Source: "domain-a", Target: "domain-b", Scopes: []string{broker.AnyScope}}}}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	srv, err := server.New(server.Config{Broker: br, Audit: st, Auth: authn, Metrics: metrics, ShutdownTimeout: 5 * time.Second,
+	}, server.Config{Audit: st, Metrics: metrics,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := serve(t, srv)
 	e := &edgeServer{
-		base: "http://" + httpLis.Addr().String(), http: &http.Client{Timeout: 30 * time.Second},
-		chain: pb.NewChainServiceClient(conn), audit: pb.NewAuditServiceClient(conn), as: as, logs: logs,
+		base: s.base, http: &http.Client{Timeout: 30 * time.Second},
+		chain: s.chain, audit: s.audit, as: as, logs: logs,
 	}
-	t.Cleanup(func() {
-		conn.Close()
-		e.http.CloseIdleConnections()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := e.http.Get(e.base + "/v1/domains")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(e.http.CloseIdleConnections)
+	s.waitREST(t)
 	return e
 }
 

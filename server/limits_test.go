@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,7 +17,6 @@ import (
 
 	"golang.org/x/net/http2"
 
-	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/server"
@@ -35,40 +33,13 @@ func limitsServer(t *testing.T, limits server.Limits, tlsCfg *tls.Config) (grpcA
 		return broker.Domain{Name: name, Issuer: "https://" + name + ".example", TokenEndpoint: "https://" + name + ".example/token",
 			Creds: oauth.ClientCredentials{ClientID: "chainbroker", Method: oauth.AuthClientSecretBasic, Secret: "s"}}
 	}
-	br, err := broker.New(broker.Config{
+	srv := newServer(t, broker.Config{
 		Domains:  []broker.Domain{domain("domain-a"), domain("domain-b")},
 		Endpoint: oauth.NewClient(oauth.ClientOptions{Timeout: time.Second}),
 		Replay:   st, Audit: st,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	authn, err := auth.New(auth.Config{AllowAnonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Broker: br, Audit: st, Auth: authn, Limits: limits, HTTPTLS: tlsCfg, ShutdownTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return grpcLis.Addr().String(), httpLis.Addr().String()
+	}, server.Config{Audit: st, Limits: limits, HTTPTLS: tlsCfg})
+	s := serve(t, srv)
+	return s.grpcAddr, s.httpAddr
 }
 
 // selfSigned is a TLS server configuration with a fresh self-signed

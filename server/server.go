@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -103,7 +104,7 @@ type Server struct {
 	// and interceptors.
 	grpc, gateway *grpc.Server
 	health        *healthService
-	limiter       *limiter
+	rt            atomic.Pointer[runState] // what a reload replaces (SetRuntime)
 
 	readyMu  sync.Mutex
 	readyErr error // the last readiness result (watchReadiness)
@@ -124,8 +125,10 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, limiter: newLimiter(cfg.RateLimit),
+	s := &Server{cfg: cfg, log: log,
 		health: newHealthService(pb.ChainService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName)}
+	s.rt.Store(&runState{broker: cfg.Broker, auth: cfg.Auth, rateLimit: cfg.RateLimit, limiter: newLimiter(cfg.RateLimit),
+		readiness: cfg.Readiness})
 	interceptors := []grpc.UnaryServerInterceptor{s.recoverInterceptor, requestIDInterceptor}
 	if cfg.Metrics != nil {
 		interceptors = append(interceptors, cfg.Metrics.UnaryServerInterceptor)
@@ -142,8 +145,8 @@ func New(cfg Config) (*Server, error) {
 				otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
 		}
 		g := grpc.NewServer(append(opts, extra...)...)
-		pb.RegisterChainServiceServer(g, &chainService{broker: cfg.Broker, log: log})
-		pb.RegisterAuditServiceServer(g, &auditService{audit: cfg.Audit, broker: cfg.Broker, log: log})
+		pb.RegisterChainServiceServer(g, &chainService{brokers: s, log: log})
+		pb.RegisterAuditServiceServer(g, &auditService{audit: cfg.Audit, brokers: s, log: log})
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -352,7 +355,7 @@ func (s *Server) ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var failed []string
-	for _, c := range s.cfg.Readiness {
+	for _, c := range s.rt.Load().readiness {
 		if err := c.Check(ctx); err != nil {
 			failed = append(failed, c.Name)
 		}

@@ -61,6 +61,8 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendField(dst, "unverified_subject", e.UnverifiedSubject)
 	dst = appendField(dst, "actor", e.Actor)
 	dst = appendField(dst, "actor_token_hash", e.ActorTokenHash)
+	dst = appendField(dst, "profile", e.Profile)
+	dst = appendField(dst, "dpop_jkt", e.DPoPJKT)
 	return append(dst, '}')
 }
 

@@ -130,6 +130,11 @@ type Event struct {
 	// ActorTokenHash is the hex SHA-256 of the actor token sent in hop 1
 	// (the caller's own or the one the broker signed).
 	ActorTokenHash string `json:"actor_token_hash,omitempty"`
+	// Profile is the chain's grant profile: jwt_grant or id_jag.
+	Profile string `json:"profile,omitempty"`
+	// DPoPJKT is the RFC 7638 thumbprint of the caller's DPoP key (a public
+	// key's hash, not a secret), when the chain asked for a bound token.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // Filter selects audit events; zero fields match everything.

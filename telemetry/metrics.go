@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +24,11 @@ import (
 // Metrics are chainbroker's Prometheus metrics.
 type Metrics struct {
 	reg *prometheus.Registry
-	// domains are the configured domain names: the only values a domain
-	// label takes (any other is UnknownLabel).
-	domains map[string]bool
+	// domains are the configured domain names, of this configuration and
+	// of the ones before it (reloads): the only values a domain label takes
+	// (any other is UnknownLabel). The map is never modified once stored.
+	domains   atomic.Pointer[map[string]bool]
+	domainsMu sync.Mutex // serialises AddDomains
 
 	chains         *prometheus.CounterVec
 	chainDuration  *prometheus.HistogramVec
@@ -38,6 +42,10 @@ type Metrics struct {
 	grpcDuration   *prometheus.HistogramVec
 	restRefused    *prometheus.CounterVec
 	auditExportLag prometheus.Gauge
+	reloads        *prometheus.CounterVec
+	reloadOK       prometheus.Gauge
+	reloadTime     prometheus.Gauge
+	configHash     prometheus.Gauge
 }
 
 // Buckets from 0.5 ms to ~16 s: loopback hops are sub-millisecond, remote
@@ -69,10 +77,8 @@ var upstreamErrorCodes = map[string]bool{
 // values domain labels (source, target, domain) take; any other is
 // labelled UnknownLabel.
 func NewMetrics(domains ...string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), domains: make(map[string]bool, len(domains))}
-	for _, d := range domains {
-		m.domains[d] = true
-	}
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.AddDomains(domains...)
 	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.chains = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "chainbroker_chains_total", Help: "Chain calls by source, target, outcome and reason.",
@@ -111,8 +117,10 @@ func NewMetrics(domains ...string) *Metrics {
 		Name: "chainbroker_audit_export_lag_seconds",
 		Help: "Audit export: now minus the time of the oldest event not yet accepted by the sink, or of the newest exported; 0 when caught up or when the export is off.",
 	})
+	m.registerReloads()
 	for _, c := range []prometheus.Collector{m.chains, m.chainDuration, m.hopDuration, m.upstreamErrors, m.replayHits, m.cacheLookups,
 		m.storeDuration, m.storeErrors, m.grpcRequests, m.grpcDuration, m.restRefused, m.auditExportLag,
+		m.reloads, m.reloadOK, m.reloadTime, m.configHash,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -138,7 +146,7 @@ func (m *Metrics) ChainFinished(ev *store.Event, d time.Duration) {
 // domain is the label value of a domain name: itself when configured (an
 // empty source, not determined, stays empty), else UnknownLabel.
 func (m *Metrics) domain(name string) string {
-	if name == "" || m.domains[name] {
+	if name == "" || (*m.domains.Load())[name] {
 		return name
 	}
 	return UnknownLabel

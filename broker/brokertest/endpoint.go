@@ -40,7 +40,7 @@ func (e *Endpoint) Token(ctx context.Context, req oauth.Request) (*oauth.TokenRe
 	}
 	e.calls[gt]++
 	n := e.calls[gt]
-	e.requests = append(e.requests, oauth.Request{Endpoint: req.Endpoint, Creds: req.Creds, Form: cloneForm(req.Form)})
+	e.requests = append(e.requests, oauth.Request{Endpoint: req.Endpoint, Creds: req.Creds, Form: cloneForm(req.Form), Header: req.Header.Clone()})
 	e.mu.Unlock()
 	var h Handler
 	switch gt {

@@ -1,8 +1,10 @@
 // Command chainbench is chainbroker's end-to-end benchmark (issue 6). It
-// starts, each in its own process, the sandbox's two authorization servers,
+// starts, each in its own process, the sandbox's authorization servers,
 // a throwaway redis-server and the broker (`chainbroker serve`, built from
 // this tree), then drives chains over gRPC and REST at several concurrency
-// levels, and the same two hops directly against the domains (the baseline).
+// levels, ID-JAG chains (ID tokens, domain A -> domain C, profile id_jag)
+// over gRPC beside them (--idjag), and the same two hops directly against
+// the domains (the baseline).
 // These runs are closed loops: each of N workers sends its next chain as
 // soon as the previous one answers. With the token cache on and warm it
 // measures cache hits the same way, then with an open loop ("paced"): N

@@ -82,8 +82,13 @@ func versionString() string {
 const serveHelp = `Usage: chainbroker serve --config FILE [flags]
 
 Serve the gRPC API and its REST facade with the domains, chains, callers and
-policy of FILE (YAML; docs/configuration.md). SIGHUP re-reads the issuer keys;
-SIGINT or SIGTERM drains in-flight chains and stops.
+policy of FILE (YAML; docs/configuration.md). SIGHUP, or a change of FILE
+(checked every second), reloads the configuration without a restart: domains,
+chains, callers, policy, rate limits, cache keys, limits, issuer keys and
+log.level; an invalid file, or one changing a key that needs a restart
+(listen, tls, store, log.format, issuer.url, audit_export), is refused as a
+whole and logged, the running configuration stays. SIGINT or SIGTERM drains
+in-flight chains and stops.
 
 Examples:
   chainbroker serve --config /etc/chainbroker/config.yaml
@@ -101,9 +106,9 @@ Flags:
 
 const sandboxHelp = `Usage: chainbroker sandbox [flags]
 
-Start two local authorization servers (domain A and domain B, with demo users
-alice and bob) and the broker wired to them, anonymous on loopback: a demo for
-laptops, never for production.
+Start three local authorization servers (domains A, B and C, with demo users
+alice and bob; C receives ID-JAGs) and the broker wired to them, anonymous on
+loopback: a demo for laptops, never for production.
 
 Examples:
   chainbroker sandbox

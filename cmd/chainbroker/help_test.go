@@ -25,7 +25,7 @@ func TestHelpAndVersion(t *testing.T) {
 		{"serve -h", []string{"serve", "-h"}, 0, []string{"Usage: chainbroker serve --config FILE", "Examples:", "-config", "-log-format", "CHAINBROKER_ALLOW_INSECURE_KEY_PERMS"}, nil},
 		{"serve --help", []string{"serve", "--help"}, 0, []string{"Usage: chainbroker serve"}, nil},
 		{"help serve", []string{"help", "serve"}, 0, []string{"Usage: chainbroker serve", "-grpc-addr"}, nil},
-		{"sandbox -h", []string{"sandbox", "-h"}, 0, []string{"Usage: chainbroker sandbox", "Examples:", "-redis-url", "-domain-a-addr"}, nil},
+		{"sandbox -h", []string{"sandbox", "-h"}, 0, []string{"Usage: chainbroker sandbox", "Examples:", "-redis-url", "-domain-a-addr", "-domain-c-addr"}, nil},
 		{"help sandbox", []string{"help", "sandbox"}, 0, []string{"Usage: chainbroker sandbox"}, nil},
 		{"keys -h", []string{"keys", "-h"}, 0, []string{"chainbroker keys generate"}, nil},
 		{"help keys", []string{"help", "keys"}, 0, []string{"chainbroker keys jwks"}, nil},

@@ -183,41 +183,42 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("serve: --config is required")
 	}
 	// Every problem that needs no network call, flags included, in one error.
-	cfg, err := config.LoadAndCheck(*path, os.LookupEnv, common.apply)
+	cfg, src, err := app.LoadConfig(*path, os.LookupEnv, common.apply)
 	if err != nil {
 		return err
 	}
-	// SIGHUP re-reads the configuration's issuer keys (rotation without a
-	// restart); other settings need a restart.
-	reload := func(ctx context.Context, a *app.App, log *slog.Logger) {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-			}
-			next, err := config.Load(*path)
-			if err == nil {
-				err = a.ReloadIssuerKeys(next)
-			}
-			if err != nil {
-				log.Error("SIGHUP: issuer keys not reloaded", "error", err)
-				continue
-			}
-			log.Info("SIGHUP: issuer keys reloaded")
-		}
+	// SIGHUP, and a change of the file, reload the configuration (App.Reload:
+	// checked completely, then applied at once, or refused and logged). The
+	// signal is caught from here on, before the listeners open.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := func(ctx context.Context, a *app.App, _ *slog.Logger) {
+		go a.WatchConfig(ctx, app.DefaultConfigPollInterval)
+		reloadOnSignal(ctx, a, hup)
 	}
 	// The one override of the private key file mode check, read here only.
 	insecureKeys := os.Getenv(keyset.EnvAllowInsecurePermissions) == "1"
-	return runApp(ctx, cfg, app.Options{AllowInsecureKeyPermissions: insecureKeys}, stderr, reload)
+	return runApp(ctx, cfg, app.Options{AllowInsecureKeyPermissions: insecureKeys, Source: src}, stderr, reload)
+}
+
+// reloadOnSignal reloads the configuration on each signal until ctx ends;
+// Reload logs and counts the outcome.
+func reloadOnSignal(ctx context.Context, a *app.App, sig <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+			_ = a.Reload(ctx, "SIGHUP")
+		}
+	}
 }
 
 func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.Writer,
 	background ...func(context.Context, *app.App, *slog.Logger)) error {
-	log := newLogger(stderr, cfg.Log)
+	opts.LogLevel = new(slog.LevelVar) // log.level reloads
+	log := newLogger(stderr, cfg.Log, opts.LogLevel)
 	opts.Logger = log
 	// go-redis, grpc-go and OpenTelemetry keep package-level loggers that
 	// print plain lines on stderr: route them through this logger (the one
@@ -252,9 +253,15 @@ func runApp(ctx context.Context, cfg *config.File, opts app.Options, stderr io.W
 	return a.Serve(ctx)
 }
 
-func newLogger(w io.Writer, c config.Log) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated by config
+// newLogger is the process's logger at c.Level, set in level (nil: a fixed
+// level).
+func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level)) // validated by config
+	if level == nil {
+		level = new(slog.LevelVar)
+	}
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
@@ -268,25 +275,34 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	common.register(fs)
 	aAddr := fs.String("domain-a-addr", sandboxpkg.DefaultAAddr, "listen address of sandbox domain A")
 	bAddr := fs.String("domain-b-addr", sandboxpkg.DefaultBAddr, "listen address of sandbox domain B")
+	cAddr := fs.String("domain-c-addr", sandboxpkg.DefaultCAddr, "listen address of sandbox domain C (ID-JAG receiver)")
 	cloudAddr := fs.String("cloud-addr", sandboxpkg.DefaultCloudAddr, "listen address of the cloud imitations (AWS STS, Google STS, Entra)")
 	redisURL := fs.String("redis-url", "", "use Redis (redis://host:port/db) instead of the memory store")
 	if err := parseFlags(fs, args, sandboxHelp, stdout, stderr); err != nil {
 		return err
 	}
 	common.logFormat = cmp.Or(common.logFormat, "text")
-	log := newLogger(stderr, config.Log{Level: cmp.Or(common.logLevel, "info"), Format: common.logFormat})
-	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, CloudAddr: *cloudAddr, Logger: log.With("component", "sandbox")})
+	log := newLogger(stderr, config.Log{Level: cmp.Or(common.logLevel, "info"), Format: common.logFormat}, nil)
+	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, CAddr: *cAddr, CloudAddr: *cloudAddr, Logger: log.With("component", "sandbox")})
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
 	cfg := app.SandboxConfig(sb, config.DefaultGRPCAddr, config.DefaultHTTPAddr, *redisURL)
 	common.apply(cfg)
+	keyDir, err := os.MkdirTemp("", "chainbroker-sandbox-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(keyDir)
+	if err := app.SandboxIssuer(sb, cfg, keyDir); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, sandboxBanner, sb.A.Issuer(), sb.B.Issuer(), cfg.Listen.HTTP, cfg.Listen.GRPC, cfg.Store.Backend,
-		sb.A.TokenEndpoint(), cfg.Listen.HTTP)
+	fmt.Fprintf(stderr, sandboxBanner, sb.A.Issuer(), sb.B.Issuer(), sb.C.Issuer(), cfg.Listen.HTTP, cfg.Listen.GRPC, cfg.Store.Backend,
+		cfg.Issuer.URL, sb.A.TokenEndpoint(), cfg.Listen.HTTP)
 	if sb.Cloud != nil {
 		fmt.Fprintf(stderr, "  clouds    %s  (AWS STS /aws/, Google STS /gcp/v1/token, Entra /azure/{tenant}/oauth2/v2.0/token):\n"+
 			"            target_domain aws, gcp or azure chains alice's token into them\n\n", sb.Cloud.URL())
@@ -297,7 +313,8 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 const sandboxBanner = `chainbroker sandbox
   domain A  %s   (users alice/alice, bob/bob; public client sandbox-agent)
   domain B  %s
-  broker    REST http://%s   gRPC %s   store %s
+  domain C  %s   (ID-JAG receiver, DPoP)
+  broker    REST http://%s   gRPC %s   store %s   issuer %s
 
 Try it:
   TOKEN=$(curl -s %s -d grant_type=password -d client_id=sandbox-agent \

@@ -36,10 +36,10 @@ func TestAudit(t *testing.T) {
 	// Five chains, newest last: alice x3 succeeds, bob succeeds, alice into an
 	// unknown domain fails.
 	for range 3 {
-		wantCode(t, b.run(t, b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), "chain", "--target", "domain-b"), exitOK)
+		wantCode(t, b.run(t, b.SubjectToken(t, sandbox.Alice), "chain", "--target", "domain-b"), exitOK)
 	}
-	wantCode(t, b.run(t, b.subjectToken(t, sandbox.Bob, sandbox.BobPassword), "chain", "--target", "domain-b"), exitOK)
-	wantCode(t, b.run(t, b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), "chain", "--target", "nowhere"), exitInvalid)
+	wantCode(t, b.run(t, b.SubjectToken(t, sandbox.Bob), "chain", "--target", "domain-b"), exitOK)
+	wantCode(t, b.run(t, b.SubjectToken(t, sandbox.Alice), "chain", "--target", "nowhere"), exitInvalid)
 
 	list := func(t *testing.T, args ...string) auditList {
 		t.Helper()
@@ -139,7 +139,7 @@ func TestAudit(t *testing.T) {
 		id := all.ids()[1] // bob's success
 		r := b.run(t, "", "audit", "get", id)
 		wantCode(t, r, exitOK)
-		for _, want := range []string{id, "success", sandbox.BobSubA, "domain-a", "domain-b", "token-exchange", "jwt-bearer", b.sb.A.Issuer()} {
+		for _, want := range []string{id, "success", sandbox.BobSubA, "domain-a", "domain-b", "token-exchange", "jwt-bearer", b.Sandbox.A.Issuer()} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("table lacks %q:\n%s", want, r.stdout)
 			}

@@ -51,8 +51,8 @@ func TestCallerAuthentication(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-			r := chainctl(t, tc.env, subject, append([]string{"--addr", b.addr}, tc.args...)...)
+			subject := b.SubjectToken(t, sandbox.Alice)
+			r := chainctl(t, tc.env, subject, append([]string{"--addr", b.GRPCAddr}, tc.args...)...)
 			wantCode(t, r, tc.code)
 			if tc.reason != "" {
 				wantStderr(t, r, "chainctl: "+tc.reason+": ")

@@ -48,14 +48,14 @@ func TestChainSubjectTokenSources(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+			subject := b.SubjectToken(t, sandbox.Alice)
 			args, stdin := tc.setup(t, subject)
 			r := b.run(t, stdin, append([]string{"chain", "--target", sandbox.DomainBName}, args...)...)
 			wantCode(t, r, exitOK)
 			noLeak(t, r, subject)
 			// The access token is alone on the last line.
 			access := lastLine(r.stdout)
-			if sub := b.checkBToken(t, access); sub != sandbox.AliceSubB {
+			if sub := b.CheckBToken(t, access).Subject; sub != sandbox.AliceSubB {
 				t.Errorf("access token sub = %q, want alice in B %q", sub, sandbox.AliceSubB)
 			}
 			for _, want := range []string{"TOKEN TYPE", "Bearer", "EXPIRES IN", "300s", "SCOPE", "AUDIT ID",
@@ -78,7 +78,7 @@ func TestChainOutputs(t *testing.T) {
 			{"-o", "json", "chain", "--target", "domain-b"},    // and before it
 			{"--output=json", "chain", "--target", "domain-b"}, // long form
 		} {
-			subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+			subject := b.SubjectToken(t, sandbox.Alice)
 			r := b.run(t, subject, args...)
 			wantCode(t, r, exitOK)
 			noLeak(t, r, subject)
@@ -100,7 +100,7 @@ func TestChainOutputs(t *testing.T) {
 			if dec.More() {
 				t.Errorf("%v: more than one JSON document", args)
 			}
-			if sub := b.checkBToken(t, resp.AccessToken); sub != sandbox.AliceSubB {
+			if sub := b.CheckBToken(t, resp.AccessToken).Subject; sub != sandbox.AliceSubB {
 				t.Errorf("sub = %q", sub)
 			}
 			if resp.ExpiresIn != 300 || resp.AuditID == "" || len(resp.Hops) != 2 || resp.Hops[1].Domain != "domain-b" ||
@@ -112,14 +112,14 @@ func TestChainOutputs(t *testing.T) {
 
 	t.Run("token-only", func(t *testing.T) {
 		for _, extra := range [][]string{nil, {"-o", "json"}} {
-			subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+			subject := b.SubjectToken(t, sandbox.Alice)
 			r := b.run(t, subject, append([]string{"chain", "--target", "domain-b", "--token-only"}, extra...)...)
 			wantCode(t, r, exitOK)
 			noLeak(t, r, subject)
 			if strings.Count(r.stdout, "\n") != 1 || !strings.HasSuffix(r.stdout, "\n") {
 				t.Fatalf("--token-only %v: want one line, got %q", extra, r.stdout)
 			}
-			b.checkBToken(t, strings.TrimSuffix(r.stdout, "\n"))
+			b.CheckBToken(t, strings.TrimSuffix(r.stdout, "\n"))
 			if r.stderr != "" {
 				t.Errorf("stderr = %q", r.stderr)
 			}
@@ -127,9 +127,9 @@ func TestChainOutputs(t *testing.T) {
 	})
 
 	t.Run("scopes source audience", func(t *testing.T) {
-		subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+		subject := b.SubjectToken(t, sandbox.Alice)
 		r := b.run(t, subject, "chain", "--source", "domain-a", "--target", "domain-b",
-			"--scope", "profile", "--scope", "email", "--audience", b.sb.B.Issuer(), "-o", "json")
+			"--scope", "profile", "--scope", "email", "--audience", b.Sandbox.B.Issuer(), "-o", "json")
 		wantCode(t, r, exitOK)
 		var resp struct {
 			Scope   string `json:"scope"`
@@ -161,7 +161,7 @@ func TestDomains(t *testing.T) {
 
 	r := b.run(t, "", "domains")
 	wantCode(t, r, exitOK)
-	for _, want := range []string{"DOMAINS", "CHAINS", "domain-a", "domain-b", b.sb.A.Issuer(), b.sb.B.TokenEndpoint(),
+	for _, want := range []string{"DOMAINS", "CHAINS", "domain-a", "domain-b", b.Sandbox.A.Issuer(), b.Sandbox.B.TokenEndpoint(),
 		sandbox.BrokerClientID, "client_secret_basic"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.stdout)
@@ -189,8 +189,8 @@ func TestDomains(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}
-	if len(resp.Domains) != 2 || resp.Domains[0].Name != "domain-a" || resp.Domains[1].JWKSURI != b.sb.B.JWKSURI() ||
-		len(resp.Chains) != 1 || resp.Chains[0].Source != "domain-a" || resp.Chains[0].Target != "domain-b" {
+	if len(resp.Domains) != 3 || resp.Domains[0].Name != "domain-a" || resp.Domains[1].JWKSURI != b.Sandbox.B.JWKSURI() ||
+		len(resp.Chains) != 2 || resp.Chains[0].Source != "domain-a" || resp.Chains[0].Target != "domain-b" {
 		t.Errorf("domains = %+v", resp)
 	}
 }

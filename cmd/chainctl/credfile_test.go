@@ -63,8 +63,8 @@ func TestCredentialFiles(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-			args := []string{"--addr", b.addr}
+			subject := b.SubjectToken(t, sandbox.Alice)
+			args := []string{"--addr", b.GRPCAddr}
 			if strings.Contains(tc.name, "after the command") {
 				args = append(append(args, "chain", "--target", "domain-b"), tc.args...)
 			} else {

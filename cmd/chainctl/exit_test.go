@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -68,7 +69,7 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+			subject := b.SubjectToken(t, sandbox.Alice)
 			if err := os.WriteFile(tokenFile, []byte(subject), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -90,8 +91,8 @@ func TestExitCodes(t *testing.T) {
 func TestRefusedChain(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t)
-	b.sb.B.Unlink(sandbox.AliceSubA)
-	subject := b.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	b.Sandbox.B.Unlink(sandbox.AliceSubA)
+	subject := b.SubjectToken(t, sandbox.Alice)
 
 	for _, output := range []string{"table", "json"} {
 		t.Run(output, func(t *testing.T) {
@@ -106,12 +107,12 @@ func TestRefusedChain(t *testing.T) {
 		})
 	}
 	// bob is still linked: his chain goes through.
-	wantCode(t, b.run(t, b.subjectToken(t, sandbox.Bob, sandbox.BobPassword), "chain", "--target", "domain-b"), exitOK)
+	wantCode(t, b.run(t, b.SubjectToken(t, sandbox.Bob), "chain", "--target", "domain-b"), exitOK)
 }
 
 func TestBrokerNotListening(t *testing.T) {
 	t.Parallel()
-	addr := closedAddr(t)
+	addr := testutil.FreeAddr(t) // nothing listens there
 	for _, args := range [][]string{
 		{"chain", "--target", "domain-b", "--subject-token", "header.payload.signature"},
 		{"domains"},

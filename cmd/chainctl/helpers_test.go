@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chainbroker/chainbroker/config"
-	"github.com/chainbroker/chainbroker/internal/app"
-	"github.com/chainbroker/chainbroker/sandbox"
-	"github.com/chainbroker/chainbroker/token"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 )
 
 // result is what one chainctl invocation produced.
@@ -37,12 +34,9 @@ func chainctl(t *testing.T, env map[string]string, stdin string, args ...string)
 	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }
 
-// testBroker is a sandbox (domains A and B) and a broker wired to it, served
-// in-process on loopback with the memory store.
-type testBroker struct {
-	sb   *sandbox.Sandbox
-	addr string // gRPC
-}
+// testBroker is a sandbox (domains A and B) and a broker wired to it,
+// served in-process on loopback with the memory store.
+type testBroker struct{ *apptest.Env }
 
 func startBroker(t *testing.T) *testBroker {
 	t.Helper()
@@ -53,74 +47,13 @@ func startBroker(t *testing.T) *testBroker {
 // mutate before the broker is built.
 func startBrokerWith(t *testing.T, mutate func(*config.File)) *testBroker {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	cfg := app.SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", "")
-	if mutate != nil {
-		mutate(cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.Build(ctx, cfg, app.Options{LookupEnv: app.SandboxEnv})
-	if err != nil {
-		cancel()
-		sb.Close()
-		t.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		a.Close()
-		sb.Close()
-	})
-	return &testBroker{sb: sb, addr: grpcLis.Addr().String()}
+	return &testBroker{apptest.Start(t, mutate)}
 }
 
 // run runs chainctl against this broker.
 func (b *testBroker) run(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	return chainctl(t, nil, stdin, append([]string{"--addr", b.addr}, args...)...)
-}
-
-// subjectToken logs a demo user in at domain A.
-func (b *testBroker) subjectToken(t *testing.T, user, password string) string {
-	t.Helper()
-	tok, err := b.sb.A.SubjectToken(ctxT(t), user, password, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// checkBToken verifies an access token with domain B's keys and returns its sub.
-func (b *testBroker) checkBToken(t *testing.T, access string) string {
-	t.Helper()
-	v := token.NewRemoteVerifier(token.RemoteKeys{URL: b.sb.B.JWKSURI()}, nil)
-	tok, err := v.Verify(ctxT(t), access)
-	if err != nil {
-		t.Fatalf("access token %q does not verify with domain B's JWKS: %v", access, err)
-	}
-	if tok.Claims.Issuer != b.sb.B.Issuer() {
-		t.Errorf("access token iss = %q, want domain B", tok.Claims.Issuer)
-	}
-	return tok.Claims.Subject
+	return chainctl(t, nil, stdin, append([]string{"--addr", b.GRPCAddr}, args...)...)
 }
 
 // noLeak fails when any secret appears in the output.
@@ -155,16 +88,4 @@ func wantStderr(t *testing.T, r result, fragments ...string) {
 			t.Errorf("stderr lacks %q:\n%s", f, r.stderr)
 		}
 	}
-}
-
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }

@@ -56,10 +56,18 @@ type Options struct {
 	AllowInsecureKeyPermissions bool
 	// Stdout is where audit_export.sink: stdout writes; nil means os.Stdout.
 	Stdout io.Writer
+	// Source, when set, is the file the configuration was read from
+	// (LoadConfig): Reload and WatchConfig read it again.
+	Source *Source
+	// LogLevel, when set, is the level of Logger's handler: a reload sets
+	// it to log.level.
+	LogLevel *slog.LevelVar
 }
 
 // App is a built, not yet serving, chainbroker.
 type App struct {
+	// Config and Broker are those of the start-up; after a reload, Current
+	// returns the running ones.
 	Config  *config.File
 	Broker  *broker.Broker
 	Store   store.Store // instrumented
@@ -71,6 +79,7 @@ type App struct {
 	// insecureKeys: Options.AllowInsecureKeyPermissions, for key reloads.
 	insecureKeys bool
 	export       *auditExport // nil unless audit_export.sink is set
+	live         reloader     // the running configuration and its reloads (reload.go)
 }
 
 // Build checks the configuration, resolves secrets, runs discovery for
@@ -102,39 +111,17 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 			otelhttp.WithPropagators(propagation.TraceContext{}), otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
 	}
 	client := oauth.NewClient(oauth.ClientOptions{WrapTransport: wrap})
-	domains, err := buildDomains(ctx, cfg, client, wrap, opts.LookupEnv, opts.AllowInsecureKeyPermissions)
-	if err != nil {
-		return nil, err
-	}
 	rawStore, err := buildStore(cfg, opts.LookupEnv, opts.AllowInsecureKeyPermissions)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(domains))
-	for _, d := range domains {
+	names := make([]string, 0, len(cfg.Domains))
+	for _, d := range cfg.Domains {
 		names = append(names, d.Name)
 	}
-	metrics := telemetry.NewMetrics(names...) // domain labels: these names only
+	metrics := telemetry.NewMetrics(names...) // domain labels: these names only (and those a reload adds)
 
 	st := telemetry.InstrumentStore(rawStore, metrics, tp)
-	chains := make([]broker.Chain, 0, len(cfg.Chains))
-	for _, c := range cfg.Chains {
-		chains = append(chains, broker.Chain{
-			Source: c.Source, Target: c.Target, Audience: c.Audience, Resource: c.Resource,
-			ExchangeScopes: c.ExchangeScopes, DefaultScopes: c.DefaultScopes,
-			Mode: c.Mode, AssertionLifetime: c.AssertionLifetime.D(), SubjectAudience: c.SubjectAudience,
-			SubjectTokenTyp: c.SubjectTokenTyp,
-			Transcription: broker.Transcription{
-				SubjectClaim: c.Transcription.SubjectClaim, SubjectMap: c.Transcription.SubjectMap,
-				Claims: c.Transcription.Claims, Act: c.Transcription.Act, Compute: c.Transcription.Compute,
-			},
-		})
-	}
-	cacheKeys, err := buildCacheKeys(cfg.Cache, opts.LookupEnv)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
 	var issuer *broker.Issuer
 	var issuerKeys *keyset.Set
 	if cfg.Issuer.URL != "" {
@@ -144,38 +131,18 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		}
 		issuer = &broker.Issuer{URL: cfg.Issuer.URL, Keys: issuerKeys}
 	}
-	b, err := broker.New(broker.Config{
-		Issuer:    issuer,
-		CacheKeys: cacheKeys,
-		Domains:   domains,
-		Chains:    chains,
-		Endpoint:  client,
-		Replay:    st,
-		Audit:     st,
-		Policy:    buildPolicy(cfg.Policy),
-		Observer:  metrics,
-		Tracer:    opts.Tracer,
-		Cache:     st,
-		Limits: broker.Limits{
-			MaxTokenBytes: cfg.Limits.MaxTokenBytes,
-			MaxScopes:     cfg.Limits.MaxScopes,
-			MaxResources:  cfg.Limits.MaxResources,
-		},
-		Logger: log,
-	})
+	deps := &shared{client: client, wrap: wrap, env: opts.LookupEnv, insecureKeys: opts.AllowInsecureKeyPermissions,
+		store: st, metrics: metrics, tracer: opts.Tracer, log: log, issuer: issuer}
+	gen, err := buildGeneration(ctx, cfg, deps, nil)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	authn, err := buildAuth(cfg.Callers)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
+	rt := gen.runtime()
 	scfg := server.Config{
-		Broker: b, Audit: st, Logger: log, Auth: authn, Metrics: metrics, Tracer: opts.Tracer,
-		Readiness:       readiness(st, domains),
-		RateLimit:       server.RateLimit{Rate: cfg.RateLimit.RequestsPerSecond, Burst: cfg.RateLimit.Burst},
+		Broker: rt.Broker, Audit: st, Logger: log, Auth: rt.Auth, Metrics: metrics, Tracer: opts.Tracer,
+		Readiness:       rt.Readiness,
+		RateLimit:       rt.RateLimit,
 		ShutdownTimeout: cfg.Listen.ShutdownTimeout.D(),
 		ShutdownDelay:   cfg.Listen.ShutdownDelay.D(),
 		ReadyInterval:   cfg.Listen.ReadinessInterval.D(),
@@ -203,8 +170,10 @@ func Build(ctx context.Context, cfg *config.File, opts Options) (*App, error) {
 		st.Close()
 		return nil, err
 	}
-	return &App{Config: cfg, Broker: b, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log,
-		insecureKeys: opts.AllowInsecureKeyPermissions, export: exp}, nil
+	a := &App{Config: cfg, Broker: rt.Broker, Store: st, Server: srv, Metrics: metrics, IssuerKeys: issuerKeys, log: log,
+		insecureKeys: opts.AllowInsecureKeyPermissions, export: exp}
+	a.live.init(deps, gen, opts)
+	return a, nil
 }
 
 // serverLimits are the transport bounds of listen:.
@@ -225,15 +194,6 @@ func keyConfigs(i config.Issuer, allowInsecurePerms bool) []keyset.KeyConfig {
 			AllowInsecurePermissions: allowInsecurePerms})
 	}
 	return out
-}
-
-// ReloadIssuerKeys applies the issuer keys of a re-read configuration
-// (SIGHUP): new files, new states, without a restart.
-func (a *App) ReloadIssuerKeys(cfg *config.File) error {
-	if a.IssuerKeys == nil {
-		return nil
-	}
-	return a.IssuerKeys.Replace(keyConfigs(cfg.Issuer, a.insecureKeys))
 }
 
 // readiness: the store answers, and every domain with keys has them loaded
@@ -276,6 +236,14 @@ func (a *App) Serve(ctx context.Context) error {
 			return fmt.Errorf("listen.admin: %w", err)
 		}
 	}
+	return a.ServeOn(ctx, ls)
+}
+
+// ServeOn is Serve on listeners the caller opened (tests listen on port 0
+// first, so that the configuration knows its own addresses): it serves until
+// ctx ends, with the issuer key watch and the audit export running, and
+// closes the listeners.
+func (a *App) ServeOn(ctx context.Context, ls server.Listeners) error {
 	if a.IssuerKeys != nil {
 		go a.IssuerKeys.Watch(ctx, 5*time.Second) // key files replaced in place
 	}
@@ -287,10 +255,28 @@ func (a *App) Serve(ctx context.Context) error {
 func (a *App) Close() error { return errors.Join(a.export.close(), a.Store.Close()) }
 
 func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool), allowInsecureKeys bool) ([]broker.Domain, error) {
+	return buildDomainsKeeping(ctx, cfg, client, wrap, env, allowInsecureKeys, nil)
+}
+
+// buildDomainsKeeping builds the domains of cfg. Those in keep (unchanged
+// since the previous configuration, on a reload) keep their discovered
+// endpoints, HTTP client and JWKS verifier; only their client credentials
+// are read again (a rotated secret).
+func buildDomainsKeeping(ctx context.Context, cfg *config.File, client *oauth.Client, wrap func(http.RoundTripper) http.RoundTripper, env func(string) (string, bool), allowInsecureKeys bool, keep map[string]broker.Domain) ([]broker.Domain, error) {
 	var errs []error
 	out := make([]broker.Domain, 0, len(cfg.Domains))
 	for i, d := range cfg.Domains {
 		field := fmt.Sprintf("domains[%d]", i)
+		if kept, ok := keep[d.Name]; ok {
+			creds, err := clientCredentials(field, d.Client, env, allowInsecureKeys)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			kept.Creds = creds
+			out = append(out, kept)
+			continue
+		}
 		var (
 			httpClient *http.Client
 			endpoint   broker.TokenEndpoint
@@ -368,6 +354,8 @@ func buildDomains(ctx context.Context, cfg *config.File, client *oauth.Client, w
 				AllowReuse:  d.Assertion.AllowReuse,
 				AllowedTyp:  d.Assertion.AllowedTyp,
 				AgeRule:     d.Assertion.LifetimeRule == "age",
+				// verify_signature: false (default true)
+				SkipSignature: d.Assertion.VerifySignature != nil && !*d.Assertion.VerifySignature,
 			},
 		})
 	}
@@ -432,25 +420,34 @@ func buildPolicy(entries []config.PolicyEntry) broker.Policy {
 	return p
 }
 
-func buildAuth(c config.Callers) (*auth.Authenticator, error) {
+// buildAuth builds the caller authenticator; jwtKeys, when set, verifies
+// caller JWTs (the previous configuration's verifier, kept on a reload
+// that did not change callers.jwt). It returns the JWT verifier in use.
+func buildAuth(c config.Callers, jwtKeys *token.Verifier) (*auth.Authenticator, *token.Verifier, error) {
 	ac := auth.Config{AllowAnonymous: c.AllowAnonymous, MTLS: c.MTLS}
 	for _, k := range c.APIKeys {
 		ac.APIKeys = append(ac.APIKeys, auth.APIKey{Name: k.Name, SHA256: k.SHA256})
 	}
 	if j := c.JWT; j != nil {
-		var hc *http.Client
-		if j.CAFile != "" {
-			var err error
-			if hc, err = clientTrusting(j.CAFile); err != nil {
-				return nil, fmt.Errorf("callers.jwt.ca_file: %w", err)
+		if jwtKeys == nil {
+			var hc *http.Client
+			if j.CAFile != "" {
+				var err error
+				if hc, err = clientTrusting(j.CAFile); err != nil {
+					return nil, nil, fmt.Errorf("callers.jwt.ca_file: %w", err)
+				}
 			}
+			jwtKeys = token.NewRemoteVerifier(token.RemoteKeys{URL: j.JWKSURI, HTTPClient: hc}, nil)
 		}
 		ac.JWT = &auth.JWTIssuer{
 			Issuer: j.Issuer, Audience: j.Audience, CallerClaim: j.CallerClaim, ClockSkew: j.ClockSkew.D(),
-			Keys: token.NewRemoteVerifier(token.RemoteKeys{URL: j.JWKSURI, HTTPClient: hc}, nil),
+			Keys: jwtKeys,
 		}
+	} else {
+		jwtKeys = nil
 	}
-	return auth.New(ac)
+	a, err := auth.New(ac)
+	return a, jwtKeys, err
 }
 
 func secureURL(u string, allowHTTP bool) bool {

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/oauth"
 )
 
@@ -37,11 +38,11 @@ func TestOutboundTLSTrust(t *testing.T) {
 	}
 	client := oauth.NewClient(oauth.ClientOptions{})
 
-	_, err := buildDomains(context.Background(), cfg(""), client, nil, os.LookupEnv, false)
+	_, err := app.BuildDomains(context.Background(), cfg(""), client, nil, os.LookupEnv, false)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("system roots trusted a private CA: %v", err)
 	}
-	domains, err := buildDomains(context.Background(), cfg(caFile), client, nil, os.LookupEnv, false)
+	domains, err := app.BuildDomains(context.Background(), cfg(caFile), client, nil, os.LookupEnv, false)
 	if err != nil {
 		t.Fatal(err)
 	}

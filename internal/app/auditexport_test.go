@@ -1,12 +1,10 @@
-package app
+package app_test
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,7 +18,8 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
-	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -78,18 +77,16 @@ func TestAuditExportOfAChain(t *testing.T) {
 
 func testAuditExportOfAChain(t *testing.T, redis bool) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	e := newEnv(t, envOptions{redis: redis, mutate: fileExport(path)})
-	if got := e.app.Config.Store.Backend; redis != (got == "redis") {
+	e := apptest.StartWith(t, apptest.Options{Redis: redis, Mutate: fileExport(path)})
+	if got := e.App.Config.Store.Backend; redis != (got == "redis") {
 		t.Fatalf("store.backend %q", got)
 	}
-	if e.app.export == nil {
+	if !app.HasAuditExport(e.App) {
 		t.Fatal("audit_export configured, no exporter built")
 	}
-	stop := e.app.export.start(t.Context())
-	defer stop()
 
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	subject := e.SubjectToken(t, sandbox.Alice)
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,37 +108,22 @@ func testAuditExportOfAChain(t *testing.T, redis bool) {
 		t.Error("the export holds a raw token")
 	}
 	rec := httptest.NewRecorder()
-	e.app.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	e.App.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "chainbroker_audit_export_lag_seconds ") {
 		t.Error("chainbroker_audit_export_lag_seconds not exposed")
 	}
 }
 
-// App.Serve runs the exporter and stops it when the server has drained;
-// stdout is the default sink's writer.
+// App.ServeOn (under Serve) runs the exporter and stops it when the
+// server has drained; stdout is the default sink's writer.
 func TestAuditExportRunsWithServe(t *testing.T) {
-	srv := redistest.New(t, redistest.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	cfg := SandboxConfig(sb, freeAddr(t), freeAddr(t), srv.URL())
-	cfg.AuditExport = config.AuditExport{Sink: "stdout", ConsumerName: "serve"}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	pr, pw := io.Pipe()
-	a, err := Build(ctx, cfg, Options{LookupEnv: testLookupEnv, Stdout: pw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx) }()
-	id, err := a.Store.Append(ctx, &store.Event{Subject: "serve-test", Outcome: store.OutcomeFailure, Reason: "POLICY_DENIED"})
+	e := apptest.StartWith(t, apptest.Options{Redis: true, Stdout: pw, Mutate: func(f *config.File) {
+		f.AuditExport = config.AuditExport{Sink: "stdout", ConsumerName: "serve"}
+		f.SetDefaults()
+	}})
+	ctx := ctxT(t)
+	id, err := e.App.Store.Append(ctx, &store.Event{Subject: "serve-test", Outcome: store.OutcomeFailure, Reason: "POLICY_DENIED"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,29 +142,19 @@ func TestAuditExportRunsWithServe(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("no line on stdout")
 	}
-	cancel()
+	e.Stop()
 	select {
-	case err := <-served:
-		if err != nil {
+	case <-e.Served():
+		if err := e.ServeErr(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("Serve did not return (exporter not stopped?)")
 	}
 	_ = pw.Close()
-	if err := a.Close(); err != nil {
+	if err := e.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // With sink: otlp, a chain's audit event reaches a loopback OTLP/HTTP
@@ -199,14 +171,12 @@ func TestAuditExportOTLP(t *testing.T) {
 		got <- &req
 	}))
 	defer recv.Close()
-	e := newEnv(t, envOptions{redis: true, mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Redis: true, Mutate: func(f *config.File) {
 		f.AuditExport = config.AuditExport{Sink: "otlp", OTLPEndpoint: recv.URL + "/v1/logs"}
 		f.SetDefaults()
 	}})
-	stop := e.app.export.start(t.Context())
-	defer stop()
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+	subject := e.SubjectToken(t, sandbox.Alice)
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 	if err != nil {
 		t.Fatal(err)
 	}

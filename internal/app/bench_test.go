@@ -1,4 +1,4 @@
-package app
+package app_test
 
 // End-to-end benchmarks of the whole stack in one process: the sandbox's
 // two authorization servers on loopback HTTP, the broker built by Build
@@ -21,17 +21,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
-	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -45,65 +42,20 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B, redis bool, target string) *benchEnv {
 	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	opts := sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"}
+	var sbOpts sandbox.Options
 	if target != sandbox.DomainBName {
-		opts.CloudAddr = "127.0.0.1:0" // a cloud target: the sandbox's imitations
+		sbOpts.CloudAddr = "127.0.0.1:0" // a cloud target: the sandbox's imitations
 	}
-	sb, err := sandbox.Start(ctx, opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	redisURL := ""
-	if redis {
-		redisURL = redistest.New(b, redistest.Options{}).URL()
-	}
-	cfg := SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", redisURL)
-	if err := cfg.Validate(); err != nil {
-		b.Fatal(err)
-	}
-	a, err := Build(ctx, cfg, Options{LookupEnv: SandboxEnv})
-	if err != nil {
-		b.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	env := apptest.StartWith(b, apptest.Options{Redis: redis, SandboxOptions: sbOpts})
 	e := &benchEnv{
-		grpc:    pb.NewChainServiceClient(conn),
-		restURL: "http://" + httpLis.Addr().String() + "/v1/chain",
+		grpc:    env.Chain,
+		restURL: env.HTTPURL + "/v1/chain",
 		http:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
+		subject: env.SubjectToken(b, sandbox.Alice),
 		target:  target,
 	}
-	b.Cleanup(func() {
-		conn.Close()
-		e.http.CloseIdleConnections()
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				b.Errorf("Serve: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			b.Error("Serve did not return")
-		}
-		a.Close()
-		sb.Close()
-	})
-	if e.subject, err = sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, ""); err != nil {
-		b.Fatal(err)
-	}
+	b.Cleanup(e.http.CloseIdleConnections)
+	ctx := context.Background()
 	// Up and warm: JWKS fetched, connections open.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -217,4 +169,4 @@ func BenchmarkChainGRPCRedis(b *testing.B) { benchChain(b, false, true) }
 // BenchmarkChainGRPCAWS is BenchmarkChainGRPC into the sandbox's aws target
 // (its AWS STS imitation, through aws-sdk-go-v2's STS client): a cloud chain
 // beside the plain one.
-func BenchmarkChainGRPCAWS(b *testing.B) { benchChainTo(b, false, false, SandboxAWSTarget) }
+func BenchmarkChainGRPCAWS(b *testing.B) { benchChainTo(b, false, false, app.SandboxAWSTarget) }

@@ -1,20 +1,17 @@
-package app
+package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
-	"net"
 	"sync"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -35,12 +32,12 @@ func withCache(f *config.File) {
 
 func TestTokenCache(t *testing.T) {
 	t.Setenv(cacheKeyEnv, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
-	e := newEnv(t, envOptions{redis: true, mutate: withCache})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	e := apptest.StartWith(t, apptest.Options{Redis: true, Mutate: withCache})
+	subject := e.SubjectToken(t, sandbox.Alice)
 	as := func(key string, scopes ...string) (*pb.ChainResponse, error) {
-		return e.chain.Chain(withMD(t, "x-api-key", key), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: scopes})
+		return e.Chain.Chain(withMD(t, "x-api-key", key), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: scopes})
 	}
-	exchanges := func() int64 { return e.sb.A.ExchangeCount() }
+	exchanges := func() int64 { return e.Sandbox.A.ExchangeCount() }
 
 	first, err := as("key-1")
 	if err != nil {
@@ -55,7 +52,7 @@ func TestTokenCache(t *testing.T) {
 		t.Fatalf("second call: same token %v, exchanges +%d, hops %d, expires_in %d (first %d)",
 			hit.AccessToken == first.AccessToken, exchanges()-n, len(hit.Hops), hit.ExpiresIn, first.ExpiresIn)
 	}
-	ev, err := e.audit.GetAuditEvent(withMD(t, "x-api-key", "key-1"), &pb.GetAuditEventRequest{Id: hit.AuditId})
+	ev, err := e.Audit.GetAuditEvent(withMD(t, "x-api-key", "key-1"), &pb.GetAuditEventRequest{Id: hit.AuditId})
 	if err != nil || ev.Event.Outcome != pb.Outcome_OUTCOME_CACHE_HIT || ev.Event.Caller != "agent-1" {
 		t.Errorf("hit audit event: %v %v", ev, err)
 	}
@@ -74,7 +71,7 @@ func TestTokenCache(t *testing.T) {
 	}
 
 	// In Redis the entry is sealed: no token in clear.
-	rdb := goredis.NewClient(&goredis.Options{Addr: e.redis.Addr()})
+	rdb := goredis.NewClient(&goredis.Options{Addr: e.Redis.Addr()})
 	defer rdb.Close()
 	keys, _ := rdb.Keys(ctxT(t), "chainbroker:cache:*").Result()
 	if len(keys) != 3 {
@@ -86,7 +83,7 @@ func TestTokenCache(t *testing.T) {
 			t.Errorf("cache entry %s is not sealed under k1", k)
 		}
 	}
-	status, body := e.get(t, "/metrics")
+	status, body := e.Get(t, "/metrics")
 	if status != 200 || metricValue(t, string(body), "chainbroker_cache_lookups_total", map[string]string{"result": "hit"}) != 1 ||
 		metricValue(t, string(body), "chainbroker_cache_lookups_total", map[string]string{"result": "miss"}) != 3 {
 		t.Errorf("cache metrics wrong")
@@ -104,29 +101,13 @@ func TestTokenCacheNoStampede(t *testing.T) {
 		f.Store = config.Store{Backend: "redis", Redis: config.Redis{URL: shared.URL()}}
 		f.SetDefaults()
 	}
-	e := newEnv(t, envOptions{mutate: mutate})
+	e := apptest.Start(t, mutate)
 	// A second replica: another broker on the same sandbox and Redis.
-	cfg := SandboxConfig(e.sb, "127.0.0.1:0", "127.0.0.1:0", "")
-	mutate(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	a2, err := Build(ctx, cfg, Options{LookupEnv: testLookupEnv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, _ := net.Listen("tcp", "127.0.0.1:0")
-	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	done := make(chan struct{})
-	go func() { a2.Server.Serve(ctx, gl, hl); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; a2.Close() })
-	conn2, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn2.Close()
-	replicas := []pb.ChainServiceClient{e.chain, pb.NewChainServiceClient(conn2)}
+	e2 := apptest.StartWith(t, apptest.Options{Sandbox: e.Sandbox, Mutate: mutate})
+	replicas := []pb.ChainServiceClient{e.Chain, e2.Chain}
 
-	subject := e.subjectToken(t, sandbox.Bob, sandbox.BobPassword)
-	before := e.sb.A.ExchangeCount()
+	subject := e.SubjectToken(t, sandbox.Bob)
+	before := e.Sandbox.A.ExchangeCount()
 	var wg sync.WaitGroup
 	tokens := make(chan string, 40)
 	for i := range 40 {
@@ -147,7 +128,7 @@ func TestTokenCacheNoStampede(t *testing.T) {
 	for tok := range tokens {
 		distinct[tok] = true
 	}
-	if got := e.sb.A.ExchangeCount() - before; got != 1 || len(distinct) != 1 {
+	if got := e.Sandbox.A.ExchangeCount() - before; got != 1 || len(distinct) != 1 {
 		t.Errorf("40 concurrent identical chains over 2 replicas: %d token exchanges, %d distinct tokens; want 1 and 1", got, len(distinct))
 	}
 }

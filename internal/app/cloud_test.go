@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -20,12 +22,12 @@ import (
 // that the imitation issued, and never an access token; refusals of STS
 // and throttling reach the caller with their reasons.
 func TestAWSChain(t *testing.T) {
-	e := newEnv(t, envOptions{cloud: true})
-	aws := e.sb.Cloud.AWS
+	e := apptest.StartWith(t, apptest.Options{SandboxOptions: sandbox.Options{CloudAddr: "127.0.0.1:0"}})
+	aws := e.Sandbox.Cloud.AWS
 
 	t.Run("grpc", func(t *testing.T) {
-		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAWSTarget})
+		subject := e.SubjectToken(t, sandbox.Alice)
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: app.SandboxAWSTarget})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,25 +40,25 @@ func TestAWSChain(t *testing.T) {
 			!issued.Expiration.Equal(c.Expiration.AsTime()) || issued.Subject != sandbox.AliceSubA || issued.RoleARN != sandbox.AWSRoleARN {
 			t.Fatalf("credentials %v, issued %+v", c, issued)
 		}
-		if len(resp.Hops) != 2 || resp.Hops[1].Domain != SandboxAWSTarget || resp.Hops[1].GrantType != "aws:AssumeRoleWithWebIdentity" ||
+		if len(resp.Hops) != 2 || resp.Hops[1].Domain != app.SandboxAWSTarget || resp.Hops[1].GrantType != "aws:AssumeRoleWithWebIdentity" ||
 			resp.Hops[1].AssertionJtiHash == "" || resp.Hops[1].AssertionJtiHash != resp.Hops[0].AssertionJtiHash {
 			t.Fatalf("hops %v", resp.Hops)
 		}
-		ev := e.lastEvent(t)
+		ev := e.LastEvent(t)
 		raw, _ := json.Marshal(ev)
 		for _, secret := range []string{c.SecretAccessKey, c.SessionToken, c.AccessKeyId} {
 			if strings.Contains(string(raw), secret) {
 				t.Fatal("the audit event holds a credential")
 			}
 		}
-		if ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || ev.TargetDomain != SandboxAWSTarget || ev.Subject != sandbox.AliceSubA {
+		if ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || ev.TargetDomain != app.SandboxAWSTarget || ev.Subject != sandbox.AliceSubA {
 			t.Fatalf("audit event %v", ev)
 		}
 	})
 
 	t.Run("rest", func(t *testing.T) {
-		subject := e.subjectToken(t, sandbox.Bob, sandbox.BobPassword)
-		st, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": SandboxAWSTarget})
+		subject := e.SubjectToken(t, sandbox.Bob)
+		st, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": app.SandboxAWSTarget})
 		var out struct {
 			AccessToken    string `json:"access_token"`
 			AWSCredentials struct {
@@ -78,8 +80,8 @@ func TestAWSChain(t *testing.T) {
 	t.Run("throttled once, retried", func(t *testing.T) {
 		before := aws.Requests()
 		aws.SetThrottle(1)
-		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAWSTarget}); err != nil {
+		subject := e.SubjectToken(t, sandbox.Alice)
+		if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: app.SandboxAWSTarget}); err != nil {
 			t.Fatal(err)
 		}
 		if n := aws.Requests() - before; n != 2 {
@@ -89,8 +91,8 @@ func TestAWSChain(t *testing.T) {
 
 	t.Run("refused by STS", func(t *testing.T) {
 		aws.RevokeSubject(sandbox.BobSubA)
-		subject := e.subjectToken(t, sandbox.Bob, sandbox.BobPassword)
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAWSTarget})
+		subject := e.SubjectToken(t, sandbox.Bob)
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: app.SandboxAWSTarget})
 		st := status.Convert(err)
 		var info *errdetails.ErrorInfo
 		for _, d := range st.Details() {
@@ -104,8 +106,8 @@ func TestAWSChain(t *testing.T) {
 	})
 
 	t.Run("domain B chains unchanged", func(t *testing.T) {
-		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+		subject := e.SubjectToken(t, sandbox.Alice)
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 		if err != nil || resp.AccessToken == "" || resp.AwsCredentials != nil {
 			t.Fatalf("%v %v", resp, err)
 		}
@@ -117,15 +119,15 @@ func TestAWSChain(t *testing.T) {
 // a user without a federated credential is refused by the broker before
 // Entra is called, and Entra's own refusal reaches the caller.
 func TestAzureChain(t *testing.T) {
-	e := newEnv(t, envOptions{cloud: true})
-	az := e.sb.Cloud.Azure
+	e := apptest.StartWith(t, apptest.Options{SandboxOptions: sandbox.Options{CloudAddr: "127.0.0.1:0"}})
+	az := e.Sandbox.Cloud.Azure
 	v, err := az.Verifier()
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: SandboxAzureTarget})
+	subject := e.SubjectToken(t, sandbox.Alice)
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: app.SandboxAzureTarget})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +140,7 @@ func TestAzureChain(t *testing.T) {
 		t.Fatalf("response %v, claims %+v", resp, at.Claims)
 	}
 
-	st, body := e.post(t, "/v1/chain", map[string]any{"subject_token": e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), "target_domain": SandboxAzureTarget})
+	st, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": e.SubjectToken(t, sandbox.Bob), "target_domain": app.SandboxAzureTarget})
 	if st != http.StatusOK || !strings.Contains(string(body), `"access_token":"ey`) {
 		t.Fatalf("REST: HTTP %d %s", st, body)
 	}
@@ -153,21 +155,21 @@ func TestAzureChain(t *testing.T) {
 		return s.Code(), nil
 	}
 	// A subject without a federated credential: the broker's check.
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"sub": "someone-else"}})
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"sub": "someone-else"}})
 	before := az.Requests()
-	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxAzureTarget})
-	e.sb.A.ResetMisbehaviour()
+	_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: app.SandboxAzureTarget})
+	e.Sandbox.A.ResetMisbehaviour()
 	if code, info := reasonOf(err); code != codes.FailedPrecondition || info.GetReason() != "AZURE_SUBJECT_MISMATCH" || az.Requests() != before {
 		t.Fatalf("%v %v (Entra requests %d -> %d)", code, info, before, az.Requests())
 	}
 	// Entra throttles once: retried.
 	az.SetThrottle(1)
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxAzureTarget}); err != nil {
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: app.SandboxAzureTarget}); err != nil {
 		t.Fatalf("after a 429: %v", err)
 	}
 	// Entra's own refusal: the application no longer exists.
-	e.sb.Cloud.Azure.RemoveApp(sandbox.AzureTenantID, sandbox.AzureClientID)
-	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxAzureTarget})
+	e.Sandbox.Cloud.Azure.RemoveApp(sandbox.AzureTenantID, sandbox.AzureClientID)
+	_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: app.SandboxAzureTarget})
 	if code, info := reasonOf(err); code != codes.PermissionDenied || info.GetReason() != "AZURE_TOKEN_REJECTED" ||
 		!strings.HasPrefix(info.GetMetadata()["error_description"], "AADSTS700016") {
 		t.Fatalf("%v %v", code, info)
@@ -178,8 +180,8 @@ func TestAzureChain(t *testing.T) {
 // Google STS (its imitation), then the service account's token from IAM
 // Credentials; the refusals of either reach the caller with their reasons.
 func TestGCPChain(t *testing.T) {
-	e := newEnv(t, envOptions{cloud: true})
-	gcp := e.sb.Cloud.GCP
+	e := apptest.StartWith(t, apptest.Options{SandboxOptions: sandbox.Options{CloudAddr: "127.0.0.1:0"}})
+	gcp := e.Sandbox.Cloud.GCP
 	code := func(err error) (codes.Code, *errdetails.ErrorInfo) {
 		s := status.Convert(err)
 		for _, d := range s.Details() {
@@ -190,7 +192,7 @@ func TestGCPChain(t *testing.T) {
 		return s.Code(), nil
 	}
 
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxGCPTarget})
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: app.SandboxGCPTarget})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,16 +204,16 @@ func TestGCPChain(t *testing.T) {
 
 	// STS throttles once: retried from hop 1.
 	gcp.SetThrottle(1)
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), TargetDomain: SandboxGCPTarget}); err != nil {
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Bob), TargetDomain: app.SandboxGCPTarget}); err != nil {
 		t.Fatalf("after a 429: %v", err)
 	}
 
 	// The provider's attribute condition refuses bob: Google STS's refusal.
 	if err := gcp.AddProvider(sandbox.GCPProvider{ProjectNumber: sandbox.GCPProjectNumber, Pool: sandbox.GCPPool, Provider: sandbox.GCPProviderID,
-		Issuer: e.sb.A.Issuer(), AllowedSubjects: []string{sandbox.AliceSubA}}); err != nil {
+		Issuer: e.Sandbox.A.Issuer(), AllowedSubjects: []string{sandbox.AliceSubA}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), TargetDomain: SandboxGCPTarget})
+	_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Bob), TargetDomain: app.SandboxGCPTarget})
 	if c, info := code(err); c != codes.PermissionDenied || info.GetReason() != "GCP_STS_REJECTED" || info.GetMetadata()["error"] != "unauthorized_client" {
 		t.Fatalf("%v %v", c, info)
 	}
@@ -221,16 +223,16 @@ func TestGCPChain(t *testing.T) {
 		Pool: "projects/" + sandbox.GCPProjectNumber + "/locations/global/workloadIdentityPools/" + sandbox.GCPPool, Subjects: []string{sandbox.BobSubA}}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxGCPTarget})
+	_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: app.SandboxGCPTarget})
 	if c, info := code(err); c != codes.PermissionDenied || info.GetReason() != "GCP_IMPERSONATION_REJECTED" || info.GetMetadata()["error"] != "PERMISSION_DENIED" {
 		t.Fatalf("%v %v", c, info)
 	}
 
 	// A grant for another audience: the broker's check, before Google.
 	before := gcp.STSRequests()
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"aud": "https://elsewhere.example"}})
-	_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), TargetDomain: SandboxGCPTarget})
-	e.sb.A.ResetMisbehaviour()
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraClaims: map[string]any{"aud": "https://elsewhere.example"}})
+	_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Alice), TargetDomain: app.SandboxGCPTarget})
+	e.Sandbox.A.ResetMisbehaviour()
 	if c, info := code(err); c != codes.FailedPrecondition || info.GetReason() != "GCP_AUDIENCE_INVALID" || gcp.STSRequests() != before {
 		t.Fatalf("%v %v", c, info)
 	}

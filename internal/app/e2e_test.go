@@ -1,192 +1,32 @@
-package app
+package app_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
-	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
-	"github.com/chainbroker/chainbroker/token"
 )
-
-// env is a sandbox, a broker wired to it, and clients for both transports.
-type env struct {
-	sb       *sandbox.Sandbox
-	app      *App
-	redis    *redistest.Server // nil with the memory store
-	httpURL  string
-	grpcAddr string
-	client   *http.Client // for httpURL
-	chain    pb.ChainServiceClient
-	audit    pb.AuditServiceClient
-	health   healthpb.HealthClient
-	conn     *grpc.ClientConn
-}
-
-type envOptions struct {
-	redis  bool
-	cloud  bool               // run the sandbox's cloud imitations (and its cloud targets)
-	mutate func(*config.File) // applied to the sandbox configuration before Build
-	// grpcCreds and httpClient reach a TLS broker; nil: plaintext.
-	grpcCreds  credentials.TransportCredentials
-	httpClient *http.Client
-	logs       io.Writer // the broker's JSON log, at debug level; nil: discarded
-	tracer     trace.TracerProvider
-}
-
-func newEnv(t *testing.T, o envOptions) *env {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	sbOpts := sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"}
-	if o.cloud {
-		sbOpts.CloudAddr = "127.0.0.1:0"
-	}
-	sb, err := sandbox.Start(ctx, sbOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{sb: sb}
-	redisURL := ""
-	if o.redis {
-		redistest.Require(t)
-		e.redis = redistest.New(t, redistest.Options{})
-		redisURL = e.redis.URL()
-	}
-	// Listen first, so that the configuration knows its own addresses (the
-	// broker's issuer URL is its REST listener).
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := SandboxConfig(sb, grpcLis.Addr().String(), httpLis.Addr().String(), redisURL)
-	if o.mutate != nil {
-		o.mutate(cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{LookupEnv: testLookupEnv, Tracer: o.tracer}
-	if o.logs != nil {
-		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	a, err := Build(ctx, cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.app = a
-	served := make(chan error, 1)
-	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
-	e.httpURL = "http://" + httpLis.Addr().String()
-	e.grpcAddr = grpcLis.Addr().String()
-	e.client = http.DefaultClient
-	creds := insecure.NewCredentials()
-	if o.grpcCreds != nil {
-		creds = o.grpcCreds
-	}
-	if o.httpClient != nil {
-		e.client = o.httpClient
-	}
-	if cfg.TLS.CertFile != "" {
-		e.httpURL = "https://" + httpLis.Addr().String()
-	}
-	e.conn, err = grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.chain = pb.NewChainServiceClient(e.conn)
-	e.audit = pb.NewAuditServiceClient(e.conn)
-	e.health = healthpb.NewHealthClient(e.conn)
-	t.Cleanup(func() {
-		e.conn.Close()
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
-		a.Close()
-		sb.Close()
-	})
-	return e
-}
-
-// testLookupEnv resolves the sandbox's secrets, then the process
-// environment (t.Setenv).
-func testLookupEnv(k string) (string, bool) {
-	if v, ok := SandboxEnv(k); ok {
-		return v, ok
-	}
-	return os.LookupEnv(k)
-}
-
-// subjectToken gets a user's access token from domain A (password grant).
-func (e *env) subjectToken(t *testing.T, user, password string) string {
-	t.Helper()
-	resp, err := http.PostForm(e.sb.A.TokenEndpoint(), url.Values{
-		"grant_type": {"password"}, "client_id": {sandbox.AgentClientID},
-		"username": {user}, "password": {password},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 || body.AccessToken == "" {
-		t.Fatalf("password grant: status %d, err %v", resp.StatusCode, err)
-	}
-	return body.AccessToken
-}
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// checkBToken verifies an access token with domain B's JWKS and returns its claims.
-func (e *env) checkBToken(t *testing.T, access string) token.Claims {
-	t.Helper()
-	v := token.NewRemoteVerifier(token.RemoteKeys{URL: e.sb.B.JWKSURI()}, nil)
-	tok, err := v.Verify(ctxT(t), access)
-	if err != nil {
-		t.Fatalf("B's access token does not verify with B's JWKS: %v", err)
-	}
-	if tok.Claims.Issuer != e.sb.B.Issuer() {
-		t.Errorf("access token iss = %q, want domain B %q", tok.Claims.Issuer, e.sb.B.Issuer())
-	}
-	return tok.Claims
 }
 
 // errorInfo returns a gRPC error's code and ErrorInfo.
@@ -205,19 +45,6 @@ func errorInfo(t *testing.T, err error) (codes.Code, *errdetails.ErrorInfo) {
 	return 0, nil
 }
 
-// lastEvent is the newest audit event.
-func (e *env) lastEvent(t *testing.T) *pb.AuditEvent {
-	t.Helper()
-	resp, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{PageSize: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Events) != 1 {
-		t.Fatalf("want 1 audit event, got %d", len(resp.Events))
-	}
-	return resp.Events[0]
-}
-
 func storeName(redis bool) string {
 	if redis {
 		return "redis"
@@ -228,15 +55,15 @@ func storeName(redis bool) string {
 func TestChainSucceeds(t *testing.T) {
 	for _, redis := range []bool{false, true} {
 		t.Run(storeName(redis), func(t *testing.T) {
-			e := newEnv(t, envOptions{redis: redis})
+			e := apptest.StartWith(t, apptest.Options{Redis: redis})
 
 			t.Run("grpc", func(t *testing.T) {
-				subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-				resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+				subject := e.SubjectToken(t, sandbox.Alice)
+				resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c := e.checkBToken(t, resp.AccessToken); c.Subject != sandbox.AliceSubB {
+				if c := e.CheckBToken(t, resp.AccessToken); c.Subject != sandbox.AliceSubB {
 					t.Errorf("sub = %q, want alice's linked user in B %q", c.Subject, sandbox.AliceSubB)
 				}
 				if resp.IssuedTokenType != "urn:ietf:params:oauth:token-type:access_token" || !strings.EqualFold(resp.TokenType, "bearer") || resp.ExpiresIn <= 0 {
@@ -246,14 +73,14 @@ func TestChainSucceeds(t *testing.T) {
 					resp.Hops[0].AssertionJtiHash == "" || resp.Hops[1].AssertionJtiHash != resp.Hops[0].AssertionJtiHash {
 					t.Errorf("hops = %v", resp.Hops)
 				}
-				ev, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
+				ev, err := e.Audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
 				if err != nil {
 					t.Fatal(err)
 				}
 				got := ev.Event
 				if got.Outcome != pb.Outcome_OUTCOME_SUCCESS || got.Subject != sandbox.AliceSubA || got.Reason != "" ||
 					got.SourceDomain != sandbox.DomainAName || got.TargetDomain != sandbox.DomainBName || got.Caller != "anonymous" ||
-					got.AssertionIssuer != e.sb.A.Issuer() || len(got.Hops) != 2 || got.AssertionJtiHash != resp.Hops[0].AssertionJtiHash {
+					got.AssertionIssuer != e.Sandbox.A.Issuer() || len(got.Hops) != 2 || got.AssertionJtiHash != resp.Hops[0].AssertionJtiHash {
 					t.Errorf("audit event = %v", got)
 				}
 				if got.SubjectTokenHash != broker.Hash(subject) {
@@ -266,8 +93,8 @@ func TestChainSucceeds(t *testing.T) {
 			})
 
 			t.Run("rest", func(t *testing.T) {
-				subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-				status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
+				subject := e.SubjectToken(t, sandbox.Alice)
+				status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
 				if status != http.StatusOK {
 					t.Fatalf("status %d: %s", status, body)
 				}
@@ -284,11 +111,11 @@ func TestChainSucceeds(t *testing.T) {
 					t.Errorf("expires_in is not a JSON number: %v", resp["expires_in"])
 				}
 				access, _ := resp["access_token"].(string)
-				if c := e.checkBToken(t, access); c.Subject != sandbox.AliceSubB {
+				if c := e.CheckBToken(t, access); c.Subject != sandbox.AliceSubB {
 					t.Errorf("sub = %q, want %q", c.Subject, sandbox.AliceSubB)
 				}
 				// The audit trail lists it, by subject, over REST.
-				status, body = e.get(t, "/v1/audit/events?subject="+url.QueryEscape(sandbox.AliceSubA)+"&page_size=1")
+				status, body = e.Get(t, "/v1/audit/events?subject="+url.QueryEscape(sandbox.AliceSubA)+"&page_size=1")
 				if status != http.StatusOK {
 					t.Fatalf("list audit: %d %s", status, body)
 				}
@@ -305,36 +132,13 @@ func TestChainSucceeds(t *testing.T) {
 				if len(list.Events) != 1 || list.Events[0].ID != resp["audit_id"] || list.Events[0].Outcome != "OUTCOME_SUCCESS" {
 					t.Errorf("audit list = %s", body)
 				}
-				status, body = e.get(t, "/v1/audit/events/"+url.PathEscape(list.Events[0].ID))
+				status, body = e.Get(t, "/v1/audit/events/"+url.PathEscape(list.Events[0].ID))
 				if status != http.StatusOK || !bytes.Contains(body, []byte(`"subject_token_hash"`)) {
 					t.Errorf("get audit event: %d %s", status, body)
 				}
 			})
 		})
 	}
-}
-
-func (e *env) post(t *testing.T, path string, body any) (int, []byte) {
-	t.Helper()
-	b, _ := json.Marshal(body)
-	resp, err := e.client.Post(e.httpURL+path, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
-}
-
-func (e *env) get(t *testing.T, path string) (int, []byte) {
-	t.Helper()
-	resp, err := e.client.Get(e.httpURL + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
 }
 
 // Each rule of docs/design.md §2, broken by domain A: the broker refuses the grant
@@ -344,7 +148,7 @@ func TestAssertionValidationFailures(t *testing.T) {
 	// again and is then ASSERTION_KEY_UNKNOWN (with 30s, the JWKS fetched
 	// for the subject token moments before may not be refetched yet:
 	// SOURCE_KEYS_REFRESHING, TestSourceKeyRotation).
-	e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[0].JWKSMinRefresh = config.Duration(time.Second) }})
+	e := apptest.Start(t, func(f *config.File) { f.Domains[0].JWKSMinRefresh = config.Duration(time.Second) })
 	tests := []struct {
 		name   string
 		m      sandbox.Misbehaviour
@@ -366,13 +170,13 @@ func TestAssertionValidationFailures(t *testing.T) {
 		{"alg none", sandbox.Misbehaviour{Alg: "none"}, "ASSERTION_ALG_NOT_ALLOWED"},
 		{"typ not accepted", sandbox.Misbehaviour{Typ: "secevent+jwt"}, "ASSERTION_TYPE_INVALID"}, // at+jwt is (TestKeycloakGrantTyp)
 	}
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	subject := e.SubjectToken(t, sandbox.Alice)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e.sb.A.SetMisbehaviour(tt.m)
-			defer e.sb.A.ResetMisbehaviour()
-			bCalls := e.sb.B.JWTBearerCount()
-			resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+			e.Sandbox.A.SetMisbehaviour(tt.m)
+			defer e.Sandbox.A.ResetMisbehaviour()
+			bCalls := e.Sandbox.B.JWTBearerCount()
+			resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 			if resp != nil {
 				t.Fatalf("got a response: %v", resp)
 			}
@@ -383,17 +187,17 @@ func TestAssertionValidationFailures(t *testing.T) {
 			if code != codes.FailedPrecondition {
 				t.Errorf("code = %v, want FailedPrecondition", code)
 			}
-			if got := e.sb.B.JWTBearerCount(); got != bCalls {
+			if got := e.Sandbox.B.JWTBearerCount(); got != bCalls {
 				t.Errorf("domain B was called (%d -> %d) with a grant the broker refused", bCalls, got)
 			}
-			ev := e.lastEvent(t)
+			ev := e.LastEvent(t)
 			if ev.Outcome != pb.Outcome_OUTCOME_FAILURE || ev.Reason != tt.reason || len(ev.Hops) != 1 {
 				t.Errorf("audit event = %v", ev)
 			}
 		})
 	}
 	// With A behaving again, the same subject token chains.
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 		t.Fatalf("after the failures: %v", err)
 	}
 }
@@ -411,23 +215,23 @@ func TestReplayedAssertion(t *testing.T) {
 				{"same jti", sandbox.Misbehaviour{FixedJTI: "fixed-jti-1"}},
 			} {
 				t.Run(m.name, func(t *testing.T) {
-					e := newEnv(t, envOptions{redis: redis})
-					subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-					e.sb.A.SetMisbehaviour(m.m)
-					first, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+					e := apptest.StartWith(t, apptest.Options{Redis: redis})
+					subject := e.SubjectToken(t, sandbox.Alice)
+					e.Sandbox.A.SetMisbehaviour(m.m)
+					first, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 					if err != nil {
 						t.Fatalf("first chain: %v", err)
 					}
-					bCalls := e.sb.B.JWTBearerCount()
-					_, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+					bCalls := e.Sandbox.B.JWTBearerCount()
+					_, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 					code, info := errorInfo(t, err)
 					if info.Reason != "ASSERTION_REPLAYED" || code != codes.PermissionDenied {
 						t.Fatalf("second chain: %v %s, want PermissionDenied ASSERTION_REPLAYED", code, info.Reason)
 					}
-					if got := e.sb.B.JWTBearerCount(); got != bCalls {
+					if got := e.Sandbox.B.JWTBearerCount(); got != bCalls {
 						t.Errorf("domain B was called with the replayed grant (%d -> %d)", bCalls, got)
 					}
-					ev := e.lastEvent(t)
+					ev := e.LastEvent(t)
 					if ev.Reason != "ASSERTION_REPLAYED" || ev.AssertionJtiHash != first.Hops[0].AssertionJtiHash {
 						t.Errorf("audit event = %v", ev)
 					}
@@ -440,54 +244,49 @@ func TestReplayedAssertion(t *testing.T) {
 // Domain B refuses (alice not linked): its invalid_grant and description reach
 // the caller over both transports.
 func TestTargetRefuses(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	e.sb.B.Unlink(sandbox.AliceSubA)
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	e := apptest.Start(t, nil)
+	e.Sandbox.B.Unlink(sandbox.AliceSubA)
+	subject := e.SubjectToken(t, sandbox.Alice)
+	_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 	code, info := errorInfo(t, err)
 	if code != codes.PermissionDenied || info.Reason != "JWT_BEARER_REJECTED" || info.Metadata["hop"] != "jwt_bearer" ||
 		info.Metadata["error"] != "invalid_grant" || info.Metadata["error_description"] != "User not found" {
 		t.Errorf("got %v %v", code, info)
 	}
-	ev := e.lastEvent(t)
+	ev := e.LastEvent(t)
 	if ev.Reason != "JWT_BEARER_REJECTED" || ev.UpstreamError != "invalid_grant" || ev.UpstreamErrorDescription != "User not found" || len(ev.Hops) != 2 {
 		t.Errorf("audit event = %v", ev)
 	}
 
-	status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
+	status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
 	if status != http.StatusForbidden || !bytes.Contains(body, []byte(`"User not found"`)) || !bytes.Contains(body, []byte(`"JWT_BEARER_REJECTED"`)) {
 		t.Errorf("REST: %d %s", status, body)
 	}
 	// bob is still linked.
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), TargetDomain: "domain-b"}); err != nil {
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, sandbox.Bob), TargetDomain: "domain-b"}); err != nil {
 		t.Errorf("bob: %v", err)
 	}
 }
 
 func TestUpstreamUnavailable(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadURL := "http://" + closed.Addr().String() + "/token"
-	closed.Close()
+	deadURL := "http://" + testutil.FreeAddr(t) + "/token"
 
 	t.Run("domain A unreachable", func(t *testing.T) {
-		e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[0].TokenEndpoint = deadURL }})
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+		e := apptest.Start(t, func(f *config.File) { f.Domains[0].TokenEndpoint = deadURL })
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 		code, info := errorInfo(t, err)
 		if code != codes.Unavailable || info.Reason != "UPSTREAM_UNAVAILABLE" || info.Metadata["hop"] != "token_exchange" {
 			t.Errorf("got %v %v", code, info)
 		}
-		if ev := e.lastEvent(t); ev.Reason != "UPSTREAM_UNAVAILABLE" {
+		if ev := e.LastEvent(t); ev.Reason != "UPSTREAM_UNAVAILABLE" {
 			t.Errorf("audit event = %v", ev)
 		}
 	})
 	t.Run("domain A slow past the deadline", func(t *testing.T) {
-		e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[0].Timeout = config.Duration(300 * time.Millisecond) }})
-		e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Delay: 10 * time.Second})
+		e := apptest.Start(t, func(f *config.File) { f.Domains[0].Timeout = config.Duration(300 * time.Millisecond) })
+		e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Delay: 10 * time.Second})
 		start := time.Now()
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 		code, info := errorInfo(t, err)
 		if code != codes.Unavailable || info.Reason != "UPSTREAM_UNAVAILABLE" {
 			t.Errorf("got %v %v", code, info)
@@ -497,27 +296,27 @@ func TestUpstreamUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("domain B answers 503", func(t *testing.T) {
-		e := newEnv(t, envOptions{})
-		e.sb.B.SetMisbehaviour(sandbox.Misbehaviour{Status: 503})
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+		e := apptest.Start(t, nil)
+		e.Sandbox.B.SetMisbehaviour(sandbox.Misbehaviour{Status: 503})
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 		code, info := errorInfo(t, err)
 		if code != codes.Unavailable || info.Reason != "UPSTREAM_UNAVAILABLE" || info.Metadata["hop"] != "jwt_bearer" {
 			t.Errorf("got %v %v", code, info)
 		}
 	})
 	t.Run("domain A answers garbage", func(t *testing.T) {
-		e := newEnv(t, envOptions{})
-		e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Body: "<html>oops</html>"})
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+		e := apptest.Start(t, nil)
+		e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Body: "<html>oops</html>"})
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 		if _, info := errorInfo(t, err); info.Reason != "UPSTREAM_BAD_RESPONSE" {
 			t.Errorf("got %v", info)
 		}
 	})
 	t.Run("domain A refuses the exchange", func(t *testing.T) {
-		e := newEnv(t, envOptions{mutate: func(f *config.File) { // the policy lets it through; domain A refuses it
+		e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) { // the policy lets it through; domain A refuses it
 			f.Policy[0].Chains[0].Audiences = []string{"https://not-allowed.example"}
 		}})
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b",
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b",
 			Audience: "https://not-allowed.example"})
 		code, info := errorInfo(t, err)
 		if info.Reason != "TOKEN_EXCHANGE_REJECTED" || info.Metadata["hop"] != "token_exchange" || info.Metadata["error"] == "" || code == codes.OK {
@@ -529,16 +328,16 @@ func TestUpstreamUnavailable(t *testing.T) {
 // With Redis stopped, chains fail closed: UNAVAILABLE, no token, and domain B
 // is never called; with Redis back, chains work again without a restart.
 func TestRedisStoppedMidTest(t *testing.T) {
-	e := newEnv(t, envOptions{redis: true, mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Redis: true, Mutate: func(f *config.File) {
 		f.Listen.ReadinessInterval = config.Duration(100 * time.Millisecond)
 	}})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+	subject := e.SubjectToken(t, sandbox.Alice)
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 		t.Fatal(err)
 	}
-	e.redis.Stop()
-	bCalls := e.sb.B.JWTBearerCount()
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	e.Redis.Stop()
+	bCalls := e.Sandbox.B.JWTBearerCount()
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 	if resp != nil {
 		t.Fatalf("a token was returned with Redis down: %v", resp)
 	}
@@ -546,23 +345,23 @@ func TestRedisStoppedMidTest(t *testing.T) {
 	if code != codes.Unavailable || info.Reason != "STORE_UNAVAILABLE" {
 		t.Errorf("got %v %v", code, info)
 	}
-	if got := e.sb.B.JWTBearerCount(); got != bCalls {
+	if got := e.Sandbox.B.JWTBearerCount(); got != bCalls {
 		t.Errorf("domain B was called while the replay store was down")
 	}
-	e.waitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING) // /readyz answers the same watcher's last result
-	if ready, body := e.get(t, "/readyz"); ready != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("store")) {
+	e.WaitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING) // /readyz answers the same watcher's last result
+	if ready, body := e.Get(t, "/readyz"); ready != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("store")) {
 		t.Errorf("/readyz = %d %s with Redis down, want 503 naming the store", ready, body)
 	}
-	if _, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{}); status.Code(err) != codes.Unavailable {
+	if _, err := e.Audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("ListAuditEvents with Redis down: %v", err)
 	}
 
-	e.redis.Restart()
+	e.Redis.Restart()
 	// go-redis re-dials in the background after failed dials (about once a
 	// second): the broker recovers by itself within a bounded time.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err = e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		resp, err = e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 		if err == nil {
 			break
 		}
@@ -571,36 +370,20 @@ func TestRedisStoppedMidTest(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if _, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId}); err != nil {
+	if _, err := e.Audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId}); err != nil {
 		t.Errorf("audit event of the chain after restart: %v", err)
 	}
 	// /readyz answers the readiness watcher's last result: wait for it.
 	testutil.WaitFor(t, 10*time.Second, "/readyz 200 after Redis restarted", func() bool {
-		status, _ := e.get(t, "/readyz")
+		status, _ := e.Get(t, "/readyz")
 		return status == http.StatusOK
 	})
-	e.waitHealth(t, healthpb.HealthCheckResponse_SERVING)
-}
-
-// waitHealth waits (bounded) for the gRPC health status.
-func (e *env) waitHealth(t *testing.T, want healthpb.HealthCheckResponse_ServingStatus) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		h, err := e.health.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: "chainbroker.v1.ChainService"})
-		if err == nil && h.Status == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gRPC health: %v %v, want %v", h, err, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.WaitHealth(t, healthpb.HealthCheckResponse_SERVING)
 }
 
 func TestBadInput(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	e := apptest.Start(t, nil)
+	subject := e.SubjectToken(t, sandbox.Alice)
 	tests := []struct {
 		name   string
 		req    *pb.ChainRequest
@@ -620,8 +403,8 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aCalls := e.sb.A.ExchangeCount()
-			_, err := e.chain.Chain(ctxT(t), tt.req)
+			aCalls := e.Sandbox.A.ExchangeCount()
+			_, err := e.Chain.Chain(ctxT(t), tt.req)
 			code, info := errorInfo(t, err)
 			if code != codes.InvalidArgument || info.Reason != tt.reason || info.Metadata["field"] != tt.field {
 				t.Errorf("got %v %s field=%q, want InvalidArgument %s field=%q", code, info.Reason, info.Metadata["field"], tt.reason, tt.field)
@@ -629,38 +412,38 @@ func TestBadInput(t *testing.T) {
 			if !strings.Contains(status.Convert(err).Message(), tt.field) {
 				t.Errorf("message %q does not name the field", status.Convert(err).Message())
 			}
-			if e.sb.A.ExchangeCount() != aCalls {
+			if e.Sandbox.A.ExchangeCount() != aCalls {
 				t.Error("domain A was called for an invalid request")
 			}
-			if ev := e.lastEvent(t); ev.Reason != tt.reason {
+			if ev := e.LastEvent(t); ev.Reason != tt.reason {
 				t.Errorf("audit event reason = %q, want %q", ev.Reason, tt.reason)
 			}
 		})
 	}
 	t.Run("rest 400 names the field", func(t *testing.T) {
-		status, body := e.post(t, "/v1/chain", map[string]any{"target_domain": "domain-b"})
+		status, body := e.Post(t, "/v1/chain", map[string]any{"target_domain": "domain-b"})
 		if status != http.StatusBadRequest || !bytes.Contains(body, []byte("subject_token")) || !bytes.Contains(body, []byte("REQUEST_INVALID")) {
 			t.Errorf("%d %s", status, body)
 		}
 	})
 	t.Run("rest body too large", func(t *testing.T) {
-		status, _ := e.post(t, "/v1/chain", map[string]any{"subject_token": strings.Repeat("a", 100<<10), "target_domain": "domain-b"})
+		status, _ := e.Post(t, "/v1/chain", map[string]any{"subject_token": strings.Repeat("a", 100<<10), "target_domain": "domain-b"})
 		if status < 400 || status >= 500 {
 			t.Errorf("status %d for a 100 KiB body, want 4xx", status)
 		}
 	})
 	t.Run("rest unknown field", func(t *testing.T) {
-		status, _ := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b", "bogus": 1})
+		status, _ := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b", "bogus": 1})
 		if status != http.StatusBadRequest {
 			t.Errorf("status %d for an unknown field, want 400", status)
 		}
 	})
 	t.Run("audit bad page token", func(t *testing.T) {
-		_, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{PageToken: "not-a-token"})
+		_, err := e.Audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{PageToken: "not-a-token"})
 		if code := status.Code(err); code != codes.InvalidArgument {
 			t.Errorf("code %v", code)
 		}
-		_, err = e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: "1-0"})
+		_, err = e.Audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: "1-0"})
 		if code := status.Code(err); code != codes.NotFound {
 			t.Errorf("unknown id: code %v", code)
 		}
@@ -668,34 +451,34 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestServiceSurface(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	h, err := e.health.Check(ctxT(t), &healthpb.HealthCheckRequest{})
+	e := apptest.Start(t, nil)
+	h, err := e.Health.Check(ctxT(t), &healthpb.HealthCheckRequest{})
 	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health = %v, %v", h, err)
 	}
-	d, err := e.chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
-	if err != nil || len(d.Domains) != 2 || len(d.Chains) != 1 || d.Chains[0].Audience != e.sb.B.Issuer() {
+	d, err := e.Chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
+	if err != nil || len(d.Domains) != 3 || len(d.Chains) != 2 || d.Chains[0].Audience != e.Sandbox.B.Issuer() {
 		t.Fatalf("ListDomains = %v, %v", d, err)
 	}
-	status, body := e.get(t, "/v1/domains")
+	status, body := e.Get(t, "/v1/domains")
 	if status != 200 || !bytes.Contains(body, []byte(`"token_endpoint"`)) || bytes.Contains(body, []byte(sandbox.BrokerSecretA)) {
 		t.Errorf("GET /v1/domains: %d %s", status, body)
 	}
-	if status, _ := e.get(t, "/readyz"); status != 200 {
+	if status, _ := e.Get(t, "/readyz"); status != 200 {
 		t.Errorf("/readyz = %d", status)
 	}
-	if status, _ := e.get(t, "/healthz"); status != 200 {
+	if status, _ := e.Get(t, "/healthz"); status != 200 {
 		t.Errorf("/healthz = %d", status)
 	}
 }
 
 // Paging through the audit trail over REST returns each event once.
 func TestAuditPaging(t *testing.T) {
-	e := newEnv(t, envOptions{redis: true})
-	subject := e.subjectToken(t, sandbox.Bob, sandbox.BobPassword)
+	e := apptest.StartWith(t, apptest.Options{Redis: true})
+	subject := e.SubjectToken(t, sandbox.Bob)
 	want := map[string]bool{}
 	for range 5 {
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -707,7 +490,7 @@ func TestAuditPaging(t *testing.T) {
 		if pages > 5 {
 			t.Fatal("paging does not end")
 		}
-		resp, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{Subject: sandbox.BobSubA, PageSize: 2, PageToken: token})
+		resp, err := e.Audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{Subject: sandbox.BobSubA, PageSize: 2, PageToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -735,13 +518,13 @@ func TestAuditPaging(t *testing.T) {
 // character boundary: the error keeps its details and the audit trail stays
 // listable (found by FuzzCheckClaims).
 func TestLongUnicodeUpstreamDescription(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Status: 400, Error: "invalid_grant", ErrorDescription: "x" + strings.Repeat("é", 80)})
-	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+	e := apptest.Start(t, nil)
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Status: 400, Error: "invalid_grant", ErrorDescription: "x" + strings.Repeat("é", 80)})
+	_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 	if _, info := errorInfo(t, err); info.Reason != "TOKEN_EXCHANGE_REJECTED" {
 		t.Fatalf("reason %q", info.Reason)
 	}
-	if status, body := e.get(t, "/v1/audit/events?page_size=1"); status != 200 || !bytes.Contains(body, []byte("éé")) {
+	if status, body := e.Get(t, "/v1/audit/events?page_size=1"); status != 200 || !bytes.Contains(body, []byte("éé")) {
 		t.Errorf("audit listing: %d %.200s", status, body)
 	}
 }

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
@@ -35,11 +36,11 @@ func writeKey(t *testing.T, dir, name string) (string, string) {
 // issueEnv: domain A without token exchange; the broker issues the grants
 // itself (mode issue) and domain B trusts it as an identity provider through
 // its JWKS URL. alice is mapped by preferred_username; bob is not mapped.
-func issueEnv(t *testing.T) (*env, []string) {
+func issueEnv(t *testing.T) (*apptest.Env, []string) {
 	dir := t.TempDir()
 	k1, kid1 := writeKey(t, dir, "k1.pem")
 	k2, kid2 := writeKey(t, dir, "k2.pem")
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		f.Issuer = config.Issuer{URL: "http://" + f.Listen.HTTP, Keys: []config.IssuerKey{
 			{File: k1, State: "active"}, {File: k2, State: "published"},
 		}}
@@ -53,12 +54,12 @@ func issueEnv(t *testing.T) (*env, []string) {
 			Act:          true,
 		}
 	}})
-	e.sb.A.SetTokenExchange(false)
-	issuer := e.app.Config.Issuer.URL
-	if err := e.sb.B.TrustIdentityProvider("chainbroker", issuer, issuer+"/.well-known/jwks.json", sandbox.DefaultTrust()); err != nil {
+	e.Sandbox.A.SetTokenExchange(false)
+	issuer := e.App.Config.Issuer.URL
+	if err := e.Sandbox.B.TrustIdentityProvider("chainbroker", issuer, issuer+"/.well-known/jwks.json", sandbox.DefaultTrust()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.sb.B.LinkFor("chainbroker", "alice@example.com", sandbox.Alice); err != nil {
+	if err := e.Sandbox.B.LinkFor("chainbroker", "alice@example.com", sandbox.Alice); err != nil {
 		t.Fatal(err)
 	}
 	return e, []string{kid1, kid2}
@@ -66,44 +67,44 @@ func issueEnv(t *testing.T) (*env, []string) {
 
 func TestIssueMode(t *testing.T) {
 	e, kids := issueEnv(t)
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword) // aud: [chainbroker account]: two audiences
-	bCalls := e.sb.B.JWTBearerCount()
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
+	subject := e.SubjectToken(t, sandbox.Alice) // aud: [chainbroker account]: two audiences
+	bCalls := e.Sandbox.B.JWTBearerCount()
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := e.checkBToken(t, resp.AccessToken); c.Subject != sandbox.AliceSubB {
+	if c := e.CheckBToken(t, resp.AccessToken); c.Subject != sandbox.AliceSubB {
 		t.Errorf("B token sub %q, want alice's user %q", c.Subject, sandbox.AliceSubB)
 	}
-	if e.sb.A.ExchangeCount() != 0 || e.sb.B.JWTBearerCount() != bCalls+1 {
-		t.Errorf("exchanges at A: %d (want 0); jwt-bearer at B: +%d", e.sb.A.ExchangeCount(), e.sb.B.JWTBearerCount()-bCalls)
+	if e.Sandbox.A.ExchangeCount() != 0 || e.Sandbox.B.JWTBearerCount() != bCalls+1 {
+		t.Errorf("exchanges at A: %d (want 0); jwt-bearer at B: +%d", e.Sandbox.A.ExchangeCount(), e.Sandbox.B.JWTBearerCount()-bCalls)
 	}
-	got := e.sb.B.LastAccepted()
+	got := e.Sandbox.B.LastAccepted()
 	act, _ := got["act"].(map[string]any)
-	if got["iss"] != e.app.Config.Issuer.URL || got["sub"] != "alice@example.com" || got["aud"] != e.sb.B.Issuer() ||
+	if got["iss"] != e.App.Config.Issuer.URL || got["sub"] != "alice@example.com" || got["aud"] != e.Sandbox.B.Issuer() ||
 		act["sub"] != "anonymous" || got["azp"] != sandbox.AgentClientID || got["scope"] != "profile" || got["jti"] == "" {
 		t.Errorf("assertion B accepted: %v", got)
 	}
 	if iat, exp := got["iat"].(float64), got["exp"].(float64); exp-iat != 60 {
 		t.Errorf("assertion lifetime %vs, want the default 60s", exp-iat)
 	}
-	ev, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
+	ev, err := e.Audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if x := ev.Event; x.Mode != "issue" || x.MappedSubject != "alice@example.com" || !slices.Equal(x.TranscribedClaims, []string{"azp", "act"}) ||
-		x.AssertionJtiHash == "" || x.AssertionIssuer != e.app.Config.Issuer.URL || len(x.AssertionAudience) != 1 {
+		x.AssertionJtiHash == "" || x.AssertionIssuer != e.App.Config.Issuer.URL || len(x.AssertionAudience) != 1 {
 		t.Errorf("audit event: %v", x)
 	}
 
 	t.Run("well-known documents", func(t *testing.T) {
-		status, body := e.get(t, "/.well-known/openid-configuration")
+		status, body := e.Get(t, "/.well-known/openid-configuration")
 		var md map[string]any
-		if status != 200 || json.Unmarshal(body, &md) != nil || md["issuer"] != e.app.Config.Issuer.URL ||
-			md["jwks_uri"] != e.app.Config.Issuer.URL+"/.well-known/jwks.json" {
+		if status != 200 || json.Unmarshal(body, &md) != nil || md["issuer"] != e.App.Config.Issuer.URL ||
+			md["jwks_uri"] != e.App.Config.Issuer.URL+"/.well-known/jwks.json" {
 			t.Errorf("metadata: %d %s", status, body)
 		}
-		status, body = e.get(t, "/.well-known/jwks.json")
+		status, body = e.Get(t, "/.well-known/jwks.json")
 		var set struct {
 			Keys []map[string]any `json:"keys"`
 		}
@@ -124,20 +125,20 @@ func TestIssueModeRejections(t *testing.T) {
 	e, _ := issueEnv(t)
 	now := time.Now().Unix()
 	claims := func(mod func(map[string]any)) map[string]any {
-		c := map[string]any{"iss": e.sb.A.Issuer(), "sub": sandbox.AliceSubA, "preferred_username": "alice",
+		c := map[string]any{"iss": e.Sandbox.A.Issuer(), "sub": sandbox.AliceSubA, "preferred_username": "alice",
 			"aud": []string{"chainbroker", "account"}, "iat": now, "exp": now + 300, "jti": "x"}
 		mod(c)
 		return c
 	}
 	sign := func(mod func(map[string]any)) string {
-		tok, err := e.sb.A.SignToken(claims(mod), "JWT")
+		tok, err := e.Sandbox.A.SignToken(claims(mod), "JWT")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
 	other, _ := token.GenerateSigner("RS256")
-	forged, _ := other.Sign(claims(func(map[string]any) {}), token.SignOptions{Kid: e.sb.A.KeyID()})
+	forged, _ := other.Sign(claims(func(map[string]any) {}), token.SignOptions{Kid: e.Sandbox.A.KeyID()})
 	tests := []struct {
 		name, token, source, reason string
 		code                        codes.Code
@@ -151,15 +152,15 @@ func TestIssueModeRejections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := e.sb.B.JWTBearerCount()
-			_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: tt.token, SourceDomain: tt.source, TargetDomain: "domain-b"})
+			before := e.Sandbox.B.JWTBearerCount()
+			_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: tt.token, SourceDomain: tt.source, TargetDomain: "domain-b"})
 			if status.Code(err) != tt.code || reason(err) != tt.reason {
 				t.Fatalf("got %v %q (%v), want %v %s", status.Code(err), reason(err), err, tt.code, tt.reason)
 			}
-			if e.sb.B.JWTBearerCount() != before {
+			if e.Sandbox.B.JWTBearerCount() != before {
 				t.Error("domain B was called")
 			}
-			if ev := e.lastEvent(t); ev.Reason != tt.reason || ev.Mode != "issue" || ev.AssertionJtiHash != "" {
+			if ev := e.LastEvent(t); ev.Reason != tt.reason || ev.Mode != "issue" || ev.AssertionJtiHash != "" {
 				t.Errorf("audit event: %v", ev)
 			}
 		})
@@ -171,7 +172,7 @@ func TestIssueModeRejections(t *testing.T) {
 // across the switch.
 func TestIssuerKeyRotation(t *testing.T) {
 	e, kids := issueEnv(t)
-	k := e.app.Config.Issuer.Keys
+	k := e.App.Config.Issuer.Keys
 	steps := [][]keyset.KeyConfig{
 		{{File: k[0].File, State: keyset.Active}, {File: k[1].File, State: keyset.Published}},
 		{{File: k[0].File, State: keyset.Published}, {File: k[1].File, State: keyset.Active}},
@@ -179,20 +180,20 @@ func TestIssuerKeyRotation(t *testing.T) {
 	}
 	wantKid := []string{kids[0], kids[1], kids[1]}
 	for i, step := range steps {
-		if err := e.app.IssuerKeys.Replace(step); err != nil {
+		if err := e.App.IssuerKeys.Replace(step); err != nil {
 			t.Fatal(err)
 		}
 		for range 2 {
-			subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-			if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+			subject := e.SubjectToken(t, sandbox.Alice)
+			if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 				t.Fatalf("step %d: %v", i, err)
 			}
 		}
-		if got := e.app.IssuerKeys.Signer().KeyID(); got != wantKid[i] {
+		if got := e.App.IssuerKeys.Signer().KeyID(); got != wantKid[i] {
 			t.Errorf("step %d: signing kid %s, want %s", i, got, wantKid[i])
 		}
 	}
-	_, body := e.get(t, "/.well-known/jwks.json")
+	_, body := e.Get(t, "/.well-known/jwks.json")
 	var set struct {
 		Keys []map[string]any `json:"keys"`
 	}
@@ -206,22 +207,20 @@ func TestIssuerKeyRotation(t *testing.T) {
 // actor_token naming the caller (RFC 8693 §2.1).
 func TestActorTokenInExchangeMode(t *testing.T) {
 	key, _ := writeKey(t, t.TempDir(), "k.pem")
-	p := newFaultProxy(t)
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
-		p.front(0, nil)(f)
+	p := apptest.NewProxy(t, "")
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
+		p.Front(0, nil)(f)
 		f.Issuer = config.Issuer{URL: "http://" + f.Listen.HTTP, Keys: []config.IssuerKey{{File: key, State: "active"}}}
 		f.Chains[0].Transcription.Act = true
 	}})
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"}); err != nil {
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"}); err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	form := p.forms[0]
-	p.mu.Unlock()
+	form := p.Requests()[0].Form
 	if form.Get("actor_token_type") != "urn:ietf:params:oauth:token-type:jwt" {
 		t.Fatalf("actor_token_type %q", form.Get("actor_token_type"))
 	}
-	v, err := token.NewStaticVerifier(e.app.IssuerKeys.JWKS(), nil)
+	v, err := token.NewStaticVerifier(e.App.IssuerKeys.JWKS(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +228,7 @@ func TestActorTokenInExchangeMode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("actor token does not verify with the broker's JWKS: %v", err)
 	}
-	if c := actor.Claims; c.Subject != "anonymous" || c.Issuer != e.app.Config.Issuer.URL || len(c.Audience) != 1 || c.Audience[0] != e.sb.A.Issuer() {
+	if c := actor.Claims; c.Subject != "anonymous" || c.Issuer != e.App.Config.Issuer.URL || len(c.Audience) != 1 || c.Audience[0] != e.Sandbox.A.Issuer() {
 		t.Errorf("actor token claims %+v", c)
 	}
 }

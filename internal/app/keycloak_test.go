@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"encoding/json"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -22,15 +23,15 @@ import (
 // misconfiguration that causes it in the sandbox and what the caller sees.
 type keycloakRow struct {
 	name   string
-	mutate func(*config.File)            // the broker's configuration, before it starts
-	setup  func(*testing.T, *env)        // the realms' misconfiguration
-	status int                           // HTTP status of POST /v1/chain
-	reason string                        // ErrorInfo reason
-	hop    string                        // ErrorInfo metadata hop
-	cause  string                        // metadata upstream_cause ("" = none)
-	oauth  string                        // metadata error: Keycloak's code ("" = the broker refused before the call)
-	text   string                        // metadata error_description: Keycloak's text, exactly
-	subj   func(*testing.T, *env) string // subject token; nil: alice's
+	mutate func(*config.File)                    // the broker's configuration, before it starts
+	setup  func(*testing.T, *apptest.Env)        // the realms' misconfiguration
+	status int                                   // HTTP status of POST /v1/chain
+	reason string                                // ErrorInfo reason
+	hop    string                                // ErrorInfo metadata hop
+	cause  string                                // metadata upstream_cause ("" = none)
+	oauth  string                                // metadata error: Keycloak's code ("" = the broker refused before the call)
+	text   string                                // metadata error_description: Keycloak's text, exactly
+	subj   func(*testing.T, *apptest.Env) string // subject token; nil: alice's
 }
 
 func must(t *testing.T, err error) {
@@ -43,87 +44,89 @@ func must(t *testing.T, err error) {
 func keycloakRows() []keycloakRow {
 	const elsewhere = "https://elsewhere.example/realms/x"
 	return []keycloakRow{
-		{name: "exchange switch off", setup: func(t *testing.T, e *env) { e.sb.A.SetStandardTokenExchange(false) },
+		{name: "exchange switch off", setup: func(t *testing.T, e *apptest.Env) { e.Sandbox.A.SetStandardTokenExchange(false) },
 			status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_client_exchange_disabled",
 			oauth: "invalid_request", text: sandbox.DescExchangeNotEnabled},
-		{name: "audience not available", setup: func(t *testing.T, e *env) {
-			e.sb.A.SetAudienceClient(e.sb.B.Issuer(), sandbox.AudienceNotAvailable)
+		{name: "audience not available", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.A.SetAudienceClient(e.Sandbox.B.Issuer(), sandbox.AudienceNotAvailable)
 		}, status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_audience_not_available",
 			oauth: "invalid_request", text: sandbox.DescAudienceNotAvailable + "{B}"},
-		{name: "audience client missing", setup: func(t *testing.T, e *env) {
-			e.sb.A.SetAudienceClient(e.sb.B.Issuer(), sandbox.AudienceClientMissing)
+		{name: "audience client missing", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.A.SetAudienceClient(e.Sandbox.B.Issuer(), sandbox.AudienceClientMissing)
 		}, status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_audience_client_missing",
 			oauth: "invalid_client", text: sandbox.DescAudienceNotFound},
-		{name: "audience client disabled", setup: func(t *testing.T, e *env) {
-			e.sb.A.SetAudienceClient(e.sb.B.Issuer(), sandbox.AudienceClientDisabled)
+		{name: "audience client disabled", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.A.SetAudienceClient(e.Sandbox.B.Issuer(), sandbox.AudienceClientDisabled)
 		}, status: 400, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "source_audience_client_disabled",
 			oauth: "invalid_client", text: sandbox.DescClientDisabled},
-		{name: "broker not in the subject token's audience", subj: func(t *testing.T, e *env) string {
-			tok, err := e.sb.A.SubjectTokenWithAudience(ctxT(t), sandbox.Alice, sandbox.AlicePassword, []string{"account"})
+		{name: "broker not in the subject token's audience", subj: func(t *testing.T, e *apptest.Env) string {
+			tok, err := e.Sandbox.A.SubjectTokenWithAudience(ctxT(t), sandbox.Alice, sandbox.AlicePassword, []string{"account"})
 			must(t, err)
 			return tok
 		}, status: 403, reason: "TOKEN_EXCHANGE_REJECTED", hop: "token_exchange", cause: "subject_token_audience",
 			oauth: "access_denied", text: sandbox.DescClientNotInAudience},
 
-		{name: "grant off on the client", setup: func(t *testing.T, e *env) { e.sb.B.SetJWTAuthorizationGrant(false) },
+		{name: "grant off on the client", setup: func(t *testing.T, e *apptest.Env) { e.Sandbox.B.SetJWTAuthorizationGrant(false) },
 			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_client_grant_disabled",
 			oauth: "invalid_grant", text: sandbox.DescJWTGrantDisabled},
-		{name: "provider not allowed for the client", setup: func(t *testing.T, e *env) { e.sb.B.SetAllowedIdentityProviders() },
+		{name: "provider not allowed for the client", setup: func(t *testing.T, e *apptest.Env) { e.Sandbox.B.SetAllowedIdentityProviders() },
 			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_client_idp_not_allowed",
 			oauth: "invalid_grant", text: sandbox.DescIdPNotAllowed},
-		{name: "provider disabled", setup: func(t *testing.T, e *env) {
-			must(t, e.sb.B.SetIdentityProviderEnabled(sandbox.IdentityProviderAlias, false))
+		{name: "provider disabled", setup: func(t *testing.T, e *apptest.Env) {
+			must(t, e.Sandbox.B.SetIdentityProviderEnabled(sandbox.IdentityProviderAlias, false))
 		}, status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_idp_issuer",
 			oauth: "invalid_grant", text: sandbox.DescUnknownIssuer},
-		{name: "two providers with one issuer", setup: func(t *testing.T, e *env) {
-			must(t, e.sb.B.AddIdentityProviderTwin(sandbox.IdentityProviderAlias, "domain-a-copy"))
+		{name: "two providers with one issuer", setup: func(t *testing.T, e *apptest.Env) {
+			must(t, e.Sandbox.B.AddIdentityProviderTwin(sandbox.IdentityProviderAlias, "domain-a-copy"))
 		}, status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_idp_ambiguous",
 			oauth: "invalid_grant", text: sandbox.DescMultipleIdPs + "[domain-a, domain-a-copy]"},
-		{name: "user not linked", setup: func(t *testing.T, e *env) { e.sb.B.Unlink(sandbox.AliceSubA) },
+		{name: "user not linked", setup: func(t *testing.T, e *apptest.Env) { e.Sandbox.B.Unlink(sandbox.AliceSubA) },
 			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_user_unlinked",
 			oauth: "invalid_grant", text: sandbox.DescUserNotFound},
-		{name: "user disabled", setup: func(t *testing.T, e *env) { must(t, e.sb.B.SetUserEnabled(sandbox.Alice, false)) },
+		{name: "user disabled", setup: func(t *testing.T, e *apptest.Env) { must(t, e.Sandbox.B.SetUserEnabled(sandbox.Alice, false)) },
 			status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_user_disabled",
 			oauth: "invalid_grant", text: sandbox.DescUserDisabled},
-		{name: "user with a required action", setup: func(t *testing.T, e *env) {
-			must(t, e.sb.B.SetRequiredActions(sandbox.Alice, "UPDATE_PASSWORD"))
+		{name: "user with a required action", setup: func(t *testing.T, e *apptest.Env) {
+			must(t, e.Sandbox.B.SetRequiredActions(sandbox.Alice, "UPDATE_PASSWORD"))
 		}, status: 403, reason: "JWT_BEARER_REJECTED", hop: "jwt_bearer", cause: "target_user_required_action",
 			oauth: "invalid_grant", text: sandbox.DescAccountNotSetUp},
 
-		{name: "jti already used at the target", setup: func(t *testing.T, e *env) {
-			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{FixedJTI: "seen-elsewhere"})
-			e.sb.B.RememberJTI(e.sb.A.Issuer(), "seen-elsewhere", time.Now().Add(time.Hour))
+		{name: "jti already used at the target", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{FixedJTI: "seen-elsewhere"})
+			e.Sandbox.B.RememberJTI(e.Sandbox.A.Issuer(), "seen-elsewhere", time.Now().Add(time.Hour))
 		}, status: 403, reason: "ASSERTION_REPLAYED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescTokenReuse},
 		{name: "audience the target does not take", mutate: func(f *config.File) {
 			f.Domains[1].Assertion.Audience = append(f.Domains[1].Assertion.Audience, elsewhere)
 			f.Chains[0].Audience = elsewhere
-		}, setup: func(t *testing.T, e *env) { e.sb.A.AllowAudience(elsewhere) },
+		}, setup: func(t *testing.T, e *apptest.Env) { e.Sandbox.A.AllowAudience(elsewhere) },
 			status: 400, reason: "ASSERTION_AUDIENCE_INVALID", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescInvalidAudience},
 		{name: "no jti while the target forbids reuse", mutate: func(f *config.File) { f.Domains[1].Assertion.AllowReuse = true },
-			setup:  func(t *testing.T, e *env) { e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{OmitJTI: true}) },
+			setup:  func(t *testing.T, e *apptest.Env) { e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{OmitJTI: true}) },
 			status: 400, reason: "ASSERTION_JTI_MISSING", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescJTIRequired},
 		{name: "expired for the target's clock skew", mutate: func(f *config.File) { f.Domains[1].Assertion.ClockSkew = config.Duration(2 * time.Minute) },
-			setup:  func(t *testing.T, e *env) { e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Expired: true}) },
+			setup:  func(t *testing.T, e *apptest.Env) { e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Expired: true}) },
 			status: 400, reason: "ASSERTION_EXPIRED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescNotActive},
 		{name: "issued in the future for the target's clock skew", mutate: func(f *config.File) { f.Domains[1].Assertion.ClockSkew = config.Duration(2 * time.Minute) },
-			setup:  func(t *testing.T, e *env) { e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{IssuedAtFuture: true}) },
+			setup: func(t *testing.T, e *apptest.Env) {
+				e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{IssuedAtFuture: true})
+			},
 			status: 400, reason: "ASSERTION_NOT_YET_VALID", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescIssuedInFuture},
-		{name: "older than the provider's maximum age", setup: func(t *testing.T, e *env) {
-			e.sb.B.SetTrust(sandbox.Trust{MaxAssertionAge: time.Minute})
-			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{IssuedAtAge: 2 * time.Minute, Lifetime: 5 * time.Minute})
+		{name: "older than the provider's maximum age", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.B.SetTrust(sandbox.Trust{MaxAssertionAge: time.Minute})
+			e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{IssuedAtAge: 2 * time.Minute, Lifetime: 5 * time.Minute})
 		}, status: 400, reason: "ASSERTION_EXPIRED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescIssuedTooLongAgo},
 		{name: "far exp without iat", mutate: func(f *config.File) { f.Domains[1].Assertion.MaxLifetime = config.Duration(15 * time.Minute) },
-			setup: func(t *testing.T, e *env) {
-				e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Lifetime: 10 * time.Minute, ExtraClaims: map[string]any{"iat": nil}})
+			setup: func(t *testing.T, e *apptest.Env) {
+				e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Lifetime: 10 * time.Minute, ExtraClaims: map[string]any{"iat": nil}})
 			}, status: 400, reason: "ASSERTION_LIFETIME_TOO_LONG", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescNoIssuedAtTooLong},
-		{name: "provider's JWKS URL is not realm A's", setup: func(t *testing.T, e *env) {
-			must(t, e.sb.B.TrustIdentityProvider(sandbox.IdentityProviderAlias, e.sb.A.Issuer(), e.sb.B.JWKSURI(), sandbox.DefaultTrust()))
+		{name: "provider's JWKS URL is not realm A's", setup: func(t *testing.T, e *apptest.Env) {
+			must(t, e.Sandbox.B.TrustIdentityProvider(sandbox.IdentityProviderAlias, e.Sandbox.A.Issuer(), e.Sandbox.B.JWKSURI(), sandbox.DefaultTrust()))
 		}, status: 400, reason: "ASSERTION_SIGNATURE_INVALID", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescInvalidSignature},
-		{name: "provider pins another algorithm", setup: func(t *testing.T, e *env) {
-			e.sb.B.SetTrust(sandbox.Trust{AllowedAlgs: []string{"ES256"}})
+		{name: "provider pins another algorithm", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.B.SetTrust(sandbox.Trust{AllowedAlgs: []string{"ES256"}})
 		}, status: 400, reason: "ASSERTION_ALG_NOT_ALLOWED", hop: "jwt_bearer", oauth: "invalid_grant", text: sandbox.DescInvalidSignatureAlg},
-		{name: "two audiences: the broker refuses before realm B", setup: func(t *testing.T, e *env) {
-			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraAudience: "account"})
+		{name: "two audiences: the broker refuses before realm B", setup: func(t *testing.T, e *apptest.Env) {
+			e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{ExtraAudience: "account"})
 		}, status: 400, reason: "ASSERTION_AUDIENCE_MULTIPLE", hop: "token_exchange"},
 	}
 }
@@ -134,15 +137,15 @@ func keycloakRows() []keycloakRow {
 func TestKeycloakRefusals(t *testing.T) {
 	for _, row := range keycloakRows() {
 		t.Run(row.name, func(t *testing.T) {
-			e := newEnv(t, envOptions{mutate: row.mutate})
+			e := apptest.Start(t, row.mutate)
 			if row.setup != nil {
 				row.setup(t, e)
 			}
-			subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+			subject := e.SubjectToken(t, sandbox.Alice)
 			if row.subj != nil {
 				subject = row.subj(t, e)
 			}
-			status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
+			status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
 			var resp struct {
 				Details []struct {
 					Reason   string            `json:"reason"`
@@ -153,15 +156,15 @@ func TestKeycloakRefusals(t *testing.T) {
 				t.Fatalf("HTTP %d %s: %v", status, body, err)
 			}
 			info := resp.Details[0]
-			text := strings.ReplaceAll(row.text, "{B}", e.sb.B.Issuer())
+			text := strings.ReplaceAll(row.text, "{B}", e.Sandbox.B.Issuer())
 			md := info.Metadata
 			if status != row.status || info.Reason != row.reason || md["hop"] != row.hop || md["upstream_cause"] != row.cause ||
 				md["error"] != row.oauth || md["error_description"] != text {
 				t.Errorf("got HTTP %d %s %v\nwant HTTP %d %s hop=%s upstream_cause=%q error=%q error_description=%q",
 					status, info.Reason, md, row.status, row.reason, row.hop, row.cause, row.oauth, text)
 			}
-			if row.oauth == "" && e.sb.B.JWTBearerCount() != 0 {
-				t.Errorf("realm B was called %d times; the broker should have refused first", e.sb.B.JWTBearerCount())
+			if row.oauth == "" && e.Sandbox.B.JWTBearerCount() != 0 {
+				t.Errorf("realm B was called %d times; the broker should have refused first", e.Sandbox.B.JWTBearerCount())
 			}
 		})
 	}
@@ -182,10 +185,10 @@ func TestKeycloakGrantTyp(t *testing.T) {
 		{"at+jwt when the target lists JWT only", "at+jwt", []string{"JWT"}, "ASSERTION_TYPE_INVALID"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[1].Assertion.AllowedTyp = tt.allowed }})
-			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Typ: tt.typ})
-			status, body := e.post(t, "/v1/chain", map[string]any{
-				"subject_token": e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), "target_domain": "domain-b"})
+			e := apptest.Start(t, func(f *config.File) { f.Domains[1].Assertion.AllowedTyp = tt.allowed })
+			e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Typ: tt.typ})
+			status, body := e.Post(t, "/v1/chain", map[string]any{
+				"subject_token": e.SubjectToken(t, sandbox.Alice), "target_domain": "domain-b"})
 			switch {
 			case tt.reason == "" && status != http.StatusOK:
 				t.Fatalf("HTTP %d %s", status, body)
@@ -301,15 +304,15 @@ func TestKeycloakLifetimeRule(t *testing.T) {
 		{"age", http.StatusOK, ""},
 	} {
 		t.Run("rule "+tt.rule, func(t *testing.T) {
-			e := newEnv(t, envOptions{mutate: func(f *config.File) { f.Domains[1].Assertion.LifetimeRule = tt.rule }})
-			e.sb.B.SetTrust(sandbox.Trust{AgeOnly: true}) // Keycloak's checks only
-			e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Lifetime: 10 * time.Minute})
-			status, body := e.post(t, "/v1/chain", map[string]any{
-				"subject_token": e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword), "target_domain": "domain-b"})
+			e := apptest.Start(t, func(f *config.File) { f.Domains[1].Assertion.LifetimeRule = tt.rule })
+			e.Sandbox.B.SetTrust(sandbox.Trust{AgeOnly: true}) // Keycloak's checks only
+			e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Lifetime: 10 * time.Minute})
+			status, body := e.Post(t, "/v1/chain", map[string]any{
+				"subject_token": e.SubjectToken(t, sandbox.Alice), "target_domain": "domain-b"})
 			if status != tt.status || (tt.reason != "" && !strings.Contains(string(body), `"`+tt.reason+`"`)) {
 				t.Fatalf("HTTP %d %s, want %d %s", status, body, tt.status, tt.reason)
 			}
-			if tt.reason != "" && e.sb.B.JWTBearerCount() != 0 {
+			if tt.reason != "" && e.Sandbox.B.JWTBearerCount() != 0 {
 				t.Errorf("realm B was called; the broker should refuse first")
 			}
 		})

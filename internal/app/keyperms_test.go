@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/keyset"
 )
 
@@ -39,7 +40,7 @@ func TestClientPrivateKeyFilePermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := config.Client{ClientID: "broker", AuthMethod: "private_key_jwt", PrivateKeyFile: path, SigningAlg: "ES256"}
-		creds, err := clientCredentials("domains[0]", c, os.LookupEnv, tt.allow)
+		creds, err := app.ClientCredentials("domains[0]", c, os.LookupEnv, tt.allow)
 		switch {
 		case tt.ok && (err != nil || creds.Signer == nil):
 			t.Errorf("mode %04o allow=%v: %v", tt.mode, tt.allow, err)

@@ -1,8 +1,9 @@
-package app
+package app_test
 
 import (
 	"encoding/json"
 	"github.com/chainbroker/chainbroker/internal/testutil"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -20,7 +22,7 @@ import (
 func TestNoSecretWritten(t *testing.T) {
 	var logs testutil.Buffer
 	const apiKey, wrongKey = "agent-key-d41d8cd9", "guessed-key-8f00b204"
-	e := newEnv(t, envOptions{redis: true, logs: &logs, mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Redis: true, Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Mutate: func(f *config.File) {
 		f.Callers = config.Callers{APIKeys: []config.APIKey{{Name: "agent", SHA256: auth.HashAPIKey(apiKey)}}}
 		f.Policy = []config.PolicyEntry{{Caller: "agent", Roles: []string{"audit"},
 			Chains: []config.PolicyChain{{Source: "domain-a", Target: "domain-b", Scopes: []string{"*"}}}}}
@@ -30,10 +32,10 @@ func TestNoSecretWritten(t *testing.T) {
 
 	var subjects []string
 	chain := func(m sandbox.Misbehaviour) {
-		subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+		subject := e.SubjectToken(t, sandbox.Alice)
 		subjects = append(subjects, subject)
-		e.sb.A.SetMisbehaviour(m)
-		resp, _ := e.chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
+		e.Sandbox.A.SetMisbehaviour(m)
+		resp, _ := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
 		if resp != nil {
 			secrets = append(secrets, resp.AccessToken)
 		}
@@ -43,22 +45,22 @@ func TestNoSecretWritten(t *testing.T) {
 	chain(sandbox.Misbehaviour{ReuseAssertion: true}) // replayed
 	chain(sandbox.Misbehaviour{ExtraAudience: "x"})   // refused before hop 2
 	chain(sandbox.Misbehaviour{Status: 400, Error: "invalid_grant", ErrorDescription: "nope"})
-	e.sb.A.ResetMisbehaviour()
-	e.sb.B.Unlink(sandbox.AliceSubA)
+	e.Sandbox.A.ResetMisbehaviour()
+	e.Sandbox.B.Unlink(sandbox.AliceSubA)
 	chain(sandbox.Misbehaviour{}) // refused by domain B
-	e.chain.Chain(withMD(t, "x-api-key", wrongKey), &pb.ChainRequest{SubjectToken: subjects[0], TargetDomain: "domain-b"})
-	e.chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subjects[0], TargetDomain: "domain-b", Scope: []string{"bad scope"}})
+	e.Chain.Chain(withMD(t, "x-api-key", wrongKey), &pb.ChainRequest{SubjectToken: subjects[0], TargetDomain: "domain-b"})
+	e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subjects[0], TargetDomain: "domain-b", Scope: []string{"bad scope"}})
 	secrets = append(secrets, subjects...)
 
 	written := map[string]string{"log": logs.String()}
-	events, err := e.audit.ListAuditEvents(ctx, &pb.ListAuditEventsRequest{PageSize: 100})
+	events, err := e.Audit.ListAuditEvents(ctx, &pb.ListAuditEventsRequest{PageSize: 100})
 	if err != nil || len(events.Events) < 7 {
 		t.Fatalf("audit: %d events, %v", len(events.GetEvents()), err)
 	}
 	b, _ := json.Marshal(events)
 	written["audit events"] = string(b)
 
-	rdb := goredis.NewClient(&goredis.Options{Addr: e.redis.Addr()})
+	rdb := goredis.NewClient(&goredis.Options{Addr: e.Redis.Addr()})
 	defer rdb.Close()
 	keys, err := rdb.Keys(ctxT(t), "*").Result()
 	if err != nil || len(keys) < 2 {

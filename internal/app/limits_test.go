@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bufio"
@@ -24,7 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
-	"github.com/chainbroker/chainbroker/sandbox"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 )
 
 // brokerProcess makes TestBrokerProcess serve a broker instead of
@@ -40,36 +40,11 @@ func TestBrokerProcess(t *testing.T) {
 	if !*brokerProcess {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := SandboxConfig(sb, grpcLis.Addr().String(), httpLis.Addr().String(), "")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a, err := Build(ctx, cfg, Options{LookupEnv: SandboxEnv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	served := make(chan error, 1)
-	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
-	fmt.Printf("\nBROKER_GRPC_ADDR=%s\n", grpcLis.Addr())
+	e := apptest.Start(t, nil)
+	fmt.Printf("\nBROKER_GRPC_ADDR=%s\n", e.GRPCAddr)
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it (or dies)
-	cancel()
-	if err := <-served; err != nil {
+	e.Stop()
+	if err := e.ServeErr(); err != nil {
 		t.Error(err)
 	}
 }

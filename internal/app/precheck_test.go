@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/app"
 )
 
 // Every static problem of a configuration (an unknown nested key, a wrong
@@ -63,7 +64,7 @@ chains: [{source: a, target: b}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Build(context.Background(), cfg, Options{LookupEnv: env})
+	_, err = app.Build(context.Background(), cfg, app.Options{LookupEnv: env})
 	if err == nil {
 		t.Fatal("Build: want an error")
 	}

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"net/http"
@@ -14,13 +14,14 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/testutil"
 )
 
 // grpcHealth is the gRPC health of one service ("" is the server's own).
-func (e *env) grpcHealth(t *testing.T, service string) healthpb.HealthCheckResponse_ServingStatus {
+func grpcHealth(t *testing.T, e *apptest.Env, service string) healthpb.HealthCheckResponse_ServingStatus {
 	t.Helper()
-	h, err := e.health.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: service})
+	h, err := e.Health.Check(ctxT(t), &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
 		t.Fatalf("health %q: %v", service, err)
 	}
@@ -33,38 +34,38 @@ func (e *env) grpcHealth(t *testing.T, service string) healthpb.HealthCheckRespo
 // liveness probe must not restart a healthy process because Redis is
 // away. With Redis back, the broker is ready again without a restart.
 func TestLivenessIndependentOfStore(t *testing.T) {
-	e := newEnv(t, envOptions{redis: true, mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Redis: true, Mutate: func(f *config.File) {
 		f.Listen.ReadinessInterval = config.Duration(100 * time.Millisecond)
 	}})
 	probes := func(when string, wantReady bool) {
 		t.Helper()
-		if code, _ := e.get(t, "/healthz"); code != http.StatusOK {
+		if code, _ := e.Get(t, "/healthz"); code != http.StatusOK {
 			t.Errorf("/healthz = %d %s, want 200", code, when)
 		}
-		if st := e.grpcHealth(t, ""); st != healthpb.HealthCheckResponse_SERVING {
+		if st := grpcHealth(t, e, ""); st != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf(`gRPC health "" = %v %s, want SERVING`, st, when)
 		}
 		wantCode, wantSt := http.StatusOK, healthpb.HealthCheckResponse_SERVING
 		if !wantReady {
 			wantCode, wantSt = http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING
 		}
-		if code, body := e.get(t, "/readyz"); code != wantCode {
+		if code, body := e.Get(t, "/readyz"); code != wantCode {
 			t.Errorf("/readyz = %d %s %s, want %d", code, body, when, wantCode)
 		}
 		for _, svc := range []string{"chainbroker.v1.ChainService", "chainbroker.v1.AuditService"} {
-			if st := e.grpcHealth(t, svc); st != wantSt {
+			if st := grpcHealth(t, e, svc); st != wantSt {
 				t.Errorf("gRPC health %s = %v %s, want %v", svc, st, when, wantSt)
 			}
 		}
 	}
 	probes("with Redis up", true)
 
-	e.redis.Stop()
-	e.waitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING)
+	e.Redis.Stop()
+	e.WaitHealth(t, healthpb.HealthCheckResponse_NOT_SERVING)
 	probes("with Redis stopped", false)
 
-	e.redis.Restart()
-	e.waitHealth(t, healthpb.HealthCheckResponse_SERVING)
+	e.Redis.Restart()
+	e.WaitHealth(t, healthpb.HealthCheckResponse_SERVING)
 	probes("with Redis back", true)
 }
 
@@ -80,15 +81,15 @@ func TestReadyzDoesNotFetchJWKSPerCall(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	defer jwks.Close()
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		f.Domains[1].JWKSURI = jwks.URL + "/certs"
 		f.Listen.ReadinessInterval = config.Duration(50 * time.Millisecond)
 	}})
 	const calls = 300
 	for i := range calls {
-		code, body := e.get(t, "/readyz")
-		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "jwks:"+e.sb.B.Name()) {
-			t.Fatalf("/readyz call %d = %d %s, want 503 naming jwks:%s", i, code, body, e.sb.B.Name())
+		code, body := e.Get(t, "/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "jwks:"+e.Sandbox.B.Name()) {
+			t.Fatalf("/readyz call %d = %d %s, want 503 naming jwks:%s", i, code, body, e.Sandbox.B.Name())
 		}
 	}
 	// Let the watcher (every 50 ms) run some twenty times more: its check
@@ -107,25 +108,25 @@ func TestReadyzDoesNotFetchJWKSPerCall(t *testing.T) {
 // no longer on the API's REST listener, which keeps serving the API.
 func TestAdminListener(t *testing.T) {
 	e := startServeEnv(t, serveEnvOptions{drain: 5 * time.Second, admin: true})
-	defer e.close()
+	defer e.Close()
 	testutil.WaitFor(t, 10*time.Second, "the broker to serve", func() bool {
-		return testutil.Health(t, e.grpcAddr) == healthpb.HealthCheckResponse_SERVING
+		return testutil.Health(t, e.GRPCAddr) == healthpb.HealthCheckResponse_SERVING
 	})
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
-		if code, body := httpGet(t, "http://"+e.adminAddr+path); code != http.StatusOK {
+		if code, body := httpGet(t, "http://"+e.AdminAddr+path); code != http.StatusOK {
 			t.Errorf("admin %s = %d %s, want 200", path, code, body)
 		}
-		if code, _ := httpGet(t, "http://"+e.httpAddr+path); code != http.StatusNotFound {
+		if code, _ := httpGet(t, "http://"+e.HTTPAddr+path); code != http.StatusNotFound {
 			t.Errorf("REST %s = %d, want 404 with an admin listener", path, code)
 		}
 	}
-	if code, body := httpGet(t, "http://"+e.httpAddr+"/v1/domains"); code != http.StatusOK {
+	if code, body := httpGet(t, "http://"+e.HTTPAddr+"/v1/domains"); code != http.StatusOK {
 		t.Errorf("REST /v1/domains = %d %s", code, body)
 	}
-	if code, _ := httpGet(t, "http://"+e.adminAddr+"/v1/domains"); code != http.StatusNotFound {
+	if code, _ := httpGet(t, "http://"+e.AdminAddr+"/v1/domains"); code != http.StatusNotFound {
 		t.Errorf("admin /v1/domains = %d, want 404: the API is not on the admin listener", code)
 	}
-	conn, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(e.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,12 +140,12 @@ func TestAdminListener(t *testing.T) {
 // (today's behaviour).
 func TestOperatorEndpointsOnRESTWithoutAdmin(t *testing.T) {
 	e := startServeEnv(t, serveEnvOptions{drain: 5 * time.Second})
-	defer e.close()
+	defer e.Close()
 	testutil.WaitFor(t, 10*time.Second, "the broker to serve", func() bool {
-		return testutil.Health(t, e.grpcAddr) == healthpb.HealthCheckResponse_SERVING
+		return testutil.Health(t, e.GRPCAddr) == healthpb.HealthCheckResponse_SERVING
 	})
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/domains"} {
-		if code, body := httpGet(t, "http://"+e.httpAddr+path); code != http.StatusOK {
+		if code, body := httpGet(t, "http://"+e.HTTPAddr+path); code != http.StatusOK {
 			t.Errorf("REST %s = %d %s, want 200", path, code, body)
 		}
 	}

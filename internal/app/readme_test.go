@@ -1,11 +1,9 @@
-package app
+package app_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -32,35 +31,12 @@ func TestReadmeCommands(t *testing.T) {
 		"quick start":   shBlockAfter(t, string(readme), "In another terminal"),
 		"try a failure": shBlockAfter(t, string(readme), "Try a failure."),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const lifetime = 15 * time.Second
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0", TokenLifetime: lifetime})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := SandboxConfig(sb, grpcLis.Addr().String(), httpLis.Addr().String(), "")
-	a, err := Build(ctx, cfg, Options{LookupEnv: SandboxEnv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	served := make(chan error, 1)
-	go func() { served <- a.Server.Serve(ctx, grpcLis, httpLis) }()
-	defer func() { cancel(); <-served }()
+	e := apptest.StartWith(t, apptest.Options{SandboxOptions: sandbox.Options{TokenLifetime: lifetime}})
 	// The README's addresses are the sandbox's defaults.
 	hosts := map[string]string{
-		"http://" + sandbox.DefaultAAddr: strings.TrimSuffix(sb.A.Issuer(), "/realms/"+sandbox.DomainAName),
-		"http://127.0.0.1:8080":          "http://" + httpLis.Addr().String(),
+		"http://" + sandbox.DefaultAAddr: strings.TrimSuffix(e.Sandbox.A.Issuer(), "/realms/"+sandbox.DomainAName),
+		"http://127.0.0.1:8080":          e.HTTPURL,
 	}
 
 	for _, name := range []string{"quick start", "try a failure"} {

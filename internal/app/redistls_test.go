@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"context"
@@ -12,13 +12,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/keyset"
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -78,28 +79,18 @@ func newRedisPKI(t *testing.T) *redisPKI {
 	return p
 }
 
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestRedisTLS (#14.14): store.redis.addrs with store.redis.tls reaches a
 // real redis-server that only speaks TLS on that port and requires client
 // certificates; the certificate is verified (CA, name), never skipped.
 func TestRedisTLS(t *testing.T) {
 	pki := newRedisPKI(t)
-	tlsPort := freeLoopbackPort(t)
+	tlsAddr := testutil.FreeAddr(t)
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	redistest.New(t, redistest.Options{Args: []string{
-		"--tls-port", strconv.Itoa(tlsPort),
+		"--tls-port", tlsPort,
 		"--tls-cert-file", pki.serverCert, "--tls-key-file", pki.serverKey,
 		"--tls-ca-cert-file", pki.caFile, "--tls-auth-clients", "yes",
 	}})
-	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
 	good := config.RedisTLS{Enabled: true, CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}
 	tests := []struct {
 		name    string
@@ -122,7 +113,7 @@ func TestRedisTLS(t *testing.T) {
 				OpTimeout: config.Duration(3 * time.Second)}}}
 			cfg.SetDefaults()
 			cfg.Store.Redis.OpTimeout = config.Duration(3 * time.Second)
-			st, err := buildStore(cfg, os.LookupEnv, false)
+			st, err := app.BuildStore(cfg, os.LookupEnv, false)
 			if err != nil {
 				t.Fatalf("buildStore: %v", err)
 			}
@@ -145,7 +136,7 @@ func TestRedisTLS(t *testing.T) {
 	}
 	cfg := &config.File{Store: config.Store{Backend: "redis", Redis: config.Redis{Addrs: []string{tlsAddr}, TLS: good}}}
 	cfg.SetDefaults()
-	if _, err := buildStore(cfg, os.LookupEnv, false); !errors.Is(err, keyset.ErrInsecurePermissions) ||
+	if _, err := app.BuildStore(cfg, os.LookupEnv, false); !errors.Is(err, keyset.ErrInsecurePermissions) ||
 		!strings.Contains(err.Error(), "store.redis.tls.key_file") {
 		t.Errorf("0640 client key: %v", err)
 	}

@@ -1,15 +1,10 @@
-package app
+package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,89 +18,10 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
-
-// faultProxy sits in front of a domain's token endpoint: it answers the next
-// `fail` requests itself (status, Retry-After), or all of them while
-// `down`, and forwards the rest. It records what it saw.
-type faultProxy struct {
-	srv    *httptest.Server
-	target *url.URL
-
-	mu         sync.Mutex
-	fail       int
-	down       bool
-	status     int
-	errorCode  string // the OAuth error of its answers; default temporarily_unavailable
-	errorDesc  string // and its error_description, if any
-	retryAfter string
-	arrivals   []time.Time
-	assertions []string
-	forms      []url.Values
-}
-
-func newFaultProxy(t *testing.T) *faultProxy {
-	p := &faultProxy{status: http.StatusServiceUnavailable}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	form, _ := url.ParseQuery(string(body))
-	p.mu.Lock()
-	p.arrivals = append(p.arrivals, time.Now())
-	p.assertions = append(p.assertions, form.Get("assertion"))
-	p.forms = append(p.forms, form)
-	answer := p.down || p.fail > 0
-	if p.fail > 0 {
-		p.fail--
-	}
-	st, ra, code, desc := p.status, p.retryAfter, p.errorCode, p.errorDesc
-	p.mu.Unlock()
-	if code == "" {
-		code = "temporarily_unavailable"
-	}
-	if answer {
-		if ra != "" {
-			w.Header().Set("Retry-After", ra)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(st)
-		b, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
-		w.Write(b)
-		return
-	}
-	httputil.NewSingleHostReverseProxy(p.target).ServeHTTP(w, r)
-}
-
-func (p *faultProxy) set(f func(p *faultProxy)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f(p)
-}
-
-func (p *faultProxy) seen() ([]time.Time, []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]time.Time(nil), p.arrivals...), append([]string(nil), p.assertions...)
-}
-
-// front routes domain i's token endpoint through p.
-func (p *faultProxy) front(i int, tune func(*config.Domain)) func(*config.File) {
-	return func(f *config.File) {
-		u, _ := url.Parse(f.Domains[i].TokenEndpoint)
-		p.target = &url.URL{Scheme: u.Scheme, Host: u.Host}
-		f.Domains[i].TokenEndpoint = p.srv.URL + u.Path
-		if tune != nil {
-			tune(&f.Domains[i])
-		}
-	}
-}
 
 func TestHop1Retries(t *testing.T) {
 	tests := []struct {
@@ -127,21 +43,19 @@ func TestHop1Retries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newFaultProxy(t)
-			p.set(func(p *faultProxy) {
-				p.fail, p.status, p.errorCode, p.retryAfter = tt.fail, tt.status, tt.errorCode, tt.retryAfter
-			})
-			e := newEnv(t, envOptions{mutate: p.front(0, nil)})
-			_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+			p := apptest.NewProxy(t, "")
+			p.FailNext(tt.fail, apptest.Fault{Status: tt.status, Error: tt.errorCode, RetryAfter: tt.retryAfter})
+			e := apptest.Start(t, p.Front(0, nil))
+			_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 			if got := reason(err); got != tt.wantErr {
 				t.Fatalf("reason %q (%v), want %q", got, err, tt.wantErr)
 			}
-			arrivals, _ := p.seen()
+			arrivals := p.Requests()
 			if len(arrivals) != tt.wantCalls {
 				t.Errorf("%d token exchange requests, want %d", len(arrivals), tt.wantCalls)
 			}
-			if tt.minGap > 0 && len(arrivals) > 1 && arrivals[1].Sub(arrivals[0]) < tt.minGap {
-				t.Errorf("retried after %v, before the Retry-After of %v", arrivals[1].Sub(arrivals[0]), tt.minGap)
+			if tt.minGap > 0 && len(arrivals) > 1 && arrivals[1].At.Sub(arrivals[0].At) < tt.minGap {
+				t.Errorf("retried after %v, before the Retry-After of %v", arrivals[1].At.Sub(arrivals[0].At), tt.minGap)
 			}
 		})
 	}
@@ -150,14 +64,14 @@ func TestHop1Retries(t *testing.T) {
 // A Retry-After beyond the caller's deadline is not waited for: the call
 // fails within the deadline.
 func TestCallerDeadlineNeverExceeded(t *testing.T) {
-	p := newFaultProxy(t)
-	p.set(func(p *faultProxy) { p.down, p.retryAfter = true, "5" })
-	e := newEnv(t, envOptions{mutate: p.front(0, nil)})
-	subject := e.subjectToken(t, "alice", "alice")
+	p := apptest.NewProxy(t, "")
+	p.Answer(apptest.Fault{RetryAfter: "5"})
+	e := apptest.Start(t, p.Front(0, nil))
+	subject := e.SubjectToken(t, "alice")
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := e.chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	_, err := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 	elapsed := time.Since(start)
 	if status.Code(err) != codes.Unavailable || reason(err) != "UPSTREAM_UNAVAILABLE" {
 		t.Fatalf("got %v", err)
@@ -165,7 +79,7 @@ func TestCallerDeadlineNeverExceeded(t *testing.T) {
 	if elapsed > 700*time.Millisecond {
 		t.Errorf("the call took %v, past its 700ms deadline", elapsed)
 	}
-	if arrivals, _ := p.seen(); len(arrivals) != 1 {
+	if arrivals := p.Requests(); len(arrivals) != 1 {
 		t.Errorf("%d attempts; a 5 s Retry-After does not fit a 700 ms deadline", len(arrivals))
 	}
 }
@@ -173,36 +87,36 @@ func TestCallerDeadlineNeverExceeded(t *testing.T) {
 // Hop 2 unavailable: the chain starts again from hop 1, and the target never
 // receives the same assertion twice.
 func TestHop2NeverResendsAnAssertion(t *testing.T) {
-	p := newFaultProxy(t)
-	p.set(func(p *faultProxy) { p.fail = 1 })
-	e := newEnv(t, envOptions{mutate: p.front(1, nil)})
-	subject := e.subjectToken(t, "alice", "alice")
-	before := e.sb.A.ExchangeCount()
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+	p := apptest.NewProxy(t, "")
+	p.FailNext(1, apptest.Fault{})
+	e := apptest.Start(t, p.Front(1, nil))
+	subject := e.SubjectToken(t, "alice")
+	before := e.Sandbox.A.ExchangeCount()
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.sb.A.ExchangeCount() - before; got != 2 {
+	if got := e.Sandbox.A.ExchangeCount() - before; got != 2 {
 		t.Errorf("%d token exchanges, want 2 (a fresh assertion for the second hop 2)", got)
 	}
-	_, assertions := p.seen()
+	assertions := p.Assertions()
 	if len(assertions) != 2 || assertions[0] == "" || assertions[0] == assertions[1] {
 		t.Errorf("domain B received %d assertions, the same one twice: %v", len(assertions), len(assertions) == 2 && assertions[0] == assertions[1])
 	}
-	if ev := e.lastEvent(t); ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || len(ev.Hops) != 4 {
+	if ev := e.LastEvent(t); ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || len(ev.Hops) != 4 {
 		t.Errorf("audit event: outcome %v, %d hops (want 4: both attempts recorded)", ev.Outcome, len(ev.Hops))
 	}
 }
 
 func TestCircuitBreaker(t *testing.T) {
-	p := newFaultProxy(t)
-	p.set(func(p *faultProxy) { p.down = true })
-	e := newEnv(t, envOptions{mutate: p.front(0, func(d *config.Domain) {
+	p := apptest.NewProxy(t, "")
+	p.Answer(apptest.Fault{})
+	e := apptest.StartWith(t, apptest.Options{Mutate: p.Front(0, func(d *config.Domain) {
 		d.MaxAttempts = 1
 		d.CircuitBreaker = config.CircuitBreaker{Failures: 3, Cooldown: config.Duration(500 * time.Millisecond)}
 	})})
-	subject := e.subjectToken(t, "alice", "alice")
+	subject := e.SubjectToken(t, "alice")
 	chain := func() error {
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 		return err
 	}
 	for i := range 3 {
@@ -210,7 +124,7 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Fatalf("failure %d: %s", i, r)
 		}
 	}
-	calls := func() int { a, _ := p.seen(); return len(a) }
+	calls := func() int { return len(p.Requests()) }
 	n := calls()
 	err := chain()
 	if status.Code(err) != codes.Unavailable || reason(err) != "UPSTREAM_CIRCUIT_OPEN" {
@@ -219,7 +133,7 @@ func TestCircuitBreaker(t *testing.T) {
 	if calls() != n {
 		t.Error("an open circuit still called the domain")
 	}
-	p.set(func(p *faultProxy) { p.down = false })
+	p.Forward()
 	time.Sleep(600 * time.Millisecond) // the cooldown
 	if err := chain(); err != nil {
 		t.Fatalf("probe after the cooldown: %v", err)
@@ -232,55 +146,6 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 }
 
-// refusingProxy sits in front of domain A's token endpoint and answers the
-// token exchanges of one subject token itself, as some authorization
-// servers refuse a user-dependent request: HTTP 500 with a well-formed
-// OAuth error body. Everything else is forwarded to domain A.
-type refusingProxy struct {
-	srv     *httptest.Server
-	target  *url.URL
-	subject string
-
-	mu          sync.Mutex
-	description string
-	refused     int
-	forwarded   int
-}
-
-func newRefusingProxy(t *testing.T) *refusingProxy {
-	p := &refusingProxy{}
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		form, _ := url.ParseQuery(string(body))
-		p.mu.Lock()
-		refuse := form.Get("subject_token") == p.subject
-		desc := p.description
-		if refuse {
-			p.refused++
-		} else {
-			p.forwarded++
-		}
-		p.mu.Unlock()
-		if refuse {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusInternalServerError)
-			b, _ := json.Marshal(map[string]string{"error": "server_error", "error_description": desc})
-			w.Write(b)
-			return
-		}
-		httputil.NewSingleHostReverseProxy(p.target).ServeHTTP(w, r)
-	}))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *refusingProxy) counts() (refused, forwarded int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.refused, p.forwarded
-}
-
 // A refusal that depends on the user, answered with HTTP 500 and an OAuth
 // error body, is the user's refusal, not the domain's outage: it is not
 // retried, it does not count against the domain's circuit breaker (the
@@ -288,48 +153,54 @@ func (p *refusingProxy) counts() (refused, forwarded int) {
 // the server's error and description (bounded) reach the caller and the
 // audit trail.
 func TestUpstreamRefusalIsNotAnOutage(t *testing.T) {
-	p := newRefusingProxy(t)
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
-		u, _ := url.Parse(f.Domains[0].TokenEndpoint)
-		p.target = &url.URL{Scheme: u.Scheme, Host: u.Host}
-		f.Domains[0].TokenEndpoint = p.srv.URL + u.Path
-		f.Domains[0].CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
-	}})
+	// Domain A's token endpoint behind a proxy that answers the token
+	// exchanges of one subject token itself, as some authorization servers
+	// refuse a user-dependent request: HTTP 500 with a well-formed OAuth
+	// error body. Everything else is forwarded to domain A.
+	p := apptest.NewProxy(t, "")
+	e := apptest.StartWith(t, apptest.Options{Mutate: p.Front(0, func(d *config.Domain) {
+		d.CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
+	})})
 	const desc = "user doesn't have impersonation permission"
-	p.mu.Lock()
-	p.subject, p.description = e.subjectToken(t, sandbox.Bob, sandbox.BobPassword), desc
-	p.mu.Unlock()
-	good := e.subjectToken(t, "alice", "alice")
+	refusedSubject := e.SubjectToken(t, sandbox.Bob)
+	p.Refuse(refusedSubject, apptest.Fault{Status: http.StatusInternalServerError, Error: "server_error", Description: desc})
+	good := e.SubjectToken(t, "alice")
 
 	const rounds = 4
 	for i := range rounds {
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: p.subject, TargetDomain: "domain-b"})
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: refusedSubject, TargetDomain: "domain-b"})
 		code, info := errorInfo(t, err)
 		if code != codes.PermissionDenied || info.Reason != "TOKEN_EXCHANGE_REJECTED" || info.Metadata["hop"] != "token_exchange" ||
 			info.Metadata["error"] != "server_error" || info.Metadata["error_description"] != desc {
 			t.Fatalf("round %d: refused user got %v %v", i, code, info)
 		}
-		if ev := e.lastEvent(t); ev.Reason != "TOKEN_EXCHANGE_REJECTED" || ev.UpstreamError != "server_error" || ev.UpstreamErrorDescription != desc {
+		if ev := e.LastEvent(t); ev.Reason != "TOKEN_EXCHANGE_REJECTED" || ev.UpstreamError != "server_error" || ev.UpstreamErrorDescription != desc {
 			t.Fatalf("round %d: audit event: reason %s, upstream %q %q", i, ev.Reason, ev.UpstreamError, ev.UpstreamErrorDescription)
 		}
-		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: good, TargetDomain: "domain-b"}); err != nil {
+		if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: good, TargetDomain: "domain-b"}); err != nil {
 			t.Fatalf("round %d: the good user's chain failed: %v", i, err)
 		}
 	}
-	if refused, forwarded := p.counts(); refused != rounds || forwarded != rounds {
+	refused, forwarded := 0, 0
+	for _, r := range p.Requests() {
+		if r.Answered {
+			refused++
+		} else {
+			forwarded++
+		}
+	}
+	if refused != rounds || forwarded != rounds {
 		t.Errorf("domain A saw %d refused and %d good exchanges, want %d each (a refusal is not retried)", refused, forwarded, rounds)
 	}
 
 	// The description is bounded (512 bytes) for the caller and the audit.
-	p.mu.Lock()
-	p.description = strings.Repeat("é", 600)
-	p.mu.Unlock()
-	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: p.subject, TargetDomain: "domain-b"})
+	p.Refuse(refusedSubject, apptest.Fault{Status: http.StatusInternalServerError, Error: "server_error", Description: strings.Repeat("é", 600)})
+	_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: refusedSubject, TargetDomain: "domain-b"})
 	_, info := errorInfo(t, err)
 	if d := info.Metadata["error_description"]; len(d) > 512+len("…") || !strings.HasPrefix(d, "éé") || !utf8.ValidString(d) {
 		t.Errorf("error_description of %d bytes: %q", len(d), d)
 	}
-	if ev := e.lastEvent(t); len(ev.UpstreamErrorDescription) > 512+len("…") {
+	if ev := e.LastEvent(t); len(ev.UpstreamErrorDescription) > 512+len("…") {
 		t.Errorf("audit upstream_error_description of %d bytes", len(ev.UpstreamErrorDescription))
 	}
 }
@@ -338,18 +209,18 @@ func TestUpstreamRefusalIsNotAnOutage(t *testing.T) {
 // unavailable answers then a good one make one successful chain, not an open
 // circuit (failures 2).
 func TestOneChainCountsOnceAgainstTheBreaker(t *testing.T) {
-	p := newFaultProxy(t)
-	p.set(func(p *faultProxy) { p.fail = 2 })
-	e := newEnv(t, envOptions{mutate: p.front(0, func(d *config.Domain) {
+	p := apptest.NewProxy(t, "")
+	p.FailNext(2, apptest.Fault{})
+	e := apptest.StartWith(t, apptest.Options{Mutate: p.Front(0, func(d *config.Domain) {
 		d.CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
 	})})
-	subject := e.subjectToken(t, "alice", "alice")
+	subject := e.SubjectToken(t, "alice")
 	for i := range 2 {
-		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+		if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 			t.Fatalf("chain %d: %v", i+1, err)
 		}
 	}
-	if arrivals, _ := p.seen(); len(arrivals) != 4 {
+	if arrivals := p.Requests(); len(arrivals) != 4 {
 		t.Errorf("%d token exchanges, want 4 (3 attempts, then 1)", len(arrivals))
 	}
 }
@@ -359,23 +230,23 @@ func TestOneChainCountsOnceAgainstTheBreaker(t *testing.T) {
 // circuit breaker: retrying later would not fix it, and one user's odd
 // answer must not suspend the domain for the others.
 func TestBadResponsesDoNotOpenTheCircuit(t *testing.T) {
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		f.Domains[0].CircuitBreaker = config.CircuitBreaker{Failures: 2, Cooldown: config.Duration(time.Minute)}
 	}})
-	subject := e.subjectToken(t, "alice", "alice")
-	before := e.sb.A.ExchangeCount()
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Body: "<html>maintenance</html>"})
+	subject := e.SubjectToken(t, "alice")
+	before := e.Sandbox.A.ExchangeCount()
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Body: "<html>maintenance</html>"})
 	for i := range 4 {
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 		if code, info := errorInfo(t, err); code != codes.Unavailable || info.Reason != "UPSTREAM_BAD_RESPONSE" {
 			t.Fatalf("chain %d: %v %v, want UNAVAILABLE UPSTREAM_BAD_RESPONSE", i+1, code, info)
 		}
 	}
-	if got := e.sb.A.ExchangeCount() - before; got != 4 {
+	if got := e.Sandbox.A.ExchangeCount() - before; got != 4 {
 		t.Errorf("%d token exchanges for 4 chains: a bad response is not retried", got)
 	}
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{})
-	if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{})
+	if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 		t.Fatalf("domain A fixed: %v", err)
 	}
 }
@@ -403,68 +274,38 @@ func testHop2RetriesAnUnsentAssertion(t *testing.T, redis bool) {
 	// B's token endpoint is reached through a proxy on a port closed at
 	// first; the proxy starts listening as the first hop 2 attempt ends,
 	// before the retry's backoff.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	p := apptest.NewProxy(t, "")
+	p.Close()
 	var (
-		mu         sync.Mutex
-		target     *url.URL
-		assertions []string
-		proxy      *http.Server
-		startErr   error
+		mu       sync.Mutex
+		opened   bool
+		startErr error
 	)
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		form, _ := url.ParseQuery(string(body))
-		mu.Lock()
-		assertions = append(assertions, form.Get("assertion"))
-		mu.Unlock()
-		httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-	})
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(onSpanEnd{func(s sdktrace.ReadOnlySpan) {
 		mu.Lock()
 		defer mu.Unlock()
-		if s.Name() != "chainbroker.hop.jwt_bearer" || proxy != nil {
+		if s.Name() != "chainbroker.hop.jwt_bearer" || opened {
 			return
 		}
-		proxy = &http.Server{Handler: handler}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			startErr = err
-			return
-		}
-		go proxy.Serve(l)
+		opened = true
+		startErr = p.Open()
 	}}))
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if proxy != nil {
-			proxy.Close()
-		}
-	})
-	e := newEnv(t, envOptions{redis: redis, tracer: tp, mutate: func(f *config.File) {
-		u, _ := url.Parse(f.Domains[1].TokenEndpoint)
-		target = &url.URL{Scheme: u.Scheme, Host: u.Host}
-		f.Domains[1].TokenEndpoint = "http://" + addr + u.Path
-	}})
-	subject := e.subjectToken(t, "alice", "alice")
-	before := e.sb.A.ExchangeCount()
-	res, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	e := apptest.StartWith(t, apptest.Options{Redis: redis, Tracer: tp, Mutate: p.Front(1, nil)})
+	subject := e.SubjectToken(t, "alice")
+	before := e.Sandbox.A.ExchangeCount()
+	res, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 	mu.Lock()
-	startErr, seen := startErr, append([]string(nil), assertions...)
+	openErr := startErr
 	mu.Unlock()
-	if startErr != nil {
-		t.Fatalf("B's proxy could not listen on %s: %v", addr, startErr)
+	seen := p.Assertions()
+	if openErr != nil {
+		t.Fatalf("B's proxy could not listen on %s: %v", p.Addr(), openErr)
 	}
 	if err != nil {
 		t.Fatalf("chain: %v", err)
 	}
-	e.checkBToken(t, res.AccessToken)
-	if got := e.sb.A.ExchangeCount() - before; got != 1 {
+	e.CheckBToken(t, res.AccessToken)
+	if got := e.Sandbox.A.ExchangeCount() - before; got != 1 {
 		t.Errorf("%d token exchanges at A, want 1: B never saw the first assertion", got)
 	}
 	if len(seen) != 1 || seen[0] == "" {
@@ -479,7 +320,7 @@ func testHop2RetriesAnUnsentAssertion(t *testing.T, redis bool) {
 	if len(res.Hops) != 3 || len(bearer) != 2 || bearer[0] == "" || bearer[0] != bearer[1] {
 		t.Errorf("hops %d, jwt-bearer attempts' jti hashes %q: want 3 hops, hop 2 twice with the same assertion", len(res.Hops), bearer)
 	}
-	if ev := e.lastEvent(t); ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || len(ev.Hops) != 3 {
+	if ev := e.LastEvent(t); ev.Outcome != pb.Outcome_OUTCOME_SUCCESS || len(ev.Hops) != 3 {
 		t.Errorf("audit event: outcome %v, %d hops (want 3)", ev.Outcome, len(ev.Hops))
 	}
 }
@@ -524,21 +365,21 @@ func TestSourceKeyRotation(t *testing.T) {
 				w.Write(*doc.Load())
 			}))
 			t.Cleanup(jwks.Close)
-			e := newEnv(t, envOptions{mutate: func(f *config.File) {
+			e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 				f.Domains[0].JWKSURI = jwks.URL
 				f.Domains[0].VerifySubjectToken = tt.verifySubject
 				f.Domains[0].JWKSMinRefresh = config.Duration(tt.floor)
 			}})
-			subject := e.subjectToken(t, "alice", "alice")
+			subject := e.SubjectToken(t, "alice")
 			// The broker's copy: A's JWKS before the rotation.
-			if err := e.app.Broker.Domains()[0].Keys.(*token.Verifier).Refresh(ctxT(t)); err != nil {
+			if err := e.App.Broker.Domains()[0].Keys.(*token.Verifier).Refresh(ctxT(t)); err != nil {
 				t.Fatal(err)
 			}
 			fetched := fetches.Load()
-			newJWKS := e.sb.A.JWKS()
+			newJWKS := e.Sandbox.A.JWKS()
 			doc.Store(&newJWKS) // the rotation
-			before := e.sb.A.ExchangeCount()
-			_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+			before := e.Sandbox.A.ExchangeCount()
+			_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 			if got := reason(err); got != tt.reason {
 				t.Fatalf("reason %q (%v), want %q", got, err, tt.reason)
 			}
@@ -552,11 +393,11 @@ func TestSourceKeyRotation(t *testing.T) {
 				if json.Unmarshal(newJWKS, &set) != nil || len(set.Keys) == 0 {
 					t.Fatal("A's JWKS has no key")
 				}
-				if ev := e.lastEvent(t); ev.Reason != tt.reason || !strings.Contains(ev.Message, `"`+set.Keys[0].Kid+`"`) {
+				if ev := e.LastEvent(t); ev.Reason != tt.reason || !strings.Contains(ev.Message, `"`+set.Keys[0].Kid+`"`) {
 					t.Errorf("audit event: %s %q, want the kid %q named", ev.Reason, ev.Message, set.Keys[0].Kid)
 				}
 			}
-			if got := e.sb.A.ExchangeCount() - before; got != tt.exchanges {
+			if got := e.Sandbox.A.ExchangeCount() - before; got != tt.exchanges {
 				t.Errorf("%d token exchanges, want %d", got, tt.exchanges)
 			}
 			if got := fetches.Load() - fetched; got != tt.fetches {
@@ -584,19 +425,19 @@ func TestJWKSMinRefreshValidated(t *testing.T) {
 // An outage that says why (503 temporarily_unavailable with a description)
 // is retried, and its error and description reach the caller and the audit.
 func TestOutageCarriesTheUpstreamError(t *testing.T) {
-	p := newFaultProxy(t)
-	p.set(func(p *faultProxy) { p.down, p.errorDesc = true, "maintenance until 21:00" })
-	e := newEnv(t, envOptions{mutate: p.front(0, nil)})
-	_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.subjectToken(t, "alice", "alice"), TargetDomain: "domain-b"})
+	p := apptest.NewProxy(t, "")
+	p.Answer(apptest.Fault{Description: "maintenance until 21:00"})
+	e := apptest.Start(t, p.Front(0, nil))
+	_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: e.SubjectToken(t, "alice"), TargetDomain: "domain-b"})
 	code, info := errorInfo(t, err)
 	if code != codes.Unavailable || info.Reason != "UPSTREAM_UNAVAILABLE" ||
 		info.Metadata["error"] != "temporarily_unavailable" || info.Metadata["error_description"] != "maintenance until 21:00" {
 		t.Fatalf("got %v %v", code, info)
 	}
-	if ev := e.lastEvent(t); ev.UpstreamError != "temporarily_unavailable" || ev.UpstreamErrorDescription != "maintenance until 21:00" {
+	if ev := e.LastEvent(t); ev.UpstreamError != "temporarily_unavailable" || ev.UpstreamErrorDescription != "maintenance until 21:00" {
 		t.Errorf("audit event: upstream %q %q", ev.UpstreamError, ev.UpstreamErrorDescription)
 	}
-	if arrivals, _ := p.seen(); len(arrivals) != 3 {
+	if arrivals := p.Requests(); len(arrivals) != 3 {
 		t.Errorf("%d attempts, want 3: an outage is retried", len(arrivals))
 	}
 }

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bytes"
@@ -34,6 +34,7 @@ import (
 	"github.com/chainbroker/chainbroker/auth"
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/token"
 )
@@ -115,8 +116,8 @@ func reason(err error) string {
 
 func TestCallerAuthenticationAndPolicy(t *testing.T) {
 	ci := newCallerIssuer(t)
-	e := newEnv(t, envOptions{mutate: securedConfig(ci)})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	e := apptest.Start(t, securedConfig(ci))
+	subject := e.SubjectToken(t, sandbox.Alice)
 	req := func(scopes ...string) *pb.ChainRequest {
 		return &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: scopes}
 	}
@@ -142,20 +143,20 @@ func TestCallerAuthenticationAndPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			aCalls := e.sb.A.ExchangeCount()
-			resp, err := e.chain.Chain(tt.ctx, tt.req)
+			aCalls := e.Sandbox.A.ExchangeCount()
+			resp, err := e.Chain.Chain(tt.ctx, tt.req)
 			if status.Code(err) != tt.code || reason(err) != tt.reason {
 				t.Fatalf("got %v %q (%v), want %v %q", status.Code(err), reason(err), err, tt.code, tt.reason)
 			}
 			if tt.code != codes.OK {
-				if resp != nil || e.sb.A.ExchangeCount() != aCalls {
+				if resp != nil || e.Sandbox.A.ExchangeCount() != aCalls {
 					t.Error("a refused call reached domain A or returned a token")
 				}
 			}
 			if tt.caller == "" {
 				return
 			}
-			ev, err := e.audit.ListAuditEvents(withMD(t, "authorization", svc), &pb.ListAuditEventsRequest{PageSize: 1})
+			ev, err := e.Audit.ListAuditEvents(withMD(t, "authorization", svc), &pb.ListAuditEventsRequest{PageSize: 1})
 			if err != nil || len(ev.Events) != 1 {
 				t.Fatalf("audit: %v", err)
 			}
@@ -166,30 +167,30 @@ func TestCallerAuthenticationAndPolicy(t *testing.T) {
 	}
 
 	t.Run("audit needs the audit role", func(t *testing.T) {
-		_, err := e.audit.ListAuditEvents(withMD(t, "x-api-key", "agent-key"), &pb.ListAuditEventsRequest{})
+		_, err := e.Audit.ListAuditEvents(withMD(t, "x-api-key", "agent-key"), &pb.ListAuditEventsRequest{})
 		if status.Code(err) != codes.PermissionDenied || reason(err) != "AUDIT_NOT_ALLOWED" {
 			t.Errorf("got %v %q", status.Code(err), reason(err))
 		}
-		_, err = e.audit.GetAuditEvent(withMD(t, "x-api-key", "agent-key"), &pb.GetAuditEventRequest{Id: "1-0"})
+		_, err = e.Audit.GetAuditEvent(withMD(t, "x-api-key", "agent-key"), &pb.GetAuditEventRequest{Id: "1-0"})
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("GetAuditEvent without the role: %v", err)
 		}
-		if _, err := e.audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{}); status.Code(err) != codes.Unauthenticated {
+		if _, err := e.Audit.ListAuditEvents(ctxT(t), &pb.ListAuditEventsRequest{}); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("anonymous audit: %v", err)
 		}
 	})
 	t.Run("ListDomains shows only the caller's chains", func(t *testing.T) {
-		d, err := e.chain.ListDomains(withMD(t, "x-api-key", "viewer-key"), &pb.ListDomainsRequest{})
+		d, err := e.Chain.ListDomains(withMD(t, "x-api-key", "viewer-key"), &pb.ListDomainsRequest{})
 		if err != nil || len(d.Chains) != 0 || len(d.Domains) != 0 {
 			t.Errorf("viewer sees %v, %v", d, err)
 		}
-		d, err = e.chain.ListDomains(withMD(t, "x-api-key", "agent-key"), &pb.ListDomainsRequest{})
+		d, err = e.Chain.ListDomains(withMD(t, "x-api-key", "agent-key"), &pb.ListDomainsRequest{})
 		if err != nil || len(d.Chains) != 1 || len(d.Domains) != 2 {
 			t.Errorf("agent sees %v, %v", d, err)
 		}
 	})
 	t.Run("health needs no credentials", func(t *testing.T) {
-		if status, _ := e.get(t, "/healthz"); status != 200 {
+		if status, _ := e.Get(t, "/healthz"); status != 200 {
 			t.Errorf("/healthz = %d", status)
 		}
 	})
@@ -211,14 +212,14 @@ func TestCallerAuthenticationAndPolicy(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				b, _ := json.Marshal(body)
-				r, _ := http.NewRequest(http.MethodPost, e.httpURL+"/v1/chain", bytes.NewReader(b))
+				r, _ := http.NewRequest(http.MethodPost, e.HTTPURL+"/v1/chain", bytes.NewReader(b))
 				if tc.name == "no role for audit" {
-					r, _ = http.NewRequest(http.MethodGet, e.httpURL+"/v1/audit/events", nil)
+					r, _ = http.NewRequest(http.MethodGet, e.HTTPURL+"/v1/audit/events", nil)
 				}
 				for k, v := range tc.header {
 					r.Header[k] = v
 				}
-				resp, err := e.client.Do(r)
+				resp, err := e.HTTP.Do(r)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -232,15 +233,15 @@ func TestCallerAuthenticationAndPolicy(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		f.RateLimit = config.RateLimit{RequestsPerSecond: 0.2, Burst: 2}
 	}})
 	for i := range 2 {
-		if _, err := e.chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{}); err != nil {
+		if _, err := e.Chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{}); err != nil {
 			t.Fatalf("call %d within the burst: %v", i, err)
 		}
 	}
-	_, err := e.chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
+	_, err := e.Chain.ListDomains(ctxT(t), &pb.ListDomainsRequest{})
 	if status.Code(err) != codes.ResourceExhausted || reason(err) != "RATE_LIMITED" {
 		t.Fatalf("over the limit: %v", err)
 	}
@@ -253,7 +254,7 @@ func TestRateLimit(t *testing.T) {
 	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
 		t.Errorf("no retry hint: %v", status.Convert(err).Details())
 	}
-	resp, err := e.client.Get(e.httpURL + "/v1/domains")
+	resp, err := e.HTTP.Get(e.HTTPURL + "/v1/domains")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,19 +267,19 @@ func TestRateLimit(t *testing.T) {
 // Subject tokens are checked against domain A's configured keys before hop
 // 1: a bad one never costs a call to domain A.
 func TestSubjectTokenCheckedBeforeHop1(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := apptest.Start(t, nil)
 	now := time.Now().Unix()
 	claims := func(iss string, exp int64) map[string]any {
 		return map[string]any{"iss": iss, "sub": sandbox.AliceSubA, "aud": []string{"chainbroker", "account"}, "azp": sandbox.AgentClientID,
 			"iat": now - 10, "exp": exp, "jti": "s1", "typ": "Bearer"}
 	}
-	expired, err := e.sb.A.SignToken(claims(e.sb.A.Issuer(), now-5), "JWT")
+	expired, err := e.Sandbox.A.SignToken(claims(e.Sandbox.A.Issuer(), now-5), "JWT")
 	if err != nil {
 		t.Fatal(err)
 	}
 	otherKey, _ := token.GenerateSigner("RS256")
-	forged, _ := otherKey.Sign(claims(e.sb.A.Issuer(), now+300), token.SignOptions{Kid: e.sb.A.KeyID()})
-	wrongIss, _ := e.sb.A.SignToken(claims("http://127.0.0.1:1/realms/other", now+300), "JWT")
+	forged, _ := otherKey.Sign(claims(e.Sandbox.A.Issuer(), now+300), token.SignOptions{Kid: e.Sandbox.A.KeyID()})
+	wrongIss, _ := e.Sandbox.A.SignToken(claims("http://127.0.0.1:1/realms/other", now+300), "JWT")
 	for _, tt := range []struct {
 		name, token, source, reason string
 	}{
@@ -288,15 +289,15 @@ func TestSubjectTokenCheckedBeforeHop1(t *testing.T) {
 		{"other issuer, source inferred", wrongIss, "", "SOURCE_UNDETERMINED"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			before := e.sb.A.ExchangeCount()
-			_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: tt.token, SourceDomain: tt.source, TargetDomain: "domain-b"})
+			before := e.Sandbox.A.ExchangeCount()
+			_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: tt.token, SourceDomain: tt.source, TargetDomain: "domain-b"})
 			if status.Code(err) != codes.InvalidArgument || reason(err) != tt.reason {
 				t.Fatalf("got %v %q, want InvalidArgument %s", status.Code(err), reason(err), tt.reason)
 			}
-			if e.sb.A.ExchangeCount() != before {
+			if e.Sandbox.A.ExchangeCount() != before {
 				t.Error("domain A was called with a subject token the broker refused")
 			}
-			if ev := e.lastEvent(t); ev.Reason != tt.reason {
+			if ev := e.LastEvent(t); ev.Reason != tt.reason {
 				t.Errorf("audit reason %q", ev.Reason)
 			}
 		})
@@ -312,7 +313,7 @@ func TestNoOutboundCallFromTokenURLs(t *testing.T) {
 		http.Error(w, "trap", http.StatusTeapot)
 	}))
 	defer trap.Close()
-	e := newEnv(t, envOptions{})
+	e := apptest.Start(t, nil)
 	now := time.Now().Unix()
 	withHeader := func(t *testing.T, tok string, extra map[string]any) string {
 		parts := strings.Split(tok, ".")
@@ -325,8 +326,8 @@ func TestNoOutboundCallFromTokenURLs(t *testing.T) {
 		hb, _ := json.Marshal(h)
 		return base64.RawURLEncoding.EncodeToString(hb) + "." + parts[1] + "." + parts[2]
 	}
-	good := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	foreignIss, _ := e.sb.A.SignToken(map[string]any{"iss": trap.URL, "sub": "x", "exp": now + 60}, "JWT")
+	good := e.SubjectToken(t, sandbox.Alice)
+	foreignIss, _ := e.Sandbox.A.SignToken(map[string]any{"iss": trap.URL, "sub": "x", "exp": now + 60}, "JWT")
 	cases := map[string]*pb.ChainRequest{
 		"subject iss names the trap": {SubjectToken: foreignIss, TargetDomain: "domain-b"},
 		"subject jku names the trap": {SubjectToken: withHeader(t, good, map[string]any{"jku": trap.URL + "/jwks", "kid": "new-kid"}), TargetDomain: "domain-b"},
@@ -334,15 +335,15 @@ func TestNoOutboundCallFromTokenURLs(t *testing.T) {
 	}
 	for name, req := range cases {
 		t.Run(name, func(t *testing.T) {
-			if _, err := e.chain.Chain(ctxT(t), req); err == nil {
+			if _, err := e.Chain.Chain(ctxT(t), req); err == nil {
 				t.Fatal("chain succeeded")
 			}
 		})
 	}
 	t.Run("assertion iss and jku name the trap", func(t *testing.T) {
-		e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{Issuer: trap.URL})
-		defer e.sb.A.ResetMisbehaviour()
-		_, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: good, TargetDomain: "domain-b"})
+		e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{Issuer: trap.URL})
+		defer e.Sandbox.A.ResetMisbehaviour()
+		_, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: good, TargetDomain: "domain-b"})
 		if reason(err) != "ASSERTION_ISSUER_UNTRUSTED" {
 			t.Errorf("got %v", err)
 		}
@@ -433,30 +434,30 @@ func (p *pki) clientTLS(certs ...tls.Certificate) *tls.Config {
 func TestMTLSAndCertificateReload(t *testing.T) {
 	p := newPKI(t)
 	tlsCfg := p.clientTLS(p.client)
-	e := newEnv(t, envOptions{
-		mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{
+		Mutate: func(f *config.File) {
 			f.TLS = config.TLS{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.caFile}
 			f.Callers = config.Callers{MTLS: true}
 			f.Policy = []config.PolicyEntry{{Caller: "spiffe://test/agent", Roles: []string{"audit"},
 				Chains: []config.PolicyChain{{Source: "domain-a", Target: "domain-b", Scopes: []string{"*"}}}}}
 		},
-		grpcCreds:  credentials.NewTLS(tlsCfg),
-		httpClient: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}},
+		GRPCCreds:  credentials.NewTLS(tlsCfg),
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}},
 	})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	subject := e.SubjectToken(t, sandbox.Alice)
 
 	t.Run("grpc with a client certificate", func(t *testing.T) {
-		resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+		resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
+		ev, err := e.Audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
 		if err != nil || ev.Event.Caller != "spiffe://test/agent" {
 			t.Errorf("audited caller: %v %v", ev, err)
 		}
 	})
 	dial := func(t *testing.T, cfg *tls.Config) error {
-		conn, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		conn, err := grpc.NewClient(e.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,14 +476,14 @@ func TestMTLSAndCertificateReload(t *testing.T) {
 		}
 	})
 	t.Run("rest with a client certificate", func(t *testing.T) {
-		status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
+		status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
 		if status != http.StatusOK {
 			t.Fatalf("%d %s", status, body)
 		}
 	})
 	t.Run("rest without a client certificate", func(t *testing.T) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: p.clientTLS()}}
-		resp, err := c.Get(e.httpURL + "/v1/domains")
+		resp, err := c.Get(e.HTTPURL + "/v1/domains")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -493,7 +494,7 @@ func TestMTLSAndCertificateReload(t *testing.T) {
 	})
 	t.Run("certificate reload without restart", func(t *testing.T) {
 		serial := func() int64 {
-			conn, err := tls.Dial("tcp", strings.TrimPrefix(e.httpURL, "https://"), p.clientTLS())
+			conn, err := tls.Dial("tcp", strings.TrimPrefix(e.HTTPURL, "https://"), p.clientTLS())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bytes"
@@ -20,26 +20,27 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
-	"github.com/chainbroker/chainbroker/server"
 )
 
-// shutdownEnv is a sandbox and a serving broker whose Serve context the test
-// cancels itself (what SIGTERM does in cmd/chainbroker).
-type shutdownEnv struct {
-	sb        *sandbox.Sandbox
-	app       *App
-	cancel    context.CancelFunc
-	served    chan error
-	grpcAddr  string
-	httpAddr  string
-	adminAddr string // "" without an admin listener
-	conn      *grpc.ClientConn
-	chain     pb.ChainServiceClient
+// startServeEnv is a sandbox and a serving broker whose serving context
+// the test ends itself (e.Stop: what SIGTERM does in cmd/chainbroker), with
+// the drain timeout and shutdown delay given.
+func startServeEnv(t *testing.T, o serveEnvOptions) *apptest.Env {
+	t.Helper()
+	opts := apptest.Options{Admin: o.admin, Mutate: func(f *config.File) {
+		f.Listen.ShutdownTimeout = config.Duration(o.drain)
+		f.Listen.ShutdownDelay = config.Duration(o.delay)
+	}}
+	if o.logs != nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, nil))
+	}
+	return apptest.StartWith(t, opts)
 }
 
-func startShutdownEnv(t *testing.T, drain time.Duration) *shutdownEnv {
+func startShutdownEnv(t *testing.T, drain time.Duration) *apptest.Env {
 	t.Helper()
 	return startServeEnv(t, serveEnvOptions{drain: drain})
 }
@@ -48,58 +49,6 @@ type serveEnvOptions struct {
 	drain, delay time.Duration
 	admin        bool             // serve an admin listener
 	logs         *testutil.Buffer // the broker's JSON log; nil: discarded
-}
-
-func startServeEnv(t *testing.T, o serveEnvOptions) *shutdownEnv {
-	t.Helper()
-	sb, err := sandbox.Start(context.Background(), sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &shutdownEnv{sb: sb, served: make(chan error, 1)}
-	listen := func() net.Listener {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return lis
-	}
-	ls := server.Listeners{GRPC: listen(), HTTP: listen()}
-	e.grpcAddr, e.httpAddr = ls.GRPC.Addr().String(), ls.HTTP.Addr().String()
-	cfg := SandboxConfig(sb, e.grpcAddr, e.httpAddr, "")
-	cfg.Listen.ShutdownTimeout = config.Duration(o.drain)
-	cfg.Listen.ShutdownDelay = config.Duration(o.delay)
-	if o.admin {
-		ls.Admin = listen()
-		e.adminAddr = ls.Admin.Addr().String()
-		cfg.Listen.Admin = e.adminAddr
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{LookupEnv: SandboxEnv}
-	if o.logs != nil {
-		opts.Logger = slog.New(slog.NewJSONHandler(o.logs, nil))
-	}
-	if e.app, err = Build(context.Background(), cfg, opts); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	go func() { e.served <- e.app.Server.ServeListeners(ctx, ls) }()
-	if e.conn, err = grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		t.Fatal(err)
-	}
-	e.chain = pb.NewChainServiceClient(e.conn)
-	return e
-}
-
-// close releases everything startShutdownEnv made (after Serve returned).
-func (e *shutdownEnv) close() {
-	e.cancel()
-	e.conn.Close()
-	e.app.Close()
-	e.sb.Close()
 }
 
 // Graceful shutdown with chains in flight (domain B answers after 1.5 s), one
@@ -120,31 +69,31 @@ func TestGracefulShutdown(t *testing.T) {
 
 	func() {
 		e := startShutdownEnv(t, drain)
-		defer e.close()
+		defer e.Close()
 		ctx := ctxT(t)
 
-		watched, stopWatch := testutil.WatchHealth(t, e.grpcAddr)
+		watched, stopWatch := testutil.WatchHealth(t, e.GRPCAddr)
 
-		subject, err := e.sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
+		subject, err := e.Sandbox.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.sb.B.SetMisbehaviour(sandbox.Misbehaviour{Delay: delay})
-		bCalls := e.sb.B.JWTBearerCount()
+		e.Sandbox.B.SetMisbehaviour(sandbox.Misbehaviour{Delay: delay})
+		bCalls := e.Sandbox.B.JWTBearerCount()
 		grpcDone := make(chan error, 1)
 		go func() {
-			resp, err := e.chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+			resp, err := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 			if err == nil && resp.AccessToken == "" {
 				err = status.Error(codes.Internal, "empty access token")
 			}
 			grpcDone <- err
 		}()
 		restDone := make(chan error, 1)
-		go func() { restDone <- restChain(e.httpAddr, subject) }()
-		testutil.WaitFor(t, 5*time.Second, "both chains to reach domain B", func() bool { return e.sb.B.JWTBearerCount() >= bCalls+2 })
+		go func() { restDone <- restChain(e.HTTPAddr, subject) }()
+		testutil.WaitFor(t, 5*time.Second, "both chains to reach domain B", func() bool { return e.Sandbox.B.JWTBearerCount() >= bCalls+2 })
 
 		start := time.Now()
-		e.cancel()
+		e.Stop()
 
 		select {
 		case at := <-watched:
@@ -158,10 +107,10 @@ func TestGracefulShutdown(t *testing.T) {
 
 		closed := false
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-			if st := testutil.Health(t, e.grpcAddr); st == healthpb.HealthCheckResponse_SERVING {
+			if st := testutil.Health(t, e.GRPCAddr); st == healthpb.HealthCheckResponse_SERVING {
 				t.Fatalf("a fresh health check answered SERVING %v after shutdown began", time.Since(start))
 			}
-			c, err := net.DialTimeout("tcp", e.grpcAddr, 200*time.Millisecond)
+			c, err := net.DialTimeout("tcp", e.GRPCAddr, 200*time.Millisecond)
 			if err != nil {
 				closed = true
 				break
@@ -177,15 +126,15 @@ func TestGracefulShutdown(t *testing.T) {
 		// connections: on a loaded machine a call can slip in between. Wait
 		// for the existing connection to have seen the GOAWAY.
 		testutil.WaitFor(t, 5*time.Second, "the existing connection to leave READY", func() bool {
-			return e.conn.GetState() != connectivity.Ready
+			return e.Conn.GetState() != connectivity.Ready
 		})
-		exchanges := e.sb.A.ExchangeCount()
-		fresh, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		exchanges := e.Sandbox.A.ExchangeCount()
+		fresh, err := grpc.NewClient(e.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer fresh.Close()
-		for name, client := range map[string]pb.ChainServiceClient{"existing connection": e.chain, "new connection": pb.NewChainServiceClient(fresh)} {
+		for name, client := range map[string]pb.ChainServiceClient{"existing connection": e.Chain, "new connection": pb.NewChainServiceClient(fresh)} {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			_, err := client.Chain(cctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 			cancel()
@@ -193,10 +142,10 @@ func TestGracefulShutdown(t *testing.T) {
 				t.Errorf("chain on the %s after shutdown began: %v, want UNAVAILABLE", name, err)
 			}
 		}
-		if err := restChain(e.httpAddr, subject); err == nil || !strings.Contains(err.Error(), "refused") {
+		if err := restChain(e.HTTPAddr, subject); err == nil || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("REST chain after shutdown began: %v, want the connection refused", err)
 		}
-		if e.sb.A.ExchangeCount() != exchanges {
+		if e.Sandbox.A.ExchangeCount() != exchanges {
 			t.Error("a chain started after shutdown began reached domain A")
 		}
 
@@ -211,8 +160,8 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		}
 		select {
-		case err := <-e.served:
-			if err != nil {
+		case <-e.Served():
+			if err := e.ServeErr(); err != nil {
 				t.Errorf("Serve: %v", err)
 			}
 			if d := time.Since(start); d > delay+2*time.Second {
@@ -234,8 +183,8 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownNotHeldByHealthWatch(t *testing.T) {
 	const drain = 5 * time.Second
 	e := startShutdownEnv(t, drain)
-	defer e.close()
-	watch, err := healthpb.NewHealthClient(e.conn).Watch(ctxT(t), &healthpb.HealthCheckRequest{})
+	defer e.Close()
+	watch, err := healthpb.NewHealthClient(e.Conn).Watch(ctxT(t), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,10 +192,10 @@ func TestShutdownNotHeldByHealthWatch(t *testing.T) {
 		t.Fatalf("health: %v, %v", st, err)
 	}
 	start := time.Now()
-	e.cancel()
+	e.Stop()
 	select {
-	case err := <-e.served:
-		if err != nil {
+	case <-e.Served():
+		if err := e.ServeErr(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		if d := time.Since(start); d > time.Second {
@@ -267,26 +216,26 @@ func TestShutdownDelayServesWhileNotReady(t *testing.T) {
 	const delay, drain = 4 * time.Second, 5 * time.Second
 	logs := &testutil.Buffer{}
 	e := startServeEnv(t, serveEnvOptions{drain: drain, delay: delay, logs: logs})
-	defer e.close()
+	defer e.Close()
 	ctx := ctxT(t)
 	testutil.WaitFor(t, 10*time.Second, "the broker to serve", func() bool {
-		return testutil.Health(t, e.grpcAddr) == healthpb.HealthCheckResponse_SERVING
+		return testutil.Health(t, e.GRPCAddr) == healthpb.HealthCheckResponse_SERVING
 	})
-	subject, err := e.sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
+	subject, err := e.Sandbox.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	start := time.Now()
-	e.cancel()
+	e.Stop()
 	testutil.WaitFor(t, 5*time.Second, "/readyz 503 once shutdown began", func() bool {
-		code, _ := httpGet(t, "http://"+e.httpAddr+"/readyz")
+		code, _ := httpGet(t, "http://"+e.HTTPAddr+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})
 	// Still within the delay: a call that has not even connected yet is
 	// served. (Were the listeners closed, these would fail: the test needs
 	// no clock.)
-	fresh, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	fresh, err := grpc.NewClient(e.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,12 +249,12 @@ func TestShutdownDelayServesWhileNotReady(t *testing.T) {
 	if resp, err := pb.NewChainServiceClient(fresh).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName}); err != nil || resp.AccessToken == "" {
 		t.Errorf("gRPC chain on a new connection during the shutdown delay: %v", err)
 	}
-	if err := restChain(e.httpAddr, subject); err != nil {
+	if err := restChain(e.HTTPAddr, subject); err != nil {
 		t.Errorf("REST chain during the shutdown delay: %v", err)
 	}
 
 	testutil.WaitFor(t, delay+drain+10*time.Second, "the gRPC listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", e.grpcAddr, time.Second)
+		c, err := net.DialTimeout("tcp", e.GRPCAddr, time.Second)
 		if err != nil {
 			return true
 		}
@@ -316,8 +265,8 @@ func TestShutdownDelayServesWhileNotReady(t *testing.T) {
 		t.Errorf("the gRPC listener closed %v after shutdown began, before the %v delay", d, delay)
 	}
 	select {
-	case err := <-e.served:
-		if err != nil {
+	case <-e.Served():
+		if err := e.ServeErr(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	case <-time.After(drain + 5*time.Second):

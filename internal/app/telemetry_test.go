@@ -1,25 +1,20 @@
-package app
+package app_test
 
 import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -48,21 +43,21 @@ func metricValue(t *testing.T, text, name string, labels map[string]string) floa
 }
 
 func TestMetrics(t *testing.T) {
-	e := newEnv(t, envOptions{redis: true})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	e := apptest.StartWith(t, apptest.Options{Redis: true})
+	subject := e.SubjectToken(t, sandbox.Alice)
 	for range 2 {
-		if _, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
+		if _, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.sb.A.SetMisbehaviour(sandbox.Misbehaviour{FixedJTI: "same"})
-	e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
-	e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}) // replayed
-	e.sb.A.ResetMisbehaviour()
-	e.sb.B.Unlink(sandbox.AliceSubA)
-	e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}) // invalid_grant at B
+	e.Sandbox.A.SetMisbehaviour(sandbox.Misbehaviour{FixedJTI: "same"})
+	e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"})
+	e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}) // replayed
+	e.Sandbox.A.ResetMisbehaviour()
+	e.Sandbox.B.Unlink(sandbox.AliceSubA)
+	e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b"}) // invalid_grant at B
 
-	status, body := e.get(t, "/metrics")
+	status, body := e.Get(t, "/metrics")
 	if status != 200 {
 		t.Fatalf("/metrics = %d", status)
 	}
@@ -99,25 +94,10 @@ func TestMetrics(t *testing.T) {
 func TestTracingSpanTree(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	var (
-		mu           sync.Mutex
-		traceparents []string
-	)
-	var proxyTarget *url.URL
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		traceparents = append(traceparents, r.Header.Get("Traceparent"))
-		mu.Unlock()
-		httputil.NewSingleHostReverseProxy(proxyTarget).ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	e := newEnv(t, envOptions{tracer: tp, mutate: func(f *config.File) {
-		u, _ := url.Parse(f.Domains[0].TokenEndpoint)
-		proxyTarget = &url.URL{Scheme: u.Scheme, Host: u.Host}
-		f.Domains[0].TokenEndpoint = proxy.URL + u.Path
-	}})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	status, body := e.post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
+	proxy := apptest.NewProxy(t, "") // in front of domain A: the traceparents it receives
+	e := apptest.StartWith(t, apptest.Options{Tracer: tp, Mutate: proxy.Front(0, nil)})
+	subject := e.SubjectToken(t, sandbox.Alice)
+	status, body := e.Post(t, "/v1/chain", map[string]any{"subject_token": subject, "target_domain": "domain-b"})
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
@@ -154,16 +134,18 @@ func TestTracingSpanTree(t *testing.T) {
 			t.Errorf("span %q is in another trace", s.Name())
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	var traceparents []string
+	for _, r := range proxy.Requests() {
+		traceparents = append(traceparents, r.Header.Get("Traceparent"))
+	}
 	if len(traceparents) != 1 || !regexp.MustCompile(`^00-`+traceID.String()+`-[0-9a-f]{16}-01$`).MatchString(traceparents[0]) {
 		t.Errorf("domain A saw traceparent %q, want one in trace %s", traceparents, traceID)
 	}
 }
 
 func TestOpenAPIServed(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	resp, err := e.client.Get(e.httpURL + "/openapi.json")
+	e := apptest.Start(t, nil)
+	resp, err := e.HTTP.Get(e.HTTPURL + "/openapi.json")
 	if err != nil {
 		t.Fatal(err)
 	}

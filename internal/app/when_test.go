@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -21,7 +22,7 @@ import (
 // with the condition's position.
 func TestPolicyWhenEndToEnd(t *testing.T) {
 	ci := newCallerIssuer(t)
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		securedConfig(ci)(f)
 		f.Policy = []config.PolicyEntry{
 			{Caller: "agent", Chains: []config.PolicyChain{{Source: "domain-a", Target: "domain-b", Scopes: []string{"*"},
@@ -30,7 +31,7 @@ func TestPolicyWhenEndToEnd(t *testing.T) {
 				When: `caller.method == "api_key"`}}},
 		}
 	}})
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
+	subject := e.SubjectToken(t, sandbox.Alice)
 	req := func(scopes ...string) *pb.ChainRequest {
 		return &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: scopes}
 	}
@@ -52,18 +53,18 @@ func TestPolicyWhenEndToEnd(t *testing.T) {
 			if tc.md != nil {
 				ctx = withMD(t, tc.md...)
 			}
-			aCalls := e.sb.A.ExchangeCount()
-			_, err := e.chain.Chain(ctx, tc.req)
+			aCalls := e.Sandbox.A.ExchangeCount()
+			_, err := e.Chain.Chain(ctx, tc.req)
 			if status.Code(err) != tc.code || reason(err) != tc.reason {
 				t.Fatalf("got %v %q (%v), want %v %q", status.Code(err), reason(err), err, tc.code, tc.reason)
 			}
 			if tc.code == codes.OK {
 				return
 			}
-			if e.sb.A.ExchangeCount() != aCalls {
+			if e.Sandbox.A.ExchangeCount() != aCalls {
 				t.Error("a refused call reached domain A")
 			}
-			ev, err := e.audit.ListAuditEvents(svc, &pb.ListAuditEventsRequest{PageSize: 1})
+			ev, err := e.Audit.ListAuditEvents(svc, &pb.ListAuditEventsRequest{PageSize: 1})
 			if err != nil || len(ev.Events) != 1 {
 				t.Fatalf("audit: %v", err)
 			}
@@ -79,7 +80,7 @@ func TestPolicyWhenEndToEnd(t *testing.T) {
 func TestComputedClaimsEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	k1, _ := writeKey(t, dir, "k1.pem")
-	e := newEnv(t, envOptions{mutate: func(f *config.File) {
+	e := apptest.StartWith(t, apptest.Options{Mutate: func(f *config.File) {
 		f.Issuer = config.Issuer{URL: "http://" + f.Listen.HTTP, Keys: []config.IssuerKey{{File: k1, State: "active"}}}
 		c := &f.Chains[0]
 		c.Mode = "issue"
@@ -98,25 +99,25 @@ func TestComputedClaimsEndToEnd(t *testing.T) {
 			}
 		}
 	}})
-	e.sb.A.SetTokenExchange(false)
-	issuer := e.app.Config.Issuer.URL
-	if err := e.sb.B.TrustIdentityProvider("chainbroker", issuer, issuer+"/.well-known/jwks.json", sandbox.DefaultTrust()); err != nil {
+	e.Sandbox.A.SetTokenExchange(false)
+	issuer := e.App.Config.Issuer.URL
+	if err := e.Sandbox.B.TrustIdentityProvider("chainbroker", issuer, issuer+"/.well-known/jwks.json", sandbox.DefaultTrust()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.sb.B.LinkFor("chainbroker", "alice@example.com", sandbox.Alice); err != nil {
+	if err := e.Sandbox.B.LinkFor("chainbroker", "alice@example.com", sandbox.Alice); err != nil {
 		t.Fatal(err)
 	}
-	subject := e.subjectToken(t, sandbox.Alice, sandbox.AlicePassword)
-	resp, err := e.chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
+	subject := e.SubjectToken(t, sandbox.Alice)
+	resp, err := e.Chain.Chain(ctxT(t), &pb.ChainRequest{SubjectToken: subject, TargetDomain: "domain-b", Scope: []string{"profile"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := e.sb.B.LastAccepted()
+	got := e.Sandbox.B.LastAccepted()
 	agent, _ := got["agent"].(map[string]any)
 	if got["user_upper"] != "ALICE" || agent["name"] != "anonymous" || fmt.Sprint(agent["scopes"]) != "[profile]" {
 		t.Errorf("assertion B accepted: %v", got)
 	}
-	ev, err := e.audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
+	ev, err := e.Audit.GetAuditEvent(ctxT(t), &pb.GetAuditEventRequest{Id: resp.AuditId})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,9 @@ import (
 	"syscall"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/measure"
@@ -78,6 +81,7 @@ type options struct {
 	pacedLevels        []int   // callers of the open-loop cache runs; none when pacedRate is 0
 	grpcConns          int     // gRPC connections of the load generator
 	skeleton           bool    // also measure the skeleton broker (the design's floor)
+	idjag              bool    // also measure ID-JAG chains (domain A -> domain C) over gRPC
 	write              bool
 	out, svg           string
 	keep               bool
@@ -117,6 +121,7 @@ func parseFlags(args []string) (*options, error) {
 		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis), and, with --cache, "+
 		"its cache hits (an in-memory lookup and one audit write) at c=1 and in the open-loop runs")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
+	fs.BoolVar(&o.idjag, "idjag", true, "also measure ID-JAG chains over gRPC (alice's and bob's ID tokens, domain A -> domain C, profile id_jag) beside the plain ones")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
 	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
 	fs.BoolVar(&o.write, "write", true, "write --out and --svg")
@@ -234,6 +239,9 @@ func (o *options) command() string {
 
 func (o *options) estimate() time.Duration {
 	runs := len(o.transports)
+	if o.idjag {
+		runs++
+	}
 	if o.baseline {
 		runs++
 	}
@@ -345,8 +353,9 @@ type bench struct {
 	cacheYAML  string // as used for the cache runs
 	cacheKey   string // base64
 
-	subjects  []string
-	fetchedAt time.Time
+	subjects   []string
+	idSubjects []string // ID tokens, for the ID-JAG runs
+	fetchedAt  time.Time
 
 	results    []load.Result
 	cache      []load.Result // closed loop, one per level
@@ -391,7 +400,7 @@ func (b *bench) run(ctx context.Context) error {
 		for out.Scan() {
 		}
 	}()
-	logf("  domain A %s, domain B %s (pid %d)", b.info.AIssuer, b.info.BIssuer, p.PID())
+	logf("  domain A %s, domain B %s, domain C %s (pid %d)", b.info.A.Issuer, b.info.B.Issuer, b.info.C.Issuer, p.PID())
 
 	if o.store == "redis" {
 		if b.redis, b.redisAddr, err = b.procs.StartRedis(ctx); err != nil {
@@ -426,8 +435,8 @@ func (b *bench) run(ctx context.Context) error {
 	targets := map[string]load.Target{}
 	if o.baseline {
 		targets["baseline"] = &load.Baseline{
-			Client: load.NewHTTPClient(maxConc), AToken: b.info.ATokenEndpoint, BToken: b.info.BTokenEndpoint,
-			Audience: b.info.BIssuer, ClientID: sandbox.BrokerClientID,
+			Client: load.NewHTTPClient(maxConc), AToken: b.info.A.TokenEndpoint, BToken: b.info.B.TokenEndpoint,
+			Audience: b.info.B.Issuer, ClientID: sandbox.BrokerClientID,
 			ASecret: sandbox.BrokerSecretA, BSecret: sandbox.BrokerSecretB,
 		}
 	}
@@ -444,12 +453,20 @@ func (b *bench) run(ctx context.Context) error {
 				APIKey: b.apiKey, Domain: sandbox.DomainBName}
 		}
 	}
+	if o.idjag {
+		g, err := load.NewGRPC(addrs.grpc, b.apiKey, sandbox.DomainCName, b.o.grpcConns)
+		if err != nil {
+			return err
+		}
+		g.SubjectTokenType = sandbox.TokenTypeIDToken
+		targets[targetIDJAG] = g
+	}
 	defer func() {
 		for _, t := range targets {
 			t.Close()
 		}
 	}()
-	order := []string{"baseline", "grpc", "rest"}
+	order := []string{"baseline", "grpc", targetIDJAG, "rest"}
 	for _, c := range o.levels {
 		for _, name := range order {
 			t, ok := targets[name]
@@ -594,6 +611,7 @@ func (b *bench) startBroker(ctx context.Context, name string, inProcess, cache b
 	env := []string{
 		app.SandboxSecretAEnv + "=" + sandbox.BrokerSecretA,
 		app.SandboxSecretBEnv + "=" + sandbox.BrokerSecretB,
+		app.SandboxSecretCEnv + "=" + sandbox.BrokerSecretC,
 		cacheKeyEnv + "=" + b.cacheKey,
 	}
 	env = append(env, b.o.brokerEnv...)
@@ -625,110 +643,88 @@ func (b *bench) startBroker(ctx context.Context, name string, inProcess, cache b
 // cacheKeyEnv holds the token cache's AES-256-GCM key (random per run).
 const cacheKeyEnv = "CHAINBENCH_CACHE_KEY"
 
-// brokerConfig is the configuration the broker runs with: the shape of
-// examples/sandbox.yaml, pointed at the domains process; with cache, the
-// token cache is on for domain B.
+// brokerConfig is the configuration the broker runs with: the sandbox's
+// (app.SandboxFile, the shape of examples/sandbox.yaml), pointed at the
+// domains process; with cache, the token cache is on for domain B.
 func (b *bench) brokerConfig(addrs brokerAddrs, cache bool) string {
 	o := b.o
-	var sb strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&sb, format+"\n", args...) }
-	w("# generated by chainbench")
-	w("listen:")
-	w("  grpc: %s", addrs.grpc)
-	w("  http: %s", addrs.http)
-	w("  shutdown_timeout: 5s")
+	redisURL := ""
+	if o.store == "redis" {
+		redisURL = "redis://" + b.redisAddr + "/0"
+	}
+	f := app.SandboxFile(b.info.A, b.info.B, b.info.C, addrs.grpc, addrs.http, redisURL) // C: the ID-JAG runs
+	f.Listen.ShutdownTimeout = config.Duration(5 * time.Second)
 	// The load generator multiplexes up to 256 callers over --grpc-conns
 	// connections (default 1): above the default stream bound (100) they
 	// would queue in the client, which the skeleton does not make them do.
-	w("  max_concurrent_streams: 1024")
-	caller := "anonymous"
-	w("callers:")
+	f.Listen.MaxConcurrentStreams = 1024
+	f.Log = config.Log{Level: "warn", Format: "json"}
+	f.Store.Backend = o.store
+	f.Policy[0].Roles = nil
 	if o.caller == "apikey" {
-		caller = "chainbench"
 		sum := sha256.Sum256([]byte(b.apiKey))
-		w("  api_keys:")
-		w("    - name: %s", caller)
-		w("      sha256: %s", hex.EncodeToString(sum[:]))
-	} else {
-		w("  allow_anonymous: true # loopback only")
+		f.Callers = config.Callers{APIKeys: []config.APIKey{{Name: "chainbench", SHA256: hex.EncodeToString(sum[:])}}}
+		f.Policy[0].Caller = "chainbench"
 	}
-	w("policy:")
-	w("  - caller: %s", caller)
-	w("    chains:")
-	w("      - source: %s", sandbox.DomainAName)
-	w("        target: %s", sandbox.DomainBName)
-	w("        scopes: [\"*\"]")
-	w("log:")
-	w("  level: warn")
-	w("  format: json")
-	w("store:")
-	if o.store == "redis" {
-		w("  backend: redis")
-		w("  redis:")
-		w("    url: redis://%s/0", b.redisAddr)
-	} else {
-		w("  backend: memory")
-	}
+	f.Domains[0].VerifySubjectToken = o.verifySubjectToken
 	if cache {
-		w("cache:")
-		w("  keys:")
-		w("    - id: chainbench")
-		w("      secret_env: %s # base64 of 32 random bytes", cacheKeyEnv)
+		// The key: base64 of 32 random bytes.
+		f.Cache = config.Cache{Keys: []config.CacheKey{{ID: "chainbench", SecretEnv: cacheKeyEnv}}}
+		f.Domains[1].Cache.Enabled = true
 	}
-	w("domains:")
-	domain := func(name, issuer, tokenEP, jwks, secretEnv string, verify, cache bool) {
-		w("  - name: %s", name)
-		w("    issuer: %s", issuer)
-		w("    allow_insecure_http: true # loopback only")
-		w("    token_endpoint: %s", tokenEP)
-		w("    jwks_uri: %s", jwks)
-		if verify {
-			w("    verify_subject_token: true")
-		}
-		w("    client:")
-		w("      client_id: %s", sandbox.BrokerClientID)
-		w("      auth_method: client_secret_basic")
-		w("      client_secret_env: %s", secretEnv)
-		if cache {
-			w("    cache:")
-			w("      enabled: true")
-		}
+	var text strings.Builder
+	text.WriteString("# generated by chainbench\n")
+	enc := yaml.NewEncoder(&text)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		panic(err) // a config.File always marshals
 	}
-	domain(sandbox.DomainAName, b.info.AIssuer, b.info.ATokenEndpoint, b.info.AJWKS, app.SandboxSecretAEnv, o.verifySubjectToken, false)
-	domain(sandbox.DomainBName, b.info.BIssuer, b.info.BTokenEndpoint, b.info.BJWKS, app.SandboxSecretBEnv, false, cache)
-	w("chains:")
-	w("  - source: %s", sandbox.DomainAName)
-	w("    target: %s", sandbox.DomainBName)
-	return sb.String()
+	return text.String()
 }
 
 // refreshSubjects makes sure every subject token outlives the next run.
 func (b *bench) refreshSubjects(ctx context.Context, need time.Duration) error {
 	const lifetime = sandbox.DefaultTokenLifetime
-	if len(b.subjects) == b.o.subjects && time.Since(b.fetchedAt)+need+30*time.Second < lifetime {
+	if len(b.subjects) == b.o.subjects && (!b.o.idjag || len(b.idSubjects) == b.o.subjects) &&
+		time.Since(b.fetchedAt)+need+30*time.Second < lifetime {
 		return nil
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	fetched := time.Now()
 	subjects := make([]string, 0, b.o.subjects)
+	var idSubjects []string
 	for i := range b.o.subjects {
 		user, pass := sandbox.Alice, sandbox.AlicePassword
 		if i%2 == 1 {
 			user, pass = sandbox.Bob, sandbox.BobPassword
 		}
-		tok, err := passwordGrant(ctx, client, b.info.ATokenEndpoint, user, pass)
+		tok, err := passwordGrant(ctx, client, b.info.A.TokenEndpoint, user, pass, false)
 		if err != nil {
 			return fmt.Errorf("subject token for %s: %w", user, err)
 		}
 		subjects = append(subjects, tok)
+		if b.o.idjag {
+			if tok, err = passwordGrant(ctx, client, b.info.A.TokenEndpoint, user, pass, true); err != nil {
+				return fmt.Errorf("ID token for %s: %w", user, err)
+			}
+			idSubjects = append(idSubjects, tok)
+		}
 	}
-	b.subjects, b.fetchedAt = subjects, fetched
+	b.subjects, b.idSubjects, b.fetchedAt = subjects, idSubjects, fetched
 	return nil
 }
 
-func passwordGrant(ctx context.Context, client *http.Client, endpoint, user, pass string) (string, error) {
+// targetIDJAG names the ID-JAG runs (gRPC, domain A -> domain C).
+const targetIDJAG = "grpc-idjag"
+
+// passwordGrant is a user's access token from domain A, or with idToken the
+// ID token (scope openid).
+func passwordGrant(ctx context.Context, client *http.Client, endpoint, user, pass string, idToken bool) (string, error) {
 	form := url.Values{"grant_type": {"password"}, "client_id": {sandbox.AgentClientID}, "username": {user}, "password": {pass}}
+	if idToken {
+		form.Set("scope", "openid")
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
@@ -743,8 +739,11 @@ func passwordGrant(ctx context.Context, client *http.Client, endpoint, user, pas
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil {
 		return "", err
 	}
-	if resp.StatusCode != http.StatusOK || ans.AccessToken == "" {
+	if resp.StatusCode != http.StatusOK || ans.AccessToken == "" || (idToken && ans.IDToken == "") {
 		return "", fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, ans.Error, ans.Description)
+	}
+	if idToken {
+		return ans.IDToken, nil
 	}
 	return ans.AccessToken, nil
 }
@@ -889,11 +888,15 @@ func (b *bench) measure(ctx context.Context, name string, t load.Target, conc in
 		measure.ResetPeakRSS(broker.PID())
 	}
 	time.Sleep(300 * time.Millisecond) // let the previous run's connections settle
+	subjects := b.subjects
+	if name == targetIDJAG {
+		subjects = b.idSubjects
+	}
 	var d load.Driven
 	if rate > 0 {
-		d = load.RunPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, b.subjects, probe)
+		d = load.RunPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, subjects, probe)
 	} else {
-		d = load.RunClosed(ctx, t, conc, b.o.warmup, b.o.duration, b.subjects, probe)
+		d = load.RunClosed(ctx, t, conc, b.o.warmup, b.o.duration, subjects, probe)
 	}
 	if ctx.Err() != nil {
 		return load.Result{}, ctx.Err()
@@ -943,8 +946,8 @@ func (b *bench) startSkeleton(ctx context.Context, cache bool) (p *proc.Proc, g 
 		return nil, nil, addrs, nil, err
 	}
 	p, out, err := b.procs.Start("skeleton", b.o.brokerEnv, true, true, self, skeleton.Mode,
-		"-a-token", b.info.ATokenEndpoint, "-a-jwks", b.info.AJWKS, "-b-token", b.info.BTokenEndpoint,
-		"-audience", b.info.BIssuer, "-redis", b.redisAddr, fmt.Sprintf("-cache=%t", cache))
+		"-a-token", b.info.A.TokenEndpoint, "-a-jwks", b.info.A.JWKSURI, "-b-token", b.info.B.TokenEndpoint,
+		"-audience", b.info.B.Issuer, "-redis", b.redisAddr, fmt.Sprintf("-cache=%t", cache))
 	if err != nil {
 		return nil, nil, addrs, nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chainbroker/chainbroker/config"
+	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/measure"
 )
@@ -27,10 +28,15 @@ func TestBrokerConfigIsValid(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &bench{o: &tt.o, redisAddr: "127.0.0.1:6399", apiKey: "k", cacheKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
 				info: domainsInfo{
-					AIssuer: "http://127.0.0.1:1/realms/domain-a", ATokenEndpoint: "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/token",
-					AJWKS:   "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/certs",
-					BIssuer: "http://127.0.0.1:2/realms/domain-b", BTokenEndpoint: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/token",
-					BJWKS: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/certs",
+					A: app.SandboxDomain{Name: "domain-a", Issuer: "http://127.0.0.1:1/realms/domain-a",
+						TokenEndpoint: "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/token",
+						JWKSURI:       "http://127.0.0.1:1/realms/domain-a/protocol/openid-connect/certs"},
+					B: app.SandboxDomain{Name: "domain-b", Issuer: "http://127.0.0.1:2/realms/domain-b",
+						TokenEndpoint: "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/token",
+						JWKSURI:       "http://127.0.0.1:2/realms/domain-b/protocol/openid-connect/certs"},
+					C: app.SandboxDomain{Name: "domain-c", Issuer: "http://127.0.0.1:5/realms/domain-c",
+						TokenEndpoint: "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/token",
+						JWKSURI:       "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/certs"},
 				}}
 			text := b.brokerConfig(brokerAddrs{grpc: "127.0.0.1:3", http: "127.0.0.1:4"}, tt.cache)
 			f, err := config.Parse([]byte(text))
@@ -42,6 +48,9 @@ func TestBrokerConfigIsValid(t *testing.T) {
 			}
 			if got := f.Domain("domain-b").Cache.Enabled; got != tt.cache {
 				t.Errorf("domain-b cache enabled = %v", got)
+			}
+			if c := f.Chains[1]; c.Target != "domain-c" || c.Profile != "id_jag" {
+				t.Errorf("chains[1] = %+v, want the ID-JAG chain to domain-c", c)
 			}
 			if got := f.Store.Backend; got != tt.o.store {
 				t.Errorf("store = %q", got)

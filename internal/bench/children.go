@@ -26,13 +26,13 @@ const (
 	modeBroker  = "broker"  // the broker in-process, with CPU and allocation profiling on signal
 )
 
-// domainsInfo is what the domains child prints on its first stdout line.
+// domainsInfo is what the domains child prints on its first stdout line:
+// where domains A and B answer.
 type domainsInfo struct {
-	AIssuer, ATokenEndpoint, AJWKS string
-	BIssuer, BTokenEndpoint, BJWKS string
+	A, B, C app.SandboxDomain // C: the ID-JAG receiver
 }
 
-// runDomains starts the sandbox domains A and B and serves until told to stop.
+// runDomains starts the sandbox domains A, B and C and serves until told to stop.
 func runDomains(args []string) error {
 	fs := flag.NewFlagSet(modeDomains, flag.ContinueOnError)
 	aAddr := fs.String("a-addr", "127.0.0.1:0", "listen address of domain A")
@@ -49,10 +49,8 @@ func runDomains(args []string) error {
 		return err
 	}
 	defer sb.Close()
-	info := domainsInfo{
-		AIssuer: sb.A.Issuer(), ATokenEndpoint: sb.A.TokenEndpoint(), AJWKS: sb.A.JWKSURI(),
-		BIssuer: sb.B.Issuer(), BTokenEndpoint: sb.B.TokenEndpoint(), BJWKS: sb.B.JWKSURI(),
-	}
+	var info domainsInfo
+	info.A, info.B, info.C = app.SandboxDomains(sb)
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -31,8 +33,8 @@ import (
 func TestNoAcknowledgedChainLost(t *testing.T) {
 	const n = 20
 	srv := redistest.New(t, redistest.Options{AOF: true, Fsync: "always"})
-	sb := startSandbox(t)
-	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{redis: map[string]any{"url": srv.URL(), "op_timeout": "500ms"}}))
+	sb := apptest.StartSandbox(t, sandbox.Options{})
+	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{redis: &config.Redis{URL: srv.URL(), OpTimeout: config.Duration(500 * time.Millisecond)}}))
 
 	var (
 		mu     sync.Mutex

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/chainbroker/chainbroker/internal/testutil"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,7 +32,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/auth"
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -92,18 +94,12 @@ func binary(t *testing.T) string {
 const (
 	apiKey     = "e2e-agent-key-6f1d2c3b4a59"
 	callerName = "e2e-agent"
-	secretAEnv = "E2E_SECRET_A"
-	secretBEnv = "E2E_SECRET_B"
 )
-
-// config is a broker configuration as YAML-ready maps; listen is filled in
-// by startBroker.
-type config map[string]any
 
 // cfgOptions adjust brokerConfig.
 type cfgOptions struct {
 	// redis is the store.redis section; nil: the memory store.
-	redis map[string]any
+	redis *config.Redis
 	// tokenEndpointA/B replace the sandbox's token endpoints (proxies).
 	tokenEndpointA, tokenEndpointB string
 	// shutdownTimeout is listen.shutdown_timeout; 0: 10s.
@@ -112,43 +108,26 @@ type cfgOptions struct {
 	domainTimeout time.Duration
 }
 
-// brokerConfig wires a broker to the sandbox: the chain domain-a -> domain-b
-// with domain B's Keycloak defaults, an API key caller with the audit role,
-// and the store of o.
-func brokerConfig(sb *sandbox.Sandbox, o cfgOptions) config {
-	if o.shutdownTimeout == 0 {
-		o.shutdownTimeout = 10 * time.Second
-	}
-	if o.domainTimeout == 0 {
-		o.domainTimeout = 5 * time.Second
-	}
-	domain := func(name, issuer, tokenEndpoint, jwks, secretEnv string) map[string]any {
-		return map[string]any{
-			"name": name, "issuer": issuer, "token_endpoint": tokenEndpoint, "jwks_uri": jwks,
-			"allow_insecure_http": true, "timeout": o.domainTimeout.String(),
-			"client": map[string]any{"client_id": sandbox.BrokerClientID, "client_secret_env": secretEnv},
-		}
-	}
-	a := domain(sb.A.Name(), sb.A.Issuer(), cmp.Or(o.tokenEndpointA, sb.A.TokenEndpoint()), sb.A.JWKSURI(), secretAEnv)
-	a["verify_subject_token"] = true
-	b := domain(sb.B.Name(), sb.B.Issuer(), cmp.Or(o.tokenEndpointB, sb.B.TokenEndpoint()), sb.B.JWKSURI(), secretBEnv)
-	c := config{
-		"listen": map[string]any{"shutdown_timeout": o.shutdownTimeout.String(), "readiness_interval": "1s"},
-		"log":    map[string]any{"level": "info", "format": "json"},
-		"callers": map[string]any{"api_keys": []any{
-			map[string]any{"name": callerName, "sha256": auth.HashAPIKey(apiKey)},
-		}},
-		"policy": []any{map[string]any{
-			"caller": callerName, "roles": []any{"audit"},
-			"chains": []any{map[string]any{"source": sb.A.Name(), "target": sb.B.Name(), "scopes": []any{"*"}}},
-		}},
-		"domains": []any{a, b},
-		"chains":  []any{map[string]any{"source": sb.A.Name(), "target": sb.B.Name()}},
+// brokerConfig wires a broker to the sandbox (app.SandboxFile): the chain
+// domain-a -> domain-b with domain B's Keycloak defaults, an API key caller
+// with the audit role, and the store of o. startBroker fills in listen.
+func brokerConfig(sb *sandbox.Sandbox, o cfgOptions) *config.File {
+	a, b, _ := app.SandboxDomains(sb) // not domain C: these tests chain into B
+	a.TokenEndpoint = cmp.Or(o.tokenEndpointA, a.TokenEndpoint)
+	b.TokenEndpoint = cmp.Or(o.tokenEndpointB, b.TokenEndpoint)
+	f := app.SandboxFile(a, b, app.SandboxDomain{}, "", "", "")
+	f.Listen.ShutdownTimeout = config.Duration(cmp.Or(o.shutdownTimeout, 10*time.Second))
+	f.Listen.ReadinessInterval = config.Duration(time.Second)
+	f.Log = config.Log{Level: "info", Format: "json"}
+	f.Callers = config.Callers{APIKeys: []config.APIKey{{Name: callerName, SHA256: auth.HashAPIKey(apiKey)}}}
+	f.Policy[0].Caller = callerName
+	for i := range f.Domains {
+		f.Domains[i].Timeout = config.Duration(cmp.Or(o.domainTimeout, 5*time.Second))
 	}
 	if o.redis != nil {
-		c["store"] = map[string]any{"backend": "redis", "redis": o.redis}
+		f.Store = config.Store{Backend: "redis", Redis: *o.redis}
 	}
-	return c
+	return f
 }
 
 // broker is one `chainbroker serve` process and a gRPC client to it.
@@ -178,15 +157,14 @@ const (
 // Ports found taken at start-up are replaced and the start retried. The
 // process is killed when the test ends; its log is printed if the test
 // failed.
-func startBroker(t *testing.T, name string, cfg config) *broker {
+func startBroker(t *testing.T, name string, cfg *config.File) *broker {
 	t.Helper()
 	bin := binary(t)
 	var lastErr error
 	for range startAttempts {
-		b := &broker{t: t, name: name, grpcAddr: freeAddr(t), httpAddr: freeAddr(t)}
-		listen := cfg["listen"].(map[string]any)
-		listen["grpc"], listen["http"] = b.grpcAddr, b.httpAddr
-		text, err := yaml.Marshal(map[string]any(cfg))
+		b := &broker{t: t, name: name, grpcAddr: testutil.FreeAddr(t), httpAddr: testutil.FreeAddr(t)}
+		cfg.Listen.GRPC, cfg.Listen.HTTP = b.grpcAddr, b.httpAddr
+		text, err := yaml.Marshal(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +212,7 @@ func (b *broker) restart() {
 func (b *broker) start(bin string) error {
 	b.logs = &testutil.Buffer{}
 	cmd := exec.Command(bin, "serve", "--config", b.cfgPath)
-	cmd.Env = append(os.Environ(), secretAEnv+"="+sandbox.BrokerSecretA, secretBEnv+"="+sandbox.BrokerSecretB)
+	cmd.Env = append(os.Environ(), app.SandboxSecretAEnv+"="+sandbox.BrokerSecretA, app.SandboxSecretBEnv+"="+sandbox.BrokerSecretB)
 	cmd.Stdout, cmd.Stderr = b.logs, b.logs
 	if err := cmd.Start(); err != nil {
 		return err
@@ -335,7 +313,7 @@ func callCtx(t *testing.T, d time.Duration) context.Context {
 // chainOnce runs one chain for a fresh subject token of user.
 func (b *broker) chainOnce(t *testing.T, sb *sandbox.Sandbox, user string) (*pb.ChainResponse, error) {
 	t.Helper()
-	subject := subjectToken(t, sb, user)
+	subject := apptest.SubjectToken(t, sb, user)
 	return b.chain.Chain(callCtx(t, 15*time.Second), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sb.B.Name()})
 }
 
@@ -359,31 +337,6 @@ func (b *broker) listAll(t *testing.T, req *pb.ListAuditEventsRequest) []*pb.Aud
 	return nil
 }
 
-var passwords = map[string]string{sandbox.Alice: sandbox.AlicePassword, sandbox.Bob: sandbox.BobPassword}
-
-// subjectToken is a fresh access token of user from domain A.
-func subjectToken(t *testing.T, sb *sandbox.Sandbox, user string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tok, err := sb.A.SubjectToken(ctx, user, passwords[user], "")
-	if err != nil {
-		t.Fatalf("subject token for %s: %v", user, err)
-	}
-	return tok
-}
-
-// startSandbox starts both domains on free loopback ports until the test ends.
-func startSandbox(t *testing.T) *sandbox.Sandbox {
-	t.Helper()
-	sb, err := sandbox.Start(context.Background(), sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
-	return sb
-}
-
 // reason returns a gRPC error's ErrorInfo reason ("" if none).
 func reason(err error) string {
 	for _, d := range status.Convert(err).Details() {
@@ -403,16 +356,6 @@ func outcome(err error) string {
 }
 
 func isUnavailable(err error) bool { return status.Code(err) == codes.Unavailable }
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func tailString(s string, n int) string {
 	if len(s) > n {

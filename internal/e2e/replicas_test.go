@@ -8,7 +8,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -19,8 +21,8 @@ import (
 // on either replica holds both replicas' events.
 func TestTwoReplicasShareReplayAndAudit(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
-	sb := startSandbox(t)
-	cfg := func() config { return brokerConfig(sb, cfgOptions{redis: map[string]any{"url": srv.URL()}}) }
+	sb := apptest.StartSandbox(t, sandbox.Options{})
+	cfg := func() *config.File { return brokerConfig(sb, cfgOptions{redis: &config.Redis{URL: srv.URL()}}) }
 	r1 := startBroker(t, "replica-1", cfg())
 	r2 := startBroker(t, "replica-2", cfg())
 

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -157,8 +159,8 @@ func (p *replyDropper) pipe(c, u net.Conn) {
 func TestRedisReplyLost(t *testing.T) {
 	srv := redistest.New(t, redistest.Options{})
 	proxy := newReplyDropper(t, srv.Addr())
-	sb := startSandbox(t)
-	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{redis: map[string]any{"url": "redis://" + proxy.Addr() + "/0"}}))
+	sb := apptest.StartSandbox(t, sandbox.Options{})
+	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{redis: &config.Redis{URL: "redis://" + proxy.Addr() + "/0"}}))
 	if _, err := b.chainOnce(t, sb, sandbox.Alice); err != nil {
 		t.Fatalf("warm-up chain: %v", err)
 	}
@@ -171,7 +173,7 @@ func TestRedisReplyLost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			subject := subjectToken(t, sb, sandbox.Alice)
+			subject := apptest.SubjectToken(t, sb, sandbox.Alice)
 			fired := proxy.firedCount()
 			bCalls := sb.B.JWTBearerCount()
 			proxy.arm(tt.command)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/testutil"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -28,7 +29,7 @@ import (
 // 0 well before its 10 s drain timeout.
 func TestSIGTERMDrainsInFlightChains(t *testing.T) {
 	const delay, drain = 1500 * time.Millisecond, 10 * time.Second
-	sb := startSandbox(t)
+	sb := apptest.StartSandbox(t, sandbox.Options{})
 	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{shutdownTimeout: drain}))
 
 	// A watcher on its own connection, as a client-side health check or a
@@ -36,7 +37,7 @@ func TestSIGTERMDrainsInFlightChains(t *testing.T) {
 	watched, stopWatch := testutil.WatchHealth(t, b.grpcAddr)
 
 	sb.B.SetMisbehaviour(sandbox.Misbehaviour{Delay: delay})
-	subject := subjectToken(t, sb, sandbox.Alice)
+	subject := apptest.SubjectToken(t, sb, sandbox.Alice)
 	bCalls := sb.B.JWTBearerCount()
 	type result struct {
 		resp *pb.ChainResponse

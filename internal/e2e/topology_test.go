@@ -16,7 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -28,8 +30,8 @@ import (
 // the slot of {audit}).
 func TestChainsOverRedisCluster(t *testing.T) {
 	c := redistest.NewCluster(t)
-	sb := startSandbox(t)
-	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{redis: map[string]any{"addrs": c.Addrs(), "key_prefix": "e2e"}}))
+	sb := apptest.StartSandbox(t, sandbox.Options{})
+	b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{redis: &config.Redis{Addrs: c.Addrs(), KeyPrefix: "e2e"}}))
 
 	const n = 12
 	var ids []string
@@ -135,25 +137,25 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rs := redistest.NewSentinel(t, redistest.SentinelOptions{})
 			rs.WaitReplicated() // the replica is in sync before the first write must be acknowledged by it
-			sb := startSandbox(t)
-			aProxy := newTokenProxy(t, sb.A.TokenEndpoint())
-			bProxy := newTokenProxy(t, sb.B.TokenEndpoint())
+			sb := apptest.StartSandbox(t, sandbox.Options{})
+			aProxy := apptest.NewProxy(t, sb.A.TokenEndpoint())
+			bProxy := apptest.NewProxy(t, sb.B.TokenEndpoint())
 			b := startBroker(t, "broker", brokerConfig(sb, cfgOptions{
-				redis: map[string]any{"addrs": rs.Addrs(), "master_name": redistest.MasterName, "op_timeout": "1s",
-					"min_replicas_ack": tt.acks},
-				tokenEndpointA: aProxy.URL(), tokenEndpointB: bProxy.URL(),
+				redis: &config.Redis{Addrs: rs.Addrs(), MasterName: redistest.MasterName, OpTimeout: config.Duration(time.Second),
+					MinReplicasAck: tt.acks},
+				tokenEndpointA: aProxy.Endpoint(), tokenEndpointB: bProxy.Endpoint(),
 			}))
 
 			subjects := make([]string, 8)
 			for i := range subjects {
-				subjects[i] = subjectToken(t, sb, sandbox.Alice)
+				subjects[i] = apptest.SubjectToken(t, sb, sandbox.Alice)
 			}
 			chain := func(subject string) (*pb.ChainResponse, error) {
 				return b.chain.Chain(callCtx(t, 10*time.Second), &pb.ChainRequest{SubjectToken: subject, TargetDomain: sb.B.Name()})
 			}
 
 			// Before: chains whose grants are recorded, then replicated.
-			aProxy.record(true)
+			aProxy.RecordAnswers(true)
 			var beforeIDs []string
 			for i := range 10 {
 				resp, err := chain(subjects[i%len(subjects)])
@@ -162,10 +164,10 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 				}
 				beforeIDs = append(beforeIDs, resp.AuditId)
 			}
-			pool := aProxy.record(false)
+			pool := aProxy.RecordAnswers(false)
 			rs.WaitReplicated()
-			replayer := subjectToken(t, sb, sandbox.Alice)
-			aProxy.replay(pool, replayer)
+			replayer := apptest.SubjectToken(t, sb, sandbox.Alice)
+			aProxy.Replay(pool, replayer)
 
 			type ack struct {
 				id string
@@ -275,7 +277,7 @@ func TestChainsThroughSentinelFailover(t *testing.T) {
 			if afterRec["PermissionDenied/ASSERTION_REPLAYED"] == 0 {
 				t.Errorf("no replay refused after recovery: %v", afterRec)
 			}
-			if dup, n := bProxy.duplicates(); len(dup) > 0 {
+			if dup, n := bProxy.DuplicateJTIs(); len(dup) > 0 {
 				t.Errorf("domain B received %d grants more than once (of %d): %v", len(dup), n, dup)
 			}
 

@@ -5,14 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
-	"math/rand/v2"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -25,13 +18,12 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/config"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/store"
@@ -92,9 +84,13 @@ type phase struct {
 
 var phases = []phase{
 	{"normal", 0.20, nil, true},
-	{"a-slow", 0.15, func(h *harness) { h.proxy.setSlow(slowFraction, h.domainTimeout*8/5) }, false},
-	{"a-down", 0.15, func(h *harness) { h.proxy.setSlow(0, 0); h.proxy.down() }, false},
-	{"a-recovering", 0.15, func(h *harness) { h.proxy.up(h.t) }, false},
+	{"a-slow", 0.15, func(h *harness) { h.proxy.Slow(slowFraction, h.domainTimeout*8/5) }, false},
+	{"a-down", 0.15, func(h *harness) { h.proxy.Slow(0, 0); h.proxy.Close() }, false},
+	{"a-recovering", 0.15, func(h *harness) {
+		if err := h.proxy.Open(); err != nil {
+			h.t.Fatal(err)
+		}
+	}, false},
 	{"a-back", 0.15, nil, true},
 	{"redis-restart", 0.10, func(h *harness) { h.redis.Restart() }, false},
 	{"redis-back", 0.10, nil, true},
@@ -127,9 +123,8 @@ type harness struct {
 	t      *testing.T
 	sb     *sandbox.Sandbox
 	redis  *redistest.Server
-	proxy  *faultProxy
+	proxy  *apptest.Proxy
 	app    *app.App
-	conn   *grpc.ClientConn
 	chain  pb.ChainServiceClient
 	audit  pb.AuditServiceClient
 	tokens atomic.Pointer[[]string]
@@ -286,65 +281,28 @@ func run(t *testing.T, s settings) {
 func start(t *testing.T, s settings) *harness {
 	t.Helper()
 	h := &harness{t: t, domainTimeout: s.domainTimeout}
-	h.redis = redistest.New(t, redistest.Options{AOF: true, Fsync: "everysec"})
 	// Short-lived tokens keep the in-process sandbox's own replay memory
 	// (domain B remembers every jti until its exp) and the replay markers in
 	// Redis proportional to a sandboxLifetime of traffic, so that the heap
 	// comparison measures the broker, not the fixture's bookkeeping.
-	sb, err := sandbox.Start(context.Background(), sandbox.Options{AAddr: "127.0.0.1:0", BAddr: "127.0.0.1:0", TokenLifetime: sandboxLifetime})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
-	h.sb = sb
-	h.proxy = newFaultProxy(t, sb.A.TokenEndpoint())
-
-	cfg := app.SandboxConfig(sb, "127.0.0.1:0", "127.0.0.1:0", h.redis.URL())
-	a := &cfg.Domains[0]
-	a.TokenEndpoint = h.proxy.endpoint
-	a.Timeout = config.Duration(s.domainTimeout)
-	a.MaxAttempts = 3
-	a.CircuitBreaker = config.CircuitBreaker{Failures: s.breakerFailures, Cooldown: config.Duration(breakerCooldown)}
-	cfg.Listen.ReadinessInterval = config.Duration(time.Second)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	h.proxy = apptest.NewProxy(t, "")
+	h.proxy.KeepRequests(false) // the heap comparison measures the broker
 	h.logs = &warnLog{}
-	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h.app, err = app.Build(context.Background(), cfg, app.Options{LookupEnv: app.SandboxEnv, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- h.app.Server.Serve(ctx, grpcLis, httpLis) }()
-	h.conn, err = grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.chain = pb.NewChainServiceClient(h.conn)
-	h.audit = pb.NewAuditServiceClient(h.conn)
-	t.Cleanup(func() {
-		h.conn.Close()
-		cancel()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(phaseRestartWait):
-			t.Error("Serve did not return")
-		}
-		h.app.Close()
+	e := apptest.StartWith(t, apptest.Options{
+		Redis:          true,
+		RedisOptions:   redistest.Options{AOF: true, Fsync: "everysec"},
+		SandboxOptions: sandbox.Options{TokenLifetime: sandboxLifetime},
+		Logger:         slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Mutate: func(cfg *config.File) {
+			h.proxy.Front(0, func(a *config.Domain) {
+				a.Timeout = config.Duration(s.domainTimeout)
+				a.MaxAttempts = 3
+				a.CircuitBreaker = config.CircuitBreaker{Failures: s.breakerFailures, Cooldown: config.Duration(breakerCooldown)}
+			})(cfg)
+			cfg.Listen.ReadinessInterval = config.Duration(time.Second)
+		},
 	})
+	h.sb, h.redis, h.app, h.chain, h.audit = e.Sandbox, e.Redis, e.App, e.Chain, e.Audit
 
 	toks, err := h.subjectTokens(t.Context())
 	if err != nil {
@@ -588,100 +546,6 @@ func writeReport(t *testing.T, s settings, total time.Duration, all []*stats, h0
 	if err := os.WriteFile(s.report, b, 0o644); err != nil {
 		t.Errorf("SOAK_REPORT: %v", err)
 	}
-}
-
-// faultProxy fronts domain A's token endpoint: it forwards, delays a
-// fraction of requests (slow), or is down (its listener closed: connection
-// refused), and comes back on the same address.
-type faultProxy struct {
-	addr     string
-	endpoint string // the proxy's token endpoint URL
-	rp       *httputil.ReverseProxy
-	tr       *http.Transport
-
-	mu        sync.Mutex
-	srv       *http.Server
-	slowFrac  float64
-	slowDelay time.Duration
-}
-
-func newFaultProxy(t *testing.T, upstream string) *faultProxy {
-	u, err := url.Parse(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 256
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
-	rp.Transport = tr
-	rp.ErrorLog = log.New(io.Discard, "", 0)
-	p := &faultProxy{rp: rp, tr: tr}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	p.endpoint = "http://" + p.addr + u.Path
-	p.serve(ln)
-	t.Cleanup(func() {
-		p.down()
-		tr.CloseIdleConnections()
-	})
-	return p
-}
-
-func (p *faultProxy) serve(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(p.handle), ErrorLog: log.New(io.Discard, "", 0)}
-	p.mu.Lock()
-	p.srv = srv
-	p.mu.Unlock()
-	go func() { _ = srv.Serve(ln) }()
-}
-
-func (p *faultProxy) handle(w http.ResponseWriter, r *http.Request) {
-	p.mu.Lock()
-	frac, delay := p.slowFrac, p.slowDelay
-	p.mu.Unlock()
-	if frac > 0 && rand.Float64() < frac {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	p.rp.ServeHTTP(w, r)
-}
-
-func (p *faultProxy) setSlow(frac float64, delay time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.slowFrac, p.slowDelay = frac, delay
-}
-
-// down closes the listener and every connection: the domain is unreachable.
-func (p *faultProxy) down() {
-	p.mu.Lock()
-	srv := p.srv
-	p.srv = nil
-	p.mu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
-	}
-}
-
-// up listens again on the same address.
-func (p *faultProxy) up(t *testing.T) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	for range 20 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			p.serve(ln)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("fault proxy: listen again on %s: %v", p.addr, err)
 }
 
 // warnLog keeps the broker's warning and error lines, counted by message

@@ -5,6 +5,7 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,19 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// FreeAddr is a loopback "127.0.0.1:port" nothing listens on (it did a
+// moment ago): for a process of its own to listen on, or a peer that
+// refuses connections.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // Health asks a gRPC server's overall health on a new connection: SERVING,

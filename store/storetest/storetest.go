@@ -342,6 +342,8 @@ func fullEvent(tm time.Time) store.Event {
 		UnverifiedSubject: "mallory@corp.example",
 		Actor:             "agent-7",
 		ActorTokenHash:    "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",
+		Profile:           "id_jag",
+		DPoPJKT:           "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
 	}
 }
 

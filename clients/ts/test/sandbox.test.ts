@@ -1,5 +1,5 @@
-// End-to-end test of the generated client: builds chainbroker, starts `chainbroker sandbox` (domain A,
-// domain B and the broker) on free loopback ports, and calls ChainService and AuditService over gRPC.
+// End-to-end test of the generated client: builds chainbroker, starts `chainbroker sandbox` (domains A,
+// B and C and the broker) on free loopback ports, and calls ChainService and AuditService over gRPC.
 //
 // CHAINBROKER_BIN=/path/to/chainbroker skips the build and runs that binary instead.
 
@@ -32,6 +32,7 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..")
 
 const ALICE_SUB_A = "2b1c6f3e-8a4d-4f0b-9c57-1d2e3f4a5b6c"; // alice in domain A
 const ALICE_SUB_B = "c3d4e5f6-a7b8-4c9d-8e0f-112233445566"; // alice's linked user in domain B
+const ALICE_SUB_C = "e5f6a7b8-c9d0-4eb1-8a21-334455667788"; // alice's linked user in domain C (ID-JAG receiver)
 
 const BUILD_TIMEOUT_MS = 300_000; // a cold `go build` compiles grpc, jwx, go-redis...
 const READY_TIMEOUT_MS = 120_000;
@@ -61,7 +62,7 @@ describe("chainbroker sandbox over gRPC", () => {
   let childExit: Promise<void> | undefined;
   let tmp: string | undefined;
   let output = ""; // the sandbox's log, printed when something goes wrong
-  let ports: { grpc: number; http: number; a: number; b: number };
+  let ports: { grpc: number; http: number; a: number; b: number; c: number };
   let client: ChainbrokerClient;
 
   const killChild = (signal: NodeJS.Signals) => {
@@ -99,13 +100,14 @@ describe("chainbroker sandbox over gRPC", () => {
           timeout: BUILD_TIMEOUT_MS,
         });
       }
-      ports = { grpc: await freePort(), http: await freePort(), a: await freePort(), b: await freePort() };
+      ports = { grpc: await freePort(), http: await freePort(), a: await freePort(), b: await freePort(), c: await freePort() };
       const args = [
         "sandbox",
         "--grpc-addr", `127.0.0.1:${ports.grpc}`,
         "--http-addr", `127.0.0.1:${ports.http}`,
         "--domain-a-addr", `127.0.0.1:${ports.a}`,
         "--domain-b-addr", `127.0.0.1:${ports.b}`,
+        "--domain-c-addr", `127.0.0.1:${ports.c}`,
       ];
       child = spawn(bin, args, { cwd: repoRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
       process.on("exit", onExit);
@@ -155,21 +157,46 @@ describe("chainbroker sandbox over gRPC", () => {
     removeTmp();
   });
 
-  async function aliceToken(): Promise<string> {
+  // aliceToken is alice's access token from domain A (password grant of sandbox-agent); with scope
+  // openid, her ID token.
+  async function aliceToken(kind: "access_token" | "id_token" = "access_token"): Promise<string> {
+    const form: Record<string, string> = {
+      grant_type: "password",
+      client_id: "sandbox-agent",
+      username: "alice",
+      password: "alice",
+    };
+    if (kind === "id_token") form.scope = "openid";
     const res = await fetch(`http://127.0.0.1:${ports.a}/realms/domain-a/protocol/openid-connect/token`, {
       method: "POST",
-      body: new URLSearchParams({
-        grant_type: "password",
-        client_id: "sandbox-agent",
-        username: "alice",
-        password: "alice",
-      }),
+      body: new URLSearchParams(form),
     });
     assert.equal(res.status, 200, `domain A password grant: ${res.status} ${await res.clone().text()}`);
-    const body = (await res.json()) as { access_token?: string };
-    assert.ok(body.access_token, "domain A returned no access_token");
-    return body.access_token;
+    const body = (await res.json()) as { access_token?: string; id_token?: string };
+    const tok = body[kind];
+    assert.ok(tok, `domain A returned no ${kind}`);
+    return tok;
   }
+
+  it("Chain carries alice's ID token as an ID-JAG into domain C (profile id_jag)", async () => {
+    const subjectToken = await aliceToken("id_token");
+    const res = await client.chain.chain({
+      subjectToken,
+      subjectTokenType: "urn:ietf:params:oauth:token-type:id_token",
+      targetDomain: "domain-c",
+    });
+    const claims = jwtPayload(res.accessToken);
+    assert.equal(claims.iss, `http://127.0.0.1:${ports.c}/realms/domain-c`);
+    assert.equal(claims.sub, ALICE_SUB_C);
+    assert.equal(res.profile, "id_jag");
+    assert.deepEqual(
+      res.hops.map((h) => h.domain),
+      ["domain-a", "domain-c"],
+    );
+    const event = (await client.audit.getAuditEvent({ id: res.auditId })).event;
+    assert.equal(event?.profile, "id_jag");
+    assert.equal(event?.targetDomain, "domain-c");
+  });
 
   it("Chain returns domain B's token for alice, and ListAuditEvents records it", async () => {
     const subjectToken = await aliceToken();
@@ -230,12 +257,16 @@ describe("chainbroker sandbox over gRPC", () => {
     );
   });
 
-  it("ListDomains lists both sandbox domains and the chain between them", async () => {
+  it("ListDomains lists the sandbox domains and the chains between them", async () => {
     const res = await client.chain.listDomains({});
-    assert.deepEqual(res.domains.map((d) => d.name).sort(), ["domain-a", "domain-b"]);
+    assert.deepEqual(res.domains.map((d) => d.name).sort(), ["domain-a", "domain-b", "domain-c"]);
     assert.ok(
-      res.chains.some((c) => c.sourceDomain === "domain-a" && c.targetDomain === "domain-b"),
+      res.chains.some((c) => c.sourceDomain === "domain-a" && c.targetDomain === "domain-b" && c.profile === "jwt_grant"),
       "chain domain-a -> domain-b not listed",
+    );
+    assert.ok(
+      res.chains.some((c) => c.sourceDomain === "domain-a" && c.targetDomain === "domain-c" && c.profile === "id_jag"),
+      "chain domain-a -> domain-c (id_jag) not listed",
     );
   });
 

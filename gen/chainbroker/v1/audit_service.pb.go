@@ -137,8 +137,13 @@ type AuditEvent struct {
 	Actor string `protobuf:"bytes,23,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Hex SHA-256 of the actor token sent in hop 1, when one was sent.
 	ActorTokenHash string `protobuf:"bytes,24,opt,name=actor_token_hash,json=actorTokenHash,proto3" json:"actor_token_hash,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The chain's grant profile: "jwt_grant" or "id_jag".
+	Profile string `protobuf:"bytes,25,opt,name=profile,proto3" json:"profile,omitempty"`
+	// RFC 7638 thumbprint of the caller's DPoP key, when the chain asked for
+	// a DPoP-bound token (a public key's hash, not a secret).
+	DpopJkt       string `protobuf:"bytes,26,opt,name=dpop_jkt,json=dpopJkt,proto3" json:"dpop_jkt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
@@ -335,6 +340,20 @@ func (x *AuditEvent) GetActor() string {
 func (x *AuditEvent) GetActorTokenHash() string {
 	if x != nil {
 		return x.ActorTokenHash
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetDpopJkt() string {
+	if x != nil {
+		return x.DpopJkt
 	}
 	return ""
 }
@@ -609,7 +628,7 @@ var File_chainbroker_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\a\n" +
+	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\a\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
@@ -636,7 +655,9 @@ const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\x10subject_verified\x18\x15 \x01(\bR\x0fsubjectVerified\x12-\n" +
 	"\x12unverified_subject\x18\x16 \x01(\tR\x11unverifiedSubject\x12\x14\n" +
 	"\x05actor\x18\x17 \x01(\tR\x05actor\x12(\n" +
-	"\x10actor_token_hash\x18\x18 \x01(\tR\x0eactorTokenHash\"\xf5\x02\n" +
+	"\x10actor_token_hash\x18\x18 \x01(\tR\x0eactorTokenHash\x12\x18\n" +
+	"\aprofile\x18\x19 \x01(\tR\aprofile\x12\x19\n" +
+	"\bdpop_jkt\x18\x1a \x01(\tR\adpopJkt\"\xf5\x02\n" +
 	"\x16ListAuditEventsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06caller\x18\x02 \x01(\tR\x06caller\x12#\n" +

@@ -56,8 +56,20 @@ type ChainRequest struct {
 	ActorToken string `protobuf:"bytes,8,opt,name=actor_token,json=actorToken,proto3" json:"actor_token,omitempty"`
 	// RFC 8693 token type URI of actor_token. Required when actor_token is set.
 	ActorTokenType string `protobuf:"bytes,9,opt,name=actor_token_type,json=actorTokenType,proto3" json:"actor_token_type,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A DPoP proof (RFC 9449) the caller made with its own key for the target
+	// domain's token endpoint: htm POST, htu the token_endpoint ListDomains
+	// shows, a fresh jti and iat. Checked before hop 1 (else
+	// DPOP_PROOF_INVALID, DPOP_PROOF_REPLAYED), sent as the DPoP header of hop
+	// 2; the answer is then a DPoP-bound token (token_type "DPoP", a JWT's
+	// cnf.jkt the key's RFC 7638 thumbprint) or an error (DPOP_BINDING_MISSING,
+	// DPOP_NONCE_REQUIRED with metadata dpop_nonce). At most 8 KiB.
+	DpopProof string `protobuf:"bytes,10,opt,name=dpop_proof,json=dpopProof,proto3" json:"dpop_proof,omitempty"`
+	// Optional with dpop_proof: a proof of the same key for the source
+	// domain's token endpoint, sent with hop 1 so that the grant itself is
+	// bound to the key (cnf.jkt; else ASSERTION_CNF_MISMATCH). At most 8 KiB.
+	SourceDpopProof string `protobuf:"bytes,11,opt,name=source_dpop_proof,json=sourceDpopProof,proto3" json:"source_dpop_proof,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ChainRequest) Reset() {
@@ -153,6 +165,20 @@ func (x *ChainRequest) GetActorTokenType() string {
 	return ""
 }
 
+func (x *ChainRequest) GetDpopProof() string {
+	if x != nil {
+		return x.DpopProof
+	}
+	return ""
+}
+
+func (x *ChainRequest) GetSourceDpopProof() string {
+	if x != nil {
+		return x.SourceDpopProof
+	}
+	return ""
+}
+
 // ChainResponse carries the target domain's token response (RFC 6749 §5.1)
 // and what the broker did to get it.
 type ChainResponse struct {
@@ -173,6 +199,9 @@ type ChainResponse struct {
 	AuditId string `protobuf:"bytes,6,opt,name=audit_id,json=auditId,proto3" json:"audit_id,omitempty"`
 	// The hops taken, in order. Never contains a token.
 	Hops []*Hop `protobuf:"bytes,7,rep,name=hops,proto3" json:"hops,omitempty"`
+	// The chain's grant profile: "jwt_grant" (an RFC 7523 JWT authorization
+	// grant) or "id_jag" (an Identity Assertion JWT Authorization Grant).
+	Profile string `protobuf:"bytes,8,opt,name=profile,proto3" json:"profile,omitempty"`
 	// Temporary AWS credentials, when the target is of kind aws (STS
 	// AssumeRoleWithWebIdentity); access_token is then empty and expires_in
 	// counts down to their expiration. Secrets: the broker never logs or
@@ -259,6 +288,13 @@ func (x *ChainResponse) GetHops() []*Hop {
 		return x.Hops
 	}
 	return nil
+}
+
+func (x *ChainResponse) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
 }
 
 func (x *ChainResponse) GetAwsCredentials() *AwsCredentials {
@@ -629,7 +665,9 @@ type Chain struct {
 	// Scopes requested from the target domain when the caller names none.
 	DefaultScopes []string `protobuf:"bytes,4,rep,name=default_scopes,json=defaultScopes,proto3" json:"default_scopes,omitempty"`
 	// How hop 1 obtains the grant: "token_exchange" or "issue".
-	Mode          string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	Mode string `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The grant's profile: "jwt_grant" or "id_jag".
+	Profile       string `protobuf:"bytes,6,opt,name=profile,proto3" json:"profile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -699,11 +737,18 @@ func (x *Chain) GetMode() string {
 	return ""
 }
 
+func (x *Chain) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
 var File_chainbroker_v1_chain_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\n" +
-	"\"chainbroker/v1/chain_service.proto\x12\x0echainbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
+	"\"chainbroker/v1/chain_service.proto\x12\x0echainbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n" +
 	"\fChainRequest\x12#\n" +
 	"\rsubject_token\x18\x01 \x01(\tR\fsubjectToken\x12,\n" +
 	"\x12subject_token_type\x18\x02 \x01(\tR\x10subjectTokenType\x12#\n" +
@@ -714,7 +759,11 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\baudience\x18\a \x01(\tR\baudience\x12\x1f\n" +
 	"\vactor_token\x18\b \x01(\tR\n" +
 	"actorToken\x12(\n" +
-	"\x10actor_token_type\x18\t \x01(\tR\x0eactorTokenType\"\xbf\x02\n" +
+	"\x10actor_token_type\x18\t \x01(\tR\x0eactorTokenType\x12\x1d\n" +
+	"\n" +
+	"dpop_proof\x18\n" +
+	" \x01(\tR\tdpopProof\x12*\n" +
+	"\x11source_dpop_proof\x18\v \x01(\tR\x0fsourceDpopProof\"\xd9\x02\n" +
 	"\rChainResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12*\n" +
 	"\x11issued_token_type\x18\x02 \x01(\tR\x0fissuedTokenType\x12\x1d\n" +
@@ -724,7 +773,8 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"expires_in\x18\x04 \x01(\x05R\texpiresIn\x12\x14\n" +
 	"\x05scope\x18\x05 \x01(\tR\x05scope\x12\x19\n" +
 	"\baudit_id\x18\x06 \x01(\tR\aauditId\x12'\n" +
-	"\x04hops\x18\a \x03(\v2\x13.chainbroker.v1.HopR\x04hops\x12G\n" +
+	"\x04hops\x18\a \x03(\v2\x13.chainbroker.v1.HopR\x04hops\x12\x18\n" +
+	"\aprofile\x18\b \x01(\tR\aprofile\x12G\n" +
 	"\x0faws_credentials\x18\t \x01(\v2\x1e.chainbroker.v1.AwsCredentialsR\x0eawsCredentials\"\xc1\x01\n" +
 	"\x0eAwsCredentials\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
@@ -751,13 +801,14 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\bjwks_uri\x18\x04 \x01(\tR\ajwksUri\x12\x1b\n" +
 	"\tclient_id\x18\x05 \x01(\tR\bclientId\x12,\n" +
 	"\x12client_auth_method\x18\x06 \x01(\tR\x10clientAuthMethod\x12\x12\n" +
-	"\x04kind\x18\a \x01(\tR\x04kind\"\xa8\x01\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\"\xc2\x01\n" +
 	"\x05Chain\x12#\n" +
 	"\rsource_domain\x18\x01 \x01(\tR\fsourceDomain\x12#\n" +
 	"\rtarget_domain\x18\x02 \x01(\tR\ftargetDomain\x12\x1a\n" +
 	"\baudience\x18\x03 \x01(\tR\baudience\x12%\n" +
 	"\x0edefault_scopes\x18\x04 \x03(\tR\rdefaultScopes\x12\x12\n" +
-	"\x04mode\x18\x05 \x01(\tR\x04mode2\xac\x01\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x18\n" +
+	"\aprofile\x18\x06 \x01(\tR\aprofile2\xac\x01\n" +
 	"\fChainService\x12D\n" +
 	"\x05Chain\x12\x1c.chainbroker.v1.ChainRequest\x1a\x1d.chainbroker.v1.ChainResponse\x12V\n" +
 	"\vListDomains\x12\".chainbroker.v1.ListDomainsRequest\x1a#.chainbroker.v1.ListDomainsResponseB\xc5\x01\n" +

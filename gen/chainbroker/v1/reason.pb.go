@@ -122,6 +122,22 @@ const (
 	// have `when` conditions (CEL) and none holds; the message names them by
 	// position (policy[i].chains[j].when).
 	Reason_REASON_POLICY_DENIED Reason = 50
+	// Hop 1 answered an issued_token_type other than ...:token-type:id-jag.
+	Reason_REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID Reason = 51
+	// The grant's scope holds a scope hop 1 did not ask for.
+	Reason_REASON_ASSERTION_SCOPE_WIDER Reason = 52
+	// The grant's resource names a resource hop 1 did not ask for.
+	Reason_REASON_ASSERTION_RESOURCE_WIDER Reason = 53
+	// The grant's cnf.jkt is not the key of the caller's DPoP proof.
+	Reason_REASON_ASSERTION_CNF_MISMATCH Reason = 54
+	// dpop_proof or source_dpop_proof fails a check; metadata field names it.
+	Reason_REASON_DPOP_PROOF_INVALID Reason = 55
+	// The proof's jti was presented before.
+	Reason_REASON_DPOP_PROOF_REPLAYED Reason = 56
+	// The target wants a server nonce in the proof: metadata dpop_nonce.
+	Reason_REASON_DPOP_NONCE_REQUIRED Reason = 57
+	// The target answered a token not bound to the proof's key.
+	Reason_REASON_DPOP_BINDING_MISSING Reason = 58 // Cloud targets (docs/cloud-aws.md). Numbers 70 to 89 are theirs.
 	// aws target: the grant's iss is not the URL of the IAM OIDC provider
 	// (domains[].aws.provider_url).
 	Reason_REASON_AWS_PROVIDER_MISMATCH Reason = 70
@@ -219,6 +235,14 @@ var (
 		48: "REASON_MEDIA_TYPE_UNSUPPORTED",
 		49: "REASON_SERVER_UNAVAILABLE",
 		50: "REASON_POLICY_DENIED",
+		51: "REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID",
+		52: "REASON_ASSERTION_SCOPE_WIDER",
+		53: "REASON_ASSERTION_RESOURCE_WIDER",
+		54: "REASON_ASSERTION_CNF_MISMATCH",
+		55: "REASON_DPOP_PROOF_INVALID",
+		56: "REASON_DPOP_PROOF_REPLAYED",
+		57: "REASON_DPOP_NONCE_REQUIRED",
+		58: "REASON_DPOP_BINDING_MISSING",
 		70: "REASON_AWS_PROVIDER_MISMATCH",
 		71: "REASON_AWS_AUDIENCE_INVALID",
 		72: "REASON_AWS_SUBJECT_MISSING",
@@ -237,73 +261,81 @@ var (
 		85: "REASON_GCP_IMPERSONATION_REJECTED",
 	}
 	Reason_value = map[string]int32{
-		"REASON_UNSPECIFIED":                    0,
-		"REASON_REQUEST_INVALID":                1,
-		"REASON_DOMAIN_UNKNOWN":                 2,
-		"REASON_SOURCE_UNDETERMINED":            3,
-		"REASON_CHAIN_NOT_ALLOWED":              4,
-		"REASON_SCOPE_NOT_ALLOWED":              5,
-		"REASON_RESOURCE_NOT_ALLOWED":           6,
-		"REASON_AUDIENCE_NOT_ALLOWED":           7,
-		"REASON_ACTOR_TOKEN_NOT_ALLOWED":        8,
-		"REASON_SUBJECT_NOT_ALLOWED":            9,
-		"REASON_SUBJECT_TOKEN_INVALID":          10,
-		"REASON_SUBJECT_TOKEN_EXPIRED":          11,
-		"REASON_SUBJECT_TOKEN_AUDIENCE_INVALID": 12,
-		"REASON_SUBJECT_UNMAPPED":               13,
-		"REASON_TOKEN_EXCHANGE_REJECTED":        14,
-		"REASON_JWT_BEARER_REJECTED":            15,
-		"REASON_UPSTREAM_UNAVAILABLE":           16,
-		"REASON_UPSTREAM_BAD_RESPONSE":          17,
-		"REASON_SOURCE_KEYS_UNAVAILABLE":        18,
-		"REASON_SOURCE_KEYS_REFRESHING":         19,
-		"REASON_UPSTREAM_CIRCUIT_OPEN":          20,
-		"REASON_ASSERTION_MALFORMED":            21,
-		"REASON_ASSERTION_ALG_NOT_ALLOWED":      22,
-		"REASON_ASSERTION_TYPE_INVALID":         23,
-		"REASON_ASSERTION_KEY_UNKNOWN":          24,
-		"REASON_ASSERTION_SIGNATURE_INVALID":    25,
-		"REASON_ASSERTION_ISSUER_UNTRUSTED":     26,
-		"REASON_ASSERTION_AUDIENCE_MULTIPLE":    27,
-		"REASON_ASSERTION_AUDIENCE_INVALID":     28,
-		"REASON_ASSERTION_EXPIRATION_MISSING":   29,
-		"REASON_ASSERTION_EXPIRED":              30,
-		"REASON_ASSERTION_NOT_YET_VALID":        31,
-		"REASON_ASSERTION_LIFETIME_TOO_LONG":    32,
-		"REASON_ASSERTION_JTI_MISSING":          33,
-		"REASON_ASSERTION_SUBJECT_MISSING":      34,
-		"REASON_ASSERTION_IAT_MISSING":          35,
-		"REASON_ASSERTION_CLIENT_ID_MISMATCH":   36,
-		"REASON_ASSERTION_REPLAYED":             37,
-		"REASON_STORE_UNAVAILABLE":              38,
-		"REASON_INTERNAL":                       39,
-		"REASON_REQUEST_DEADLINE_EXCEEDED":      40,
-		"REASON_REQUEST_CANCELLED":              41,
-		"REASON_UNAUTHENTICATED":                42,
-		"REASON_RATE_LIMITED":                   43,
-		"REASON_AUDIT_NOT_ALLOWED":              44,
-		"REASON_NOT_FOUND":                      45,
-		"REASON_METHOD_NOT_ALLOWED":             46,
-		"REASON_REQUEST_TOO_LARGE":              47,
-		"REASON_MEDIA_TYPE_UNSUPPORTED":         48,
-		"REASON_SERVER_UNAVAILABLE":             49,
-		"REASON_POLICY_DENIED":                  50,
-		"REASON_AWS_PROVIDER_MISMATCH":          70,
-		"REASON_AWS_AUDIENCE_INVALID":           71,
-		"REASON_AWS_SUBJECT_MISSING":            72,
-		"REASON_AWS_STS_REJECTED":               73,
-		"REASON_AZURE_ISSUER_MISMATCH":          74,
-		"REASON_AZURE_SUBJECT_MISMATCH":         75,
-		"REASON_AZURE_AUDIENCE_INVALID":         76,
-		"REASON_AZURE_CLAIM_TOO_LONG":           77,
-		"REASON_AZURE_TOKEN_REJECTED":           78,
-		"REASON_GCP_KEY_ID_MISSING":             79,
-		"REASON_GCP_ALG_NOT_ALLOWED":            80,
-		"REASON_GCP_LIFETIME_TOO_LONG":          81,
-		"REASON_GCP_AUDIENCE_INVALID":           82,
-		"REASON_GCP_SUBJECT_INVALID":            83,
-		"REASON_GCP_STS_REJECTED":               84,
-		"REASON_GCP_IMPERSONATION_REJECTED":     85,
+		"REASON_UNSPECIFIED":                         0,
+		"REASON_REQUEST_INVALID":                     1,
+		"REASON_DOMAIN_UNKNOWN":                      2,
+		"REASON_SOURCE_UNDETERMINED":                 3,
+		"REASON_CHAIN_NOT_ALLOWED":                   4,
+		"REASON_SCOPE_NOT_ALLOWED":                   5,
+		"REASON_RESOURCE_NOT_ALLOWED":                6,
+		"REASON_AUDIENCE_NOT_ALLOWED":                7,
+		"REASON_ACTOR_TOKEN_NOT_ALLOWED":             8,
+		"REASON_SUBJECT_NOT_ALLOWED":                 9,
+		"REASON_SUBJECT_TOKEN_INVALID":               10,
+		"REASON_SUBJECT_TOKEN_EXPIRED":               11,
+		"REASON_SUBJECT_TOKEN_AUDIENCE_INVALID":      12,
+		"REASON_SUBJECT_UNMAPPED":                    13,
+		"REASON_TOKEN_EXCHANGE_REJECTED":             14,
+		"REASON_JWT_BEARER_REJECTED":                 15,
+		"REASON_UPSTREAM_UNAVAILABLE":                16,
+		"REASON_UPSTREAM_BAD_RESPONSE":               17,
+		"REASON_SOURCE_KEYS_UNAVAILABLE":             18,
+		"REASON_SOURCE_KEYS_REFRESHING":              19,
+		"REASON_UPSTREAM_CIRCUIT_OPEN":               20,
+		"REASON_ASSERTION_MALFORMED":                 21,
+		"REASON_ASSERTION_ALG_NOT_ALLOWED":           22,
+		"REASON_ASSERTION_TYPE_INVALID":              23,
+		"REASON_ASSERTION_KEY_UNKNOWN":               24,
+		"REASON_ASSERTION_SIGNATURE_INVALID":         25,
+		"REASON_ASSERTION_ISSUER_UNTRUSTED":          26,
+		"REASON_ASSERTION_AUDIENCE_MULTIPLE":         27,
+		"REASON_ASSERTION_AUDIENCE_INVALID":          28,
+		"REASON_ASSERTION_EXPIRATION_MISSING":        29,
+		"REASON_ASSERTION_EXPIRED":                   30,
+		"REASON_ASSERTION_NOT_YET_VALID":             31,
+		"REASON_ASSERTION_LIFETIME_TOO_LONG":         32,
+		"REASON_ASSERTION_JTI_MISSING":               33,
+		"REASON_ASSERTION_SUBJECT_MISSING":           34,
+		"REASON_ASSERTION_IAT_MISSING":               35,
+		"REASON_ASSERTION_CLIENT_ID_MISMATCH":        36,
+		"REASON_ASSERTION_REPLAYED":                  37,
+		"REASON_STORE_UNAVAILABLE":                   38,
+		"REASON_INTERNAL":                            39,
+		"REASON_REQUEST_DEADLINE_EXCEEDED":           40,
+		"REASON_REQUEST_CANCELLED":                   41,
+		"REASON_UNAUTHENTICATED":                     42,
+		"REASON_RATE_LIMITED":                        43,
+		"REASON_AUDIT_NOT_ALLOWED":                   44,
+		"REASON_NOT_FOUND":                           45,
+		"REASON_METHOD_NOT_ALLOWED":                  46,
+		"REASON_REQUEST_TOO_LARGE":                   47,
+		"REASON_MEDIA_TYPE_UNSUPPORTED":              48,
+		"REASON_SERVER_UNAVAILABLE":                  49,
+		"REASON_POLICY_DENIED":                       50,
+		"REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID": 51,
+		"REASON_ASSERTION_SCOPE_WIDER":               52,
+		"REASON_ASSERTION_RESOURCE_WIDER":            53,
+		"REASON_ASSERTION_CNF_MISMATCH":              54,
+		"REASON_DPOP_PROOF_INVALID":                  55,
+		"REASON_DPOP_PROOF_REPLAYED":                 56,
+		"REASON_DPOP_NONCE_REQUIRED":                 57,
+		"REASON_DPOP_BINDING_MISSING":                58,
+		"REASON_AWS_PROVIDER_MISMATCH":               70,
+		"REASON_AWS_AUDIENCE_INVALID":                71,
+		"REASON_AWS_SUBJECT_MISSING":                 72,
+		"REASON_AWS_STS_REJECTED":                    73,
+		"REASON_AZURE_ISSUER_MISMATCH":               74,
+		"REASON_AZURE_SUBJECT_MISMATCH":              75,
+		"REASON_AZURE_AUDIENCE_INVALID":              76,
+		"REASON_AZURE_CLAIM_TOO_LONG":                77,
+		"REASON_AZURE_TOKEN_REJECTED":                78,
+		"REASON_GCP_KEY_ID_MISSING":                  79,
+		"REASON_GCP_ALG_NOT_ALLOWED":                 80,
+		"REASON_GCP_LIFETIME_TOO_LONG":               81,
+		"REASON_GCP_AUDIENCE_INVALID":                82,
+		"REASON_GCP_SUBJECT_INVALID":                 83,
+		"REASON_GCP_STS_REJECTED":                    84,
+		"REASON_GCP_IMPERSONATION_REJECTED":          85,
 	}
 )
 
@@ -338,7 +370,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xac\x11\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xc6\x13\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -391,7 +423,15 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x18REASON_REQUEST_TOO_LARGE\x10/\x12!\n" +
 	"\x1dREASON_MEDIA_TYPE_UNSUPPORTED\x100\x12\x1d\n" +
 	"\x19REASON_SERVER_UNAVAILABLE\x101\x12\x18\n" +
-	"\x14REASON_POLICY_DENIED\x102\x12 \n" +
+	"\x14REASON_POLICY_DENIED\x102\x12.\n" +
+	"*REASON_ASSERTION_ISSUED_TOKEN_TYPE_INVALID\x103\x12 \n" +
+	"\x1cREASON_ASSERTION_SCOPE_WIDER\x104\x12#\n" +
+	"\x1fREASON_ASSERTION_RESOURCE_WIDER\x105\x12!\n" +
+	"\x1dREASON_ASSERTION_CNF_MISMATCH\x106\x12\x1d\n" +
+	"\x19REASON_DPOP_PROOF_INVALID\x107\x12\x1e\n" +
+	"\x1aREASON_DPOP_PROOF_REPLAYED\x108\x12\x1e\n" +
+	"\x1aREASON_DPOP_NONCE_REQUIRED\x109\x12\x1f\n" +
+	"\x1bREASON_DPOP_BINDING_MISSING\x10:\x12 \n" +
 	"\x1cREASON_AWS_PROVIDER_MISMATCH\x10F\x12\x1f\n" +
 	"\x1bREASON_AWS_AUDIENCE_INVALID\x10G\x12\x1e\n" +
 	"\x1aREASON_AWS_SUBJECT_MISSING\x10H\x12\x1b\n" +

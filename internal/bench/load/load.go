@@ -59,6 +59,9 @@ type GRPC struct {
 	next    atomic.Uint32
 	APIKey  string
 	Domain  string
+	// SubjectTokenType, when set, is sent with each chain (the ID token
+	// type for ID-JAG chains).
+	SubjectTokenType string
 }
 
 // NewGRPC connects conns gRPC connections to the broker at addr; chains ask
@@ -82,7 +85,7 @@ func (t *GRPC) Do(ctx context.Context, subject string) error {
 		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", t.APIKey)
 	}
 	Client := t.clients[int(t.next.Add(1))%len(t.clients)]
-	resp, err := Client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: t.Domain})
+	resp, err := Client.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, SubjectTokenType: t.SubjectTokenType, TargetDomain: t.Domain})
 	if err != nil {
 		return err
 	}
@@ -152,6 +155,7 @@ type Baseline struct {
 
 type TokenAnswer struct {
 	AccessToken string `json:"access_token"`
+	IDToken     string `json:"id_token"`
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
 }

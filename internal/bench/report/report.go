@@ -396,7 +396,7 @@ func (r *Report) resultsTable() string {
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range b.Opts.Levels {
 		base, okb := b.find("baseline", c)
-		for _, t := range []string{"baseline", "grpc", "rest"} {
+		for _, t := range []string{"baseline", "grpc", "grpc-idjag", "rest"} {
 			res, ok := b.find(t, c)
 			if !ok {
 				continue
@@ -420,7 +420,7 @@ func (r *Report) costTable() string {
 	s.WriteString("| callers | path | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | domains CPU/chain | redis CPU/chain | load generator CPU/chain | other CPU, cores |\n")
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range b.Opts.Levels {
-		for _, t := range []string{"baseline", "grpc", "rest"} {
+		for _, t := range []string{"baseline", "grpc", "grpc-idjag", "rest"} {
 			res, ok := b.find(t, c)
 			if !ok || res.Chains == 0 {
 				continue
@@ -502,6 +502,8 @@ func pathName(t string) string {
 		return "broker, gRPC"
 	case "rest":
 		return "broker, REST"
+	case "grpc-idjag":
+		return "broker, gRPC, ID-JAG (A → C)"
 	}
 	return t
 }

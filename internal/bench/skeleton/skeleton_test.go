@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/redistest"
 	"github.com/chainbroker/chainbroker/sandbox"
@@ -22,11 +23,7 @@ import (
 // writes its marker and audit record, and refuses a grant it cannot verify.
 func TestSkeletonChains(t *testing.T) {
 	ctx := t.Context()
-	sb, err := sandbox.Start(ctx, sandbox.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
+	sb := apptest.StartSandbox(t, sandbox.Options{})
 	srv := redistest.New(t, redistest.Options{})
 	rdb := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -55,10 +52,7 @@ func TestSkeletonChains(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 		return pb.NewChainServiceClient(conn)
 	}
-	subject, err := sb.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	subject := apptest.SubjectToken(t, sb, sandbox.Alice)
 
 	resp, err := serve(sb.A.JWKSURI(), false).Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
 	if err != nil || resp.GetAccessToken() == "" {

@@ -15,25 +15,25 @@ from chainbroker.v1 import chain_service_pb2 as chainbroker_dot_v1_dot_chain__se
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"chainbroker/v1/audit_service.proto\x12\x0e\x63hainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x07\n\nAuditEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x16\n\x06\x63\x61ller\x18\x03 \x01(\tR\x06\x63\x61ller\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12#\n\rsource_domain\x18\x05 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x06 \x01(\tR\x0ctargetDomain\x12\x16\n\x06scopes\x18\x07 \x03(\tR\x06scopes\x12\x31\n\x07outcome\x18\x08 \x01(\x0e\x32\x17.chainbroker.v1.OutcomeR\x07outcome\x12\x16\n\x06reason\x18\t \x01(\tR\x06reason\x12%\n\x0eupstream_error\x18\n \x01(\tR\rupstreamError\x12<\n\x1aupstream_error_description\x18\x0b \x01(\tR\x18upstreamErrorDescription\x12\'\n\x04hops\x18\x0c \x03(\x0b\x32\x13.chainbroker.v1.HopR\x04hops\x12,\n\x12subject_token_hash\x18\r \x01(\tR\x10subjectTokenHash\x12,\n\x12\x61ssertion_jti_hash\x18\x0e \x01(\tR\x10\x61ssertionJtiHash\x12)\n\x10\x61ssertion_issuer\x18\x0f \x01(\tR\x0f\x61ssertionIssuer\x12-\n\x12\x61ssertion_audience\x18\x10 \x03(\tR\x11\x61ssertionAudience\x12\x18\n\x07message\x18\x11 \x01(\tR\x07message\x12\x12\n\x04mode\x18\x12 \x01(\tR\x04mode\x12%\n\x0emapped_subject\x18\x13 \x01(\tR\rmappedSubject\x12-\n\x12transcribed_claims\x18\x14 \x03(\tR\x11transcribedClaims\x12)\n\x10subject_verified\x18\x15 \x01(\x08R\x0fsubjectVerified\x12-\n\x12unverified_subject\x18\x16 \x01(\tR\x11unverifiedSubject\x12\x14\n\x05\x61\x63tor\x18\x17 \x01(\tR\x05\x61\x63tor\x12(\n\x10\x61\x63tor_token_hash\x18\x18 \x01(\tR\x0e\x61\x63torTokenHash\"\xf5\x02\n\x16ListAuditEventsRequest\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x16\n\x06\x63\x61ller\x18\x02 \x01(\tR\x06\x63\x61ller\x12#\n\rsource_domain\x18\x03 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x04 \x01(\tR\x0ctargetDomain\x12\x31\n\x07outcome\x18\x05 \x01(\x0e\x32\x17.chainbroker.v1.OutcomeR\x07outcome\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1b\n\tpage_size\x18\x08 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\t \x01(\tR\tpageToken\"u\n\x17ListAuditEventsResponse\x12\x32\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.chainbroker.v1.AuditEventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n\x14GetAuditEventRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"I\n\x15GetAuditEventResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.chainbroker.v1.AuditEventR\x05\x65vent*c\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n\x0fOUTCOME_FAILURE\x10\x02\x12\x15\n\x11OUTCOME_CACHE_HIT\x10\x03\x32\xd0\x01\n\x0c\x41uditService\x12\x62\n\x0fListAuditEvents\x12&.chainbroker.v1.ListAuditEventsRequest\x1a\'.chainbroker.v1.ListAuditEventsResponse\x12\\\n\rGetAuditEvent\x12$.chainbroker.v1.GetAuditEventRequest\x1a%.chainbroker.v1.GetAuditEventResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"chainbroker/v1/audit_service.proto\x12\x0e\x63hainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x07\n\nAuditEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x16\n\x06\x63\x61ller\x18\x03 \x01(\tR\x06\x63\x61ller\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12#\n\rsource_domain\x18\x05 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x06 \x01(\tR\x0ctargetDomain\x12\x16\n\x06scopes\x18\x07 \x03(\tR\x06scopes\x12\x31\n\x07outcome\x18\x08 \x01(\x0e\x32\x17.chainbroker.v1.OutcomeR\x07outcome\x12\x16\n\x06reason\x18\t \x01(\tR\x06reason\x12%\n\x0eupstream_error\x18\n \x01(\tR\rupstreamError\x12<\n\x1aupstream_error_description\x18\x0b \x01(\tR\x18upstreamErrorDescription\x12\'\n\x04hops\x18\x0c \x03(\x0b\x32\x13.chainbroker.v1.HopR\x04hops\x12,\n\x12subject_token_hash\x18\r \x01(\tR\x10subjectTokenHash\x12,\n\x12\x61ssertion_jti_hash\x18\x0e \x01(\tR\x10\x61ssertionJtiHash\x12)\n\x10\x61ssertion_issuer\x18\x0f \x01(\tR\x0f\x61ssertionIssuer\x12-\n\x12\x61ssertion_audience\x18\x10 \x03(\tR\x11\x61ssertionAudience\x12\x18\n\x07message\x18\x11 \x01(\tR\x07message\x12\x12\n\x04mode\x18\x12 \x01(\tR\x04mode\x12%\n\x0emapped_subject\x18\x13 \x01(\tR\rmappedSubject\x12-\n\x12transcribed_claims\x18\x14 \x03(\tR\x11transcribedClaims\x12)\n\x10subject_verified\x18\x15 \x01(\x08R\x0fsubjectVerified\x12-\n\x12unverified_subject\x18\x16 \x01(\tR\x11unverifiedSubject\x12\x14\n\x05\x61\x63tor\x18\x17 \x01(\tR\x05\x61\x63tor\x12(\n\x10\x61\x63tor_token_hash\x18\x18 \x01(\tR\x0e\x61\x63torTokenHash\x12\x18\n\x07profile\x18\x19 \x01(\tR\x07profile\x12\x19\n\x08\x64pop_jkt\x18\x1a \x01(\tR\x07\x64popJkt\"\xf5\x02\n\x16ListAuditEventsRequest\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x16\n\x06\x63\x61ller\x18\x02 \x01(\tR\x06\x63\x61ller\x12#\n\rsource_domain\x18\x03 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x04 \x01(\tR\x0ctargetDomain\x12\x31\n\x07outcome\x18\x05 \x01(\x0e\x32\x17.chainbroker.v1.OutcomeR\x07outcome\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12\x1b\n\tpage_size\x18\x08 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\t \x01(\tR\tpageToken\"u\n\x17ListAuditEventsResponse\x12\x32\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.chainbroker.v1.AuditEventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n\x14GetAuditEventRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"I\n\x15GetAuditEventResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.chainbroker.v1.AuditEventR\x05\x65vent*c\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n\x0fOUTCOME_FAILURE\x10\x02\x12\x15\n\x11OUTCOME_CACHE_HIT\x10\x03\x32\xd0\x01\n\x0c\x41uditService\x12\x62\n\x0fListAuditEvents\x12&.chainbroker.v1.ListAuditEventsRequest\x1a\'.chainbroker.v1.ListAuditEventsResponse\x12\\\n\rGetAuditEvent\x12$.chainbroker.v1.GetAuditEventRequest\x1a%.chainbroker.v1.GetAuditEventResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chainbroker.v1.audit_service_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _OUTCOME._serialized_start=1645
-  _OUTCOME._serialized_end=1744
+  _OUTCOME._serialized_start=1698
+  _OUTCOME._serialized_end=1797
   _AUDITEVENT._serialized_start=124
-  _AUDITEVENT._serialized_end=1033
-  _LISTAUDITEVENTSREQUEST._serialized_start=1036
-  _LISTAUDITEVENTSREQUEST._serialized_end=1409
-  _LISTAUDITEVENTSRESPONSE._serialized_start=1411
-  _LISTAUDITEVENTSRESPONSE._serialized_end=1528
-  _GETAUDITEVENTREQUEST._serialized_start=1530
-  _GETAUDITEVENTREQUEST._serialized_end=1568
-  _GETAUDITEVENTRESPONSE._serialized_start=1570
-  _GETAUDITEVENTRESPONSE._serialized_end=1643
-  _AUDITSERVICE._serialized_start=1747
-  _AUDITSERVICE._serialized_end=1955
+  _AUDITEVENT._serialized_end=1086
+  _LISTAUDITEVENTSREQUEST._serialized_start=1089
+  _LISTAUDITEVENTSREQUEST._serialized_end=1462
+  _LISTAUDITEVENTSRESPONSE._serialized_start=1464
+  _LISTAUDITEVENTSRESPONSE._serialized_end=1581
+  _GETAUDITEVENTREQUEST._serialized_start=1583
+  _GETAUDITEVENTREQUEST._serialized_end=1621
+  _GETAUDITEVENTRESPONSE._serialized_start=1623
+  _GETAUDITEVENTRESPONSE._serialized_end=1696
+  _AUDITSERVICE._serialized_start=1800
+  _AUDITSERVICE._serialized_end=2008
 # @@protoc_insertion_point(module_scope)

@@ -20,49 +20,56 @@ class AwsCredentials(_message.Message):
     def __init__(self, access_key_id: _Optional[str] = ..., secret_access_key: _Optional[str] = ..., session_token: _Optional[str] = ..., expiration: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Chain(_message.Message):
-    __slots__ = ["audience", "default_scopes", "mode", "source_domain", "target_domain"]
+    __slots__ = ["audience", "default_scopes", "mode", "profile", "source_domain", "target_domain"]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SCOPES_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     TARGET_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     audience: str
     default_scopes: _containers.RepeatedScalarFieldContainer[str]
     mode: str
+    profile: str
     source_domain: str
     target_domain: str
-    def __init__(self, source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., audience: _Optional[str] = ..., default_scopes: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ...) -> None: ...
+    def __init__(self, source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., audience: _Optional[str] = ..., default_scopes: _Optional[_Iterable[str]] = ..., mode: _Optional[str] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class ChainRequest(_message.Message):
-    __slots__ = ["actor_token", "actor_token_type", "audience", "resource", "scope", "source_domain", "subject_token", "subject_token_type", "target_domain"]
+    __slots__ = ["actor_token", "actor_token_type", "audience", "dpop_proof", "resource", "scope", "source_domain", "source_dpop_proof", "subject_token", "subject_token_type", "target_domain"]
     ACTOR_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ACTOR_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    DPOP_PROOF_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DPOP_PROOF_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     TARGET_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     actor_token: str
     actor_token_type: str
     audience: str
+    dpop_proof: str
     resource: _containers.RepeatedScalarFieldContainer[str]
     scope: _containers.RepeatedScalarFieldContainer[str]
     source_domain: str
+    source_dpop_proof: str
     subject_token: str
     subject_token_type: str
     target_domain: str
-    def __init__(self, subject_token: _Optional[str] = ..., subject_token_type: _Optional[str] = ..., source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., scope: _Optional[_Iterable[str]] = ..., resource: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ..., actor_token: _Optional[str] = ..., actor_token_type: _Optional[str] = ...) -> None: ...
+    def __init__(self, subject_token: _Optional[str] = ..., subject_token_type: _Optional[str] = ..., source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., scope: _Optional[_Iterable[str]] = ..., resource: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ..., actor_token: _Optional[str] = ..., actor_token_type: _Optional[str] = ..., dpop_proof: _Optional[str] = ..., source_dpop_proof: _Optional[str] = ...) -> None: ...
 
 class ChainResponse(_message.Message):
-    __slots__ = ["access_token", "audit_id", "aws_credentials", "expires_in", "hops", "issued_token_type", "scope", "token_type"]
+    __slots__ = ["access_token", "audit_id", "aws_credentials", "expires_in", "hops", "issued_token_type", "profile", "scope", "token_type"]
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
     AWS_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
     ISSUED_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     access_token: str
@@ -71,9 +78,10 @@ class ChainResponse(_message.Message):
     expires_in: int
     hops: _containers.RepeatedCompositeFieldContainer[Hop]
     issued_token_type: str
+    profile: str
     scope: str
     token_type: str
-    def __init__(self, access_token: _Optional[str] = ..., issued_token_type: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ..., audit_id: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., aws_credentials: _Optional[_Union[AwsCredentials, _Mapping]] = ...) -> None: ...
+    def __init__(self, access_token: _Optional[str] = ..., issued_token_type: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ..., audit_id: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., profile: _Optional[str] = ..., aws_credentials: _Optional[_Union[AwsCredentials, _Mapping]] = ...) -> None: ...
 
 class Domain(_message.Message):
     __slots__ = ["client_auth_method", "client_id", "issuer", "jwks_uri", "kind", "name", "token_endpoint"]

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chainbroker/v1/chain_service.proto.
  */
 export const file_chainbroker_v1_chain_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSLRAQoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJIuUBCg1DaGFpblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIZChFpc3N1ZWRfdG9rZW5fdHlwZRgCIAEoCRISCgp0b2tlbl90eXBlGAMgASgJEhIKCmV4cGlyZXNfaW4YBCABKAUSDQoFc2NvcGUYBSABKAkSEAoIYXVkaXRfaWQYBiABKAkSIQoEaG9wcxgHIAMoCzITLmNoYWluYnJva2VyLnYxLkhvcBI3Cg9hd3NfY3JlZGVudGlhbHMYCSABKAsyHi5jaGFpbmJyb2tlci52MS5Bd3NDcmVkZW50aWFscyKJAQoOQXdzQ3JlZGVudGlhbHMSFQoNYWNjZXNzX2tleV9pZBgBIAEoCRIZChFzZWNyZXRfYWNjZXNzX2tleRgCIAEoCRIVCg1zZXNzaW9uX3Rva2VuGAMgASgJEi4KCmV4cGlyYXRpb24YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoQBCgNIb3ASDgoGZG9tYWluGAEgASgJEhAKCGVuZHBvaW50GAIgASgJEhIKCmdyYW50X3R5cGUYAyABKAkSKwoIZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYXNzZXJ0aW9uX2p0aV9oYXNoGAUgASgJIhQKEkxpc3REb21haW5zUmVxdWVzdCJlChNMaXN0RG9tYWluc1Jlc3BvbnNlEicKB2RvbWFpbnMYASADKAsyFi5jaGFpbmJyb2tlci52MS5Eb21haW4SJQoGY2hhaW5zGAIgAygLMhUuY2hhaW5icm9rZXIudjEuQ2hhaW4ijQEKBkRvbWFpbhIMCgRuYW1lGAEgASgJEg4KBmlzc3VlchgCIAEoCRIWCg50b2tlbl9lbmRwb2ludBgDIAEoCRIQCghqd2tzX3VyaRgEIAEoCRIRCgljbGllbnRfaWQYBSABKAkSGgoSY2xpZW50X2F1dGhfbWV0aG9kGAYgASgJEgwKBGtpbmQYByABKAkibQoFQ2hhaW4SFQoNc291cmNlX2RvbWFpbhgBIAEoCRIVCg10YXJnZXRfZG9tYWluGAIgASgJEhAKCGF1ZGllbmNlGAMgASgJEhYKDmRlZmF1bHRfc2NvcGVzGAQgAygJEgwKBG1vZGUYBSABKAkyrAEKDENoYWluU2VydmljZRJECgVDaGFpbhIcLmNoYWluYnJva2VyLnYxLkNoYWluUmVxdWVzdBodLmNoYWluYnJva2VyLnYxLkNoYWluUmVzcG9uc2USVgoLTGlzdERvbWFpbnMSIi5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1JlcXVlc3QaIy5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSKAAgoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJEhIKCmRwb3BfcHJvb2YYCiABKAkSGQoRc291cmNlX2Rwb3BfcHJvb2YYCyABKAki9gEKDUNoYWluUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhkKEWlzc3VlZF90b2tlbl90eXBlGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSEgoKZXhwaXJlc19pbhgEIAEoBRINCgVzY29wZRgFIAEoCRIQCghhdWRpdF9pZBgGIAEoCRIhCgRob3BzGAcgAygLMhMuY2hhaW5icm9rZXIudjEuSG9wEg8KB3Byb2ZpbGUYCCABKAkSNwoPYXdzX2NyZWRlbnRpYWxzGAkgASgLMh4uY2hhaW5icm9rZXIudjEuQXdzQ3JlZGVudGlhbHMiiQEKDkF3c0NyZWRlbnRpYWxzEhUKDWFjY2Vzc19rZXlfaWQYASABKAkSGQoRc2VjcmV0X2FjY2Vzc19rZXkYAiABKAkSFQoNc2Vzc2lvbl90b2tlbhgDIAEoCRIuCgpleHBpcmF0aW9uGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKEAQoDSG9wEg4KBmRvbWFpbhgBIAEoCRIQCghlbmRwb2ludBgCIAEoCRISCgpncmFudF90eXBlGAMgASgJEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhoKEmFzc2VydGlvbl9qdGlfaGFzaBgFIAEoCSIUChJMaXN0RG9tYWluc1JlcXVlc3QiZQoTTGlzdERvbWFpbnNSZXNwb25zZRInCgdkb21haW5zGAEgAygLMhYuY2hhaW5icm9rZXIudjEuRG9tYWluEiUKBmNoYWlucxgCIAMoCzIVLmNoYWluYnJva2VyLnYxLkNoYWluIo0BCgZEb21haW4SDAoEbmFtZRgBIAEoCRIOCgZpc3N1ZXIYAiABKAkSFgoOdG9rZW5fZW5kcG9pbnQYAyABKAkSEAoIandrc191cmkYBCABKAkSEQoJY2xpZW50X2lkGAUgASgJEhoKEmNsaWVudF9hdXRoX21ldGhvZBgGIAEoCRIMCgRraW5kGAcgASgJIn4KBUNoYWluEhUKDXNvdXJjZV9kb21haW4YASABKAkSFQoNdGFyZ2V0X2RvbWFpbhgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRIWCg5kZWZhdWx0X3Njb3BlcxgEIAMoCRIMCgRtb2RlGAUgASgJEg8KB3Byb2ZpbGUYBiABKAkyrAEKDENoYWluU2VydmljZRJECgVDaGFpbhIcLmNoYWluYnJva2VyLnYxLkNoYWluUmVxdWVzdBodLmNoYWluYnJva2VyLnYxLkNoYWluUmVzcG9uc2USVgoLTGlzdERvbWFpbnMSIi5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1JlcXVlc3QaIy5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ChainRequest asks for an access token in target_domain for the subject of
@@ -94,6 +94,28 @@ export type ChainRequest = Message<"chainbroker.v1.ChainRequest"> & {
    * @generated from field: string actor_token_type = 9;
    */
   actorTokenType: string;
+
+  /**
+   * A DPoP proof (RFC 9449) the caller made with its own key for the target
+   * domain's token endpoint: htm POST, htu the token_endpoint ListDomains
+   * shows, a fresh jti and iat. Checked before hop 1 (else
+   * DPOP_PROOF_INVALID, DPOP_PROOF_REPLAYED), sent as the DPoP header of hop
+   * 2; the answer is then a DPoP-bound token (token_type "DPoP", a JWT's
+   * cnf.jkt the key's RFC 7638 thumbprint) or an error (DPOP_BINDING_MISSING,
+   * DPOP_NONCE_REQUIRED with metadata dpop_nonce). At most 8 KiB.
+   *
+   * @generated from field: string dpop_proof = 10;
+   */
+  dpopProof: string;
+
+  /**
+   * Optional with dpop_proof: a proof of the same key for the source
+   * domain's token endpoint, sent with hop 1 so that the grant itself is
+   * bound to the key (cnf.jkt; else ASSERTION_CNF_MISMATCH). At most 8 KiB.
+   *
+   * @generated from field: string source_dpop_proof = 11;
+   */
+  sourceDpopProof: string;
 };
 
 /**
@@ -160,6 +182,14 @@ export type ChainResponse = Message<"chainbroker.v1.ChainResponse"> & {
    * @generated from field: repeated chainbroker.v1.Hop hops = 7;
    */
   hops: Hop[];
+
+  /**
+   * The chain's grant profile: "jwt_grant" (an RFC 7523 JWT authorization
+   * grant) or "id_jag" (an Identity Assertion JWT Authorization Grant).
+   *
+   * @generated from field: string profile = 8;
+   */
+  profile: string;
 
   /**
    * Temporary AWS credentials, when the target is of kind aws (STS
@@ -415,6 +445,13 @@ export type Chain = Message<"chainbroker.v1.Chain"> & {
    * @generated from field: string mode = 5;
    */
   mode: string;
+
+  /**
+   * The grant's profile: "jwt_grant" or "id_jag".
+   *
+   * @generated from field: string profile = 6;
+   */
+  profile: string;
 };
 
 /**
