@@ -62,7 +62,7 @@ describe("chainbroker sandbox over gRPC", () => {
   let childExit: Promise<void> | undefined;
   let tmp: string | undefined;
   let output = ""; // the sandbox's log, printed when something goes wrong
-  let ports: { grpc: number; http: number; a: number; b: number; c: number };
+  let ports: { grpc: number; http: number; a: number; b: number; c: number; cloud: number };
   let client: ChainbrokerClient;
 
   const killChild = (signal: NodeJS.Signals) => {
@@ -100,7 +100,7 @@ describe("chainbroker sandbox over gRPC", () => {
           timeout: BUILD_TIMEOUT_MS,
         });
       }
-      ports = { grpc: await freePort(), http: await freePort(), a: await freePort(), b: await freePort(), c: await freePort() };
+      ports = { grpc: await freePort(), http: await freePort(), a: await freePort(), b: await freePort(), c: await freePort(), cloud: await freePort() };
       const args = [
         "sandbox",
         "--grpc-addr", `127.0.0.1:${ports.grpc}`,
@@ -108,6 +108,7 @@ describe("chainbroker sandbox over gRPC", () => {
         "--domain-a-addr", `127.0.0.1:${ports.a}`,
         "--domain-b-addr", `127.0.0.1:${ports.b}`,
         "--domain-c-addr", `127.0.0.1:${ports.c}`,
+        "--cloud-addr", `127.0.0.1:${ports.cloud}`,
       ];
       child = spawn(bin, args, { cwd: repoRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
       process.on("exit", onExit);
