@@ -260,7 +260,11 @@ describe("chainbroker sandbox over gRPC", () => {
 
   it("ListDomains lists the sandbox domains and the chains between them", async () => {
     const res = await client.chain.listDomains({});
-    assert.deepEqual(res.domains.map((d) => d.name).sort(), ["domain-a", "domain-b", "domain-c"]);
+    assert.deepEqual(res.domains.map((d) => d.name).sort(), ["aws", "azure", "domain-a", "domain-b", "domain-c", "gcp"]);
+    assert.deepEqual(
+      Object.fromEntries(res.domains.map((d) => [d.name, d.kind])),
+      { "domain-a": "oauth", "domain-b": "oauth", "domain-c": "oauth", aws: "aws", azure: "azure", gcp: "gcp" },
+    );
     assert.ok(
       res.chains.some((c) => c.sourceDomain === "domain-a" && c.targetDomain === "domain-b" && c.profile === "jwt_grant"),
       "chain domain-a -> domain-b not listed",
