@@ -26,6 +26,10 @@
 // (TrustIdentityProvider, LinkFor): the broker itself, when it signs its own
 // assertions, or a test's own signer.
 //
+// With Options.CloudAddr it also runs imitations of three clouds' token
+// services on one listener (Cloud: AWS STS, Google STS and IAM Credentials,
+// the Microsoft Entra token endpoint), trusting domain A.
+//
 // Where Keycloak and the RFCs disagree, or Keycloak's behaviour would make the
 // sandbox less useful, the sandbox's choice is documented on the identifier
 // concerned (see the Desc* constants). The sandbox never logs tokens or
