@@ -71,6 +71,12 @@ type Domain struct {
 	Resilience Resilience
 	// Cache: as a target, reuse its access tokens (opt-in).
 	Cache CachePolicy
+	// AWS configures a KindAWS target (required for that kind only).
+	AWS *AWSTarget
+	// Azure configures a KindAzure target (required for that kind only).
+	Azure *AzureTarget
+	// GCP configures a KindGCP target (required for that kind only).
+	GCP *GCPTarget
 }
 
 // AssertionPolicy mirrors the target authorization server's checks of a JWT
@@ -265,6 +271,39 @@ func New(cfg Config) (*Broker, error) {
 		if d.Kind == "" {
 			d.Kind = KindOAuth
 		}
+		if d.Kind == KindAWS {
+			if d.AWS == nil {
+				errs = append(errs, fmt.Errorf("broker: domain %q: kind aws needs its aws settings", d.Name))
+				continue
+			}
+			a := *d.AWS // a copy: the broker owns its configuration
+			d.AWS = &a
+			for _, err := range a.setup() {
+				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
+			}
+		}
+		if d.Kind == KindGCP {
+			if d.GCP == nil {
+				errs = append(errs, fmt.Errorf("broker: domain %q: kind gcp needs its gcp settings", d.Name))
+				continue
+			}
+			g := *d.GCP
+			d.GCP = &g
+			for _, err := range g.setup() {
+				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
+			}
+		}
+		if d.Kind == KindAzure {
+			if d.Azure == nil {
+				errs = append(errs, fmt.Errorf("broker: domain %q: kind azure needs its azure settings", d.Name))
+				continue
+			}
+			z := *d.Azure
+			d.Azure = &z
+			for _, err := range z.setup() {
+				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
+			}
+		}
 		if d.Timeout <= 0 {
 			d.Timeout = DefaultDomainTimeout
 		}
@@ -291,6 +330,9 @@ func New(cfg Config) (*Broker, error) {
 			b.breakers[d.Name] = prev.breakers[d.Name]
 		}
 		p := &d.Assertion
+		if len(p.Audience) == 0 && d.Kind.isCloud() {
+			p.Audience = d.defaultCloudAudience()
+		}
 		if len(p.Audience) == 0 {
 			p.Audience = []string{d.Issuer}
 		}
@@ -319,6 +361,9 @@ func New(cfg Config) (*Broker, error) {
 			continue
 		case src.Keys == nil:
 			errs = append(errs, fmt.Errorf("broker: chain %d: source domain %q has no verification keys (jwks_uri)", i, c.Source))
+			continue
+		case src.Kind.isCloud():
+			errs = append(errs, fmt.Errorf("broker: chain %d: domain %q of kind %s cannot be a source", i, c.Source, src.Kind))
 			continue
 		}
 		if _, dup := b.chains[[2]string{c.Source, c.Target}]; dup {
@@ -358,6 +403,10 @@ func New(cfg Config) (*Broker, error) {
 			c.SubjectTokenTyp = slices.Clone(c.SubjectTokenTyp)
 			for i, t := range c.SubjectTokenTyp {
 				c.SubjectTokenTyp[i] = normTyp(t)
+			}
+		case ModeSubjectToken:
+			if !tgt.Kind.isCloud() {
+				errs = append(errs, fmt.Errorf("broker: chain %q -> %q: mode subject_token needs a cloud target (kind aws, azure or gcp)", c.Source, c.Target))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("broker: chain %q -> %q: unknown mode %q", c.Source, c.Target, c.Mode))

@@ -98,6 +98,16 @@ type cachedToken struct {
 	Until           int64  `json:"u,omitempty"`   // unix ms: when the entry goes (before ExpiresAt)
 	Subject         string `json:"sub,omitempty"` // the verified subject of the chain that filled it
 	Actor           string `json:"act,omitempty"` // and its actor
+	// AWS holds an aws target's credentials (AccessToken is then empty).
+	AWS *cachedAWS `json:"w,omitempty"`
+}
+
+// cachedAWS is AWSCredentials in a cache entry (encrypted like the rest).
+type cachedAWS struct {
+	AccessKeyID     string `json:"k"`
+	SecretAccessKey string `json:"s"`
+	SessionToken    string `json:"t"`
+	Expiration      int64  `json:"e"` // unix seconds
 }
 
 func (c *tokenCache) put(ctx context.Context, key string, t *cachedToken, until time.Time) error {
@@ -141,7 +151,8 @@ func (c *tokenCache) get(ctx context.Context, key string) (*cachedToken, error) 
 		return nil, nil
 	}
 	var t cachedToken
-	if json.Unmarshal(plain, &t) != nil || t.AccessToken == "" || c.now().Unix() >= t.ExpiresAt {
+	if json.Unmarshal(plain, &t) != nil || (t.AccessToken == "" && (t.AWS == nil || t.AWS.AccessKeyID == "")) || c.now().Unix() >= t.ExpiresAt ||
+		(t.Until > 0 && c.now().UnixMilli() >= t.Until) { // past the entry's end on the broker's clock (e.g. the subject token's exp)
 		return nil, nil
 	}
 	if t.Until > 0 && t.Until <= t.ExpiresAt*1000 {
@@ -206,6 +217,9 @@ func (r *chainRun) cached(ctx context.Context, src, tgt *Domain, chain *Chain) (
 		}
 		t := &cachedToken{AccessToken: res.AccessToken, IssuedTokenType: res.IssuedTokenType,
 			TokenType: res.TokenType, Scope: res.Scope, ExpiresAt: r.b.now().Unix() + res.ExpiresIn, Subject: r.ev.Subject, Actor: r.ev.Actor}
+		if a := res.AWSCredentials; a != nil {
+			t.AWS = &cachedAWS{AccessKeyID: a.AccessKeyID, SecretAccessKey: a.SecretAccessKey, SessionToken: a.SessionToken, Expiration: a.Expiration.Unix()}
+		}
 		if until, ok := r.cacheUntil(tgt, res); ok {
 			if err := c.put(ctx, key, t, until); err != nil {
 				r.b.log.WarnContext(ctx, "token cache put failed", "error", err)
@@ -261,11 +275,16 @@ func (r *chainRun) hitResult(t *cachedToken) *Result {
 		r.verifiedSubject(t.Subject)
 	}
 	r.ev.Actor = t.Actor
-	return &Result{
+	res := &Result{
 		AccessToken:     t.AccessToken,
 		IssuedTokenType: t.IssuedTokenType,
 		TokenType:       t.TokenType,
 		Scope:           t.Scope,
 		ExpiresIn:       max(t.ExpiresAt-r.b.now().Unix(), 0),
 	}
+	if a := t.AWS; a != nil {
+		res.AWSCredentials = &AWSCredentials{AccessKeyID: a.AccessKeyID, SecretAccessKey: a.SecretAccessKey,
+			SessionToken: a.SessionToken, Expiration: time.Unix(a.Expiration, 0).UTC()}
+	}
+	return res
 }

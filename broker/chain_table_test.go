@@ -7,10 +7,19 @@ package broker_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/broker/brokertest"
@@ -200,6 +209,155 @@ func assertions(k *kit) []string {
 		out = append(out, r.Form.Get("assertion"))
 	}
 	return out
+}
+
+// awsTarget makes domain-b an aws target answered by a brokertest.AWSSTS
+// (credentials for an hour) unless edit sets another client.
+func awsTarget(edit func(*broker.AWSTarget)) func(*broker.Config) {
+	return func(c *broker.Config) {
+		a := &broker.AWSTarget{RoleARN: "arn:aws:iam::111122223333:role/test", Client: &brokertest.AWSSTS{}}
+		if edit != nil {
+			edit(a)
+		}
+		c.Domains[1].Kind, c.Domains[1].AWS = broker.KindAWS, a
+	}
+}
+
+// awsGrants makes hop 1 issue grants for AWS's audience, adjusted by edit.
+func awsGrants(edit func(c map[string]any)) func(*testing.T, *kit) {
+	return func(_ *testing.T, k *kit) {
+		k.grants.Audience = broker.DefaultAWSAudience
+		if edit != nil {
+			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { edit(c) }
+		}
+	}
+}
+
+// azureTarget makes domain-b an azure target (app-1 in tenant-1) whose
+// federated credential is domain A's issuer and alice.
+func azureTarget(edit func(*broker.AzureTarget)) func(*broker.Config) {
+	return func(c *broker.Config) {
+		a := &broker.AzureTarget{Tenant: "tenant-1", ClientID: "app-1", Scope: "https://management.azure.com/.default",
+			FederatedCredentials: []broker.AzureFederatedCredential{{Issuer: issuerA, Subject: "alice"}}}
+		if edit != nil {
+			edit(a)
+		}
+		c.Domains[1].Kind, c.Domains[1].Azure = broker.KindAzure, a
+	}
+}
+
+// azureGrants makes hop 1 issue grants for Entra's audience, adjusted by
+// edit, and the target answer an access token.
+func azureGrants(edit func(c map[string]any)) func(*testing.T, *kit) {
+	return func(_ *testing.T, k *kit) {
+		k.grants.Audience = broker.DefaultAzureAudience
+		k.ep.ClientCredentials = brokertest.AccessToken("entra-token", 3599)
+		if edit != nil {
+			k.grants.Mutate = func(c map[string]any, _ *token.SignOptions) { edit(c) }
+		}
+	}
+}
+
+// Keys for the gcp cases: an ES384 key, and an RS256 key whose tokens
+// carry no kid (the only RS256 key of domain A, so that they verify).
+var (
+	gcpES384  = mustSigner(token.GenerateSigner("ES384"))
+	gcpRSAKey = func() *rsa.PrivateKey {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		return k
+	}()
+	gcpRS256 = mustSigner(token.NewSigner(gcpRSAKey, "RS256", "rsa-1"))
+)
+
+func mustSigner(s *token.Signer, err error) *token.Signer {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// gcpExtraKeys adds gcpES384 and gcpRS256 to domain A's keys.
+func gcpExtraKeys(c *broker.Config) {
+	jwks, err := token.PublicJWKS(gcpES384, gcpRS256)
+	if err != nil {
+		panic(err)
+	}
+	extra, err := token.NewStaticVerifier(jwks, nil)
+	if err != nil {
+		panic(err)
+	}
+	c.Domains[0].Keys = anyOf{c.Domains[0].Keys, extra}
+}
+
+// anyOf verifies with the first verifier that accepts the token.
+type anyOf []broker.Verifier
+
+func (v anyOf) Verify(ctx context.Context, compact string) (*token.Token, error) {
+	var first error
+	for _, one := range v {
+		tok, err := one.Verify(ctx, compact)
+		if err == nil {
+			return tok, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+// both2 applies two configuration changes.
+func both2(a, b func(*broker.Config)) func(*broker.Config) {
+	return func(c *broker.Config) { a(c); b(c) }
+}
+
+// kidlessRS256 signs claims with gcpRSAKey under a header without kid.
+func kidlessRS256(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := enc([]byte(`{"alg":"RS256","typ":"JWT"}`)) + "." + enc(payload)
+	sum := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, gcpRSAKey, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + enc(sig)
+}
+
+const gcpAudience = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool-1/providers/prov-1"
+
+// gcpTarget makes domain-b a gcp target answered by a brokertest.GCP.
+func gcpTarget(edit func(*broker.GCPTarget)) func(*broker.Config) {
+	return func(c *broker.Config) {
+		g := &broker.GCPTarget{Audience: gcpAudience, Client: &brokertest.GCP{}}
+		if edit != nil {
+			edit(g)
+		}
+		c.Domains[1].Kind, c.Domains[1].GCP = broker.KindGCP, g
+	}
+}
+
+// gcpGrants makes hop 1 issue grants for the provider's audience, adjusted
+// by edit and header.
+func gcpGrants(edit func(c map[string]any), header func(*token.SignOptions)) func(*testing.T, *kit) {
+	return func(t *testing.T, k *kit) {
+		k.grants.Audience = gcpAudience
+		k.grants.Mutate = func(c map[string]any, o *token.SignOptions) {
+			if edit != nil {
+				edit(c)
+			}
+			if header != nil {
+				header(o)
+			}
+		}
+	}
 }
 
 // serverOnlyReasons are reasons of broker.Reasons() that only the server
@@ -500,6 +658,155 @@ func chainCases() []chainCase {
 			},
 			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
 			want: "", check: both(calls(2, 2), lastEvent(store.OutcomeSuccess))},
+		{name: "aws target: credentials", config: awsTarget(nil), setup: awsGrants(nil),
+			want: "", check: func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				if res.AWSCredentials == nil || res.AWSCredentials.AccessKeyID != "ASIATEST1" || res.AccessToken != "" {
+					t.Fatalf("result %+v", res)
+				}
+			}},
+		{name: "aws target: iss is not the provider URL", config: awsTarget(func(a *broker.AWSTarget) { a.ProviderURL = "https://other.example" }),
+			setup: awsGrants(nil), want: broker.ReasonAWSProviderMismatch},
+		{name: "aws target: aud not in the client ids", config: awsTarget(nil),
+			setup: awsGrants(func(c map[string]any) { c["aud"] = issuerB; c["azp"] = nil }), want: broker.ReasonAWSAudienceInvalid},
+		{name: "aws target: no sub", config: awsTarget(nil),
+			setup: awsGrants(func(c map[string]any) { c["sub"] = nil }), want: broker.ReasonAWSSubjectMissing},
+		{name: "aws target: STS refuses", config: awsTarget(func(a *broker.AWSTarget) {
+			a.Client = &brokertest.AWSSTS{Handler: brokertest.AWSRefuse("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")}
+		}), setup: awsGrants(nil), want: broker.ReasonAWSRejected, check: func(t *testing.T, _ *kit, _ *broker.Result, err error) {
+			if e, _ := broker.AsError(err); e.Upstream == nil || e.Upstream.Code != "AccessDenied" || e.Hop != broker.HopAWSSTS {
+				t.Fatalf("error %+v", e)
+			}
+		}},
+		{name: "aws target: throttled, retried", config: awsTarget(func(a *broker.AWSTarget) {
+			a.Client = &brokertest.AWSSTS{Handler: func(ctx context.Context, n int, in *sts.AssumeRoleWithWebIdentityInput) (*sts.AssumeRoleWithWebIdentityOutput, error) {
+				if n == 1 {
+					return brokertest.AWSRefuse("Throttling", "Rate exceeded")(ctx, n, in)
+				}
+				return brokertest.AWSCredentials(time.Hour)(ctx, n, in)
+			}}
+		}), setup: awsGrants(nil), want: "", check: calls(2, 0)},
+		{name: "aws target: throttled throughout", config: awsTarget(func(a *broker.AWSTarget) {
+			a.Client = &brokertest.AWSSTS{Handler: brokertest.AWSRefuse("Throttling", "Rate exceeded")}
+		}), setup: awsGrants(nil), want: broker.ReasonUpstreamUnavailable, check: calls(3, 0)},
+		{name: "azure target: token", config: azureTarget(nil), setup: azureGrants(nil),
+			want: "", check: func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				reqs := k.ep.Requests("client_credentials")
+				if res.AccessToken != "entra-token" || len(reqs) != 1 || reqs[0].Creds.ClientID != "app-1" || reqs[0].Creds.Method != oauth.AuthNone ||
+					reqs[0].Form.Get("scope") != "https://management.azure.com/.default" || reqs[0].Form.Get("client_assertion") == "" ||
+					reqs[0].Form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+					t.Fatalf("result %+v, requests %+v", res, reqs)
+				}
+			}},
+		{name: "azure target: no federated credential for iss", config: azureTarget(func(a *broker.AzureTarget) { a.FederatedCredentials[0].Issuer = issuerB }),
+			setup: azureGrants(nil), want: broker.ReasonAzureIssuerMismatch},
+		{name: "azure target: subject mismatch", config: azureTarget(nil),
+			setup: azureGrants(func(c map[string]any) { c["sub"] = "ALICE" }), want: broker.ReasonAzureSubjectMismatch},
+		{name: "azure target: audience", config: azureTarget(nil),
+			setup: azureGrants(func(c map[string]any) { c["aud"] = []string{broker.DefaultAzureAudience, "x"} }), want: broker.ReasonAzureAudienceInvalid},
+		{name: "azure target: subject above 600 characters", config: azureTarget(nil),
+			setup: azureGrants(func(c map[string]any) { c["sub"] = strings.Repeat("s", 601) }), want: broker.ReasonAzureClaimTooLong},
+		{name: "azure target: Entra refuses", config: azureTarget(nil), setup: func(t *testing.T, k *kit) {
+			azureGrants(nil)(t, k)
+			k.ep.ClientCredentials = brokertest.Refuse("invalid_request", "AADSTS70021: No matching federated identity record found for presented assertion.")
+		}, want: broker.ReasonAzureRejected, check: func(t *testing.T, _ *kit, _ *broker.Result, err error) {
+			if e, _ := broker.AsError(err); e.Hop != broker.HopAzure || e.Upstream == nil || !strings.HasPrefix(e.Upstream.Description, "AADSTS70021") {
+				t.Fatalf("error %+v", e)
+			}
+		}},
+		{name: "azure target: throttled, retried", config: azureTarget(nil), setup: func(t *testing.T, k *kit) {
+			azureGrants(nil)(t, k)
+			k.ep.ClientCredentials = brokertest.Sequence(brokertest.Unavailable(false), brokertest.AccessToken("entra-token", 3599))
+		}, want: "", check: calls(2, 0)},
+		{name: "gcp target: federated token", config: gcpTarget(nil), setup: gcpGrants(nil, nil),
+			want: "", check: func(t *testing.T, _ *kit, res *broker.Result, _ error) {
+				if res.AccessToken != "federated-1" || res.ExpiresIn != 3600 {
+					t.Fatalf("result %+v", res)
+				}
+			}},
+		{name: "gcp target: service account token", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.ServiceAccount, g.IAMCredentialsEndpoint, g.Lifetime = "sa@p.iam.gserviceaccount.com", "https://iamcredentials.example", 30*time.Minute
+		}), setup: gcpGrants(nil, nil), want: "", check: func(t *testing.T, _ *kit, res *broker.Result, _ error) {
+			if res.AccessToken != "sa-token-1" || len(res.Hops) != 3 || res.Hops[2].GrantType != "gcp:generateAccessToken" {
+				t.Fatalf("result %+v", res)
+			}
+		}},
+		{name: "gcp target: aud with https:", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) { c["aud"] = "https:" + gcpAudience }, nil), want: ""},
+		{name: "gcp target: no kid", config: both2(gcpTarget(nil), gcpExtraKeys), setup: func(t *testing.T, k *kit) {
+			k.ep.Exchange = func(_ context.Context, _ int, req oauth.Request) (*oauth.TokenResponse, error) {
+				sub, _ := token.ParseUnverified(req.Form.Get("subject_token"))
+				now := k.clock.Now()
+				return &oauth.TokenResponse{AccessToken: kidlessRS256(t, map[string]any{"iss": issuerA, "sub": sub.Claims.Subject, "aud": gcpAudience,
+					"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "kidless"}), TokenType: "N_A", IssuedTokenType: oauth.TokenTypeJWT}, nil
+			}
+		}, want: broker.ReasonGCPKeyIDMissing},
+		{name: "gcp target: alg", config: both2(gcpTarget(nil), gcpExtraKeys), setup: func(t *testing.T, k *kit) {
+			gcpGrants(nil, nil)(t, k)
+			k.grants.Signer = gcpES384
+		}, want: broker.ReasonGCPAlgNotAllowed},
+		{name: "gcp target: lifetime 48h", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) {
+			c["exp"] = c["iat"].(int64) + int64(48*3600)
+		}, nil), want: broker.ReasonGCPLifetimeTooLong},
+		{name: "gcp target: audience", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) { c["aud"] = issuerB }, nil), want: broker.ReasonGCPAudienceInvalid},
+		{name: "gcp target: subject above 127 bytes", config: gcpTarget(nil), setup: gcpGrants(func(c map[string]any) { c["sub"] = strings.Repeat("s", 128) }, nil),
+			want: broker.ReasonGCPSubjectInvalid},
+		{name: "gcp target: STS refuses", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.Client = &brokertest.GCP{Exchange: func(context.Context, int, string, string, string) (string, int64, error) {
+				return "", 0, &broker.GCPError{StatusCode: 400, Code: "invalid_grant", Message: "The audience in ID Token [x] does not match the expected audience."}
+			}}
+		}), setup: gcpGrants(nil, nil), want: broker.ReasonGCPRejected},
+		{name: "gcp target: impersonation refused", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.ServiceAccount, g.IAMCredentialsEndpoint = "sa@p.iam.gserviceaccount.com", "https://iamcredentials.example"
+			g.Client = &brokertest.GCP{Impersonate: func(context.Context, int, string, string, time.Duration) (string, time.Time, error) {
+				return "", time.Time{}, &broker.GCPError{StatusCode: 403, Code: "PERMISSION_DENIED", Message: "Permission 'iam.serviceAccounts.getAccessToken' denied"}
+			}}
+		}), setup: gcpGrants(nil, nil), want: broker.ReasonGCPImpersonationRefused},
+		{name: "gcp target: STS throttles, retried", config: gcpTarget(func(g *broker.GCPTarget) {
+			g.Client = &brokertest.GCP{Exchange: func(_ context.Context, n int, _, _, _ string) (string, int64, error) {
+				if n == 1 {
+					return "", 0, &broker.GCPError{StatusCode: 429, Code: "rate_limit_exceeded"}
+				}
+				return "federated", 3600, nil
+			}}
+		}), setup: gcpGrants(nil, nil), want: "", check: calls(2, 0)},
+		{name: "aws target: the subject token itself as the grant", config: both2(awsTarget(nil), func(c *broker.Config) { c.Chains[0].Mode = broker.ModeSubjectToken }),
+			req: func(t *testing.T, k *kit, r *broker.Request) {
+				r.SubjectToken = k.subject(t, issuerA, "alice", map[string]any{"aud": broker.DefaultAWSAudience})
+			},
+			want: "", check: both(calls(0, 0), lastEvent(store.OutcomeSuccess), func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				if res.AWSCredentials == nil || len(res.Hops) != 1 || res.Hops[0].GrantType != "aws:AssumeRoleWithWebIdentity" {
+					t.Fatalf("result %+v", res)
+				}
+				// Presented once: a second chain with the same token is a replay.
+				if _, err := k.chain(context.Background(), k.last); reasonOf(t, err) != broker.ReasonAssertionReplayed {
+					t.Fatalf("second presentation: %v", err)
+				}
+			})},
+		{name: "aws target: the subject token itself, not for AWS", config: both2(awsTarget(nil), func(c *broker.Config) { c.Chains[0].Mode = broker.ModeSubjectToken }),
+			want: broker.ReasonAWSAudienceInvalid, check: calls(0, 0)},
+		{name: "aws target: credentials cached", config: both2(awsTarget(nil), func(c *broker.Config) { c.Domains[1].Cache.Enabled = true }),
+			setup: func(t *testing.T, k *kit) {
+				awsGrants(nil)(t, k)
+				if _, err := k.chain(context.Background(), k.request(t)); err != nil {
+					t.Fatal(err)
+				}
+				k.clock.Advance(time.Minute)
+			},
+			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
+			want: "", check: both(calls(1, 0), lastEvent(store.OutcomeCacheHit), func(t *testing.T, k *kit, res *broker.Result, _ error) {
+				if res.AWSCredentials == nil || res.AWSCredentials.AccessKeyID != "ASIATEST1" || res.AWSCredentials.SessionToken != "session-1" {
+					t.Fatalf("cached result %+v", res)
+				}
+			})},
+		{name: "aws target: cached never past the subject token's exp", config: both2(awsTarget(nil), func(c *broker.Config) { c.Domains[1].Cache.Enabled = true }),
+			setup: func(t *testing.T, k *kit) {
+				awsGrants(nil)(t, k)
+				if _, err := k.chain(context.Background(), k.request(t)); err != nil {
+					t.Fatal(err)
+				}
+				k.clock.Advance(5 * time.Minute) // the subject token's lifetime; the credentials' is an hour
+			},
+			req:  func(_ *testing.T, k *kit, r *broker.Request) { *r = k.last },
+			want: "", check: both(calls(2, 0), lastEvent(store.OutcomeSuccess))},
 		{name: "cache store unavailable: chained without it", config: func(c *broker.Config) { c.Domains[1].Cache.Enabled = true },
 			setup: func(_ *testing.T, k *kit) {
 				k.st.Fail(brokertest.OpCacheGet, nil)

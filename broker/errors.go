@@ -152,5 +152,9 @@ func Reasons() []Reason {
 		ReasonDPoPProofInvalid, ReasonDPoPProofReplayed, ReasonDPoPNonceRequired, ReasonDPoPBindingMissing,
 		ReasonStoreUnavailable, ReasonInternal,
 		ReasonRequestDeadlineExceeded, ReasonRequestCancelled,
+		ReasonAWSProviderMismatch, ReasonAWSAudienceInvalid, ReasonAWSSubjectMissing, ReasonAWSRejected,
+		ReasonAzureIssuerMismatch, ReasonAzureSubjectMismatch, ReasonAzureAudienceInvalid, ReasonAzureClaimTooLong, ReasonAzureRejected,
+		ReasonGCPKeyIDMissing, ReasonGCPAlgNotAllowed, ReasonGCPLifetimeTooLong, ReasonGCPAudienceInvalid, ReasonGCPSubjectInvalid,
+		ReasonGCPRejected, ReasonGCPImpersonationRefused,
 	}
 }

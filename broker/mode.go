@@ -19,10 +19,16 @@ const (
 	// subject token with the source's keys: for sources without token
 	// exchange (Auth0, custom identity providers). mode_issue.go.
 	ModeIssue Mode = "issue"
+	// ModeSubjectToken presents the subject token itself as the grant, for
+	// a cloud target when the caller's token is already issued for the
+	// cloud (its audience): the broker verifies it with the source's keys
+	// and checks it as the cloud would, marks it against replay, audits and
+	// caches; no hop 1. kind_cloud.go.
+	ModeSubjectToken Mode = "subject_token"
 )
 
 // Valid reports whether m is a known mode or the zero value (the default).
-func (m Mode) Valid() bool { return known(m, ModeTokenExchange, ModeIssue) }
+func (m Mode) Valid() bool { return known(m, ModeTokenExchange, ModeIssue, ModeSubjectToken) }
 
 // String is m's name; the zero value's is the default's, token_exchange.
 func (m Mode) String() string { return orDefault(m, ModeTokenExchange) }
@@ -61,7 +67,7 @@ const (
 
 // Valid reports whether k is a known target kind or the zero value (the
 // default).
-func (k TargetKind) Valid() bool { return known(k, KindOAuth) }
+func (k TargetKind) Valid() bool { return known(k, KindOAuth, KindAWS, KindAzure, KindGCP) }
 
 // String is k's name; the zero value's is the default's, oauth.
 func (k TargetKind) String() string { return orDefault(k, KindOAuth) }

@@ -37,6 +37,8 @@ type Request struct {
 
 // Result is a successful chain.
 type Result struct {
+	// AccessToken is empty for an aws target, whose answer is
+	// AWSCredentials.
 	AccessToken     string
 	IssuedTokenType string
 	TokenType       string
@@ -44,6 +46,9 @@ type Result struct {
 	Scope           string
 	AuditID         string
 	Hops            []store.Hop
+	// AWSCredentials: an aws target's answer (KindAWS); ExpiresIn is then
+	// the seconds until their Expiration.
+	AWSCredentials *AWSCredentials
 	// Profile is the chain's profile (jwt_grant or id_jag).
 	Profile Profile
 }

@@ -121,7 +121,7 @@ func (r *chainRun) twoHops(ctx context.Context, src, tgt *Domain, chain *Chain) 
 				return nil, err
 			}
 		}
-		res, err := r.jwtBearer(ctx, tgt, chain, assertion)
+		res, err := r.present(ctx, tgt, chain, assertion)
 		if err == nil || !retryable(err) || attempt >= tgt.Resilience.MaxAttempts || !backoff(ctx, attempt, errors.Unwrap(err)) {
 			return res, err
 		}
@@ -136,6 +136,19 @@ func (r *chainRun) twoHops(ctx context.Context, src, tgt *Domain, chain *Chain) 
 	}
 }
 
+// present performs hop 2 for the target's kind.
+func (r *chainRun) present(ctx context.Context, tgt *Domain, chain *Chain, assertion string) (*Result, error) {
+	switch tgt.Kind {
+	case KindAWS:
+		return r.assumeRole(ctx, tgt, assertion)
+	case KindAzure:
+		return r.entraToken(ctx, tgt, assertion)
+	case KindGCP:
+		return r.googleToken(ctx, tgt, assertion)
+	}
+	return r.jwtBearer(ctx, tgt, chain, assertion)
+}
+
 // grant obtains a JWT authorization grant for the target (hop 1): issued by
 // the broker itself, or exchanged at the source, validated as the target
 // would and marked against replay.
@@ -143,6 +156,9 @@ func (r *chainRun) grant(ctx context.Context, src, tgt *Domain, chain *Chain) (s
 	if chain.Mode == ModeIssue {
 		// A fresh random jti from the broker itself: nothing to replay-check.
 		return r.issue(ctx, src, tgt, chain)
+	}
+	if chain.Mode == ModeSubjectToken {
+		return r.subjectAsGrant(ctx, src, tgt)
 	}
 	assertion, err := r.exchange(ctx, src, chain)
 	if err != nil {
@@ -260,8 +276,17 @@ func (r *chainRun) log(ctx context.Context, e *Error) {
 }
 
 func hopName(grantType string) string {
-	if grantType == oauth.GrantTypeJWTBearer {
+	switch grantType {
+	case oauth.GrantTypeJWTBearer:
 		return HopJWTBearer
+	case grantAWS:
+		return HopAWSSTS
+	case grantAzure:
+		return HopAzure
+	case grantGCPSTS:
+		return HopGCPSTS
+	case grantGCPIAM:
+		return HopGCPImpersonation
 	}
 	return HopTokenExchange
 }

@@ -38,7 +38,9 @@ func (r *chainRun) validate(ctx context.Context, src, tgt *Domain, assertion str
 	r.ev.AssertionAudience = c.Audience
 	if c.JTI != "" {
 		r.ev.AssertionJTIHash = Hash(c.JTI)
-		r.ev.Hops[len(r.ev.Hops)-1].AssertionJTIHash = r.ev.AssertionJTIHash
+		if n := len(r.ev.Hops); n > 0 { // none when the grant is the subject token (ModeSubjectToken)
+			r.ev.Hops[n-1].AssertionJTIHash = r.ev.AssertionJTIHash
+		}
 	}
 	idJAG := r.chain != nil && r.chain.Profile == ProfileIDJAG
 	policy := tgt
@@ -146,6 +148,9 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 	c, p := &tok.Claims, &tgt.Assertion
 	bad := func(r Reason, msg string) *Error { return &Error{Reason: r, Hop: HopTokenExchange, Message: msg} }
 	idJAG := strings.EqualFold(tok.Header.Typ, token.TypeIDJAG)
+	if e := kindChecks(tok, src, tgt); e != nil { // a cloud's own rules first (kind_cloud.go)
+		return e
+	}
 
 	if !contains(p.AllowedAlgs, tok.Header.Alg) {
 		return bad(ReasonAssertionAlgNotAllowed, "alg "+truncate(tok.Header.Alg)+" is not allowed by "+tgt.Name)
@@ -161,6 +166,7 @@ func checkClaims(tok *token.Token, src, tgt *Domain, now time.Time) *Error {
 		return bad(ReasonAssertionIssuerUntrusted, "iss "+quote(c.Issuer)+" is not "+src.Name+"'s issuer "+quote(src.Issuer))
 	}
 	switch {
+	case tgt.Kind.isCloud(): // the audience rules are the cloud's (kindChecks)
 	case len(c.Audience) > 1:
 		return bad(ReasonAssertionAudienceMultiple, tgt.Name+" accepts a single aud; the grant has "+itoa(len(c.Audience)))
 	case len(c.Audience) == 0:

@@ -304,10 +304,165 @@ type Domain struct {
 	CAFile string `yaml:"ca_file"`
 	// VerifySubjectToken checks subject tokens of this (source) domain
 	// before hop 1: signature by its JWKS, iss, exp. Off for opaque tokens.
-	VerifySubjectToken bool            `yaml:"verify_subject_token"`
-	Client             Client          `yaml:"client"`
-	TokenExchange      TokenExchange   `yaml:"token_exchange"`
-	Assertion          AssertionPolicy `yaml:"assertion"`
+	VerifySubjectToken bool `yaml:"verify_subject_token"`
+	// Kind is what the domain is as a target: oauth (the default: an RFC
+	// 7523 token endpoint) or aws (AWS STS AssumeRoleWithWebIdentity, with
+	// the settings in aws). A cloud target is never a source; it needs no
+	// client, and its issuer defaults to urn:chainbroker:<kind>:<name>.
+	Kind string `yaml:"kind"`
+	// AWS configures a kind aws target (docs/cloud-aws.md).
+	AWS AWSTarget `yaml:"aws"`
+	// Azure configures a kind azure target (docs/cloud-azure.md).
+	Azure AzureTarget `yaml:"azure"`
+	// GCP configures a kind gcp target (docs/cloud-gcp.md).
+	GCP           GCPTarget       `yaml:"gcp"`
+	Client        Client          `yaml:"client"`
+	TokenExchange TokenExchange   `yaml:"token_exchange"`
+	Assertion     AssertionPolicy `yaml:"assertion"`
+}
+
+// cloud reports whether the domain is a cloud target (kind other than oauth).
+func (d *Domain) cloud() bool { return d.Kind != "" && d.Kind != string(broker.KindOAuth) }
+
+// validateClient checks a domain's client block.
+func (f *File) validateClient(add func(field, format string, args ...any), fp string, c Client) {
+	if !slices.Contains(authMethods, c.AuthMethod) {
+		add(fp+".client.auth_method", "must be one of %s; got %q", strings.Join(authMethods, ", "), c.AuthMethod)
+	}
+	if c.ClientID == "" {
+		add(fp+".client.client_id", "required")
+	}
+	switch c.AuthMethod {
+	case "client_secret_basic", "client_secret_post":
+		if (c.SecretEnv == "") == (c.SecretFile == "") {
+			add(fp+".client", "set exactly one of client_secret_env and client_secret_file for %s", c.AuthMethod)
+		}
+	case "private_key_jwt":
+		if c.PrivateKeyFile == "" {
+			add(fp+".client.private_key_file", "required for private_key_jwt")
+		}
+	}
+}
+
+// validateAWS checks a kind aws domain's settings.
+func (f *File) validateAWS(p *Problems, add func(field, format string, args ...any), fp string, d Domain) {
+	a := d.AWS
+	if !strings.HasPrefix(a.RoleARN, "arn:") || len(a.RoleARN) < 20 || len(a.RoleARN) > 2048 {
+		add(fp+".aws.role_arn", "required: the ARN of the role to assume (20 to 2048 characters)")
+	}
+	if a.Duration != 0 && (a.Duration.D() < broker.MinAWSDuration || a.Duration.D() > broker.MaxAWSDuration || a.Duration.D()%time.Second != 0) {
+		add(fp+".aws.duration", "must be whole seconds from 15m to 12h")
+	}
+	if a.ProviderURL != "" {
+		f.checkURL(p, fp+".aws.provider_url", a.ProviderURL, d.AllowInsecureHTTP)
+	}
+	for j, id := range a.ClientIDs {
+		if id == "" || len(id) > 255 {
+			add(fmt.Sprintf("%s.aws.client_ids[%d]", fp, j), "a client ID is 1 to 255 characters")
+		}
+	}
+}
+
+// validateGCP checks a kind gcp domain's settings.
+func (f *File) validateGCP(p *Problems, add func(field, format string, args ...any), fp string, d Domain) {
+	g := d.GCP
+	if !broker.ValidGCPAudience(g.Audience) {
+		add(fp+".gcp.audience", "must be //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X")
+	}
+	limit := broker.MaxGCPLifetime
+	if g.ExtendedLifetime {
+		limit = broker.MaxGCPExtendedLifetime
+	}
+	if g.Lifetime != 0 && (g.Lifetime.D() < time.Second || g.Lifetime.D() > limit || g.Lifetime.D()%time.Second != 0) {
+		add(fp+".gcp.lifetime", "must be whole seconds up to %s", limit)
+	}
+	if g.ServiceAccount != "" && !strings.HasSuffix(g.ServiceAccount, ".gserviceaccount.com") {
+		add(fp+".gcp.service_account", "must be a service account email (...gserviceaccount.com)")
+	}
+	if g.IAMCredentialsEndpoint != "" {
+		f.checkURL(p, fp+".gcp.iam_credentials_endpoint", g.IAMCredentialsEndpoint, d.AllowInsecureHTTP)
+	}
+}
+
+// validateAzure checks a kind azure domain's settings.
+func validateAzure(add func(field, format string, args ...any), fp string, a AzureTarget) {
+	if a.Tenant == "" || len(a.Tenant) > 128 || strings.ContainsAny(a.Tenant, "/?#% ") {
+		add(fp+".azure.tenant", "required: the directory (tenant) ID")
+	}
+	if a.ClientID == "" || len(a.ClientID) > 128 {
+		add(fp+".azure.client_id", "required: the application (client) ID")
+	}
+	if !strings.HasSuffix(a.Scope, "/.default") || strings.ContainsAny(a.Scope, " \t") {
+		add(fp+".azure.scope", "must be one <resource>/.default (client credentials take no other)")
+	}
+	for j, c := range a.FederatedCredentials {
+		if c.Issuer == "" || c.Subject == "" || len(c.Issuer) > broker.MaxAzureField || len(c.Subject) > broker.MaxAzureField || len(c.Audience) > broker.MaxAzureField {
+			add(fmt.Sprintf("%s.azure.federated_credentials[%d]", fp, j), "issuer and subject are required, each field at most %d characters", broker.MaxAzureField)
+		}
+	}
+}
+
+// AWSTarget configures a kind aws domain: AWS STS
+// AssumeRoleWithWebIdentity at token_endpoint (default
+// https://sts.<region>.amazonaws.com/: endpoints come from configuration
+// only).
+type AWSTarget struct {
+	RoleARN string `yaml:"role_arn"` // the role to assume; required
+	Region  string `yaml:"region"`   // picks the regional endpoint when token_endpoint is not set
+	// Duration is DurationSeconds, 15m to 12h, at most the role's maximum
+	// session; default 1h.
+	Duration Duration `yaml:"duration"`
+	// ProviderURL is the IAM OIDC provider's URL, which the grant's iss
+	// must equal; default: not checked beyond the chain's own issuer check.
+	ProviderURL string `yaml:"provider_url"`
+	// ClientIDs is the provider's client-id list (the grant's aud or azp
+	// must hold one); default [sts.amazonaws.com].
+	ClientIDs []string `yaml:"client_ids"`
+}
+
+// GCPTarget configures a kind gcp domain: Google STS at token_endpoint
+// (default https://sts.googleapis.com/v1/token), then optionally service
+// account impersonation at iam_credentials_endpoint.
+type GCPTarget struct {
+	// Audience is the workload identity pool provider,
+	// //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X.
+	Audience string `yaml:"audience"`
+	// AllowedAudiences mirror the provider's allowed audiences; default
+	// the provider's resource name, with or without https:.
+	AllowedAudiences []string `yaml:"allowed_audiences"`
+	// ServiceAccount, when set, is impersonated (generateAccessToken).
+	ServiceAccount string `yaml:"service_account"`
+	// IAMCredentialsEndpoint is IAM Credentials' base URL; default
+	// https://iamcredentials.googleapis.com.
+	IAMCredentialsEndpoint string `yaml:"iam_credentials_endpoint"`
+	// Lifetime of the service account token; default 1h, at most 1h or,
+	// with ExtendedLifetime, 12h.
+	Lifetime         Duration `yaml:"lifetime"`
+	ExtendedLifetime bool     `yaml:"extended_lifetime"`
+	// Scopes of the tokens; default [https://www.googleapis.com/auth/cloud-platform].
+	Scopes []string `yaml:"scopes"`
+}
+
+// AzureTarget configures a kind azure domain: Microsoft Entra client
+// credentials with the grant as federated client assertion, at
+// token_endpoint (default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token).
+type AzureTarget struct {
+	Tenant   string `yaml:"tenant"`    // directory (tenant) ID; required
+	ClientID string `yaml:"client_id"` // application (client) ID; required
+	Scope    string `yaml:"scope"`     // <resource>/.default; required
+	// Audience is the aud Entra expects when no federated credential is
+	// listed; default api://AzureADTokenExchange.
+	Audience string `yaml:"audience"`
+	// FederatedCredentials mirror the application's: the grant's iss, sub
+	// and aud must match one exactly.
+	FederatedCredentials []AzureFederatedCredential `yaml:"federated_credentials"`
+}
+
+// AzureFederatedCredential is one federated identity credential.
+type AzureFederatedCredential struct {
+	Issuer   string `yaml:"issuer"`
+	Subject  string `yaml:"subject"`
+	Audience string `yaml:"audience"` // default api://AzureADTokenExchange
 }
 
 // CircuitBreaker opens when, within 10 s, at least Failures chains failed
@@ -557,7 +712,24 @@ func (f *File) SetDefaults() {
 		setDefault(&d.Client.AuthMethod, "client_secret_basic")
 		setDefault(&d.TokenExchange.SubjectTokenType, TokenTypeAccessToken)
 		setDefault(&d.TokenExchange.RequestedTokenType, TokenTypeAccessToken)
-		if len(d.Assertion.Audience) == 0 && d.Issuer != "" {
+		if d.cloud() {
+			if d.Issuer == "" && d.Name != "" {
+				d.Issuer = broker.CloudIssuer(broker.TargetKind(d.Kind), d.Name)
+			}
+			if d.Kind == string(broker.KindAWS) && d.TokenEndpoint == "" && d.AWS.Region != "" {
+				d.TokenEndpoint = broker.AWSRegionalEndpoint(d.AWS.Region)
+			}
+			if d.Kind == string(broker.KindGCP) {
+				setDefault(&d.TokenEndpoint, broker.DefaultGCPSTSEndpoint)
+				if d.GCP.ServiceAccount != "" {
+					setDefault(&d.GCP.IAMCredentialsEndpoint, broker.DefaultGCPIAMCredentialsEndpoint)
+				}
+			}
+			if d.Kind == string(broker.KindAzure) && d.TokenEndpoint == "" && d.Azure.Tenant != "" {
+				d.TokenEndpoint = broker.EntraTokenEndpoint(d.Azure.Tenant)
+			}
+		}
+		if len(d.Assertion.Audience) == 0 && d.Issuer != "" && !d.cloud() {
 			d.Assertion.Audience = []string{d.Issuer}
 		}
 		if d.Assertion.MaxLifetime == 0 {
@@ -737,6 +909,18 @@ func (f *File) validate() Problems {
 	for i, d := range f.Domains {
 		fp := fmt.Sprintf("domains[%d]", i)
 		domainNames.check(add, fp+".name", "domain ", d.Name)
+		if !broker.TargetKind(d.Kind).Valid() {
+			add(fp+".kind", "must be oauth, aws, azure or gcp; got %q", d.Kind)
+		}
+		if d.Kind == string(broker.KindGCP) {
+			f.validateGCP(&p, add, fp, d)
+		}
+		if d.Kind == string(broker.KindAWS) {
+			f.validateAWS(&p, add, fp, d)
+		}
+		if d.Kind == string(broker.KindAzure) {
+			validateAzure(add, fp, d.Azure)
+		}
 		if d.Issuer == "" {
 			add(fp+".issuer", "required")
 		} else {
@@ -744,10 +928,16 @@ func (f *File) validate() Problems {
 				add(fp+".issuer", "same issuer as domain %q", other)
 			}
 			issuers[d.Issuer] = d.Name
-			f.checkURL(&p, fp+".issuer", d.Issuer, d.AllowInsecureHTTP)
+			if !d.cloud() || !strings.HasPrefix(d.Issuer, "urn:") {
+				f.checkURL(&p, fp+".issuer", d.Issuer, d.AllowInsecureHTTP)
+			}
 		}
 		if d.TokenEndpoint == "" && !d.Discovery {
-			add(fp+".token_endpoint", "required unless discovery is true")
+			if d.cloud() {
+				add(fp+".token_endpoint", "required (for kind aws: or aws.region; for kind azure: or azure.tenant)")
+			} else {
+				add(fp+".token_endpoint", "required unless discovery is true")
+			}
 		}
 		if d.TokenEndpoint != "" {
 			f.checkURL(&p, fp+".token_endpoint", d.TokenEndpoint, d.AllowInsecureHTTP)
@@ -767,22 +957,8 @@ func (f *File) validate() Problems {
 		if d.CircuitBreaker.Cooldown < 0 {
 			add(fp+".circuit_breaker.cooldown", "must be positive")
 		}
-		c := d.Client
-		if !slices.Contains(authMethods, c.AuthMethod) {
-			add(fp+".client.auth_method", "must be one of %s; got %q", strings.Join(authMethods, ", "), c.AuthMethod)
-		}
-		if c.ClientID == "" {
-			add(fp+".client.client_id", "required")
-		}
-		switch c.AuthMethod {
-		case "client_secret_basic", "client_secret_post":
-			if (c.SecretEnv == "") == (c.SecretFile == "") {
-				add(fp+".client", "set exactly one of client_secret_env and client_secret_file for %s", c.AuthMethod)
-			}
-		case "private_key_jwt":
-			if c.PrivateKeyFile == "" {
-				add(fp+".client.private_key_file", "required for private_key_jwt")
-			}
+		if !d.cloud() { // a cloud target authenticates with the grant alone: no client
+			f.validateClient(add, fp, d.Client)
 		}
 		a := d.Assertion
 		for j, alg := range a.AllowedAlgs {
@@ -827,8 +1003,18 @@ func (f *File) validate() Problems {
 		if c.Source != "" && c.Source == c.Target {
 			add(fp, "source and target must differ")
 		}
+		if d := f.Domain(c.Source); d != nil && d.cloud() {
+			add(fp+".source", "domain %q of kind %s is a target only", c.Source, d.Kind)
+		}
 		switch c.Mode {
 		case "", broker.ModeTokenExchange:
+		case broker.ModeSubjectToken:
+			if d := f.Domain(c.Target); d != nil && !d.cloud() {
+				add(fp+".mode", "subject_token needs a cloud target (kind aws, azure or gcp)")
+			}
+			if d := f.Domain(c.Source); d != nil && d.JWKSURI == "" && !d.Discovery {
+				add(fp+".source", "mode subject_token verifies subject tokens: domain %q needs jwks_uri or discovery", c.Source)
+			}
 		case broker.ModeIssue:
 			if len(c.SubjectAudience) == 0 {
 				add(fp+".subject_audience", "required in issue mode: the aud the broker expects in subject tokens")
@@ -837,7 +1023,7 @@ func (f *File) validate() Problems {
 				add(fp+".source", "issue mode verifies subject tokens: domain %q needs jwks_uri or discovery", c.Source)
 			}
 		default:
-			add(fp+".mode", "must be token_exchange or issue; got %q", c.Mode)
+			add(fp+".mode", "must be token_exchange, issue or subject_token; got %q", c.Mode)
 		}
 		if !c.Profile.Valid() {
 			add(fp+".profile", "must be jwt_grant or id_jag; got %q", c.Profile)

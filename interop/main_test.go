@@ -26,17 +26,22 @@ const (
 	// envBrokerBin is a prebuilt chainbroker binary; unset, TestMain builds
 	// ../cmd/chainbroker from the main module into a temporary directory.
 	envBrokerBin = "CHAINBROKER_BIN"
-	// envCI set (to anything) turns a missing Hydra into a failure instead
-	// of a skip: CI must never pass without running these tests.
+	// envMinIOBin is the MinIO binary; default interop/.bin/minio, where
+	// `make interop` builds it.
+	envMinIOBin = "MINIO_BIN"
+	// envCI set (to anything) turns a missing Hydra or MinIO into a failure
+	// instead of a skip: CI must never pass without running these tests.
 	envCI = "CI"
 )
 
 // bins are the binaries under test, resolved once by TestMain.
 var bins struct {
-	hydra, broker string
+	hydra, broker, minio string
 	// missing explains why Hydra is not available; tests skip with it
 	// (outside CI only: in CI TestMain fails instead).
 	missing string
+	// minioMissing is the same for MinIO (the MinIO tests only).
+	minioMissing string
 }
 
 func TestMain(m *testing.M) {
@@ -44,17 +49,31 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	hydra, err := findHydra()
-	if err != nil {
-		msg := fmt.Sprintf("interop: %v\n  build it with `make interop` (cached in interop/.bin) or set %s", err, envHydraBin)
+	// Each server missing makes its own tests skip, outside CI; in CI it
+	// fails the run.
+	missing := func(what string, err error, env string) (string, bool) {
+		msg := fmt.Sprintf("interop: %v\n  build it with `make interop` (cached in interop/.bin) or set %s", err, env)
 		if os.Getenv(envCI) != "" {
-			fmt.Fprintf(os.Stderr, "FAIL: %s\n  CI requires the interop suite to run: it must not skip\n", msg)
+			fmt.Fprintf(os.Stderr, "FAIL: %s\n  CI requires the interop suite to run: it must not skip (%s)\n", msg, what)
+			return "", false
+		}
+		return msg, true
+	}
+	var err error
+	var ok bool
+	if bins.hydra, err = findHydra(); err != nil {
+		if bins.missing, ok = missing("Hydra", err, envHydraBin); !ok {
 			return 1
 		}
-		bins.missing = msg
-		return m.Run() // every test skips with msg
 	}
-	bins.hydra = hydra
+	if bins.minio, err = findMinIO(); err != nil {
+		if bins.minioMissing, ok = missing("MinIO", err, envMinIOBin); !ok {
+			return 1
+		}
+	}
+	if bins.missing != "" && bins.minioMissing != "" {
+		return m.Run() // every test skips
+	}
 
 	broker, cleanup, err := brokerBinary()
 	if err != nil {
@@ -126,6 +145,15 @@ func brokerBinary() (path string, cleanup func(), err error) {
 		return "", func() {}, fmt.Errorf("building chainbroker: %w\n%s", err, out)
 	}
 	return path, cleanup, nil
+}
+
+// requireBroker skips the test when no broker binary was built (outside
+// CI, when neither Hydra nor MinIO is there).
+func requireBroker(t *testing.T) {
+	t.Helper()
+	if bins.broker == "" {
+		t.Skip("interop: no chainbroker binary (neither Hydra nor MinIO is available)")
+	}
 }
 
 // requireBinaries skips the test when Hydra is missing outside CI (TestMain

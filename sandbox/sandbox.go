@@ -26,6 +26,10 @@
 // (TrustIdentityProvider, LinkFor): the broker itself, when it signs its own
 // assertions, or a test's own signer.
 //
+// With Options.CloudAddr it also runs imitations of three clouds' token
+// services on one listener (Cloud: AWS STS, Google STS and IAM Credentials,
+// the Microsoft Entra token endpoint), trusting domain A.
+//
 // Where Keycloak and the RFCs disagree, or Keycloak's behaviour would make the
 // sandbox less useful, the sandbox's choice is documented on the identifier
 // concerned (see the Desc* constants). The sandbox never logs tokens or
@@ -114,6 +118,11 @@ type Options struct {
 	// does not know (Keycloak's minTimeBetweenRequests); 0 means
 	// DefaultKeyRefreshInterval (10 s). Tests of key rotation set it low.
 	KeyRefreshInterval time.Duration
+	// CloudAddr is the listen address of the cloud imitations (Cloud);
+	// unlike the domains' addresses, "" means none are started, so that
+	// tests that do not use them leave DefaultCloudAddr free. The demo
+	// passes DefaultCloudAddr.
+	CloudAddr string
 }
 
 // Sandbox is a running pair of authorization servers.
@@ -124,6 +133,9 @@ type Sandbox struct {
 	B *DomainB
 	// C is domain C: the ID-JAG receiver (Keycloak 26.7).
 	C *DomainC
+	// Cloud is the cloud imitations (AWS, Google, Entra), trusting domain
+	// A; nil unless Options.CloudAddr is set.
+	Cloud *Cloud
 
 	closeOnce sync.Once
 	closeErr  error
@@ -200,6 +212,14 @@ func Start(ctx context.Context, opts Options) (*Sandbox, error) {
 	a.AllowIDJAGAudience(c.Issuer(), BrokerClientID)
 
 	s := &Sandbox{A: a, B: b, C: c}
+	if opts.CloudAddr != "" {
+		if s.Cloud, err = startCloud(opts.CloudAddr, log.With("realm", "cloud"), a); err != nil {
+			lnA.Close()
+			lnB.Close()
+			lnC.Close()
+			return nil, err
+		}
+	}
 	a.serve(lnA)
 	b.serve(lnB)
 	c.serve(lnC)
@@ -216,6 +236,9 @@ func (s *Sandbox) Close() error {
 			s.stop()
 		}
 		s.closeErr = errors.Join(s.A.shutdown(), s.B.shutdown(), s.C.shutdown())
+		if s.Cloud != nil {
+			s.closeErr = errors.Join(s.closeErr, s.Cloud.shutdown())
+		}
 	})
 	return s.closeErr
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
@@ -47,7 +48,7 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 	if expires < 0 || expires > 1<<31-1 {
 		expires = 0 // nonsense from upstream: "not said" rather than a lie
 	}
-	return &pb.ChainResponse{
+	out := &pb.ChainResponse{
 		AccessToken:     res.AccessToken,
 		IssuedTokenType: res.IssuedTokenType,
 		TokenType:       res.TokenType,
@@ -56,7 +57,12 @@ func (s *chainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.Chai
 		AuditId:         res.AuditID,
 		Hops:            hopsToProto(res.Hops),
 		Profile:         res.Profile.String(),
-	}, nil
+	}
+	if a := res.AWSCredentials; a != nil {
+		out.AwsCredentials = &pb.AwsCredentials{AccessKeyId: a.AccessKeyID, SecretAccessKey: a.SecretAccessKey,
+			SessionToken: a.SessionToken, Expiration: timestamppb.New(a.Expiration)}
+	}
+	return out, nil
 }
 
 func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
@@ -70,6 +76,7 @@ func (s *chainService) ListDomains(ctx context.Context, _ *pb.ListDomainsRequest
 			JwksUri:          d.JWKSURI,
 			ClientId:         d.Creds.ClientID,
 			ClientAuthMethod: string(d.Creds.Method),
+			Kind:             d.Kind.String(),
 		})
 	}
 	for _, c := range b.ChainsFor(caller) {

@@ -82,6 +82,25 @@ var reasonCodes = map[broker.Reason]codes.Code{
 
 	broker.ReasonRequestDeadlineExceeded: codes.DeadlineExceeded,
 	broker.ReasonRequestCancelled:        codes.Canceled,
+
+	broker.ReasonAWSProviderMismatch: codes.FailedPrecondition,
+	broker.ReasonAWSAudienceInvalid:  codes.FailedPrecondition,
+	broker.ReasonAWSSubjectMissing:   codes.FailedPrecondition,
+	broker.ReasonAWSRejected:         codes.PermissionDenied,
+
+	broker.ReasonAzureIssuerMismatch:  codes.FailedPrecondition,
+	broker.ReasonAzureSubjectMismatch: codes.FailedPrecondition,
+	broker.ReasonAzureAudienceInvalid: codes.FailedPrecondition,
+	broker.ReasonAzureClaimTooLong:    codes.FailedPrecondition,
+	broker.ReasonAzureRejected:        codes.PermissionDenied,
+
+	broker.ReasonGCPKeyIDMissing:         codes.FailedPrecondition,
+	broker.ReasonGCPAlgNotAllowed:        codes.FailedPrecondition,
+	broker.ReasonGCPLifetimeTooLong:      codes.FailedPrecondition,
+	broker.ReasonGCPAudienceInvalid:      codes.FailedPrecondition,
+	broker.ReasonGCPSubjectInvalid:       codes.FailedPrecondition,
+	broker.ReasonGCPRejected:             codes.PermissionDenied,
+	broker.ReasonGCPImpersonationRefused: codes.PermissionDenied,
 }
 
 // Reasons of the server's edge: callers refused before any service saw

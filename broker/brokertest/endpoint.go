@@ -18,11 +18,13 @@ type Handler func(ctx context.Context, n int, req oauth.Request) (*oauth.TokenRe
 
 // Endpoint is a token endpoint (broker.TokenEndpoint) whose hops are
 // scripted: Exchange answers token exchange requests (hop 1), JWTBearer the
-// JWT bearer grant (hop 2). It records every request. Safe for concurrent
-// use once its handlers are set.
+// JWT bearer grant (hop 2), ClientCredentials the client credentials grant
+// (hop 2 of an azure target). It records every request. Safe for
+// concurrent use once its handlers are set.
 type Endpoint struct {
-	Exchange  Handler
-	JWTBearer Handler
+	Exchange          Handler
+	JWTBearer         Handler
+	ClientCredentials Handler
 
 	mu       sync.Mutex
 	requests []oauth.Request
@@ -46,6 +48,8 @@ func (e *Endpoint) Token(ctx context.Context, req oauth.Request) (*oauth.TokenRe
 		h = e.Exchange
 	case oauth.GrantTypeJWTBearer:
 		h = e.JWTBearer
+	case "client_credentials":
+		h = e.ClientCredentials
 	}
 	if h == nil {
 		return nil, fmt.Errorf("brokertest: no handler for grant_type %q: %w", gt, oauth.ErrConfig)

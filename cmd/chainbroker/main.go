@@ -276,13 +276,14 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	aAddr := fs.String("domain-a-addr", sandboxpkg.DefaultAAddr, "listen address of sandbox domain A")
 	bAddr := fs.String("domain-b-addr", sandboxpkg.DefaultBAddr, "listen address of sandbox domain B")
 	cAddr := fs.String("domain-c-addr", sandboxpkg.DefaultCAddr, "listen address of sandbox domain C (ID-JAG receiver)")
+	cloudAddr := fs.String("cloud-addr", sandboxpkg.DefaultCloudAddr, "listen address of the cloud imitations (AWS STS, Google STS, Entra)")
 	redisURL := fs.String("redis-url", "", "use Redis (redis://host:port/db) instead of the memory store")
 	if err := parseFlags(fs, args, sandboxHelp, stdout, stderr); err != nil {
 		return err
 	}
 	common.logFormat = cmp.Or(common.logFormat, "text")
 	log := newLogger(stderr, config.Log{Level: cmp.Or(common.logLevel, "info"), Format: common.logFormat}, nil)
-	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, CAddr: *cAddr, Logger: log.With("component", "sandbox")})
+	sb, err := sandboxpkg.Start(ctx, sandboxpkg.Options{AAddr: *aAddr, BAddr: *bAddr, CAddr: *cAddr, CloudAddr: *cloudAddr, Logger: log.With("component", "sandbox")})
 	if err != nil {
 		return err
 	}
@@ -302,6 +303,10 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stderr, sandboxBanner, sb.A.Issuer(), sb.B.Issuer(), sb.C.Issuer(), cfg.Listen.HTTP, cfg.Listen.GRPC, cfg.Store.Backend,
 		cfg.Issuer.URL, sb.A.TokenEndpoint(), cfg.Listen.HTTP)
+	if sb.Cloud != nil {
+		fmt.Fprintf(stderr, "  clouds    %s  (AWS STS /aws/, Google STS /gcp/v1/token, Entra /azure/{tenant}/oauth2/v2.0/token):\n"+
+			"            target_domain aws, gcp or azure chains alice's token into them\n\n", sb.Cloud.URL())
+	}
 	return runApp(ctx, cfg, app.Options{LookupEnv: app.SandboxEnv}, stderr)
 }
 

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	goredis "github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -311,10 +312,12 @@ func buildDomainsKeeping(ctx context.Context, cfg *config.File, client *oauth.Cl
 				}
 			}
 		}
-		creds, err := clientCredentials(field, d.Client, env, allowInsecureKeys)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		var creds oauth.ClientCredentials
+		if d.Kind == "" || d.Kind == string(broker.KindOAuth) {
+			if creds, err = clientCredentials(field, d.Client, env, allowInsecureKeys); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		var keys *token.Verifier
 		if jwksURI != "" {
@@ -323,6 +326,10 @@ func buildDomainsKeeping(ctx context.Context, cfg *config.File, client *oauth.Cl
 		}
 		out = append(out, broker.Domain{
 			Name:               d.Name,
+			Kind:               broker.TargetKind(d.Kind),
+			AWS:                awsTarget(d, tokenEndpoint, httpClient, wrap),
+			Azure:              azureTarget(d),
+			GCP:                gcpTarget(d, httpClient, wrap),
 			Issuer:             d.Issuer,
 			TokenEndpoint:      tokenEndpoint,
 			JWKSURI:            jwksURI,
@@ -545,4 +552,48 @@ func redisTLSConfig(t config.RedisTLS, allowInsecureKeys bool) (*tls.Config, err
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// awsTarget is a kind aws domain's settings with its STS client (nil for
+// other kinds): aws-sdk-go-v2's, at the configured endpoint, over the
+// domain's HTTP client (its CA file), traced like the token endpoint calls,
+// following no redirect.
+func awsTarget(d config.Domain, endpoint string, base *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *broker.AWSTarget {
+	if d.Kind != string(broker.KindAWS) {
+		return nil
+	}
+	hc := &http.Client{}
+	if base != nil {
+		c := *base
+		hc = &c
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if wrap != nil {
+		rt := hc.Transport
+		if rt == nil {
+			rt = http.DefaultTransport
+		}
+		hc.Transport = wrap(rt)
+	}
+	opts := broker.AWSSTSOptions(endpoint, d.AWS.Region)
+	opts.HTTPClient = hc
+	return &broker.AWSTarget{
+		RoleARN:     d.AWS.RoleARN,
+		Duration:    d.AWS.Duration.D(),
+		ProviderURL: d.AWS.ProviderURL,
+		ClientIDs:   d.AWS.ClientIDs,
+		Client:      sts.New(opts),
+	}
+}
+
+// azureTarget is a kind azure domain's settings (nil for other kinds).
+func azureTarget(d config.Domain) *broker.AzureTarget {
+	if d.Kind != string(broker.KindAzure) {
+		return nil
+	}
+	a := &broker.AzureTarget{Tenant: d.Azure.Tenant, ClientID: d.Azure.ClientID, Scope: d.Azure.Scope, Audience: d.Azure.Audience}
+	for _, c := range d.Azure.FederatedCredentials {
+		a.FederatedCredentials = append(a.FederatedCredentials, broker.AzureFederatedCredential{Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience})
+	}
+	return a
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
+	"github.com/chainbroker/chainbroker/internal/app"
 	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
@@ -36,16 +37,22 @@ type benchEnv struct {
 	restURL string
 	http    *http.Client
 	subject string
+	target  string // the target domain chained into
 }
 
-func newBenchEnv(b *testing.B, redis bool) *benchEnv {
+func newBenchEnv(b *testing.B, redis bool, target string) *benchEnv {
 	b.Helper()
-	env := apptest.StartWith(b, apptest.Options{Redis: redis})
+	var sbOpts sandbox.Options
+	if target != sandbox.DomainBName {
+		sbOpts.CloudAddr = "127.0.0.1:0" // a cloud target: the sandbox's imitations
+	}
+	env := apptest.StartWith(b, apptest.Options{Redis: redis, SandboxOptions: sbOpts})
 	e := &benchEnv{
 		grpc:    env.Chain,
 		restURL: env.HTTPURL + "/v1/chain",
 		http:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
 		subject: env.SubjectToken(b, sandbox.Alice),
+		target:  target,
 	}
 	b.Cleanup(e.http.CloseIdleConnections)
 	ctx := context.Background()
@@ -69,19 +76,19 @@ func newBenchEnv(b *testing.B, redis bool) *benchEnv {
 
 // chainGRPC runs one chain and returns its two hop durations.
 func (e *benchEnv) chainGRPC(ctx context.Context) (time.Duration, time.Duration, error) {
-	resp, err := e.grpc.Chain(ctx, &pb.ChainRequest{SubjectToken: e.subject, TargetDomain: sandbox.DomainBName})
+	resp, err := e.grpc.Chain(ctx, &pb.ChainRequest{SubjectToken: e.subject, TargetDomain: e.target})
 	if err != nil {
 		return 0, 0, err
 	}
 	hops := resp.GetHops()
-	if resp.GetAccessToken() == "" || len(hops) != 2 {
+	if (resp.GetAccessToken() == "" && resp.GetAwsCredentials() == nil) || len(hops) != 2 {
 		return 0, 0, fmt.Errorf("unexpected answer: %d hops, token %v", len(hops), resp.GetAccessToken() != "")
 	}
 	return hops[0].GetDuration().AsDuration(), hops[1].GetDuration().AsDuration(), nil
 }
 
 func (e *benchEnv) chainREST(ctx context.Context) (time.Duration, time.Duration, error) {
-	body := `{"subject_token":"` + e.subject + `","target_domain":"` + sandbox.DomainBName + `"}`
+	body := `{"subject_token":"` + e.subject + `","target_domain":"` + e.target + `"}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.restURL, bytes.NewReader([]byte(body)))
 	if err != nil {
 		return 0, 0, err
@@ -100,7 +107,8 @@ func (e *benchEnv) chainREST(ctx context.Context) (time.Duration, time.Duration,
 		return 0, 0, fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, raw)
 	}
 	var out struct {
-		AccessToken string `json:"access_token"`
+		AccessToken string          `json:"access_token"`
+		AWS         json.RawMessage `json:"aws_credentials"`
 		Hops        []struct {
 			Duration string `json:"duration"`
 		} `json:"hops"`
@@ -108,7 +116,7 @@ func (e *benchEnv) chainREST(ctx context.Context) (time.Duration, time.Duration,
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return 0, 0, err
 	}
-	if out.AccessToken == "" || len(out.Hops) != 2 {
+	if (out.AccessToken == "" && len(out.AWS) == 0) || len(out.Hops) != 2 {
 		return 0, 0, fmt.Errorf("unexpected answer: %.300s", raw)
 	}
 	h1, err1 := time.ParseDuration(out.Hops[0].Duration)
@@ -119,8 +127,10 @@ func (e *benchEnv) chainREST(ctx context.Context) (time.Duration, time.Duration,
 	return h1, h2, nil
 }
 
-func benchChain(b *testing.B, rest, redis bool) {
-	e := newBenchEnv(b, redis)
+func benchChain(b *testing.B, rest, redis bool) { benchChainTo(b, rest, redis, sandbox.DomainBName) }
+
+func benchChainTo(b *testing.B, rest, redis bool, target string) {
+	e := newBenchEnv(b, redis, target)
 	do := e.chainGRPC
 	if rest {
 		do = e.chainREST
@@ -155,3 +165,8 @@ func BenchmarkChainREST(b *testing.B) { benchChain(b, true, false) }
 // BenchmarkChainGRPCRedis is BenchmarkChainGRPC with the Redis store (a
 // throwaway redis-server; skipped without one, unless CI is set).
 func BenchmarkChainGRPCRedis(b *testing.B) { benchChain(b, false, true) }
+
+// BenchmarkChainGRPCAWS is BenchmarkChainGRPC into the sandbox's aws target
+// (its AWS STS imitation, through aws-sdk-go-v2's STS client): a cloud chain
+// beside the plain one.
+func BenchmarkChainGRPCAWS(b *testing.B) { benchChainTo(b, false, false, app.SandboxAWSTarget) }

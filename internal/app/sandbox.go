@@ -43,6 +43,7 @@ func SandboxDomains(sb *sandbox.Sandbox) (a, b, c SandboxDomain) {
 func SandboxConfig(sb *sandbox.Sandbox, grpcAddr, httpAddr, redisURL string) *config.File {
 	a, b, c := SandboxDomains(sb)
 	f := SandboxFile(a, b, c, grpcAddr, httpAddr, redisURL)
+	addSandboxClouds(f, sb) // the cloud targets, when the sandbox runs its imitations (sandbox_cloud.go)
 	f.SetDefaults()
 	return f
 }

@@ -62,7 +62,7 @@ describe("chainbroker sandbox over gRPC", () => {
   let childExit: Promise<void> | undefined;
   let tmp: string | undefined;
   let output = ""; // the sandbox's log, printed when something goes wrong
-  let ports: { grpc: number; http: number; a: number; b: number; c: number };
+  let ports: { grpc: number; http: number; a: number; b: number; c: number; cloud: number };
   let client: ChainbrokerClient;
 
   const killChild = (signal: NodeJS.Signals) => {
@@ -100,7 +100,7 @@ describe("chainbroker sandbox over gRPC", () => {
           timeout: BUILD_TIMEOUT_MS,
         });
       }
-      ports = { grpc: await freePort(), http: await freePort(), a: await freePort(), b: await freePort(), c: await freePort() };
+      ports = { grpc: await freePort(), http: await freePort(), a: await freePort(), b: await freePort(), c: await freePort(), cloud: await freePort() };
       const args = [
         "sandbox",
         "--grpc-addr", `127.0.0.1:${ports.grpc}`,
@@ -108,6 +108,7 @@ describe("chainbroker sandbox over gRPC", () => {
         "--domain-a-addr", `127.0.0.1:${ports.a}`,
         "--domain-b-addr", `127.0.0.1:${ports.b}`,
         "--domain-c-addr", `127.0.0.1:${ports.c}`,
+        "--cloud-addr", `127.0.0.1:${ports.cloud}`,
       ];
       child = spawn(bin, args, { cwd: repoRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
       process.on("exit", onExit);
@@ -259,7 +260,11 @@ describe("chainbroker sandbox over gRPC", () => {
 
   it("ListDomains lists the sandbox domains and the chains between them", async () => {
     const res = await client.chain.listDomains({});
-    assert.deepEqual(res.domains.map((d) => d.name).sort(), ["domain-a", "domain-b", "domain-c"]);
+    assert.deepEqual(res.domains.map((d) => d.name).sort(), ["aws", "azure", "domain-a", "domain-b", "domain-c", "gcp"]);
+    assert.deepEqual(
+      Object.fromEntries(res.domains.map((d) => [d.name, d.kind])),
+      { "domain-a": "oauth", "domain-b": "oauth", "domain-c": "oauth", aws: "aws", azure: "azure", gcp: "gcp" },
+    );
     assert.ok(
       res.chains.some((c) => c.sourceDomain === "domain-a" && c.targetDomain === "domain-b" && c.profile === "jwt_grant"),
       "chain domain-a -> domain-b not listed",

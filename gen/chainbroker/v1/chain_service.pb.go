@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -200,9 +201,14 @@ type ChainResponse struct {
 	Hops []*Hop `protobuf:"bytes,7,rep,name=hops,proto3" json:"hops,omitempty"`
 	// The chain's grant profile: "jwt_grant" (an RFC 7523 JWT authorization
 	// grant) or "id_jag" (an Identity Assertion JWT Authorization Grant).
-	Profile       string `protobuf:"bytes,8,opt,name=profile,proto3" json:"profile,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Profile string `protobuf:"bytes,8,opt,name=profile,proto3" json:"profile,omitempty"`
+	// Temporary AWS credentials, when the target is of kind aws (STS
+	// AssumeRoleWithWebIdentity); access_token is then empty and expires_in
+	// counts down to their expiration. Secrets: the broker never logs or
+	// audits them.
+	AwsCredentials *AwsCredentials `protobuf:"bytes,9,opt,name=aws_credentials,json=awsCredentials,proto3" json:"aws_credentials,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ChainResponse) Reset() {
@@ -291,6 +297,83 @@ func (x *ChainResponse) GetProfile() string {
 	return ""
 }
 
+func (x *ChainResponse) GetAwsCredentials() *AwsCredentials {
+	if x != nil {
+		return x.AwsCredentials
+	}
+	return nil
+}
+
+// AwsCredentials are temporary credentials from AWS STS.
+type AwsCredentials struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	AccessKeyId     string                 `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	SecretAccessKey string                 `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	SessionToken    string                 `protobuf:"bytes,3,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// When the credentials expire.
+	Expiration    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expiration,proto3" json:"expiration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwsCredentials) Reset() {
+	*x = AwsCredentials{}
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwsCredentials) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwsCredentials) ProtoMessage() {}
+
+func (x *AwsCredentials) ProtoReflect() protoreflect.Message {
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwsCredentials.ProtoReflect.Descriptor instead.
+func (*AwsCredentials) Descriptor() ([]byte, []int) {
+	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AwsCredentials) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *AwsCredentials) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *AwsCredentials) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *AwsCredentials) GetExpiration() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiration
+	}
+	return nil
+}
+
 // Hop describes one call to an authorization server's token endpoint.
 type Hop struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -312,7 +395,7 @@ type Hop struct {
 
 func (x *Hop) Reset() {
 	*x = Hop{}
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[2]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +407,7 @@ func (x *Hop) String() string {
 func (*Hop) ProtoMessage() {}
 
 func (x *Hop) ProtoReflect() protoreflect.Message {
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[2]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +420,7 @@ func (x *Hop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hop.ProtoReflect.Descriptor instead.
 func (*Hop) Descriptor() ([]byte, []int) {
-	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{2}
+	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Hop) GetDomain() string {
@@ -384,7 +467,7 @@ type ListDomainsRequest struct {
 
 func (x *ListDomainsRequest) Reset() {
 	*x = ListDomainsRequest{}
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[3]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +479,7 @@ func (x *ListDomainsRequest) String() string {
 func (*ListDomainsRequest) ProtoMessage() {}
 
 func (x *ListDomainsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[3]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +492,7 @@ func (x *ListDomainsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDomainsRequest.ProtoReflect.Descriptor instead.
 func (*ListDomainsRequest) Descriptor() ([]byte, []int) {
-	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{3}
+	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{4}
 }
 
 // ListDomainsResponse lists domains and chains without any secret.
@@ -425,7 +508,7 @@ type ListDomainsResponse struct {
 
 func (x *ListDomainsResponse) Reset() {
 	*x = ListDomainsResponse{}
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[4]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +520,7 @@ func (x *ListDomainsResponse) String() string {
 func (*ListDomainsResponse) ProtoMessage() {}
 
 func (x *ListDomainsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[4]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +533,7 @@ func (x *ListDomainsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDomainsResponse.ProtoReflect.Descriptor instead.
 func (*ListDomainsResponse) Descriptor() ([]byte, []int) {
-	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{4}
+	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListDomainsResponse) GetDomains() []*Domain {
@@ -484,13 +567,16 @@ type Domain struct {
 	// The client authentication method: client_secret_basic,
 	// client_secret_post, private_key_jwt or none.
 	ClientAuthMethod string `protobuf:"bytes,6,opt,name=client_auth_method,json=clientAuthMethod,proto3" json:"client_auth_method,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What the domain is as a target: oauth (an RFC 7523 token endpoint, the
+	// default), aws, azure, gcp.
+	Kind          string `protobuf:"bytes,7,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Domain) Reset() {
 	*x = Domain{}
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[5]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +588,7 @@ func (x *Domain) String() string {
 func (*Domain) ProtoMessage() {}
 
 func (x *Domain) ProtoReflect() protoreflect.Message {
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[5]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +601,7 @@ func (x *Domain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Domain.ProtoReflect.Descriptor instead.
 func (*Domain) Descriptor() ([]byte, []int) {
-	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{5}
+	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Domain) GetName() string {
@@ -560,6 +646,13 @@ func (x *Domain) GetClientAuthMethod() string {
 	return ""
 }
 
+func (x *Domain) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
 // Chain is a permitted route from a source domain to a target domain.
 type Chain struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -581,7 +674,7 @@ type Chain struct {
 
 func (x *Chain) Reset() {
 	*x = Chain{}
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[6]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +686,7 @@ func (x *Chain) String() string {
 func (*Chain) ProtoMessage() {}
 
 func (x *Chain) ProtoReflect() protoreflect.Message {
-	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[6]
+	mi := &file_chainbroker_v1_chain_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +699,7 @@ func (x *Chain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chain.ProtoReflect.Descriptor instead.
 func (*Chain) Descriptor() ([]byte, []int) {
-	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{6}
+	return file_chainbroker_v1_chain_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Chain) GetSourceDomain() string {
@@ -655,7 +748,7 @@ var File_chainbroker_v1_chain_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\n" +
-	"\"chainbroker/v1/chain_service.proto\x12\x0echainbroker.v1\x1a\x1egoogle/protobuf/duration.proto\"\x8f\x03\n" +
+	"\"chainbroker/v1/chain_service.proto\x12\x0echainbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n" +
 	"\fChainRequest\x12#\n" +
 	"\rsubject_token\x18\x01 \x01(\tR\fsubjectToken\x12,\n" +
 	"\x12subject_token_type\x18\x02 \x01(\tR\x10subjectTokenType\x12#\n" +
@@ -670,7 +763,7 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\n" +
 	"dpop_proof\x18\n" +
 	" \x01(\tR\tdpopProof\x12*\n" +
-	"\x11source_dpop_proof\x18\v \x01(\tR\x0fsourceDpopProof\"\x90\x02\n" +
+	"\x11source_dpop_proof\x18\v \x01(\tR\x0fsourceDpopProof\"\xd9\x02\n" +
 	"\rChainResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12*\n" +
 	"\x11issued_token_type\x18\x02 \x01(\tR\x0fissuedTokenType\x12\x1d\n" +
@@ -681,7 +774,15 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\x05scope\x18\x05 \x01(\tR\x05scope\x12\x19\n" +
 	"\baudit_id\x18\x06 \x01(\tR\aauditId\x12'\n" +
 	"\x04hops\x18\a \x03(\v2\x13.chainbroker.v1.HopR\x04hops\x12\x18\n" +
-	"\aprofile\x18\b \x01(\tR\aprofile\"\xbd\x01\n" +
+	"\aprofile\x18\b \x01(\tR\aprofile\x12G\n" +
+	"\x0faws_credentials\x18\t \x01(\v2\x1e.chainbroker.v1.AwsCredentialsR\x0eawsCredentials\"\xc1\x01\n" +
+	"\x0eAwsCredentials\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
+	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12:\n" +
+	"\n" +
+	"expiration\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expiration\"\xbd\x01\n" +
 	"\x03Hop\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
 	"\bendpoint\x18\x02 \x01(\tR\bendpoint\x12\x1d\n" +
@@ -692,14 +793,15 @@ const file_chainbroker_v1_chain_service_proto_rawDesc = "" +
 	"\x12ListDomainsRequest\"v\n" +
 	"\x13ListDomainsResponse\x120\n" +
 	"\adomains\x18\x01 \x03(\v2\x16.chainbroker.v1.DomainR\adomains\x12-\n" +
-	"\x06chains\x18\x02 \x03(\v2\x15.chainbroker.v1.ChainR\x06chains\"\xc1\x01\n" +
+	"\x06chains\x18\x02 \x03(\v2\x15.chainbroker.v1.ChainR\x06chains\"\xd5\x01\n" +
 	"\x06Domain\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12%\n" +
 	"\x0etoken_endpoint\x18\x03 \x01(\tR\rtokenEndpoint\x12\x19\n" +
 	"\bjwks_uri\x18\x04 \x01(\tR\ajwksUri\x12\x1b\n" +
 	"\tclient_id\x18\x05 \x01(\tR\bclientId\x12,\n" +
-	"\x12client_auth_method\x18\x06 \x01(\tR\x10clientAuthMethod\"\xc2\x01\n" +
+	"\x12client_auth_method\x18\x06 \x01(\tR\x10clientAuthMethod\x12\x12\n" +
+	"\x04kind\x18\a \x01(\tR\x04kind\"\xc2\x01\n" +
 	"\x05Chain\x12#\n" +
 	"\rsource_domain\x18\x01 \x01(\tR\fsourceDomain\x12#\n" +
 	"\rtarget_domain\x18\x02 \x01(\tR\ftargetDomain\x12\x1a\n" +
@@ -724,31 +826,35 @@ func file_chainbroker_v1_chain_service_proto_rawDescGZIP() []byte {
 	return file_chainbroker_v1_chain_service_proto_rawDescData
 }
 
-var file_chainbroker_v1_chain_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_chainbroker_v1_chain_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_chainbroker_v1_chain_service_proto_goTypes = []any{
-	(*ChainRequest)(nil),        // 0: chainbroker.v1.ChainRequest
-	(*ChainResponse)(nil),       // 1: chainbroker.v1.ChainResponse
-	(*Hop)(nil),                 // 2: chainbroker.v1.Hop
-	(*ListDomainsRequest)(nil),  // 3: chainbroker.v1.ListDomainsRequest
-	(*ListDomainsResponse)(nil), // 4: chainbroker.v1.ListDomainsResponse
-	(*Domain)(nil),              // 5: chainbroker.v1.Domain
-	(*Chain)(nil),               // 6: chainbroker.v1.Chain
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*ChainRequest)(nil),          // 0: chainbroker.v1.ChainRequest
+	(*ChainResponse)(nil),         // 1: chainbroker.v1.ChainResponse
+	(*AwsCredentials)(nil),        // 2: chainbroker.v1.AwsCredentials
+	(*Hop)(nil),                   // 3: chainbroker.v1.Hop
+	(*ListDomainsRequest)(nil),    // 4: chainbroker.v1.ListDomainsRequest
+	(*ListDomainsResponse)(nil),   // 5: chainbroker.v1.ListDomainsResponse
+	(*Domain)(nil),                // 6: chainbroker.v1.Domain
+	(*Chain)(nil),                 // 7: chainbroker.v1.Chain
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
 }
 var file_chainbroker_v1_chain_service_proto_depIdxs = []int32{
-	2, // 0: chainbroker.v1.ChainResponse.hops:type_name -> chainbroker.v1.Hop
-	7, // 1: chainbroker.v1.Hop.duration:type_name -> google.protobuf.Duration
-	5, // 2: chainbroker.v1.ListDomainsResponse.domains:type_name -> chainbroker.v1.Domain
-	6, // 3: chainbroker.v1.ListDomainsResponse.chains:type_name -> chainbroker.v1.Chain
-	0, // 4: chainbroker.v1.ChainService.Chain:input_type -> chainbroker.v1.ChainRequest
-	3, // 5: chainbroker.v1.ChainService.ListDomains:input_type -> chainbroker.v1.ListDomainsRequest
-	1, // 6: chainbroker.v1.ChainService.Chain:output_type -> chainbroker.v1.ChainResponse
-	4, // 7: chainbroker.v1.ChainService.ListDomains:output_type -> chainbroker.v1.ListDomainsResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3, // 0: chainbroker.v1.ChainResponse.hops:type_name -> chainbroker.v1.Hop
+	2, // 1: chainbroker.v1.ChainResponse.aws_credentials:type_name -> chainbroker.v1.AwsCredentials
+	8, // 2: chainbroker.v1.AwsCredentials.expiration:type_name -> google.protobuf.Timestamp
+	9, // 3: chainbroker.v1.Hop.duration:type_name -> google.protobuf.Duration
+	6, // 4: chainbroker.v1.ListDomainsResponse.domains:type_name -> chainbroker.v1.Domain
+	7, // 5: chainbroker.v1.ListDomainsResponse.chains:type_name -> chainbroker.v1.Chain
+	0, // 6: chainbroker.v1.ChainService.Chain:input_type -> chainbroker.v1.ChainRequest
+	4, // 7: chainbroker.v1.ChainService.ListDomains:input_type -> chainbroker.v1.ListDomainsRequest
+	1, // 8: chainbroker.v1.ChainService.Chain:output_type -> chainbroker.v1.ChainResponse
+	5, // 9: chainbroker.v1.ChainService.ListDomains:output_type -> chainbroker.v1.ListDomainsResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_chainbroker_v1_chain_service_proto_init() }
@@ -762,7 +868,7 @@ func file_chainbroker_v1_chain_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chainbroker_v1_chain_service_proto_rawDesc), len(file_chainbroker_v1_chain_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

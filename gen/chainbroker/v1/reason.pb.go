@@ -137,7 +137,48 @@ const (
 	// The target wants a server nonce in the proof: metadata dpop_nonce.
 	Reason_REASON_DPOP_NONCE_REQUIRED Reason = 57
 	// The target answered a token not bound to the proof's key.
-	Reason_REASON_DPOP_BINDING_MISSING Reason = 58
+	Reason_REASON_DPOP_BINDING_MISSING Reason = 58 // Cloud targets (docs/cloud-aws.md). Numbers 70 to 89 are theirs.
+	// aws target: the grant's iss is not the URL of the IAM OIDC provider
+	// (domains[].aws.provider_url).
+	Reason_REASON_AWS_PROVIDER_MISMATCH Reason = 70
+	// aws target: neither the grant's aud nor its azp is in the provider's
+	// client-id list (domains[].aws.client_ids).
+	Reason_REASON_AWS_AUDIENCE_INVALID Reason = 71
+	// aws target: the grant has no sub.
+	Reason_REASON_AWS_SUBJECT_MISSING Reason = 72
+	// aws target: AWS STS refused AssumeRoleWithWebIdentity; its error code
+	// and message are in ErrorInfo (upstream_error...).
+	Reason_REASON_AWS_STS_REJECTED Reason = 73
+	// azure target: no federated credential (domains[].azure.federated_credentials)
+	// has the grant's iss.
+	Reason_REASON_AZURE_ISSUER_MISMATCH Reason = 74
+	// azure target: none with the grant's iss has its sub (or it has none).
+	Reason_REASON_AZURE_SUBJECT_MISMATCH Reason = 75
+	// azure target: the grant's aud is not the single value the federated
+	// credential expects (api://AzureADTokenExchange by default).
+	Reason_REASON_AZURE_AUDIENCE_INVALID Reason = 76
+	// azure target: the grant's iss, sub or aud is longer than Entra's 600
+	// characters.
+	Reason_REASON_AZURE_CLAIM_TOO_LONG Reason = 77
+	// azure target: Entra refused the token request; its AADSTS code is in
+	// ErrorInfo's error_description.
+	Reason_REASON_AZURE_TOKEN_REJECTED Reason = 78
+	// gcp target: the grant's header has no kid.
+	Reason_REASON_GCP_KEY_ID_MISSING Reason = 79
+	// gcp target: the grant is signed with neither RS256 nor ES256.
+	Reason_REASON_GCP_ALG_NOT_ALLOWED Reason = 80
+	// gcp target: the grant has no iat, or exp - iat is 48 hours or more.
+	Reason_REASON_GCP_LIFETIME_TOO_LONG Reason = 81
+	// gcp target: no aud of the grant is the provider's resource name (with
+	// or without https:) or one of its allowed audiences.
+	Reason_REASON_GCP_AUDIENCE_INVALID Reason = 82
+	// gcp target: the grant's sub (google.subject) is missing or above 127
+	// bytes.
+	Reason_REASON_GCP_SUBJECT_INVALID Reason = 83
+	// gcp target: Google STS refused the token exchange.
+	Reason_REASON_GCP_STS_REJECTED Reason = 84
+	// gcp target: IAM Credentials refused the service account impersonation.
+	Reason_REASON_GCP_IMPERSONATION_REJECTED Reason = 85
 )
 
 // Enum value maps for Reason.
@@ -202,6 +243,22 @@ var (
 		56: "REASON_DPOP_PROOF_REPLAYED",
 		57: "REASON_DPOP_NONCE_REQUIRED",
 		58: "REASON_DPOP_BINDING_MISSING",
+		70: "REASON_AWS_PROVIDER_MISMATCH",
+		71: "REASON_AWS_AUDIENCE_INVALID",
+		72: "REASON_AWS_SUBJECT_MISSING",
+		73: "REASON_AWS_STS_REJECTED",
+		74: "REASON_AZURE_ISSUER_MISMATCH",
+		75: "REASON_AZURE_SUBJECT_MISMATCH",
+		76: "REASON_AZURE_AUDIENCE_INVALID",
+		77: "REASON_AZURE_CLAIM_TOO_LONG",
+		78: "REASON_AZURE_TOKEN_REJECTED",
+		79: "REASON_GCP_KEY_ID_MISSING",
+		80: "REASON_GCP_ALG_NOT_ALLOWED",
+		81: "REASON_GCP_LIFETIME_TOO_LONG",
+		82: "REASON_GCP_AUDIENCE_INVALID",
+		83: "REASON_GCP_SUBJECT_INVALID",
+		84: "REASON_GCP_STS_REJECTED",
+		85: "REASON_GCP_IMPERSONATION_REJECTED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":                         0,
@@ -263,6 +320,22 @@ var (
 		"REASON_DPOP_PROOF_REPLAYED":                 56,
 		"REASON_DPOP_NONCE_REQUIRED":                 57,
 		"REASON_DPOP_BINDING_MISSING":                58,
+		"REASON_AWS_PROVIDER_MISMATCH":               70,
+		"REASON_AWS_AUDIENCE_INVALID":                71,
+		"REASON_AWS_SUBJECT_MISSING":                 72,
+		"REASON_AWS_STS_REJECTED":                    73,
+		"REASON_AZURE_ISSUER_MISMATCH":               74,
+		"REASON_AZURE_SUBJECT_MISMATCH":              75,
+		"REASON_AZURE_AUDIENCE_INVALID":              76,
+		"REASON_AZURE_CLAIM_TOO_LONG":                77,
+		"REASON_AZURE_TOKEN_REJECTED":                78,
+		"REASON_GCP_KEY_ID_MISSING":                  79,
+		"REASON_GCP_ALG_NOT_ALLOWED":                 80,
+		"REASON_GCP_LIFETIME_TOO_LONG":               81,
+		"REASON_GCP_AUDIENCE_INVALID":                82,
+		"REASON_GCP_SUBJECT_INVALID":                 83,
+		"REASON_GCP_STS_REJECTED":                    84,
+		"REASON_GCP_IMPERSONATION_REJECTED":          85,
 	}
 )
 
@@ -297,7 +370,7 @@ var File_chainbroker_v1_reason_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xb6\x0f\n" +
+	"\x1bchainbroker/v1/reason.proto\x12\x0echainbroker.v1*\xc6\x13\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REASON_REQUEST_INVALID\x10\x01\x12\x19\n" +
@@ -358,7 +431,23 @@ const file_chainbroker_v1_reason_proto_rawDesc = "" +
 	"\x19REASON_DPOP_PROOF_INVALID\x107\x12\x1e\n" +
 	"\x1aREASON_DPOP_PROOF_REPLAYED\x108\x12\x1e\n" +
 	"\x1aREASON_DPOP_NONCE_REQUIRED\x109\x12\x1f\n" +
-	"\x1bREASON_DPOP_BINDING_MISSING\x10:B\xbf\x01\n" +
+	"\x1bREASON_DPOP_BINDING_MISSING\x10:\x12 \n" +
+	"\x1cREASON_AWS_PROVIDER_MISMATCH\x10F\x12\x1f\n" +
+	"\x1bREASON_AWS_AUDIENCE_INVALID\x10G\x12\x1e\n" +
+	"\x1aREASON_AWS_SUBJECT_MISSING\x10H\x12\x1b\n" +
+	"\x17REASON_AWS_STS_REJECTED\x10I\x12 \n" +
+	"\x1cREASON_AZURE_ISSUER_MISMATCH\x10J\x12!\n" +
+	"\x1dREASON_AZURE_SUBJECT_MISMATCH\x10K\x12!\n" +
+	"\x1dREASON_AZURE_AUDIENCE_INVALID\x10L\x12\x1f\n" +
+	"\x1bREASON_AZURE_CLAIM_TOO_LONG\x10M\x12\x1f\n" +
+	"\x1bREASON_AZURE_TOKEN_REJECTED\x10N\x12\x1d\n" +
+	"\x19REASON_GCP_KEY_ID_MISSING\x10O\x12\x1e\n" +
+	"\x1aREASON_GCP_ALG_NOT_ALLOWED\x10P\x12 \n" +
+	"\x1cREASON_GCP_LIFETIME_TOO_LONG\x10Q\x12\x1f\n" +
+	"\x1bREASON_GCP_AUDIENCE_INVALID\x10R\x12\x1e\n" +
+	"\x1aREASON_GCP_SUBJECT_INVALID\x10S\x12\x1b\n" +
+	"\x17REASON_GCP_STS_REJECTED\x10T\x12%\n" +
+	"!REASON_GCP_IMPERSONATION_REJECTED\x10UB\xbf\x01\n" +
 	"\x12com.chainbroker.v1B\vReasonProtoP\x01ZCgithub.com/chainbroker/chainbroker/gen/chainbroker/v1;chainbrokerv1\xa2\x02\x03CXX\xaa\x02\x0eChainbroker.V1\xca\x02\x0eChainbroker\\V1\xe2\x02\x1aChainbroker\\V1\\GPBMetadata\xea\x02\x0fChainbroker::V1b\x06proto3"
 
 var (

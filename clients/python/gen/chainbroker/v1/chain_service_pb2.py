@@ -12,29 +12,32 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"chainbroker/v1/chain_service.proto\x12\x0e\x63hainbroker.v1\x1a\x1egoogle/protobuf/duration.proto\"\x8f\x03\n\x0c\x43hainRequest\x12#\n\rsubject_token\x18\x01 \x01(\tR\x0csubjectToken\x12,\n\x12subject_token_type\x18\x02 \x01(\tR\x10subjectTokenType\x12#\n\rsource_domain\x18\x03 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x04 \x01(\tR\x0ctargetDomain\x12\x14\n\x05scope\x18\x05 \x03(\tR\x05scope\x12\x1a\n\x08resource\x18\x06 \x03(\tR\x08resource\x12\x1a\n\x08\x61udience\x18\x07 \x01(\tR\x08\x61udience\x12\x1f\n\x0b\x61\x63tor_token\x18\x08 \x01(\tR\nactorToken\x12(\n\x10\x61\x63tor_token_type\x18\t \x01(\tR\x0e\x61\x63torTokenType\x12\x1d\n\ndpop_proof\x18\n \x01(\tR\tdpopProof\x12*\n\x11source_dpop_proof\x18\x0b \x01(\tR\x0fsourceDpopProof\"\x90\x02\n\rChainResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12*\n\x11issued_token_type\x18\x02 \x01(\tR\x0fissuedTokenType\x12\x1d\n\ntoken_type\x18\x03 \x01(\tR\ttokenType\x12\x1d\n\nexpires_in\x18\x04 \x01(\x05R\texpiresIn\x12\x14\n\x05scope\x18\x05 \x01(\tR\x05scope\x12\x19\n\x08\x61udit_id\x18\x06 \x01(\tR\x07\x61uditId\x12\'\n\x04hops\x18\x07 \x03(\x0b\x32\x13.chainbroker.v1.HopR\x04hops\x12\x18\n\x07profile\x18\x08 \x01(\tR\x07profile\"\xbd\x01\n\x03Hop\x12\x16\n\x06\x64omain\x18\x01 \x01(\tR\x06\x64omain\x12\x1a\n\x08\x65ndpoint\x18\x02 \x01(\tR\x08\x65ndpoint\x12\x1d\n\ngrant_type\x18\x03 \x01(\tR\tgrantType\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12,\n\x12\x61ssertion_jti_hash\x18\x05 \x01(\tR\x10\x61ssertionJtiHash\"\x14\n\x12ListDomainsRequest\"v\n\x13ListDomainsResponse\x12\x30\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x16.chainbroker.v1.DomainR\x07\x64omains\x12-\n\x06\x63hains\x18\x02 \x03(\x0b\x32\x15.chainbroker.v1.ChainR\x06\x63hains\"\xc1\x01\n\x06\x44omain\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06issuer\x18\x02 \x01(\tR\x06issuer\x12%\n\x0etoken_endpoint\x18\x03 \x01(\tR\rtokenEndpoint\x12\x19\n\x08jwks_uri\x18\x04 \x01(\tR\x07jwksUri\x12\x1b\n\tclient_id\x18\x05 \x01(\tR\x08\x63lientId\x12,\n\x12\x63lient_auth_method\x18\x06 \x01(\tR\x10\x63lientAuthMethod\"\xc2\x01\n\x05\x43hain\x12#\n\rsource_domain\x18\x01 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x02 \x01(\tR\x0ctargetDomain\x12\x1a\n\x08\x61udience\x18\x03 \x01(\tR\x08\x61udience\x12%\n\x0e\x64\x65\x66\x61ult_scopes\x18\x04 \x03(\tR\rdefaultScopes\x12\x12\n\x04mode\x18\x05 \x01(\tR\x04mode\x12\x18\n\x07profile\x18\x06 \x01(\tR\x07profile2\xac\x01\n\x0c\x43hainService\x12\x44\n\x05\x43hain\x12\x1c.chainbroker.v1.ChainRequest\x1a\x1d.chainbroker.v1.ChainResponse\x12V\n\x0bListDomains\x12\".chainbroker.v1.ListDomainsRequest\x1a#.chainbroker.v1.ListDomainsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"chainbroker/v1/chain_service.proto\x12\x0e\x63hainbroker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n\x0c\x43hainRequest\x12#\n\rsubject_token\x18\x01 \x01(\tR\x0csubjectToken\x12,\n\x12subject_token_type\x18\x02 \x01(\tR\x10subjectTokenType\x12#\n\rsource_domain\x18\x03 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x04 \x01(\tR\x0ctargetDomain\x12\x14\n\x05scope\x18\x05 \x03(\tR\x05scope\x12\x1a\n\x08resource\x18\x06 \x03(\tR\x08resource\x12\x1a\n\x08\x61udience\x18\x07 \x01(\tR\x08\x61udience\x12\x1f\n\x0b\x61\x63tor_token\x18\x08 \x01(\tR\nactorToken\x12(\n\x10\x61\x63tor_token_type\x18\t \x01(\tR\x0e\x61\x63torTokenType\x12\x1d\n\ndpop_proof\x18\n \x01(\tR\tdpopProof\x12*\n\x11source_dpop_proof\x18\x0b \x01(\tR\x0fsourceDpopProof\"\xd9\x02\n\rChainResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12*\n\x11issued_token_type\x18\x02 \x01(\tR\x0fissuedTokenType\x12\x1d\n\ntoken_type\x18\x03 \x01(\tR\ttokenType\x12\x1d\n\nexpires_in\x18\x04 \x01(\x05R\texpiresIn\x12\x14\n\x05scope\x18\x05 \x01(\tR\x05scope\x12\x19\n\x08\x61udit_id\x18\x06 \x01(\tR\x07\x61uditId\x12\'\n\x04hops\x18\x07 \x03(\x0b\x32\x13.chainbroker.v1.HopR\x04hops\x12\x18\n\x07profile\x18\x08 \x01(\tR\x07profile\x12G\n\x0f\x61ws_credentials\x18\t \x01(\x0b\x32\x1e.chainbroker.v1.AwsCredentialsR\x0e\x61wsCredentials\"\xc1\x01\n\x0e\x41wsCredentials\x12\"\n\raccess_key_id\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssKeyId\x12*\n\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n\rsession_token\x18\x03 \x01(\tR\x0csessionToken\x12:\n\nexpiration\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpiration\"\xbd\x01\n\x03Hop\x12\x16\n\x06\x64omain\x18\x01 \x01(\tR\x06\x64omain\x12\x1a\n\x08\x65ndpoint\x18\x02 \x01(\tR\x08\x65ndpoint\x12\x1d\n\ngrant_type\x18\x03 \x01(\tR\tgrantType\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\x12,\n\x12\x61ssertion_jti_hash\x18\x05 \x01(\tR\x10\x61ssertionJtiHash\"\x14\n\x12ListDomainsRequest\"v\n\x13ListDomainsResponse\x12\x30\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x16.chainbroker.v1.DomainR\x07\x64omains\x12-\n\x06\x63hains\x18\x02 \x03(\x0b\x32\x15.chainbroker.v1.ChainR\x06\x63hains\"\xd5\x01\n\x06\x44omain\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06issuer\x18\x02 \x01(\tR\x06issuer\x12%\n\x0etoken_endpoint\x18\x03 \x01(\tR\rtokenEndpoint\x12\x19\n\x08jwks_uri\x18\x04 \x01(\tR\x07jwksUri\x12\x1b\n\tclient_id\x18\x05 \x01(\tR\x08\x63lientId\x12,\n\x12\x63lient_auth_method\x18\x06 \x01(\tR\x10\x63lientAuthMethod\x12\x12\n\x04kind\x18\x07 \x01(\tR\x04kind\"\xc2\x01\n\x05\x43hain\x12#\n\rsource_domain\x18\x01 \x01(\tR\x0csourceDomain\x12#\n\rtarget_domain\x18\x02 \x01(\tR\x0ctargetDomain\x12\x1a\n\x08\x61udience\x18\x03 \x01(\tR\x08\x61udience\x12%\n\x0e\x64\x65\x66\x61ult_scopes\x18\x04 \x03(\tR\rdefaultScopes\x12\x12\n\x04mode\x18\x05 \x01(\tR\x04mode\x12\x18\n\x07profile\x18\x06 \x01(\tR\x07profile2\xac\x01\n\x0c\x43hainService\x12\x44\n\x05\x43hain\x12\x1c.chainbroker.v1.ChainRequest\x1a\x1d.chainbroker.v1.ChainResponse\x12V\n\x0bListDomains\x12\".chainbroker.v1.ListDomainsRequest\x1a#.chainbroker.v1.ListDomainsResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chainbroker.v1.chain_service_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _CHAINREQUEST._serialized_start=87
-  _CHAINREQUEST._serialized_end=486
-  _CHAINRESPONSE._serialized_start=489
-  _CHAINRESPONSE._serialized_end=761
-  _HOP._serialized_start=764
-  _HOP._serialized_end=953
-  _LISTDOMAINSREQUEST._serialized_start=955
-  _LISTDOMAINSREQUEST._serialized_end=975
-  _LISTDOMAINSRESPONSE._serialized_start=977
-  _LISTDOMAINSRESPONSE._serialized_end=1095
-  _DOMAIN._serialized_start=1098
-  _DOMAIN._serialized_end=1291
-  _CHAIN._serialized_start=1294
-  _CHAIN._serialized_end=1488
-  _CHAINSERVICE._serialized_start=1491
-  _CHAINSERVICE._serialized_end=1663
+  _CHAINREQUEST._serialized_start=120
+  _CHAINREQUEST._serialized_end=519
+  _CHAINRESPONSE._serialized_start=522
+  _CHAINRESPONSE._serialized_end=867
+  _AWSCREDENTIALS._serialized_start=870
+  _AWSCREDENTIALS._serialized_end=1063
+  _HOP._serialized_start=1066
+  _HOP._serialized_end=1255
+  _LISTDOMAINSREQUEST._serialized_start=1257
+  _LISTDOMAINSREQUEST._serialized_end=1277
+  _LISTDOMAINSRESPONSE._serialized_start=1279
+  _LISTDOMAINSRESPONSE._serialized_end=1397
+  _DOMAIN._serialized_start=1400
+  _DOMAIN._serialized_end=1613
+  _CHAIN._serialized_start=1616
+  _CHAIN._serialized_end=1810
+  _CHAINSERVICE._serialized_start=1813
+  _CHAINSERVICE._serialized_end=1985
 # @@protoc_insertion_point(module_scope)

@@ -1,10 +1,23 @@
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class AwsCredentials(_message.Message):
+    __slots__ = ["access_key_id", "expiration", "secret_access_key", "session_token"]
+    ACCESS_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ACCESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    access_key_id: str
+    expiration: _timestamp_pb2.Timestamp
+    secret_access_key: str
+    session_token: str
+    def __init__(self, access_key_id: _Optional[str] = ..., secret_access_key: _Optional[str] = ..., session_token: _Optional[str] = ..., expiration: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Chain(_message.Message):
     __slots__ = ["audience", "default_scopes", "mode", "profile", "source_domain", "target_domain"]
@@ -49,9 +62,10 @@ class ChainRequest(_message.Message):
     def __init__(self, subject_token: _Optional[str] = ..., subject_token_type: _Optional[str] = ..., source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., scope: _Optional[_Iterable[str]] = ..., resource: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ..., actor_token: _Optional[str] = ..., actor_token_type: _Optional[str] = ..., dpop_proof: _Optional[str] = ..., source_dpop_proof: _Optional[str] = ...) -> None: ...
 
 class ChainResponse(_message.Message):
-    __slots__ = ["access_token", "audit_id", "expires_in", "hops", "issued_token_type", "profile", "scope", "token_type"]
+    __slots__ = ["access_token", "audit_id", "aws_credentials", "expires_in", "hops", "issued_token_type", "profile", "scope", "token_type"]
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    AWS_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
     ISSUED_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -60,29 +74,32 @@ class ChainResponse(_message.Message):
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     access_token: str
     audit_id: str
+    aws_credentials: AwsCredentials
     expires_in: int
     hops: _containers.RepeatedCompositeFieldContainer[Hop]
     issued_token_type: str
     profile: str
     scope: str
     token_type: str
-    def __init__(self, access_token: _Optional[str] = ..., issued_token_type: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ..., audit_id: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., profile: _Optional[str] = ...) -> None: ...
+    def __init__(self, access_token: _Optional[str] = ..., issued_token_type: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ..., audit_id: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., profile: _Optional[str] = ..., aws_credentials: _Optional[_Union[AwsCredentials, _Mapping]] = ...) -> None: ...
 
 class Domain(_message.Message):
-    __slots__ = ["client_auth_method", "client_id", "issuer", "jwks_uri", "name", "token_endpoint"]
+    __slots__ = ["client_auth_method", "client_id", "issuer", "jwks_uri", "kind", "name", "token_endpoint"]
     CLIENT_AUTH_METHOD_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     JWKS_URI_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     client_auth_method: str
     client_id: str
     issuer: str
     jwks_uri: str
+    kind: str
     name: str
     token_endpoint: str
-    def __init__(self, name: _Optional[str] = ..., issuer: _Optional[str] = ..., token_endpoint: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., client_id: _Optional[str] = ..., client_auth_method: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., issuer: _Optional[str] = ..., token_endpoint: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., client_id: _Optional[str] = ..., client_auth_method: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class Hop(_message.Message):
     __slots__ = ["assertion_jti_hash", "domain", "duration", "endpoint", "grant_type"]

@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file chainbroker/v1/chain_service.proto.
  */
 export const file_chainbroker_v1_chain_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSKAAgoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJEhIKCmRwb3BfcHJvb2YYCiABKAkSGQoRc291cmNlX2Rwb3BfcHJvb2YYCyABKAkivQEKDUNoYWluUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhkKEWlzc3VlZF90b2tlbl90eXBlGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSEgoKZXhwaXJlc19pbhgEIAEoBRINCgVzY29wZRgFIAEoCRIQCghhdWRpdF9pZBgGIAEoCRIhCgRob3BzGAcgAygLMhMuY2hhaW5icm9rZXIudjEuSG9wEg8KB3Byb2ZpbGUYCCABKAkihAEKA0hvcBIOCgZkb21haW4YASABKAkSEAoIZW5kcG9pbnQYAiABKAkSEgoKZ3JhbnRfdHlwZRgDIAEoCRIrCghkdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIaChJhc3NlcnRpb25fanRpX2hhc2gYBSABKAkiFAoSTGlzdERvbWFpbnNSZXF1ZXN0ImUKE0xpc3REb21haW5zUmVzcG9uc2USJwoHZG9tYWlucxgBIAMoCzIWLmNoYWluYnJva2VyLnYxLkRvbWFpbhIlCgZjaGFpbnMYAiADKAsyFS5jaGFpbmJyb2tlci52MS5DaGFpbiJ/CgZEb21haW4SDAoEbmFtZRgBIAEoCRIOCgZpc3N1ZXIYAiABKAkSFgoOdG9rZW5fZW5kcG9pbnQYAyABKAkSEAoIandrc191cmkYBCABKAkSEQoJY2xpZW50X2lkGAUgASgJEhoKEmNsaWVudF9hdXRoX21ldGhvZBgGIAEoCSJ+CgVDaGFpbhIVCg1zb3VyY2VfZG9tYWluGAEgASgJEhUKDXRhcmdldF9kb21haW4YAiABKAkSEAoIYXVkaWVuY2UYAyABKAkSFgoOZGVmYXVsdF9zY29wZXMYBCADKAkSDAoEbW9kZRgFIAEoCRIPCgdwcm9maWxlGAYgASgJMqwBCgxDaGFpblNlcnZpY2USRAoFQ2hhaW4SHC5jaGFpbmJyb2tlci52MS5DaGFpblJlcXVlc3QaHS5jaGFpbmJyb2tlci52MS5DaGFpblJlc3BvbnNlElYKC0xpc3REb21haW5zEiIuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXF1ZXN0GiMuY2hhaW5icm9rZXIudjEuTGlzdERvbWFpbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration]);
+  fileDesc("CiJjaGFpbmJyb2tlci92MS9jaGFpbl9zZXJ2aWNlLnByb3RvEg5jaGFpbmJyb2tlci52MSKAAgoMQ2hhaW5SZXF1ZXN0EhUKDXN1YmplY3RfdG9rZW4YASABKAkSGgoSc3ViamVjdF90b2tlbl90eXBlGAIgASgJEhUKDXNvdXJjZV9kb21haW4YAyABKAkSFQoNdGFyZ2V0X2RvbWFpbhgEIAEoCRINCgVzY29wZRgFIAMoCRIQCghyZXNvdXJjZRgGIAMoCRIQCghhdWRpZW5jZRgHIAEoCRITCgthY3Rvcl90b2tlbhgIIAEoCRIYChBhY3Rvcl90b2tlbl90eXBlGAkgASgJEhIKCmRwb3BfcHJvb2YYCiABKAkSGQoRc291cmNlX2Rwb3BfcHJvb2YYCyABKAki9gEKDUNoYWluUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhkKEWlzc3VlZF90b2tlbl90eXBlGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSEgoKZXhwaXJlc19pbhgEIAEoBRINCgVzY29wZRgFIAEoCRIQCghhdWRpdF9pZBgGIAEoCRIhCgRob3BzGAcgAygLMhMuY2hhaW5icm9rZXIudjEuSG9wEg8KB3Byb2ZpbGUYCCABKAkSNwoPYXdzX2NyZWRlbnRpYWxzGAkgASgLMh4uY2hhaW5icm9rZXIudjEuQXdzQ3JlZGVudGlhbHMiiQEKDkF3c0NyZWRlbnRpYWxzEhUKDWFjY2Vzc19rZXlfaWQYASABKAkSGQoRc2VjcmV0X2FjY2Vzc19rZXkYAiABKAkSFQoNc2Vzc2lvbl90b2tlbhgDIAEoCRIuCgpleHBpcmF0aW9uGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKEAQoDSG9wEg4KBmRvbWFpbhgBIAEoCRIQCghlbmRwb2ludBgCIAEoCRISCgpncmFudF90eXBlGAMgASgJEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhoKEmFzc2VydGlvbl9qdGlfaGFzaBgFIAEoCSIUChJMaXN0RG9tYWluc1JlcXVlc3QiZQoTTGlzdERvbWFpbnNSZXNwb25zZRInCgdkb21haW5zGAEgAygLMhYuY2hhaW5icm9rZXIudjEuRG9tYWluEiUKBmNoYWlucxgCIAMoCzIVLmNoYWluYnJva2VyLnYxLkNoYWluIo0BCgZEb21haW4SDAoEbmFtZRgBIAEoCRIOCgZpc3N1ZXIYAiABKAkSFgoOdG9rZW5fZW5kcG9pbnQYAyABKAkSEAoIandrc191cmkYBCABKAkSEQoJY2xpZW50X2lkGAUgASgJEhoKEmNsaWVudF9hdXRoX21ldGhvZBgGIAEoCRIMCgRraW5kGAcgASgJIn4KBUNoYWluEhUKDXNvdXJjZV9kb21haW4YASABKAkSFQoNdGFyZ2V0X2RvbWFpbhgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRIWCg5kZWZhdWx0X3Njb3BlcxgEIAMoCRIMCgRtb2RlGAUgASgJEg8KB3Byb2ZpbGUYBiABKAkyrAEKDENoYWluU2VydmljZRJECgVDaGFpbhIcLmNoYWluYnJva2VyLnYxLkNoYWluUmVxdWVzdBodLmNoYWluYnJva2VyLnYxLkNoYWluUmVzcG9uc2USVgoLTGlzdERvbWFpbnMSIi5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1JlcXVlc3QaIy5jaGFpbmJyb2tlci52MS5MaXN0RG9tYWluc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ChainRequest asks for an access token in target_domain for the subject of
@@ -190,6 +190,16 @@ export type ChainResponse = Message<"chainbroker.v1.ChainResponse"> & {
    * @generated from field: string profile = 8;
    */
   profile: string;
+
+  /**
+   * Temporary AWS credentials, when the target is of kind aws (STS
+   * AssumeRoleWithWebIdentity); access_token is then empty and expires_in
+   * counts down to their expiration. Secrets: the broker never logs or
+   * audits them.
+   *
+   * @generated from field: chainbroker.v1.AwsCredentials aws_credentials = 9;
+   */
+  awsCredentials?: AwsCredentials | undefined;
 };
 
 /**
@@ -198,6 +208,42 @@ export type ChainResponse = Message<"chainbroker.v1.ChainResponse"> & {
  */
 export const ChainResponseSchema: GenMessage<ChainResponse> = /*@__PURE__*/
   messageDesc(file_chainbroker_v1_chain_service, 1);
+
+/**
+ * AwsCredentials are temporary credentials from AWS STS.
+ *
+ * @generated from message chainbroker.v1.AwsCredentials
+ */
+export type AwsCredentials = Message<"chainbroker.v1.AwsCredentials"> & {
+  /**
+   * @generated from field: string access_key_id = 1;
+   */
+  accessKeyId: string;
+
+  /**
+   * @generated from field: string secret_access_key = 2;
+   */
+  secretAccessKey: string;
+
+  /**
+   * @generated from field: string session_token = 3;
+   */
+  sessionToken: string;
+
+  /**
+   * When the credentials expire.
+   *
+   * @generated from field: google.protobuf.Timestamp expiration = 4;
+   */
+  expiration?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message chainbroker.v1.AwsCredentials.
+ * Use `create(AwsCredentialsSchema)` to create a new message.
+ */
+export const AwsCredentialsSchema: GenMessage<AwsCredentials> = /*@__PURE__*/
+  messageDesc(file_chainbroker_v1_chain_service, 2);
 
 /**
  * Hop describes one call to an authorization server's token endpoint.
@@ -248,7 +294,7 @@ export type Hop = Message<"chainbroker.v1.Hop"> & {
  * Use `create(HopSchema)` to create a new message.
  */
 export const HopSchema: GenMessage<Hop> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 2);
+  messageDesc(file_chainbroker_v1_chain_service, 3);
 
 /**
  * ListDomainsRequest takes no parameters: the answer depends on the caller.
@@ -263,7 +309,7 @@ export type ListDomainsRequest = Message<"chainbroker.v1.ListDomainsRequest"> & 
  * Use `create(ListDomainsRequestSchema)` to create a new message.
  */
 export const ListDomainsRequestSchema: GenMessage<ListDomainsRequest> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 3);
+  messageDesc(file_chainbroker_v1_chain_service, 4);
 
 /**
  * ListDomainsResponse lists domains and chains without any secret.
@@ -291,7 +337,7 @@ export type ListDomainsResponse = Message<"chainbroker.v1.ListDomainsResponse"> 
  * Use `create(ListDomainsResponseSchema)` to create a new message.
  */
 export const ListDomainsResponseSchema: GenMessage<ListDomainsResponse> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 4);
+  messageDesc(file_chainbroker_v1_chain_service, 5);
 
 /**
  * Domain is a trust domain guarded by one authorization server.
@@ -342,6 +388,14 @@ export type Domain = Message<"chainbroker.v1.Domain"> & {
    * @generated from field: string client_auth_method = 6;
    */
   clientAuthMethod: string;
+
+  /**
+   * What the domain is as a target: oauth (an RFC 7523 token endpoint, the
+   * default), aws, azure, gcp.
+   *
+   * @generated from field: string kind = 7;
+   */
+  kind: string;
 };
 
 /**
@@ -349,7 +403,7 @@ export type Domain = Message<"chainbroker.v1.Domain"> & {
  * Use `create(DomainSchema)` to create a new message.
  */
 export const DomainSchema: GenMessage<Domain> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 5);
+  messageDesc(file_chainbroker_v1_chain_service, 6);
 
 /**
  * Chain is a permitted route from a source domain to a target domain.
@@ -405,7 +459,7 @@ export type Chain = Message<"chainbroker.v1.Chain"> & {
  * Use `create(ChainSchema)` to create a new message.
  */
 export const ChainSchema: GenMessage<Chain> = /*@__PURE__*/
-  messageDesc(file_chainbroker_v1_chain_service, 6);
+  messageDesc(file_chainbroker_v1_chain_service, 7);
 
 /**
  * ChainService carries a user's identity from one trust domain to another
