@@ -6,6 +6,7 @@ package broker_test
 // checks that none is missing.
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -662,6 +663,16 @@ func chainCases() []chainCase {
 			want: "", check: func(t *testing.T, k *kit, res *broker.Result, _ error) {
 				if res.AWSCredentials == nil || res.AWSCredentials.AccessKeyID != "ASIATEST1" || res.AccessToken != "" {
 					t.Fatalf("result %+v", res)
+				}
+				// The audit event names the key id by its hash, and holds
+				// no part of the credentials.
+				ev := k.st.Events(t)[0]
+				if ev.AWSAccessKeyIDHash != broker.Hash("ASIATEST1") {
+					t.Errorf("event's access key id hash %q, want Hash(ASIATEST1)", ev.AWSAccessKeyIDHash)
+				}
+				if js, _ := json.Marshal(ev); bytes.Contains(js, []byte("ASIATEST1")) || bytes.Contains(js, []byte(res.AWSCredentials.SecretAccessKey)) ||
+					bytes.Contains(js, []byte(res.AWSCredentials.SessionToken)) {
+					t.Errorf("the audit event holds a credential: %s", js)
 				}
 			}},
 		{name: "aws target: iss is not the provider URL", config: awsTarget(func(a *broker.AWSTarget) { a.ProviderURL = "https://other.example" }),

@@ -227,6 +227,9 @@ func (r *chainRun) finish(ctx context.Context, res *Result, err error) (*Result,
 	if r.hit {
 		r.ev.Outcome = store.OutcomeCacheHit
 	}
+	if c := res.AWSCredentials; c != nil { // a hit hands out the same key
+		r.ev.AWSAccessKeyIDHash = Hash(c.AccessKeyID)
+	}
 	id, aerr := r.b.audit.Append(ctx, &r.ev)
 	if aerr != nil {
 		e := &Error{Reason: ReasonStoreUnavailable, Message: "the audit trail is unavailable; no token is issued without its audit event", Err: aerr}

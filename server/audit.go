@@ -140,5 +140,6 @@ func eventToProto(e *store.Event) *pb.AuditEvent {
 		ActorTokenHash:           e.ActorTokenHash,
 		Profile:                  e.Profile,
 		DpopJkt:                  e.DPoPJKT,
+		AwsAccessKeyIdHash:       e.AWSAccessKeyIDHash,
 	}
 }

@@ -63,6 +63,7 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendField(dst, "actor_token_hash", e.ActorTokenHash)
 	dst = appendField(dst, "profile", e.Profile)
 	dst = appendField(dst, "dpop_jkt", e.DPoPJKT)
+	dst = appendField(dst, "aws_access_key_id_hash", e.AWSAccessKeyIDHash)
 	return append(dst, '}')
 }
 

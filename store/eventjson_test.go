@@ -20,7 +20,7 @@ func sampleEvent(s string, n int64) Event {
 		SubjectTokenHash: s, AssertionJTIHash: s, AssertionIssuer: s, AssertionAudience: []string{s},
 		Mode: s, MappedSubject: s, TranscribedClaims: []string{s, s},
 		SubjectVerified: n%2 == 0, UnverifiedSubject: s + "u", Actor: s + "a", ActorTokenHash: s,
-		Profile: s + "p", DPoPJKT: s + "j",
+		Profile: s + "p", DPoPJKT: s + "j", AWSAccessKeyIDHash: s + "k",
 	}
 }
 

@@ -135,6 +135,10 @@ type Event struct {
 	// DPoPJKT is the RFC 7638 thumbprint of the caller's DPoP key (a public
 	// key's hash, not a secret), when the chain asked for a bound token.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
+	// AWSAccessKeyIDHash is the hex SHA-256 of the AWS access key id a
+	// chain to an aws target handed out; the credentials themselves are
+	// never recorded.
+	AWSAccessKeyIDHash string `json:"aws_access_key_id_hash,omitempty"`
 }
 
 // Filter selects audit events; zero fields match everything.

@@ -141,9 +141,13 @@ type AuditEvent struct {
 	Profile string `protobuf:"bytes,25,opt,name=profile,proto3" json:"profile,omitempty"`
 	// RFC 7638 thumbprint of the caller's DPoP key, when the chain asked for
 	// a DPoP-bound token (a public key's hash, not a secret).
-	DpopJkt       string `protobuf:"bytes,26,opt,name=dpop_jkt,json=dpopJkt,proto3" json:"dpop_jkt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DpopJkt string `protobuf:"bytes,26,opt,name=dpop_jkt,json=dpopJkt,proto3" json:"dpop_jkt,omitempty"`
+	// Hex SHA-256 of the AWS access key id a chain to an `aws` target handed
+	// out (never the key id itself, nor the secret or session token), so the
+	// event can be matched with CloudTrail once the id is known.
+	AwsAccessKeyIdHash string `protobuf:"bytes,27,opt,name=aws_access_key_id_hash,json=awsAccessKeyIdHash,proto3" json:"aws_access_key_id_hash,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
@@ -354,6 +358,13 @@ func (x *AuditEvent) GetProfile() string {
 func (x *AuditEvent) GetDpopJkt() string {
 	if x != nil {
 		return x.DpopJkt
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAwsAccessKeyIdHash() string {
+	if x != nil {
+		return x.AwsAccessKeyIdHash
 	}
 	return ""
 }
@@ -634,7 +645,7 @@ var File_chainbroker_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\a\n" +
+	"\"chainbroker/v1/audit_service.proto\x12\x0echainbroker.v1\x1a\"chainbroker/v1/chain_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\a\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
@@ -663,7 +674,8 @@ const file_chainbroker_v1_audit_service_proto_rawDesc = "" +
 	"\x05actor\x18\x17 \x01(\tR\x05actor\x12(\n" +
 	"\x10actor_token_hash\x18\x18 \x01(\tR\x0eactorTokenHash\x12\x18\n" +
 	"\aprofile\x18\x19 \x01(\tR\aprofile\x12\x19\n" +
-	"\bdpop_jkt\x18\x1a \x01(\tR\adpopJkt\"\xf5\x02\n" +
+	"\bdpop_jkt\x18\x1a \x01(\tR\adpopJkt\x122\n" +
+	"\x16aws_access_key_id_hash\x18\x1b \x01(\tR\x12awsAccessKeyIdHash\"\xf5\x02\n" +
 	"\x16ListAuditEventsRequest\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06caller\x18\x02 \x01(\tR\x06caller\x12#\n" +

@@ -13,12 +13,13 @@ OUTCOME_SUCCESS: Outcome
 OUTCOME_UNSPECIFIED: Outcome
 
 class AuditEvent(_message.Message):
-    __slots__ = ["actor", "actor_token_hash", "assertion_audience", "assertion_issuer", "assertion_jti_hash", "caller", "dpop_jkt", "hops", "id", "mapped_subject", "message", "mode", "outcome", "profile", "reason", "scopes", "source_domain", "subject", "subject_token_hash", "subject_verified", "target_domain", "time", "transcribed_claims", "unverified_subject", "upstream_error", "upstream_error_description"]
+    __slots__ = ["actor", "actor_token_hash", "assertion_audience", "assertion_issuer", "assertion_jti_hash", "aws_access_key_id_hash", "caller", "dpop_jkt", "hops", "id", "mapped_subject", "message", "mode", "outcome", "profile", "reason", "scopes", "source_domain", "subject", "subject_token_hash", "subject_verified", "target_domain", "time", "transcribed_claims", "unverified_subject", "upstream_error", "upstream_error_description"]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     ACTOR_TOKEN_HASH_FIELD_NUMBER: _ClassVar[int]
     ASSERTION_AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     ASSERTION_ISSUER_FIELD_NUMBER: _ClassVar[int]
     ASSERTION_JTI_HASH_FIELD_NUMBER: _ClassVar[int]
+    AWS_ACCESS_KEY_ID_HASH_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     DPOP_JKT_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +46,7 @@ class AuditEvent(_message.Message):
     assertion_audience: _containers.RepeatedScalarFieldContainer[str]
     assertion_issuer: str
     assertion_jti_hash: str
+    aws_access_key_id_hash: str
     caller: str
     dpop_jkt: str
     hops: _containers.RepeatedCompositeFieldContainer[_chain_service_pb2.Hop]
@@ -66,7 +68,7 @@ class AuditEvent(_message.Message):
     unverified_subject: str
     upstream_error: str
     upstream_error_description: str
-    def __init__(self, id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[str] = ..., subject: _Optional[str] = ..., source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., reason: _Optional[str] = ..., upstream_error: _Optional[str] = ..., upstream_error_description: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[_chain_service_pb2.Hop, _Mapping]]] = ..., subject_token_hash: _Optional[str] = ..., assertion_jti_hash: _Optional[str] = ..., assertion_issuer: _Optional[str] = ..., assertion_audience: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., mode: _Optional[str] = ..., mapped_subject: _Optional[str] = ..., transcribed_claims: _Optional[_Iterable[str]] = ..., subject_verified: bool = ..., unverified_subject: _Optional[str] = ..., actor: _Optional[str] = ..., actor_token_hash: _Optional[str] = ..., profile: _Optional[str] = ..., dpop_jkt: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[str] = ..., subject: _Optional[str] = ..., source_domain: _Optional[str] = ..., target_domain: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., reason: _Optional[str] = ..., upstream_error: _Optional[str] = ..., upstream_error_description: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[_chain_service_pb2.Hop, _Mapping]]] = ..., subject_token_hash: _Optional[str] = ..., assertion_jti_hash: _Optional[str] = ..., assertion_issuer: _Optional[str] = ..., assertion_audience: _Optional[_Iterable[str]] = ..., message: _Optional[str] = ..., mode: _Optional[str] = ..., mapped_subject: _Optional[str] = ..., transcribed_claims: _Optional[_Iterable[str]] = ..., subject_verified: bool = ..., unverified_subject: _Optional[str] = ..., actor: _Optional[str] = ..., actor_token_hash: _Optional[str] = ..., profile: _Optional[str] = ..., dpop_jkt: _Optional[str] = ..., aws_access_key_id_hash: _Optional[str] = ...) -> None: ...
 
 class GetAuditEventRequest(_message.Message):
     __slots__ = ["id"]
