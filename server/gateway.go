@@ -17,7 +17,11 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -53,7 +57,7 @@ func (s *Server) gatewayOptions() []runtime.ServeMuxOption {
 		func(mux *runtime.ServeMux) { g.mux = mux },
 		runtime.WithErrorHandler(g.errorHandler),
 		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
-		runtime.WithMiddlewares(g.check),
+		runtime.WithMiddlewares(g.check, tlsPeer),
 	}
 }
 
@@ -452,4 +456,91 @@ func jsonName(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// The REST facade's services. grpc-gateway calls them directly
+// (Register...HandlerServer) with the incoming metadata it builds from the
+// request's headers (gatewayHeaderMatcher); each runs the service
+// implementation the gRPC server runs, through restCall.
+type restChainService struct {
+	pb.UnimplementedChainServiceServer
+	s *Server
+}
+
+func (r restChainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
+	return restCall(ctx, r.s, pb.ChainService_Chain_FullMethodName, r.s.chain, in, r.s.chain.Chain)
+}
+
+func (r restChainService) ListDomains(ctx context.Context, in *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
+	return restCall(ctx, r.s, pb.ChainService_ListDomains_FullMethodName, r.s.chain, in, r.s.chain.ListDomains)
+}
+
+type restAuditService struct {
+	pb.UnimplementedAuditServiceServer
+	s *Server
+}
+
+func (r restAuditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEventsRequest) (*pb.ListAuditEventsResponse, error) {
+	return restCall(ctx, r.s, pb.AuditService_ListAuditEvents_FullMethodName, r.s.audit, in, r.s.audit.ListAuditEvents)
+}
+
+func (r restAuditService) GetAuditEvent(ctx context.Context, in *pb.GetAuditEventRequest) (*pb.GetAuditEventResponse, error) {
+	return restCall(ctx, r.s, pb.AuditService_GetAuditEvent_FullMethodName, r.s.audit, in, r.s.audit.GetAuditEvent)
+}
+
+// restCall is one REST call of a service method: what the gRPC server does
+// around a unary call, without its transport. The interceptors' work
+// (Server.unary: recovery, request id, metrics, authentication, rate limit)
+// runs as for gRPC, with the same grpc.UnaryServerInfo; with tracing, the
+// call gets the server span the gRPC server's stats handler would give it
+// (name, kind, attributes, status), under the HTTP server span; and an
+// error that is not a status becomes one as grpc-go makes it (context
+// errors keep their code, others are UNKNOWN).
+func restCall[Req, Resp any](ctx context.Context, s *Server, method string, srv any, in Req, call func(context.Context, Req) (Resp, error)) (Resp, error) {
+	var span trace.Span
+	if s.tracer != nil {
+		name := method[1:]
+		ctx, span = s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(semconv.RPCMethod(name), semconv.RPCSystemNameGRPC))
+	}
+	resp, err := s.unary(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, func(ctx context.Context, req any) (any, error) {
+		return call(ctx, req.(Req))
+	})
+	if err != nil {
+		if _, ok := status.FromError(err); !ok {
+			err = status.FromContextError(err).Err()
+		}
+	}
+	if span != nil {
+		st := status.Convert(err)
+		if c, m := spanStatus(st); c != otelcodes.Unset {
+			span.SetStatus(c, m)
+		}
+		span.SetAttributes(semconv.RPCResponseStatusCode(canonicalCode(st.Code())))
+		span.End()
+	}
+	out, _ := resp.(Resp)
+	return out, err
+}
+
+// spanStatus is a server span's status for a gRPC status, as otelgrpc sets
+// it: an error for the codes that are the server's fault.
+func spanStatus(st *status.Status) (otelcodes.Code, string) {
+	switch st.Code() {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		return otelcodes.Error, st.Message()
+	}
+	return otelcodes.Unset, ""
+}
+
+// canonicalCode is a gRPC code's name as in the gRPC specification
+// (rpc.response.status_code).
+func canonicalCode(c codes.Code) string {
+	names := [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+		"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+		"INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+	if int(c) < len(names) {
+		return names[c]
+	}
+	return "CODE(" + strconv.Itoa(int(c)) + ")"
 }
