@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	chainbroker "github.com/chainbroker/chainbroker"
 	"github.com/chainbroker/chainbroker/broker"
@@ -112,9 +113,12 @@ func parseRoutes(openapi []byte) ([]restRoute, error) {
 	return routes, nil
 }
 
-// matches reports whether the route's path template matches path.
-func (rt *restRoute) matches(path string) bool {
-	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+// pathSegments are a request path's segments, as matches takes them.
+func pathSegments(path string) []string { return strings.Split(strings.TrimPrefix(path, "/"), "/") }
+
+// matches reports whether the route's path template matches a path's
+// segments.
+func (rt *restRoute) matches(segs []string) bool {
 	if len(segs) != len(rt.segments) {
 		return false
 	}
@@ -128,8 +132,9 @@ func (rt *restRoute) matches(path string) bool {
 
 // find returns the route for method and path.
 func (g *gateway) find(method, path string) (*restRoute, bool) {
+	segs := pathSegments(path)
 	for i := range g.routes {
-		if g.routes[i].method == method && g.routes[i].matches(path) {
+		if g.routes[i].method == method && g.routes[i].matches(segs) {
 			return &g.routes[i], true
 		}
 	}
@@ -139,8 +144,9 @@ func (g *gateway) find(method, path string) (*restRoute, bool) {
 // allowed lists the methods path has, for the Allow header of a 405.
 func (g *gateway) allowed(path string) []string {
 	var out []string
+	segs := pathSegments(path)
 	for i := range g.routes {
-		if g.routes[i].matches(path) && !slices.Contains(out, g.routes[i].method) {
+		if g.routes[i].matches(segs) && !slices.Contains(out, g.routes[i].method) {
 			out = append(out, g.routes[i].method)
 		}
 	}
@@ -167,7 +173,7 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return
 		}
 		if rt.body {
-			body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+			body, err := readBody(r)
 			var tooLarge *http.MaxBytesError
 			switch {
 			case errors.As(err, &tooLarge) || len(body) > MaxRequestBytes:
@@ -188,7 +194,7 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 					"the request body must be a JSON object (Content-Type: application/json)"), reasonMediaTypeUnsupported, nil)
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.Body = &checkedBody{Reader: bytes.NewReader(body), raw: body}
 		}
 		if r.URL.RawQuery != "" {
 			if !g.checkQuery(w, r, rt) {
@@ -197,6 +203,69 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		next(w, r, params)
 	}
+}
+
+// readBody reads a request body, up to MaxRequestBytes+1 bytes, into a
+// buffer sized by its Content-Length when it has one.
+func readBody(r *http.Request) ([]byte, error) {
+	const limit = MaxRequestBytes + 1
+	size := limit
+	if r.ContentLength >= 0 && r.ContentLength < limit {
+		size = int(r.ContentLength) + 1 // the extra byte finds EOF (or a body longer than said)
+	}
+	buf := make([]byte, 0, min(size, 4<<10))
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), limit-len(buf)))
+		}
+		n, err := r.Body.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// checkedBody is a request body the checks have read: the gateway's JSON
+// decoder (restJSON) parses raw once instead of reading the Reader.
+type checkedBody struct {
+	*bytes.Reader
+	raw []byte
+}
+
+func (*checkedBody) Close() error { return nil }
+
+// restJSON is the REST facade's JSON: runtime.JSONPb, whose decoder scans a
+// request body with encoding/json into a json.RawMessage and then parses
+// that with protojson. For a body the checks read (checkedBody) that is
+// valid JSON, it parses the same bytes with protojson directly, once, with
+// the same options: the same message or the same error. Anything else (not
+// JSON: the error describeDecodeError reads is encoding/json's; an empty
+// body) goes through JSONPb's decoder.
+type restJSON struct {
+	runtime.JSONPb
+}
+
+func (j *restJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	body, ok := r.(*checkedBody)
+	if !ok {
+		return j.JSONPb.NewDecoder(r)
+	}
+	return runtime.DecoderFunc(func(v any) error {
+		m, ok := v.(proto.Message)
+		// What json.Decoder would hand protojson: the value, from its
+		// first byte (error positions count from there).
+		raw := bytes.TrimLeft(body.raw, " \t\r\n")
+		if !ok || !json.Valid(raw) {
+			return j.JSONPb.NewDecoder(body).Decode(v)
+		}
+		body.Reset(nil) // consumed
+		return j.UnmarshalOptions.Unmarshal(raw, m)
+	})
 }
 
 // checkQuery refuses unknown query parameters and normalises the outcome.
@@ -265,6 +334,9 @@ func jsonObject(body []byte) bool {
 }
 
 func jsonMediaType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && (mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }

@@ -194,10 +194,10 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 	// incoming metadata the gateway builds from the request's headers.
 	gw := runtime.NewServeMux(append(s.gatewayOptions(), // error handling and request checks (gateway.go)
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
-			Marshaler: &runtime.JSONPb{
+			Marshaler: &restJSON{runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 				UnmarshalOptions: protojson.UnmarshalOptions{},
-			},
+			}},
 		}),
 		runtime.WithIncomingHeaderMatcher(gatewayHeaderMatcher),
 	)...)

@@ -354,8 +354,11 @@ func chainMarks(c tracedChain, spans []traceSpan, rest bool) (marks []int64, ups
 			upstream[i] = h.end - h.start
 		}
 	}
+	// The server span ends once the answer is written, sometimes after the
+	// client has read it: the answer's write is then taken to end when it
+	// was read.
 	marks = []int64{c.sent, outer.start, decoded, authed, hop1.start, hop1.end, mark.start, mark.end, hop2.end,
-		appendSpan.end, answered, outer.end, c.done}
+		appendSpan.end, answered, min(outer.end, c.done), c.done}
 	if len(marks) != len(report.Steps)+1 || !slices.IsSorted(marks) {
 		return nil, upstream, errIncomplete
 	}
