@@ -592,7 +592,7 @@ func (ps *parityServer) serverSpans(t *testing.T, want int) []string {
 		attrs := map[attribute.Key]string{}
 		for _, a := range s.Attributes() {
 			if strings.HasPrefix(string(a.Key), "rpc.") {
-				attrs[a.Key] = a.Value.Emit()
+				attrs[a.Key] = a.Value.String()
 			}
 		}
 		var events []string
