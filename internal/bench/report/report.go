@@ -754,7 +754,8 @@ HTTP calls. This page measures how much that adds, end to end, against a plain c
 separate processes, loads the broker over gRPC and REST at several concurrency levels, runs the direct baseline at the
 same levels, measures the RS256 floor and a skeleton broker (the least this design does per chain and per cache hit)
 in the same run, measures cache hits in closed and open loop (a fixed offered rate, for the latency targets at a
-concurrency), profiles the broker, and rewrites the section below together with
+concurrency), traces chains one at a time step by step (the broker exports its spans to chainbench), profiles the
+broker, and rewrites the section below together with
 [performance/latency.svg](performance/latency.svg). ` + "`go run ./cmd/chainbench --quick`" + ` is a one-minute smoke run that
 writes nothing. Everything runs on the same machine: the domains, which sign two RS256 JWTs per chain, use most of the
 CPU, so the broker's latency figures include contention with them.
