@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"math"
 	"net/http"
@@ -21,17 +19,23 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chainbroker/chainbroker/auth"
 )
 
 // Metadata keys of caller credentials. Over REST, the gateway forwards the
-// Authorization and X-Api-Key headers as these, and nothing else the client
-// sends can pose as forwardedCertKey.
+// Authorization and X-Api-Key headers as these. A client certificate is
+// never read from metadata: it comes from the TLS layer of the call's own
+// connection (credentialsFrom).
 const (
-	mdAPIKey         = "x-api-key"
-	mdAuthorization  = "authorization"
-	forwardedCertKey = "x-chainbroker-client-cert" // set by our gateway only
+	mdAPIKey        = "x-api-key"
+	mdAuthorization = "authorization"
 )
+
+// eventAuthenticated marks, on the call's span, the caller authenticated
+// and within its rate limit.
+const eventAuthenticated = "chainbroker.caller_authenticated"
 
 // unauthenticatedMethods need no caller credentials: probes and schema.
 func unauthenticatedMethod(fullMethod string) bool {
@@ -62,6 +66,9 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 		}
 	}
 	ctx = context.WithValue(ctx, runtimeKey{}, rt)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent(eventAuthenticated)
+	}
 	ctx = context.WithValue(ctx, callerMethodKey{}, string(caller.Method))
 	return h(context.WithValue(ctx, callerKey{}, caller.Name), req)
 }
@@ -76,9 +83,9 @@ func callerMethodFromContext(ctx context.Context) string {
 }
 
 // credentialsFrom collects what the call carries. A client certificate comes
-// from the TLS layer of a direct gRPC call, or — only on connections from
-// this server's own gateway — from the metadata the gateway set after its
-// TLS layer verified the REST client's certificate.
+// from the TLS layer of the call's connection only: the gRPC listener's,
+// or, over REST, the HTTP listener's (tlsPeer gives a REST call the same
+// peer), never from metadata or headers.
 func credentialsFrom(ctx context.Context) auth.Credentials {
 	var c auth.Credentials
 	// ValueFromIncomingContext copies one key's values, not the whole metadata.
@@ -91,37 +98,35 @@ func credentialsFrom(ctx context.Context) auth.Credentials {
 			c.Bearer = "\x00malformed" // presented but not a bearer token: refuse, don't fall back
 		}
 	}
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return c
-	}
-	if _, fromGateway := p.Addr.(gatewayAddr); fromGateway {
-		if v := metadata.ValueFromIncomingContext(ctx, forwardedCertKey); len(v) > 0 {
-			if der, err := base64.StdEncoding.DecodeString(v[0]); err == nil {
-				if cert, err := x509.ParseCertificate(der); err == nil {
-					c.PeerChain = []*x509.Certificate{cert}
-				}
-			}
+	if p, ok := peer.FromContext(ctx); ok {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
+			c.PeerChain = ti.State.VerifiedChains[0]
 		}
-		return c
-	}
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
-		c.PeerChain = ti.State.VerifiedChains[0]
 	}
 	return c
 }
 
-// gatewayMetadata forwards a verified REST client certificate to the gRPC
-// server (over the in-process pipe only).
-func gatewayMetadata(_ context.Context, r *http.Request) metadata.MD {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-		return nil
+// tlsPeer gives a REST call over TLS the peer a gRPC call over TLS has: its
+// connection's TLS state, with the client certificate chain the HTTP
+// listener verified (credentialsFrom reads it). Nothing in the request's
+// headers or body can set it.
+func tlsPeer(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if r.TLS != nil {
+			r = r.WithContext(peer.NewContext(r.Context(), &peer.Peer{Addr: restAddr(r.RemoteAddr), AuthInfo: credentials.TLSInfo{State: *r.TLS}}))
+		}
+		next(w, r, params)
 	}
-	return metadata.Pairs(forwardedCertKey, base64.StdEncoding.EncodeToString(r.TLS.VerifiedChains[0][0].Raw))
 }
 
-// gatewayHeaderMatcher forwards only the credential headers: in particular,
-// no client header can become forwardedCertKey.
+// restAddr is a REST client's address (http.Request.RemoteAddr).
+type restAddr string
+
+func (restAddr) Network() string  { return "tcp" }
+func (a restAddr) String() string { return string(a) }
+
+// gatewayHeaderMatcher makes only the credential headers and the request id
+// incoming metadata of a REST call.
 func gatewayHeaderMatcher(key string) (string, bool) {
 	switch strings.ToLower(key) {
 	case "authorization":

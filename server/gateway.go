@@ -17,9 +17,14 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	chainbroker "github.com/chainbroker/chainbroker"
 	"github.com/chainbroker/chainbroker/broker"
@@ -53,7 +58,7 @@ func (s *Server) gatewayOptions() []runtime.ServeMuxOption {
 		func(mux *runtime.ServeMux) { g.mux = mux },
 		runtime.WithErrorHandler(g.errorHandler),
 		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
-		runtime.WithMiddlewares(g.check),
+		runtime.WithMiddlewares(g.check, tlsPeer),
 	}
 }
 
@@ -108,9 +113,12 @@ func parseRoutes(openapi []byte) ([]restRoute, error) {
 	return routes, nil
 }
 
-// matches reports whether the route's path template matches path.
-func (rt *restRoute) matches(path string) bool {
-	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+// pathSegments are a request path's segments, as matches takes them.
+func pathSegments(path string) []string { return strings.Split(strings.TrimPrefix(path, "/"), "/") }
+
+// matches reports whether the route's path template matches a path's
+// segments.
+func (rt *restRoute) matches(segs []string) bool {
 	if len(segs) != len(rt.segments) {
 		return false
 	}
@@ -124,8 +132,9 @@ func (rt *restRoute) matches(path string) bool {
 
 // find returns the route for method and path.
 func (g *gateway) find(method, path string) (*restRoute, bool) {
+	segs := pathSegments(path)
 	for i := range g.routes {
-		if g.routes[i].method == method && g.routes[i].matches(path) {
+		if g.routes[i].method == method && g.routes[i].matches(segs) {
 			return &g.routes[i], true
 		}
 	}
@@ -135,8 +144,9 @@ func (g *gateway) find(method, path string) (*restRoute, bool) {
 // allowed lists the methods path has, for the Allow header of a 405.
 func (g *gateway) allowed(path string) []string {
 	var out []string
+	segs := pathSegments(path)
 	for i := range g.routes {
-		if g.routes[i].matches(path) && !slices.Contains(out, g.routes[i].method) {
+		if g.routes[i].matches(segs) && !slices.Contains(out, g.routes[i].method) {
 			out = append(out, g.routes[i].method)
 		}
 	}
@@ -163,7 +173,7 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 			return
 		}
 		if rt.body {
-			body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+			body, err := readBody(r)
 			var tooLarge *http.MaxBytesError
 			switch {
 			case errors.As(err, &tooLarge) || len(body) > MaxRequestBytes:
@@ -184,7 +194,7 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 					"the request body must be a JSON object (Content-Type: application/json)"), reasonMediaTypeUnsupported, nil)
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.Body = &checkedBody{Reader: bytes.NewReader(body), raw: body}
 		}
 		if r.URL.RawQuery != "" {
 			if !g.checkQuery(w, r, rt) {
@@ -193,6 +203,69 @@ func (g *gateway) check(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		next(w, r, params)
 	}
+}
+
+// readBody reads a request body, up to MaxRequestBytes+1 bytes, into a
+// buffer sized by its Content-Length when it has one.
+func readBody(r *http.Request) ([]byte, error) {
+	const limit = MaxRequestBytes + 1
+	size := limit
+	if r.ContentLength >= 0 && r.ContentLength < limit {
+		size = int(r.ContentLength) + 1 // the extra byte finds EOF (or a body longer than said)
+	}
+	buf := make([]byte, 0, min(size, 4<<10))
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), limit-len(buf)))
+		}
+		n, err := r.Body.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// checkedBody is a request body the checks have read: the gateway's JSON
+// decoder (restJSON) parses raw once instead of reading the Reader.
+type checkedBody struct {
+	*bytes.Reader
+	raw []byte
+}
+
+func (*checkedBody) Close() error { return nil }
+
+// restJSON is the REST facade's JSON: runtime.JSONPb, whose decoder scans a
+// request body with encoding/json into a json.RawMessage and then parses
+// that with protojson. For a body the checks read (checkedBody) that is
+// valid JSON, it parses the same bytes with protojson directly, once, with
+// the same options: the same message or the same error. Anything else (not
+// JSON: the error describeDecodeError reads is encoding/json's; an empty
+// body) goes through JSONPb's decoder.
+type restJSON struct {
+	runtime.JSONPb
+}
+
+func (j *restJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	body, ok := r.(*checkedBody)
+	if !ok {
+		return j.JSONPb.NewDecoder(r)
+	}
+	return runtime.DecoderFunc(func(v any) error {
+		m, ok := v.(proto.Message)
+		// What json.Decoder would hand protojson: the value, from its
+		// first byte (error positions count from there).
+		raw := bytes.TrimLeft(body.raw, " \t\r\n")
+		if !ok || !json.Valid(raw) {
+			return j.JSONPb.NewDecoder(body).Decode(v)
+		}
+		body.Reset(nil) // consumed
+		return j.UnmarshalOptions.Unmarshal(raw, m)
+	})
 }
 
 // checkQuery refuses unknown query parameters and normalises the outcome.
@@ -261,6 +334,9 @@ func jsonObject(body []byte) bool {
 }
 
 func jsonMediaType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && (mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
@@ -452,4 +528,91 @@ func jsonName(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// The REST facade's services. grpc-gateway calls them directly
+// (Register...HandlerServer) with the incoming metadata it builds from the
+// request's headers (gatewayHeaderMatcher); each runs the service
+// implementation the gRPC server runs, through restCall.
+type restChainService struct {
+	pb.UnimplementedChainServiceServer
+	s *Server
+}
+
+func (r restChainService) Chain(ctx context.Context, in *pb.ChainRequest) (*pb.ChainResponse, error) {
+	return restCall(ctx, r.s, pb.ChainService_Chain_FullMethodName, r.s.chain, in, r.s.chain.Chain)
+}
+
+func (r restChainService) ListDomains(ctx context.Context, in *pb.ListDomainsRequest) (*pb.ListDomainsResponse, error) {
+	return restCall(ctx, r.s, pb.ChainService_ListDomains_FullMethodName, r.s.chain, in, r.s.chain.ListDomains)
+}
+
+type restAuditService struct {
+	pb.UnimplementedAuditServiceServer
+	s *Server
+}
+
+func (r restAuditService) ListAuditEvents(ctx context.Context, in *pb.ListAuditEventsRequest) (*pb.ListAuditEventsResponse, error) {
+	return restCall(ctx, r.s, pb.AuditService_ListAuditEvents_FullMethodName, r.s.audit, in, r.s.audit.ListAuditEvents)
+}
+
+func (r restAuditService) GetAuditEvent(ctx context.Context, in *pb.GetAuditEventRequest) (*pb.GetAuditEventResponse, error) {
+	return restCall(ctx, r.s, pb.AuditService_GetAuditEvent_FullMethodName, r.s.audit, in, r.s.audit.GetAuditEvent)
+}
+
+// restCall is one REST call of a service method: what the gRPC server does
+// around a unary call, without its transport. The interceptors' work
+// (Server.unary: recovery, request id, metrics, authentication, rate limit)
+// runs as for gRPC, with the same grpc.UnaryServerInfo; with tracing, the
+// call gets the server span the gRPC server's stats handler would give it
+// (name, kind, attributes, status), under the HTTP server span; and an
+// error that is not a status becomes one as grpc-go makes it (context
+// errors keep their code, others are UNKNOWN).
+func restCall[Req, Resp any](ctx context.Context, s *Server, method string, srv any, in Req, call func(context.Context, Req) (Resp, error)) (Resp, error) {
+	var span trace.Span
+	if s.tracer != nil {
+		name := method[1:]
+		ctx, span = s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(semconv.RPCMethod(name), semconv.RPCSystemNameGRPC))
+	}
+	resp, err := s.unary(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, func(ctx context.Context, req any) (any, error) {
+		return call(ctx, req.(Req))
+	})
+	if err != nil {
+		if _, ok := status.FromError(err); !ok {
+			err = status.FromContextError(err).Err()
+		}
+	}
+	if span != nil {
+		st := status.Convert(err)
+		if c, m := spanStatus(st); c != otelcodes.Unset {
+			span.SetStatus(c, m)
+		}
+		span.SetAttributes(semconv.RPCResponseStatusCode(canonicalCode(st.Code())))
+		span.End()
+	}
+	out, _ := resp.(Resp)
+	return out, err
+}
+
+// spanStatus is a server span's status for a gRPC status, as otelgrpc sets
+// it: an error for the codes that are the server's fault.
+func spanStatus(st *status.Status) (otelcodes.Code, string) {
+	switch st.Code() {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		return otelcodes.Error, st.Message()
+	}
+	return otelcodes.Unset, ""
+}
+
+// canonicalCode is a gRPC code's name as in the gRPC specification
+// (rpc.response.status_code).
+func canonicalCode(c codes.Code) string {
+	names := [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+		"PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+		"INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+	if int(c) < len(names) {
+		return names[c]
+	}
+	return "CODE(" + strconv.Itoa(int(c)) + ")"
 }

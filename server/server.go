@@ -1,7 +1,7 @@
 // Package server is chainbroker's transport edge: the gRPC services, the
-// grpc-gateway REST facade (registered through a gRPC client connection, so
-// REST calls pass the same interceptors), health, reflection, and the
-// mapping of broker errors to gRPC status (errors.go).
+// grpc-gateway REST facade (which calls the services directly, through the
+// same interceptors as gRPC: unary), health, reflection, and the mapping of
+// broker errors to gRPC status (errors.go).
 package server
 
 import (
@@ -27,10 +27,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	chainbroker "github.com/chainbroker/chainbroker"
@@ -98,13 +96,19 @@ type Config struct {
 type Server struct {
 	cfg Config
 	log *slog.Logger
-	// grpc serves the network with cfg.Limits; gateway serves the REST
-	// gateway's in-process pipe, one connection that carries every REST
-	// call (REST is bounded by its own listener), with the same services
-	// and interceptors.
-	grpc, gateway *grpc.Server
-	health        *healthService
-	rt            atomic.Pointer[runState] // what a reload replaces (SetRuntime)
+	// grpc serves the network with cfg.Limits.
+	grpc *grpc.Server
+	// unary is the interceptors' work around every call of chainbroker's
+	// services, on both transports: the gRPC server's one unary
+	// interceptor, and what the REST facade runs around its direct call of
+	// the same service implementation (restCall).
+	unary grpc.UnaryServerInterceptor
+	// tracer, when tracing, gives REST calls their server span (restCall).
+	tracer trace.Tracer
+	chain  *chainService
+	audit  *auditService
+	health *healthService
+	rt     atomic.Pointer[runState] // what a reload replaces (SetRuntime)
 
 	readyMu  sync.Mutex
 	readyErr error // the last readiness result (watchReadiness)
@@ -133,30 +137,30 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics != nil {
 		interceptors = append(interceptors, cfg.Metrics.UnaryServerInterceptor)
 	}
+	s.unary = traceSteps(chainUnary(append(interceptors, s.authInterceptor)...))
+	if cfg.Tracer != nil {
+		s.tracer = cfg.Tracer.Tracer("github.com/chainbroker/chainbroker/server")
+	}
+	s.chain = &chainService{brokers: s, log: log}
+	s.audit = &auditService{audit: cfg.Audit, brokers: s, log: log}
 	s.cfg.Limits = cfg.Limits.withDefaults()
-	newServer := func(extra ...grpc.ServerOption) *grpc.Server {
-		opts := []grpc.ServerOption{
-			grpc.MaxRecvMsgSize(MaxRequestBytes),
-			grpc.ChainUnaryInterceptor(append(interceptors, s.authInterceptor)...),
-		}
-		if cfg.Tracer != nil {
-			opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-				otelgrpc.WithTracerProvider(cfg.Tracer), otelgrpc.WithPropagators(propagator),
-				otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
-		}
-		g := grpc.NewServer(append(opts, extra...)...)
-		pb.RegisterChainServiceServer(g, &chainService{brokers: s, log: log})
-		pb.RegisterAuditServiceServer(g, &auditService{audit: cfg.Audit, brokers: s, log: log})
-		healthpb.RegisterHealthServer(g, s.health)
-		reflection.Register(g)
-		return g
+	opts := append(s.cfg.Limits.grpcOptions(),
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.UnaryInterceptor(s.unary),
+	)
+	if cfg.Tracer != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(cfg.Tracer), otelgrpc.WithPropagators(propagator),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
 	}
-	network := s.cfg.Limits.grpcOptions()
 	if cfg.GRPCTLS != nil {
-		network = append(network, grpc.Creds(gatewayAwareCreds{credentials.NewTLS(cfg.GRPCTLS)}))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.GRPCTLS)))
 	}
-	s.grpc = newServer(network...)
-	s.gateway = newServer()
+	s.grpc = grpc.NewServer(opts...)
+	pb.RegisterChainServiceServer(s.grpc, s.chain)
+	pb.RegisterAuditServiceServer(s.grpc, s.audit)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
 	return s, nil
 }
 
@@ -188,39 +192,22 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 	if ls.Admin != nil {
 		adminLis = s.cfg.Limits.limit(ls.Admin)
 	}
-	// The gateway reaches the gRPC server through an in-process pipe, so
-	// REST calls pass the same interceptors (authentication, rate limits)
-	// without a network hop, and the pipe is how the server recognises
-	// identities forwarded by its own gateway.
-	pipe := newPipeListener()
-	dialOpts := []grpc.DialOption{
-		grpc.WithContextDialer(pipe.dial),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}
-	if s.cfg.Tracer != nil {
-		dialOpts = append(dialOpts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(s.cfg.Tracer), otelgrpc.WithPropagators(propagator),
-			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
-	}
-	conn, err := grpc.NewClient("passthrough:///chainbroker-gateway", dialOpts...)
-	if err != nil {
-		return fmt.Errorf("server: gateway connection: %w", err)
-	}
-	defer conn.Close()
+	// The REST facade calls the services directly (no gRPC client, no
+	// pipe): restCall runs the interceptors' work around each call, with the
+	// incoming metadata the gateway builds from the request's headers.
 	gw := runtime.NewServeMux(append(s.gatewayOptions(), // error handling and request checks (gateway.go)
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
-			Marshaler: &runtime.JSONPb{
+			Marshaler: &restJSON{runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 				UnmarshalOptions: protojson.UnmarshalOptions{},
-			},
+			}},
 		}),
 		runtime.WithIncomingHeaderMatcher(gatewayHeaderMatcher),
-		runtime.WithMetadata(gatewayMetadata),
 	)...)
-	if err := pb.RegisterChainServiceHandler(ctx, gw, conn); err != nil {
+	if err := pb.RegisterChainServiceHandlerServer(ctx, gw, restChainService{s: s}); err != nil {
 		return fmt.Errorf("server: gateway: %w", err)
 	}
-	if err := pb.RegisterAuditServiceHandler(ctx, gw, conn); err != nil {
+	if err := pb.RegisterAuditServiceHandlerServer(ctx, gw, restAuditService{s: s}); err != nil {
 		return fmt.Errorf("server: gateway: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -270,15 +257,13 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 	go s.watchReadiness(readyCtx)
 
 	serving = true
-	errc := make(chan error, 4)
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
-	for g, lis := range map[*grpc.Server]net.Listener{s.grpc: grpcLis, s.gateway: pipe} {
-		wg.Go(func() {
-			if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				errc <- fmt.Errorf("server: grpc: %w", err)
-			}
-		})
-	}
+	wg.Go(func() {
+		if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("server: grpc: %w", err)
+		}
+	})
 	serveHTTP := func(name string, srv *http.Server, lis net.Listener) {
 		wg.Go(func() {
 			var err error
@@ -323,30 +308,29 @@ func (s *Server) shutdown(httpSrv, adminSrv *http.Server) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	// REST first: its in-flight calls ride on the gateway's gRPC connection.
+	var wg sync.WaitGroup
 	for _, srv := range []*http.Server{httpSrv, adminSrv} {
 		if srv == nil {
 			continue
 		}
-		if err := srv.Shutdown(ctx); err != nil {
-			s.log.Warn("http drain incomplete", "error", err)
-			srv.Close()
-		}
-	}
-	var wg sync.WaitGroup
-	for _, g := range []*grpc.Server{s.grpc, s.gateway} {
 		wg.Go(func() {
-			done := make(chan struct{})
-			go func() { g.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-ctx.Done():
-				s.log.Warn("grpc drain incomplete; stopping")
-				g.Stop()
-				<-done
+			if err := srv.Shutdown(ctx); err != nil {
+				s.log.Warn("http drain incomplete", "error", err)
+				srv.Close()
 			}
 		})
 	}
+	wg.Go(func() {
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("grpc drain incomplete; stopping")
+			s.grpc.Stop()
+			<-done
+		}
+	})
 	wg.Wait()
 }
 
@@ -444,10 +428,48 @@ func (s *Server) recoverInterceptor(ctx context.Context, req any, info *grpc.Una
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.ErrorContext(ctx, "panic", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error")
+			// The one error map's INTERNAL, with its ErrorInfo, on both
+			// transports (REST would otherwise take it for a gateway error).
+			resp, err = nil, errorStatus(codes.Internal, string(broker.ReasonInternal), "internal error", nil)
 		}
 	}()
 	return h(ctx, req)
+}
+
+// chainUnary runs interceptors in order, the first outermost, as
+// grpc.ChainUnaryInterceptor does.
+func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	if len(ics) == 1 {
+		return ics[0]
+	}
+	first, rest := ics[0], chainUnary(ics[1:]...)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return first(ctx, req, info, func(ctx context.Context, req any) (any, error) { return rest(ctx, req, info, h) })
+	}
+}
+
+// Events of a call's span (when it records), with authInterceptor's
+// eventAuthenticated: the steps a trace of one call shows between the
+// transport's work and the service's (docs/performance.md, "One chain,
+// step by step").
+const (
+	eventDecoded  = "chainbroker.request_decoded"  // the interceptors begin: the request is decoded
+	eventAnswered = "chainbroker.service_answered" // the service has answered; the transport encodes it next
+)
+
+// traceSteps marks the beginning and the end of the interceptors' work on
+// the call's span.
+func traceSteps(next grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		span := trace.SpanFromContext(ctx)
+		if !span.IsRecording() {
+			return next(ctx, req, info, h)
+		}
+		span.AddEvent(eventDecoded)
+		resp, err := next(ctx, req, info, h)
+		span.AddEvent(eventAnswered)
+		return resp, err
+	}
 }
 
 type callerKey struct{}

@@ -88,8 +88,8 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// One chain over REST gives one trace: the HTTP server span, the gRPC
-// server span, the chain, its hops with their HTTP client spans, and the
+// One chain over REST gives one trace: the HTTP server span, the method's
+// server span (the one a gRPC call gets), the chain, its hops with their HTTP client spans, and the
 // store operations; traceparent reaches the authorization servers.
 func TestTracingSpanTree(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
@@ -120,8 +120,7 @@ func TestTracingSpanTree(t *testing.T) {
 		return nil
 	}
 	root := find("chainbroker.http", trace.SpanKindServer, nil)
-	gwClient := find("chainbroker.v1.ChainService/Chain", trace.SpanKindClient, root)
-	grpcServer := find("chainbroker.v1.ChainService/Chain", trace.SpanKindServer, gwClient)
+	grpcServer := find("chainbroker.v1.ChainService/Chain", trace.SpanKindServer, root)
 	chain := find("chainbroker.Chain", trace.SpanKindInternal, grpcServer)
 	for _, hop := range []string{"chainbroker.hop.token_exchange", "chainbroker.hop.jwt_bearer"} {
 		find("HTTP POST", trace.SpanKindClient, find(hop, trace.SpanKindInternal, chain))

@@ -82,6 +82,7 @@ type options struct {
 	grpcConns          int     // gRPC connections of the load generator
 	skeleton           bool    // also measure the skeleton broker (the design's floor)
 	idjag              bool    // also measure ID-JAG chains (domain A -> domain C) over gRPC
+	trace              bool    // also trace chains at c=1, step by step (trace.go)
 	write              bool
 	out, svg           string
 	keep               bool
@@ -120,6 +121,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.skeleton, "skeleton", true, "also measure the skeleton broker at c=1 and c=64: a gRPC server doing only the two hops, "+
 		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis), and, with --cache, "+
 		"its cache hits (an in-memory lookup and one audit write) at c=1 and in the open-loop runs")
+	fs.BoolVar(&o.trace, "trace", true, "also trace chains one at a time over each transport (needs 1 in --levels): "+
+		"the broker exports its spans to this program, which times each step of a chain")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
 	fs.BoolVar(&o.idjag, "idjag", true, "also measure ID-JAG chains over gRPC (alice's and bob's ID tokens, domain A -> domain C, profile id_jag) beside the plain ones")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
@@ -265,6 +268,9 @@ func (o *options) estimate() time.Duration {
 			d += o.profileDuration + o.warmup + 5*time.Second
 		}
 	}
+	if o.trace && slices.Contains(o.levels, 1) {
+		d += 20 * time.Second
+	}
 	return d + time.Duration(o.floorRounds)*2*time.Second + 20*time.Second
 }
 
@@ -368,6 +374,7 @@ type bench struct {
 	skeletonCacheNote string
 	cacheNote         string
 	profs             []*report.Profile
+	steps             *report.StepTrace // the per-step trace at c=1 (trace.go)
 	profErr           string
 	rssNote           string
 	childOut          *bufio.Scanner // stdout of the in-process broker child
@@ -485,6 +492,15 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	broker.Stop(10 * time.Second)
 	b.procs.Remove(broker)
+
+	if o.trace && slices.Contains(o.levels, 1) {
+		if err := b.runTrace(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			logf("trace: %v", err)
+		}
+	}
 
 	if o.skeleton {
 		if err := b.runSkeleton(ctx); err != nil {
@@ -1062,6 +1078,6 @@ func (b *bench) report() *report.Report {
 		ConfigYAML: b.configYAML, CacheYAML: b.cacheYAML,
 		Results: b.results, Cache: b.cache, CachePaced: b.cachePaced,
 		Skeleton: b.skeleton, SkelNote: b.skelNote, SkeletonCache: b.skeletonCache, SkeletonCacheNote: b.skeletonCacheNote,
-		CacheNote: b.cacheNote, Profiles: b.profs, ProfErr: b.profErr, RSSNote: b.rssNote,
+		CacheNote: b.cacheNote, Profiles: b.profs, ProfErr: b.profErr, RSSNote: b.rssNote, Steps: b.steps,
 	})
 }

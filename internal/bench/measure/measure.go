@@ -283,8 +283,8 @@ func SourceRevision() string {
 }
 
 // ChainHistogram is the broker's histogram of Chain call durations, as its
-// gRPC interceptor measures them (REST calls included: they go through
-// gRPC in process): time inside the broker, from the call's arrival at the
+// gRPC interceptor measures them (REST calls included: they run the same
+// interceptors): time inside the broker, from the call's arrival at the
 // handler to its answer, without the client's side, the network or the
 // broker's transport.
 const ChainHistogram = `chainbroker_grpc_request_duration_seconds_bucket{method="/chainbroker.v1.ChainService/Chain",le="`
