@@ -1,7 +1,7 @@
 package server_test
 
 // Benchmarks of the transport edge: a chain over gRPC and over REST (the
-// gateway, through its in-process pipe) against a real Server on loopback,
+// gateway, which calls the service directly) against a real Server on loopback,
 // with the broker's two hops answered in memory, so that the figures are the
 // server's and the broker's own cost: interceptors (request id, metrics,
 // authentication), proto and JSON conversion, the broker's validation

@@ -3,10 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
-	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -162,6 +159,12 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		reason string
 		meta   = map[string]string{}
 	)
+	if ctx.Err() != nil && errors.Is(context.Cause(ctx), errServerStopping) && (errors.Is(err, context.Canceled) || endedReason(err)) {
+		// The drain timeout ended the call (REST), not its caller: a
+		// retryable refusal, another replica can take it.
+		return infoStatus(status.New(codes.Unavailable, "the server is shutting down and ended the call before it completed; retry"),
+			reasonServerUnavailable, nil).Err()
+	}
 	if r, ok := callEnded(ctx, err); ok {
 		// The caller's deadline or cancellation, whatever failed because of
 		// it (an upstream call, the store): not the domain's fault.
@@ -239,10 +242,21 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	return st.Err()
 }
 
+// errServerStopping is the cause with which the drain timeout ends the REST
+// calls still in flight.
+var errServerStopping = errors.New("server: the drain timeout expired")
+
+// endedReason reports whether err is the broker's report of its call's
+// context ending.
+func endedReason(err error) bool {
+	e, ok := broker.AsError(err)
+	return ok && (e.Reason == broker.ReasonRequestDeadlineExceeded || e.Reason == broker.ReasonRequestCancelled)
+}
+
 // callEnded reports whether err is the consequence of the call's own context
 // ending (the caller's deadline or cancellation), and the reason to give.
 func callEnded(ctx context.Context, err error) (broker.Reason, bool) {
-	if e, ok := broker.AsError(err); ok && (e.Reason == broker.ReasonRequestDeadlineExceeded || e.Reason == broker.ReasonRequestCancelled) {
+	if endedReason(err) {
 		return "", false // already said
 	}
 	switch cerr := ctx.Err(); {
@@ -282,11 +296,6 @@ func gatewayStatus(st *status.Status) (*status.Status, int) {
 	case codes.InvalidArgument:
 		field, msg := describeDecodeError(st.Message())
 		return infoStatus(status.New(codes.InvalidArgument, msg), string(broker.ReasonRequestInvalid), fieldMeta(field)), 0
-	case codes.ResourceExhausted: // the request message over the gRPC limit
-		return infoStatus(status.New(codes.InvalidArgument, fmt.Sprintf("the request is larger than the limit of %d bytes (64 KiB)", MaxRequestBytes)),
-			reasonRequestTooLarge, map[string]string{"limit_bytes": strconv.Itoa(MaxRequestBytes)}), http.StatusRequestEntityTooLarge
-	case codes.Unavailable:
-		return infoStatus(status.New(codes.Unavailable, "the server is unavailable (shutting down); retry"), reasonServerUnavailable, nil), 0
 	default:
 		return infoStatus(status.New(codes.Internal, "internal error"), string(broker.ReasonInternal), nil), 0
 	}

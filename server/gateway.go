@@ -220,7 +220,7 @@ func readBody(r *http.Request) ([]byte, error) {
 		}
 		n, err := r.Body.Read(buf[len(buf):min(cap(buf), limit)])
 		buf = buf[:len(buf)+n]
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return buf, nil
 		}
 		if err != nil {

@@ -241,6 +241,12 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 	}
 	httpSrv := s.cfg.Limits.httpServer(handler)
 	httpSrv.TLSConfig = s.cfg.HTTPTLS
+	// REST calls run under calls: the drain ends those still in flight when
+	// its timeout expires, and they answer SERVER_UNAVAILABLE (toStatus)
+	// instead of losing their connection without an answer.
+	calls, stopCalls := context.WithCancelCause(context.Background())
+	defer stopCalls(nil)
+	httpSrv.BaseContext = func(net.Listener) context.Context { return calls }
 	httpSrv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	var adminSrv *http.Server
 	if adminLis != nil {
@@ -292,12 +298,17 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 	case serveErr = <-errc:
 	}
 	stopReady()
-	s.shutdown(httpSrv, adminSrv)
+	s.shutdown(httpSrv, adminSrv, stopCalls)
 	wg.Wait()
 	return serveErr
 }
 
-func (s *Server) shutdown(httpSrv, adminSrv *http.Server) {
+// answerGrace is how long REST calls still in flight when the drain timeout
+// expires get to write their SERVER_UNAVAILABLE answer before their
+// connections are closed.
+const answerGrace = time.Second
+
+func (s *Server) shutdown(httpSrv, adminSrv *http.Server, stopCalls context.CancelCauseFunc) {
 	s.log.Info("shutting down", "shutdown_delay", s.cfg.ShutdownDelay.String(), "drain_timeout", s.cfg.ShutdownTimeout.String())
 	s.health.beginShutdown() // every service NOT_SERVING first, so balancers stop sending; watches end
 	if s.cfg.ShutdownDelay > 0 {
@@ -314,7 +325,19 @@ func (s *Server) shutdown(httpSrv, adminSrv *http.Server) {
 			continue
 		}
 		wg.Go(func() {
-			if err := srv.Shutdown(ctx); err != nil {
+			err := srv.Shutdown(ctx)
+			if err != nil && srv == httpSrv {
+				// Calls still in flight: end them, each answers 503
+				// SERVER_UNAVAILABLE (retry elsewhere) within answerGrace.
+				s.log.Warn("http drain timeout: ending the calls in flight", "drain_timeout", s.cfg.ShutdownTimeout.String())
+				stopCalls(errServerStopping)
+				gctx, gcancel := context.WithTimeout(context.Background(), answerGrace)
+				if err = srv.Shutdown(gctx); !errors.Is(err, context.DeadlineExceeded) {
+					err = nil // the listeners were closed by the first Shutdown
+				}
+				gcancel()
+			}
+			if err != nil {
 				s.log.Warn("http drain incomplete", "error", err)
 				srv.Close()
 			}

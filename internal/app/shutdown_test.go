@@ -328,3 +328,64 @@ func checkNoGoroutineLeak(t *testing.T, baseline int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A REST call still in flight when the drain timeout expires is not cut off
+// without an answer: it is ended and answers 503 SERVER_UNAVAILABLE (a
+// retryable refusal naming the shutdown) before its connection closes, and
+// Serve returns soon after the timeout.
+func TestDrainTimeoutAnswersServerUnavailable(t *testing.T) {
+	const drain, upstreamDelay = 500 * time.Millisecond, 4 * time.Second
+	logs := &testutil.Buffer{}
+	e := startServeEnv(t, serveEnvOptions{drain: drain, logs: logs})
+	defer e.Close()
+	ctx := ctxT(t)
+	subject, err := e.Sandbox.A.SubjectToken(ctx, sandbox.Alice, sandbox.AlicePassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Sandbox.B.SetMisbehaviour(sandbox.Misbehaviour{Delay: upstreamDelay})
+	bCalls := e.Sandbox.B.JWTBearerCount()
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		body := `{"subject_token":"` + subject + `","target_domain":"` + sandbox.DomainBName + `"}`
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Post("http://"+e.HTTPAddr+"/v1/chain", "application/json", strings.NewReader(body))
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, err = b.ReadFrom(resp.Body)
+		done <- answer{code: resp.StatusCode, body: b.String(), err: err}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the chain to reach domain B", func() bool { return e.Sandbox.B.JWTBearerCount() > bCalls })
+
+	start := time.Now()
+	e.Stop()
+	select {
+	case a := <-done:
+		if a.err != nil {
+			t.Fatalf("the in-flight REST chain got no answer: %v", a.err)
+		}
+		if a.code != http.StatusServiceUnavailable || !strings.Contains(a.body, `"reason":"SERVER_UNAVAILABLE"`) {
+			t.Errorf("in-flight REST chain at the drain timeout: HTTP %d %s, want 503 SERVER_UNAVAILABLE", a.code, a.body)
+		}
+	case <-time.After(upstreamDelay):
+		t.Fatal("the in-flight REST chain was not ended at the drain timeout")
+	}
+	select {
+	case <-e.Served():
+		t.Logf("Serve returned %v after shutdown began (drain timeout %v)", time.Since(start).Round(time.Millisecond), drain)
+	case <-time.After(upstreamDelay):
+		t.Fatal("Serve did not return")
+	}
+	if !strings.Contains(logs.String(), "http drain timeout: ending the calls in flight") {
+		t.Errorf("no log line says the drain timeout ended calls:\n%s", logs.String())
+	}
+}

@@ -116,7 +116,8 @@ const (
 	Reason_REASON_REQUEST_TOO_LARGE Reason = 47
 	// REST: the body is not JSON.
 	Reason_REASON_MEDIA_TYPE_UNSUPPORTED Reason = 48
-	// The server is shutting down; retry.
+	// REST: the server is shutting down and its drain timeout ended the call;
+	// retry.
 	Reason_REASON_SERVER_UNAVAILABLE Reason = 49
 	// A broker reason added after the edge's: the caller's grants of the chain
 	// have `when` conditions (CEL) and none holds; the message names them by

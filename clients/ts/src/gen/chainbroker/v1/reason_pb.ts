@@ -339,7 +339,8 @@ export enum Reason {
   MEDIA_TYPE_UNSUPPORTED = 48,
 
   /**
-   * The server is shutting down; retry.
+   * REST: the server is shutting down and its drain timeout ended the call;
+   * retry.
    *
    * @generated from enum value: REASON_SERVER_UNAVAILABLE = 49;
    */
