@@ -515,7 +515,7 @@ func (b *bench) run(ctx context.Context) error {
 				return err
 			}
 			b.results = append(b.results, res)
-			logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", name, c, res.Throughput(),
+			logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", name, c, res.Throughput(),
 				report.FmtDur(res.P50), report.FmtDur(res.P90), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 			logFirstError(res)
 		}
@@ -1049,7 +1049,7 @@ func (b *bench) runSkeleton(ctx context.Context) error {
 			return err
 		}
 		b.skeleton = append(b.skeleton, res)
-		logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
+		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
 			report.FmtDur(res.P50), report.FmtDur(res.P90), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}
