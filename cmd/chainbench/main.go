@@ -3,8 +3,11 @@
 // a throwaway redis-server and the broker (`chainbroker serve`, built from
 // this tree), then drives chains over gRPC and REST at several concurrency
 // levels, ID-JAG chains (ID tokens, domain A -> domain C, profile id_jag)
-// over gRPC beside them (--idjag), and the same two hops directly against
-// the domains (the baseline).
+// over gRPC beside them (--idjag), chains into the sandbox's cloud
+// imitations over gRPC (--cloud: targets aws, gcp and azure, through AWS
+// STS, Google STS and IAM Credentials, and Entra, served by the domains'
+// process), and the same two hops directly against domains A and B (the
+// baseline; the ID-JAG and cloud chains have none of their own).
 // These runs are closed loops: each of N workers sends its next chain as
 // soon as the previous one answers. With the token cache on and warm it
 // measures cache hits the same way, then with an open loop ("paced"): N

@@ -82,6 +82,7 @@ type options struct {
 	grpcConns          int     // gRPC connections of the load generator
 	skeleton           bool    // also measure the skeleton broker (the design's floor)
 	idjag              bool    // also measure ID-JAG chains (domain A -> domain C) over gRPC
+	cloud              bool    // also measure chains into the sandbox's cloud imitations (aws, gcp, azure) over gRPC
 	trace              bool    // also trace chains at c=1, step by step (trace.go)
 	write              bool
 	out, svg           string
@@ -125,6 +126,9 @@ func parseFlags(args []string) (*options, error) {
 		"the broker exports its spans to this program, which times each step of a chain")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
 	fs.BoolVar(&o.idjag, "idjag", true, "also measure ID-JAG chains over gRPC (alice's and bob's ID tokens, domain A -> domain C, profile id_jag) beside the plain ones")
+	fs.BoolVar(&o.cloud, "cloud", true, "also measure chains over gRPC into the sandbox's cloud imitations beside the plain ones: "+
+		"targets aws (STS AssumeRoleWithWebIdentity), gcp (Google STS, then IAM Credentials) and azure (the Entra token endpoint), "+
+		"served by the domains' process")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 20000, "chains/s offered by the open-loop (paced) cache runs, all callers together (0: no paced runs)")
 	pacedLevels := fs.String("paced-levels", "64,256", "callers of the open-loop (paced) cache runs (comma-separated), after the closed-loop cache runs")
 	fs.BoolVar(&o.write, "write", true, "write --out and --svg")
@@ -244,6 +248,9 @@ func (o *options) estimate() time.Duration {
 	runs := len(o.transports)
 	if o.idjag {
 		runs++
+	}
+	if o.cloud {
+		runs += len(cloudTargets())
 	}
 	if o.baseline {
 		runs++
@@ -395,7 +402,11 @@ func (b *bench) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, out, err := b.procs.Start("domains", nil, true, true, self, modeDomains)
+	domainArgs := []string{modeDomains}
+	if o.cloud {
+		domainArgs = append(domainArgs, "-cloud-addr", "127.0.0.1:0")
+	}
+	p, out, err := b.procs.Start("domains", nil, true, true, self, domainArgs...)
 	if err != nil {
 		return err
 	}
@@ -408,6 +419,12 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}()
 	logf("  domain A %s, domain B %s, domain C %s (pid %d)", b.info.A.Issuer, b.info.B.Issuer, b.info.C.Issuer, p.PID())
+	if o.cloud {
+		if b.info.Cloud == nil {
+			return errors.New("domains: no cloud imitations")
+		}
+		logf("  cloud imitations %s (same process)", b.info.Cloud.URL)
+	}
 
 	if o.store == "redis" {
 		if b.redis, b.redisAddr, err = b.procs.StartRedis(ctx); err != nil {
@@ -468,12 +485,25 @@ func (b *bench) run(ctx context.Context) error {
 		g.SubjectTokenType = sandbox.TokenTypeIDToken
 		targets[targetIDJAG] = g
 	}
+	if o.cloud {
+		for _, ct := range cloudTargets() {
+			g, err := load.NewGRPC(addrs.grpc, b.apiKey, ct.domain, b.o.grpcConns)
+			if err != nil {
+				return err
+			}
+			targets[ct.name] = g
+		}
+	}
 	defer func() {
 		for _, t := range targets {
 			t.Close()
 		}
 	}()
-	order := []string{"baseline", "grpc", targetIDJAG, "rest"}
+	order := []string{"baseline", "grpc", targetIDJAG}
+	for _, ct := range cloudTargets() {
+		order = append(order, ct.name)
+	}
+	order = append(order, "rest")
 	for _, c := range o.levels {
 		for _, name := range order {
 			t, ok := targets[name]
@@ -485,7 +515,7 @@ func (b *bench) run(ctx context.Context) error {
 				return err
 			}
 			b.results = append(b.results, res)
-			logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", name, c, res.Throughput(),
+			logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", name, c, res.Throughput(),
 				report.FmtDur(res.P50), report.FmtDur(res.P90), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 			logFirstError(res)
 		}
@@ -669,6 +699,7 @@ func (b *bench) brokerConfig(addrs brokerAddrs, cache bool) string {
 		redisURL = "redis://" + b.redisAddr + "/0"
 	}
 	f := app.SandboxFile(b.info.A, b.info.B, b.info.C, addrs.grpc, addrs.http, redisURL) // C: the ID-JAG runs
+	addClouds(f, b.info.A, b.info.Cloud)                                                 // the cloud runs, with --cloud
 	f.Listen.ShutdownTimeout = config.Duration(5 * time.Second)
 	// The load generator multiplexes up to 256 callers over --grpc-conns
 	// connections (default 1): above the default stream bound (100) they
@@ -733,6 +764,20 @@ func (b *bench) refreshSubjects(ctx context.Context, need time.Duration) error {
 
 // targetIDJAG names the ID-JAG runs (gRPC, domain A -> domain C).
 const targetIDJAG = "grpc-idjag"
+
+// cloudTarget is one of the cloud runs: its name in the results and the
+// broker's target domain it chains into (gRPC, domain A -> the cloud).
+type cloudTarget struct{ name, domain string }
+
+// cloudTargets are the cloud runs (--cloud), in the order they are measured
+// and reported: into the sandbox's aws, gcp and azure targets.
+func cloudTargets() []cloudTarget {
+	return []cloudTarget{
+		{"grpc-aws", app.SandboxAWSTarget},
+		{"grpc-gcp", app.SandboxGCPTarget},
+		{"grpc-azure", app.SandboxAzureTarget},
+	}
+}
 
 // passwordGrant is a user's access token from domain A, or with idToken the
 // ID token (scope openid).
@@ -1004,7 +1049,7 @@ func (b *bench) runSkeleton(ctx context.Context) error {
 			return err
 		}
 		b.skeleton = append(b.skeleton, res)
-		logf("  %-8s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
+		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
 			report.FmtDur(res.P50), report.FmtDur(res.P90), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}

@@ -1,15 +1,20 @@
 package bench
 
 import (
+	"context"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chainbroker/chainbroker/broker"
 	"github.com/chainbroker/chainbroker/config"
 	"github.com/chainbroker/chainbroker/internal/app"
+	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/measure"
+	"github.com/chainbroker/chainbroker/sandbox"
 )
 
 // The configurations chainbench generates must stay valid as the
@@ -20,10 +25,13 @@ func TestBrokerConfigIsValid(t *testing.T) {
 		o      options
 		cache  bool
 		secret bool
+		cloud  bool // the domains child runs the cloud imitations
 	}{
-		{"redis anonymous", options{store: "redis", caller: "anonymous"}, false, false},
-		{"memory apikey verify", options{store: "memory", caller: "apikey", verifySubjectToken: true}, false, false},
-		{"redis cache", options{store: "redis", caller: "anonymous"}, true, true},
+		{"redis anonymous", options{store: "redis", caller: "anonymous"}, false, false, false},
+		{"memory apikey verify", options{store: "memory", caller: "apikey", verifySubjectToken: true}, false, false, false},
+		{"redis cache", options{store: "redis", caller: "anonymous"}, true, true, false},
+		{"redis cloud", options{store: "redis", caller: "anonymous", cloud: true}, false, false, true},
+		{"memory apikey cloud cache", options{store: "memory", caller: "apikey", cloud: true}, true, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &bench{o: &tt.o, redisAddr: "127.0.0.1:6399", apiKey: "k", cacheKey: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
@@ -38,6 +46,12 @@ func TestBrokerConfigIsValid(t *testing.T) {
 						TokenEndpoint: "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/token",
 						JWKSURI:       "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/certs"},
 				}}
+			if tt.cloud {
+				b.info.Cloud = &cloudInfo{URL: "http://127.0.0.1:6", AWSEndpoint: "http://127.0.0.1:6/aws/",
+					AzureTokenEndpoint:        "http://127.0.0.1:6/azure/" + sandbox.AzureTenantID + "/oauth2/v2.0/token",
+					GCPSTSEndpoint:            "http://127.0.0.1:6/gcp/v1/token",
+					GCPIAMCredentialsEndpoint: "http://127.0.0.1:6/gcp/iamcredentials"}
+			}
 			text := b.brokerConfig(brokerAddrs{grpc: "127.0.0.1:3", http: "127.0.0.1:4"}, tt.cache)
 			f, err := config.Parse([]byte(text))
 			if err != nil {
@@ -54,6 +68,31 @@ func TestBrokerConfigIsValid(t *testing.T) {
 			}
 			if got := f.Store.Backend; got != tt.o.store {
 				t.Errorf("store = %q", got)
+			}
+			// The cloud runs' targets: a domain of each cloud kind, a chain
+			// from domain-a with the cloud's audience, allowed to the
+			// load generator.
+			for _, ct := range cloudTargets() {
+				d := f.Domain(ct.domain)
+				if !tt.cloud {
+					if d != nil {
+						t.Errorf("domain %s without cloud imitations", ct.domain)
+					}
+					continue
+				}
+				kinds := map[string]broker.TargetKind{app.SandboxAWSTarget: broker.KindAWS, app.SandboxGCPTarget: broker.KindGCP,
+					app.SandboxAzureTarget: broker.KindAzure}
+				if d == nil || d.Kind != string(kinds[ct.domain]) || !strings.HasPrefix(d.TokenEndpoint, "http://127.0.0.1:6/") {
+					t.Errorf("domain %s = %+v", ct.domain, d)
+				}
+				if !slices.ContainsFunc(f.Chains, func(c config.Chain) bool {
+					return c.Source == "domain-a" && c.Target == ct.domain && c.Audience != ""
+				}) {
+					t.Errorf("no chain domain-a -> %s with an audience: %+v", ct.domain, f.Chains)
+				}
+				if !slices.ContainsFunc(f.Policy[0].Chains, func(c config.PolicyChain) bool { return c.Target == ct.domain }) {
+					t.Errorf("policy %+v does not allow the chain to %s", f.Policy[0], ct.domain)
+				}
 			}
 		})
 	}
@@ -156,5 +195,97 @@ func TestReportRenders(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// The cloud targets chainbench configures are the sandbox's own
+// (app.SandboxConfig with the cloud imitations in the same process): the
+// demo's configuration, measured from another process.
+func TestCloudConfigMatchesSandbox(t *testing.T) {
+	sb := apptest.StartSandbox(t, sandbox.Options{CloudAddr: "127.0.0.1:0"})
+	want := app.SandboxConfig(sb, "127.0.0.1:3", "127.0.0.1:4", "")
+	a, bd, c := app.SandboxDomains(sb)
+	got := app.SandboxFile(a, bd, c, "127.0.0.1:3", "127.0.0.1:4", "")
+	addClouds(got, a, cloudInfoOf(sb))
+	got.SetDefaults()
+	for _, ct := range cloudTargets() {
+		g, w := got.Domain(ct.domain), want.Domain(ct.domain)
+		if g == nil || w == nil || !reflect.DeepEqual(*g, *w) {
+			t.Errorf("domain %s:\n got %+v\nwant %+v", ct.domain, g, w)
+		}
+	}
+	if !reflect.DeepEqual(got.Chains, want.Chains) {
+		t.Errorf("chains:\n got %+v\nwant %+v", got.Chains, want.Chains)
+	}
+	if !reflect.DeepEqual(got.Policy, want.Policy) {
+		t.Errorf("policy:\n got %+v\nwant %+v", got.Policy, want.Policy)
+	}
+	if sb2 := apptest.StartSandbox(t, sandbox.Options{}); cloudInfoOf(sb2) != nil {
+		t.Error("cloud info without cloud imitations")
+	}
+}
+
+// Each cloud run's chain works end to end: the broker, configured from a
+// file as `chainbroker serve` is with the cloud targets chainbench adds,
+// chains alice's and bob's access tokens into each cloud imitation, and the
+// load generator counts the answer (an aws target's is AWS credentials,
+// not an access token).
+func TestCloudChains(t *testing.T) {
+	sb := apptest.StartSandbox(t, sandbox.Options{CloudAddr: "127.0.0.1:0"})
+	env := apptest.StartWith(t, apptest.Options{
+		ConfigFile: true,
+		Sandbox:    sb,
+		Mutate: func(f *config.File) {
+			a, _, _ := app.SandboxDomains(sb)
+			addClouds(f, a, cloudInfoOf(sb))
+		},
+	})
+	subjects := []string{env.SubjectToken(t, sandbox.Alice), env.SubjectToken(t, sandbox.Bob)}
+	for _, ct := range cloudTargets() {
+		t.Run(ct.name, func(t *testing.T) {
+			g, err := load.NewGRPC(env.GRPCAddr, "", ct.domain, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			for _, s := range subjects {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				err := g.Do(ctx, s)
+				cancel()
+				if err != nil {
+					t.Errorf("chain into %s: %v", ct.domain, err)
+				}
+			}
+		})
+	}
+}
+
+// --cloud (on by default) adds one closed-loop run per cloud target and
+// level, as --idjag adds one per level.
+func TestCloudFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"--quick"}, true},
+		{[]string{"--cloud=false"}, false},
+		{[]string{"--quick", "--cloud=false", "--levels=1,64"}, false},
+	} {
+		o, err := parseFlags(tt.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.cloud != tt.want {
+			t.Errorf("%v: cloud = %v, want %v", tt.args, o.cloud, tt.want)
+		}
+	}
+	with, err1 := parseFlags([]string{"--quick", "--levels=1,64"})
+	without, err2 := parseFlags([]string{"--quick", "--levels=1,64", "--cloud=false"})
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if d, want := with.estimate()-without.estimate(), 2*3*(with.duration+with.warmup+500*time.Millisecond); d != want {
+		t.Errorf("estimate difference %v, want %v (three cloud targets at two levels)", d, want)
 	}
 }

@@ -27,16 +27,20 @@ const (
 )
 
 // domainsInfo is what the domains child prints on its first stdout line:
-// where domains A and B answer.
+// where domains A, B and C answer, and the cloud imitations when it runs
+// them.
 type domainsInfo struct {
 	A, B, C app.SandboxDomain // C: the ID-JAG receiver
+	Cloud   *cloudInfo        // nil without -cloud-addr
 }
 
-// runDomains starts the sandbox domains A, B and C and serves until told to stop.
+// runDomains starts the sandbox domains A, B and C (and, with -cloud-addr,
+// the cloud imitations) and serves until told to stop.
 func runDomains(args []string) error {
 	fs := flag.NewFlagSet(modeDomains, flag.ContinueOnError)
 	aAddr := fs.String("a-addr", "127.0.0.1:0", "listen address of domain A")
 	bAddr := fs.String("b-addr", "127.0.0.1:0", "listen address of domain B")
+	cloudAddr := fs.String("cloud-addr", "", "listen address of the cloud imitations (AWS, Google, Entra); none when empty")
 	lifetime := fs.Duration("token-lifetime", sandbox.DefaultTokenLifetime, "lifetime of every token the domains issue")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -44,13 +48,14 @@ func runDomains(args []string) error {
 	ctx, cancel := proc.ChildContext()
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: *aAddr, BAddr: *bAddr, TokenLifetime: *lifetime, Logger: log})
+	sb, err := sandbox.Start(ctx, sandbox.Options{AAddr: *aAddr, BAddr: *bAddr, CloudAddr: *cloudAddr, TokenLifetime: *lifetime, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
 	var info domainsInfo
 	info.A, info.B, info.C = app.SandboxDomains(sb)
+	info.Cloud = cloudInfoOf(sb)
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
 	}

@@ -52,7 +52,8 @@ func NewHTTPClient(maxConc int) *http.Client {
 // ---- through the broker, gRPC ----
 
 // GRPC calls the broker over conns gRPC connections, taking them in
-// turn.
+// turn. A chain counts when the broker answers an access token, or AWS
+// credentials (an aws target).
 type GRPC struct {
 	conns   []*grpc.ClientConn
 	clients []pb.ChainServiceClient
@@ -89,8 +90,9 @@ func (t *GRPC) Do(ctx context.Context, subject string) error {
 	if err != nil {
 		return err
 	}
-	if resp.GetAccessToken() == "" {
-		return errors.New("gRPC: answer without access_token")
+	// An aws target answers credentials instead of an access token.
+	if resp.GetAccessToken() == "" && resp.GetAwsCredentials().GetAccessKeyId() == "" {
+		return errors.New("gRPC: answer without access_token or aws_credentials")
 	}
 	return nil
 }

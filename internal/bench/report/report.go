@@ -418,7 +418,7 @@ func (r *Report) resultsTable() string {
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range b.Opts.Levels {
 		base, okb := b.find("baseline", c)
-		for _, t := range []string{"baseline", "grpc", "grpc-idjag", "rest"} {
+		for _, t := range paths {
 			res, ok := b.find(t, c)
 			if !ok {
 				continue
@@ -442,7 +442,7 @@ func (r *Report) costTable() string {
 	s.WriteString("| callers | path | broker CPU/chain | ÷ RS256 verify | broker allocs/chain | broker peak RSS | domains CPU/chain | redis CPU/chain | load generator CPU/chain | other CPU, cores |\n")
 	s.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range b.Opts.Levels {
-		for _, t := range []string{"baseline", "grpc", "grpc-idjag", "rest"} {
+		for _, t := range paths {
 			res, ok := b.find(t, c)
 			if !ok || res.Chains == 0 {
 				continue
@@ -516,6 +516,14 @@ func otherCell(r load.Result) string {
 	return s + ")"
 }
 
+// paths are the targets of the closed-loop runs (load.Result.Target), in
+// the order of the tables: the direct baseline, the broker over gRPC, the
+// ID-JAG and cloud chains (gRPC, other targets than domain B), then REST.
+var paths = []string{"baseline", "grpc", "grpc-idjag", "grpc-aws", "grpc-gcp", "grpc-azure", "rest"}
+
+// otherTargets are the paths that chain into another target than domain B.
+var otherTargets = []string{"grpc-idjag", "grpc-aws", "grpc-gcp", "grpc-azure"}
+
 func pathName(t string) string {
 	switch t {
 	case "baseline":
@@ -526,8 +534,55 @@ func pathName(t string) string {
 		return "broker, REST"
 	case "grpc-idjag":
 		return "broker, gRPC, ID-JAG (A → C)"
+	case "grpc-aws":
+		return "broker, gRPC, AWS (A → STS AssumeRoleWithWebIdentity)"
+	case "grpc-gcp":
+		return "broker, gRPC, Google Cloud (A → STS → IAM Credentials)"
+	case "grpc-azure":
+		return "broker, gRPC, Azure (A → Entra)"
 	}
 	return t
+}
+
+// measured reports whether the run has a result for target t.
+func (b *Run) measured(t string) bool {
+	return slices.ContainsFunc(b.Results, func(r load.Result) bool { return r.Target == t })
+}
+
+// measuredCloud reports whether the run has a result of a cloud target.
+func (b *Run) measuredCloud() bool {
+	return b.measured("grpc-aws") || b.measured("grpc-gcp") || b.measured("grpc-azure")
+}
+
+// otherTargetsNote says what the rows of other targets than domain B chain
+// into and what their ratios to the baseline compare; "" without such rows.
+func (b *Run) otherTargetsNote() string {
+	var what []string
+	if b.measured("grpc-idjag") {
+		what = append(what, "the ID-JAG rows into domain C (alice's and bob's ID tokens, profile `id_jag`: hop 1 asks domain A for an ID-JAG, "+
+			"hop 2 presents it to domain C)")
+	}
+	var clouds []string
+	if b.measured("grpc-aws") {
+		clouds = append(clouds, "AWS STS (`AssumeRoleWithWebIdentity`, through aws-sdk-go-v2's STS client; the answer is AWS credentials)")
+	}
+	if b.measured("grpc-gcp") {
+		clouds = append(clouds, "Google STS then IAM Credentials (`generateAccessToken` for a service account: hop 2 is two calls)")
+	}
+	if b.measured("grpc-azure") {
+		clouds = append(clouds, "the Microsoft Entra token endpoint (client credentials with the grant as federated assertion)")
+	}
+	if len(clouds) > 0 {
+		what = append(what, "the cloud rows into the sandbox's imitations of "+strings.Join(clouds, ", ")+
+			", each checking the grant's signature with domain A's keys as the cloud does; they run in the domains' process, "+
+			"so their CPU counts as domains CPU")
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	return "Beside the chains into domain B, over gRPC: " + strings.Join(what, "; ") + ". Their hop 1 is a token exchange at domain A " +
+		"like the plain chains', their hop 2 another server's: no direct baseline is measured for them, and their ratios compare " +
+		"them with the direct A → B chain, so they include the difference of the second hop."
 }
 
 func signedDur(d time.Duration) string {
@@ -588,22 +643,42 @@ func (r *Report) markdown() string {
 	if o.VerifySubjectToken {
 		verify = "on (two RS256 verifications per chain)"
 	}
-	w("- **Set-up**, each in its own process on the same cores: the sandbox's domains A and B (RS256, 300 s tokens, Keycloak's checks), "+
+	domains := "domains A and B"
+	if b.measured("grpc-idjag") {
+		domains = "domains A, B and C"
+	}
+	domains += " (RS256, 300 s tokens, Keycloak's checks)"
+	if b.measuredCloud() {
+		domains += " with its cloud imitations (AWS STS, Google STS and IAM Credentials, Entra) in the same process"
+	}
+	w("- **Set-up**, each in its own process on the same cores: the sandbox's %s, "+
 		"the broker (`chainbroker serve`, built from this tree; store %s; %s; `verify_subject_token` %s; log level warn), "+
 		"and the load generator (this program; gRPC over %s, REST over keep-alive HTTP/1.1). "+
 		"%d subject tokens (alice and bob) are reused round-robin; every chain gets a fresh grant from domain A.",
-		store, caller, verify, plural(o.GRPCConns, "connection"), o.Subjects)
+		domains, store, caller, verify, plural(o.GRPCConns, "connection"), o.Subjects)
 	if len(o.BrokerEnv) > 0 {
 		w("- **Broker environment**: `%s`.", strings.Join(o.BrokerEnv, " "))
 	}
-	w("- **Runs**: at each concurrency level, the direct baseline, then the broker over each transport: %s warm-up, then %s measured. "+
-		"A chain counts when it completes inside the measured window. Latencies are the load generator's, call to answer.", o.Warmup, o.Duration)
+	others, counts := "", ""
+	if slices.ContainsFunc(otherTargets, b.measured) {
+		others = " (over gRPC, also into the other targets below)"
+	}
+	if b.measured("grpc-aws") {
+		counts = " (into aws, when it answers AWS credentials)"
+	}
+	w("- **Runs**: at each concurrency level, the direct baseline, then the broker over each transport%s: %s warm-up, then %s measured. "+
+		"A chain counts when it completes inside the measured window%s. Latencies are the load generator's, call to answer.",
+		others, o.Warmup, o.Duration, counts)
 	w("- **Floor**: one RS256 parse + verify + claims validation with the `token` package (jwx), `testing.Benchmark` in the same run, "+
 		"best of %d: **%s**/op, %d allocs/op (%d-byte grant).", o.FloorRounds, FmtDur(b.Floor.PerOp), b.Floor.AllocsPerOp, b.Floor.TokenBytes)
 	w("")
 	w("### Latency and throughput")
 	w("")
 	w("%s", r.resultsTable())
+	if note := b.otherTargetsNote(); note != "" {
+		w("%s", note)
+		w("")
+	}
 	w("![latency vs concurrency](%s)", relPath(o.Out, o.SVG))
 	w("")
 	w("### What the broker costs")
@@ -753,7 +828,8 @@ one RS256 verification of the grant (two with ` + "`verify_subject_token`" + `),
 HTTP calls. This page measures how much that adds, end to end, against a plain client doing the same two hops directly.
 
 ` + "`cmd/chainbench`" + ` (also ` + "`make bench`" + `) starts the sandbox's domains, a throwaway redis-server and the broker in
-separate processes, loads the broker over gRPC and REST at several concurrency levels, runs the direct baseline at the
+separate processes, loads the broker over gRPC and REST at several concurrency levels (over gRPC also with ID-JAG chains
+into domain C and chains into the sandbox's AWS, Google Cloud and Azure imitations), runs the direct baseline at the
 same levels, measures the RS256 floor and a skeleton broker (the least this design does per chain and per cache hit)
 in the same run, measures cache hits in closed and open loop (a fixed offered rate, for the latency targets at a
 concurrency), traces chains one at a time step by step (the broker exports its spans to chainbench), profiles the

@@ -2,11 +2,13 @@ package report
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chainbroker/chainbroker/internal/bench/load"
+	"github.com/chainbroker/chainbroker/internal/bench/measure"
 )
 
 // Issue 18's targets: the broker against the skeleton (chains and cache
@@ -112,3 +114,65 @@ func TestStepsSection(t *testing.T) {
 }
 
 func sprintf(f string, args ...any) string { return fmt.Sprintf(f, args...) }
+
+// The ID-JAG and cloud runs have rows in the results and cost tables,
+// between the plain gRPC and the REST rows, with their ratios to the direct
+// A -> B baseline, and the page says what they chain into.
+func TestOtherTargetRows(t *testing.T) {
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	run := func(target string, p50, cpu time.Duration) load.Result {
+		return load.Result{Target: target, Concurrency: 1, Window: time.Second, Chains: 250, P50: p50, P90: p50, P99: 2 * p50,
+			BrokerCPU: cpu, HasBroker: target != "baseline", HasAllocs: target != "baseline", Allocs: 900, PeakRSS: 30 << 20,
+			DomainsCPU: ms(2)}
+	}
+	plain := []load.Result{run("baseline", ms(3), 0), run("grpc", ms(3.5), ms(1)), run("rest", ms(3.6), ms(1.1))}
+	others := []load.Result{run("grpc-idjag", ms(4), ms(1.2)), run("grpc-aws", ms(4.5), ms(1.3)), run("grpc-gcp", ms(6), ms(1.4)),
+		run("grpc-azure", ms(5), ms(1.26))}
+	for _, tt := range []struct {
+		name    string
+		results []load.Result
+		has     []string
+		hasNot  []string
+	}{
+		{"plain only", plain, []string{"domains A and B (RS256", "| 1 | broker, REST | 250 |"},
+			[]string{"cloud imitations", "Beside the chains into domain B", "also into the other targets", "AWS", "ID-JAG"}},
+		{"ID-JAG and clouds", slices.Concat(plain[:2], others, plain[2:]), []string{
+			// results table, in order
+			"| 1 | broker, gRPC, ID-JAG (A → C) | 250 | 4.00ms | 4.00ms | 8.00ms | 0 | 1.33× | 1.33× | +1.00ms |\n" +
+				"| 1 | broker, gRPC, AWS (A → STS AssumeRoleWithWebIdentity) | 250 | 4.50ms | 4.50ms | 9.00ms | 0 | 1.50× | 1.50× | +1.50ms |\n" +
+				"| 1 | broker, gRPC, Google Cloud (A → STS → IAM Credentials) | 250 | 6.00ms | 6.00ms | 12.0ms | 0 | 2.00× | 2.00× | +3.00ms |\n" +
+				"| 1 | broker, gRPC, Azure (A → Entra) | 250 | 5.00ms | 5.00ms | 10.0ms | 0 | 1.67× | 1.67× | +2.00ms |\n" +
+				"| 1 | broker, REST | 250 |",
+			// cost table
+			"| 1 | broker, gRPC, AWS (A → STS AssumeRoleWithWebIdentity) | 1.30ms | 32.5× | 900 | 30.0 MiB | 2.00ms |",
+			"| 1 | broker, gRPC, Google Cloud (A → STS → IAM Credentials) | 1.40ms | 35.0× | 900 | 30.0 MiB | 2.00ms |",
+			"| 1 | broker, gRPC, Azure (A → Entra) | 1.26ms | 31.5× | 900 | 30.0 MiB | 2.00ms |",
+			"domains A, B and C (RS256, 300 s tokens, Keycloak's checks) with its cloud imitations (AWS STS, Google STS and IAM Credentials, Entra) in the same process",
+			"over each transport (over gRPC, also into the other targets below)",
+			"Beside the chains into domain B, over gRPC: the ID-JAG rows into domain C",
+			"the cloud rows into the sandbox's imitations of AWS STS",
+			"Google STS then IAM Credentials", "the Microsoft Entra token endpoint", "so their CPU counts as domains CPU",
+			"no direct baseline is measured for them",
+			"inside the measured window (into aws, when it answers AWS credentials).",
+		}, nil},
+		{"clouds without ID-JAG", slices.Concat(plain, others[1:]), []string{
+			"domains A and B (RS256, 300 s tokens, Keycloak's checks) with its cloud imitations",
+			"Beside the chains into domain B, over gRPC: the cloud rows"}, []string{"ID-JAG rows"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New(&Run{Opts: Options{Levels: []int{1}, Transports: []string{"grpc", "rest"}, Store: "memory", Out: "docs/performance.md",
+				SVG: "docs/performance/latency.svg"}, Floor: measure.Floor{PerOp: 40 * time.Microsecond}, Results: tt.results})
+			md := r.Markdown() + r.Summary()
+			for _, want := range tt.has {
+				if !strings.Contains(md, want) {
+					t.Errorf("report lacks %q", want)
+				}
+			}
+			for _, not := range tt.hasNot {
+				if strings.Contains(md, not) {
+					t.Errorf("report has %q", not)
+				}
+			}
+		})
+	}
+}
