@@ -699,7 +699,7 @@ func (b *bench) brokerConfig(addrs brokerAddrs, cache bool) string {
 		redisURL = "redis://" + b.redisAddr + "/0"
 	}
 	f := app.SandboxFile(b.info.A, b.info.B, b.info.C, addrs.grpc, addrs.http, redisURL) // C: the ID-JAG runs
-	addClouds(f, b.info.A, b.info.Cloud)                                                 // the cloud runs, with --cloud
+	app.AddSandboxClouds(f, b.info.A, b.info.Cloud)                                      // the cloud runs, with --cloud
 	f.Listen.ShutdownTimeout = config.Duration(5 * time.Second)
 	// The load generator multiplexes up to 256 callers over --grpc-conns
 	// connections (default 1): above the default stream bound (100) they

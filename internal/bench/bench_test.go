@@ -47,7 +47,7 @@ func TestBrokerConfigIsValid(t *testing.T) {
 						JWKSURI:       "http://127.0.0.1:5/realms/domain-c/protocol/openid-connect/certs"},
 				}}
 			if tt.cloud {
-				b.info.Cloud = &cloudInfo{URL: "http://127.0.0.1:6", AWSEndpoint: "http://127.0.0.1:6/aws/",
+				b.info.Cloud = &app.SandboxCloud{URL: "http://127.0.0.1:6", AWSEndpoint: "http://127.0.0.1:6/aws/",
 					AzureTokenEndpoint:        "http://127.0.0.1:6/azure/" + sandbox.AzureTenantID + "/oauth2/v2.0/token",
 					GCPSTSEndpoint:            "http://127.0.0.1:6/gcp/v1/token",
 					GCPIAMCredentialsEndpoint: "http://127.0.0.1:6/gcp/iamcredentials"}
@@ -206,7 +206,7 @@ func TestCloudConfigMatchesSandbox(t *testing.T) {
 	want := app.SandboxConfig(sb, "127.0.0.1:3", "127.0.0.1:4", "")
 	a, bd, c := app.SandboxDomains(sb)
 	got := app.SandboxFile(a, bd, c, "127.0.0.1:3", "127.0.0.1:4", "")
-	addClouds(got, a, cloudInfoOf(sb))
+	app.AddSandboxClouds(got, a, app.SandboxCloudOf(sb))
 	got.SetDefaults()
 	for _, ct := range cloudTargets() {
 		g, w := got.Domain(ct.domain), want.Domain(ct.domain)
@@ -220,7 +220,7 @@ func TestCloudConfigMatchesSandbox(t *testing.T) {
 	if !reflect.DeepEqual(got.Policy, want.Policy) {
 		t.Errorf("policy:\n got %+v\nwant %+v", got.Policy, want.Policy)
 	}
-	if sb2 := apptest.StartSandbox(t, sandbox.Options{}); cloudInfoOf(sb2) != nil {
+	if sb2 := apptest.StartSandbox(t, sandbox.Options{}); app.SandboxCloudOf(sb2) != nil {
 		t.Error("cloud info without cloud imitations")
 	}
 }
@@ -237,7 +237,7 @@ func TestCloudChains(t *testing.T) {
 		Sandbox:    sb,
 		Mutate: func(f *config.File) {
 			a, _, _ := app.SandboxDomains(sb)
-			addClouds(f, a, cloudInfoOf(sb))
+			app.AddSandboxClouds(f, a, app.SandboxCloudOf(sb))
 		},
 	})
 	subjects := []string{env.SubjectToken(t, sandbox.Alice), env.SubjectToken(t, sandbox.Bob)}

@@ -31,7 +31,7 @@ const (
 // them.
 type domainsInfo struct {
 	A, B, C app.SandboxDomain // C: the ID-JAG receiver
-	Cloud   *cloudInfo        // nil without -cloud-addr
+	Cloud   *app.SandboxCloud // nil without -cloud-addr
 }
 
 // runDomains starts the sandbox domains A, B and C (and, with -cloud-addr,
@@ -55,7 +55,7 @@ func runDomains(args []string) error {
 	defer sb.Close()
 	var info domainsInfo
 	info.A, info.B, info.C = app.SandboxDomains(sb)
-	info.Cloud = cloudInfoOf(sb)
+	info.Cloud = app.SandboxCloudOf(sb)
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
 	}
