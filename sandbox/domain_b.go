@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -25,14 +24,16 @@ type DomainB struct {
 }
 
 func newDomainB(ln net.Listener, addr string, lifetime, keyRefresh time.Duration, log *slog.Logger, a *DomainA) (*DomainB, error) {
-	rc, err := newReceiver(receiverSpec{name: DomainBName, secret: BrokerSecretB, aliceSub: AliceSubB, bobSub: BobSubB},
-		ln, addr, lifetime, keyRefresh, log, a)
+	spec := receiverSpec{
+		name: DomainBName, secret: BrokerSecretB, aliceSub: AliceSubB, bobSub: BobSubB,
+		// Keycloak's default validator, which takes ID-JAGs too.
+		rules: grantRules{reuse: reuseUnlessIDJAG, token: tokenTypeRefusal, bound: idJAGClaimsRefusal},
+	}
+	rc, err := newReceiver(spec, ln, addr, lifetime, keyRefresh, log, a)
 	if err != nil {
 		return nil, err
 	}
-	b := &DomainB{receiver: rc}
-	rc.grants[grantJWTBearer] = b.jwtBearer
-	return b, nil
+	return &DomainB{receiver: rc}, nil
 }
 
 // Trust returns the settings of the domain-a identity provider.
@@ -74,69 +75,33 @@ func (b *DomainB) Link(subA, username string) error {
 // get "User not found".
 func (b *DomainB) Unlink(subA string) { b.UnlinkFor(IdentityProviderAlias, subA) }
 
-// jwtBearer is the JWT authorization grant, checks in Keycloak's order
-// (see the Desc* constants). Every refusal is 400 invalid_grant.
-func (b *DomainB) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
-	refuse := func(desc string) { b.writeError(w, badGrant(desc)) }
-	raw, t, desc := b.openGrant(form, c)
-	if desc != "" {
-		refuse(desc)
-		return
+// isIDJAG tells whether the assertion is an ID-JAG (JOSE typ
+// oauth-id-jag+jwt, in any case).
+func isIDJAG(t *jwt) bool { return strings.EqualFold(t.typ, token.TypeIDJAG) }
+
+// reuseUnlessIDJAG is B's rule for jti reuse: Trust.AllowReuse, but never
+// for an ID-JAG.
+func reuseUnlessIDJAG(t *jwt, trust Trust) bool { return trust.AllowReuse && !isIDJAG(t) }
+
+// tokenTypeRefusal is B's check of the JOSE typ (after the algorithm): none,
+// JWT, at+jwt or oauth-id-jag+jwt.
+func tokenTypeRefusal(t *jwt) string {
+	if t.typ != "" && !strings.EqualFold(t.typ, token.TypeJWT) && !strings.EqualFold(t.typ, TypeAccessTokenJWT) && !isIDJAG(t) {
+		return DescInvalidTokenType
 	}
-	cl := &t.claims
-	if desc := issuerSubjectRefusal(cl); desc != "" {
-		refuse(desc)
-		return
+	return ""
+}
+
+// idJAGClaimsRefusal is B's check of an ID-JAG's claims (after the
+// signature): iat set, client_id the authenticated client.
+func idJAGClaimsRefusal(_ *http.Request, _ string, t *jwt, c *client) string {
+	switch {
+	case !isIDJAG(t):
+		return ""
+	case t.claims.Iat == nil:
+		return DescIssuedAtRequired
+	case t.claims.ClientID != c.id:
+		return DescClientIDMismatch
 	}
-	idp, trust, idpAllowed, twins := b.providerFor(cl.Iss)
-	if idp == nil {
-		refuse(DescUnknownIssuer)
-		return
-	}
-	if len(twins) > 0 {
-		refuse(DescMultipleIdPs + "[" + strings.Join(append([]string{idp.alias}, twins...), ", ") + "]")
-		return
-	}
-	if !idpAllowed {
-		refuse(DescIdPNotAllowed)
-		return
-	}
-	idJAG := strings.EqualFold(t.typ, token.TypeIDJAG)
-	now := time.Now()
-	reuseAllowed := trust.AllowReuse && !idJAG
-	if desc := trust.refusal(t, now, reuseAllowed); desc != "" {
-		refuse(desc)
-		return
-	}
-	if t.typ != "" && !strings.EqualFold(t.typ, token.TypeJWT) && !strings.EqualFold(t.typ, TypeAccessTokenJWT) && !idJAG {
-		refuse(DescInvalidTokenType)
-		return
-	}
-	if desc := b.audienceSignatureRefusal(r.Context(), idp, raw, cl.Aud); desc != "" {
-		refuse(desc)
-		return
-	}
-	if idJAG {
-		if cl.Iat == nil {
-			refuse(DescIssuedAtRequired)
-			return
-		}
-		if cl.ClientID != c.id {
-			refuse(DescClientIDMismatch)
-			return
-		}
-	}
-	// The jti is remembered only once the assertion is known to be genuine
-	// and addressed to B (Keycloak records it earlier, before the signature
-	// check, so that forged tokens can burn jtis).
-	if !reuseAllowed && !b.markJTI(cl, trust, now) {
-		refuse(DescTokenReuse)
-		return
-	}
-	u, desc := b.linkedUser(idp, cl.Sub)
-	if desc != "" {
-		refuse(desc)
-		return
-	}
-	b.issue(w, r, c, u, form.Get("scope"), raw, now)
+	return ""
 }

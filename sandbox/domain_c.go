@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,16 +66,18 @@ type DomainC struct {
 }
 
 func newDomainC(ln net.Listener, addr string, lifetime, keyRefresh time.Duration, log *slog.Logger, a *DomainA) (*DomainC, error) {
-	rc, err := newReceiver(receiverSpec{name: DomainCName, secret: BrokerSecretC, aliceSub: AliceSubC, bobSub: BobSubC},
-		ln, addr, lifetime, keyRefresh, log, a)
+	spec := receiverSpec{
+		name: DomainCName, secret: BrokerSecretC, aliceSub: AliceSubC, bobSub: BobSubC,
+		// Keycloak's ID-JAG validator, without the default one.
+		rules: grantRules{client: idJAGRefusal, provider: issuedAtRefusal, bound: grantKeyRefusal, scope: idJAGScope},
+	}
+	rc, err := newReceiver(spec, ln, addr, lifetime, keyRefresh, log, a)
 	if err != nil {
 		return nil, err
 	}
-	c := &DomainC{receiver: rc}
 	// A public client, to show that public clients are refused.
 	rc.clients[AgentClientID] = &client{id: AgentClientID, public: true}
-	rc.grants[grantJWTBearer] = c.jwtBearer
-	return c, nil
+	return &DomainC{receiver: rc}, nil
 }
 
 // TrustBroker trusts the broker's issuer (issue mode: the broker signs the
@@ -99,76 +100,48 @@ func (c *DomainC) TrustBroker(issuer string) error {
 // MaxAssertionAge means 300 s).
 func (c *DomainC) SetTrust(alias string, t Trust) error { return c.setTrust(alias, t) }
 
-// jwtBearer is the JWT authorization grant with an ID-JAG; every refusal is
-// 400 invalid_grant (invalid_scope for a scope beyond the grant's).
-func (c *DomainC) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Values, cl *client) {
-	refuse := func(desc string) { c.writeError(w, badGrant(desc)) }
-	raw, t, desc := c.openGrant(form, cl)
-	if desc != "" {
-		refuse(desc)
-		return
+// issuedAtRefusal is C's check, after the identity provider's, that the
+// ID-JAG has an iat.
+func issuedAtRefusal(t *jwt) string {
+	if t.claims.Iat == nil {
+		return DescIssuedAtRequired
 	}
-	claims := &t.claims
-	if desc := cmp.Or(idJAGRefusal(t, cl), issuerSubjectRefusal(claims)); desc != "" {
-		refuse(desc)
-		return
-	}
-	idp, trust, idpAllowed, _ := c.providerFor(claims.Iss)
-	switch {
-	case idp == nil:
-		refuse(DescUnknownIssuer)
-		return
-	case !idpAllowed:
-		refuse(DescIdPNotAllowed)
-		return
-	case claims.Iat == nil:
-		refuse(DescIssuedAtRequired)
-		return
-	}
-	now := time.Now()
-	if desc := trust.refusal(t, now, false); desc != "" {
-		refuse(desc)
-		return
-	}
-	if desc := c.audienceSignatureRefusal(r.Context(), idp, raw, claims.Aud); desc != "" {
-		refuse(desc)
-		return
-	}
+	return ""
+}
+
+// grantKeyRefusal is C's check, after the signature, of a sender-constrained
+// ID-JAG: with cnf.jkt, the grant needs a DPoP proof of that key.
+func grantKeyRefusal(r *http.Request, raw string, _ *jwt, _ *client) string {
 	jkt, err := cnfJKT(raw)
 	if err != nil {
-		refuse(DescAssertionNotJWT)
-		return
+		return DescAssertionNotJWT
 	}
 	if p := dpopProof(r); jkt != "" && (p == nil || p.Thumbprint != jkt) {
-		refuse(DescGrantKeyMismatch)
-		return
+		return DescGrantKeyMismatch
 	}
-	if !c.markJTI(claims, trust, now) {
-		refuse(DescTokenReuse)
-		return
+	return ""
+}
+
+// idJAGScope is the scope C grants: the request's, else the ID-JAG's, and
+// none beyond the ID-JAG's (invalid_scope) when it has one.
+func idJAGScope(form url.Values, t *jwt) (string, *oauthError) {
+	requested, granted := form.Get("scope"), t.claims.Scope
+	if granted == "" {
+		return requested, nil
 	}
-	u, desc := c.linkedUser(idp, claims.Sub)
-	if desc != "" {
-		refuse(desc)
-		return
+	if requested == "" {
+		requested = granted
 	}
-	requested := form.Get("scope")
-	if claims.Scope != "" {
-		if requested == "" {
-			requested = claims.Scope
-		}
-		var wider []string
-		for _, s := range strings.Fields(requested) {
-			if !containsAny(strings.Fields(claims.Scope), s) {
-				wider = append(wider, truncate(s))
-			}
-		}
-		if len(wider) > 0 {
-			c.writeError(w, newError(http.StatusBadRequest, errInvalidScope, DescInvalidScope+strings.Join(wider, " ")))
-			return
+	var wider []string
+	for _, s := range strings.Fields(requested) {
+		if !containsAny(strings.Fields(granted), s) {
+			wider = append(wider, truncate(s))
 		}
 	}
-	c.issue(w, r, cl, u, requested, raw, now)
+	if len(wider) > 0 {
+		return "", newError(http.StatusBadRequest, errInvalidScope, DescInvalidScope+strings.Join(wider, " "))
+	}
+	return requested, nil
 }
 
 // idJAGRefusal is Keycloak's ID-JAG validator's check of the grant: JOSE

@@ -113,9 +113,9 @@ type provider struct {
 // chainbroker, with assertions of the identity providers it trusts (picked
 // by iss, each with its own keys, Trust and links to the realm's users
 // alice and bob). It holds the providers, the users and their switches,
-// the grant's counters and jti memory, and the Keycloak checks both
-// grants make; DomainB and DomainC embed it and apply the checks in their
-// own order.
+// the grant's counters and jti memory, and the grant itself with the
+// Keycloak checks both realms make; DomainB and DomainC embed it, each with
+// its own checks (grantRules) between the shared ones.
 type receiver struct {
 	*Realm
 
@@ -134,6 +134,8 @@ type receiver struct {
 	allowedIdP   map[string]bool  // for client chainbroker
 	users        map[string]*user // by username
 	lastAccepted []byte           // claims (JSON) of the last accepted assertion
+
+	rules grantRules // the realm's own checks; fixed
 }
 
 // receiverSpec is what sets one receiver apart from the other at start.
@@ -141,12 +143,34 @@ type receiverSpec struct {
 	name             string // the realm's name
 	secret           string // chainbroker's client secret
 	aliceSub, bobSub string // alice's and bob's sub in the realm
+	rules            grantRules
+}
+
+// grantRules are a receiver's own checks of the JWT authorization grant,
+// run between the shared ones (see receiver.jwtBearer), as Keycloak plugs a
+// validator (the default one, or the ID-JAG one) into the grant. Each
+// returns a refusal description, or ""; a nil rule passes.
+type grantRules struct {
+	// client follows the client checks (the ID-JAG's typ and client_id).
+	client func(t *jwt, c *client) string
+	// provider follows the lookup of the identity provider (iat required).
+	provider func(t *jwt) string
+	// reuse tells whether the trust lets this assertion's jti be absent
+	// and reused; nil: never.
+	reuse func(t *jwt, trust Trust) bool
+	// token follows the algorithm check (the JOSE typ).
+	token func(t *jwt) string
+	// bound follows the signature check (ID-JAG claims, cnf.jkt).
+	bound func(r *http.Request, raw string, t *jwt, c *client) string
+	// scope is the scope to ask grantScope for, or an error; nil: the
+	// request's scope parameter.
+	scope func(form url.Values, t *jwt) (string, *oauthError)
 }
 
 // newReceiver makes the realm spec.name with its users alice and bob, the
 // identity provider "domain-a" (A's issuer and JWKS, A's alice and bob
-// linked to the realm's), the client chainbroker and userinfo. The caller
-// installs the grant (grants[grantJWTBearer]).
+// linked to the realm's), the client chainbroker, the JWT authorization
+// grant with spec.rules, and userinfo.
 func newReceiver(spec receiverSpec, ln net.Listener, addr string, lifetime, keyRefresh time.Duration, log *slog.Logger, a *DomainA) (*receiver, error) {
 	rl, err := newRealm(spec.name, ln, addr, lifetime, log)
 	if err != nil {
@@ -165,12 +189,14 @@ func newReceiver(spec receiverSpec, ln net.Listener, addr string, lifetime, keyR
 			Alice: {username: Alice, password: AlicePassword, sub: spec.aliceSub},
 			Bob:   {username: Bob, password: BobPassword, sub: spec.bobSub},
 		},
+		rules: spec.rules,
 	}
 	if err := rc.TrustIdentityProvider(IdentityProviderAlias, a.Issuer(), a.JWKSURI(), DefaultTrust()); err != nil {
 		return nil, err
 	}
 	rc.providers[IdentityProviderAlias].links = map[string]string{AliceSubA: Alice, BobSubA: Bob}
 	rl.clients[BrokerClientID] = &client{id: BrokerClientID, secret: spec.secret, jwtGrant: true}
+	rl.grants[grantJWTBearer] = rc.jwtBearer
 	if err := rl.serveUserinfo(rc.userBySub); err != nil {
 		return nil, err
 	}
@@ -414,29 +440,100 @@ func (rc *receiver) openGrant(form url.Values, c *client) (raw string, t *jwt, d
 	return raw, t, ""
 }
 
-// issuerSubjectRefusal is Keycloak's check that the assertion names its
-// issuer and its subject.
-func issuerSubjectRefusal(cl *jwtClaims) string {
-	switch {
-	case cl.Iss == "":
-		return DescMissingIssuer
-	case cl.Sub == "":
-		return DescMissingSubject
+// jwtBearer is the JWT authorization grant: the checks both receivers
+// make, in Keycloak's order, with the realm's own rules between them:
+// assertion, JWT, client (public, grant enabled), rules.client, iss, sub,
+// identity provider (known and enabled, one with that issuer, allowed),
+// rules.provider, times (Trust), jti, algorithm, rules.token, audience,
+// signature, rules.bound, replay, user (linked, enabled, set up), scope
+// (rules.scope). Every refusal is 400 invalid_grant, but for the scope's.
+func (rc *receiver) jwtBearer(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
+	refuse := func(desc string) { rc.writeError(w, badGrant(desc)) }
+	raw, t, desc := rc.openGrant(form, c)
+	if desc == "" && rc.rules.client != nil {
+		desc = rc.rules.client(t, c)
 	}
-	return ""
+	if desc != "" {
+		refuse(desc)
+		return
+	}
+	cl := &t.claims
+	idp, trust, desc := rc.identityProvider(cl)
+	if desc == "" && rc.rules.provider != nil {
+		desc = rc.rules.provider(t)
+	}
+	if desc != "" {
+		refuse(desc)
+		return
+	}
+	now := time.Now()
+	reuseAllowed := rc.rules.reuse != nil && rc.rules.reuse(t, trust)
+	desc = trust.refusal(t, now, reuseAllowed)
+	if desc == "" && rc.rules.token != nil {
+		desc = rc.rules.token(t)
+	}
+	if desc == "" {
+		desc = rc.audienceSignatureRefusal(r.Context(), idp, raw, cl.Aud)
+	}
+	if desc == "" && rc.rules.bound != nil {
+		desc = rc.rules.bound(r, raw, t, c)
+	}
+	// The jti is remembered only once the assertion is known to be genuine
+	// and addressed to the realm (Keycloak records it earlier, before the
+	// signature check, so that forged tokens can burn jtis).
+	if desc == "" && !reuseAllowed && !rc.markJTI(cl, trust, now) {
+		desc = DescTokenReuse
+	}
+	var u *user
+	if desc == "" {
+		u, desc = rc.linkedUser(idp, cl.Sub)
+	}
+	if desc != "" {
+		refuse(desc)
+		return
+	}
+	requested := form.Get("scope")
+	if rc.rules.scope != nil {
+		var oerr *oauthError
+		if requested, oerr = rc.rules.scope(form, t); oerr != nil {
+			rc.writeError(w, oerr)
+			return
+		}
+	}
+	rc.issue(w, r, c, u, requested, raw, now)
 }
 
-// providerFor looks up the enabled identity provider of issuer: nil when
-// there is none; else its trust, whether chainbroker may use it, and the
-// aliases of its twins.
-func (rc *receiver) providerFor(issuer string) (idp *provider, trust Trust, allowed bool, twins []string) {
-	rc.rmu.Lock()
-	defer rc.rmu.Unlock()
-	idp = rc.byIssuer[issuer]
-	if idp == nil || idp.disabled {
-		return nil, Trust{}, false, nil
+// identityProvider finds the assertion's identity provider, in Keycloak's
+// order: the assertion names its issuer and subject, the issuer is an
+// enabled provider's, of one provider only, allowed for chainbroker. desc
+// is the refusal, or "".
+func (rc *receiver) identityProvider(cl *jwtClaims) (idp *provider, trust Trust, desc string) {
+	switch {
+	case cl.Iss == "":
+		return nil, Trust{}, DescMissingIssuer
+	case cl.Sub == "":
+		return nil, Trust{}, DescMissingSubject
 	}
-	return idp, idp.trust, rc.allowedIdP[idp.alias], idp.twins
+	rc.rmu.Lock()
+	idp = rc.byIssuer[cl.Iss]
+	if idp != nil && idp.disabled {
+		idp = nil
+	}
+	var allowed bool
+	var twins []string
+	if idp != nil {
+		trust, allowed, twins = idp.trust, rc.allowedIdP[idp.alias], idp.twins
+	}
+	rc.rmu.Unlock()
+	switch {
+	case idp == nil:
+		return nil, Trust{}, DescUnknownIssuer
+	case len(twins) > 0:
+		return nil, Trust{}, DescMultipleIdPs + "[" + strings.Join(append([]string{idp.alias}, twins...), ", ") + "]"
+	case !allowed:
+		return nil, Trust{}, DescIdPNotAllowed
+	}
+	return idp, trust, ""
 }
 
 // audienceSignatureRefusal is Keycloak's check, in its order, that the
