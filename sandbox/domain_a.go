@@ -280,18 +280,7 @@ func (a *DomainA) passwordGrant(w http.ResponseWriter, r *http.Request, form url
 	}
 	now := time.Now()
 	exp := now.Add(a.lifetime)
-	tok, err := a.signer.Sign(map[string]any{
-		"iss":                a.issuer,
-		"sub":                u.sub,
-		"aud":                aud,
-		"azp":                c.id,
-		"typ":                "Bearer",
-		"iat":                now.Unix(),
-		"exp":                exp.Unix(),
-		"jti":                newUUID(),
-		"scope":              scope,
-		"preferred_username": u.username,
-	}, token.SignOptions{Typ: token.TypeJWT})
+	tok, err := a.signer.Sign(a.accessClaims(u, aud, c.id, scope, now, exp), token.SignOptions{Typ: token.TypeJWT})
 	if err != nil {
 		a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
 		return
@@ -335,7 +324,7 @@ func (a *DomainA) tokenExchange(w http.ResponseWriter, r *http.Request, form url
 		a.writeError(w, badRequest(DescRequestedTokenTypeUnsupported))
 		return
 	}
-	st, u := a.checkSubjectToken(r.Context(), subject[0])
+	st, u := a.checkOwnToken(r.Context(), subject[0], "Bearer")
 	if st == nil {
 		a.writeError(w, badRequest(DescInvalidToken))
 		return
@@ -384,20 +373,29 @@ func (a *DomainA) tokenExchange(w http.ResponseWriter, r *http.Request, form url
 		return
 	}
 	out, err := a.mintAssertion(u, audiences, scope, c)
+	a.writeExchanged(w, "token exchange", out, err, "Bearer", tokenTypeAccess)
+}
+
+// writeExchanged answers a token exchange (what, for the log) with the
+// token out, of token_type tokenType and issued_token_type issuedType, or
+// with 500 server_error when signing it failed (err).
+func (a *DomainA) writeExchanged(w http.ResponseWriter, what string, out *issued, err error, tokenType, issuedType string) {
 	if err != nil {
-		a.log.Error("token exchange: signing failed", "err", err)
+		a.log.Error(what+": signing failed", "err", err)
 		a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
 		return
 	}
 	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: out.token, ExpiresIn: out.expiresIn, TokenType: "Bearer", Scope: out.scope,
-		IssuedTokenType: tokenTypeAccess,
+		AccessToken: out.token, ExpiresIn: out.expiresIn, TokenType: tokenType, Scope: out.scope,
+		IssuedTokenType: issuedType,
 	})
 }
 
-// checkSubjectToken accepts an unexpired access token signed by A's key
-// with A's issuer, the Bearer typ claim and a known user; nil otherwise.
-func (a *DomainA) checkSubjectToken(ctx context.Context, raw string) (*jwt, *user) {
+// checkOwnToken accepts an unexpired token signed by A's key with A's
+// issuer, the typ claim typ ("" for any) and a known user; nil otherwise.
+// The standard exchange wants an access token (typ Bearer); the ID-JAG
+// exchange checks its ID token's typ itself, after this.
+func (a *DomainA) checkOwnToken(ctx context.Context, raw, typ string) (*jwt, *user) {
 	if _, err := a.self.Verify(ctx, raw); err != nil {
 		return nil, nil
 	}
@@ -406,15 +404,14 @@ func (a *DomainA) checkSubjectToken(ctx context.Context, raw string) (*jwt, *use
 		return nil, nil
 	}
 	c := &t.claims
-	if c.Iss != a.issuer || c.Exp == nil || time.Now().Unix() > *c.Exp || c.Typ != "Bearer" {
+	if c.Iss != a.issuer || c.Exp == nil || time.Now().Unix() > *c.Exp || (typ != "" && c.Typ != typ) {
 		return nil, nil
 	}
-	for _, u := range a.users {
-		if u.sub == c.Sub {
-			return t, u
-		}
+	u := a.userBySub(c.Sub)
+	if u == nil {
+		return nil, nil
 	}
-	return nil, nil
+	return t, u
 }
 
 // mintAssertion issues the exchanged token, applying the token-level
@@ -430,22 +427,7 @@ func (a *DomainA) mintAssertion(u *user, audiences []string, scope string, c *cl
 		}
 	}
 	now := time.Now()
-	life := a.lifetime
-	if m.Lifetime > 0 {
-		life = m.Lifetime
-	}
-	iat := now
-	switch {
-	case m.IssuedAtFuture:
-		iat = now.Add(60 * time.Second)
-	case m.IssuedAtAge > 0:
-		iat = now.Add(-m.IssuedAtAge)
-	}
-	exp := iat.Add(life)
-	if m.Expired {
-		exp = now.Add(-60 * time.Second)
-		iat = exp.Add(-life)
-	}
+	iat, exp := m.times(now, a.lifetime)
 	var aud any = audiences
 	if len(audiences) == 1 {
 		aud = audiences[0]
@@ -453,43 +435,8 @@ func (a *DomainA) mintAssertion(u *user, audiences []string, scope string, c *cl
 	if m.ExtraAudience != "" {
 		aud = append(append([]string(nil), audiences...), m.ExtraAudience)
 	}
-	claims := map[string]any{
-		"iss":                a.issuer,
-		"sub":                u.sub,
-		"aud":                aud,
-		"azp":                c.id,
-		"typ":                "Bearer",
-		"iat":                iat.Unix(),
-		"exp":                exp.Unix(),
-		"jti":                newUUID(),
-		"scope":              scope,
-		"preferred_username": u.username,
-	}
-	if m.Issuer != "" {
-		claims["iss"] = m.Issuer
-	}
-	if m.FixedJTI != "" {
-		claims["jti"] = m.FixedJTI
-	}
-	if m.OmitJTI {
-		delete(claims, "jti")
-	}
-	if m.OmitSub {
-		delete(claims, "sub")
-	}
-	if m.OmitExp {
-		delete(claims, "exp")
-	}
-	if m.NotBeforeFuture {
-		claims["nbf"] = now.Add(60 * time.Second).Unix()
-	}
-	for k, v := range m.ExtraClaims {
-		if v == nil {
-			delete(claims, k)
-		} else {
-			claims[k] = v
-		}
-	}
+	claims := a.accessClaims(u, aud, c.id, scope, iat, exp)
+	m.applyClaims(claims, now)
 	tok, err := a.signMisbehaving(claims, m)
 	if err != nil {
 		return nil, err

@@ -159,14 +159,7 @@ func (a *DomainA) mintIDToken(u *user, c *client, now, exp time.Time) (string, e
 }
 
 // userBySub finds a user of domain A by sub.
-func (a *DomainA) userBySub(sub string) *user {
-	for _, u := range a.users {
-		if u.sub == sub {
-			return u
-		}
-	}
-	return nil
-}
+func (a *DomainA) userBySub(sub string) *user { return userWithSub(a.users, sub) }
 
 // idJAGExchange issues an ID-JAG, checks in Keycloak's order.
 func (a *DomainA) idJAGExchange(w http.ResponseWriter, r *http.Request, form url.Values, c *client) {
@@ -219,7 +212,7 @@ func (a *DomainA) idJAGExchange(w http.ResponseWriter, r *http.Request, form url
 		a.writeError(w, badGrant(DescIDJAGForeignSubject))
 		return
 	}
-	st, u := a.checkIDToken(r.Context(), subject)
+	st, u := a.checkOwnToken(r.Context(), subject, "")
 	if st == nil {
 		a.writeError(w, badGrant(DescIDJAGInvalidSubject))
 		return
@@ -261,40 +254,11 @@ func (a *DomainA) idJAGExchange(w http.ResponseWriter, r *http.Request, form url
 		claims["cnf"] = map[string]any{"jkt": p.Thumbprint}
 	}
 	out, err := a.mintIDJAG(claims, scope)
-	if err != nil {
-		a.log.Error("ID-JAG exchange: signing failed", "err", err)
-		a.writeError(w, newError(http.StatusInternalServerError, errServerError, "signing failed"))
-		return
-	}
 	issuedType := TokenTypeIDJAG
 	if m := a.misbehaviour(); m.IssuedTokenType != "" {
 		issuedType = m.IssuedTokenType
 	}
-	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: out.token, ExpiresIn: out.expiresIn, TokenType: "N_A", Scope: out.scope,
-		IssuedTokenType: issuedType,
-	})
-}
-
-// checkIDToken accepts an unexpired token signed by A's key with A's issuer
-// and a known user (whatever its typ claim); nil otherwise.
-func (a *DomainA) checkIDToken(ctx context.Context, raw string) (*jwt, *user) {
-	if _, err := a.self.Verify(ctx, raw); err != nil {
-		return nil, nil
-	}
-	t, err := parseJWT(raw)
-	if err != nil {
-		return nil, nil
-	}
-	c := &t.claims
-	if c.Iss != a.issuer || c.Exp == nil || time.Now().Unix() > *c.Exp {
-		return nil, nil
-	}
-	u := a.userBySub(c.Sub)
-	if u == nil {
-		return nil, nil
-	}
-	return t, u
+	a.writeExchanged(w, "ID-JAG exchange", out, err, "N_A", issuedType)
 }
 
 // mintIDJAG signs an ID-JAG (typ oauth-id-jag+jwt, 300 s) with the
@@ -310,47 +274,12 @@ func (a *DomainA) mintIDJAG(claims map[string]any, scope string) (*issued, error
 		}
 	}
 	now := time.Now()
-	life := IDJAGLifetime
-	if m.Lifetime > 0 {
-		life = m.Lifetime
-	}
-	iat := now
-	switch {
-	case m.IssuedAtFuture:
-		iat = now.Add(60 * time.Second)
-	case m.IssuedAtAge > 0:
-		iat = now.Add(-m.IssuedAtAge)
-	}
-	exp := iat.Add(life)
-	if m.Expired {
-		exp = now.Add(-60 * time.Second)
-		iat = exp.Add(-life)
-	}
+	iat, exp := m.times(now, IDJAGLifetime)
 	claims["iat"], claims["exp"] = iat.Unix(), exp.Unix()
 	if m.ExtraAudience != "" {
 		claims["aud"] = []any{claims["aud"], m.ExtraAudience}
 	}
-	if m.Issuer != "" {
-		claims["iss"] = m.Issuer
-	}
-	if m.FixedJTI != "" {
-		claims["jti"] = m.FixedJTI
-	}
-	for name, omit := range map[string]bool{"jti": m.OmitJTI, "sub": m.OmitSub, "exp": m.OmitExp} {
-		if omit {
-			delete(claims, name)
-		}
-	}
-	if m.NotBeforeFuture {
-		claims["nbf"] = now.Add(60 * time.Second).Unix()
-	}
-	for k, v := range m.ExtraClaims {
-		if v == nil {
-			delete(claims, k)
-		} else {
-			claims[k] = v
-		}
-	}
+	m.applyClaims(claims, now)
 	if m.Typ == "" {
 		m.Typ = token.TypeIDJAG
 	}

@@ -213,15 +213,3 @@ func merge(a, b map[string]any) map[string]any {
 	}
 	return a
 }
-
-// userBySub finds a user of domain B by sub.
-func (b *DomainB) userBySub(sub string) *user {
-	b.bmu.Lock()
-	defer b.bmu.Unlock()
-	for _, u := range b.users {
-		if u.sub == sub {
-			return u
-		}
-	}
-	return nil
-}

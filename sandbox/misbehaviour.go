@@ -75,3 +75,51 @@ type Misbehaviour struct {
 	// that has no cnf.jkt (a target that ignores the binding).
 	IgnoreDPoP, DPoPWithoutBinding bool
 }
+
+// times returns the iat and exp of a token of lifetime life issued now,
+// with Lifetime, IssuedAtFuture, IssuedAtAge and Expired applied.
+func (m Misbehaviour) times(now time.Time, life time.Duration) (iat, exp time.Time) {
+	if m.Lifetime > 0 {
+		life = m.Lifetime
+	}
+	iat = now
+	switch {
+	case m.IssuedAtFuture:
+		iat = now.Add(60 * time.Second)
+	case m.IssuedAtAge > 0:
+		iat = now.Add(-m.IssuedAtAge)
+	}
+	exp = iat.Add(life)
+	if m.Expired {
+		exp = now.Add(-60 * time.Second)
+		iat = exp.Add(-life)
+	}
+	return iat, exp
+}
+
+// applyClaims applies the claim-level fields to the claims of a token
+// issued now: Issuer, FixedJTI, OmitJTI, OmitSub, OmitExp, NotBeforeFuture
+// and, last, ExtraClaims.
+func (m Misbehaviour) applyClaims(claims map[string]any, now time.Time) {
+	if m.Issuer != "" {
+		claims["iss"] = m.Issuer
+	}
+	if m.FixedJTI != "" {
+		claims["jti"] = m.FixedJTI
+	}
+	for name, omit := range map[string]bool{"jti": m.OmitJTI, "sub": m.OmitSub, "exp": m.OmitExp} {
+		if omit {
+			delete(claims, name)
+		}
+	}
+	if m.NotBeforeFuture {
+		claims["nbf"] = now.Add(60 * time.Second).Unix()
+	}
+	for k, v := range m.ExtraClaims {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+}

@@ -519,6 +519,33 @@ type tokenResponse struct {
 	IDToken          string `json:"id_token,omitempty"`
 }
 
+// accessClaims are the claims of an access token the realm issues for user
+// u to client azp (Keycloak's: typ Bearer, the user's preferred_username).
+func (rl *Realm) accessClaims(u *user, aud any, azp, scope string, now, exp time.Time) map[string]any {
+	return map[string]any{
+		"iss":                rl.issuer,
+		"sub":                u.sub,
+		"aud":                aud,
+		"azp":                azp,
+		"typ":                "Bearer",
+		"iat":                now.Unix(),
+		"exp":                exp.Unix(),
+		"jti":                newUUID(),
+		"scope":              scope,
+		"preferred_username": u.username,
+	}
+}
+
+// userWithSub finds the user with the given sub among users, or nil.
+func userWithSub(users map[string]*user, sub string) *user {
+	for _, u := range users {
+		if u.sub == sub {
+			return u
+		}
+	}
+	return nil
+}
+
 // statusRecorder remembers what was answered, for the request log.
 type statusRecorder struct {
 	http.ResponseWriter
