@@ -29,9 +29,10 @@ const (
 	clientAssertionTypeJWT = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
 
-// Realm is what both domains share: the URL layout, the signing key, the
+// Realm is what every domain shares: the URL layout, the signing key, the
 // registered clients, client authentication and the response-level
-// misbehaviour. DomainA and DomainB embed it.
+// misbehaviour. DomainA embeds it, and DomainB and DomainC through their
+// receiver.
 type Realm struct {
 	name     string
 	issuer   string
