@@ -13,12 +13,12 @@ package broker
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -482,5 +482,18 @@ func (b *Broker) Chains() []Chain {
 // events and responses.
 func Hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
+	return hexSum(&sum)
+}
+
+// hexSum is hex.EncodeToString(sum[:]) in one allocation (EncodeToString
+// makes two: the bytes and the string). Cache hits hash on every call.
+func hexSum(sum *[sha256.Size]byte) string {
+	const digits = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(2 * len(sum))
+	for _, c := range sum {
+		b.WriteByte(digits[c>>4])
+		b.WriteByte(digits[c&0xf])
+	}
+	return b.String()
 }

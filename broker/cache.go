@@ -6,7 +6,6 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -187,7 +186,7 @@ func (r *chainRun) cacheKey(tgt *Domain, chain *Chain) string {
 		b = append(b, p...)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hexSum(&sum)
 }
 
 // cached runs the chain through the target's cache: a hit is answered at

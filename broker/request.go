@@ -2,7 +2,6 @@ package broker
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,7 +58,7 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	var subjectSum [sha256.Size]byte
 	if req.SubjectToken != "" {
 		subjectSum = sha256.Sum256([]byte(req.SubjectToken))
-		r.ev.SubjectTokenHash = hex.EncodeToString(subjectSum[:])
+		r.ev.SubjectTokenHash = hexSum(&subjectSum)
 	}
 	switch {
 	case req.SubjectToken == "":

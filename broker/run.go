@@ -33,15 +33,17 @@ func (b *Broker) Chain(ctx context.Context, req Request) (*Result, error) {
 	}
 	res, err := run.do(ctx)
 	res, err = run.finish(ctx, res, err)
-	span.SetAttributes(
-		attribute.String("chainbroker.caller", run.ev.Caller),
-		attribute.String("chainbroker.source_domain", run.ev.SourceDomain),
-		attribute.String("chainbroker.target_domain", run.ev.TargetDomain),
-		attribute.String("chainbroker.outcome", run.ev.Outcome.String()),
-	)
-	if run.ev.Reason != "" {
-		span.SetAttributes(attribute.String("chainbroker.reason", run.ev.Reason))
-		span.SetStatus(codes.Error, run.ev.Reason)
+	if span.IsRecording() { // the attributes' slice is not built for a span nobody records
+		span.SetAttributes(
+			attribute.String("chainbroker.caller", run.ev.Caller),
+			attribute.String("chainbroker.source_domain", run.ev.SourceDomain),
+			attribute.String("chainbroker.target_domain", run.ev.TargetDomain),
+			attribute.String("chainbroker.outcome", run.ev.Outcome.String()),
+		)
+		if run.ev.Reason != "" {
+			span.SetAttributes(attribute.String("chainbroker.reason", run.ev.Reason))
+			span.SetStatus(codes.Error, run.ev.Reason)
+		}
 	}
 	b.observer.ChainFinished(&run.ev, time.Since(run.start))
 	return res, err

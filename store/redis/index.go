@@ -81,7 +81,6 @@ package redis
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -340,6 +339,28 @@ var listScript = goredis.NewScript(listSrc)
 // indexPrefix starts every index key of the stream.
 func (s *Store) indexPrefix() string { return s.prefix + ":{audit}:idx:" }
 
+// outcomeKey is the index key of outcome o.
+func (s *Store) outcomeKey(o store.Outcome) string {
+	return s.indexPrefix() + "o:" + strconv.Itoa(int(o))
+}
+
+// hashedIndexKey is the index key of a field's value, built in one
+// allocation: the index prefix, name, ':' and the hex SHA-256 of value.
+func (s *Store) hashedIndexKey(name, value string) string {
+	sum := sha256.Sum256([]byte(value))
+	var b strings.Builder
+	b.Grow(len(s.idxPrefix) + len(name) + 1 + 2*len(sum))
+	b.WriteString(s.idxPrefix)
+	b.WriteString(name)
+	b.WriteByte(':')
+	const digits = "0123456789abcdef"
+	for _, c := range sum {
+		b.WriteByte(digits[c>>4])
+		b.WriteByte(digits[c&0xf])
+	}
+	return b.String()
+}
+
 // kinds returns the kind of each index key, one letter each: "z" for the
 // sorted sets (subject, caller), "x" for the streams.
 func (s *Store) kinds(keys []string) string {
@@ -359,17 +380,48 @@ func (s *Store) skewKey() string { return s.indexPrefix() + "skew" }
 // indexKeys appends the index keys of the given field values (empty ones
 // and OutcomeUnspecified have none) to dst.
 func (s *Store) indexKeys(dst []string, subject, caller, source, target string, o store.Outcome) []string {
-	p := s.indexPrefix()
 	for _, f := range [...]struct{ name, value string }{{"subject", subject}, {"caller", caller}, {"source", source}, {"target", target}} {
 		if f.value != "" {
-			sum := sha256.Sum256([]byte(f.value))
-			dst = append(dst, p+f.name+":"+hex.EncodeToString(sum[:]))
+			dst = append(dst, s.hashedIndexKey(f.name, f.value))
 		}
 	}
 	if o != store.OutcomeUnspecified {
-		dst = append(dst, p+"o:"+strconv.Itoa(int(o)))
+		dst = append(dst, s.outcomeKey(o))
 	}
 	return dst
+}
+
+// appendArgs are the EVALSHA arguments of appendScript for ev (its JSON in
+// body) after the command name and script: the number of keys, the keys
+// (the stream, the index key registry, the skew index, then ev's index
+// keys in indexKeys' order) and the arguments. Fixed keys are boxed once
+// (New); the kinds of the index keys are a substring of a constant, as
+// subject and caller (sorted sets) come first.
+func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
+	a := make([]any, 0, 3+3+5+7)
+	a = append(a, "evalsha", appendScript.Hash(), 0, s.streamArg, s.idxKeysArg, s.skewArg)
+	nz, nx := 0, 0
+	for _, f := range [...]struct{ name, value string }{{"subject", ev.Subject}, {"caller", ev.Caller}, {"source", ev.SourceDomain}, {"target", ev.TargetDomain}} {
+		if f.value != "" {
+			a = append(a, s.hashedIndexKey(f.name, f.value))
+			if f.name == "subject" || f.name == "caller" {
+				nz++
+			} else {
+				nx++
+			}
+		}
+	}
+	if o := ev.Outcome; o != store.OutcomeUnspecified {
+		if o > 0 && int(o) < len(s.outcomeArgs) {
+			a = append(a, s.outcomeArgs[o])
+		} else {
+			a = append(a, s.outcomeKey(o))
+		}
+		nx++
+	}
+	a[2] = len(a) - 3
+	const kinds = "zzxxx" // nz sorted sets, then nx streams
+	return append(a, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, kinds[2-nz:2+nx])
 }
 
 // minNanos and maxNanos bound the times with an "t" field: Unix ns from
@@ -397,18 +449,10 @@ func nanos(t time.Time) string {
 
 // evalAppend runs appendScript as a write (group commit or WAIT, see write):
 // EVALSHA, and EVAL when Redis does not have the script (after a restart or
-// failover; NOSCRIPT means nothing ran, so sending it again is safe).
-func (s *Store) evalAppend(ctx context.Context, keys []string, args ...any) (string, error) {
-	run := func(cmdName, script string) *goredis.Cmd {
-		a := make([]any, 0, 3+len(keys)+len(args))
-		a = append(a, cmdName, script, len(keys))
-		for _, k := range keys {
-			a = append(a, k)
-		}
-		a = append(a, args...)
-		return goredis.NewCmd(ctx, a...)
-	}
-	cmd := run("evalsha", appendScript.Hash())
+// failover; NOSCRIPT means nothing ran, so sending it again is safe). args
+// are appendArgs'.
+func (s *Store) evalAppend(ctx context.Context, args []any) (string, error) {
+	cmd := goredis.NewCmd(ctx, args...)
 	err := s.write(ctx, "append", s.stream, cmd)
 	// With MinReplicasAck (no batcher: write ran the pipeline itself), the
 	// WAIT after a NOSCRIPT counts no replica and write fails too, so the
@@ -416,7 +460,8 @@ func (s *Store) evalAppend(ctx context.Context, keys []string, args ...any) (str
 	// leave cmd still queued: its reply must not be read then.
 	if err == nil || s.batch == nil {
 		if cerr := cmd.Err(); cerr != nil && strings.HasPrefix(cerr.Error(), "NOSCRIPT") {
-			cmd = run("eval", appendSrc)
+			args = append([]any{"eval", appendSrc}, args[2:]...) // a copy: the first command keeps its own
+			cmd = goredis.NewCmd(ctx, args...)
 			err = s.write(ctx, "append", s.stream, cmd)
 		}
 	}

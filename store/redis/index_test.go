@@ -261,3 +261,47 @@ func TestAppendAfterScriptFlush(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendArgs: Append's script arguments name the keys and kinds that
+// indexKeys and kinds give for the same event (the listing reads those
+// keys), for every combination of present fields and outcomes.
+func TestAppendArgs(t *testing.T) {
+	s, err := New(Options{Client: goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"}), KeyPrefix: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(); _ = s.client.Close() })
+	outcomes := []store.Outcome{store.OutcomeUnspecified, store.OutcomeSuccess, store.OutcomeFailure, store.OutcomeCacheHit, store.OutcomeCacheHit + 1}
+	for mask := range 16 {
+		for _, o := range outcomes {
+			ev := store.Event{Outcome: o, Time: time.Unix(1700000000, 5)}
+			for i, f := range []*string{&ev.Subject, &ev.Caller, &ev.SourceDomain, &ev.TargetDomain} {
+				if mask&(1<<i) != 0 {
+					*f = fmt.Sprintf("value-%d", i)
+				}
+			}
+			name := fmt.Sprintf("fields %04b, outcome %d", mask, o)
+			args := s.appendArgs(&ev, []byte("{}"))
+			want := append([]string{s.stream, "p:{audit}:idxkeys", "p:{audit}:idx:skew"},
+				s.indexKeys(nil, ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain, ev.Outcome)...)
+			if args[0] != "evalsha" || args[1] != appendScript.Hash() || args[2] != len(want) {
+				t.Fatalf("%s: command %v %v, %v keys; want %d", name, args[0], args[1], args[2], len(want))
+			}
+			for i, k := range want {
+				if args[3+i] != k {
+					t.Errorf("%s: key %d is %v, want %s", name, i, args[3+i], k)
+				}
+			}
+			rest := args[3+len(want):]
+			wantRest := []any{s.maxLen, s.cutoff().ms, nil, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, s.kinds(want[3:])}
+			if len(rest) != len(wantRest) || string(rest[2].([]byte)) != "{}" {
+				t.Fatalf("%s: arguments %v", name, rest)
+			}
+			for i, w := range wantRest {
+				if i != 2 && rest[i] != w {
+					t.Errorf("%s: argument %d is %v (%T), want %v (%T)", name, i, rest[i], rest[i], w, w)
+				}
+			}
+		}
+	}
+}

@@ -93,6 +93,13 @@ type Store struct {
 	minAcks               int
 	ackTimeout            time.Duration
 	batch                 *batcher // group commit of marks and events; nil when minAcks > 0
+	// Key names fixed by the prefix, built once (Append names them on every
+	// event): the index prefix, and as script arguments (boxed once) the
+	// stream, the index key registry, the skew index and each outcome's
+	// index.
+	idxPrefix                      string
+	streamArg, idxKeysArg, skewArg any
+	outcomeArgs                    [store.OutcomeCacheHit + 1]any
 }
 
 var _ store.Store = (*Store)(nil)
@@ -143,6 +150,11 @@ func New(opts Options) (*Store, error) {
 		upkeepEvery: upkeepEvery,
 		minAcks:     opts.MinReplicasAck,
 		ackTimeout:  opts.ReplicaAckTimeout,
+	}
+	s.idxPrefix = s.prefix + ":{audit}:idx:"
+	s.streamArg, s.idxKeysArg, s.skewArg = s.stream, s.prefix+":{audit}:idxkeys", s.skewKey()
+	for o := range s.outcomeArgs {
+		s.outcomeArgs[o] = s.outcomeKey(store.Outcome(o))
 	}
 	if s.minAcks <= 0 {
 		s.batch = newBatcher(s.client, s.opTimeout)
@@ -291,9 +303,7 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		return "", err
 	}
 	defer cancel()
-	keys := append(make([]string, 0, 8), s.stream, s.prefix+":{audit}:idxkeys", s.skewKey())
-	keys = s.indexKeys(keys, ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain, ev.Outcome)
-	return s.evalAppend(ctx, keys, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, s.kinds(keys[3:]))
+	return s.evalAppend(ctx, s.appendArgs(&ev, body))
 }
 
 // cutoff is the oldest id within the retention ({0, 0}: no retention).
