@@ -65,21 +65,36 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 			return nil, st.Err()
 		}
 	}
-	ctx = context.WithValue(ctx, runtimeKey{}, rt)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.AddEvent(eventAuthenticated)
 	}
-	ctx = context.WithValue(ctx, callerMethodKey{}, string(caller.Method))
-	return h(context.WithValue(ctx, callerKey{}, caller.Name), req)
+	// One context value for what the call's authentication found (a single
+	// allocation on every call).
+	return h(context.WithValue(ctx, authedKey{}, &authed{rt: rt, caller: caller.Name, method: string(caller.Method)}), req)
 }
 
-// callerMethodKey holds how the caller authenticated (auth.Method), for
-// the broker's policy conditions (caller.method).
-type callerMethodKey struct{}
+// authedKey holds the *authed of an authenticated call.
+type authedKey struct{}
+
+// authed is what a call's authentication found: the configuration it read
+// (the call keeps it to its end), the caller's name, and how the caller
+// authenticated (auth.Method, for the policy conditions' caller.method).
+type authed struct {
+	rt     *runState
+	caller string
+	method string
+}
+
+func authedFrom(ctx context.Context) *authed {
+	a, _ := ctx.Value(authedKey{}).(*authed)
+	return a
+}
 
 func callerMethodFromContext(ctx context.Context) string {
-	m, _ := ctx.Value(callerMethodKey{}).(string)
-	return m
+	if a := authedFrom(ctx); a != nil {
+		return a.method
+	}
+	return ""
 }
 
 // credentialsFrom collects what the call carries. A client certificate comes

@@ -48,13 +48,11 @@ func (s *Server) SetRuntime(rt Runtime) error {
 	return nil
 }
 
-type runtimeKey struct{}
-
 // runtimeFor is the runtime of a call: the one its authentication read, or
 // the current one.
 func (s *Server) runtimeFor(ctx context.Context) *runState {
-	if rt, ok := ctx.Value(runtimeKey{}).(*runState); ok {
-		return rt
+	if a := authedFrom(ctx); a != nil {
+		return a.rt
 	}
 	return s.rt.Load()
 }

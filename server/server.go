@@ -495,11 +495,11 @@ func traceSteps(next grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
 	}
 }
 
-type callerKey struct{}
-
 // CallerFromContext returns the authenticated caller's name ("" outside an
 // authenticated call).
 func CallerFromContext(ctx context.Context) string {
-	c, _ := ctx.Value(callerKey{}).(string)
-	return c
+	if a := authedFrom(ctx); a != nil {
+		return a.caller
+	}
+	return ""
 }
