@@ -331,8 +331,8 @@ func checkNoGoroutineLeak(t *testing.T, baseline int) {
 
 // A REST call still in flight when the drain timeout expires is not cut off
 // without an answer: it is ended and answers 503 SERVER_UNAVAILABLE (a
-// retryable refusal naming the shutdown) before its connection closes, and
-// Serve returns soon after the timeout.
+// retryable refusal naming the shutdown) before its connection closes; a
+// gRPC call is cut with UNAVAILABLE; Serve returns soon after the timeout.
 func TestDrainTimeoutAnswersServerUnavailable(t *testing.T) {
 	const drain, upstreamDelay = 500 * time.Millisecond, 4 * time.Second
 	logs := &testutil.Buffer{}
@@ -364,7 +364,12 @@ func TestDrainTimeoutAnswersServerUnavailable(t *testing.T) {
 		_, err = b.ReadFrom(resp.Body)
 		done <- answer{code: resp.StatusCode, body: b.String(), err: err}
 	}()
-	testutil.WaitFor(t, 5*time.Second, "the chain to reach domain B", func() bool { return e.Sandbox.B.JWTBearerCount() > bCalls })
+	grpcDone := make(chan error, 1)
+	go func() {
+		_, err := e.Chain.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: sandbox.DomainBName})
+		grpcDone <- err
+	}()
+	testutil.WaitFor(t, 5*time.Second, "both chains to reach domain B", func() bool { return e.Sandbox.B.JWTBearerCount() >= bCalls+2 })
 
 	start := time.Now()
 	e.Stop()
@@ -378,6 +383,16 @@ func TestDrainTimeoutAnswersServerUnavailable(t *testing.T) {
 		}
 	case <-time.After(upstreamDelay):
 		t.Fatal("the in-flight REST chain was not ended at the drain timeout")
+	}
+	// gRPC: the server stops and the call is cut; the client library
+	// reports UNAVAILABLE (README: SERVER_UNAVAILABLE).
+	select {
+	case err := <-grpcDone:
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("in-flight gRPC chain at the drain timeout: %v, want UNAVAILABLE", err)
+		}
+	case <-time.After(upstreamDelay):
+		t.Fatal("the in-flight gRPC chain was not ended at the drain timeout")
 	}
 	select {
 	case <-e.Served():
