@@ -310,7 +310,8 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 // chain's depth needs far more than a goroutine starts with) and copies it
 // on every call, which is a tenth of a cache hit's CPU. When every worker
 // is busy, gRPC serves a call on a fresh goroutine, as without workers.
-func streamWorkers() uint32 { return uint32(16 * goruntime.GOMAXPROCS(0)) }
+// At most 256: idle workers keep their grown stacks.
+func streamWorkers() uint32 { return uint32(min(16*goruntime.GOMAXPROCS(0), 256)) }
 
 // answerGrace is how long REST calls still in flight when the drain timeout
 // expires get to write their SERVER_UNAVAILABLE answer before their
