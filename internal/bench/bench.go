@@ -89,6 +89,8 @@ type options struct {
 	keep               bool
 	goCmd              string
 	floorRounds        int
+	pairs              int           // short alternating pairs per target ratio (1: none, the full runs decide)
+	pairDuration       time.Duration // measured duration of each side of a pair
 	idleWait           time.Duration
 	brokerEnv          []string
 	args               []string // as given, for the reproduction command
@@ -137,6 +139,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, config, profiles)")
 	fs.StringVar(&o.goCmd, "go", "go", "go command used to build chainbroker and read profiles")
 	fs.IntVar(&o.floorRounds, "floor-rounds", 3, "rounds of the RS256 verification benchmark (best kept)")
+	fs.IntVar(&o.pairs, "pairs", 3, "for each closed-loop ratio a target checks (broker vs skeleton at c=1 and c=64, "+
+		"cache hits at c=1, REST vs gRPC at c=1), run this many short pairs back to back (broker then skeleton, REST then gRPC) "+
+		"and judge the target on the median of the per-pair ratios, CPU per chain and p50; the full-length runs and tables stay as they are. "+
+		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
+		"2.5 minutes for the 4 ratios (1: no pairs, the full-length runs decide)")
+	fs.DurationVar(&o.pairDuration, "pair-duration", 5*time.Second, "measured duration of each side of a --pairs pair (--quick: 1s)")
 	fs.Func("broker-env", "extra environment variable for the broker process, KEY=VALUE (repeatable; e.g. GOGC=400)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("%q is not KEY=VALUE", v)
@@ -166,6 +174,9 @@ func parseFlags(args []string) (*options, error) {
 		if !set["floor-rounds"] {
 			o.floorRounds = 1
 		}
+		if !set["pair-duration"] {
+			o.pairDuration = time.Second
+		}
 	}
 	if o.profileDuration <= 0 {
 		o.profileDuration = o.duration
@@ -178,6 +189,10 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--levels: no level")
 	}
 	switch {
+	case o.pairs < 1:
+		return nil, fmt.Errorf("--pairs: %d is not at least 1", o.pairs)
+	case o.pairs > 1 && o.pairDuration <= 0:
+		return nil, fmt.Errorf("--pair-duration: %s is not positive", o.pairDuration)
 	case o.grpcConns < 1 || o.grpcConns > 1024:
 		return nil, fmt.Errorf("--grpc-conns: %d is not between 1 and 1024", o.grpcConns)
 	case o.pacedRate < 0 || math.IsNaN(o.pacedRate) || math.IsInf(o.pacedRate, 0):
@@ -278,7 +293,44 @@ func (o *options) estimate() time.Duration {
 	if o.trace && slices.Contains(o.levels, 1) {
 		d += 20 * time.Second
 	}
+	d += o.pairsEstimate()
 	return d + time.Duration(o.floorRounds)*2*time.Second + 20*time.Second
+}
+
+// pairRatios is the number of closed-loop ratios the run measures in
+// short pairs (--pairs > 1): REST vs gRPC at c=1, broker vs skeleton at
+// the skeleton's levels, and the cache hits at c=1.
+func (o *options) pairRatios() int {
+	if o.pairs < 2 {
+		return 0
+	}
+	grpc, c1 := slices.Contains(o.transports, "grpc"), slices.Contains(o.levels, 1)
+	n := 0
+	if grpc && c1 && slices.Contains(o.transports, "rest") {
+		n++
+	}
+	if o.skeleton && o.store == "redis" {
+		if grpc {
+			n += len(o.skeletonLevels())
+		}
+		if o.cache && c1 {
+			n++
+		}
+	}
+	return n
+}
+
+// pairWarmup is the warm-up before each side of a pair: both sides have
+// just been measured at length, so their processes and connections are warm.
+func (o *options) pairWarmup() time.Duration { return min(o.warmup, 500*time.Millisecond) }
+
+// pairsEstimate is the time the pairs add to a run.
+func (o *options) pairsEstimate() time.Duration {
+	pair := 2 * (o.pairDuration + o.pairWarmup() + 300*time.Millisecond)
+	if o.idleWait > 0 {
+		pair += time.Second // waitIdle before each pair
+	}
+	return time.Duration(o.pairRatios()*o.pairs) * pair
 }
 
 func runBench(args []string) error {
@@ -297,8 +349,12 @@ func runBench(args []string) error {
 	if o.cache && len(o.pacedLevels) > 0 {
 		paced = fmt.Sprintf("paced cache runs with %v callers at %.0f chains/s", o.pacedLevels, o.pacedRate)
 	}
-	logf("chainbench: levels %v, %s per run after %s warm-up, store %s, transports %v, baseline %v, %s; about %s",
-		o.levels, o.duration, o.warmup, o.store, o.transports, o.baseline, paced, o.estimate().Round(10*time.Second))
+	pairs := "no pairs (--pairs 1)"
+	if n := o.pairRatios(); n > 0 {
+		pairs = fmt.Sprintf("%d pairs of %s for each of %d target ratios (about %s)", o.pairs, o.pairDuration, n, o.pairsEstimate().Round(10*time.Second))
+	}
+	logf("chainbench: levels %v, %s per run after %s warm-up, store %s, transports %v, baseline %v, %s, %s; about %s",
+		o.levels, o.duration, o.warmup, o.store, o.transports, o.baseline, paced, pairs, o.estimate().Round(10*time.Second))
 
 	dir, err := os.MkdirTemp("", "chainbench-")
 	if err != nil {
@@ -380,6 +436,7 @@ type bench struct {
 	skeletonCache     []load.Result
 	skeletonCacheNote string
 	cacheNote         string
+	pairs             []report.PairSet // the targets' short alternating pairs (--pairs)
 	profs             []*report.Profile
 	steps             *report.StepTrace // the per-step trace at c=1 (trace.go)
 	profErr           string
@@ -520,8 +577,22 @@ func (b *bench) run(ctx context.Context) error {
 			logFirstError(res)
 		}
 	}
-	broker.Stop(10 * time.Second)
-	b.procs.Remove(broker)
+	// REST against gRPC at c=1 in short pairs, on the same broker. The
+	// broker stays up for the skeleton's pairs (runSkeleton).
+	var grpcSide *pairSide
+	if g, ok := targets["grpc"]; ok {
+		grpcSide = &pairSide{"grpc", g, broker, addrs}
+		if r, ok := targets["rest"]; ok && slices.Contains(o.levels, 1) {
+			if err := b.runPairs(ctx, report.PairsREST, 1, pairSide{"rest", r, broker, addrs}, *grpcSide); err != nil {
+				return err
+			}
+		}
+	}
+	stopBroker := func() {
+		broker.Stop(10 * time.Second)
+		b.procs.Remove(broker)
+	}
+	defer stopBroker() // on an early return; Stop is idempotent
 
 	if o.trace && slices.Contains(o.levels, 1) {
 		if err := b.runTrace(ctx); err != nil {
@@ -533,7 +604,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 
 	if o.skeleton {
-		if err := b.runSkeleton(ctx); err != nil {
+		if err := b.runSkeleton(ctx, grpcSide); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -541,6 +612,7 @@ func (b *bench) run(ctx context.Context) error {
 			logf("skeleton: %v", err)
 		}
 	}
+	stopBroker()
 
 	profile := func(cache bool) error {
 		if !o.profile {
@@ -559,7 +631,7 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	if o.cache {
-		if err := b.runCache(ctx); err != nil {
+		if cacheSide, stopCache, err := b.runCache(ctx); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -567,13 +639,17 @@ func (b *bench) run(ctx context.Context) error {
 			logf("cache: %v", err)
 		} else {
 			if o.skeleton {
-				if err := b.runSkeletonCache(ctx); err != nil {
+				err := b.runSkeletonCache(ctx, cacheSide)
+				stopCache()
+				if err != nil {
 					if ctx.Err() != nil {
 						return err
 					}
 					b.skeletonCacheNote = "not measured: " + err.Error()
 					logf("skeleton cache: %v", err)
 				}
+			} else {
+				stopCache()
 			}
 			if err := profile(true); err != nil {
 				return err
@@ -905,7 +981,13 @@ func loadLabel(conc int, rate float64) string {
 // (load.RunClosed), otherwise an open loop of conc callers offering rate chains/s
 // (load.RunPaced). broker is nil for runs that do not involve it.
 func (b *bench) measure(ctx context.Context, name string, t load.Target, conc int, rate float64, broker *proc.Proc, addrs brokerAddrs) (load.Result, error) {
-	if err := b.refreshSubjects(ctx, b.o.warmup+b.o.duration); err != nil {
+	return b.measureWindow(ctx, name, t, conc, rate, broker, addrs, b.o.warmup, b.o.duration)
+}
+
+// measureWindow is measure with the given warm-up and measured duration.
+func (b *bench) measureWindow(ctx context.Context, name string, t load.Target, conc int, rate float64, broker *proc.Proc, addrs brokerAddrs,
+	warmup, duration time.Duration) (load.Result, error) {
+	if err := b.refreshSubjects(ctx, warmup+duration); err != nil {
 		return load.Result{}, err
 	}
 	isBroker := name != "baseline"
@@ -955,9 +1037,9 @@ func (b *bench) measure(ctx context.Context, name string, t load.Target, conc in
 	}
 	var d load.Driven
 	if rate > 0 {
-		d = load.RunPaced(ctx, t, conc, rate, b.o.warmup, b.o.duration, subjects, probe)
+		d = load.RunPaced(ctx, t, conc, rate, warmup, duration, subjects, probe)
 	} else {
-		d = load.RunClosed(ctx, t, conc, b.o.warmup, b.o.duration, subjects, probe)
+		d = load.RunClosed(ctx, t, conc, warmup, duration, subjects, probe)
 	}
 	if ctx.Err() != nil {
 		return load.Result{}, ctx.Err()
@@ -972,12 +1054,15 @@ func (b *bench) measure(ctx context.Context, name string, t load.Target, conc in
 	return r, nil
 }
 
-// ourPIDs are the benchmark's processes plus extra.
+// ourPIDs are the benchmark's processes plus extra: also the children
+// that are up but idle, such as the broker the skeleton's pairs compare
+// with (runPairs), so that they are not listed as foreign processes.
 func (b *bench) ourPIDs(extra ...*proc.Proc) []int {
 	pids := []int{measure.SelfPID(), b.domains.PID()}
 	if b.redis != nil {
 		pids = append(pids, b.redis.PID())
 	}
+	pids = append(pids, b.procs.PIDs()...)
 	for _, p := range extra {
 		pids = append(pids, p.PID())
 	}
@@ -1030,9 +1115,51 @@ func (b *bench) startSkeleton(ctx context.Context, cache bool) (p *proc.Proc, g 
 	return p, g, addrs, func() { g.Close(); stopProc() }, nil
 }
 
+// pairSide is one side of the targets' short pairs: a load target, the
+// process it loads and that process's addresses.
+type pairSide struct {
+	name  string // as in load.Result.Target
+	t     load.Target
+	p     *proc.Proc
+	addrs brokerAddrs
+}
+
+// runPairs measures --pairs short closed-loop pairs at concurrency conc,
+// each the measured side then the reference, back to back, for the
+// report's pair set named set (report.PairsSkeleton, ...): the targets
+// rest on the median of the per-pair ratios. Nothing with --pairs 1.
+func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, ref pairSide) error {
+	o := b.o
+	if o.pairs < 2 {
+		return nil
+	}
+	logf("  %d pairs of %s, %s then %s, c=%d...", o.pairs, o.pairDuration, measured.name, ref.name, conc)
+	ps := report.PairSet{Name: set, Concurrency: conc}
+	for i := range o.pairs {
+		b.waitIdle(ctx) // once per pair: its two runs are back to back
+		var pair report.Pair
+		var err error
+		if pair.Measured, err = b.measureWindow(ctx, measured.name, measured.t, conc, 0, measured.p, measured.addrs, o.pairWarmup(), o.pairDuration); err != nil {
+			return err
+		}
+		if pair.Reference, err = b.measureWindow(ctx, ref.name, ref.t, conc, 0, ref.p, ref.addrs, o.pairWarmup(), o.pairDuration); err != nil {
+			return err
+		}
+		ps.Pairs = append(ps.Pairs, pair)
+		m, r := pair.Measured, pair.Reference
+		logf("    pair %d: CPU %s vs %s = %.2f×; p50 %s vs %s = %.2f×; err %d, %d", i+1, report.FmtDur(m.BrokerCPU), report.FmtDur(r.BrokerCPU),
+			report.Ratio(m.BrokerCPU, r.BrokerCPU), report.FmtDur(m.P50), report.FmtDur(r.P50), report.Ratio(m.P50, r.P50), m.Errors, r.Errors)
+		logFirstError(m)
+		logFirstError(r)
+	}
+	b.pairs = append(b.pairs, ps)
+	return nil
+}
+
 // runSkeleton measures the skeleton broker (package skeleton) over gRPC at the
-// targets' levels, as the broker is measured.
-func (b *bench) runSkeleton(ctx context.Context) error {
+// targets' levels, as the broker is measured, then, when broker (the
+// broker's gRPC, still up) is not nil, each level in short pairs with it.
+func (b *bench) runSkeleton(ctx context.Context, broker *pairSide) error {
 	levels := b.o.skeletonLevels()
 	if len(levels) == 0 {
 		return errors.New("needs c=1 or c=64 in --levels")
@@ -1052,6 +1179,13 @@ func (b *bench) runSkeleton(ctx context.Context) error {
 		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p90 %8s  p99 %8s  err %d%s", "skeleton", c, res.Throughput(),
 			report.FmtDur(res.P50), report.FmtDur(res.P90), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
+	}
+	if broker != nil {
+		for _, c := range levels {
+			if err := b.runPairs(ctx, report.PairsSkeleton, c, *broker, pairSide{"skeleton", g, p, addrs}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -1077,8 +1211,9 @@ func (o *options) skeletonCacheLoads() []skeletonLoad {
 }
 
 // runSkeletonCache measures the skeleton's cache hits (package skeleton) as the
-// broker's are measured for the cache targets.
-func (b *bench) runSkeletonCache(ctx context.Context) error {
+// broker's are measured for the cache targets, then the closed loop at c=1
+// in short pairs with broker (the broker with its cache, still up and warm).
+func (b *bench) runSkeletonCache(ctx context.Context, broker pairSide) error {
 	runs := b.o.skeletonCacheLoads()
 	if len(runs) == 0 {
 		return errors.New("needs c=1 in --levels or --paced-levels")
@@ -1099,6 +1234,9 @@ func (b *bench) runSkeletonCache(ctx context.Context) error {
 			res.Throughput(), report.Achieved(res), report.FmtDur(res.P50), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}
+	if slices.Contains(runs, skeletonLoad{1, 0}) {
+		return b.runPairs(ctx, report.PairsSkeletonCache, 1, broker, pairSide{"skeleton+cache", g, p, addrs})
+	}
 	return nil
 }
 
@@ -1117,12 +1255,12 @@ func (b *bench) report() *report.Report {
 			Levels: o.levels, Transports: o.transports, Store: o.store, Caller: o.caller,
 			VerifySubjectToken: o.verifySubjectToken, Skeleton: o.skeleton, Duration: o.duration, Warmup: o.warmup,
 			ProfileConc: o.profileConc, ProfileDuration: o.profileDuration, Subjects: o.subjects, GRPCConns: o.grpcConns,
-			FloorRounds: o.floorRounds, BrokerEnv: o.brokerEnv, Out: o.out, SVG: o.svg, Command: o.command(),
+			FloorRounds: o.floorRounds, Pairs: o.pairs, PairDuration: o.pairDuration, BrokerEnv: o.brokerEnv, Out: o.out, SVG: o.svg, Command: o.command(),
 		},
 		Machine: b.mach, Rev: b.rev, Floor: b.floor, Started: b.started, Finished: b.finished, Redis: b.redis != nil,
 		ConfigYAML: b.configYAML, CacheYAML: b.cacheYAML,
 		Results: b.results, Cache: b.cache, CachePaced: b.cachePaced,
-		Skeleton: b.skeleton, SkelNote: b.skelNote, SkeletonCache: b.skeletonCache, SkeletonCacheNote: b.skeletonCacheNote,
+		Pairs: b.pairs, Skeleton: b.skeleton, SkelNote: b.skelNote, SkeletonCache: b.skeletonCache, SkeletonCacheNote: b.skeletonCacheNote,
 		CacheNote: b.cacheNote, Profiles: b.profs, ProfErr: b.profErr, RSSNote: b.rssNote, Steps: b.steps,
 	})
 }

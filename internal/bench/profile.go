@@ -247,27 +247,35 @@ func focusedShare(out string) (float64, bool) {
 
 // runCache measures chains with the token cache on and warm: closed loops
 // at --levels, then open loops (paced) at --paced-levels callers offering
-// --paced-rate chains/s, against the same broker.
-func (b *bench) runCache(ctx context.Context) error {
+// --paced-rate chains/s, against the same broker. The broker stays up, its
+// cache warm, for the skeleton's pairs (runSkeletonCache): side loads it
+// and stop ends it.
+func (b *bench) runCache(ctx context.Context) (side pairSide, stop func(), err error) {
 	logf("measuring with the token cache on and warm (gRPC)...")
 	p, addrs, cfg, err := b.startBroker(ctx, "broker-cache", false, true)
 	if err != nil {
-		return err
+		return side, nil, err
 	}
 	b.cacheYAML = cfg
-	defer func() {
+	stopProc := func() {
 		p.Stop(10 * time.Second)
 		b.procs.Remove(p)
-	}()
+	}
 	g, err := load.NewGRPC(addrs.grpc, b.apiKey, sandbox.DomainBName, b.o.grpcConns)
 	if err != nil {
-		return err
+		stopProc()
+		return side, nil, err
 	}
-	defer g.Close()
+	stop = func() { g.Close(); stopProc() }
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	for _, c := range b.o.levels {
 		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, 0, p, addrs)
 		if err != nil {
-			return err
+			return side, nil, err
 		}
 		b.cache = append(b.cache, res)
 		logf("  %-10s c=%-3d %8.0f chains/s  p50 %8s  p99 %8s  err %d%s", "grpc+cache", c, res.Throughput(),
@@ -277,7 +285,7 @@ func (b *bench) runCache(ctx context.Context) error {
 	for _, c := range b.o.pacedLevels {
 		res, err := b.measureQuiet(ctx, "grpc+cache", g, c, b.o.pacedRate, p, addrs)
 		if err != nil {
-			return err
+			return side, nil, err
 		}
 		b.cachePaced = append(b.cachePaced, res)
 		logf("  %-10s paced, %d callers: %.0f/s offered, %.0f chains/s achieved (%s)  p50 %8s  p99 %8s  err %d%s",
@@ -285,5 +293,5 @@ func (b *bench) runCache(ctx context.Context) error {
 			report.FmtDur(res.P50), report.FmtDur(res.P99), res.Errors, brokerLine(res))
 		logFirstError(res)
 	}
-	return nil
+	return pairSide{"grpc+cache", g, p, addrs}, stop, nil
 }

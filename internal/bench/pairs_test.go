@@ -1,0 +1,76 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// --pairs and --pair-duration: their defaults, --quick's shorter pairs,
+// the errors, the ratios measured in pairs and the time they add to the
+// estimate.
+func TestPairsFlags(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		pairs    int
+		duration time.Duration
+		ratios   int // target ratios measured in pairs
+		wantErr  string
+	}{
+		{"defaults", nil, 3, 5 * time.Second, 4, ""},
+		{"quick: 1s pairs", []string{"--quick"}, 3, time.Second, 4, ""},
+		{"quick keeps a given duration", []string{"--quick", "--pair-duration=3s"}, 3, 3 * time.Second, 4, ""},
+		{"one: no pairs", []string{"--pairs=1"}, 1, 5 * time.Second, 0, ""},
+		{"one ignores the duration", []string{"--pairs", "1", "--pair-duration=0s"}, 1, 0, 0, ""},
+		{"five", []string{"--pairs=5", "--pair-duration=2s"}, 5, 2 * time.Second, 4, ""},
+		{"c=1 only", []string{"--levels=1,16"}, 3, 5 * time.Second, 3, ""},
+		{"c=64 only", []string{"--levels=64,256"}, 3, 5 * time.Second, 1, ""},
+		{"gRPC only", []string{"--transports=grpc"}, 3, 5 * time.Second, 3, ""},
+		{"REST only", []string{"--transports=rest"}, 3, 5 * time.Second, 1, ""},
+		{"no skeleton", []string{"--skeleton=false"}, 3, 5 * time.Second, 1, ""},
+		{"memory store: no skeleton", []string{"--store=memory"}, 3, 5 * time.Second, 1, ""},
+		{"no cache", []string{"--cache=false"}, 3, 5 * time.Second, 3, ""},
+		{"zero", []string{"--pairs=0"}, 0, 0, 0, "--pairs"},
+		{"negative", []string{"--pairs=-2"}, 0, 0, 0, "--pairs"},
+		{"not a number", []string{"--pairs=many"}, 0, 0, 0, "pairs"},
+		{"zero duration", []string{"--pair-duration=0s"}, 0, 0, 0, "--pair-duration"},
+		{"negative duration", []string{"--pairs=2", "--pair-duration=-1s"}, 0, 0, 0, "--pair-duration"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args) // flag errors print the usage: seen with -v only
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one about %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.pairs != tt.pairs || o.pairDuration != tt.duration || o.pairRatios() != tt.ratios {
+				t.Errorf("pairs %d of %v for %d ratios, want %d of %v for %d", o.pairs, o.pairDuration, o.pairRatios(),
+					tt.pairs, tt.duration, tt.ratios)
+			}
+			// Each pair is two short runs after a warm-up of at most 0.5s,
+			// and an idle check before it.
+			one, err := parseFlags(append(tt.args[:len(tt.args):len(tt.args)], "--pairs=1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pair := 2*(o.pairDuration+min(o.warmup, 500*time.Millisecond)+300*time.Millisecond) + time.Second
+			if d, want := o.estimate()-one.estimate(), time.Duration(tt.ratios*o.pairs)*pair; d != want {
+				t.Errorf("estimate difference %v, want %v", d, want)
+			}
+		})
+	}
+	// With the defaults the pairs add about the 2.5 minutes the flag's
+	// help states.
+	o, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := o.pairsEstimate(); d < 2*time.Minute || d > 3*time.Minute {
+		t.Errorf("the pairs add %v with the defaults; the help says about 2.5 minutes", d)
+	}
+}

@@ -1,0 +1,103 @@
+package report
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/chainbroker/chainbroker/internal/bench/load"
+)
+
+// Names of the pair sets (PairSet.Name): what the broker's gRPC chains
+// (or REST's, against gRPC) are compared with.
+const (
+	PairsSkeleton      = "skeleton"       // broker vs skeleton, gRPC, no cache, closed loop
+	PairsSkeletonCache = "skeleton+cache" // broker vs skeleton, cache hits, gRPC, closed loop
+	PairsREST          = "rest"           // REST vs gRPC, same broker, closed loop
+)
+
+// Pair is one short pair of runs (--pairs), back to back: the measured
+// side (the broker, or REST), then the reference (the skeleton, or gRPC).
+type Pair struct {
+	Measured, Reference load.Result
+}
+
+// PairSet is the short alternating pairs of one target's ratio at one
+// concurrency. The target is based on the median of the per-pair ratios:
+// host noise (steal, timer wake-ups) and drift between runs minutes apart
+// move single runs by more than the targets' margins.
+type PairSet struct {
+	Name        string // PairsSkeleton, PairsSkeletonCache or PairsREST
+	Concurrency int
+	Pairs       []Pair
+}
+
+// findPairs is the pair set name at concurrency c.
+func (b *Run) findPairs(name string, c int) (PairSet, bool) {
+	for _, p := range b.Pairs {
+		if p.Name == name && p.Concurrency == c {
+			return p, true
+		}
+	}
+	return PairSet{}, false
+}
+
+// median is the median of xs (the mean of the middle two when even); 0
+// for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// pairRatios are the per-pair ratios, measured ÷ reference, of CPU per
+// chain and p50, of the pairs where both sides answered chains.
+func pairRatios(ps PairSet) (cpu, p50 []float64) {
+	for _, p := range ps.Pairs {
+		m, r := p.Measured, p.Reference
+		if m.Chains == 0 || r.Chains == 0 || r.BrokerCPU <= 0 || r.P50 <= 0 {
+			continue
+		}
+		cpu = append(cpu, ratio(m.BrokerCPU, r.BrokerCPU))
+		p50 = append(p50, ratio(m.P50, r.P50))
+	}
+	return cpu, p50
+}
+
+// spread describes ratios: the median, min and max, and each pair's in
+// the order measured.
+func spread(xs []float64) string {
+	each := make([]string, len(xs))
+	for i, x := range xs {
+		each[i] = fmt.Sprintf("%.2f×", x)
+	}
+	return fmt.Sprintf("%.2f× (min %.2f×, max %.2f×; pairs %s)", median(xs), slices.Min(xs), slices.Max(xs), strings.Join(each, ", "))
+}
+
+// pairsMeasured is the medians of a pair set's ratios, CPU per chain and
+// p50, and the text for the targets table with their spread; ok is false
+// when no pair answered chains on both sides (the target then rests on the
+// full-length runs, as with --pairs 1).
+func (b *Run) pairsMeasured(name string, c int) (xc, xp float64, text string, ok bool) {
+	ps, found := b.findPairs(name, c)
+	if !found {
+		return 0, 0, "", false
+	}
+	cpu, p50 := pairRatios(ps)
+	if len(cpu) == 0 {
+		return 0, 0, "", false
+	}
+	each := ""
+	if d := b.Opts.PairDuration; d > 0 {
+		each = " of " + d.String()
+	}
+	text = fmt.Sprintf("median of %s%s: CPU %s; p50 %s", plural(len(cpu), "pair"), each, spread(cpu), spread(p50))
+	return median(cpu), median(p50), text, true
+}
