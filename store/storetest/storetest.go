@@ -1132,7 +1132,7 @@ func testListCombinedTable(t *testing.T, s store.Store, trail string, events []s
 // call, each once, in order.
 func testListPagingWhileAppending(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	const n, size = 60, 7
+	const n, size, maxLate = 60, 7, 40 // maxLate: events appended while one subtest pages
 	start := time.Now()
 	events := make([]store.Event, n)
 	for i := range events {
@@ -1162,20 +1162,28 @@ func testListPagingWhileAppending(t *testing.T, s store.Store) {
 				got   []string
 				token string
 			)
+			// The pages hold the events that existed at the first call
+			// (want, which grows with the previous subtests' appenders):
+			// one call per full page, one more for an empty last page.
+			maxCalls := len(want)/size + 1
 			for call := 0; ; call++ {
-				if call > n {
-					t.Fatalf("List still returns a token after %d calls", call)
+				if call > maxCalls {
+					t.Fatalf("List still returns a token after %d calls (%d events at the first call, pages of %d)", call, len(want), size)
 				}
 				page, next, err := s.List(ctx, f, size, token)
 				mustOK(t, "List", err)
 				if call == 0 {
 					// From now on, appends run while paging.
 					wg.Go(func() {
-						for i := 0; ; i++ {
+						// A bounded, paced appender: unbounded, it appended
+						// more the longer the paging took, and each subtest
+						// then paged through the previous one's appends
+						// (a run away on a fast store).
+						for i := range maxLate {
 							select {
 							case <-stop:
 								return
-							default:
+							case <-time.After(time.Millisecond):
 							}
 							e := store.Event{Time: time.Now(), Subject: "paged", Caller: "c1", Message: "late " + strconv.Itoa(i)}
 							id, err := s.Append(ctx, &e)
