@@ -104,6 +104,29 @@ const (
 	staleSweep  = 64
 )
 
+// streamIDLua is what both scripts need of stream ids: pad (an id as a
+// sorted set member that sorts as the id), unpad (back, nil for a member
+// that is not one) and idLess.
+const streamIDLua = `local function pad(id)
+  local d = string.find(id, '-', 1, true)
+  local ms, seq = string.sub(id, 1, d - 1), string.sub(id, d + 1)
+  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
+end
+local function unpad(m)
+  local ms, seq = string.match(m, '^0*(%d-)%-0*(%d-)$')
+  if not ms then return nil end
+  if ms == '' then ms = '0' end
+  if seq == '' then seq = '0' end
+  return ms .. '-' .. seq
+end
+local function idLess(a, b)
+  local ad, bd = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  local am, bm = tonumber(string.sub(a, 1, ad - 1)), tonumber(string.sub(b, 1, bd - 1))
+  if am ~= bm then return am < bm end
+  return tonumber(string.sub(a, ad + 1)) < tonumber(string.sub(b, bd + 1))
+end
+`
+
 // appendSrc: KEYS[1] stream, KEYS[2] index key registry, KEYS[3] skew
 // index, KEYS[4..] the event's field indexes; ARGV[1] MAXLEN, ARGV[2] MINID
 // ("0": no retention), ARGV[3] the JSON event, ARGV[4] its Time in Unix ns
@@ -120,24 +143,7 @@ var appendSrc = strings.NewReplacer("IN_STEP", strconv.Itoa(inStepMillis), "STAL
 local stream, reg, skew = KEYS[1], KEYS[2], KEYS[3]
 local t, kinds = ARGV[4], ARGV[7]
 local function msOf(id) return string.sub(id, 1, string.find(id, '-', 1, true) - 1) end
-local function pad(id)
-  local d = string.find(id, '-', 1, true)
-  local ms, seq = string.sub(id, 1, d - 1), string.sub(id, d + 1)
-  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-end
-local function unpad(m)
-  local ms, seq = string.match(m, '^0*(%d-)%-0*(%d-)$')
-  if not ms then return nil end
-  if ms == '' then ms = '0' end
-  if seq == '' then seq = '0' end
-  return ms .. '-' .. seq
-end
-local function idLess(a, b)
-  local am, bm = tonumber(msOf(a)), tonumber(msOf(b))
-  if am ~= bm then return am < bm end
-  return tonumber(string.sub(a, #msOf(a) + 2)) < tonumber(string.sub(b, #msOf(b) + 2))
-end
-if ARGV[2] ~= '0' then
+` + streamIDLua + `if ARGV[2] ~= '0' then
   redis.call('XTRIM', stream, 'MINID', '~', ARGV[2], 'LIMIT', 10000)
 end
 local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 't', t, 'e', ARGV[3])
@@ -223,7 +229,7 @@ var appendScript = goredis.NewScript(appendSrc)
 // decides). Returns {last id examined or "", 1 if every segment was walked
 // to its end, entries examined, {id, JSON, ...} of the events that passed,
 // {source, id, ...} of index entries whose event is gone}.
-const listSrc = `
+var listSrc = `
 local stream, skew = KEYS[1], KEYS[2]
 local need, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tlo, thi, kinds = ARGV[3], ARGV[4], ARGV[5]
@@ -237,25 +243,7 @@ end
 local function field(f, name)
   for i = 1, #f, 2 do if f[i] == name then return f[i + 1] end end
 end
-local function pad(id)
-  local d = string.find(id, '-', 1, true)
-  local ms, seq = string.sub(id, 1, d - 1), string.sub(id, d + 1)
-  return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-end
-local function unpad(m)
-  local ms, seq = string.match(m, '^0*(%d-)%-0*(%d-)$')
-  if not ms then return nil end
-  if ms == '' then ms = '0' end
-  if seq == '' then seq = '0' end
-  return ms .. '-' .. seq
-end
-local function idLess(a, b)
-  local ad, bd = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
-  local am, bm = tonumber(string.sub(a, 1, ad - 1)), tonumber(string.sub(b, 1, bd - 1))
-  if am ~= bm then return am < bm end
-  return tonumber(string.sub(a, ad + 1)) < tonumber(string.sub(b, bd + 1))
-end
-local function member(k, id)
+` + streamIDLua + `local function member(k, id)
   if string.sub(kinds, k - 2, k - 2) == 'z' then
     return redis.call('ZSCORE', KEYS[k], pad(id)) ~= false
   end
