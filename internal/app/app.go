@@ -554,14 +554,10 @@ func redisTLSConfig(t config.RedisTLS, allowInsecureKeys bool) (*tls.Config, err
 	return tc, nil
 }
 
-// awsTarget is a kind aws domain's settings with its STS client (nil for
-// other kinds): aws-sdk-go-v2's, at the configured endpoint, over the
-// domain's HTTP client (its CA file), traced like the token endpoint calls,
-// following no redirect.
-func awsTarget(d config.Domain, endpoint string, base *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *broker.AWSTarget {
-	if d.Kind != string(broker.KindAWS) {
-		return nil
-	}
+// cloudClient is a cloud target's HTTP client: a copy of the domain's
+// (base, its CA file; nil: a default client), following no redirect, its
+// transport wrapped by wrap (tracing) when given.
+func cloudClient(base *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	hc := &http.Client{}
 	if base != nil {
 		c := *base
@@ -575,6 +571,18 @@ func awsTarget(d config.Domain, endpoint string, base *http.Client, wrap func(ht
 		}
 		hc.Transport = wrap(rt)
 	}
+	return hc
+}
+
+// awsTarget is a kind aws domain's settings with its STS client (nil for
+// other kinds): aws-sdk-go-v2's, at the configured endpoint, over the
+// domain's HTTP client (its CA file), traced like the token endpoint calls,
+// following no redirect.
+func awsTarget(d config.Domain, endpoint string, base *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *broker.AWSTarget {
+	if d.Kind != string(broker.KindAWS) {
+		return nil
+	}
+	hc := cloudClient(base, wrap)
 	opts := broker.AWSSTSOptions(endpoint, d.AWS.Region)
 	opts.HTTPClient = hc
 	return &broker.AWSTarget{

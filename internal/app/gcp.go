@@ -140,19 +140,7 @@ func gcpTarget(d config.Domain, base *http.Client, wrap func(http.RoundTripper) 
 	if d.Kind != string(broker.KindGCP) {
 		return nil
 	}
-	hc := &http.Client{}
-	if base != nil {
-		c := *base
-		hc = &c
-	}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if wrap != nil {
-		rt := hc.Transport
-		if rt == nil {
-			rt = http.DefaultTransport
-		}
-		hc.Transport = wrap(rt)
-	}
+	hc := cloudClient(base, wrap)
 	g := d.GCP
 	return &broker.GCPTarget{
 		Audience: g.Audience, AllowedAudiences: g.AllowedAudiences, ServiceAccount: g.ServiceAccount,
