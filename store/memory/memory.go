@@ -312,12 +312,12 @@ func (s *Store) newWalk(f store.Filter) *walk {
 	w := &walk{s: s, f: f, keys: filterKeys(f), timed: !f.Start.IsZero() || !f.End.IsZero()}
 	if !f.End.IsZero() {
 		// In step: Time < End gives id ms <= Time ms + tolerance < ceil(End) + tolerance.
-		w.stepHi = eventID{ms: uint64(max(ceilMillis(f.End)+inStep.Milliseconds(), 0))}
+		w.stepHi = eventID{ms: uint64(max(store.CeilMillis(f.End)+inStep.Milliseconds(), 0))}
 		w.hasStepHi = true
 	}
 	if !f.Start.IsZero() {
 		// In step: Time >= Start gives id ms >= floor(Start) - tolerance.
-		w.stepLo = eventID{ms: uint64(max(floorMillis(f.Start)-inStep.Milliseconds(), 0))}
+		w.stepLo = eventID{ms: uint64(max(store.FloorMillis(f.Start)-inStep.Milliseconds(), 0))}
 	}
 	return w
 }
@@ -444,26 +444,8 @@ func (w *walk) stopped(found []store.Event, examined int, last eventID) ([]store
 // skewed reports whether an event's Time lies further than inStep from its
 // append time (the millisecond of its id).
 func skewed(t time.Time, id eventID) bool {
-	d := floorMillis(t) - int64(id.ms)
+	d := store.FloorMillis(t) - int64(id.ms)
 	return d > inStep.Milliseconds() || d < -inStep.Milliseconds()
-}
-
-// floorMillis is t in Unix milliseconds rounded down.
-func floorMillis(t time.Time) int64 {
-	ms := t.UnixMilli() // truncates toward zero
-	if time.UnixMilli(ms).After(t) {
-		ms--
-	}
-	return ms
-}
-
-// ceilMillis is t in Unix milliseconds rounded up.
-func ceilMillis(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return ms
 }
 
 // Get implements store.AuditLog. A malformed id gives store.ErrInvalidArgument.

@@ -409,7 +409,7 @@ func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
 	}
 	a[2] = len(a) - 3
 	const kinds = "zzxxx" // nz sorted sets, then nx streams
-	return append(a, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, kinds[2-nz:2+nx])
+	return append(a, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), store.FloorMillis(ev.Time), s.upkeepEvery, kinds[2-nz:2+nx])
 }
 
 // minNanos and maxNanos bound the times with an "t" field: Unix ns from
@@ -514,12 +514,12 @@ func (s *Store) newWalk(ctx context.Context, f store.Filter, upper streamID, has
 	}
 	if !f.Start.IsZero() {
 		w.timed = true
-		w.stepLo = streamID{ms: uint64(max(floorMillis(f.Start)-inStepMillis, 0))}
+		w.stepLo = streamID{ms: uint64(max(store.FloorMillis(f.Start)-inStepMillis, 0))}
 		w.tlo = nanos(f.Start) // "" before 1970 (everything passes) or after 2262 (the caller checks)
 	}
 	if !f.End.IsZero() {
 		w.timed = true
-		w.stepHi, w.hasStepHi = streamID{ms: uint64(max(ceilMillis(f.End)+inStepMillis, 0))}, true
+		w.stepHi, w.hasStepHi = streamID{ms: uint64(max(store.CeilMillis(f.End)+inStepMillis, 0))}, true
 		w.thi = nanos(f.End)
 		if f.End.Before(minNanos) {
 			w.thi = "0" // no "t" lies below

@@ -86,7 +86,7 @@ func loadTrail(b *testing.B, s *Store, n int) time.Time {
 					for _, k := range keys {
 						args = append(args, k)
 					}
-					args = append(args, s.maxLen, 0, string(buf), nanos(e.Time), floorMillis(e.Time), s.upkeepEvery, s.kinds(keys[3:]))
+					args = append(args, s.maxLen, 0, string(buf), nanos(e.Time), store.FloorMillis(e.Time), s.upkeepEvery, s.kinds(keys[3:]))
 					pipe.Do(ctx, args...)
 				}
 				if _, err := pipe.Exec(ctx); err != nil {

@@ -293,7 +293,7 @@ func TestAppendArgs(t *testing.T) {
 				}
 			}
 			rest := args[3+len(want):]
-			wantRest := []any{s.maxLen, s.cutoff().ms, nil, nanos(ev.Time), floorMillis(ev.Time), s.upkeepEvery, s.kinds(want[3:])}
+			wantRest := []any{s.maxLen, s.cutoff().ms, nil, nanos(ev.Time), store.FloorMillis(ev.Time), s.upkeepEvery, s.kinds(want[3:])}
 			if len(rest) != len(wantRest) || string(rest[2].([]byte)) != "{}" {
 				t.Fatalf("%s: arguments %v", name, rest)
 			}

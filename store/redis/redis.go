@@ -262,10 +262,7 @@ func (s *Store) Mark(ctx context.Context, key store.ReplayKey, until time.Time) 
 	defer cancel()
 	// Round up to the millisecond: a marker may outlive its deadline by
 	// under a millisecond, never expire before it.
-	ms := until.UnixMilli()
-	if time.UnixMilli(ms).Before(until) {
-		ms++
-	}
+	ms := store.CeilMillis(until)
 	rk := s.replayKey(key)
 	set := goredis.NewStatusCmd(ctx, "set", rk, "1", "pxat", ms, "nx")
 	if err := s.write(ctx, "mark", rk, set); err != nil {
@@ -311,7 +308,7 @@ func (s *Store) cutoff() streamID {
 	if s.retention <= 0 {
 		return streamID{}
 	}
-	return streamID{ms: uint64(max(floorMillis(s.now().Add(-s.retention)), 0))}
+	return streamID{ms: uint64(max(store.FloorMillis(s.now().Add(-s.retention)), 0))}
 }
 
 // write runs cmd, a write on key: in the next group commit (see batcher),
@@ -507,24 +504,6 @@ func parseStreamID(s string) (streamID, bool) {
 		return streamID{}, false
 	}
 	return streamID{ms: ms, seq: seq}, true
-}
-
-// floorMillis is t in Unix milliseconds rounded down.
-func floorMillis(t time.Time) int64 {
-	ms := t.UnixMilli() // truncates toward zero
-	if time.UnixMilli(ms).After(t) {
-		ms--
-	}
-	return ms
-}
-
-// ceilMillis is t in Unix milliseconds rounded up.
-func ceilMillis(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return ms
 }
 
 // cacheKeys returns the Redis keys of a cache entry and of its lease, hash
