@@ -271,38 +271,19 @@ func New(cfg Config) (*Broker, error) {
 		if d.Kind == "" {
 			d.Kind = KindOAuth
 		}
-		if d.Kind == KindAWS {
-			if d.AWS == nil {
-				errs = append(errs, fmt.Errorf("broker: domain %q: kind aws needs its aws settings", d.Name))
-				continue
-			}
-			a := *d.AWS // a copy: the broker owns its configuration
-			d.AWS = &a
-			for _, err := range a.setup() {
-				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
-			}
+		var kindErrs []error
+		ok := true
+		switch d.Kind {
+		case KindAWS:
+			kindErrs, ok = ownKindSettings(d.Name, d.Kind, &d.AWS)
+		case KindGCP:
+			kindErrs, ok = ownKindSettings(d.Name, d.Kind, &d.GCP)
+		case KindAzure:
+			kindErrs, ok = ownKindSettings(d.Name, d.Kind, &d.Azure)
 		}
-		if d.Kind == KindGCP {
-			if d.GCP == nil {
-				errs = append(errs, fmt.Errorf("broker: domain %q: kind gcp needs its gcp settings", d.Name))
-				continue
-			}
-			g := *d.GCP
-			d.GCP = &g
-			for _, err := range g.setup() {
-				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
-			}
-		}
-		if d.Kind == KindAzure {
-			if d.Azure == nil {
-				errs = append(errs, fmt.Errorf("broker: domain %q: kind azure needs its azure settings", d.Name))
-				continue
-			}
-			z := *d.Azure
-			d.Azure = &z
-			for _, err := range z.setup() {
-				errs = append(errs, fmt.Errorf("broker: domain %q: %w", d.Name, err))
-			}
+		errs = append(errs, kindErrs...)
+		if !ok {
+			continue
 		}
 		if d.Timeout <= 0 {
 			d.Timeout = DefaultDomainTimeout
@@ -476,6 +457,24 @@ func (b *Broker) Chains() []Chain {
 		out = append(out, *c)
 	}
 	return out
+}
+
+// ownKindSettings makes a cloud kind's settings (*p) the broker's own (a
+// copy: the broker owns its configuration) and checks them; ok is false
+// when the domain of that kind has none.
+func ownKindSettings[T any, PT interface {
+	*T
+	setup() []error
+}](name string, kind TargetKind, p *PT) (errs []error, ok bool) {
+	if *p == nil {
+		return []error{fmt.Errorf("broker: domain %q: kind %s needs its %s settings", name, kind, kind)}, false
+	}
+	c := **p
+	*p = &c
+	for _, err := range PT(&c).setup() {
+		errs = append(errs, fmt.Errorf("broker: domain %q: %w", name, err))
+	}
+	return errs, true
 }
 
 // Hash returns the hex SHA-256 of s: how tokens and jtis appear in audit
