@@ -89,14 +89,7 @@ func newCloud(ln net.Listener, addr string, log *slog.Logger) (*Cloud, error) {
 	mux.HandleFunc("POST /gcp/iamcredentials/v1/projects/{project}/serviceAccounts/{sa}", c.GCP.handleGenerateAccessToken)
 	mux.HandleFunc("POST /azure/{tenant}/oauth2/v2.0/token", c.Azure.handleToken)
 	mux.HandleFunc("GET /azure/{tenant}/discovery/v2.0/keys", c.Azure.handleKeys)
-	c.http = &http.Server{
-		Handler:           c.logRequests(mux),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	c.http = newHTTPServer(c.logRequests(mux), log)
 	return c, nil
 }
 

@@ -108,15 +108,21 @@ func newRealm(name string, ln net.Listener, addr string, lifetime time.Duration,
 	mux.HandleFunc("GET "+prefix+"/.well-known/openid-configuration", rl.handleDiscovery)
 	mux.HandleFunc("GET "+prefix+"/protocol/openid-connect/certs", rl.handleJWKS)
 	mux.HandleFunc("POST "+prefix+"/protocol/openid-connect/token", rl.handleToken)
-	rl.http = &http.Server{
-		Handler:           rl.logRequests(mux),
+	rl.http = newHTTPServer(rl.logRequests(mux), log)
+	return rl, nil
+}
+
+// newHTTPServer is the server of a sandbox listener (a realm, the cloud
+// imitations): bounded reads and headers, its errors logged at warn.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return rl, nil
 }
 
 // Name returns the realm name ("domain-a" or "domain-b").
