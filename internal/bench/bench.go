@@ -81,6 +81,7 @@ type options struct {
 	pacedLevels        []int   // callers of the open-loop cache runs; none when pacedRate is 0
 	grpcConns          int     // gRPC connections of the load generator
 	skeleton           bool    // also measure the skeleton broker (the design's floor)
+	skeletonAudit      string  // the skeleton's audit mode (skeleton.AuditIndexed or AuditFixed)
 	idjag              bool    // also measure ID-JAG chains (domain A -> domain C) over gRPC
 	cloud              bool    // also measure chains into the sandbox's cloud imitations (aws, gcp, azure) over gRPC
 	trace              bool    // also trace chains at c=1, step by step (trace.go)
@@ -124,6 +125,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.skeleton, "skeleton", true, "also measure the skeleton broker at c=1 and c=64: a gRPC server doing only the two hops, "+
 		"one RS256 verification and two Redis writes per chain (the design's floor; needs --store redis), and, with --cache, "+
 		"its cache hits (an in-memory lookup and one audit write) at c=1 and in the open-loop runs")
+	fs.StringVar(&o.skeletonAudit, "skeleton-audit", skeleton.AuditIndexed, "the skeleton's audit event and replay mark: "+
+		skeleton.AuditIndexed+" (the event the broker records, with its indexes, and the replay mark, through the store package: "+
+		"the design's floor since the audit trail has indexes) or "+skeleton.AuditFixed+" (a fixed 16-byte XADD record and a plain SET NX: "+
+		"the floor as first defined)")
 	fs.BoolVar(&o.trace, "trace", true, "also trace chains one at a time over each transport (needs 1 in --levels): "+
 		"the broker exports its spans to this program, which times each step of a chain")
 	fs.IntVar(&o.grpcConns, "grpc-conns", 1, "gRPC connections the load generator spreads its calls over")
@@ -223,6 +228,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.subjects < 1 {
 		return nil, errors.New("--subjects must be at least 1")
+	}
+	if o.skeletonAudit != skeleton.AuditIndexed && o.skeletonAudit != skeleton.AuditFixed {
+		return nil, fmt.Errorf("--skeleton-audit: %q is neither %s nor %s", o.skeletonAudit, skeleton.AuditIndexed, skeleton.AuditFixed)
 	}
 	return o, nil
 }
@@ -1093,7 +1101,7 @@ func (b *bench) startSkeleton(ctx context.Context, cache bool) (p *proc.Proc, g 
 	}
 	p, out, err := b.procs.Start("skeleton", b.o.brokerEnv, true, true, self, skeleton.Mode,
 		"-a-token", b.info.A.TokenEndpoint, "-a-jwks", b.info.A.JWKSURI, "-b-token", b.info.B.TokenEndpoint,
-		"-audience", b.info.B.Issuer, "-redis", b.redisAddr, fmt.Sprintf("-cache=%t", cache))
+		"-audience", b.info.B.Issuer, "-redis", b.redisAddr, fmt.Sprintf("-cache=%t", cache), "-audit", b.o.skeletonAudit)
 	if err != nil {
 		return nil, nil, addrs, nil, err
 	}
@@ -1253,7 +1261,7 @@ func (b *bench) report() *report.Report {
 	return report.New(&report.Run{
 		Opts: report.Options{
 			Levels: o.levels, Transports: o.transports, Store: o.store, Caller: o.caller,
-			VerifySubjectToken: o.verifySubjectToken, Skeleton: o.skeleton, Duration: o.duration, Warmup: o.warmup,
+			VerifySubjectToken: o.verifySubjectToken, Skeleton: o.skeleton, SkeletonAudit: o.skeletonAudit, Duration: o.duration, Warmup: o.warmup,
 			ProfileConc: o.profileConc, ProfileDuration: o.profileDuration, Subjects: o.subjects, GRPCConns: o.grpcConns,
 			FloorRounds: o.floorRounds, Pairs: o.pairs, PairDuration: o.pairDuration, BrokerEnv: o.brokerEnv, Out: o.out, SVG: o.svg, Command: o.command(),
 		},

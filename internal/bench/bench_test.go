@@ -14,6 +14,7 @@ import (
 	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/measure"
+	"github.com/chainbroker/chainbroker/internal/bench/skeleton"
 	"github.com/chainbroker/chainbroker/sandbox"
 )
 
@@ -115,6 +116,29 @@ Showing nodes accounting for 310ms, 11.57% of 2680ms total
 	}
 	if v, ok := focusedShare(out); !ok || v != 11.57 {
 		t.Errorf("focusedShare = %v, %v", v, ok)
+	}
+}
+
+func TestSkeletonAuditFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		want    string
+		wantErr bool
+	}{
+		{nil, skeleton.AuditIndexed, false},
+		{[]string{"--skeleton-audit=fixed"}, skeleton.AuditFixed, false},
+		{[]string{"--skeleton-audit", "indexed"}, skeleton.AuditIndexed, false},
+		{[]string{"--skeleton-audit=xadd"}, "", true},
+	} {
+		o, err := parseFlags(tt.args)
+		switch {
+		case tt.wantErr && (err == nil || !strings.Contains(err.Error(), "--skeleton-audit")):
+			t.Errorf("%v: err = %v, want one about --skeleton-audit", tt.args, err)
+		case !tt.wantErr && err != nil:
+			t.Errorf("%v: %v", tt.args, err)
+		case !tt.wantErr && o.skeletonAudit != tt.want:
+			t.Errorf("%v: skeleton audit %q, want %q", tt.args, o.skeletonAudit, tt.want)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ package skeleton
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,10 +21,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/chainbroker/chainbroker/auth"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/proc"
 	"github.com/chainbroker/chainbroker/sandbox"
+	"github.com/chainbroker/chainbroker/store"
+	redisstore "github.com/chainbroker/chainbroker/store/redis"
 	"github.com/chainbroker/chainbroker/token"
 )
 
@@ -34,23 +38,39 @@ const Mode = "skeleton"
 // nothing more: a gRPC ChainService whose Chain makes the token exchange at
 // A, verifies the grant's signature with A's JWKS (the token package, as
 // the floor does), marks its jti in Redis (SET NX), makes the jwt-bearer
-// call at B, appends a fixed audit record (XADD) and answers. No policy, no
+// call at B, appends the chain's audit event and answers. No policy, no
 // input or claims checks beyond the signature, no metrics, logs, traces,
-// retries, breaker or cache, and a plain go-redis client. Its CPU per chain
-// is the floor of the design (one gRPC call in, two HTTP calls out, one
-// verification, two acknowledged Redis writes) on the machine that runs it.
+// retries, breaker or cache. Its CPU per chain is the floor of the design
+// (one gRPC call in, two HTTP calls out, one verification, two acknowledged
+// Redis writes) on the machine that runs it.
+//
+// The audit event is, by default (AuditIndexed), what the design records
+// for a chain: a store.Event with the chain's fields (caller, subject,
+// domains, the two hops, the hashes of the subject token and the grant's
+// jti, the grant's issuer and audience, mode and profile), written with the
+// store package's Redis backend, so in the stream and its indexes (subject,
+// caller, source, target, outcome) in one script, and the replay mark with
+// the same store's Mark (the design's key layout). With AuditFixed it is
+// the floor as first defined, before the audit trail had indexes: a fixed
+// 16-byte record (XADD) and a plain SET NX, with a plain go-redis client.
 //
 // With cache set it is also the least a token cache built this way does per
 // hit: the key is the SHA-256 of the target and the subject token, looked up
-// in process memory (no Redis read, no decryption); a hit appends a fixed
-// audit record (XADD, acknowledged before the answer, as the broker's is)
-// and answers with the remaining lifetime. A miss chains as above and keeps
-// B's token for the sandbox's token lifetime, less a margin.
+// in process memory (no Redis read, no decryption); a hit appends its audit
+// event (the hit's: outcome cache_hit, no hops; acknowledged before the
+// answer, as the broker's is) and answers with the remaining lifetime. A
+// miss chains as above and keeps B's token for the sandbox's token
+// lifetime, less a margin.
 type skeleton struct {
 	pb.UnimplementedChainServiceServer
 	hops  *load.Baseline
 	keys  *token.Verifier
 	redis *goredis.Client
+	store *redisstore.Store // AuditIndexed: the replay mark and the audit event; nil with AuditFixed
+
+	// What the broker's events say of these chains (chainbench's broker
+	// configuration: anonymous callers on loopback, source domain A).
+	caller, source string
 
 	cache  bool
 	mu     sync.RWMutex
@@ -58,9 +78,19 @@ type skeleton struct {
 }
 
 type skeletonToken struct {
-	access string
-	exp    time.Time
+	access  string
+	exp     time.Time
+	subject string // the grant's sub, for the hits' audit events
 }
+
+// The skeleton's audit modes (-audit).
+const (
+	// AuditIndexed: the design's audit event through the store (the default).
+	AuditIndexed = "indexed"
+	// AuditFixed: a fixed record with XADD and a plain SET NX, the floor as
+	// first defined.
+	AuditFixed = "fixed"
+)
 
 // skeletonCacheFor is how long the skeleton keeps B's token: the sandbox's
 // token lifetime less a margin, as a cache honouring exp would.
@@ -68,58 +98,98 @@ const skeletonCacheFor = sandbox.DefaultTokenLifetime - 30*time.Second
 
 func (s *skeleton) Chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainResponse, error) {
 	if !s.cache {
-		return s.chain(ctx, req)
+		resp, _, err := s.chain(ctx, req)
+		return resp, err
 	}
 	key := sha256.Sum256([]byte(req.GetTargetDomain() + "\x00" + req.GetSubjectToken()))
 	s.mu.RLock()
 	hit, ok := s.tokens[key]
 	s.mu.RUnlock()
 	if left := time.Until(hit.exp); ok && left > 0 {
-		if err := s.audit(ctx, "CACHE_HIT"); err != nil {
+		ev := s.event(req, store.OutcomeCacheHit, hit.subject)
+		if err := s.audit(ctx, &ev); err != nil {
 			return nil, err
 		}
 		return &pb.ChainResponse{AccessToken: hit.access, TokenType: "Bearer", ExpiresIn: int32(left / time.Second)}, nil
 	}
-	resp, err := s.chain(ctx, req)
+	resp, sub, err := s.chain(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.tokens[key] = skeletonToken{access: resp.GetAccessToken(), exp: time.Now().Add(skeletonCacheFor)}
+	s.tokens[key] = skeletonToken{access: resp.GetAccessToken(), exp: time.Now().Add(skeletonCacheFor), subject: sub}
 	s.mu.Unlock()
 	return resp, nil
 }
 
-// audit appends the skeleton's fixed audit record.
-func (s *skeleton) audit(ctx context.Context, outcome string) error {
-	if err := s.redis.XAdd(ctx, &goredis.XAddArgs{Stream: "skeleton:audit", MaxLen: 100_000, Approx: true,
-		Values: []any{"e", `{"outcome":"` + outcome + `"}`}}).Err(); err != nil {
+// event is the audit event of a chain of req with this outcome and subject,
+// its fields as the broker fills them for chainbench's chains.
+func (s *skeleton) event(req *pb.ChainRequest, outcome store.Outcome, subject string) store.Event {
+	sum := sha256.Sum256([]byte(req.GetSubjectToken()))
+	return store.Event{
+		Time: time.Now(), Caller: s.caller, Subject: subject, SubjectVerified: subject != "",
+		SourceDomain: s.source, TargetDomain: req.GetTargetDomain(), Outcome: outcome,
+		SubjectTokenHash: hex.EncodeToString(sum[:]), Mode: "token_exchange", Profile: "jwt_grant",
+	}
+}
+
+// audit appends ev (AuditIndexed) or the fixed record (AuditFixed).
+func (s *skeleton) audit(ctx context.Context, ev *store.Event) error {
+	var err error
+	if s.store != nil {
+		_, err = s.store.Append(ctx, ev)
+	} else {
+		err = s.redis.XAdd(ctx, &goredis.XAddArgs{Stream: "skeleton:audit", MaxLen: 100_000, Approx: true,
+			Values: []any{"e", `{"outcome":"` + ev.Outcome.String() + `"}`}}).Err()
+	}
+	if err != nil {
 		return status.Error(codes.Unavailable, "audit: "+err.Error())
 	}
 	return nil
 }
 
+// mark is the grant's replay mark.
+func (s *skeleton) mark(ctx context.Context, target string, c *token.Claims) error {
+	if s.store != nil {
+		return s.store.Mark(ctx, store.ReplayKey{Target: target, Issuer: c.Issuer, JTI: c.JTI}, c.Expiry)
+	}
+	return s.redis.SetArgs(ctx, "skeleton:replay:"+c.JTI, "1", goredis.SetArgs{Mode: "NX", TTL: 10 * time.Minute}).Err()
+}
+
 // chain is the whole chain: two hops, one verification, two Redis writes.
-func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainResponse, error) {
+// It returns the grant's subject too.
+func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainResponse, string, error) {
+	start := time.Now()
 	assertion, err := s.hops.Exchange(ctx, req.GetSubjectToken())
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return nil, "", status.Error(codes.Unavailable, err.Error())
 	}
+	hop1 := time.Since(start)
 	tok, err := s.keys.Verify(ctx, assertion)
 	if err != nil {
-		return nil, status.Error(codes.PermissionDenied, err.Error())
+		return nil, "", status.Error(codes.PermissionDenied, err.Error())
 	}
-	if err := s.redis.SetArgs(ctx, "skeleton:replay:"+tok.Claims.JTI, "1", goredis.SetArgs{Mode: "NX", TTL: 10 * time.Minute}).Err(); err != nil {
-		return nil, status.Error(codes.FailedPrecondition, "replay mark: "+err.Error())
+	if err := s.mark(ctx, req.GetTargetDomain(), &tok.Claims); err != nil {
+		return nil, "", status.Error(codes.FailedPrecondition, "replay mark: "+err.Error())
 	}
+	start = time.Now()
 	access, err := s.hops.JWTBearer(ctx, assertion)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return nil, "", status.Error(codes.Unavailable, err.Error())
 	}
-	if err := s.audit(ctx, "OK"); err != nil {
-		return nil, err
+	ev := s.event(req, store.OutcomeSuccess, tok.Claims.Subject)
+	ev.Hops = []store.Hop{
+		{Domain: s.source, Endpoint: s.hops.AToken, GrantType: "urn:ietf:params:oauth:grant-type:token-exchange", Duration: hop1},
+		{Domain: req.GetTargetDomain(), Endpoint: s.hops.BToken, GrantType: "urn:ietf:params:oauth:grant-type:jwt-bearer", Duration: time.Since(start)},
 	}
-	return &pb.ChainResponse{AccessToken: access, TokenType: "Bearer"}, nil
+	jti := sha256.Sum256([]byte(tok.Claims.JTI))
+	ev.AssertionJTIHash = hex.EncodeToString(jti[:])
+	ev.AssertionIssuer = tok.Claims.Issuer
+	ev.AssertionAudience = tok.Claims.Audience
+	if err := s.audit(ctx, &ev); err != nil {
+		return nil, "", err
+	}
+	return &pb.ChainResponse{AccessToken: access, TokenType: "Bearer"}, tok.Claims.Subject, nil
 }
 
 // Info is what the skeleton child prints on its first stdout line.
@@ -135,11 +205,15 @@ func Run(args []string) error {
 	redisAddr := fs.String("redis", "", "Redis address")
 	conc := fs.Int("max-conc", 256, "concurrency to size the connection pools for")
 	cache := fs.Bool("cache", false, "keep B's tokens in memory and answer repeated chains from them")
+	audit := fs.String("audit", AuditIndexed, "the audit event and replay mark: "+AuditIndexed+" (the design's event, through the store) or "+AuditFixed+" (a fixed record, plain SET NX)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *aToken == "" || *aJWKS == "" || *bToken == "" || *redisAddr == "" {
 		return errors.New("skeleton: -a-token, -a-jwks, -b-token and -redis are required")
+	}
+	if *audit != AuditIndexed && *audit != AuditFixed {
+		return fmt.Errorf("skeleton: -audit %q: want %s or %s", *audit, AuditIndexed, AuditFixed)
 	}
 	ctx, cancel := proc.ChildContext()
 	defer cancel()
@@ -152,6 +226,16 @@ func Run(args []string) error {
 		redis:  rdb,
 		cache:  *cache,
 		tokens: map[[sha256.Size]byte]skeletonToken{},
+		caller: auth.Anonymous, source: sandbox.DomainAName,
+	}
+	if *audit == AuditIndexed {
+		st, err := redisstore.NewUniversal(&goredis.UniversalOptions{Addrs: []string{*redisAddr}, PoolSize: *conc},
+			redisstore.Options{KeyPrefix: "skeleton"})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		s.store = st
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
