@@ -145,10 +145,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.goCmd, "go", "go", "go command used to build chainbroker and read profiles")
 	fs.IntVar(&o.floorRounds, "floor-rounds", 3, "rounds of the RS256 verification benchmark (best kept)")
 	fs.IntVar(&o.pairs, "pairs", 3, "for each closed-loop ratio a target checks (broker vs skeleton at c=1 and c=64, "+
-		"cache hits at c=1, REST vs gRPC at c=1), run this many short pairs back to back (broker then skeleton, REST then gRPC) "+
-		"and judge the target on the median of the per-pair ratios, CPU per chain and p50; the full-length runs and tables stay as they are. "+
+		"cache hits at c=1, REST vs gRPC at c=1, each transport vs the direct client at c=1), run this many short pairs back to back "+
+		"(broker then skeleton, REST then gRPC, broker then direct) "+
+		"and judge the target on the median of the per-pair ratios, CPU per chain and p50 (against the direct client, of the p50 "+
+		"differences); the full-length runs and tables stay as they are. "+
 		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
-		"2.5 minutes for the 4 ratios (1: no pairs, the full-length runs decide)")
+		"3.8 minutes for the 6 ratios (1: no pairs, the full-length runs decide)")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 5*time.Second, "measured duration of each side of a --pairs pair (--quick: 1s)")
 	fs.Func("broker-env", "extra environment variable for the broker process, KEY=VALUE (repeatable; e.g. GOGC=400)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -306,8 +308,9 @@ func (o *options) estimate() time.Duration {
 }
 
 // pairRatios is the number of closed-loop ratios the run measures in
-// short pairs (--pairs > 1): REST vs gRPC at c=1, broker vs skeleton at
-// the skeleton's levels, and the cache hits at c=1.
+// short pairs (--pairs > 1): REST vs gRPC at c=1, each transport against
+// the direct client at c=1 (the latency added), broker vs skeleton at the
+// skeleton's levels, and the cache hits at c=1.
 func (o *options) pairRatios() int {
 	if o.pairs < 2 {
 		return 0
@@ -316,6 +319,9 @@ func (o *options) pairRatios() int {
 	n := 0
 	if grpc && c1 && slices.Contains(o.transports, "rest") {
 		n++
+	}
+	if o.baseline && c1 {
+		n += len(o.transports) // each transport against the direct client: the latency added
 	}
 	if o.skeleton && o.store == "redis" {
 		if grpc {
@@ -593,6 +599,17 @@ func (b *bench) run(ctx context.Context) error {
 		if r, ok := targets["rest"]; ok && slices.Contains(o.levels, 1) {
 			if err := b.runPairs(ctx, report.PairsREST, 1, pairSide{"rest", r, broker, addrs}, *grpcSide); err != nil {
 				return err
+			}
+		}
+	}
+	// Each transport against the direct client at c=1 in short pairs: the
+	// latency the broker adds.
+	if base, ok := targets["baseline"]; ok && slices.Contains(o.levels, 1) {
+		for _, tr := range o.transports {
+			if t, ok := targets[tr]; ok {
+				if err := b.runPairs(ctx, report.PairsDirect(tr), 1, pairSide{tr, t, broker, addrs}, pairSide{"baseline", base, broker, addrs}); err != nil {
+					return err
+				}
 			}
 		}
 	}

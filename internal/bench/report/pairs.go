@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 )
@@ -16,6 +17,10 @@ const (
 	PairsREST          = "rest"           // REST vs gRPC, same broker, closed loop
 )
 
+// PairsDirect is the pair set name of a transport's chains (the broker,
+// closed loop) against the direct client's: the latency the broker adds.
+func PairsDirect(transport string) string { return "direct:" + transport }
+
 // Pair is one short pair of runs (--pairs), back to back: the measured
 // side (the broker, or REST), then the reference (the skeleton, or gRPC).
 type Pair struct {
@@ -27,7 +32,7 @@ type Pair struct {
 // host noise (steal, timer wake-ups) and drift between runs minutes apart
 // move single runs by more than the targets' margins.
 type PairSet struct {
-	Name        string // PairsSkeleton, PairsSkeletonCache or PairsREST
+	Name        string // PairsSkeleton, PairsSkeletonCache, PairsREST or PairsDirect(transport)
 	Concurrency int
 	Pairs       []Pair
 }
@@ -100,4 +105,37 @@ func (b *Run) pairsMeasured(name string, c int) (xc, xp float64, text string, ok
 	}
 	text = fmt.Sprintf("median of %s%s: CPU %s; p50 %s", plural(len(cpu), "pair"), each, spread(cpu), spread(p50))
 	return median(cpu), median(p50), text, true
+}
+
+// pairsAdded is the median of a pair set's p50 differences (measured minus
+// reference: the latency the broker adds over the direct client), and the
+// text for the targets table with their spread; ok is false when no pair
+// answered chains on both sides.
+func (b *Run) pairsAdded(name string, c int) (added time.Duration, text string, ok bool) {
+	ps, found := b.findPairs(name, c)
+	if !found {
+		return 0, "", false
+	}
+	var diffs []float64
+	for _, p := range ps.Pairs {
+		if p.Measured.Chains == 0 || p.Reference.Chains == 0 {
+			continue
+		}
+		diffs = append(diffs, float64(p.Measured.P50-p.Reference.P50))
+	}
+	if len(diffs) == 0 {
+		return 0, "", false
+	}
+	each := make([]string, len(diffs))
+	for i, d := range diffs {
+		each[i] = signedDur(time.Duration(d))
+	}
+	dur := ""
+	if d := b.Opts.PairDuration; d > 0 {
+		dur = " of " + d.String()
+	}
+	added = time.Duration(median(diffs))
+	text = fmt.Sprintf("median of %s%s: p50 %s (min %s, max %s; pairs %s)", plural(len(diffs), "pair"), dur, signedDur(added),
+		signedDur(time.Duration(slices.Min(diffs))), signedDur(time.Duration(slices.Max(diffs))), strings.Join(each, ", "))
+	return added, text, true
 }

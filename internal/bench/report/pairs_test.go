@@ -52,6 +52,7 @@ func TestPairsTargets(t *testing.T) {
 		return &Run{
 			Opts: Options{Transports: []string{"grpc", "rest"}, Pairs: n, PairDuration: 5 * time.Second},
 			Results: []load.Result{
+				run("baseline", 1, us(1400), 0),
 				run("grpc", 1, us(2400), us(1200)), run("rest", 1, us(2880), us(1440)),
 				run("grpc", 64, us(2400), us(1200)), run("rest", 64, us(2880), us(1440)),
 			},
@@ -60,6 +61,15 @@ func TestPairsTargets(t *testing.T) {
 			SkeletonCache: []load.Result{run("skeleton+cache", 1, us(2000), us(1000))},
 		}
 	}
+	// direct are pairs of a transport against the direct client, the
+	// measured side's p50 that many µs above the direct client's 2ms.
+	direct := func(transport string, added ...float64) PairSet {
+		ps := PairSet{Name: PairsDirect(transport), Concurrency: 1}
+		for _, a := range added {
+			ps.Pairs = append(ps.Pairs, Pair{Measured: run(transport, 1, us(2000+a), us(1000)), Reference: run("baseline", 1, us(2000), 0)})
+		}
+		return ps
+	}
 	withPairs := func() *Run {
 		r := base(3)
 		r.Pairs = []PairSet{
@@ -67,6 +77,8 @@ func TestPairsTargets(t *testing.T) {
 			pairs(PairsSkeleton, "grpc", "skeleton", 1, []float64{0.92, 1.16, 1.00}, []float64{1.05, 1.02, 1.04}),
 			pairs(PairsSkeleton, "grpc", "skeleton", 64, []float64{1.24, 1.54, 1.30}, []float64{1.00, 1.00, 1.00}),
 			pairs(PairsSkeletonCache, "grpc+cache", "skeleton+cache", 1, []float64{1.05, 1.08, 1.01}, []float64{1.12, 1.30, 1.02}),
+			direct("grpc", 300, 700, 450),
+			direct("rest", 600, 550, 900),
 		}
 		return r
 	}
@@ -105,6 +117,12 @@ func TestPairsTargets(t *testing.T) {
 		{"REST c=1", withPairs, "REST vs gRPC, c=1", "PASS", "",
 			[]string{"median of 3 pairs of 5s: CPU 1.02× (min 0.97×, max 1.16×; pairs 1.02×, 1.16×, 0.97×); p50 1.01×",
 				"; full runs: CPU 1.44ms vs 1.20ms = 1.20×"}},
+		{"added c=1, gRPC: the median passes", withPairs, "p50 added over the direct baseline at c=1 ≤ +500µs, grpc", "PASS",
+			"median of 3 pairs of 5s: p50 +450µs (min +300µs, max +700µs; pairs +300µs, +700µs, +450µs); full runs: p50 2.40ms vs 1.40ms = +1.00ms", nil},
+		{"added c=1, REST: the median fails", withPairs, "p50 added over the direct baseline at c=1 ≤ +500µs, rest", "FAIL", "",
+			[]string{"median of 3 pairs of 5s: p50 +600µs (min +550µs, max +900µs;", "full runs: p50 2.88ms vs 1.40ms = +1.48ms"}},
+		{"one pair: added, as before", func() *Run { return base(1) }, "p50 added over the direct baseline at c=1 ≤ +500µs, grpc", "FAIL",
+			"p50 2.40ms vs 1.40ms = +1.00ms", nil},
 		{"REST c=64: no pairs", withPairs, "REST vs gRPC, c=64", "FAIL", "CPU 1.44ms vs 1.20ms = 1.20×; p50 2.88ms vs 2.40ms = 1.20× (p50 for information)", nil},
 		{"pairs without chains: the full runs", func() *Run {
 			r := withPairs()
