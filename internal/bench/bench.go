@@ -1172,8 +1172,13 @@ func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, re
 		}
 		ps.Pairs = append(ps.Pairs, pair)
 		m, r := pair.Measured, pair.Reference
-		logf("    pair %d: CPU %s vs %s = %.2f×; p50 %s vs %s = %.2f×; err %d, %d", i+1, report.FmtDur(m.BrokerCPU), report.FmtDur(r.BrokerCPU),
-			report.Ratio(m.BrokerCPU, r.BrokerCPU), report.FmtDur(m.P50), report.FmtDur(r.P50), report.Ratio(m.P50, r.P50), m.Errors, r.Errors)
+		if ref.name != "baseline" {
+			logf("    pair %d: CPU %s vs %s = %.2f×; p50 %s vs %s = %.2f×; err %d, %d", i+1, report.FmtDur(m.BrokerCPU), report.FmtDur(r.BrokerCPU),
+				report.Ratio(m.BrokerCPU, r.BrokerCPU), report.FmtDur(m.P50), report.FmtDur(r.P50), report.Ratio(m.P50, r.P50), m.Errors, r.Errors)
+		} else { // the direct client: the latency added
+			logf("    pair %d: p50 %s vs %s, %s added; err %d, %d", i+1, report.FmtDur(m.P50), report.FmtDur(r.P50),
+				report.FmtDur(m.P50-r.P50), m.Errors, r.Errors)
+		}
 		logFirstError(m)
 		logFirstError(r)
 	}
