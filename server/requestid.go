@@ -9,7 +9,24 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-type requestIDKey struct{}
+// callKey holds the *callInfo of a call: one context value (one
+// allocation) for what the interceptors find, the request id
+// (requestIDInterceptor) and then the authentication (authInterceptor).
+type callKey struct{}
+
+// callInfo is what the interceptors found about a call. authInterceptor
+// fills auth in place, before the call's handler runs: nothing reads it
+// before.
+type callInfo struct {
+	requestID     string
+	authenticated bool
+	auth          authed
+}
+
+func callFrom(ctx context.Context) *callInfo {
+	c, _ := ctx.Value(callKey{}).(*callInfo)
+	return c
+}
 
 const mdRequestID = "x-request-id"
 
@@ -28,7 +45,7 @@ func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
 		id = hex.EncodeToString(b[:])
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(mdRequestID, id))
-	return h(context.WithValue(ctx, requestIDKey{}, id), req)
+	return h(context.WithValue(ctx, callKey{}, &callInfo{requestID: id}), req)
 }
 
 func validRequestID(s string) bool {
@@ -45,6 +62,8 @@ func validRequestID(s string) bool {
 
 // RequestIDFromContext returns the call's request id.
 func RequestIDFromContext(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if c := callFrom(ctx); c != nil {
+		return c.requestID
+	}
+	return ""
 }

@@ -368,9 +368,9 @@ func (s *Store) skewKey() string { return s.indexPrefix() + "skew" }
 // indexKeys appends the index keys of the given field values (empty ones
 // and OutcomeUnspecified have none) to dst.
 func (s *Store) indexKeys(dst []string, subject, caller, source, target string, o store.Outcome) []string {
-	for _, f := range [...]struct{ name, value string }{{"subject", subject}, {"caller", caller}, {"source", source}, {"target", target}} {
-		if f.value != "" {
-			dst = append(dst, s.hashedIndexKey(f.name, f.value))
+	for i, v := range [...]string{subject, caller, source, target} {
+		if v != "" {
+			dst = append(dst, s.hashedIndexKey(indexFields[i], v))
 		}
 	}
 	if o != store.OutcomeUnspecified {
@@ -379,20 +379,54 @@ func (s *Store) indexKeys(dst []string, subject, caller, source, target string, 
 	return dst
 }
 
+// indexFields are the hashed index fields, in indexKeys' order: the sorted
+// sets (subject, caller) first, then the streams.
+var indexFields = [...]string{"subject", "caller", "source", "target"}
+
+// indexKeyArg is hashedIndexKey(indexFields[field], value) boxed as a
+// script argument, from the Store's memo when the value was met lately.
+func (s *Store) indexKeyArg(field uint8, value string) any {
+	k := keyMemoKey{field: field, value: value}
+	if a := s.keys.get(k); a != nil {
+		return a
+	}
+	var a any = s.hashedIndexKey(indexFields[field], value)
+	s.keys.put(k, a)
+	return a
+}
+
+// Script arguments boxed once: appendScript's hash, and the kinds of an
+// event's index keys by how many sorted sets (subject, caller: 0 to 2) and
+// streams (source, target, outcome: 0 to 3) it has.
+var (
+	appendHashArg any = appendScript.Hash()
+	kindsArgs         = func() (k [3][4]any) {
+		const kinds = "zzxxx" // nz sorted sets, then nx streams
+		for nz := range k {
+			for nx := range k[nz] {
+				k[nz][nx] = kinds[2-nz : 2+nx]
+			}
+		}
+		return k
+	}()
+)
+
 // appendArgs are the EVALSHA arguments of appendScript for ev (its JSON in
 // body) after the command name and script: the number of keys, the keys
 // (the stream, the index key registry, the skew index, then ev's index
-// keys in indexKeys' order) and the arguments. Fixed keys are boxed once
-// (New); the kinds of the index keys are a substring of a constant, as
-// subject and caller (sorted sets) come first.
+// keys in indexKeys' order) and the arguments. Fixed keys and arguments are
+// boxed once (New, or package variables), and the hashed keys of the field
+// values met lately come boxed from the Store's memo (keyMemo): an append
+// allocates the slice, and boxes only its body, its time (two numbers) and
+// the retention's cutoff.
 func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
 	a := make([]any, 0, 3+3+5+7)
-	a = append(a, "evalsha", appendScript.Hash(), 0, s.streamArg, s.idxKeysArg, s.skewArg)
+	a = append(a, "evalsha", appendHashArg, 0, s.streamArg, s.idxKeysArg, s.skewArg)
 	nz, nx := 0, 0
-	for _, f := range [...]struct{ name, value string }{{"subject", ev.Subject}, {"caller", ev.Caller}, {"source", ev.SourceDomain}, {"target", ev.TargetDomain}} {
-		if f.value != "" {
-			a = append(a, s.hashedIndexKey(f.name, f.value))
-			if f.name == "subject" || f.name == "caller" {
+	for i, v := range [...]string{ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain} {
+		if v != "" {
+			a = append(a, s.indexKeyArg(uint8(i), v))
+			if i < 2 {
 				nz++
 			} else {
 				nx++
@@ -408,8 +442,7 @@ func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
 		nx++
 	}
 	a[2] = len(a) - 3
-	const kinds = "zzxxx" // nz sorted sets, then nx streams
-	return append(a, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), store.FloorMillis(ev.Time), s.upkeepEvery, kinds[2-nz:2+nx])
+	return append(a, s.maxLenArg, s.cutoff().ms, body, nanos(ev.Time), store.FloorMillis(ev.Time), s.upkeepEvery, kindsArgs[nz][nx])
 }
 
 // minNanos and maxNanos bound the times with an "t" field: Unix ns from

@@ -95,11 +95,12 @@ type Store struct {
 	batch                 *batcher // group commit of marks and events; nil when minAcks > 0
 	// Key names fixed by the prefix, built once (Append names them on every
 	// event): the index prefix, and as script arguments (boxed once) the
-	// stream, the index key registry, the skew index and each outcome's
-	// index.
-	idxPrefix                      string
-	streamArg, idxKeysArg, skewArg any
-	outcomeArgs                    [store.OutcomeCacheHit + 1]any
+	// stream, the index key registry, the skew index, the stream's MAXLEN
+	// and each outcome's index.
+	idxPrefix                                 string
+	streamArg, idxKeysArg, skewArg, maxLenArg any
+	outcomeArgs                               [store.OutcomeCacheHit + 1]any
+	keys                                      *keyMemo // the hashed index keys met lately (keyMemo)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -152,7 +153,8 @@ func New(opts Options) (*Store, error) {
 		ackTimeout:  opts.ReplicaAckTimeout,
 	}
 	s.idxPrefix = s.prefix + ":{audit}:idx:"
-	s.streamArg, s.idxKeysArg, s.skewArg = s.stream, s.prefix+":{audit}:idxkeys", s.skewKey()
+	s.streamArg, s.idxKeysArg, s.skewArg, s.maxLenArg = s.stream, s.prefix+":{audit}:idxkeys", s.skewKey(), s.maxLen
+	s.keys = newKeyMemo(keyMemoSize)
 	for o := range s.outcomeArgs {
 		s.outcomeArgs[o] = s.outcomeKey(store.Outcome(o))
 	}
@@ -417,10 +419,16 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	return store.CollectPage(ctx, pageSize, s.listBudget, s.listSlice, w.step)
 }
 
-// opContext checks ctx and bounds it by the operation timeout.
+// opContext checks ctx and bounds it by the operation timeout. When ctx's
+// own deadline comes first, ctx already bounds the operation as tightly as
+// the timeout would: it is used as is, without a context (and its timer)
+// of the operation's own.
 func (s *Store) opContext(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, s.translate(op, err)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= s.opTimeout {
+		return ctx, func() {}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	return ctx, cancel, nil
