@@ -420,8 +420,16 @@ var (
 // allocates the slice, and boxes only its body, its time (two numbers) and
 // the retention's cutoff.
 func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
-	a := make([]any, 0, 3+3+5+7)
-	a = append(a, "evalsha", appendHashArg, 0, s.streamArg, s.idxKeysArg, s.skewArg)
+	return s.appendArgsTo(make([]any, 0, appendArgsCap), ev, body)
+}
+
+// appendArgsCap bounds appendArgs' length: the command, script and key
+// count, three fixed keys, five index keys and seven arguments.
+const appendArgsCap = 3 + 3 + 5 + 7
+
+// appendArgsTo is appendArgs into a[:0] (Append's reused memory, appendBuf).
+func (s *Store) appendArgsTo(a []any, ev *store.Event, body []byte) []any {
+	a = append(a[:0], "evalsha", appendHashArg, 0, s.streamArg, s.idxKeysArg, s.skewArg)
 	nz, nx := 0, 0
 	for i, v := range [...]string{ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain} {
 		if v != "" {
@@ -471,10 +479,18 @@ func nanos(t time.Time) string {
 // evalAppend runs appendScript as a write (group commit or WAIT, see write):
 // EVALSHA, and EVAL when Redis does not have the script (after a restart or
 // failover; NOSCRIPT means nothing ran, so sending it again is safe). args
-// are appendArgs'.
-func (s *Store) evalAppend(ctx context.Context, args []any) (string, error) {
+// are appendArgs'. settled reports that every command sent is done with
+// args (written, and its reply read or failed): a command the group commit
+// may still send after its caller gave up on it is not.
+func (s *Store) evalAppend(ctx context.Context, args []any) (id string, settled bool, err error) {
+	id, err = s.evalAppendCmd(ctx, args, &settled)
+	return id, settled, err
+}
+
+func (s *Store) evalAppendCmd(ctx context.Context, args []any, settled *bool) (string, error) {
 	cmd := goredis.NewCmd(ctx, args...)
 	err := s.write(ctx, "append", s.stream, cmd)
+	*settled = err == nil
 	// With MinReplicasAck (no batcher: write ran the pipeline itself), the
 	// WAIT after a NOSCRIPT counts no replica and write fails too, so the
 	// reply is read whatever err says. With the batcher, a failed write may
@@ -484,6 +500,7 @@ func (s *Store) evalAppend(ctx context.Context, args []any) (string, error) {
 			args = append([]any{"eval", appendSrc}, args[2:]...) // a copy: the first command keeps its own
 			cmd = goredis.NewCmd(ctx, args...)
 			err = s.write(ctx, "append", s.stream, cmd)
+			*settled = err == nil
 		}
 	}
 	if err != nil {

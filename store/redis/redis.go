@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -296,13 +297,48 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC()
-	body := ev.AppendJSON(make([]byte, 0, 1024))
 	ctx, cancel, err := s.opContext(ctx, "append")
 	if err != nil {
 		return "", err
 	}
 	defer cancel()
-	return s.evalAppend(ctx, s.appendArgs(&ev, body))
+	buf := appendBufs.Get().(*appendBuf)
+	body := ev.AppendJSON(buf.body[:0])
+	args := s.appendArgsTo(buf.args, &ev, body)
+	id, settled, err := s.evalAppend(ctx, args)
+	if settled {
+		buf.release(args, body)
+	}
+	return id, err
+}
+
+// appendBuf is the memory of an append's script arguments and JSON event,
+// reused (appendBufs) once the append's commands are settled (evalAppend):
+// written, and their replies read, so that nothing reads the arguments any
+// more. A command the group commit may still send after Append returns
+// keeps its memory.
+type appendBuf struct {
+	args []any
+	body []byte
+}
+
+// maxPooledBody bounds the JSON buffers kept for reuse: a rare large event
+// does not keep its memory.
+const maxPooledBody = 16 << 10
+
+var appendBufs = sync.Pool{New: func() any {
+	return &appendBuf{args: make([]any, 0, appendArgsCap), body: make([]byte, 0, 1024)}
+}}
+
+// release puts b back in appendBufs with args and body, the memory it gave
+// (grown, perhaps), dropping what args refer to.
+func (b *appendBuf) release(args []any, body []byte) {
+	if cap(body) > maxPooledBody || cap(args) > appendArgsCap {
+		return
+	}
+	clear(args)
+	b.args, b.body = args[:0], body[:0]
+	appendBufs.Put(b)
 }
 
 // cutoff is the oldest id within the retention ({0, 0}: no retention).

@@ -658,3 +658,43 @@ func TestOpContext(t *testing.T) {
 		t.Errorf("opContext of a cancelled context: %v", err)
 	}
 }
+
+// TestAppendAllocs: an append of an event whose field values were met
+// before reuses its arguments' and JSON's memory (appendBuf) and its index
+// keys (keyMemo): what remains is go-redis's command and reply, the
+// operation's context, and the boxes of the event's body and time. The
+// event is stored whole.
+func TestAppendAllocs(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	s := newStore(t, srv, Options{})
+	ctx := context.Background()
+	e := &store.Event{Subject: "alice", Caller: "agent", SourceDomain: "corp", TargetDomain: "partner",
+		Scopes: []string{"a", "b"}, Outcome: store.OutcomeCacheHit}
+	for range 3 { // fills the memo and the pool
+		if _, err := s.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 15 (go-redis's share: NewCmd, the reply, the pool's connection check;
+	// the context of the operation's timeout); about 25 without the memo
+	// and the reuse.
+	const ceiling = 16
+	if n := testing.AllocsPerRun(200, func() {
+		if _, err := s.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}); n > ceiling {
+		t.Errorf("Append allocates %v objects per event, want at most %d", n, ceiling)
+	}
+	id, err := s.Append(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Subject != "alice" || got.Caller != "agent" || got.TargetDomain != "partner" || len(got.Scopes) != 2 || got.Outcome != store.OutcomeCacheHit {
+		t.Errorf("stored event %+v", got)
+	}
+}
