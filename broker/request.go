@@ -56,9 +56,16 @@ type Result struct {
 func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	req, lim := &r.req, r.b.limits
 	var subjectSum [sha256.Size]byte
+	var unverified subjectInfo
+	known := false
 	if req.SubjectToken != "" {
 		subjectSum = sha256.Sum256([]byte(req.SubjectToken))
-		r.ev.SubjectTokenHash = hexSum(&subjectSum)
+		// A memoised subject token (r.b.subjects) comes with its hash in hex.
+		if unverified, known = r.b.subjects.get(subjectSum); known {
+			r.ev.SubjectTokenHash = unverified.hash
+		} else {
+			r.ev.SubjectTokenHash = hexSum(&subjectSum)
+		}
 	}
 	switch {
 	case req.SubjectToken == "":
@@ -113,9 +120,9 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	// Unverified: used only to pick a configured source domain and to name the
 	// subject, as unverified, in audit events of chains that fail before a
 	// token naming it verifies.
-	unverified, ok := r.b.subjects.get(subjectSum)
-	if !ok {
+	if !known {
 		unverified = parseSubject(req.SubjectToken)
+		unverified.hash = r.ev.SubjectTokenHash
 		r.b.subjects.put(subjectSum, unverified)
 	}
 	if unverified.jwt {

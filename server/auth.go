@@ -69,9 +69,8 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 		span.AddEvent(eventAuthenticated)
 	}
 	// What the call's authentication found goes in the call's one context
-	// value (callInfo, from requestIDInterceptor): no allocation. Without
-	// one (an interceptor chain without requestIDInterceptor), a value of
-	// its own.
+	// value (callInfo, from withRequestID): no allocation. Without one
+	// (authInterceptor called on its own), a value of its own.
 	a := authed{rt: rt, caller: caller.Name, method: string(caller.Method)}
 	if c := callFrom(ctx); c != nil && !c.authenticated {
 		c.auth, c.authenticated = a, true

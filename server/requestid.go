@@ -11,7 +11,7 @@ import (
 
 // callKey holds the *callInfo of a call: one context value (one
 // allocation) for what the interceptors find, the request id
-// (requestIDInterceptor) and then the authentication (authInterceptor).
+// (withRequestID) and then the authentication (authInterceptor).
 type callKey struct{}
 
 // callInfo is what the interceptors found about a call. authInterceptor
@@ -30,10 +30,11 @@ func callFrom(ctx context.Context) *callInfo {
 
 const mdRequestID = "x-request-id"
 
-// requestIDInterceptor gives every call an id, echoed in the x-request-id
-// response header and logged with the chain. A well-formed id sent by the
-// caller (up to 64 letters, digits, '-', '_', '.') is kept.
-func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+// withRequestID gives a call an id (Server.intercept), echoed in the
+// x-request-id response header and logged with the chain: the context of
+// the call's handler. A well-formed id sent by the caller (up to 64
+// letters, digits, '-', '_', '.') is kept.
+func withRequestID(ctx context.Context) context.Context {
 	id := ""
 	// ValueFromIncomingContext copies one key's values, not the whole metadata.
 	if v := metadata.ValueFromIncomingContext(ctx, mdRequestID); len(v) > 0 && validRequestID(v[0]) {
@@ -45,7 +46,7 @@ func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
 		id = hex.EncodeToString(b[:])
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(mdRequestID, id))
-	return h(context.WithValue(ctx, callKey{}, &callInfo{requestID: id}), req)
+	return context.WithValue(ctx, callKey{}, &callInfo{requestID: id})
 }
 
 func validRequestID(s string) bool {
