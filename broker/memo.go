@@ -58,7 +58,8 @@ const subjectMemoSize = 8192
 // audit events. It depends only on the token's bytes, so it is memoised by
 // the token's SHA-256.
 type subjectInfo struct {
-	jwt     bool // the token parses as a JWT; the fields below are set only then
+	hash    string // the token's SHA-256 in hex (Hash), set when memoised
+	jwt     bool   // the token parses as a JWT; the fields below are set only then
 	subject string
 	issuer  string
 	expiry  time.Time

@@ -56,9 +56,16 @@ type Result struct {
 func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	req, lim := &r.req, r.b.limits
 	var subjectSum [sha256.Size]byte
+	var unverified subjectInfo
+	known := false
 	if req.SubjectToken != "" {
 		subjectSum = sha256.Sum256([]byte(req.SubjectToken))
-		r.ev.SubjectTokenHash = hexSum(&subjectSum)
+		// A memoised subject token (r.b.subjects) comes with its hash in hex.
+		if unverified, known = r.b.subjects.get(subjectSum); known {
+			r.ev.SubjectTokenHash = unverified.hash
+		} else {
+			r.ev.SubjectTokenHash = hexSum(&subjectSum)
+		}
 	}
 	switch {
 	case req.SubjectToken == "":
@@ -84,12 +91,14 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	case req.SourceDPoPProof != "" && req.DPoPProof == "":
 		return nil, nil, nil, invalid("source_dpop_proof", "only with dpop_proof: the grant is bound to the key the target's token will be bound to")
 	}
-	for name, v := range map[string]string{
-		"subject_token_type": req.SubjectTokenType, "source_domain": req.SourceDomain,
-		"target_domain": req.TargetDomain, "audience": req.Audience, "actor_token_type": req.ActorTokenType,
+	// An array, not a map: no map is built and walked on every chain (and
+	// the first field too long is named in this order).
+	for _, f := range [...]struct{ name, v string }{
+		{"subject_token_type", req.SubjectTokenType}, {"source_domain", req.SourceDomain},
+		{"target_domain", req.TargetDomain}, {"audience", req.Audience}, {"actor_token_type", req.ActorTokenType},
 	} {
-		if len(v) > lim.MaxFieldLength {
-			return nil, nil, nil, invalid(name, "longer than %d bytes", lim.MaxFieldLength)
+		if len(f.v) > lim.MaxFieldLength {
+			return nil, nil, nil, invalid(f.name, "longer than %d bytes", lim.MaxFieldLength)
 		}
 	}
 	for _, s := range req.Scopes {
@@ -111,9 +120,9 @@ func (r *chainRun) parse() (src, tgt *Domain, chain *Chain, err error) {
 	// Unverified: used only to pick a configured source domain and to name the
 	// subject, as unverified, in audit events of chains that fail before a
 	// token naming it verifies.
-	unverified, ok := r.b.subjects.get(subjectSum)
-	if !ok {
+	if !known {
 		unverified = parseSubject(req.SubjectToken)
+		unverified.hash = r.ev.SubjectTokenHash
 		r.b.subjects.put(subjectSum, unverified)
 	}
 	if unverified.jwt {

@@ -68,13 +68,16 @@ func (s *Server) authInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.AddEvent(eventAuthenticated)
 	}
-	// One context value for what the call's authentication found (a single
-	// allocation on every call).
-	return h(context.WithValue(ctx, authedKey{}, &authed{rt: rt, caller: caller.Name, method: string(caller.Method)}), req)
+	// What the call's authentication found goes in the call's one context
+	// value (callInfo, from withRequestID): no allocation. Without one
+	// (authInterceptor called on its own), a value of its own.
+	a := authed{rt: rt, caller: caller.Name, method: string(caller.Method)}
+	if c := callFrom(ctx); c != nil && !c.authenticated {
+		c.auth, c.authenticated = a, true
+		return h(ctx, req)
+	}
+	return h(context.WithValue(ctx, callKey{}, &callInfo{requestID: RequestIDFromContext(ctx), authenticated: true, auth: a}), req)
 }
-
-// authedKey holds the *authed of an authenticated call.
-type authedKey struct{}
 
 // authed is what a call's authentication found: the configuration it read
 // (the call keeps it to its end), the caller's name, and how the caller
@@ -86,8 +89,10 @@ type authed struct {
 }
 
 func authedFrom(ctx context.Context) *authed {
-	a, _ := ctx.Value(authedKey{}).(*authed)
-	return a
+	if c := callFrom(ctx); c != nil && c.authenticated {
+		return &c.auth
+	}
+	return nil
 }
 
 func callerMethodFromContext(ctx context.Context) string {

@@ -100,11 +100,13 @@ const maxHeadroom = 500 * time.Millisecond
 // work runs out of time the broker still answers — REQUEST_DEADLINE_EXCEEDED
 // with its ErrorInfo, the failure audited — before the caller's own deadline
 // fires: a gRPC client past its deadline only sees its library's bare
-// DEADLINE_EXCEEDED.
+// DEADLINE_EXCEEDED. A call without a deadline keeps its context as is
+// (there is nothing to shorten; the transport cancels it when the call
+// ends).
 func answerBefore(ctx context.Context) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithDeadline(ctx, dl.Add(-min(time.Until(dl)/10, maxHeadroom)))
 }

@@ -9,14 +9,32 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-type requestIDKey struct{}
+// callKey holds the *callInfo of a call: one context value (one
+// allocation) for what the interceptors find, the request id
+// (withRequestID) and then the authentication (authInterceptor).
+type callKey struct{}
+
+// callInfo is what the interceptors found about a call. authInterceptor
+// fills auth in place, before the call's handler runs: nothing reads it
+// before.
+type callInfo struct {
+	requestID     string
+	authenticated bool
+	auth          authed
+}
+
+func callFrom(ctx context.Context) *callInfo {
+	c, _ := ctx.Value(callKey{}).(*callInfo)
+	return c
+}
 
 const mdRequestID = "x-request-id"
 
-// requestIDInterceptor gives every call an id, echoed in the x-request-id
-// response header and logged with the chain. A well-formed id sent by the
-// caller (up to 64 letters, digits, '-', '_', '.') is kept.
-func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+// withRequestID gives a call an id (Server.intercept), echoed in the
+// x-request-id response header and logged with the chain: the context of
+// the call's handler. A well-formed id sent by the caller (up to 64
+// letters, digits, '-', '_', '.') is kept.
+func withRequestID(ctx context.Context) context.Context {
 	id := ""
 	// ValueFromIncomingContext copies one key's values, not the whole metadata.
 	if v := metadata.ValueFromIncomingContext(ctx, mdRequestID); len(v) > 0 && validRequestID(v[0]) {
@@ -28,7 +46,7 @@ func requestIDInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo,
 		id = hex.EncodeToString(b[:])
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(mdRequestID, id))
-	return h(context.WithValue(ctx, requestIDKey{}, id), req)
+	return context.WithValue(ctx, callKey{}, &callInfo{requestID: id})
 }
 
 func validRequestID(s string) bool {
@@ -45,6 +63,8 @@ func validRequestID(s string) bool {
 
 // RequestIDFromContext returns the call's request id.
 func RequestIDFromContext(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if c := callFrom(ctx); c != nil {
+		return c.requestID
+	}
+	return ""
 }

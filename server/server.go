@@ -134,11 +134,7 @@ func New(cfg Config) (*Server, error) {
 		health: newHealthService(pb.ChainService_ServiceDesc.ServiceName, pb.AuditService_ServiceDesc.ServiceName)}
 	s.rt.Store(&runState{broker: cfg.Broker, auth: cfg.Auth, rateLimit: cfg.RateLimit, limiter: newLimiter(cfg.RateLimit),
 		readiness: cfg.Readiness})
-	interceptors := []grpc.UnaryServerInterceptor{s.recoverInterceptor, requestIDInterceptor}
-	if cfg.Metrics != nil {
-		interceptors = append(interceptors, cfg.Metrics.UnaryServerInterceptor)
-	}
-	s.unary = traceSteps(chainUnary(append(interceptors, s.authInterceptor)...))
+	s.unary = traceSteps(s.intercept)
 	if cfg.Tracer != nil {
 		s.tracer = cfg.Tracer.Tracer("github.com/chainbroker/chainbroker/server")
 	}
@@ -457,7 +453,13 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(chainbroker.OpenAPI)
 }
 
-func (s *Server) recoverInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+// intercept is the interceptors' work around every call, in order, the
+// first outermost: recovery from a panic, the request id, metrics (when
+// set), then authentication and the rate limit (authInterceptor). One
+// function rather than a chain of interceptors (as grpc.ChainUnaryInterceptor
+// builds), which would allocate a handler closure per interceptor on every
+// call.
+func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.ErrorContext(ctx, "panic", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
@@ -466,19 +468,15 @@ func (s *Server) recoverInterceptor(ctx context.Context, req any, info *grpc.Una
 			resp, err = nil, errorStatus(codes.Internal, string(broker.ReasonInternal), "internal error", nil)
 		}
 	}()
-	return h(ctx, req)
-}
-
-// chainUnary runs interceptors in order, the first outermost, as
-// grpc.ChainUnaryInterceptor does.
-func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	if len(ics) == 1 {
-		return ics[0]
+	callCtx := withRequestID(ctx)
+	m := s.cfg.Metrics
+	if m == nil {
+		return s.authInterceptor(callCtx, req, info, h)
 	}
-	first, rest := ics[0], chainUnary(ics[1:]...)
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		return first(ctx, req, info, func(ctx context.Context, req any) (any, error) { return rest(ctx, req, info, h) })
-	}
+	start := time.Now()
+	resp, err = s.authInterceptor(callCtx, req, info, h)
+	m.ObserveUnary(info.FullMethod, start, err)
+	return resp, err
 }
 
 // Events of a call's span (when it records), with authInterceptor's

@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -16,17 +17,25 @@ import (
 type InstrumentedStore struct {
 	store.Store
 	m        *Metrics
-	tracer   trace.Tracer
+	tracer   trace.Tracer // nil when tracing is off (a no-op provider)
 	spanOpts []trace.SpanStartOption
 }
 
 var _ store.Store = (*InstrumentedStore)(nil)
 
-// InstrumentStore wraps s. tp may be a no-op provider.
+// InstrumentStore wraps s. tp may be a no-op provider: then no span is
+// started (a no-op tracer's span records nothing, and starting it costs a
+// context per operation), and the operations see the caller's context.
 func InstrumentStore(s store.Store, m *Metrics, tp trace.TracerProvider) *InstrumentedStore {
-	return &InstrumentedStore{Store: s, m: m, tracer: tp.Tracer("github.com/chainbroker/chainbroker/store"),
-		spanOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}}
+	is := &InstrumentedStore{Store: s, m: m, spanOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}}
+	if _, off := tp.(noop.TracerProvider); !off {
+		is.tracer = tp.Tracer("github.com/chainbroker/chainbroker/store")
+	}
+	return is
 }
+
+// noSpan is the span of an operation when tracing is off (boxed once).
+var noSpan trace.Span = noop.Span{}
 
 func (s *InstrumentedStore) do(ctx context.Context, op string, f func(context.Context) error) error {
 	ctx, span, start := s.begin(ctx, "store."+op)
@@ -38,6 +47,9 @@ func (s *InstrumentedStore) do(ctx context.Context, op string, f func(context.Co
 // begin and end bracket an operation; Mark and Append, on every chain, use
 // them directly (no closure, no span name built per call).
 func (s *InstrumentedStore) begin(ctx context.Context, spanName string) (context.Context, trace.Span, time.Time) {
+	if s.tracer == nil {
+		return ctx, noSpan, time.Now()
+	}
 	ctx, span := s.tracer.Start(ctx, spanName, s.spanOpts...)
 	return ctx, span, time.Now()
 }

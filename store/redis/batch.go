@@ -36,8 +36,14 @@ type batcher struct {
 
 type batchCmd struct {
 	cmd  goredis.Cmder
-	done chan struct{} // closed once cmd holds its reply or error
+	done chan struct{} // receives once cmd holds its reply or error (buffered: the worker never waits)
 }
+
+// batchCmds are the batchCmds whose callers received their done: a batchCmd
+// (and its channel) is reused by the next queued command instead of two
+// allocations per command. One given up on by its caller (its context, or
+// the store closing) is never reused: its worker may still be sending.
+var batchCmds = sync.Pool{New: func() any { return &batchCmd{done: make(chan struct{}, 1)} }}
 
 const (
 	// batchWorkers pipelines may be out at once: enough to keep Redis busy
@@ -86,7 +92,8 @@ func (b *batcher) do(ctx context.Context, cmd goredis.Cmder) error {
 		return ctx.Err()
 	}
 	b.direct.Add(-1)
-	c := &batchCmd{cmd: cmd, done: make(chan struct{})}
+	c := batchCmds.Get().(*batchCmd)
+	c.cmd = cmd
 	select {
 	case b.queue <- c:
 	case <-ctx.Done():
@@ -96,6 +103,8 @@ func (b *batcher) do(ctx context.Context, cmd goredis.Cmder) error {
 	}
 	select {
 	case <-c.done:
+		c.cmd = nil
+		batchCmds.Put(c)
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -147,7 +156,7 @@ func (b *batcher) exec(batch []*batchCmd) {
 		_, _ = pipe.Exec(ctx)
 	}
 	for _, c := range batch {
-		close(c.done)
+		c.done <- struct{}{}
 	}
 }
 

@@ -204,3 +204,34 @@ func TestGroupCommitDeadlineAndClose(t *testing.T) {
 		t.Errorf("Append after Close: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestBatchCmdReuse: a queued command's bookkeeping (batchCmd and its done
+// channel) is reused once its caller has its reply, so queuing costs no
+// allocation of its own: a queued PING allocates what a PING sent directly
+// does, plus the worker's per-batch context and timer.
+func TestBatchCmdReuse(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, Protocol: 2})
+	t.Cleanup(func() { _ = client.Close() })
+	b := newBatcher(client, time.Second)
+	t.Cleanup(b.close)
+	ctx := context.Background()
+	ping := func() {
+		cmd := goredis.NewStatusCmd(ctx, "ping")
+		if err := b.do(ctx, cmd); err != nil || cmd.Val() != "PONG" {
+			t.Fatalf("PING: %v %q", err, cmd.Val())
+		}
+	}
+	ping()
+	direct := testing.AllocsPerRun(200, ping)
+	b.direct.Store(directLimit) // every command queues from here on
+	defer b.direct.Store(0)
+	ping()
+	queued := testing.AllocsPerRun(200, ping)
+	// The worker's batch context (a timerCtx and its timer, about 4): two
+	// more were the batchCmd and its channel.
+	if queued > direct+5 {
+		t.Errorf("a queued PING allocates %v objects, a direct one %v", queued, direct)
+	}
+	t.Logf("allocations: direct %v, queued %v", direct, queued)
+}

@@ -368,9 +368,9 @@ func (s *Store) skewKey() string { return s.indexPrefix() + "skew" }
 // indexKeys appends the index keys of the given field values (empty ones
 // and OutcomeUnspecified have none) to dst.
 func (s *Store) indexKeys(dst []string, subject, caller, source, target string, o store.Outcome) []string {
-	for _, f := range [...]struct{ name, value string }{{"subject", subject}, {"caller", caller}, {"source", source}, {"target", target}} {
-		if f.value != "" {
-			dst = append(dst, s.hashedIndexKey(f.name, f.value))
+	for i, v := range [...]string{subject, caller, source, target} {
+		if v != "" {
+			dst = append(dst, s.hashedIndexKey(indexFields[i], v))
 		}
 	}
 	if o != store.OutcomeUnspecified {
@@ -379,20 +379,62 @@ func (s *Store) indexKeys(dst []string, subject, caller, source, target string, 
 	return dst
 }
 
+// indexFields are the hashed index fields, in indexKeys' order: the sorted
+// sets (subject, caller) first, then the streams.
+var indexFields = [...]string{"subject", "caller", "source", "target"}
+
+// indexKeyArg is hashedIndexKey(indexFields[field], value) boxed as a
+// script argument, from the Store's memo when the value was met lately.
+func (s *Store) indexKeyArg(field uint8, value string) any {
+	k := keyMemoKey{field: field, value: value}
+	if a := s.keys.get(k); a != nil {
+		return a
+	}
+	var a any = s.hashedIndexKey(indexFields[field], value)
+	s.keys.put(k, a)
+	return a
+}
+
+// Script arguments boxed once: appendScript's hash, and the kinds of an
+// event's index keys by how many sorted sets (subject, caller: 0 to 2) and
+// streams (source, target, outcome: 0 to 3) it has.
+var (
+	appendHashArg any = appendScript.Hash()
+	kindsArgs         = func() (k [3][4]any) {
+		const kinds = "zzxxx" // nz sorted sets, then nx streams
+		for nz := range k {
+			for nx := range k[nz] {
+				k[nz][nx] = kinds[2-nz : 2+nx]
+			}
+		}
+		return k
+	}()
+)
+
 // appendArgs are the EVALSHA arguments of appendScript for ev (its JSON in
 // body) after the command name and script: the number of keys, the keys
 // (the stream, the index key registry, the skew index, then ev's index
-// keys in indexKeys' order) and the arguments. Fixed keys are boxed once
-// (New); the kinds of the index keys are a substring of a constant, as
-// subject and caller (sorted sets) come first.
+// keys in indexKeys' order) and the arguments. Fixed keys and arguments are
+// boxed once (New, or package variables), and the hashed keys of the field
+// values met lately come boxed from the Store's memo (keyMemo): an append
+// allocates the slice, and boxes only its body, its time (two numbers) and
+// the retention's cutoff.
 func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
-	a := make([]any, 0, 3+3+5+7)
-	a = append(a, "evalsha", appendScript.Hash(), 0, s.streamArg, s.idxKeysArg, s.skewArg)
+	return s.appendArgsTo(make([]any, 0, appendArgsCap), ev, body)
+}
+
+// appendArgsCap bounds appendArgs' length: the command, script and key
+// count, three fixed keys, five index keys and seven arguments.
+const appendArgsCap = 3 + 3 + 5 + 7
+
+// appendArgsTo is appendArgs into a[:0] (Append's reused memory, appendBuf).
+func (s *Store) appendArgsTo(a []any, ev *store.Event, body []byte) []any {
+	a = append(a[:0], "evalsha", appendHashArg, 0, s.streamArg, s.idxKeysArg, s.skewArg)
 	nz, nx := 0, 0
-	for _, f := range [...]struct{ name, value string }{{"subject", ev.Subject}, {"caller", ev.Caller}, {"source", ev.SourceDomain}, {"target", ev.TargetDomain}} {
-		if f.value != "" {
-			a = append(a, s.hashedIndexKey(f.name, f.value))
-			if f.name == "subject" || f.name == "caller" {
+	for i, v := range [...]string{ev.Subject, ev.Caller, ev.SourceDomain, ev.TargetDomain} {
+		if v != "" {
+			a = append(a, s.indexKeyArg(uint8(i), v))
+			if i < 2 {
 				nz++
 			} else {
 				nx++
@@ -408,8 +450,7 @@ func (s *Store) appendArgs(ev *store.Event, body []byte) []any {
 		nx++
 	}
 	a[2] = len(a) - 3
-	const kinds = "zzxxx" // nz sorted sets, then nx streams
-	return append(a, s.maxLen, s.cutoff().ms, body, nanos(ev.Time), store.FloorMillis(ev.Time), s.upkeepEvery, kinds[2-nz:2+nx])
+	return append(a, s.maxLenArg, s.cutoff().ms, body, nanos(ev.Time), store.FloorMillis(ev.Time), s.upkeepEvery, kindsArgs[nz][nx])
 }
 
 // minNanos and maxNanos bound the times with an "t" field: Unix ns from
@@ -438,10 +479,18 @@ func nanos(t time.Time) string {
 // evalAppend runs appendScript as a write (group commit or WAIT, see write):
 // EVALSHA, and EVAL when Redis does not have the script (after a restart or
 // failover; NOSCRIPT means nothing ran, so sending it again is safe). args
-// are appendArgs'.
-func (s *Store) evalAppend(ctx context.Context, args []any) (string, error) {
+// are appendArgs'. settled reports that every command sent is done with
+// args (written, and its reply read or failed): a command the group commit
+// may still send after its caller gave up on it is not.
+func (s *Store) evalAppend(ctx context.Context, args []any) (id string, settled bool, err error) {
+	id, err = s.evalAppendCmd(ctx, args, &settled)
+	return id, settled, err
+}
+
+func (s *Store) evalAppendCmd(ctx context.Context, args []any, settled *bool) (string, error) {
 	cmd := goredis.NewCmd(ctx, args...)
 	err := s.write(ctx, "append", s.stream, cmd)
+	*settled = err == nil
 	// With MinReplicasAck (no batcher: write ran the pipeline itself), the
 	// WAIT after a NOSCRIPT counts no replica and write fails too, so the
 	// reply is read whatever err says. With the batcher, a failed write may
@@ -451,6 +500,7 @@ func (s *Store) evalAppend(ctx context.Context, args []any) (string, error) {
 			args = append([]any{"eval", appendSrc}, args[2:]...) // a copy: the first command keeps its own
 			cmd = goredis.NewCmd(ctx, args...)
 			err = s.write(ctx, "append", s.stream, cmd)
+			*settled = err == nil
 		}
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package redis
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,5 +304,69 @@ func TestAppendArgs(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestAppendArgsAllocs: once an event's field values are in the Store's
+// memo of index keys, its script arguments cost the slice and the boxes of
+// its body and time (the number, its decimal, its milliseconds): no key is
+// hashed or boxed again, and no fixed argument is boxed.
+func TestAppendArgsAllocs(t *testing.T) {
+	s, err := New(Options{Client: goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"}), KeyPrefix: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(); _ = s.client.Close() })
+	ev := store.Event{Subject: "alice@corp.example", Caller: "agent-7", SourceDomain: "corp", TargetDomain: "partner",
+		Outcome: store.OutcomeCacheHit, Time: time.Unix(1700000000, 5)}
+	body := []byte("{}")
+	s.appendArgs(&ev, body) // fills the memo
+	const ceiling = 5       // the slice, body, the time's decimal and its box, its milliseconds
+	if n := testing.AllocsPerRun(100, func() { s.appendArgs(&ev, body) }); n > ceiling {
+		t.Errorf("appendArgs allocates %v objects per event, want at most %d", n, ceiling)
+	}
+}
+
+// TestKeyMemo: the memo of index keys gives the keys hashedIndexKey builds,
+// never holds more than two generations of its bound, and keeps no long
+// value.
+func TestKeyMemo(t *testing.T) {
+	s, err := New(Options{Client: goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"}), KeyPrefix: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(); _ = s.client.Close() })
+	const bound = 8
+	s.keys = newKeyMemo(bound)
+	for round := range 2 { // the second round finds some keys in the memo
+		for i := range 5 * bound {
+			for f := range uint8(len(indexFields)) {
+				v := fmt.Sprintf("value-%d", i%(3*bound))
+				got := s.indexKeyArg(f, v)
+				if want := s.hashedIndexKey(indexFields[f], v); got != want {
+					t.Fatalf("round %d: key of %s %q is %v, want %s", round, indexFields[f], v, got, want)
+				}
+				if n := s.keys.len(); n > 2*bound {
+					t.Fatalf("round %d: the memo holds %d keys, bound 2×%d", round, n, bound)
+				}
+			}
+		}
+	}
+	// A hit comes from the memo: the same boxed key.
+	a, b := s.indexKeyArg(0, "alice"), s.indexKeyArg(0, "alice")
+	if a != b || a != s.hashedIndexKey("subject", "alice") {
+		t.Errorf("repeated key %v, %v", a, b)
+	}
+	// The same value in another field is another key.
+	if c := s.indexKeyArg(1, "alice"); c == a || c != s.hashedIndexKey("caller", "alice") {
+		t.Errorf("caller key of alice %v, subject key %v", c, a)
+	}
+	long := strings.Repeat("x", keyMemoMaxValue+1)
+	n := s.keys.len()
+	if got := s.indexKeyArg(0, long); got != s.hashedIndexKey("subject", long) {
+		t.Errorf("key of a long value %v", got)
+	}
+	if s.keys.get(keyMemoKey{0, long}) != nil || s.keys.len() > n {
+		t.Error("the memo keeps a value longer than keyMemoMaxValue")
 	}
 }

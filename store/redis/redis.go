@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -95,11 +96,12 @@ type Store struct {
 	batch                 *batcher // group commit of marks and events; nil when minAcks > 0
 	// Key names fixed by the prefix, built once (Append names them on every
 	// event): the index prefix, and as script arguments (boxed once) the
-	// stream, the index key registry, the skew index and each outcome's
-	// index.
-	idxPrefix                      string
-	streamArg, idxKeysArg, skewArg any
-	outcomeArgs                    [store.OutcomeCacheHit + 1]any
+	// stream, the index key registry, the skew index, the stream's MAXLEN
+	// and each outcome's index.
+	idxPrefix                                 string
+	streamArg, idxKeysArg, skewArg, maxLenArg any
+	outcomeArgs                               [store.OutcomeCacheHit + 1]any
+	keys                                      *keyMemo // the hashed index keys met lately (keyMemo)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -152,7 +154,8 @@ func New(opts Options) (*Store, error) {
 		ackTimeout:  opts.ReplicaAckTimeout,
 	}
 	s.idxPrefix = s.prefix + ":{audit}:idx:"
-	s.streamArg, s.idxKeysArg, s.skewArg = s.stream, s.prefix+":{audit}:idxkeys", s.skewKey()
+	s.streamArg, s.idxKeysArg, s.skewArg, s.maxLenArg = s.stream, s.prefix+":{audit}:idxkeys", s.skewKey(), s.maxLen
+	s.keys = newKeyMemo(keyMemoSize)
 	for o := range s.outcomeArgs {
 		s.outcomeArgs[o] = s.outcomeKey(store.Outcome(o))
 	}
@@ -294,13 +297,48 @@ func (s *Store) Append(ctx context.Context, e *store.Event) (string, error) {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC()
-	body := ev.AppendJSON(make([]byte, 0, 1024))
 	ctx, cancel, err := s.opContext(ctx, "append")
 	if err != nil {
 		return "", err
 	}
 	defer cancel()
-	return s.evalAppend(ctx, s.appendArgs(&ev, body))
+	buf := appendBufs.Get().(*appendBuf)
+	body := ev.AppendJSON(buf.body[:0])
+	args := s.appendArgsTo(buf.args, &ev, body)
+	id, settled, err := s.evalAppend(ctx, args)
+	if settled {
+		buf.release(args, body)
+	}
+	return id, err
+}
+
+// appendBuf is the memory of an append's script arguments and JSON event,
+// reused (appendBufs) once the append's commands are settled (evalAppend):
+// written, and their replies read, so that nothing reads the arguments any
+// more. A command the group commit may still send after Append returns
+// keeps its memory.
+type appendBuf struct {
+	args []any
+	body []byte
+}
+
+// maxPooledBody bounds the JSON buffers kept for reuse: a rare large event
+// does not keep its memory.
+const maxPooledBody = 16 << 10
+
+var appendBufs = sync.Pool{New: func() any {
+	return &appendBuf{args: make([]any, 0, appendArgsCap), body: make([]byte, 0, 1024)}
+}}
+
+// release puts b back in appendBufs with args and body, the memory it gave
+// (grown, perhaps), dropping what args refer to.
+func (b *appendBuf) release(args []any, body []byte) {
+	if cap(body) > maxPooledBody || cap(args) > appendArgsCap {
+		return
+	}
+	clear(args)
+	b.args, b.body = args[:0], body[:0]
+	appendBufs.Put(b)
 }
 
 // cutoff is the oldest id within the retention ({0, 0}: no retention).
@@ -417,10 +455,16 @@ func (s *Store) List(ctx context.Context, f store.Filter, pageSize int, pageToke
 	return store.CollectPage(ctx, pageSize, s.listBudget, s.listSlice, w.step)
 }
 
-// opContext checks ctx and bounds it by the operation timeout.
+// opContext checks ctx and bounds it by the operation timeout. When ctx's
+// own deadline comes first, ctx already bounds the operation as tightly as
+// the timeout would: it is used as is, without a context (and its timer)
+// of the operation's own.
 func (s *Store) opContext(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, s.translate(op, err)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= s.opTimeout {
+		return ctx, func() {}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	return ctx, cancel, nil

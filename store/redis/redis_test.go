@@ -603,3 +603,98 @@ func BenchmarkMarkThenAppend(b *testing.B) {
 		}
 	}
 }
+
+// TestOpContext: an operation is bounded by OpTimeout, or by the caller's
+// deadline when it comes first; then the caller's context is used as is
+// (no context and timer of the operation's own).
+func TestOpContext(t *testing.T) {
+	s, err := New(Options{Client: goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:1"}), OpTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(); _ = s.client.Close() })
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // 0: none
+		own      bool          // a context of the operation's own
+	}{
+		{"no deadline", 0, true},
+		{"later deadline", time.Minute, true},
+		{"sooner deadline", 100 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := context.Background()
+			if tc.deadline > 0 {
+				var cancel context.CancelFunc
+				parent, cancel = context.WithTimeout(parent, tc.deadline)
+				defer cancel()
+			}
+			before := time.Now()
+			ctx, cancel, err := s.opContext(parent, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			dl, ok := ctx.Deadline()
+			if !ok || dl.After(before.Add(time.Second).Add(50*time.Millisecond)) {
+				t.Errorf("deadline %v (%v), want within OpTimeout", dl, ok)
+			}
+			if own := ctx != parent; own != tc.own {
+				t.Errorf("own context %v, want %v", own, tc.own)
+			}
+			if !tc.own {
+				if n := testing.AllocsPerRun(100, func() {
+					_, cancel, _ := s.opContext(parent, "test")
+					cancel()
+				}); n != 0 {
+					t.Errorf("opContext under a sooner deadline allocates %v objects, want 0", n)
+				}
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := s.opContext(ctx, "test"); !errors.Is(err, context.Canceled) {
+		t.Errorf("opContext of a cancelled context: %v", err)
+	}
+}
+
+// TestAppendAllocs: an append of an event whose field values were met
+// before reuses its arguments' and JSON's memory (appendBuf) and its index
+// keys (keyMemo): what remains is go-redis's command and reply, the
+// operation's context, and the boxes of the event's body and time. The
+// event is stored whole.
+func TestAppendAllocs(t *testing.T) {
+	srv := redistest.New(t, redistest.Options{})
+	s := newStore(t, srv, Options{})
+	ctx := context.Background()
+	e := &store.Event{Subject: "alice", Caller: "agent", SourceDomain: "corp", TargetDomain: "partner",
+		Scopes: []string{"a", "b"}, Outcome: store.OutcomeCacheHit}
+	for range 3 { // fills the memo and the pool
+		if _, err := s.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 15 (go-redis's share: NewCmd, the reply, the pool's connection check;
+	// the context of the operation's timeout); about 25 without the memo
+	// and the reuse.
+	const ceiling = 16
+	if n := testing.AllocsPerRun(200, func() {
+		if _, err := s.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}); n > ceiling {
+		t.Errorf("Append allocates %v objects per event, want at most %d", n, ceiling)
+	}
+	id, err := s.Append(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Subject != "alice" || got.Caller != "agent" || got.TargetDomain != "partner" || len(got.Scopes) != 2 || got.Outcome != store.OutcomeCacheHit {
+		t.Errorf("stored event %+v", got)
+	}
+}
