@@ -1,6 +1,10 @@
 package oauth
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/chainbroker/chainbroker/internal/jsonobj"
+)
 
 // The success answer of a token endpoint is parsed twice per chain on the
 // broker's hot path. decodeTokenFast decodes the common shape of that answer
@@ -70,13 +74,13 @@ func (tj *tokenJSON) fields() tokenFields {
 func decodeTokenFast(body []byte, tf *tokenFields) (ok bool) {
 	// Spans of the string values in body, decoded at the end with one
 	// allocation for all of them.
-	if !jsonSpaceOnly(body) {
+	if !jsonobj.SpaceOnly(body) {
 		return false
 	}
 	var spans [memCount][2]int
 	var present [memCount]bool
-	ok = eachMember(body, func(name, value []byte, valueStart int) bool {
-		m := tokenMemberOf(name)
+	ok = jsonobj.EachMember(body, func(ns, vs jsonobj.Span) bool {
+		m, value := tokenMemberOf(body[ns.Start:ns.End]), body[vs.Start:vs.End]
 		switch {
 		case m == memUnknown:
 			return true
@@ -88,10 +92,10 @@ func decodeTokenFast(body []byte, tf *tokenFields) (ok bool) {
 				present[m] = false
 			}
 			return true
-		case value[0] != '"' || !plainString(value):
+		case value[0] != '"' || !jsonobj.Plain(value):
 			return false // wrong type, or escapes: the general decoding says what it is
 		}
-		spans[m] = [2]int{valueStart + 1, valueStart + len(value) - 1}
+		spans[m] = [2]int{vs.Start + 1, vs.End - 1}
 		present[m] = true
 		return true
 	})
@@ -124,99 +128,4 @@ func decodeTokenFast(body []byte, tf *tokenFields) (ok bool) {
 	}
 	tf.has[memAccessToken], tf.has[memTokenType] = present[memAccessToken], present[memTokenType]
 	return true
-}
-
-// plainString reports whether the JSON string literal q (quotes included)
-// holds printable ASCII only, without escapes: its bytes are its value.
-func plainString(q []byte) bool {
-	for _, c := range q[1 : len(q)-1] {
-		if c < 0x20 || c == '\\' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// eachMember calls fn with the name (between its quotes, undecoded), the
-// value (its JSON text) and the value's offset in obj, for each member of
-// the JSON object obj in order, until fn returns false. obj must be valid
-// JSON (json.Valid) whose first non-space byte is '{'. It reports false
-// when fn did, or when a member name holds an escape or a non-ASCII byte
-// (the caller then decodes obj in full).
-func eachMember(obj []byte, fn func(name, value []byte, valueStart int) bool) bool {
-	i := skipSpace(obj, 0) + 1 // past '{'
-	for {
-		i = skipSpace(obj, i)
-		if obj[i] == '}' {
-			return true
-		}
-		end := skipValue(obj, i) // the name, a string
-		if !plainString(obj[i:end]) {
-			return false
-		}
-		name := obj[i+1 : end-1]
-		i = skipSpace(obj, end) + 1 // past ':'
-		i = skipSpace(obj, i)
-		end = skipValue(obj, i)
-		if !fn(name, obj[i:end], i) {
-			return false
-		}
-		i = skipSpace(obj, end)
-		if obj[i] == ',' {
-			i++
-		}
-	}
-}
-
-// jsonSpaceOnly reports whether the object obj, valid once trimmed by
-// bytes.TrimSpace (isJSONObject), is surrounded by JSON whitespace only, as
-// json.Unmarshal requires (not \v, \f, U+0085 or U+00A0).
-func jsonSpaceOnly(obj []byte) bool {
-	i, j := skipSpace(obj, 0), len(obj)
-	for j > i && isSpace(obj[j-1]) {
-		j--
-	}
-	return j > i && obj[i] == '{' && obj[j-1] == '}'
-}
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the end of the valid JSON value starting at b[i].
-func skipValue(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-			if depth < 0 { // the end of the enclosing object: a scalar ended before it
-				return i
-			}
-		case ',', ' ', '\t', '\n', '\r':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
 }
