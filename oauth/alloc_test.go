@@ -31,6 +31,22 @@ func (t cannedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
+// TestReadBounded checks readBounded against io.ReadAll(io.LimitReader)
+// whatever length the answer declares, a false one included.
+func TestReadBounded(t *testing.T) {
+	const max = 1024
+	for _, n := range []int{0, 1, 511, 512, 513, max - 1, max, max + 1, 5000} {
+		body := strings.Repeat("x", n)
+		for _, declared := range []int64{-1, 0, int64(n), int64(n) + 7, max, max + 1, 1 << 40, 1<<63 - 1} {
+			got, err := readBounded(strings.NewReader(body), declared, max)
+			want, _ := io.ReadAll(io.LimitReader(strings.NewReader(body), max+1))
+			if err != nil || string(got) != string(want) {
+				t.Errorf("%d bytes declared as %d: got %d bytes, %v; want %d", n, declared, len(got), err, len(want))
+			}
+		}
+	}
+}
+
 // keycloakTokenBody is what a Keycloak token exchange answers.
 var keycloakTokenBody = `{"access_token":"` + strings.Repeat("eyJhbGciOiJSUzI1NiJ9", 40) + `","expires_in":300,"refresh_expires_in":0,` +
 	`"token_type":"Bearer","not-before-policy":0,"session_state":"6c1a2a3b-8f1e-4f1e-9a7b-1c2d3e4f5a6b","scope":"profile email",` +

@@ -230,10 +230,16 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	// Built as http.NewRequestWithContext would build it, with the URL
 	// checkEndpoint parsed and the trace that tells whether the request
 	// was sent (c.do) in its context from the start.
+	hu := u
+	if strings.HasSuffix(u.Host, ":") { // NewRequestWithContext drops an empty port from the URL too
+		c := *u
+		c.Host = strings.TrimSuffix(c.Host, ":")
+		hu = &c
+	}
 	tctx, sent := withSendTrace(ctx)
 	hreq := (&http.Request{
 		Method:        http.MethodPost,
-		URL:           u,
+		URL:           hu,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
@@ -241,7 +247,7 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
 		ContentLength: int64(len(body)),
-		Host:          strings.TrimSuffix(u.Host, ":"), // as NewRequestWithContext: an empty port dropped
+		Host:          hu.Host,
 	}).WithContext(tctx)
 
 	status, rheader, rbody, err := c.do(hreq, sent)
@@ -330,7 +336,7 @@ func (c *Client) do(req *http.Request, sent *sendTrace) (int, http.Header, []byt
 func readBounded(r io.Reader, size, max int64) ([]byte, error) {
 	limit := max + 1
 	n := int64(512)
-	if size >= 0 {
+	if size >= 0 && size < limit { // a larger declared length is not trusted for a buffer
 		n = size + 1 // the last read may then see the end along with the data
 	}
 	buf := make([]byte, 0, min(n, limit))
