@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
@@ -20,8 +21,12 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	parent := ctx
 	ctx, cancel := withTimeout(ctx, d.Timeout)
 	defer cancel()
-	ctx, span := r.b.tracer.Start(ctx, hopSpanName(hop), trace.WithAttributes(
-		attribute.String("chainbroker.domain", d.Name), attribute.String("oauth.grant_type", grantType)))
+	var opts []trace.SpanStartOption
+	if _, off := r.b.tracer.(noop.Tracer); !off { // a no-op tracer ignores them: not built for it
+		opts = []trace.SpanStartOption{trace.WithAttributes(
+			attribute.String("chainbroker.domain", d.Name), attribute.String("oauth.grant_type", grantType))}
+	}
+	ctx, span := r.b.tracer.Start(ctx, hopSpanName(hop), opts...)
 	defer span.End()
 	start := time.Now()
 	endpoint := r.b.endpoint
