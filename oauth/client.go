@@ -232,9 +232,9 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	// was sent (c.do) in its context from the start.
 	hu := u
 	if strings.HasSuffix(u.Host, ":") { // NewRequestWithContext drops an empty port from the URL too
-		c := *u
-		c.Host = strings.TrimSuffix(c.Host, ":")
-		hu = &c
+		cu := *u
+		cu.Host = strings.TrimSuffix(cu.Host, ":")
+		hu = &cu
 	}
 	tctx, sent := withSendTrace(ctx)
 	hreq := (&http.Request{
