@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
@@ -18,10 +19,14 @@ import (
 // outcome to an *Error on failure.
 func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string, header map[string][]string) (*oauth.TokenResponse, error) {
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	ctx, cancel := withTimeout(ctx, d.Timeout)
 	defer cancel()
-	ctx, span := r.b.tracer.Start(ctx, "chainbroker.hop."+hop, trace.WithAttributes(
-		attribute.String("chainbroker.domain", d.Name), attribute.String("oauth.grant_type", grantType)))
+	var opts []trace.SpanStartOption
+	if _, off := r.b.tracer.(noop.Tracer); !off { // a no-op tracer ignores them: not built for it
+		opts = []trace.SpanStartOption{trace.WithAttributes(
+			attribute.String("chainbroker.domain", d.Name), attribute.String("oauth.grant_type", grantType))}
+	}
+	ctx, span := r.b.tracer.Start(ctx, hopSpanName(hop), opts...)
 	defer span.End()
 	start := time.Now()
 	endpoint := r.b.endpoint
@@ -35,6 +40,9 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	}
 	resp, err := endpoint.Token(ctx, oauth.Request{Endpoint: d.TokenEndpoint, Creds: d.Creds, Form: form, Header: header})
 	elapsed := time.Since(start)
+	if r.ev.Hops == nil {
+		r.ev.Hops = make([]store.Hop, 0, 2) // a chain's two hops, one allocation
+	}
 	r.ev.Hops = append(r.ev.Hops, store.Hop{
 		Domain: d.Name, Endpoint: d.TokenEndpoint, GrantType: grantType, Duration: elapsed,
 	})
@@ -80,6 +88,31 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	default: // oauth.ErrUnavailable, deadlines, anything else on the wire
 		return nil, &Error{Reason: ReasonUpstreamUnavailable, Hop: hop, Message: d.Name + " is unavailable for the " + hop, Err: err}
 	}
+}
+
+// withTimeout is context.WithTimeout(ctx, d), except that it returns ctx
+// itself when ctx's deadline is already at or before now+d (the caller's
+// deadline is the nearer one: a context and timer of its own would change
+// nothing but allocate).
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return ctx, noCancel
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+var noCancel context.CancelFunc = func() {}
+
+// hopSpanName is "chainbroker.hop." + hop, without building the string
+// for the two hops of every chain.
+func hopSpanName(hop string) string {
+	switch hop {
+	case HopTokenExchange:
+		return "chainbroker.hop." + HopTokenExchange
+	case HopJWTBearer:
+		return "chainbroker.hop." + HopJWTBearer
+	}
+	return "chainbroker.hop." + hop
 }
 
 // recordOutcome tells d's breaker how a call went. Only outages count

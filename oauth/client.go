@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -191,7 +192,13 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	if err := checkGrant(req.Form); err != nil {
 		return nil, err
 	}
-	header := make(http.Header)
+	// The fixed headers' values share one allocation; each slice is capped,
+	// so that an append by anyone else copies it.
+	fixed := []string{"application/x-www-form-urlencoded", "application/json", c.userAgent}
+	header := make(http.Header, len(req.Header)+4)
+	header["Content-Type"] = fixed[0:1:1]
+	header["Accept"] = fixed[1:2:2]
+	header["User-Agent"] = fixed[2:3:3]
 	for k, v := range req.Header {
 		k = http.CanonicalHeaderKey(k)
 		for _, r := range reservedHeaders {
@@ -201,48 +208,80 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 		}
 		header[k] = append([]string(nil), v...)
 	}
-	form := cloneValues(req.Form)
-	if err := c.authenticate(req.Creds, req.Endpoint, form, header); err != nil {
+	// Client authentication adds parameters (extra, which take precedence
+	// over the caller's) or the Authorization header; req.Form is not
+	// modified.
+	var extra url.Values
+	if req.Creds.Method != AuthClientSecretBasic {
+		extra = make(url.Values, 3)
+	}
+	if err := c.authenticate(req.Creds, req.Endpoint, extra, header); err != nil {
 		return nil, err
 	}
+	body := encodeForm(req.Form, extra)
 
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.Endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("%w: build request: %w", ErrConfig, err)
+	// The caller's deadline is usually the nearer one (the broker bounds
+	// each call to a domain): a timer of our own would change nothing.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
 	}
-	for k, v := range header {
-		hreq.Header[k] = v
+	// Built as http.NewRequestWithContext would build it, with the URL
+	// checkEndpoint parsed and the trace that tells whether the request
+	// was sent (c.do) in its context from the start.
+	hu := u
+	if strings.HasSuffix(u.Host, ":") { // NewRequestWithContext drops an empty port from the URL too
+		cu := *u
+		cu.Host = strings.TrimSuffix(cu.Host, ":")
+		hu = &cu
 	}
-	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("User-Agent", c.userAgent)
+	tctx, sent := withSendTrace(ctx)
+	hreq := (&http.Request{
+		Method:        http.MethodPost,
+		URL:           hu,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+		Host:          hu.Host,
+	}).WithContext(tctx)
 
-	status, header, body, err := c.do(hreq)
+	status, rheader, rbody, err := c.do(hreq, sent)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := parseTokenResponse(status, body, redact(u))
+	var resp *TokenResponse
+	if status == http.StatusOK {
+		// The endpoint is rendered for an error only.
+		resp, err = parseTokenOK(rbody, nil)
+	}
+	if resp == nil {
+		resp, err = parseTokenResponse(status, rbody, redact(u))
+	}
+	nonce := dpopNonce(rheader)
+	if err == nil {
+		resp.DPoPNonce = nonce
+		return resp, nil
+	}
 	var ue *UnavailableError
 	if errors.As(err, &ue) {
-		ue.RetryAfter = parseRetryAfter(header.Get("Retry-After"), c.now())
+		ue.RetryAfter = parseRetryAfter(rheader.Get("Retry-After"), c.now())
 	}
-	nonce := dpopNonce(header)
 	var oe *Error
-	switch {
-	case resp != nil:
-		resp.DPoPNonce = nonce
-	case errors.As(err, &oe):
+	if errors.As(err, &oe) {
 		oe.DPoPNonce = nonce
 	}
-	return resp, err
+	return nil, err
 }
 
 // dpopNonce returns the DPoP-Nonce header when it is one bounded token of
 // printable ASCII (RFC 9449 §8.1: NQCHAR), else "".
 func dpopNonce(h http.Header) string {
-	vals := h.Values("DPoP-Nonce")
+	vals := h["Dpop-Nonce"] // h.Values("DPoP-Nonce") without canonicalising the name each time
 	if len(vals) != 1 || vals[0] == "" || len(vals[0]) > MaxDPoPNonceBytes {
 		return ""
 	}
@@ -254,22 +293,33 @@ func dpopNonce(h http.Header) string {
 	return vals[0]
 }
 
-// do sends the request and reads a bounded body. A transport failure before
-// any request header was written also wraps ErrNotSent.
-func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
-	var wrote atomic.Bool
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		WroteHeaders: func() { wrote.Store(true) },
-	}))
+// sendTrace records whether a request's headers were written.
+type sendTrace struct {
+	wrote atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+// withSendTrace returns ctx with a trace that records whether the headers
+// of the request made with it were written (for do).
+func withSendTrace(ctx context.Context) (context.Context, *sendTrace) {
+	t := new(sendTrace)
+	t.trace.WroteHeaders = func() { t.wrote.Store(true) }
+	return httptrace.WithClientTrace(ctx, &t.trace), t
+}
+
+// do sends the request, whose context carries sent's trace, and reads a
+// bounded body. A transport failure before any request header was written
+// also wraps ErrNotSent.
+func (c *Client) do(req *http.Request, sent *sendTrace) (int, http.Header, []byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if !wrote.Load() {
+		if !sent.wrote.Load() {
 			return 0, nil, nil, fmt.Errorf("%w (%w): %w", ErrUnavailable, ErrNotSent, err)
 		}
 		return 0, nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
+	body, err := readBounded(resp.Body, resp.ContentLength, c.maxBytes)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%w: %s %s: read response: %w", ErrUnavailable, req.Method, redact(req.URL), err)
 	}
@@ -277,6 +327,34 @@ func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
 		return 0, nil, nil, fmt.Errorf("%w: %s %s: response exceeds %d bytes", ErrBadResponse, req.Method, redact(req.URL), c.maxBytes)
 	}
 	return resp.StatusCode, resp.Header, body, nil
+}
+
+// readBounded reads r to its end, or to max+1 bytes (more than max: the
+// caller refuses it), as io.ReadAll(io.LimitReader(r, max+1)) would, into
+// one buffer sized from the declared length (size, -1 when unknown) when
+// there is one.
+func readBounded(r io.Reader, size, max int64) ([]byte, error) {
+	limit := max + 1
+	n := int64(512)
+	if size >= 0 && size < limit { // a larger declared length is not trusted for a buffer
+		n = size + 1 // the last read may then see the end along with the data
+	}
+	buf := make([]byte, 0, min(n, limit))
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit-int64(len(buf)))))
+		}
+		end := int(min(int64(cap(buf)), limit))
+		m, err := r.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // UnavailableError is an answer that wraps ErrUnavailable (HTTP 429 or 503,
@@ -340,31 +418,7 @@ type errorJSON struct {
 func parseTokenResponse(status int, body []byte, endpoint string) (*TokenResponse, error) {
 	switch {
 	case status == http.StatusOK:
-		if !isJSONObject(body) {
-			return nil, fmt.Errorf("%w: %s: HTTP 200 body is not a JSON object", ErrBadResponse, endpoint)
-		}
-		var tj tokenJSON
-		if err := json.Unmarshal(body, &tj); err != nil {
-			return nil, fmt.Errorf("%w: %s: token response: %s", ErrBadResponse, endpoint, jsonErrorKind(err))
-		}
-		if tj.AccessToken == nil || *tj.AccessToken == "" {
-			return nil, fmt.Errorf("%w: %s: token response has no access_token", ErrBadResponse, endpoint)
-		}
-		if tj.TokenType == nil || *tj.TokenType == "" {
-			return nil, fmt.Errorf("%w: %s: token response has no token_type", ErrBadResponse, endpoint)
-		}
-		exp, err := parseExpiresIn(tj.ExpiresIn)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrBadResponse, endpoint, err)
-		}
-		return &TokenResponse{
-			AccessToken:     *tj.AccessToken,
-			IssuedTokenType: tj.IssuedTokenType,
-			TokenType:       *tj.TokenType,
-			ExpiresIn:       exp,
-			Scope:           tj.Scope,
-			RefreshToken:    tj.RefreshToken,
-		}, nil
+		return parseTokenOK(body, func() string { return endpoint })
 	case status >= 400:
 		oe := parseOAuthError(status, body)
 		switch {
@@ -383,6 +437,50 @@ func parseTokenResponse(status int, body []byte, endpoint string) (*TokenRespons
 		return nil, fmt.Errorf("%w: %s: unexpected HTTP %d", ErrBadResponse, endpoint, status)
 	}
 }
+
+// parseTokenOK parses the body of a 200 answer. endpoint renders the
+// endpoint for an error; nil: the error is errBadTokenBody (the caller asks
+// parseTokenResponse for the full error).
+func parseTokenOK(body []byte, endpoint func() string) (*TokenResponse, error) {
+	fail := func(format string, args ...any) error {
+		if endpoint == nil {
+			return errBadTokenBody
+		}
+		return fmt.Errorf("%w: %s: "+format, append([]any{ErrBadResponse, endpoint()}, args...)...)
+	}
+	if !isJSONObject(body) {
+		return nil, fail("HTTP 200 body is not a JSON object")
+	}
+	var tf tokenFields
+	if !decodeTokenFast(body, &tf) {
+		var tj tokenJSON
+		if err := json.Unmarshal(body, &tj); err != nil {
+			return nil, fail("token response: %s", jsonErrorKind(err))
+		}
+		tf = tj.fields()
+	}
+	if !tf.has[memAccessToken] || tf.str[memAccessToken] == "" {
+		return nil, fail("token response has no access_token")
+	}
+	if !tf.has[memTokenType] || tf.str[memTokenType] == "" {
+		return nil, fail("token response has no token_type")
+	}
+	exp, err := parseExpiresIn(tf.expiresIn)
+	if err != nil {
+		return nil, fail("%w", err)
+	}
+	return &TokenResponse{
+		AccessToken:     tf.str[memAccessToken],
+		IssuedTokenType: tf.str[memIssuedTokenType],
+		TokenType:       tf.str[memTokenType],
+		ExpiresIn:       exp,
+		Scope:           tf.str[memScope],
+		RefreshToken:    tf.str[memRefreshToken],
+	}, nil
+}
+
+// errBadTokenBody is parseTokenOK's error without an endpoint to name.
+var errBadTokenBody = errors.New("oauth: invalid token response body")
 
 // outageStatus reports whether an HTTP status says "come back later"
 // whatever the body: 429 Too Many Requests and 503 Service Unavailable.
@@ -409,6 +507,9 @@ func parseExpiresIn(raw json.RawMessage) (int64, error) {
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return 0, nil
 	}
+	if n, ok := smallUint(raw); ok { // the usual answer, without a string
+		return n, nil
+	}
 	s := string(raw)
 	if raw[0] == '"' {
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -424,6 +525,22 @@ func parseExpiresIn(raw json.RawMessage) (int64, error) {
 		return int64(f), nil
 	}
 	return 0, errors.New("expires_in is not a non-negative integer")
+}
+
+// smallUint parses b when it is 1 to 18 ASCII digits, as strconv.ParseInt
+// would.
+func smallUint(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // jsonErrorKind describes a decoding error without quoting the input.
@@ -460,14 +577,6 @@ func checkGrant(form url.Values) error {
 		return fmt.Errorf("%w: jwt-bearer grant needs an assertion", ErrConfig)
 	}
 	return nil
-}
-
-func cloneValues(v url.Values) url.Values {
-	out := make(url.Values, len(v)+4)
-	for k, vs := range v {
-		out[k] = append([]string(nil), vs...)
-	}
-	return out
 }
 
 // redact renders a URL without user info or query.

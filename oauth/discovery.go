@@ -58,13 +58,14 @@ func (c *Client) Discover(ctx context.Context, issuer string) (*Metadata, error)
 }
 
 func (c *Client) fetchMetadata(ctx context.Context, docURL, issuer string) (*Metadata, error) {
+	ctx, sent := withSendTrace(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, docURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
-	status, _, body, err := c.do(req)
+	status, _, body, err := c.do(req, sent)
 	if err != nil {
 		return nil, err
 	}

@@ -147,50 +147,52 @@ func ParseUnverified(compact string) (*Token, error) {
 	return p.tok, nil
 }
 
-func parseCompact(compact string) (*parsed, error) {
+func parseCompact(compact string) (parsed, error) {
 	if len(compact) > MaxTokenBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(compact), MaxTokenBytes)
+		return parsed{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(compact), MaxTokenBytes)
 	}
 	h64, rest, ok := strings.Cut(compact, ".")
 	if !ok {
-		return nil, fmt.Errorf("%w: expected 3 dot-separated parts", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: expected 3 dot-separated parts", ErrMalformed)
 	}
 	p64, s64, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(s64, ".") {
-		return nil, fmt.Errorf("%w: expected 3 dot-separated parts", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: expected 3 dot-separated parts", ErrMalformed)
 	}
 	if h64 == "" || p64 == "" {
-		return nil, fmt.Errorf("%w: empty header or payload", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: empty header or payload", ErrMalformed)
 	}
-	hb, err := b64.DecodeString(h64)
+	// The three parts decoded into one buffer.
+	buf := make([]byte, b64.DecodedLen(len(h64))+b64.DecodedLen(len(p64))+b64.DecodedLen(len(s64)))
+	hb, buf, err := decodePart(buf, h64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: header is not base64url", ErrMalformed)
 	}
-	pb, err := b64.DecodeString(p64)
+	pb, buf, err := decodePart(buf, p64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
-	sig, err := b64.DecodeString(s64)
+	sig, _, err := decodePart(buf, s64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
 	}
 	if !isJSONObject(hb) {
-		return nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
 	}
 	var h rawHeader
-	if err := unmarshalExact(hb, &h); err != nil {
-		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	if err := decodeHeader(hb, &h); err != nil {
+		return parsed{}, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
 	if h.Alg == nil || *h.Alg == "" {
-		return nil, fmt.Errorf("%w: header has no alg", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: header has no alg", ErrMalformed)
 	}
 	if !isJSONObject(pb) {
-		return nil, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
+		return parsed{}, fmt.Errorf("%w: payload is not a JSON object", ErrMalformed)
 	}
 	var c rawClaims
-	members, err := unmarshalExactMembers(pb, &c)
+	members, err := decodeClaims(pb, &c)
 	if err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+		return parsed{}, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
 	}
 	tok := &Token{
 		members: members,
@@ -211,8 +213,16 @@ func parseCompact(compact string) (*parsed, error) {
 	if tok.Claims.Audience == nil {
 		tok.Claims.Audience = []string{}
 	}
-	return &parsed{tok: tok, hasCrit: h.Crit != nil, hasB64: h.B64 != nil,
+	return parsed{tok: tok, hasCrit: h.Crit != nil, hasB64: h.B64 != nil,
 		signingInput: []byte(compact[:len(h64)+1+len(p64)]), signature: sig}, nil
+}
+
+// decodePart decodes the base64url s into the start of buf, as
+// b64.DecodeString would; it returns the decoded bytes (capped: an append
+// copies them) and the rest of buf.
+func decodePart(buf []byte, s string) (part, rest []byte, err error) {
+	n, err := b64.Decode(buf, []byte(s))
+	return buf[:n:n], buf[n:], err
 }
 
 // unmarshalExact decodes the JSON object b into the struct v like

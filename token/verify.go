@@ -3,6 +3,10 @@ package token
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
 	"fmt"
 	"net/http"
@@ -180,15 +184,44 @@ func (v *Verifier) Verify(ctx context.Context, compact string) (*Token, error) {
 	}
 	// The parts were decoded once by parseCompact: verify the signature over
 	// them directly (jws.Verify would parse the whole token again).
-	verifier, err := jws.NewVerifier(algs[alg].sa)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrAlgNotAllowed, alg)
-	}
-	if err := verifier.Verify(p.signingInput, p.signature, key.raw); err != nil {
-		return nil, fmt.Errorf("%w: kid %s, alg %s", ErrSignature, quote(kid), alg)
+	if ok, err := verifyPKCS1v15(alg, p.signingInput, p.signature, key.raw); ok {
+		if err != nil {
+			return nil, fmt.Errorf("%w: kid %s, alg %s", ErrSignature, quote(kid), alg)
+		}
+	} else {
+		verifier, err := jws.NewVerifier(algs[alg].sa)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrAlgNotAllowed, alg)
+		}
+		if err := verifier.Verify(p.signingInput, p.signature, key.raw); err != nil {
+			return nil, fmt.Errorf("%w: kid %s, alg %s", ErrSignature, quote(kid), alg)
+		}
 	}
 	p.tok.Verified = true
 	return p.tok, nil
+}
+
+// verifyPKCS1v15 verifies an RS256, RS384 or RS512 signature with an RSA
+// public key as jws's verifier does (crypto/rsa.VerifyPKCS1v15 over the
+// digest of the signing input), with the digest on the stack and without
+// copying the key. ok false: alg or key is of another kind, for jws.
+func verifyPKCS1v15(alg string, input, sig []byte, raw any) (ok bool, err error) {
+	pub, isRSA := raw.(*rsa.PublicKey)
+	if !isRSA {
+		return false, nil
+	}
+	switch alg {
+	case "RS256":
+		d := sha256.Sum256(input)
+		return true, rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig)
+	case "RS384":
+		d := sha512.Sum384(input)
+		return true, rsa.VerifyPKCS1v15(pub, crypto.SHA384, d[:], sig)
+	case "RS512":
+		d := sha512.Sum512(input)
+		return true, rsa.VerifyPKCS1v15(pub, crypto.SHA512, d[:], sig)
+	}
+	return false, nil
 }
 
 // selectKey finds the key for kid and alg, refreshing a remote key set
