@@ -145,12 +145,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.goCmd, "go", "go", "go command used to build chainbroker and read profiles")
 	fs.IntVar(&o.floorRounds, "floor-rounds", 3, "rounds of the RS256 verification benchmark (best kept)")
 	fs.IntVar(&o.pairs, "pairs", 3, "for each closed-loop ratio a target checks (broker vs skeleton at c=1 and c=64, "+
-		"cache hits at c=1, REST vs gRPC at c=1, each transport vs the direct client at c=1), run this many short pairs back to back "+
-		"(broker then skeleton, REST then gRPC, broker then direct) "+
+		"cache hits at c=1, REST vs gRPC at c=1, each transport and the skeleton vs the direct client at c=1), run this many short "+
+		"pairs back to back (broker then skeleton, REST then gRPC, broker or skeleton then direct) "+
 		"and judge the target on the median of the per-pair ratios, CPU per chain and p50 (against the direct client, of the p50 "+
 		"differences); the full-length runs and tables stay as they are. "+
 		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
-		"3.8 minutes for the 6 ratios (1: no pairs, the full-length runs decide)")
+		"4.4 minutes for the 7 ratios (1: no pairs, the full-length runs decide)")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 5*time.Second, "measured duration of each side of a --pairs pair (--quick: 1s)")
 	fs.Func("broker-env", "extra environment variable for the broker process, KEY=VALUE (repeatable; e.g. GOGC=400)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -308,9 +308,9 @@ func (o *options) estimate() time.Duration {
 }
 
 // pairRatios is the number of closed-loop ratios the run measures in
-// short pairs (--pairs > 1): REST vs gRPC at c=1, each transport against
-// the direct client at c=1 (the latency added), broker vs skeleton at the
-// skeleton's levels, and the cache hits at c=1.
+// short pairs (--pairs > 1): REST vs gRPC at c=1, each transport and the
+// skeleton against the direct client at c=1 (the latency added), broker vs
+// skeleton at the skeleton's levels, and the cache hits at c=1.
 func (o *options) pairRatios() int {
 	if o.pairs < 2 {
 		return 0
@@ -322,6 +322,9 @@ func (o *options) pairRatios() int {
 	}
 	if o.baseline && c1 {
 		n += len(o.transports) // each transport against the direct client: the latency added
+		if o.skeleton && o.store == "redis" {
+			n++ // the skeleton against the direct client: the design's floor of it
+		}
 	}
 	if o.skeleton && o.store == "redis" {
 		if grpc {
@@ -629,7 +632,11 @@ func (b *bench) run(ctx context.Context) error {
 	}
 
 	if o.skeleton {
-		if err := b.runSkeleton(ctx, grpcSide); err != nil {
+		var direct *pairSide
+		if base, ok := targets["baseline"]; ok {
+			direct = &pairSide{"baseline", base, broker, addrs}
+		}
+		if err := b.runSkeleton(ctx, grpcSide, direct); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
@@ -1188,8 +1195,10 @@ func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, re
 
 // runSkeleton measures the skeleton broker (package skeleton) over gRPC at the
 // targets' levels, as the broker is measured, then, when broker (the
-// broker's gRPC, still up) is not nil, each level in short pairs with it.
-func (b *bench) runSkeleton(ctx context.Context, broker *pairSide) error {
+// broker's gRPC, still up) is not nil, each level in short pairs with it,
+// and, when direct (the direct client) is not nil, at c=1 in short pairs
+// with the direct client.
+func (b *bench) runSkeleton(ctx context.Context, broker, direct *pairSide) error {
 	levels := b.o.skeletonLevels()
 	if len(levels) == 0 {
 		return errors.New("needs c=1 or c=64 in --levels")
@@ -1216,6 +1225,11 @@ func (b *bench) runSkeleton(ctx context.Context, broker *pairSide) error {
 				return err
 			}
 		}
+	}
+	// The skeleton against the direct client at c=1: the latency the
+	// design's floor adds, beside the broker's.
+	if direct != nil && slices.Contains(levels, 1) {
+		return b.runPairs(ctx, report.PairsDirect("skeleton"), 1, pairSide{"skeleton", g, p, addrs}, *direct)
 	}
 	return nil
 }

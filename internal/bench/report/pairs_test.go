@@ -79,6 +79,7 @@ func TestPairsTargets(t *testing.T) {
 			pairs(PairsSkeletonCache, "grpc+cache", "skeleton+cache", 1, []float64{1.05, 1.08, 1.01}, []float64{1.12, 1.30, 1.02}),
 			direct("grpc", 300, 700, 450),
 			direct("rest", 600, 550, 900),
+			direct("skeleton", 400, 350, 500),
 		}
 		return r
 	}
@@ -118,7 +119,8 @@ func TestPairsTargets(t *testing.T) {
 			[]string{"median of 3 pairs of 5s: CPU 1.02× (min 0.97×, max 1.16×; pairs 1.02×, 1.16×, 0.97×); p50 1.01×",
 				"; full runs: CPU 1.44ms vs 1.20ms = 1.20×"}},
 		{"added c=1, gRPC: the median passes", withPairs, "p50 added over the direct baseline at c=1 ≤ +500µs, grpc", "PASS",
-			"median of 3 pairs of 5s: p50 +450µs (min +300µs, max +700µs; pairs +300µs, +700µs, +450µs); full runs: p50 2.40ms vs 1.40ms = +1.00ms", nil},
+			"median of 3 pairs of 5s: p50 +450µs (min +300µs, max +700µs; pairs +300µs, +700µs, +450µs); full runs: p50 2.40ms vs 1.40ms = +1.00ms; " +
+				"the skeleton (the design's floor), for information: median of 3 pairs of 5s: p50 +400µs (min +350µs, max +500µs; pairs +400µs, +350µs, +500µs)", nil},
 		{"added c=1, REST: the median fails", withPairs, "p50 added over the direct baseline at c=1 ≤ +500µs, rest", "FAIL", "",
 			[]string{"median of 3 pairs of 5s: p50 +600µs (min +550µs, max +900µs;", "full runs: p50 2.88ms vs 1.40ms = +1.48ms"}},
 		{"one pair: added, as before", func() *Run { return base(1) }, "p50 added over the direct baseline at c=1 ≤ +500µs, grpc", "FAIL",
