@@ -146,7 +146,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.floorRounds, "floor-rounds", 3, "rounds of the RS256 verification benchmark (best kept)")
 	fs.IntVar(&o.pairs, "pairs", 3, "for each closed-loop ratio a target checks (broker vs skeleton at c=1 and c=64, "+
 		"cache hits at c=1, REST vs gRPC at c=1, each transport and the skeleton vs the direct client at c=1), run this many short "+
-		"pairs back to back (broker then skeleton, REST then gRPC, broker or skeleton then direct) "+
+		"pairs back to back (broker and skeleton, REST and gRPC, broker or skeleton and the direct client; which goes first alternates) "+
 		"and judge the target on the median of the per-pair ratios, CPU per chain and p50 (against the direct client, of the p50 "+
 		"differences); the full-length runs and tables stay as they are. "+
 		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
@@ -1147,6 +1147,12 @@ func (b *bench) startSkeleton(ctx context.Context, cache bool) (p *proc.Proc, g 
 	return p, g, addrs, func() { g.Close(); stopProc() }, nil
 }
 
+// measuredFirst reports whether pair i (from 0) runs its measured side
+// first: pairs alternate (AB, BA, AB...), so that a drift of the host
+// during the pairs weighs on both sides alike instead of always on the
+// side that runs second.
+func measuredFirst(i int) bool { return i%2 == 0 }
+
 // pairSide is one side of the targets' short pairs: a load target, the
 // process it loads and that process's addresses.
 type pairSide struct {
@@ -1157,25 +1163,34 @@ type pairSide struct {
 }
 
 // runPairs measures --pairs short closed-loop pairs at concurrency conc,
-// each the measured side then the reference, back to back, for the
-// report's pair set named set (report.PairsSkeleton, ...): the targets
-// rest on the median of the per-pair ratios. Nothing with --pairs 1.
+// each the measured side and the reference back to back, which goes first
+// alternating (measuredFirst), for the report's pair set named set
+// (report.PairsSkeleton, ...): the targets rest on the median of the
+// per-pair ratios. Nothing with --pairs 1.
 func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, ref pairSide) error {
 	o := b.o
 	if o.pairs < 2 {
 		return nil
 	}
-	logf("  %d pairs of %s, %s then %s, c=%d...", o.pairs, o.pairDuration, measured.name, ref.name, conc)
+	logf("  %d pairs of %s, %s and %s (alternating which goes first), c=%d...", o.pairs, o.pairDuration, measured.name, ref.name, conc)
 	ps := report.PairSet{Name: set, Concurrency: conc}
 	for i := range o.pairs {
 		b.waitIdle(ctx) // once per pair: its two runs are back to back
 		var pair report.Pair
-		var err error
-		if pair.Measured, err = b.measureWindow(ctx, measured.name, measured.t, conc, 0, measured.p, measured.addrs, o.pairWarmup(), o.pairDuration); err != nil {
-			return err
+		type side struct {
+			pairSide
+			into *load.Result
 		}
-		if pair.Reference, err = b.measureWindow(ctx, ref.name, ref.t, conc, 0, ref.p, ref.addrs, o.pairWarmup(), o.pairDuration); err != nil {
-			return err
+		sides := [2]side{{measured, &pair.Measured}, {ref, &pair.Reference}}
+		if !measuredFirst(i) {
+			sides[0], sides[1] = sides[1], sides[0]
+		}
+		for _, sd := range sides {
+			r, err := b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
+			if err != nil {
+				return err
+			}
+			*sd.into = r
 		}
 		ps.Pairs = append(ps.Pairs, pair)
 		m, r := pair.Measured, pair.Reference

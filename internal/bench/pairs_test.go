@@ -75,3 +75,12 @@ func TestPairsFlags(t *testing.T) {
 		t.Errorf("the pairs add %v with the defaults; the help says about 4.4 minutes", d)
 	}
 }
+
+// Pairs alternate which side runs first: AB, BA, AB, BA.
+func TestMeasuredFirstAlternates(t *testing.T) {
+	for i, want := range []bool{true, false, true, false, true} {
+		if got := measuredFirst(i); got != want {
+			t.Errorf("pair %d: measured first %v, want %v", i, got, want)
+		}
+	}
+}

@@ -22,7 +22,9 @@ const (
 func PairsDirect(transport string) string { return "direct:" + transport }
 
 // Pair is one short pair of runs (--pairs), back to back: the measured
-// side (the broker, or REST), then the reference (the skeleton, or gRPC).
+// side (the broker, REST, or the skeleton) and the reference (the
+// skeleton, gRPC, or the direct client), which goes first alternating
+// from pair to pair.
 type Pair struct {
 	Measured, Reference load.Result
 }

@@ -735,8 +735,9 @@ func (r *Report) markdown() string {
 		w("")
 		w("The closed-loop ratios (broker vs skeleton at c=1 and c=64, cache hits at c=1, REST vs gRPC at c=1) and the latency "+
 			"added at c=1 rest on the median of "+
-			"%d short pairs of %s each, run back to back (the broker then the skeleton, REST then gRPC, or the broker, and the "+
-			"skeleton, then the direct client): a single "+
+			"%d short pairs of %s each, run back to back (the broker and the skeleton, REST and gRPC, or the broker, and the "+
+			"skeleton, and the direct client; which goes first alternates from pair to pair, so that a drift of the host weighs "+
+			"on both sides alike): a single "+
 			"run on a shared machine moves by more than the targets' margins (CPU steal, timer wake-ups, drift between runs minutes "+
 			"apart). Each row gives the pairs' median, min and max and every pair's ratio (or p50 difference), then the full-length "+
 			"runs' figure above (`--pairs 1`: the full-length runs only).", b.Opts.Pairs, b.Opts.PairDuration)
