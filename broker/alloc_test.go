@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/chainbroker/chainbroker/broker/brokertest"
 	"github.com/chainbroker/chainbroker/store/memory"
@@ -40,25 +39,3 @@ func TestChainAllocations(t *testing.T) {
 }
 
 const chainAllocCeiling = 66
-
-// TestWithTimeout checks that a hop's context keeps the nearer deadline
-// and makes no context of its own when the caller's is nearer.
-func TestWithTimeout(t *testing.T) {
-	parent, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	ctx, c := withTimeout(parent, time.Minute)
-	c()
-	if ctx != parent || ctx.Err() != nil {
-		t.Errorf("caller's deadline nearer: got a new context, or cancel ended the caller's")
-	}
-	ctx, c = withTimeout(parent, time.Millisecond)
-	defer c()
-	if dl, _ := ctx.Deadline(); ctx == parent || time.Until(dl) > time.Millisecond {
-		t.Errorf("hop's timeout nearer: deadline %v", dl)
-	}
-	ctx, c = withTimeout(context.Background(), time.Minute)
-	c()
-	if _, ok := ctx.Deadline(); !ok || ctx.Err() == nil {
-		t.Errorf("no caller deadline: the hop's timeout is not applied or not cancelled")
-	}
-}

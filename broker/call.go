@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/chainbroker/chainbroker/internal/deadline"
 	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/store"
 )
@@ -19,7 +20,7 @@ import (
 // outcome to an *Error on failure.
 func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, form map[string][]string, header map[string][]string) (*oauth.TokenResponse, error) {
 	parent := ctx
-	ctx, cancel := withTimeout(ctx, d.Timeout)
+	ctx, cancel := deadline.Within(ctx, d.Timeout)
 	defer cancel()
 	var opts []trace.SpanStartOption
 	if _, off := r.b.tracer.(noop.Tracer); !off { // a no-op tracer ignores them: not built for it
@@ -89,19 +90,6 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 		return nil, &Error{Reason: ReasonUpstreamUnavailable, Hop: hop, Message: d.Name + " is unavailable for the " + hop, Err: err}
 	}
 }
-
-// withTimeout is context.WithTimeout(ctx, d), except that it returns ctx
-// itself when ctx's deadline is already at or before now+d (the caller's
-// deadline is the nearer one: a context and timer of its own would change
-// nothing but allocate).
-func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
-		return ctx, noCancel
-	}
-	return context.WithTimeout(ctx, d)
-}
-
-var noCancel context.CancelFunc = func() {}
 
 // hopSpanName is "chainbroker.hop." + hop, without building the string
 // for the two hops of every chain.

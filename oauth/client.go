@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chainbroker/chainbroker/internal/deadline"
 	"github.com/chainbroker/chainbroker/token"
 )
 
@@ -222,11 +223,8 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 
 	// The caller's deadline is usually the nearer one (the broker bounds
 	// each call to a domain): a timer of our own would change nothing.
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
+	ctx, cancel := deadline.Within(ctx, c.timeout)
+	defer cancel()
 	// Built as http.NewRequestWithContext would build it, with the URL
 	// checkEndpoint parsed and the trace that tells whether the request
 	// was sent (c.do) in its context from the start.

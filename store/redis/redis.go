@@ -34,6 +34,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/chainbroker/chainbroker/internal/deadline"
 	"github.com/chainbroker/chainbroker/store"
 )
 
@@ -463,10 +464,7 @@ func (s *Store) opContext(ctx context.Context, op string) (context.Context, cont
 	if err := ctx.Err(); err != nil {
 		return nil, nil, s.translate(op, err)
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= s.opTimeout {
-		return ctx, func() {}, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	ctx, cancel := deadline.Within(ctx, s.opTimeout)
 	return ctx, cancel, nil
 }
 
