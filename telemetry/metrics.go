@@ -5,7 +5,6 @@
 package telemetry
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/store"
@@ -180,17 +178,9 @@ func (m *Metrics) RESTRefused(reason string) { m.restRefused.WithLabelValues(rea
 // AuditExportLag sets chainbroker_audit_export_lag_seconds.
 func (m *Metrics) AuditExportLag(seconds float64) { m.auditExportLag.Set(seconds) }
 
-// UnaryServerInterceptor records gRPC server metrics.
-func (m *Metrics) UnaryServerInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := h(ctx, req)
-	m.ObserveUnary(info.FullMethod, start, err)
-	return resp, err
-}
-
 // ObserveUnary records a gRPC call of method, begun at start, that ended
-// with err (what UnaryServerInterceptor records, for a server that runs its
-// interceptors' work in one function).
+// with err (the server calls it from its interceptors' work, around
+// authentication and the handler).
 func (m *Metrics) ObserveUnary(method string, start time.Time, err error) {
 	m.grpcDuration.WithLabelValues(method).Observe(time.Since(start).Seconds())
 	m.grpcRequests.WithLabelValues(method, status.Code(err).String()).Inc()
