@@ -204,6 +204,7 @@ type Broker struct {
 	log      *slog.Logger
 	observer Observer
 	tracer   trace.Tracer
+	traced   bool // tracer is not the no-op one: spans record, so they are started with their context and attributes
 	issuer   *Issuer
 	cache    *tokenCache // nil unless a target caches
 	now      func() time.Time
@@ -239,6 +240,8 @@ func New(cfg Config) (*Broker, error) {
 		tp = noop.NewTracerProvider()
 	}
 	b.tracer = tp.Tracer("github.com/chainbroker/chainbroker/broker")
+	_, off := b.tracer.(noop.Tracer)
+	b.traced = !off
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}

@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chainbroker/chainbroker/internal/deadline"
 	"github.com/chainbroker/chainbroker/oauth"
@@ -23,7 +22,7 @@ func (r *chainRun) call(ctx context.Context, d *Domain, hop, grantType string, f
 	ctx, cancel := deadline.Within(ctx, d.Timeout)
 	defer cancel()
 	var opts []trace.SpanStartOption
-	if _, off := r.b.tracer.(noop.Tracer); !off { // a no-op tracer ignores them: not built for it
+	if r.b.traced { // a no-op tracer ignores them: not built for it
 		opts = []trace.SpanStartOption{trace.WithAttributes(
 			attribute.String("chainbroker.domain", d.Name), attribute.String("oauth.grant_type", grantType))}
 	}
