@@ -605,12 +605,16 @@ func (b *bench) run(ctx context.Context) error {
 			}
 		}
 	}
-	// Each transport against the direct client at c=1 in short pairs: the
-	// latency the broker adds.
-	if base, ok := targets["baseline"]; ok && slices.Contains(o.levels, 1) {
+	// Each transport (and the skeleton, runSkeleton) against the direct
+	// client at c=1 in short pairs: the latency the broker adds.
+	var direct *pairSide
+	if base, ok := targets["baseline"]; ok {
+		direct = &pairSide{"baseline", base, broker, addrs}
+	}
+	if direct != nil && slices.Contains(o.levels, 1) {
 		for _, tr := range o.transports {
 			if t, ok := targets[tr]; ok {
-				if err := b.runPairs(ctx, report.PairsDirect(tr), 1, pairSide{tr, t, broker, addrs}, pairSide{"baseline", base, broker, addrs}); err != nil {
+				if err := b.runPairs(ctx, report.PairsDirect(tr), 1, pairSide{tr, t, broker, addrs}, *direct); err != nil {
 					return err
 				}
 			}
@@ -632,10 +636,6 @@ func (b *bench) run(ctx context.Context) error {
 	}
 
 	if o.skeleton {
-		var direct *pairSide
-		if base, ok := targets["baseline"]; ok {
-			direct = &pairSide{"baseline", base, broker, addrs}
-		}
 		if err := b.runSkeleton(ctx, grpcSide, direct); err != nil {
 			if ctx.Err() != nil {
 				return err
