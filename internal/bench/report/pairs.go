@@ -78,14 +78,28 @@ func pairRatios(ps PairSet) (cpu, p50 []float64) {
 	return cpu, p50
 }
 
-// spread describes ratios: the median, min and max, and each pair's in
-// the order measured.
-func spread(xs []float64) string {
+// spread describes per-pair figures, each written by f: the median, min
+// and max, and each pair's in the order measured.
+func spread(xs []float64, f func(float64) string) string {
 	each := make([]string, len(xs))
 	for i, x := range xs {
-		each[i] = fmt.Sprintf("%.2f×", x)
+		each[i] = f(x)
 	}
-	return fmt.Sprintf("%.2f× (min %.2f×, max %.2f×; pairs %s)", median(xs), slices.Min(xs), slices.Max(xs), strings.Join(each, ", "))
+	return fmt.Sprintf("%s (min %s, max %s; pairs %s)", f(median(xs)), f(slices.Min(xs)), f(slices.Max(xs)), strings.Join(each, ", "))
+}
+
+// ratioText and addedText write a per-pair ratio and a per-pair p50
+// difference (in ns) for spread.
+func ratioText(x float64) string { return fmt.Sprintf("%.2f×", x) }
+func addedText(x float64) string { return signedDur(time.Duration(x)) }
+
+// pairsLabel is "median of n pairs" with the pairs' duration.
+func (b *Run) pairsLabel(n int) string {
+	label := "median of " + plural(n, "pair")
+	if d := b.Opts.PairDuration; d > 0 {
+		label += " of " + d.String()
+	}
+	return label
 }
 
 // pairsMeasured is the medians of a pair set's ratios, CPU per chain and
@@ -101,11 +115,7 @@ func (b *Run) pairsMeasured(name string, c int) (xc, xp float64, text string, ok
 	if len(cpu) == 0 {
 		return 0, 0, "", false
 	}
-	each := ""
-	if d := b.Opts.PairDuration; d > 0 {
-		each = " of " + d.String()
-	}
-	text = fmt.Sprintf("median of %s%s: CPU %s; p50 %s", plural(len(cpu), "pair"), each, spread(cpu), spread(p50))
+	text = fmt.Sprintf("%s: CPU %s; p50 %s", b.pairsLabel(len(cpu)), spread(cpu, ratioText), spread(p50, ratioText))
 	return median(cpu), median(p50), text, true
 }
 
@@ -128,16 +138,5 @@ func (b *Run) pairsAdded(name string, c int) (added time.Duration, text string, 
 	if len(diffs) == 0 {
 		return 0, "", false
 	}
-	each := make([]string, len(diffs))
-	for i, d := range diffs {
-		each[i] = signedDur(time.Duration(d))
-	}
-	dur := ""
-	if d := b.Opts.PairDuration; d > 0 {
-		dur = " of " + d.String()
-	}
-	added = time.Duration(median(diffs))
-	text = fmt.Sprintf("median of %s%s: p50 %s (min %s, max %s; pairs %s)", plural(len(diffs), "pair"), dur, signedDur(added),
-		signedDur(time.Duration(slices.Min(diffs))), signedDur(time.Duration(slices.Max(diffs))), strings.Join(each, ", "))
-	return added, text, true
+	return time.Duration(median(diffs)), b.pairsLabel(len(diffs)) + ": p50 " + spread(diffs, addedText), true
 }
