@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -70,5 +71,21 @@ func TestCallInfo(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, func() { _, _ = unary(ctx, nil, info, noop) }); n > ceiling {
 		t.Errorf("the interceptors allocate %v objects per call, want at most %d", n, ceiling)
+	}
+}
+
+// TestNewRequestID: a fresh id is 16 lower-case hex digits (as a caller's
+// would be kept: validRequestID), and ids do not repeat.
+func TestNewRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 10000 {
+		id := newRequestID()
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" || !validRequestID(id) {
+			t.Fatalf("newRequestID() = %q, want 16 lower-case hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("newRequestID() repeated %q", id)
+		}
+		seen[id] = true
 	}
 }
