@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/chainbroker/chainbroker/store"
@@ -44,6 +45,29 @@ type Metrics struct {
 	reloadOK       prometheus.Gauge
 	reloadTime     prometheus.Gauge
 	configHash     prometheus.Gauge
+
+	// The series a chain observes, by label values (see series).
+	chainSeries series[chainLabels, chainObs]
+	hopSeries   series[[2]string, prometheus.Observer]
+	unarySeries series[unaryLabels, unaryObs]
+	storeSeries series[string, prometheus.Observer]
+}
+
+type chainLabels struct{ source, target, outcome, reason string }
+
+type chainObs struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+type unaryLabels struct {
+	method string
+	code   codes.Code
+}
+
+type unaryObs struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // Buckets from 0.5 ms to ~16 s: loopback hops are sub-millisecond, remote
@@ -134,8 +158,12 @@ func (m *Metrics) Handler() http.Handler {
 // Reasons are the broker's constant codes (broker.Reasons), never input.
 func (m *Metrics) ChainFinished(ev *store.Event, d time.Duration) {
 	src, tgt := m.domain(ev.SourceDomain), m.domain(ev.TargetDomain)
-	m.chains.WithLabelValues(src, tgt, ev.Outcome.String(), ev.Reason).Inc()
-	m.chainDuration.WithLabelValues(src, tgt, ev.Outcome.String()).Observe(d.Seconds())
+	obs := m.chainSeries.get(chainLabels{src, tgt, ev.Outcome.String(), ev.Reason}, func(l chainLabels) chainObs {
+		return chainObs{m.chains.WithLabelValues(l.source, l.target, l.outcome, l.reason),
+			m.chainDuration.WithLabelValues(l.source, l.target, l.outcome)}
+	})
+	obs.count.Inc()
+	obs.duration.Observe(d.Seconds())
 	if ev.Reason == "ASSERTION_REPLAYED" {
 		m.replayHits.WithLabelValues(tgt).Inc()
 	}
@@ -153,7 +181,9 @@ func (m *Metrics) domain(name string) string {
 // HopFinished implements broker.Observer.
 func (m *Metrics) HopFinished(domain, hop string, d time.Duration, upstreamError string) {
 	domain = m.domain(domain)
-	m.hopDuration.WithLabelValues(domain, hop).Observe(d.Seconds())
+	m.hopSeries.get([2]string{domain, hop}, func(l [2]string) prometheus.Observer {
+		return m.hopDuration.WithLabelValues(l[0], l[1])
+	}).Observe(d.Seconds())
 	if upstreamError != "" {
 		if !upstreamErrorCodes[upstreamError] {
 			upstreamError = OtherError
@@ -182,13 +212,18 @@ func (m *Metrics) AuditExportLag(seconds float64) { m.auditExportLag.Set(seconds
 // with err (the server calls it from its interceptors' work, around
 // authentication and the handler).
 func (m *Metrics) ObserveUnary(method string, start time.Time, err error) {
-	m.grpcDuration.WithLabelValues(method).Observe(time.Since(start).Seconds())
-	m.grpcRequests.WithLabelValues(method, status.Code(err).String()).Inc()
+	obs := m.unarySeries.get(unaryLabels{method, status.Code(err)}, func(l unaryLabels) unaryObs {
+		return unaryObs{m.grpcRequests.WithLabelValues(l.method, l.code.String()), m.grpcDuration.WithLabelValues(l.method)}
+	})
+	obs.duration.Observe(time.Since(start).Seconds())
+	obs.count.Inc()
 }
 
 // observeStore records one store operation.
 func (m *Metrics) observeStore(op string, start time.Time, err error) {
-	m.storeDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	m.storeSeries.get(op, func(op string) prometheus.Observer {
+		return m.storeDuration.WithLabelValues(op)
+	}).Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, store.ErrReplayed) && !errors.Is(err, store.ErrNotFound) {
 		m.storeErrors.WithLabelValues(op).Inc()
 	}
