@@ -51,6 +51,7 @@ type Metrics struct {
 	hopSeries   series[[2]string, prometheus.Observer]
 	unarySeries series[unaryLabels, unaryObs]
 	storeSeries series[string, prometheus.Observer]
+	cacheSeries series[[2]string, prometheus.Counter]
 }
 
 type chainLabels struct{ source, target, outcome, reason string }
@@ -198,7 +199,9 @@ func (m *Metrics) CacheLookup(target string, hit bool) {
 	if hit {
 		result = "hit"
 	}
-	m.cacheLookups.WithLabelValues(m.domain(target), result).Inc()
+	m.cacheSeries.get([2]string{m.domain(target), result}, func(l [2]string) prometheus.Counter {
+		return m.cacheLookups.WithLabelValues(l[0], l[1])
+	}).Inc()
 }
 
 // RESTRefused counts a REST request the gateway refused itself; reason is

@@ -61,6 +61,9 @@ func TestMemoisedSeries(t *testing.T) {
 	m.observeStore("mark", time.Now(), nil)
 	m.observeStore("append", time.Now(), errors.New("down"))
 	m.observeStore("append", time.Now(), nil)
+	m.CacheLookup("domain-b", true)
+	m.CacheLookup("domain-b", true)
+	m.CacheLookup("domain-b", false)
 	text := scrape(t, m)
 	for _, want := range []string{
 		`chainbroker_chains_total{outcome="success",reason="",source="domain-a",target="domain-b"} 2`,
@@ -75,6 +78,8 @@ func TestMemoisedSeries(t *testing.T) {
 		`chainbroker_store_operation_duration_seconds_count{operation="mark"} 1`,
 		`chainbroker_store_operation_duration_seconds_count{operation="append"} 2`,
 		`chainbroker_store_errors_total{operation="append"} 1`,
+		`chainbroker_cache_lookups_total{result="hit",target="domain-b"} 2`,
+		`chainbroker_cache_lookups_total{result="miss",target="domain-b"} 1`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("no %s", want)
@@ -84,7 +89,7 @@ func TestMemoisedSeries(t *testing.T) {
 
 // TestChainMetricsAllocations: once a chain's series are known, recording a
 // chain's metrics (the chain, its two hops, the gRPC call, two store
-// operations) allocates nothing.
+// operations, a cache lookup) allocates nothing.
 func TestChainMetricsAllocations(t *testing.T) {
 	m := NewMetrics("domain-a", "domain-b")
 	ev := &store.Event{SourceDomain: "domain-a", TargetDomain: "domain-b", Outcome: store.OutcomeSuccess}
@@ -95,6 +100,7 @@ func TestChainMetricsAllocations(t *testing.T) {
 		m.ObserveUnary("/chainbroker.v1.ChainService/Chain", time.Now(), nil)
 		m.observeStore("mark", time.Now(), nil)
 		m.observeStore("append", time.Now(), nil)
+		m.CacheLookup("domain-b", true)
 	}
 	record()
 	if n := testing.AllocsPerRun(100, record); n != 0 {
