@@ -145,12 +145,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.goCmd, "go", "go", "go command used to build chainbroker and read profiles")
 	fs.IntVar(&o.floorRounds, "floor-rounds", 3, "rounds of the RS256 verification benchmark (best kept)")
 	fs.IntVar(&o.pairs, "pairs", 3, "for each closed-loop ratio a target checks (broker vs skeleton at c=1 and c=64, "+
-		"cache hits at c=1, REST vs gRPC at c=1, each transport and the skeleton vs the direct client at c=1), run this many short "+
+		"cache hits at c=1, REST vs gRPC at c=1 and c=64, each transport and the skeleton vs the direct client at c=1), run this many short "+
 		"pairs back to back (broker and skeleton, REST and gRPC, broker or skeleton and the direct client; which goes first alternates) "+
 		"and judge the target on the median of the per-pair ratios, CPU per chain and p50 (against the direct client, of the p50 "+
 		"differences); the full-length runs and tables stay as they are. "+
 		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
-		"4.4 minutes for the 7 ratios (1: no pairs, the full-length runs decide)")
+		"5 minutes for the 8 ratios (1: no pairs, the full-length runs decide)")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 5*time.Second, "measured duration of each side of a --pairs pair (--quick: 1s)")
 	fs.Func("broker-env", "extra environment variable for the broker process, KEY=VALUE (repeatable; e.g. GOGC=400)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -307,8 +307,20 @@ func (o *options) estimate() time.Duration {
 	return d + time.Duration(o.floorRounds)*2*time.Second + 20*time.Second
 }
 
+// restPairLevels are the levels of --levels at which REST is measured
+// against gRPC in pairs: those of the REST targets, c=1 and c=64.
+func (o *options) restPairLevels() []int {
+	var levels []int
+	for _, c := range []int{1, 64} {
+		if slices.Contains(o.levels, c) {
+			levels = append(levels, c)
+		}
+	}
+	return levels
+}
+
 // pairRatios is the number of closed-loop ratios the run measures in
-// short pairs (--pairs > 1): REST vs gRPC at c=1, each transport and the
+// short pairs (--pairs > 1): REST vs gRPC at c=1 and c=64, each transport and the
 // skeleton against the direct client at c=1 (the latency added), broker vs
 // skeleton at the skeleton's levels, and the cache hits at c=1.
 func (o *options) pairRatios() int {
@@ -317,8 +329,8 @@ func (o *options) pairRatios() int {
 	}
 	grpc, c1 := slices.Contains(o.transports, "grpc"), slices.Contains(o.levels, 1)
 	n := 0
-	if grpc && c1 && slices.Contains(o.transports, "rest") {
-		n++
+	if grpc && slices.Contains(o.transports, "rest") {
+		n += len(o.restPairLevels())
 	}
 	if o.baseline && c1 {
 		n += len(o.transports) // each transport against the direct client: the latency added
@@ -594,14 +606,16 @@ func (b *bench) run(ctx context.Context) error {
 			logFirstError(res)
 		}
 	}
-	// REST against gRPC at c=1 in short pairs, on the same broker. The
-	// broker stays up for the skeleton's pairs (runSkeleton).
+	// REST against gRPC at c=1 and c=64 in short pairs, on the same
+	// broker. The broker stays up for the skeleton's pairs (runSkeleton).
 	var grpcSide *pairSide
 	if g, ok := targets["grpc"]; ok {
 		grpcSide = &pairSide{"grpc", g, broker, addrs}
-		if r, ok := targets["rest"]; ok && slices.Contains(o.levels, 1) {
-			if err := b.runPairs(ctx, report.PairsREST, 1, pairSide{"rest", r, broker, addrs}, *grpcSide); err != nil {
-				return err
+		if r, ok := targets["rest"]; ok {
+			for _, c := range o.restPairLevels() {
+				if err := b.runPairs(ctx, report.PairsREST, c, pairSide{"rest", r, broker, addrs}, *grpcSide); err != nil {
+					return err
+				}
 			}
 		}
 	}

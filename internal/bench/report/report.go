@@ -208,10 +208,8 @@ func (b *Run) checkTargets() []targetCheck {
 		xc, xp := ratio(r.BrokerCPU, g.BrokerCPU), ratio(r.P50, g.P50)
 		measured := fmt.Sprintf("CPU %s vs %s = %.2f×; p50 %s vs %s = %.2f×", FmtDur(r.BrokerCPU), FmtDur(g.BrokerCPU), xc,
 			FmtDur(r.P50), FmtDur(g.P50), xp)
-		if c == 1 {
-			if mc, mp, text, ok := b.pairsMeasured(PairsREST, c); ok {
-				xc, xp, measured = mc, mp, text+"; full runs: "+measured
-			}
+		if mc, mp, text, ok := b.pairsMeasured(PairsREST, c); ok {
+			xc, xp, measured = mc, mp, text+"; full runs: "+measured
 		}
 		ok := xc <= maxRESTvsGRPC
 		if c == 1 {
@@ -733,7 +731,7 @@ func (r *Report) markdown() string {
 		"then issue 6's that it did not restate.")
 	if b.Opts.Pairs > 1 {
 		w("")
-		w("The closed-loop ratios (broker vs skeleton at c=1 and c=64, cache hits at c=1, REST vs gRPC at c=1) and the latency "+
+		w("The closed-loop ratios (broker vs skeleton at c=1 and c=64, cache hits at c=1, REST vs gRPC at c=1 and c=64) and the latency "+
 			"added at c=1 rest on the median of "+
 			"%d short pairs of %s each, run back to back (the broker and the skeleton, REST and gRPC, or the broker, and the "+
 			"skeleton, and the direct client; which goes first alternates from pair to pair, so that a drift of the host weighs "+
