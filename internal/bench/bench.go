@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -92,6 +93,7 @@ type options struct {
 	floorRounds        int
 	pairs              int           // short alternating pairs per target ratio (1: none, the full runs decide)
 	pairDuration       time.Duration // measured duration of each side of a pair
+	pairsTogether      bool          // the skeleton's pairs run both sides at the same time
 	idleWait           time.Duration
 	brokerEnv          []string
 	args               []string // as given, for the reproduction command
@@ -152,6 +154,9 @@ func parseFlags(args []string) (*options, error) {
 		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
 		"5 minutes for the 8 ratios (1: no pairs, the full-length runs decide)")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 5*time.Second, "measured duration of each side of a --pairs pair (--quick: 1s)")
+	fs.BoolVar(&o.pairsTogether, "pairs-together", false, "run each pair of the broker and the skeleton (no cache, and cache hits) with both sides at the same time, "+
+		"each under its own load of the pair's concurrency, in the same window, instead of back to back: a drift of the host then "+
+		"weighs on both sides in the same seconds (the other pairs share a process or a client, and stay back to back)")
 	fs.Func("broker-env", "extra environment variable for the broker process, KEY=VALUE (repeatable; e.g. GOGC=400)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("%q is not KEY=VALUE", v)
@@ -1186,8 +1191,23 @@ func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, re
 	if o.pairs < 2 {
 		return nil
 	}
-	logf("  %d pairs of %s, %s and %s (alternating which goes first), c=%d...", o.pairs, o.pairDuration, measured.name, ref.name, conc)
-	ps := report.PairSet{Name: set, Concurrency: conc}
+	// Both sides at once only for two processes each under its own load:
+	// REST and gRPC share the broker's process, and the direct client's
+	// latency is measured against an idle broker.
+	together := o.pairsTogether && measured.p != ref.p && ref.name != "baseline"
+	how := "alternating which goes first"
+	if together {
+		how = "both sides at once"
+	}
+	logf("  %d pairs of %s, %s and %s (%s), c=%d...", o.pairs, o.pairDuration, measured.name, ref.name, how, conc)
+	ps := report.PairSet{Name: set, Concurrency: conc, Together: together}
+	if together {
+		// One refresh before both sides (measureWindow's is then a no-op):
+		// the two windows must not refresh the subjects at once.
+		if err := b.refreshSubjects(ctx, time.Duration(o.pairs)*(o.pairWarmup()+o.pairDuration+time.Second)); err != nil {
+			return err
+		}
+	}
 	for i := range o.pairs {
 		b.waitIdle(ctx) // once per pair: its two runs are back to back
 		var pair report.Pair
@@ -1199,12 +1219,26 @@ func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, re
 		if !measuredFirst(i) {
 			sides[0], sides[1] = sides[1], sides[0]
 		}
-		for _, sd := range sides {
-			r, err := b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
-			if err != nil {
+		if together {
+			var wg sync.WaitGroup
+			errs := make([]error, len(sides))
+			for i, sd := range sides {
+				wg.Go(func() {
+					*sd.into, errs[i] = b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
+				})
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
 				return err
 			}
-			*sd.into = r
+		} else {
+			for _, sd := range sides {
+				r, err := b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
+				if err != nil {
+					return err
+				}
+				*sd.into = r
+			}
 		}
 		ps.Pairs = append(ps.Pairs, pair)
 		m, r := pair.Measured, pair.Reference

@@ -77,6 +77,22 @@ func TestPairsFlags(t *testing.T) {
 }
 
 // Pairs alternate which side runs first: AB, BA, AB, BA.
+// --pairs-together: off by default, on when given.
+func TestPairsTogetherFlag(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{{nil, false}, {[]string{"--pairs-together"}, true}, {[]string{"--pairs-together=false"}, false}} {
+		o, err := parseFlags(tt.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.pairsTogether != tt.want {
+			t.Errorf("%v: pairsTogether %v, want %v", tt.args, o.pairsTogether, tt.want)
+		}
+	}
+}
+
 func TestMeasuredFirstAlternates(t *testing.T) {
 	for i, want := range []bool{true, false, true, false, true} {
 		if got := measuredFirst(i); got != want {

@@ -37,6 +37,10 @@ type PairSet struct {
 	Name        string // PairsSkeleton, PairsSkeletonCache, PairsREST or PairsDirect(transport)
 	Concurrency int
 	Pairs       []Pair
+	// Together: each pair's two sides ran at the same time (--pairs-together,
+	// two processes under the same load in the same window) instead of back
+	// to back.
+	Together bool
 }
 
 // findPairs is the pair set name at concurrency c.
@@ -93,11 +97,15 @@ func spread(xs []float64, f func(float64) string) string {
 func ratioText(x float64) string { return fmt.Sprintf("%.2f×", x) }
 func addedText(x float64) string { return signedDur(time.Duration(x)) }
 
-// pairsLabel is "median of n pairs" with the pairs' duration.
-func (b *Run) pairsLabel(n int) string {
+// pairsLabel is "median of n pairs" with the pairs' duration, and how
+// their sides ran when at the same time.
+func (b *Run) pairsLabel(n int, together bool) string {
 	label := "median of " + plural(n, "pair")
 	if d := b.Opts.PairDuration; d > 0 {
 		label += " of " + d.String()
+	}
+	if together {
+		label += ", both sides at once"
 	}
 	return label
 }
@@ -115,7 +123,7 @@ func (b *Run) pairsMeasured(name string, c int) (xc, xp float64, text string, ok
 	if len(cpu) == 0 {
 		return 0, 0, "", false
 	}
-	text = fmt.Sprintf("%s: CPU %s; p50 %s", b.pairsLabel(len(cpu)), spread(cpu, ratioText), spread(p50, ratioText))
+	text = fmt.Sprintf("%s: CPU %s; p50 %s", b.pairsLabel(len(cpu), ps.Together), spread(cpu, ratioText), spread(p50, ratioText))
 	return median(cpu), median(p50), text, true
 }
 
@@ -138,5 +146,5 @@ func (b *Run) pairsAdded(name string, c int) (added time.Duration, text string, 
 	if len(diffs) == 0 {
 		return 0, "", false
 	}
-	return time.Duration(median(diffs)), b.pairsLabel(len(diffs)) + ": p50 " + spread(diffs, addedText), true
+	return time.Duration(median(diffs)), b.pairsLabel(len(diffs), ps.Together) + ": p50 " + spread(diffs, addedText), true
 }

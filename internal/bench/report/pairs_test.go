@@ -145,6 +145,14 @@ func TestPairsTargets(t *testing.T) {
 			return r
 		}, "broker vs skeleton, gRPC, c=1", "PASS", "",
 			[]string{"median of 2 pairs of 5s: CPU 0.96× (min 0.92×, max 1.00×; pairs 0.92×, 1.00×)"}},
+		{"both sides at once: said in the label", func() *Run {
+			r := withPairs()
+			r.Pairs[2].Together = true // broker vs skeleton, c=64
+			return r
+		}, "broker vs skeleton, gRPC, c=64", "FAIL", "",
+			[]string{"median of 3 pairs of 5s, both sides at once: CPU 1.30×"}},
+		{"back to back: no such words", withPairs, "broker vs skeleton, gRPC, c=64", "FAIL", "",
+			[]string{"median of 3 pairs of 5s: CPU 1.30×"}},
 		{"no full runs: not measured", func() *Run {
 			r := withPairs()
 			r.Skeleton, r.SkelNote = nil, "not measured: needs --store redis"
@@ -177,6 +185,15 @@ func TestPairsMarkdown(t *testing.T) {
 		has := strings.Contains(r.Markdown(), "rest on the median of 3 short pairs of 5s each")
 		if has != (n > 1) {
 			t.Errorf("--pairs %d: the pairs' note is there: %v", n, has)
+		}
+	}
+	// With --pairs-together, a paragraph says how those pairs ran.
+	for _, together := range []bool{false, true} {
+		r := New(&Run{Opts: Options{Levels: []int{1}, Transports: []string{"grpc"}, Store: "redis", Out: "docs/performance.md",
+			SVG: "docs/performance/latency.svg", Pairs: 3, PairDuration: 5 * time.Second},
+			Pairs: []PairSet{{Name: PairsSkeleton, Concurrency: 1, Together: together}}})
+		if has := strings.Contains(r.Markdown(), "ran with both sides at the same time (`--pairs-together`)"); has != together {
+			t.Errorf("together %v: the paragraph is there: %v", together, has)
 		}
 	}
 }

@@ -740,6 +740,14 @@ func (r *Report) markdown() string {
 			"apart). Each row gives the pairs' median, min and max and every pair's ratio (or p50 difference), then the full-length "+
 			"runs' figure above (`--pairs 1`: the full-length runs only).", b.Opts.Pairs, b.Opts.PairDuration)
 	}
+	if slices.ContainsFunc(b.Pairs, func(ps PairSet) bool { return ps.Together }) {
+		w("")
+		w("The pairs of the broker and the skeleton (no cache, and cache hits) ran with both sides at the same time " +
+			"(`--pairs-together`): each side under its own load of the pair's concurrency, in the same window, so that " +
+			"whatever the host does in those seconds weighs on both; each side's CPU per chain is its own process's. " +
+			"The two share the domains, Redis and the cores, so their absolute figures are those of a machine twice as " +
+			"loaded; the ratio is what these pairs are for.")
+	}
 	w("")
 	w("| target | measured | result |")
 	w("|---|---|---|")
