@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
 
@@ -54,10 +55,7 @@ func withRequestID(ctx context.Context) context.Context {
 // as crypto/rand's without a system call per call.
 func newRequestID() string {
 	var b [8]byte
-	u := rand.Uint64()
-	for i := range b {
-		b[i] = byte(u >> (8 * i))
-	}
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
 	return hex.EncodeToString(b[:])
 }
 

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 )
@@ -20,34 +21,27 @@ type series[K comparable, V any] struct {
 
 // get returns the series of k, made by mk on first use.
 func (s *series[K, V]) get(k K, mk func(K) V) V {
-	if m := s.m.Load(); m != nil {
-		if v, ok := (*m)[k]; ok {
-			return v
-		}
+	if v, ok := s.current()[k]; ok {
+		return v
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.m.Load()
-	if old != nil {
-		if v, ok := (*old)[k]; ok {
-			return v
-		}
+	old := s.current()
+	if v, ok := old[k]; ok {
+		return v
 	}
-	next := make(map[K]V, 1+lenOf(old))
-	if old != nil {
-		for k, v := range *old {
-			next[k] = v
-		}
-	}
+	next := make(map[K]V, 1+len(old))
+	maps.Copy(next, old)
 	v := mk(k)
 	next[k] = v
 	s.m.Store(&next)
 	return v
 }
 
-func lenOf[K comparable, V any](m *map[K]V) int {
-	if m == nil {
-		return 0
+// current is the map as last stored (nil before the first series).
+func (s *series[K, V]) current() map[K]V {
+	if m := s.m.Load(); m != nil {
+		return *m
 	}
-	return len(*m)
+	return nil
 }

@@ -1219,26 +1219,26 @@ func (b *bench) runPairs(ctx context.Context, set string, conc int, measured, re
 		if !measuredFirst(i) {
 			sides[0], sides[1] = sides[1], sides[0]
 		}
+		errs := make([]error, len(sides))
+		measure := func(i int) {
+			sd := sides[i]
+			*sd.into, errs[i] = b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
+		}
 		if together {
 			var wg sync.WaitGroup
-			errs := make([]error, len(sides))
-			for i, sd := range sides {
-				wg.Go(func() {
-					*sd.into, errs[i] = b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
-				})
+			for i := range sides {
+				wg.Go(func() { measure(i) })
 			}
 			wg.Wait()
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
 		} else {
-			for _, sd := range sides {
-				r, err := b.measureWindow(ctx, sd.name, sd.t, conc, 0, sd.p, sd.addrs, o.pairWarmup(), o.pairDuration)
-				if err != nil {
-					return err
+			for i := range sides {
+				if measure(i); errs[i] != nil {
+					break
 				}
-				*sd.into = r
 			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 		ps.Pairs = append(ps.Pairs, pair)
 		m, r := pair.Measured, pair.Reference
