@@ -155,34 +155,39 @@ type Baseline struct {
 	ClientID         string
 }
 
+// TokenAnswer is a token endpoint's JSON answer, success or error.
 type TokenAnswer struct {
-	AccessToken string `json:"access_token"`
-	IDToken     string `json:"id_token"`
-	Error       string `json:"error"`
-	Description string `json:"error_description"`
+	AccessToken     string `json:"access_token"`
+	IssuedTokenType string `json:"issued_token_type"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Scope           string `json:"scope"`
+	IDToken         string `json:"id_token"`
+	Error           string `json:"error"`
+	Description     string `json:"error_description"`
 }
 
-func (t *Baseline) post(ctx context.Context, endpoint, secret string, form url.Values) (string, error) {
+func (t *Baseline) post(ctx context.Context, endpoint, secret string, form url.Values) (TokenAnswer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", err
+		return TokenAnswer{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(t.ClientID), url.QueryEscape(secret))
 	resp, err := t.Client.Do(req)
 	if err != nil {
-		return "", err
+		return TokenAnswer{}, err
 	}
 	defer resp.Body.Close()
 	var ans TokenAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil {
-		return "", fmt.Errorf("HTTP %d: %w", resp.StatusCode, err)
+		return TokenAnswer{}, fmt.Errorf("HTTP %d: %w", resp.StatusCode, err)
 	}
 	if resp.StatusCode != http.StatusOK || ans.AccessToken == "" {
-		return "", fmt.Errorf("HTTP %d: %s: %s", resp.StatusCode, ans.Error, ans.Description)
+		return TokenAnswer{}, fmt.Errorf("HTTP %d: %s: %s", resp.StatusCode, ans.Error, ans.Description)
 	}
-	return ans.AccessToken, nil
+	return ans, nil
 }
 
 func (t *Baseline) Do(ctx context.Context, subject string) error {
@@ -196,7 +201,7 @@ func (t *Baseline) Do(ctx context.Context, subject string) error {
 
 // Exchange is hop 1: the subject token for a grant whose audience is B.
 func (t *Baseline) Exchange(ctx context.Context, subject string) (string, error) {
-	assertion, err := t.post(ctx, t.AToken, t.ASecret, url.Values{
+	ans, err := t.post(ctx, t.AToken, t.ASecret, url.Values{
 		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
 		"subject_token":        {subject},
 		"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
@@ -206,19 +211,26 @@ func (t *Baseline) Exchange(ctx context.Context, subject string) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("token exchange: %w", err)
 	}
-	return assertion, nil
+	return ans.AccessToken, nil
 }
 
 // JWTBearer is hop 2: the grant for B's access token.
 func (t *Baseline) JWTBearer(ctx context.Context, assertion string) (string, error) {
-	access, err := t.post(ctx, t.BToken, t.BSecret, url.Values{
+	ans, err := t.JWTBearerAnswer(ctx, assertion)
+	return ans.AccessToken, err
+}
+
+// JWTBearerAnswer is hop 2 with B's whole answer (token type, lifetime,
+// scope), what a broker hands back to its caller.
+func (t *Baseline) JWTBearerAnswer(ctx context.Context, assertion string) (TokenAnswer, error) {
+	ans, err := t.post(ctx, t.BToken, t.BSecret, url.Values{
 		"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"},
 		"assertion":  {assertion},
 	})
 	if err != nil {
-		return "", fmt.Errorf("jwt-bearer: %w", err)
+		return TokenAnswer{}, fmt.Errorf("jwt-bearer: %w", err)
 	}
-	return access, nil
+	return ans, nil
 }
 
 func (t *Baseline) Close() { t.Client.CloseIdleConnections() }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/chainbroker/chainbroker/auth"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
@@ -38,7 +39,9 @@ const Mode = "skeleton"
 // nothing more: a gRPC ChainService whose Chain makes the token exchange at
 // A, verifies the grant's signature with A's JWKS (the token package, as
 // the floor does), marks its jti in Redis (SET NX), makes the jwt-bearer
-// call at B, appends the chain's audit event and answers. No policy, no
+// call at B, appends the chain's audit event and answers as the design's
+// API answers (B's token with its type, lifetime and scope, the audit id and
+// the hops taken; a hit, the same without hops). No policy, no
 // input or claims checks beyond the signature, no metrics, logs, traces,
 // retries, breaker or cache. Its CPU per chain is the floor of the design
 // (one gRPC call in, two HTTP calls out, one verification, two acknowledged
@@ -78,10 +81,18 @@ type skeleton struct {
 }
 
 type skeletonToken struct {
-	access  string
-	exp     time.Time
-	subject string // the grant's sub, for the hits' audit events
+	access, issuedType, tokenType, scope string // B's answer, as the broker's cache keeps it
+	exp                                  time.Time
+	subject                              string // the grant's sub, for the hits' audit events
 }
+
+// The answer's fixed parts, as the broker fills them for chainbench's chains.
+const (
+	profile         = "jwt_grant"
+	accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
+	grantExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
+	grantJWTBearer  = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+)
 
 // The skeleton's audit modes (-audit).
 const (
@@ -107,17 +118,20 @@ func (s *skeleton) Chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 	s.mu.RUnlock()
 	if left := time.Until(hit.exp); ok && left > 0 {
 		ev := s.event(req, store.OutcomeCacheHit, hit.subject)
-		if err := s.audit(ctx, &ev); err != nil {
+		id, err := s.audit(ctx, &ev)
+		if err != nil {
 			return nil, err
 		}
-		return &pb.ChainResponse{AccessToken: hit.access, TokenType: "Bearer", ExpiresIn: int32(left / time.Second)}, nil
+		return &pb.ChainResponse{AccessToken: hit.access, IssuedTokenType: hit.issuedType, TokenType: hit.tokenType,
+			ExpiresIn: int32(left / time.Second), Scope: hit.scope, AuditId: id, Hops: []*pb.Hop{}, Profile: profile}, nil
 	}
 	resp, sub, err := s.chain(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.tokens[key] = skeletonToken{access: resp.GetAccessToken(), exp: time.Now().Add(skeletonCacheFor), subject: sub}
+	s.tokens[key] = skeletonToken{access: resp.GetAccessToken(), issuedType: resp.GetIssuedTokenType(), tokenType: resp.GetTokenType(),
+		scope: resp.GetScope(), exp: time.Now().Add(skeletonCacheFor), subject: sub}
 	s.mu.Unlock()
 	return resp, nil
 }
@@ -133,19 +147,21 @@ func (s *skeleton) event(req *pb.ChainRequest, outcome store.Outcome, subject st
 	}
 }
 
-// audit appends ev (AuditIndexed) or the fixed record (AuditFixed).
-func (s *skeleton) audit(ctx context.Context, ev *store.Event) error {
+// audit appends ev (AuditIndexed) or the fixed record (AuditFixed) and
+// returns its id.
+func (s *skeleton) audit(ctx context.Context, ev *store.Event) (string, error) {
+	var id string
 	var err error
 	if s.store != nil {
-		_, err = s.store.Append(ctx, ev)
+		id, err = s.store.Append(ctx, ev)
 	} else {
-		err = s.redis.XAdd(ctx, &goredis.XAddArgs{Stream: "skeleton:audit", MaxLen: 100_000, Approx: true,
-			Values: []any{"e", `{"outcome":"` + ev.Outcome.String() + `"}`}}).Err()
+		id, err = s.redis.XAdd(ctx, &goredis.XAddArgs{Stream: "skeleton:audit", MaxLen: 100_000, Approx: true,
+			Values: []any{"e", `{"outcome":"` + ev.Outcome.String() + `"}`}}).Result()
 	}
 	if err != nil {
-		return status.Error(codes.Unavailable, "audit: "+err.Error())
+		return "", status.Error(codes.Unavailable, "audit: "+err.Error())
 	}
-	return nil
+	return id, nil
 }
 
 // mark is the grant's replay mark.
@@ -173,23 +189,36 @@ func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 		return nil, "", status.Error(codes.FailedPrecondition, "replay mark: "+err.Error())
 	}
 	start = time.Now()
-	access, err := s.hops.JWTBearer(ctx, assertion)
+	ans, err := s.hops.JWTBearerAnswer(ctx, assertion)
 	if err != nil {
 		return nil, "", status.Error(codes.Unavailable, err.Error())
 	}
 	ev := s.event(req, store.OutcomeSuccess, tok.Claims.Subject)
-	ev.Hops = []store.Hop{
-		{Domain: s.source, Endpoint: s.hops.AToken, GrantType: "urn:ietf:params:oauth:grant-type:token-exchange", Duration: hop1},
-		{Domain: req.GetTargetDomain(), Endpoint: s.hops.BToken, GrantType: "urn:ietf:params:oauth:grant-type:jwt-bearer", Duration: time.Since(start)},
-	}
 	jti := sha256.Sum256([]byte(tok.Claims.JTI))
 	ev.AssertionJTIHash = hex.EncodeToString(jti[:])
+	ev.Hops = []store.Hop{
+		{Domain: s.source, Endpoint: s.hops.AToken, GrantType: grantExchange, Duration: hop1, AssertionJTIHash: ev.AssertionJTIHash},
+		{Domain: req.GetTargetDomain(), Endpoint: s.hops.BToken, GrantType: grantJWTBearer, Duration: time.Since(start), AssertionJTIHash: ev.AssertionJTIHash},
+	}
 	ev.AssertionIssuer = tok.Claims.Issuer
 	ev.AssertionAudience = tok.Claims.Audience
-	if err := s.audit(ctx, &ev); err != nil {
+	id, err := s.audit(ctx, &ev)
+	if err != nil {
 		return nil, "", err
 	}
-	return &pb.ChainResponse{AccessToken: access, TokenType: "Bearer"}, tok.Claims.Subject, nil
+	// The answer the design's API gives (docs/design.md, "The API"): B's
+	// token and what B said of it, the audit id and the hops taken.
+	if ans.IssuedTokenType == "" {
+		ans.IssuedTokenType = accessTokenType
+	}
+	hops := make([]*pb.Hop, len(ev.Hops))
+	for i, h := range ev.Hops {
+		hops[i] = &pb.Hop{Domain: h.Domain, Endpoint: h.Endpoint, GrantType: h.GrantType,
+			Duration: durationpb.New(h.Duration), AssertionJtiHash: h.AssertionJTIHash}
+	}
+	return &pb.ChainResponse{AccessToken: ans.AccessToken, IssuedTokenType: ans.IssuedTokenType, TokenType: ans.TokenType,
+		ExpiresIn: int32(min(max(ans.ExpiresIn, 0), 1<<31-1)), Scope: ans.Scope, AuditId: id, Hops: hops, Profile: profile,
+	}, tok.Claims.Subject, nil
 }
 
 // Info is what the skeleton child prints on its first stdout line.

@@ -110,6 +110,7 @@ func TestSkeletonChains(t *testing.T) {
 			}
 			events(store.OutcomeSuccess)
 			markers(1)
+			answers(t, resp, 2)
 
 			// With the cache: the first chain is a miss (a second marker), the next
 			// a hit answered from memory with B's token and one more audit event.
@@ -124,6 +125,11 @@ func TestSkeletonChains(t *testing.T) {
 			}
 			events(store.OutcomeCacheHit, store.OutcomeSuccess, store.OutcomeSuccess)
 			markers(2)
+			answers(t, miss, 2)
+			answers(t, hit, 0)
+			if hit.GetAuditId() == miss.GetAuditId() || hit.GetScope() != miss.GetScope() || hit.GetTokenType() != miss.GetTokenType() {
+				t.Errorf("hit %v vs miss %v: want its own audit id, the miss's scope and token type", hit, miss)
+			}
 			// Another target is another key: a miss.
 			if _, err := cached.Chain(ctx, &pb.ChainRequest{SubjectToken: subject, TargetDomain: "other"}); err != nil {
 				t.Fatal(err)
@@ -137,5 +143,26 @@ func TestSkeletonChains(t *testing.T) {
 			}
 			markers(3)
 		})
+	}
+}
+
+// answers checks that an answer is the design's API's: B's token with its
+// type, lifetime and scope, an audit id, the profile, and the hops taken
+// (domain, endpoint, grant type, duration, the grant's jti hash).
+func answers(t *testing.T, resp *pb.ChainResponse, hops int) {
+	t.Helper()
+	if resp.GetAccessToken() == "" || resp.GetTokenType() != "Bearer" || resp.GetExpiresIn() <= 0 || resp.GetAuditId() == "" ||
+		resp.GetIssuedTokenType() != accessTokenType || resp.GetProfile() != profile {
+		t.Errorf("answer %v: want B's token, Bearer, a lifetime, an audit id, the access token type and profile %s", resp, profile)
+	}
+	if len(resp.GetHops()) != hops {
+		t.Fatalf("answer's hops: %v, want %d", resp.GetHops(), hops)
+	}
+	grants := []string{grantExchange, grantJWTBearer}
+	for i, h := range resp.GetHops() {
+		if h.GetDomain() == "" || h.GetEndpoint() == "" || h.GetGrantType() != grants[i] || h.GetDuration().AsDuration() <= 0 ||
+			len(h.GetAssertionJtiHash()) != 64 || h.GetAssertionJtiHash() != resp.GetHops()[0].GetAssertionJtiHash() {
+			t.Errorf("hop %d: %v; want domain, endpoint, grant type %s, a duration and the grant's jti hash", i, h, grants[i])
+		}
 	}
 }
