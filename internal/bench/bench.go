@@ -1043,7 +1043,7 @@ func (b *bench) measureWindow(ctx context.Context, name string, t load.Target, c
 	}
 	isBroker := name != "baseline"
 	metricsURL := "http://" + addrs.http + "/metrics"
-	scrape := &http.Client{Timeout: 5 * time.Second}
+	scrape := measure.NewScrapeClient()
 	defer scrape.CloseIdleConnections()
 	var pids load.PIDs
 	pids.Domains = b.domains.PID()

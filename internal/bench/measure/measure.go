@@ -189,6 +189,19 @@ func ForeignTop(before, after map[int]ProcEntry, ours map[int]bool, window time.
 	return strings.Join(parts, ", ")
 }
 
+// NewScrapeClient is the client chainbench reads the broker's /metrics
+// with: it asks for the exposition uncompressed. A gzip answer costs the
+// broker a fresh compressor of about 1 MiB per scrape (promhttp pools them,
+// but a pool does not outlive the GCs between two scrapes), and chainbench
+// scrapes at both edges of every measured window, far more often than a
+// Prometheus server does: the freed compressor's pages went back to the OS
+// (the Go scavenger's madvise) and were faulted in again during the window,
+// 10-20 µs per chain charged to the chains (seen with GODEBUG=scavtrace=1
+// and perf). Prometheus' own scrapes, every 15 s or more, still get gzip.
+func NewScrapeClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+}
+
 // ScrapeMetric fetches a Prometheus text exposition and returns the value
 // of an unlabelled sample.
 func ScrapeMetric(client *http.Client, url, name string) (float64, error) {

@@ -3,6 +3,8 @@ package measure
 import (
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -73,5 +75,27 @@ func TestBucketsAndQuantileBound(t *testing.T) {
 	}
 	if _, err := ParseBuckets(prefix+`x"} 1`+"\n", prefix); err == nil {
 		t.Error("malformed bound: no error")
+	}
+}
+
+// The scrape client asks for the exposition uncompressed: a gzip answer
+// costs the broker a fresh compressor per scrape (NewScrapeClient).
+func TestScrapeClientUncompressed(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.Header.Get("Accept-Encoding"))
+		fmt.Fprintln(w, "go_memstats_mallocs_total 42")
+	}))
+	defer srv.Close()
+	v, err := ScrapeMetric(NewScrapeClient(), srv.URL, "go_memstats_mallocs_total")
+	if err != nil || v != 42 {
+		t.Fatalf("ScrapeMetric = %v, %v; want 42", v, err)
+	}
+	// The default client would have asked for gzip.
+	if _, err := ScrapeMetric(&http.Client{}, srv.URL, "go_memstats_mallocs_total"); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 || strings.Contains(asked[0], "gzip") || !strings.Contains(asked[1], "gzip") {
+		t.Errorf("Accept-Encoding asked: %q; want no gzip from NewScrapeClient (and gzip from a default client)", asked)
 	}
 }
