@@ -11,10 +11,11 @@ import (
 
 // TestChainAllocations bounds the allocations of a chain with both hops
 // answered in memory (BenchmarkChainInMemoryHops' set-up, tracing off):
-// 62, of which the grant's verification is about 20. Before the hops
-// stopped building span options for a no-op tracer, their span names and
-// a context when the caller's deadline is nearer, and the token package
-// decoded grants with reflection, it was 162.
+// 58 (60 with -race), of which the grant's verification is about 20. Before
+// the hops stopped starting a no-op tracer's span (a context each), it was
+// 60 (62); before they stopped building span options for it, their span
+// names and a context when the caller's deadline is nearer, and the token
+// package decoded grants with reflection, it was 162.
 func TestChainAllocations(t *testing.T) {
 	const runs = 50
 	grants := make([]string, runs+2)
@@ -38,4 +39,4 @@ func TestChainAllocations(t *testing.T) {
 	}
 }
 
-const chainAllocCeiling = 66
+const chainAllocCeiling = 61
