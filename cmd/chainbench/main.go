@@ -20,12 +20,14 @@
 // targets of issue 6, and writes docs/performance.md and
 // docs/performance/latency.svg. The targets' closed-loop ratios (broker vs
 // skeleton at c=1 and c=64, cache hits at c=1, REST vs gRPC at c=1 and
-// c=64) rest on the median of --pairs short pairs run back to back
-// (default 3 of --pair-duration 5s each), which single runs on a shared
-// machine are too noisy for; the full-length runs are reported as they are.
+// c=64) rest on the median of --pairs short pairs (default 3 of
+// --pair-duration 5s each), which single runs on a shared machine are too
+// noisy for: the broker and the skeleton with both sides at once
+// (--pairs-together, the default), the others back to back; the
+// full-length runs are reported as they are.
 //
-//	go run ./cmd/chainbench               full run (about 9 minutes on 2 cores, plus about 5 for the pairs; make bench)
-//	go run ./cmd/chainbench --quick       smoke run (about 1 minute, plus about 2 for the pairs; writes nothing unless --write)
+//	go run ./cmd/chainbench               full run (about 9 minutes on 2 cores, plus about 4 for the pairs; make bench)
+//	go run ./cmd/chainbench --quick       smoke run (about 1 minute, plus about 1.5 for the pairs; writes nothing unless --write)
 //	go run ./cmd/chainbench -h            every flag
 //
 // Run it from the repository root, on an otherwise idle machine: every

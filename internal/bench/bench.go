@@ -151,12 +151,14 @@ func parseFlags(args []string) (*options, error) {
 		"pairs back to back (broker and skeleton, REST and gRPC, broker or skeleton and the direct client; which goes first alternates) "+
 		"and judge the target on the median of the per-pair ratios, CPU per chain and p50 (against the direct client, of the p50 "+
 		"differences); the full-length runs and tables stay as they are. "+
-		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio: with the defaults about "+
-		"5 minutes for the 8 ratios (1: no pairs, the full-length runs decide)")
+		"Adds about pairs × (2 × (--pair-duration + 0.8s warm-up and settling) + 1s idle check) per ratio, half of the runs for the "+
+		"broker-vs-skeleton ratios with --pairs-together: with the defaults about 4 minutes for the 8 ratios (1: no pairs, the "+
+		"full-length runs decide)")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 5*time.Second, "measured duration of each side of a --pairs pair (--quick: 1s)")
-	fs.BoolVar(&o.pairsTogether, "pairs-together", false, "run each pair of the broker and the skeleton (no cache, and cache hits) with both sides at the same time, "+
+	fs.BoolVar(&o.pairsTogether, "pairs-together", true, "run each pair of the broker and the skeleton (no cache, and cache hits) with both sides at the same time, "+
 		"each under its own load of the pair's concurrency, in the same window, instead of back to back: a drift of the host then "+
-		"weighs on both sides in the same seconds (the other pairs share a process or a client, and stay back to back)")
+		"weighs on both sides in the same seconds, and the pairs agree within a few per cent where back-to-back ones spread by "+
+		"25% on a shared VM (the other pairs share a process or a client, and stay back to back; =false: back to back too)")
 	fs.Func("broker-env", "extra environment variable for the broker process, KEY=VALUE (repeatable; e.g. GOGC=400)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("%q is not KEY=VALUE", v)
@@ -343,13 +345,22 @@ func (o *options) pairRatios() int {
 			n++ // the skeleton against the direct client: the design's floor of it
 		}
 	}
-	if o.skeleton && o.store == "redis" {
-		if grpc {
-			n += len(o.skeletonLevels())
-		}
-		if o.cache && c1 {
-			n++
-		}
+	return n + o.skeletonRatios()
+}
+
+// skeletonRatios is how many of pairRatios compare the broker with the
+// skeleton (gRPC at the skeleton's levels, and the cache hits at c=1): the
+// pairs --pairs-together runs with both sides at once.
+func (o *options) skeletonRatios() int {
+	if o.pairs < 2 || !o.skeleton || o.store != "redis" {
+		return 0
+	}
+	n := 0
+	if slices.Contains(o.transports, "grpc") {
+		n += len(o.skeletonLevels())
+	}
+	if o.cache && slices.Contains(o.levels, 1) {
+		n++
 	}
 	return n
 }
@@ -358,13 +369,20 @@ func (o *options) pairRatios() int {
 // just been measured at length, so their processes and connections are warm.
 func (o *options) pairWarmup() time.Duration { return min(o.warmup, 500*time.Millisecond) }
 
-// pairsEstimate is the time the pairs add to a run.
+// pairsEstimate is the time the pairs add to a run: each pair is two short
+// runs, one after the other or, with --pairs-together for the skeleton's,
+// at the same time.
 func (o *options) pairsEstimate() time.Duration {
-	pair := 2 * (o.pairDuration + o.pairWarmup() + 300*time.Millisecond)
+	side := o.pairDuration + o.pairWarmup() + 300*time.Millisecond
+	idle := time.Duration(0)
 	if o.idleWait > 0 {
-		pair += time.Second // waitIdle before each pair
+		idle = time.Second // waitIdle before each pair
 	}
-	return time.Duration(o.pairRatios()*o.pairs) * pair
+	together := 0
+	if o.pairsTogether {
+		together = o.skeletonRatios()
+	}
+	return time.Duration((o.pairRatios()-together)*o.pairs)*(2*side+idle) + time.Duration(together*o.pairs)*(side+idle)
 }
 
 func runBench(args []string) error {

@@ -16,27 +16,28 @@ func TestPairsFlags(t *testing.T) {
 		pairs    int
 		duration time.Duration
 		ratios   int // target ratios measured in pairs
+		together int // of which broker vs skeleton: both sides at once
 		wantErr  string
 	}{
-		{"defaults", nil, 3, 5 * time.Second, 8, ""},
-		{"quick: 1s pairs", []string{"--quick"}, 3, time.Second, 8, ""},
-		{"quick keeps a given duration", []string{"--quick", "--pair-duration=3s"}, 3, 3 * time.Second, 8, ""},
-		{"one: no pairs", []string{"--pairs=1"}, 1, 5 * time.Second, 0, ""},
-		{"one ignores the duration", []string{"--pairs", "1", "--pair-duration=0s"}, 1, 0, 0, ""},
-		{"five", []string{"--pairs=5", "--pair-duration=2s"}, 5, 2 * time.Second, 8, ""},
-		{"c=1 only", []string{"--levels=1,16"}, 3, 5 * time.Second, 6, ""},
-		{"c=64 only", []string{"--levels=64,256"}, 3, 5 * time.Second, 2, ""},
-		{"gRPC only", []string{"--transports=grpc"}, 3, 5 * time.Second, 5, ""},
-		{"REST only", []string{"--transports=rest"}, 3, 5 * time.Second, 3, ""},
-		{"no baseline", []string{"--baseline=false"}, 3, 5 * time.Second, 5, ""},
-		{"no skeleton", []string{"--skeleton=false"}, 3, 5 * time.Second, 4, ""},
-		{"memory store: no skeleton", []string{"--store=memory"}, 3, 5 * time.Second, 4, ""},
-		{"no cache", []string{"--cache=false"}, 3, 5 * time.Second, 7, ""},
-		{"zero", []string{"--pairs=0"}, 0, 0, 0, "--pairs"},
-		{"negative", []string{"--pairs=-2"}, 0, 0, 0, "--pairs"},
-		{"not a number", []string{"--pairs=many"}, 0, 0, 0, "pairs"},
-		{"zero duration", []string{"--pair-duration=0s"}, 0, 0, 0, "--pair-duration"},
-		{"negative duration", []string{"--pairs=2", "--pair-duration=-1s"}, 0, 0, 0, "--pair-duration"},
+		{"defaults", nil, 3, 5 * time.Second, 8, 3, ""},
+		{"quick: 1s pairs", []string{"--quick"}, 3, time.Second, 8, 3, ""},
+		{"quick keeps a given duration", []string{"--quick", "--pair-duration=3s"}, 3, 3 * time.Second, 8, 3, ""},
+		{"one: no pairs", []string{"--pairs=1"}, 1, 5 * time.Second, 0, 0, ""},
+		{"one ignores the duration", []string{"--pairs", "1", "--pair-duration=0s"}, 1, 0, 0, 0, ""},
+		{"five", []string{"--pairs=5", "--pair-duration=2s"}, 5, 2 * time.Second, 8, 3, ""},
+		{"c=1 only", []string{"--levels=1,16"}, 3, 5 * time.Second, 6, 2, ""},
+		{"c=64 only", []string{"--levels=64,256"}, 3, 5 * time.Second, 2, 1, ""},
+		{"gRPC only", []string{"--transports=grpc"}, 3, 5 * time.Second, 5, 3, ""},
+		{"REST only", []string{"--transports=rest"}, 3, 5 * time.Second, 3, 1, ""},
+		{"no baseline", []string{"--baseline=false"}, 3, 5 * time.Second, 5, 3, ""},
+		{"no skeleton", []string{"--skeleton=false"}, 3, 5 * time.Second, 4, 0, ""},
+		{"memory store: no skeleton", []string{"--store=memory"}, 3, 5 * time.Second, 4, 0, ""},
+		{"no cache", []string{"--cache=false"}, 3, 5 * time.Second, 7, 2, ""},
+		{"zero", []string{"--pairs=0"}, 0, 0, 0, 0, "--pairs"},
+		{"negative", []string{"--pairs=-2"}, 0, 0, 0, 0, "--pairs"},
+		{"not a number", []string{"--pairs=many"}, 0, 0, 0, 0, "pairs"},
+		{"zero duration", []string{"--pair-duration=0s"}, 0, 0, 0, 0, "--pair-duration"},
+		{"negative duration", []string{"--pairs=2", "--pair-duration=-1s"}, 0, 0, 0, 0, "--pair-duration"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o, err := parseFlags(tt.args) // flag errors print the usage: seen with -v only
@@ -59,30 +60,33 @@ func TestPairsFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pair := 2*(o.pairDuration+min(o.warmup, 500*time.Millisecond)+300*time.Millisecond) + time.Second
-			if d, want := o.estimate()-one.estimate(), time.Duration(tt.ratios*o.pairs)*pair; d != want {
+			// The broker-vs-skeleton pairs (--pairs-together, the default)
+			// run both sides at once.
+			side := o.pairDuration + min(o.warmup, 500*time.Millisecond) + 300*time.Millisecond
+			want := time.Duration((tt.ratios-tt.together)*o.pairs)*(2*side+time.Second) + time.Duration(tt.together*o.pairs)*(side+time.Second)
+			if d := o.estimate() - one.estimate(); d != want {
 				t.Errorf("estimate difference %v, want %v", d, want)
 			}
 		})
 	}
-	// With the defaults the pairs add about the 5 minutes the flag's help
+	// With the defaults the pairs add about the 4 minutes the flag's help
 	// states.
 	o, err := parseFlags(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := o.pairsEstimate(); d < 4*time.Minute+30*time.Second || d > 5*time.Minute+30*time.Second {
-		t.Errorf("the pairs add %v with the defaults; the help says about 5 minutes", d)
+	if d := o.pairsEstimate(); d < 3*time.Minute+30*time.Second || d > 4*time.Minute+30*time.Second {
+		t.Errorf("the pairs add %v with the defaults; the help says about 4 minutes", d)
 	}
 }
 
 // Pairs alternate which side runs first: AB, BA, AB, BA.
-// --pairs-together: off by default, on when given.
+// --pairs-together: on by default, off when =false.
 func TestPairsTogetherFlag(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
 		want bool
-	}{{nil, false}, {[]string{"--pairs-together"}, true}, {[]string{"--pairs-together=false"}, false}} {
+	}{{nil, true}, {[]string{"--pairs-together"}, true}, {[]string{"--pairs-together=false"}, false}} {
 		o, err := parseFlags(tt.args)
 		if err != nil {
 			t.Fatal(err)
