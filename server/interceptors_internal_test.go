@@ -89,3 +89,17 @@ func TestNewRequestID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// The gRPC stream workers: 64 per core, so that 64 calls in flight on a
+// 2-core host each find one; at most 256, since idle workers keep their
+// grown stacks.
+func TestStreamWorkers(t *testing.T) {
+	for _, tt := range []struct {
+		procs int
+		want  uint32
+	}{{1, 64}, {2, 128}, {4, 256}, {8, 256}, {64, 256}} {
+		if got := streamWorkersFor(tt.procs); got != tt.want {
+			t.Errorf("%d cores: %d workers, want %d", tt.procs, got, tt.want)
+		}
+	}
+}
