@@ -1008,7 +1008,8 @@ func (r *Report) skeletonSection(w func(string, ...any)) {
 	} else {
 		w("The skeleton (`internal/bench/skeleton/skeleton.go`, a child process like the broker) is the least a broker built this way does per " +
 			"chain: a gRPC `Chain` that makes the token exchange at A, verifies the grant's RS256 signature with A's JWKS, marks its " +
-			"`jti` in Redis (`SET NX`), makes the jwt-bearer call at B, appends the chain's audit event and answers as the design's API does (B's token with its type, lifetime and scope, the audit id and the hops taken), with " +
+			"`jti` in Redis (`SET NX`), makes the jwt-bearer call at B, appends the chain's audit event and answers as the " +
+			"design's API does (B's token with its type, lifetime and scope, the audit id and the hops taken), with " +
 			"plain net/http clients and nothing else: no policy, no claims checks, no metrics, logs, retries or cache. The audit " +
 			"event is the one the design records (the fields the broker's events hold for these chains: caller, subject, domains, " +
 			"both hops, the hashes of the subject token and of the grant's `jti`, the grant's issuer and audience), written with " +

@@ -23,9 +23,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/chainbroker/chainbroker/auth"
+	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/proc"
+	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/store"
 	redisstore "github.com/chainbroker/chainbroker/store/redis"
@@ -86,13 +88,9 @@ type skeletonToken struct {
 	subject                              string // the grant's sub, for the hits' audit events
 }
 
-// The answer's fixed parts, as the broker fills them for chainbench's chains.
-const (
-	profile         = "jwt_grant"
-	accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
-	grantExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
-	grantJWTBearer  = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-)
+// profile is the answer's profile, as the broker fills it for chainbench's
+// chains.
+var profile = broker.ProfileJWTGrant.String()
 
 // The skeleton's audit modes (-audit).
 const (
@@ -197,8 +195,8 @@ func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 	jti := sha256.Sum256([]byte(tok.Claims.JTI))
 	ev.AssertionJTIHash = hex.EncodeToString(jti[:])
 	ev.Hops = []store.Hop{
-		{Domain: s.source, Endpoint: s.hops.AToken, GrantType: grantExchange, Duration: hop1, AssertionJTIHash: ev.AssertionJTIHash},
-		{Domain: req.GetTargetDomain(), Endpoint: s.hops.BToken, GrantType: grantJWTBearer, Duration: time.Since(start), AssertionJTIHash: ev.AssertionJTIHash},
+		{Domain: s.source, Endpoint: s.hops.AToken, GrantType: oauth.GrantTypeTokenExchange, Duration: hop1, AssertionJTIHash: ev.AssertionJTIHash},
+		{Domain: req.GetTargetDomain(), Endpoint: s.hops.BToken, GrantType: oauth.GrantTypeJWTBearer, Duration: time.Since(start), AssertionJTIHash: ev.AssertionJTIHash},
 	}
 	ev.AssertionIssuer = tok.Claims.Issuer
 	ev.AssertionAudience = tok.Claims.Audience
@@ -209,7 +207,11 @@ func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 	// The answer the design's API gives (docs/design.md, "The API"): B's
 	// token and what B said of it, the audit id and the hops taken.
 	if ans.IssuedTokenType == "" {
-		ans.IssuedTokenType = accessTokenType
+		ans.IssuedTokenType = oauth.TokenTypeAccessToken
+	}
+	expires := ans.ExpiresIn
+	if expires < 0 || expires > 1<<31-1 {
+		expires = 0 // nonsense from B: "not said", as the broker answers it
 	}
 	hops := make([]*pb.Hop, len(ev.Hops))
 	for i, h := range ev.Hops {
@@ -217,7 +219,7 @@ func (s *skeleton) chain(ctx context.Context, req *pb.ChainRequest) (*pb.ChainRe
 			Duration: durationpb.New(h.Duration), AssertionJtiHash: h.AssertionJTIHash}
 	}
 	return &pb.ChainResponse{AccessToken: ans.AccessToken, IssuedTokenType: ans.IssuedTokenType, TokenType: ans.TokenType,
-		ExpiresIn: int32(min(max(ans.ExpiresIn, 0), 1<<31-1)), Scope: ans.Scope, AuditId: id, Hops: hops, Profile: profile,
+		ExpiresIn: int32(expires), Scope: ans.Scope, AuditId: id, Hops: hops, Profile: profile,
 	}, tok.Claims.Subject, nil
 }
 

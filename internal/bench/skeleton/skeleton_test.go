@@ -16,6 +16,7 @@ import (
 	"github.com/chainbroker/chainbroker/internal/apptest"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/redistest"
+	"github.com/chainbroker/chainbroker/oauth"
 	"github.com/chainbroker/chainbroker/sandbox"
 	"github.com/chainbroker/chainbroker/store"
 	redisstore "github.com/chainbroker/chainbroker/store/redis"
@@ -152,13 +153,13 @@ func TestSkeletonChains(t *testing.T) {
 func answers(t *testing.T, resp *pb.ChainResponse, hops int) {
 	t.Helper()
 	if resp.GetAccessToken() == "" || resp.GetTokenType() != "Bearer" || resp.GetExpiresIn() <= 0 || resp.GetAuditId() == "" ||
-		resp.GetIssuedTokenType() != accessTokenType || resp.GetProfile() != profile {
+		resp.GetIssuedTokenType() != oauth.TokenTypeAccessToken || resp.GetProfile() != profile {
 		t.Errorf("answer %v: want B's token, Bearer, a lifetime, an audit id, the access token type and profile %s", resp, profile)
 	}
 	if len(resp.GetHops()) != hops {
 		t.Fatalf("answer's hops: %v, want %d", resp.GetHops(), hops)
 	}
-	grants := []string{grantExchange, grantJWTBearer}
+	grants := []string{oauth.GrantTypeTokenExchange, oauth.GrantTypeJWTBearer}
 	for i, h := range resp.GetHops() {
 		if h.GetDomain() == "" || h.GetEndpoint() == "" || h.GetGrantType() != grants[i] || h.GetDuration().AsDuration() <= 0 ||
 			len(h.GetAssertionJtiHash()) != 64 || h.GetAssertionJtiHash() != resp.GetHops()[0].GetAssertionJtiHash() {
