@@ -23,7 +23,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/chainbroker/chainbroker/auth"
-	"github.com/chainbroker/chainbroker/broker"
 	pb "github.com/chainbroker/chainbroker/gen/chainbroker/v1"
 	"github.com/chainbroker/chainbroker/internal/bench/load"
 	"github.com/chainbroker/chainbroker/internal/bench/proc"
@@ -89,8 +88,9 @@ type skeletonToken struct {
 }
 
 // profile is the answer's profile, as the broker fills it for chainbench's
-// chains.
-var profile = broker.ProfileJWTGrant.String()
+// chains (broker.ProfileJWTGrant: spelled here, the floor does not import
+// the broker).
+const profile = "jwt_grant"
 
 // The skeleton's audit modes (-audit).
 const (
