@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/chainbroker/chainbroker/internal/deadline"
+	"github.com/chainbroker/chainbroker/internal/jsonobj"
 	"github.com/chainbroker/chainbroker/token"
 )
 
@@ -550,7 +551,13 @@ func jsonErrorKind(err error) string {
 	return "invalid JSON"
 }
 
+// isJSONObject reports whether b, once trimmed by bytes.TrimSpace, is a
+// valid JSON object. A flat one (a token response) is checked in one pass
+// (jsonobj.Flat); anything else goes to json.Valid.
 func isJSONObject(b []byte) bool {
+	if jsonobj.Flat(b) {
+		return true
+	}
 	b = bytes.TrimSpace(b)
 	return len(b) > 0 && b[0] == '{' && json.Valid(b)
 }

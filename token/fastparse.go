@@ -133,8 +133,11 @@ func decodeClaims(pb []byte, c *rawClaims) (map[string]json.RawMessage, error) {
 }
 
 // walkable reports whether b is valid JSON that json.Unmarshal takes as it
-// is (an object surrounded by JSON whitespace only).
-func walkable(b []byte) bool { return jsonobj.SpaceOnly(b) && json.Valid(b) }
+// is (an object surrounded by JSON whitespace only); a flat one (a JOSE
+// header) is checked in one pass.
+func walkable(b []byte) bool {
+	return jsonobj.Flat(b) || jsonobj.SpaceOnly(b) && json.Valid(b)
+}
 
 func indexOf(names []string, name []byte) int {
 	for i, n := range names {

@@ -127,3 +127,145 @@ func skipValue(b []byte, i int) int {
 	}
 	return i
 }
+
+// Flat reports whether obj is a JSON object that json.Valid accepts,
+// surrounded by JSON whitespace only (SpaceOnly), whose member values are
+// all strings, numbers, true, false or null: the shape of a token response,
+// checked in one pass (json.Valid's scanner costs several times more per
+// byte). False says nothing more: obj may still be valid, with a nested
+// object or array, or other surrounding space; ask json.Valid.
+func Flat(obj []byte) bool {
+	i := skipSpace(obj, 0)
+	if i == len(obj) || obj[i] != '{' {
+		return false
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return skipSpace(obj, i+1) == len(obj)
+	}
+	for {
+		if i == len(obj) || obj[i] != '"' {
+			return false
+		}
+		if i = validString(obj, i); i < 0 {
+			return false
+		}
+		if i = skipSpace(obj, i); i == len(obj) || obj[i] != ':' {
+			return false
+		}
+		if i = validScalar(obj, skipSpace(obj, i+1)); i < 0 {
+			return false
+		}
+		if i = skipSpace(obj, i); i == len(obj) {
+			return false
+		}
+		switch obj[i] {
+		case ',':
+			i = skipSpace(obj, i+1)
+		case '}':
+			return skipSpace(obj, i+1) == len(obj)
+		default:
+			return false
+		}
+	}
+}
+
+// validScalar returns the end of the valid JSON string, number, true, false
+// or null starting at b[i], or -1.
+func validScalar(b []byte, i int) int {
+	if i == len(b) {
+		return -1
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return validString(b, i)
+	case c == '-' || c >= '0' && c <= '9':
+		return validNumber(b, i)
+	}
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit {
+			return i + len(lit)
+		}
+	}
+	return -1
+}
+
+// validString returns the end of the valid JSON string starting at the
+// quote b[i], or -1: no control character, escapes as RFC 8259 §7 has them.
+// Other bytes pass as they do json.Valid (which does not check UTF-8).
+func validString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			if i++; i == len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-i <= 4 {
+					return -1
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !isHex(h) {
+						return -1
+					}
+				}
+				i += 4
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// validNumber returns the end of the valid JSON number starting at b[i], or
+// -1: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(b []byte, i int) int {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i == len(b):
+		return -1
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		i = digits(b, i)
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(b, i+1)
+		if j == i+1 {
+			return -1
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(b, i)
+		if j == i {
+			return -1
+		}
+		i = j
+	}
+	return i
+}
+
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
