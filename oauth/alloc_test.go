@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -189,5 +191,65 @@ func TestEncodeForm(t *testing.T) {
 		if got, want := string(encodeForm(tc.form, tc.extra)), merged.Encode(); got != want {
 			t.Errorf("encodeForm(%v, %v) = %q, want %q", tc.form, tc.extra, got, want)
 		}
+	}
+}
+
+// urlTransport records the URL of each request, then changes it (which a
+// RoundTripper must not do, but a careless wrapper might).
+type urlTransport struct {
+	cannedTransport
+	seen *[]string
+}
+
+func (t urlTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	*t.seen = append(*t.seen, req.URL.String()+" host "+req.Host)
+	req.URL.Path = "/changed"
+	return t.cannedTransport.RoundTrip(req)
+}
+
+// TestEndpointMemo checks that an endpoint is parsed once and kept, that
+// each request gets its own copy of its URL, that an empty port is dropped
+// as http.NewRequest drops it, that a refused endpoint is not kept, and
+// that the memo is bounded.
+func TestEndpointMemo(t *testing.T) {
+	var seen []string
+	c := NewClient(ClientOptions{HTTPClient: &http.Client{Transport: urlTransport{cannedTransport{keycloakTokenBody}, &seen}}})
+	req := allocRequest()
+	ctx := context.Background()
+	for _, ep := range []string{req.Endpoint, req.Endpoint, "http://127.0.0.1:/token"} {
+		req.Endpoint = ep
+		if _, err := c.Token(ctx, req); err != nil {
+			t.Fatalf("%s: %v", ep, err)
+		}
+	}
+	want := []string{
+		"http://127.0.0.1:8081/realms/b/protocol/openid-connect/token host 127.0.0.1:8081",
+		"http://127.0.0.1:8081/realms/b/protocol/openid-connect/token host 127.0.0.1:8081", // not the /changed the transport wrote
+		"http://127.0.0.1/token host 127.0.0.1",
+	}
+	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests went to\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+	if n := c.endpoints.n.Load(); n != 2 {
+		t.Errorf("%d endpoints parsed and kept, want 2", n)
+	}
+	for _, bad := range []string{"ftp://x/token", "/token", "http://"} {
+		req.Endpoint = bad
+		if _, err := c.Token(ctx, req); !errors.Is(err, ErrConfig) {
+			t.Errorf("%q: %v, want ErrConfig", bad, err)
+		}
+		if _, kept := c.endpoints.m.Load(bad); kept {
+			t.Errorf("%q refused but kept", bad)
+		}
+	}
+	for i := range 2 * maxMemoEndpoints {
+		if _, err := c.endpoints.get(fmt.Sprintf("http://h%d/token", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := 0
+	c.endpoints.m.Range(func(any, any) bool { kept++; return true })
+	if kept != maxMemoEndpoints {
+		t.Errorf("%d endpoints kept, want the bound %d", kept, maxMemoEndpoints)
 	}
 }

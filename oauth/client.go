@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,7 @@ type Client struct {
 	maxBytes  int64
 	userAgent string
 	now       func() time.Time
+	endpoints endpointMemo
 }
 
 // ClientOptions configure a Client.
@@ -187,7 +189,7 @@ const MaxDPoPNonceBytes = 512
 // *Error holds the server's error code and description, which are meant
 // for the client).
 func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error) {
-	u, err := checkEndpoint(req.Endpoint)
+	ep, err := c.endpoints.get(req.Endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -227,14 +229,11 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	ctx, cancel := deadline.Within(ctx, c.timeout)
 	defer cancel()
 	// Built as http.NewRequestWithContext would build it, with the URL
-	// checkEndpoint parsed and the trace that tells whether the request
-	// was sent (c.do) in its context from the start.
-	hu := u
-	if strings.HasSuffix(u.Host, ":") { // NewRequestWithContext drops an empty port from the URL too
-		cu := *u
-		cu.Host = strings.TrimSuffix(cu.Host, ":")
-		hu = &cu
-	}
+	// checkEndpoint parsed (a copy of it: the request is the transport's
+	// until it answers) and the trace that tells whether the request was
+	// sent (c.do) in its context from the start.
+	u, hu := ep.u, new(url.URL)
+	*hu = *ep.request
 	tctx, sent := withSendTrace(ctx)
 	hreq := (&http.Request{
 		Method:        http.MethodPost,
@@ -560,6 +559,43 @@ func isJSONObject(b []byte) bool {
 	}
 	b = bytes.TrimSpace(b)
 	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// endpointMemo keeps the token endpoints a Client posts to parsed and
+// checked: they come from configuration, so there are few of them, and
+// url.Parse on every call cost more than the rest of the request's
+// building. Past maxMemoEndpoints distinct endpoints each call parses its
+// own.
+type endpointMemo struct {
+	m sync.Map // endpoint string -> *parsedEndpoint
+	n atomic.Int32
+}
+
+const maxMemoEndpoints = 256
+
+type parsedEndpoint struct {
+	u       *url.URL // as configured: what errors name (redacted)
+	request *url.URL // as a request carries it: an empty port dropped, as http.NewRequest does
+}
+
+func (e *endpointMemo) get(endpoint string) (*parsedEndpoint, error) {
+	if p, ok := e.m.Load(endpoint); ok {
+		return p.(*parsedEndpoint), nil
+	}
+	u, err := checkEndpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	p := &parsedEndpoint{u: u, request: u}
+	if strings.HasSuffix(u.Host, ":") {
+		cu := *u
+		cu.Host = strings.TrimSuffix(cu.Host, ":")
+		p.request = &cu
+	}
+	if e.n.Add(1) <= maxMemoEndpoints {
+		e.m.Store(endpoint, p)
+	}
+	return p, nil
 }
 
 func checkEndpoint(endpoint string) (*url.URL, error) {
