@@ -183,9 +183,8 @@ const MaxDPoPNonceBytes = 512
 // Everything else, redirects included, wraps ErrBadResponse. Transport
 // failures and deadlines wrap ErrUnavailable and keep the cause reachable
 // (errors.Is(err, context.DeadlineExceeded)); when the request was not sent
-// at all (connection refused, DNS failure, TLS handshake failure: nothing
-// of the body, which carries the grant, was written) they also wrap
-// ErrNotSent. Invalid requests wrap ErrConfig and send nothing.
+// at all (connection refused, DNS failure: no header was written) they
+// also wrap ErrNotSent. Invalid requests wrap ErrConfig and send nothing.
 // Errors never contain form values, credentials or response bodies (an
 // *Error holds the server's error code and description, which are meant
 // for the client).
@@ -231,12 +230,11 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 	defer cancel()
 	// Built as http.NewRequestWithContext would build it, with the URL
 	// checkEndpoint parsed (a copy of it: the request is the transport's
-	// until it answers) and a body that tells whether the request was
-	// sent (c.do).
+	// until it answers) and the trace that tells whether the request was
+	// sent (c.do) in its context from the start.
 	u, hu := ep.u, new(url.URL)
 	*hu = *ep.request
-	sent := &sentBody{body: body}
-	sent.r.Reset(body)
+	tctx, sent := withSendTrace(ctx)
 	hreq := (&http.Request{
 		Method:        http.MethodPost,
 		URL:           hu,
@@ -244,11 +242,11 @@ func (c *Client) Token(ctx context.Context, req Request) (*TokenResponse, error)
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        header,
-		Body:          sent,
-		GetBody:       sent.again,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
 		ContentLength: int64(len(body)),
 		Host:          hu.Host,
-	}).WithContext(ctx)
+	}).WithContext(tctx)
 
 	status, rheader, rbody, err := c.do(hreq, sent)
 	if err != nil {
@@ -293,55 +291,11 @@ func dpopNonce(h http.Header) string {
 	return vals[0]
 }
 
-// sent tells whether a request may have reached the server.
-type sent interface{ sent() bool }
-
-// sentBody is a request body that records whether the transport began to
-// read it (to write it): until then the body, and what it carries (the
-// grant, the subject token), has not left the client. Its copies for the
-// transport's retries (again) report to it.
-type sentBody struct {
-	r    bytes.Reader
-	body []byte
-	read atomic.Bool
-}
-
-func (b *sentBody) Read(p []byte) (int, error) {
-	if !b.read.Load() {
-		b.read.Store(true)
-	}
-	return b.r.Read(p)
-}
-
-func (b *sentBody) Close() error { return nil }
-
-func (b *sentBody) sent() bool { return b.read.Load() }
-
-// again is the request's GetBody: a fresh copy of the body.
-func (b *sentBody) again() (io.ReadCloser, error) {
-	return &sentBodyCopy{Reader: bytes.NewReader(b.body), of: b}, nil
-}
-
-type sentBodyCopy struct {
-	*bytes.Reader
-	of *sentBody
-}
-
-func (c *sentBodyCopy) Read(p []byte) (int, error) {
-	c.of.read.Store(true)
-	return c.Reader.Read(p)
-}
-
-func (c *sentBodyCopy) Close() error { return nil }
-
-// sendTrace records whether a request's headers were written: how a request
-// without a body (discovery's GET) tells whether it was sent.
+// sendTrace records whether a request's headers were written.
 type sendTrace struct {
 	wrote atomic.Bool
 	trace httptrace.ClientTrace
 }
-
-func (t *sendTrace) sent() bool { return t.wrote.Load() }
 
 // withSendTrace returns ctx with a trace that records whether the headers
 // of the request made with it were written (for do).
@@ -351,13 +305,13 @@ func withSendTrace(ctx context.Context) (context.Context, *sendTrace) {
 	return httptrace.WithClientTrace(ctx, &t.trace), t
 }
 
-// do sends the request and reads a bounded body. A transport failure before
-// the request was sent (as s tells: its body or, without one, its headers
-// not yet written) also wraps ErrNotSent.
-func (c *Client) do(req *http.Request, s sent) (int, http.Header, []byte, error) {
+// do sends the request, whose context carries sent's trace, and reads a
+// bounded body. A transport failure before any request header was written
+// also wraps ErrNotSent.
+func (c *Client) do(req *http.Request, sent *sendTrace) (int, http.Header, []byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if !s.sent() {
+		if !sent.wrote.Load() {
 			return 0, nil, nil, fmt.Errorf("%w (%w): %w", ErrUnavailable, ErrNotSent, err)
 		}
 		return 0, nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -64,9 +64,8 @@ var (
 	// OAuth error temporarily_unavailable. Retrying later may help.
 	ErrUnavailable = errors.New("oauth: token endpoint unavailable")
 	// ErrNotSent accompanies ErrUnavailable when the request never left the
-	// client (connection refused, DNS failure, TLS handshake failure:
-	// nothing of a token request's body was written, nor, for a request
-	// without a body, its header): the server cannot have seen it, so even
+	// client (connection refused, DNS failure, TLS handshake failure: no
+	// request header was written): the server cannot have seen it, so even
 	// a request that must not be presented twice may be sent again.
 	ErrNotSent = errors.New("oauth: request not sent")
 	// ErrBadResponse: the endpoint answered something that is not a valid
