@@ -291,7 +291,11 @@ func dpopNonce(h http.Header) string {
 	return vals[0]
 }
 
-// sendTrace records whether a request's headers were written.
+// sendTrace records whether a request's headers were written. (A body that
+// records its first read would tell as much without a trace, but net/http
+// flushes the headers of a request whose body it does not know to be in
+// memory before writing the body: two packets per token request instead of
+// one, which cost more than the trace; measured at c=1.)
 type sendTrace struct {
 	wrote atomic.Bool
 	trace httptrace.ClientTrace

@@ -496,6 +496,20 @@ func TestClosedPort(t *testing.T) {
 	}
 }
 
+// A TLS handshake that fails (a certificate the client does not trust)
+// sends nothing: the server cannot have seen the request.
+func TestTLSHandshakeFailureIsNotSent(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { requests.Add(1) }))
+	defer srv.Close()
+	_, err := oauth.NewClient(oauth.ClientOptions{}).Token(context.Background(), oauth.Request{
+		Endpoint: srv.URL + "/token", Creds: oauth.ClientCredentials{ClientID: "c", Method: oauth.AuthNone}, Form: bearerForm(),
+	})
+	if !errors.Is(err, oauth.ErrUnavailable) || !errors.Is(err, oauth.ErrNotSent) || requests.Load() != 0 {
+		t.Fatalf("got %v (%d requests seen), want ErrUnavailable and ErrNotSent", err, requests.Load())
+	}
+}
+
 // A connection that fails after the request was written: the server may
 // have seen it, so the error must not claim it was not sent.
 func TestResetAfterWriteIsNotNotSent(t *testing.T) {
