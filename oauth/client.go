@@ -567,9 +567,9 @@ func isJSONObject(b []byte) bool {
 
 // endpointMemo keeps the token endpoints a Client posts to parsed and
 // checked: they come from configuration, so there are few of them, and
-// url.Parse on every call cost more than the rest of the request's
-// building. Past maxMemoEndpoints distinct endpoints each call parses its
-// own.
+// parsing one again on every call is work for nothing. Past
+// maxMemoEndpoints distinct endpoints (an approximate bound: concurrent
+// first calls may each count) each call parses its own.
 type endpointMemo struct {
 	m sync.Map // endpoint string -> *parsedEndpoint
 	n atomic.Int32
