@@ -103,3 +103,48 @@ func TestStreamWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainingRefusesNewCalls: once the drain has begun, a call that still
+// reaches the server (gRPC accepts those sent on an open connection until
+// its final GOAWAY) is refused with UNAVAILABLE and SERVER_UNAVAILABLE
+// before any handler runs; the health service still answers.
+func TestDrainingRefusesNewCalls(t *testing.T) {
+	a, err := auth.New(auth.Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	s.rt.Store(&runState{auth: a})
+	s.draining.Store(true)
+	for _, tc := range []struct {
+		method string
+		served bool
+	}{
+		{"/chainbroker.v1.ChainService/Chain", false},
+		{"/chainbroker.v1.AuditService/ListAuditEvents", false},
+		{healthMethodPrefix + "Check", true},
+	} {
+		ran := false
+		_, err := s.intercept(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: tc.method},
+			func(context.Context, any) (any, error) { ran = true; return nil, nil })
+		if tc.served {
+			if err != nil || !ran {
+				t.Errorf("%s while draining: %v (handler ran: %v), want served", tc.method, err, ran)
+			}
+			continue
+		}
+		if ran || status.Code(err) != codes.Unavailable || !strings.Contains(errorReason(err), reasonServerUnavailable) {
+			t.Errorf("%s while draining: %v (handler ran: %v), want UNAVAILABLE %s", tc.method, err, ran, reasonServerUnavailable)
+		}
+	}
+}
+
+// errorReason is the ErrorInfo reason of a status error, "" without one.
+func errorReason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(interface{ GetReason() string }); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}

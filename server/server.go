@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	chainbroker "github.com/chainbroker/chainbroker"
@@ -113,6 +114,10 @@ type Server struct {
 
 	readyMu  sync.Mutex
 	readyErr error // the last readiness result (watchReadiness)
+	// draining is set when the drain begins (after the shutdown delay):
+	// calls that still arrive are refused (intercept), also those gRPC
+	// accepts on an open connection before its final GOAWAY.
+	draining atomic.Bool
 }
 
 // New builds the gRPC server with its services.
@@ -329,6 +334,7 @@ func (s *Server) shutdown(httpSrv, adminSrv *http.Server, stopCalls context.Canc
 		time.Sleep(s.cfg.ShutdownDelay)
 		s.log.Info("shutdown delay over; closing the listeners")
 	}
+	s.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -474,6 +480,13 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 			resp, err = nil, errorStatus(codes.Internal, string(broker.ReasonInternal), "internal error", nil)
 		}
 	}()
+	if s.draining.Load() && !strings.HasPrefix(info.FullMethod, healthMethodPrefix) {
+		// gRPC's graceful stop accepts the calls a client sends on an open
+		// connection until its second GOAWAY (a ping's round trip after
+		// the first): refused here, none of them reaches a domain.
+		return nil, infoStatus(status.New(codes.Unavailable, "the server is shutting down; retry on another replica"),
+			reasonServerUnavailable, nil).Err()
+	}
 	callCtx := withRequestID(ctx)
 	m := s.cfg.Metrics
 	if m == nil {
@@ -484,6 +497,10 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	m.ObserveUnary(info.FullMethod, start, err)
 	return resp, err
 }
+
+// healthMethodPrefix names the health service's methods, which answer
+// NOT_SERVING themselves during a shutdown.
+const healthMethodPrefix = "/grpc.health.v1.Health/"
 
 // Events of a call's span (when it records), with authInterceptor's
 // eventAuthenticated: the steps a trace of one call shows between the
