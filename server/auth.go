@@ -39,7 +39,7 @@ const eventAuthenticated = "chainbroker.caller_authenticated"
 
 // unauthenticatedMethods need no caller credentials: probes and schema.
 func unauthenticatedMethod(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
+	return strings.HasPrefix(fullMethod, healthMethodPrefix) ||
 		strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
 

@@ -133,18 +133,8 @@ func TestDrainingRefusesNewCalls(t *testing.T) {
 			}
 			continue
 		}
-		if ran || status.Code(err) != codes.Unavailable || !strings.Contains(errorReason(err), reasonServerUnavailable) {
+		if code, _, info := errorInfo(t, err); ran || code != codes.Unavailable || info.GetReason() != reasonServerUnavailable {
 			t.Errorf("%s while draining: %v (handler ran: %v), want UNAVAILABLE %s", tc.method, err, ran, reasonServerUnavailable)
 		}
 	}
-}
-
-// errorReason is the ErrorInfo reason of a status error, "" without one.
-func errorReason(err error) string {
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(interface{ GetReason() string }); ok {
-			return info.GetReason()
-		}
-	}
-	return ""
 }

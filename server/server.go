@@ -30,7 +30,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	chainbroker "github.com/chainbroker/chainbroker"
@@ -484,8 +483,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		// gRPC's graceful stop accepts the calls a client sends on an open
 		// connection until its second GOAWAY (a ping's round trip after
 		// the first): refused here, none of them reaches a domain.
-		return nil, infoStatus(status.New(codes.Unavailable, "the server is shutting down; retry on another replica"),
-			reasonServerUnavailable, nil).Err()
+		return nil, errorStatus(codes.Unavailable, reasonServerUnavailable, "the server is shutting down; retry on another replica", nil)
 	}
 	callCtx := withRequestID(ctx)
 	m := s.cfg.Metrics
