@@ -104,6 +104,10 @@ type Server struct {
 	// interceptor, and what the REST facade runs around its direct call of
 	// the same service implementation (restCall).
 	unary grpc.UnaryServerInterceptor
+	// calls runs gRPC calls (unary) on goroutines whose stacks stay grown
+	// between calls. REST calls need none: net/http serves a connection's
+	// requests on one goroutine.
+	calls *callPool
 	// tracer, when tracing, gives REST calls their server span (restCall).
 	tracer trace.Tracer
 	chain  *chainService
@@ -139,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 	s.rt.Store(&runState{broker: cfg.Broker, auth: cfg.Auth, rateLimit: cfg.RateLimit, limiter: newLimiter(cfg.RateLimit),
 		readiness: cfg.Readiness})
 	s.unary = traceSteps(s.intercept)
+	s.calls = newCallPool(int(streamWorkers()))
 	if cfg.Tracer != nil {
 		s.tracer = cfg.Tracer.Tracer("github.com/chainbroker/chainbroker/server")
 	}
@@ -147,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	s.cfg.Limits = cfg.Limits.withDefaults()
 	opts := append(s.cfg.Limits.grpcOptions(),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.UnaryInterceptor(s.unary),
+		grpc.UnaryInterceptor(s.calls.intercept(s.unary)),
 		grpc.NumStreamWorkers(streamWorkers()),
 	)
 	if cfg.Tracer != nil {
@@ -302,14 +307,18 @@ func (s *Server) ServeListeners(ctx context.Context, ls Listeners) error {
 	stopReady()
 	s.shutdown(httpSrv, adminSrv, stopCalls)
 	wg.Wait()
+	s.calls.close()
 	return serveErr
 }
 
 // streamWorkers is the number of goroutines that serve gRPC calls and are
-// kept between calls: a call on a fresh goroutine grows its stack (the
-// chain's depth needs far more than a goroutine starts with) and copies it
-// on every call, which is a tenth of a cache hit's CPU. When every worker
-// is busy, gRPC serves a call on a fresh goroutine, as without workers.
+// kept between calls, and the bound of the call pool (callPool), which
+// runs the deep part of each call: a call on a fresh goroutine grows its
+// stack (the chain's depth needs far more than a goroutine starts with)
+// and copies it on every call, which is a tenth of a cache hit's CPU. When
+// every worker is busy, gRPC serves a call on a fresh goroutine, as
+// without workers (and the pool runs it on that goroutine when every
+// pooled one is busy too).
 // 64 per core, so that 64 callers in flight on a 2-core host (chainbench's
 // c=64) all find one: with 16 per core half of them grew a fresh stack, and
 // the broker's CPU per chain over the skeleton's read 1.09x and 1.11x against
