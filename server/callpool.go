@@ -28,6 +28,7 @@ import (
 // switches and no wake-up of another thread. gRPC's worker still decodes
 // the request and encodes the answer, both shallow.
 type callPool struct {
+	next   grpc.UnaryServerInterceptor // what every call runs
 	mu     sync.Mutex
 	idle   []*pooledGoroutine // the most recently idle last
 	n      int                // started and not stopped, idle or busy
@@ -35,9 +36,10 @@ type callPool struct {
 	closed bool
 }
 
-// pooledGoroutine runs one call per resume: the caller sets the call's
-// fields, resumes it, and reads the result once resume returns.
+// pooledGoroutine runs one call of next per resume: the caller sets the
+// call's fields, resumes it, and reads the result once resume returns.
 type pooledGoroutine struct {
+	next   grpc.UnaryServerInterceptor
 	resume func() (struct{}, bool)
 	stop   func()
 
@@ -45,35 +47,36 @@ type pooledGoroutine struct {
 	req  any
 	info *grpc.UnaryServerInfo
 	h    grpc.UnaryHandler
-	next grpc.UnaryServerInterceptor
 	resp any
 	err  error
 }
 
-func newCallPool(max int) *callPool { return &callPool{max: max} }
+// newCallPool runs next for every call, on at most max pooled goroutines.
+func newCallPool(max int, next grpc.UnaryServerInterceptor) *callPool {
+	return &callPool{next: next, max: max}
+}
 
-// intercept runs next on a pooled goroutine, or on the caller's own when
-// all max are busy or the pool is closed.
-func (p *callPool) intercept(next grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		g := p.get()
-		if g == nil {
-			return next(ctx, req, info, h)
-		}
-		g.ctx, g.req, g.info, g.h, g.next = ctx, req, info, h, next
-		returned := false
-		defer func() {
-			if !returned { // a panic or runtime.Goexit ended g; resume re-raised it here
-				p.drop()
-			}
-		}()
-		g.resume()
-		returned = true
-		resp, err := g.resp, g.err
-		g.resp, g.err = nil, nil
-		p.put(g)
-		return resp, err
+// intercept runs p.next on a pooled goroutine, or on the caller's own when
+// all max are busy or the pool is closed. It is the gRPC server's unary
+// interceptor.
+func (p *callPool) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	g := p.get()
+	if g == nil {
+		return p.next(ctx, req, info, h)
 	}
+	g.ctx, g.req, g.info, g.h = ctx, req, info, h
+	returned := false
+	defer func() {
+		if !returned { // a panic or runtime.Goexit ended g; resume re-raised it here
+			p.drop()
+		}
+	}()
+	g.resume()
+	returned = true
+	resp, err := g.resp, g.err
+	g.resp, g.err = nil, nil
+	p.put(g)
+	return resp, err
 }
 
 // get takes the most recently idle goroutine, or starts one while fewer
@@ -91,7 +94,7 @@ func (p *callPool) get() *pooledGoroutine {
 		return nil
 	}
 	p.n++
-	g := &pooledGoroutine{}
+	g := &pooledGoroutine{next: p.next}
 	g.resume, g.stop = iter.Pull(g.loop)
 	return g
 }
@@ -101,7 +104,7 @@ func (p *callPool) get() *pooledGoroutine {
 func (g *pooledGoroutine) loop(yield func(struct{}) bool) {
 	for {
 		g.resp, g.err = g.next(g.ctx, g.req, g.info, g.h)
-		g.ctx, g.req, g.info, g.h, g.next = nil, nil, nil, nil, nil
+		g.ctx, g.req, g.info, g.h = nil, nil, nil, nil
 		if !yield(struct{}{}) {
 			return
 		}

@@ -41,9 +41,9 @@ func passThrough(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.U
 // handler's answer and error; the next call runs on the goroutine that
 // finished last, and sequential calls keep to one goroutine.
 func TestCallPoolRunsOnMostRecentlyIdle(t *testing.T) {
-	p := newCallPool(4)
+	p := newCallPool(4, passThrough)
 	defer p.close()
-	call := p.intercept(passThrough)
+	call := p.intercept
 	caller := goroutineID(t)
 
 	// Two calls at once: two goroutines. The first to start finishes last.
@@ -105,7 +105,7 @@ func TestCallPoolRunsOnMostRecentlyIdle(t *testing.T) {
 		t.Errorf("after sequential calls: %d started, %d idle; want 2, 2", started, idle)
 	}
 	for _, g := range p.idle {
-		if g.ctx != nil || g.req != nil || g.h != nil || g.next != nil || g.resp != nil || g.err != nil {
+		if g.ctx != nil || g.req != nil || g.info != nil || g.h != nil || g.resp != nil || g.err != nil {
 			t.Errorf("an idle goroutine keeps its last call's references: %+v", g)
 		}
 	}
@@ -114,9 +114,9 @@ func TestCallPoolRunsOnMostRecentlyIdle(t *testing.T) {
 // TestCallPoolBound: with every pooled goroutine busy, a call runs on its
 // caller's goroutine and no goroutine is started beyond the bound.
 func TestCallPoolBound(t *testing.T) {
-	p := newCallPool(1)
+	p := newCallPool(1, passThrough)
 	defer p.close()
-	call := p.intercept(passThrough)
+	call := p.intercept
 	release, started := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -153,8 +153,8 @@ func TestCallPoolBound(t *testing.T) {
 // goroutines.
 func TestCallPoolClose(t *testing.T) {
 	baseline := runtime.NumGoroutine()
-	p := newCallPool(4)
-	call := p.intercept(passThrough)
+	p := newCallPool(4, passThrough)
+	call := p.intercept
 	release, started := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() { // busy across close
@@ -207,9 +207,9 @@ func TestCallPoolClose(t *testing.T) {
 // (as it would be without the pool), and the ended goroutine is not pooled
 // again.
 func TestCallPoolPanic(t *testing.T) {
-	p := newCallPool(4)
+	p := newCallPool(4, passThrough)
 	defer p.close()
-	call := p.intercept(passThrough)
+	call := p.intercept
 	got := func() (p any) {
 		defer func() { p = recover() }()
 		_, _ = call(context.Background(), nil, testCallInfo, func(context.Context, any) (any, error) { panic("boom") })

@@ -143,7 +143,8 @@ func New(cfg Config) (*Server, error) {
 	s.rt.Store(&runState{broker: cfg.Broker, auth: cfg.Auth, rateLimit: cfg.RateLimit, limiter: newLimiter(cfg.RateLimit),
 		readiness: cfg.Readiness})
 	s.unary = traceSteps(s.intercept)
-	s.calls = newCallPool(int(streamWorkers()))
+	workers := streamWorkers()
+	s.calls = newCallPool(int(workers), s.unary)
 	if cfg.Tracer != nil {
 		s.tracer = cfg.Tracer.Tracer("github.com/chainbroker/chainbroker/server")
 	}
@@ -152,8 +153,8 @@ func New(cfg Config) (*Server, error) {
 	s.cfg.Limits = cfg.Limits.withDefaults()
 	opts := append(s.cfg.Limits.grpcOptions(),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.UnaryInterceptor(s.calls.intercept(s.unary)),
-		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.UnaryInterceptor(s.calls.intercept),
+		grpc.NumStreamWorkers(workers),
 	)
 	if cfg.Tracer != nil {
 		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
